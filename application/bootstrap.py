@@ -1,0 +1,71 @@
+"""The composition root: the HTTP app, the CLI and the tests all build the clinic here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.system import System
+
+from application.clinic import Clinic
+from application.consultations import ConsultationsApplication
+from application.registry import RegistryApplication
+from application.runner import EmbeddedRunner
+from application.scheduling import SchedulingApplication
+from application.settings import Settings
+from process_managers.booking import BookingProcessManager
+
+CONTEXTS = (RegistryApplication, SchedulingApplication, ConsultationsApplication, BookingProcessManager)
+
+SYSTEM = System(pipes=[
+    [ConsultationsApplication, BookingProcessManager, ConsultationsApplication],
+    [SchedulingApplication, BookingProcessManager, SchedulingApplication],
+])
+"""Who follows whom: the saga follows consultations and scheduling, which follow the saga."""
+
+
+class MigrationNeededError(RuntimeError):
+    """The event store's tables are missing: run ``clinic db migrate``."""
+
+
+def build_applications(settings: Settings, create_table: bool | None = None) -> dict[str, Any]:
+    """One eventsourcing application per context, each with its own store."""
+    if settings.persistence == "sqlite":
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return {cls.name: cls(env=settings.eventsourcing_env(cls.name, create_table)) for cls in CONTEXTS}
+
+
+def migrate(settings: Settings) -> list[str]:
+    """Create every context's tables (idempotent). Returns the contexts migrated."""
+    apps = build_applications(settings, create_table=True)
+    for app in apps.values():
+        app.close()
+    return list(apps)
+
+
+def bootstrap(settings: Settings | None = None, clock: Callable[[], datetime] | None = None) -> Clinic:
+    """Build and start the clinic: applications, saga wiring, runner."""
+    settings = settings or Settings.from_env()
+    apps = build_applications(settings)
+    _require_tables(apps)
+    registry: RegistryApplication = apps[RegistryApplication.name]
+    booking: BookingProcessManager = apps[BookingProcessManager.name]
+    booking.registry = registry
+    booking.saga_timeout = settings.saga_timeout
+    if clock is not None:
+        for app in apps.values():
+            app.clock = clock
+    runner = EmbeddedRunner(SYSTEM, apps, settings.runner_tick_seconds, on_tick=booking.time_out_overdue_sagas)
+    runner.start()
+    return Clinic(registry, apps[SchedulingApplication.name], apps[ConsultationsApplication.name], booking, runner)
+
+
+def _require_tables(apps: dict[str, Any]) -> None:
+    for app in apps.values():
+        try:
+            app.recorder.max_notification_id()
+        except Exception as error:  # noqa: BLE001 - reported with the fix
+            raise MigrationNeededError(
+                f"the {app.name} event store is not ready ({error.__class__.__name__}); run `clinic db migrate`"
+            ) from error

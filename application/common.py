@@ -1,0 +1,33 @@
+"""What every context's application shares."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import Transcoder
+
+from domain.base import NotFoundError
+from process_managers.base import register_clinic_transcodings
+
+T = TypeVar("T")
+
+
+class ClinicApplication(Application):
+    """A context's application that only records (it follows no one)."""
+
+    def register_transcodings(self, transcoder: Transcoder) -> None:
+        super().register_transcodings(transcoder)
+        register_clinic_transcodings(transcoder)
+
+
+def load(app: Application[Any], aggregate_id: UUID, cls: type[T], kind: str) -> T:
+    """The aggregate ``aggregate_id`` of type ``cls``, or ``NotFoundError`` naming ``kind``."""
+    try:
+        aggregate = app.repository.get(aggregate_id)
+    except AggregateNotFoundError:
+        raise NotFoundError(f"{kind} {aggregate_id} not found") from None
+    if not isinstance(aggregate, cls):
+        raise NotFoundError(f"{kind} {aggregate_id} not found")
+    return aggregate

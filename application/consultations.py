@@ -1,0 +1,74 @@
+"""The consultations context: requests, the saga's verdicts, cancellations, notes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import ProcessingEvent
+from eventsourcing.dispatch import singledispatchmethod
+
+from application.common import load
+from application.views import ConsultationView, NoteView
+from domain.consultation import Consultation
+from process_managers.base import ClinicProcessApplication
+from process_managers.booking_saga import BookingSaga
+
+
+class ConsultationsApplication(ClinicProcessApplication):
+    """Records consultation requests and carries out the booking saga's verdicts."""
+
+    name = "Consultations"
+
+    def request_consultation(self, patient_id: UUID, doctor_id: UUID, start: datetime, reason: str) -> UUID:
+        """Record a request; the booking saga decides it. Returns the consultation id."""
+        consultation = Consultation(patient_id=patient_id, doctor_id=doctor_id, start=start, reason=reason)
+        self.save(consultation)
+        return consultation.id
+
+    def consultation(self, consultation_id: UUID) -> ConsultationView:
+        c = self._get(consultation_id)
+        return ConsultationView(
+            c.id, c.patient_id, c.doctor_id, c.start, str(c.status), c.reason, c.rejection_reason, c.version
+        )
+
+    def cancel(self, consultation_id: UUID, reason: str, by_patient: bool) -> None:
+        """Cancel a confirmed consultation; the saga then releases its slot."""
+        consultation = self._get(consultation_id)
+        if by_patient:
+            consultation.cancel_by_patient(reason)
+        else:
+            consultation.cancel_by_clinic(reason)
+        self.save(consultation)
+
+    def add_note(self, consultation_id: UUID, author: str, text: str) -> None:
+        """Add the doctor's clinical note to a confirmed or completed consultation."""
+        consultation = self._get(consultation_id)
+        consultation.add_note(author, text)
+        self.save(consultation)
+
+    def notes(self, consultation_id: UUID) -> list[NoteView]:
+        return [NoteView(n.author, n.text, n.written_at) for n in self._get(consultation_id).notes]
+
+    def _get(self, consultation_id: UUID) -> Consultation:
+        return load(self, consultation_id, Consultation, "consultation")
+
+    @singledispatchmethod
+    def policy(self, domain_event: Any, processing_event: ProcessingEvent) -> None:
+        """Ignore events consultations does not react to."""
+
+    @policy.register
+    def _(self, domain_event: BookingSaga.Completed, processing_event: ProcessingEvent) -> None:
+        consultation = self._consultation_of(domain_event)
+        consultation.confirm()
+        processing_event.collect_events(consultation)
+
+    @policy.register
+    def _(self, domain_event: BookingSaga.Rejected, processing_event: ProcessingEvent) -> None:
+        consultation = self._consultation_of(domain_event)
+        consultation.reject(domain_event.reason)
+        processing_event.collect_events(consultation)
+
+    def _consultation_of(self, saga_event: Any) -> Consultation:
+        return self._get(saga_event.consultation_id)

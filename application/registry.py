@@ -1,0 +1,69 @@
+"""The registry context: patients and doctors, and who may book with whom."""
+
+from __future__ import annotations
+
+from datetime import date
+from uuid import UUID
+
+from application.common import ClinicApplication, load
+from application.views import DoctorView, PatientView
+from domain.base import NotFoundError
+from domain.doctor import Doctor
+from domain.patient import Patient
+from domain.values import RejectionReason
+from process_managers.ports import Eligibility
+
+
+class RegistryApplication(ClinicApplication):
+    """Registers patients and doctors; answers booking eligibility."""
+
+    name = "Registry"
+
+    def register_patient(self, name: str, email: str, birth_date: date, consent: bool) -> UUID:
+        """Register a patient; returns the new patient id."""
+        patient = Patient(name=name, email=email, birth_date=birth_date, consent=consent)
+        self.save(patient)
+        return patient.id
+
+    def register_doctor(self, name: str, specialty: str) -> UUID:
+        """Register an active doctor; returns the new doctor id."""
+        doctor = Doctor(name=name, specialty=specialty)
+        self.save(doctor)
+        return doctor.id
+
+    def deactivate_doctor(self, doctor_id: UUID) -> None:
+        """Stop a doctor taking new bookings."""
+        doctor = self._doctor(doctor_id)
+        doctor.deactivate()
+        self.save(doctor)
+
+    def patient(self, patient_id: UUID) -> PatientView:
+        p = self._patient(patient_id)
+        return PatientView(p.id, p.name, p.email, p.birth_date, p.consent)
+
+    def doctor(self, doctor_id: UUID) -> DoctorView:
+        d = self._doctor(doctor_id)
+        return DoctorView(d.id, d.name, d.specialty, d.active)
+
+    def booking_eligibility(self, patient_id: UUID, doctor_id: UUID) -> Eligibility:
+        """May this patient book this doctor? (registered and consented; active)."""
+        try:
+            patient = self._patient(patient_id)
+        except NotFoundError:
+            return Eligibility.refused(RejectionReason.PATIENT_NOT_ELIGIBLE)
+        if not patient.may_book:
+            return Eligibility.refused(RejectionReason.PATIENT_NOT_ELIGIBLE)
+        try:
+            doctor = self._doctor(doctor_id)
+        except NotFoundError:
+            return Eligibility.refused(RejectionReason.DOCTOR_NOT_FOUND)
+        if not doctor.active:
+            return Eligibility.refused(RejectionReason.DOCTOR_INACTIVE)
+        return Eligibility.ok()
+
+    def _patient(self, patient_id: UUID) -> Patient:
+        return load(self, patient_id, Patient, "patient")
+
+    def _doctor(self, doctor_id: UUID) -> Doctor:
+        return load(self, doctor_id, Doctor, "doctor")
+

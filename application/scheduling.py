@@ -1,0 +1,101 @@
+"""The scheduling context: doctors' slots, held and booked on the saga's commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import ProcessingEvent
+from eventsourcing.dispatch import singledispatchmethod
+from eventsourcing.persistence import IntegrityError
+
+from application.common import load
+from application.views import SlotView
+from domain.base import DomainError
+from domain.slot import Slot, SlotRequestRefused
+from process_managers.base import ClinicProcessApplication
+from process_managers.booking_saga import BookingSaga
+
+
+class SlotAlreadyOpenError(DomainError):
+    """A slot for this doctor at this start already exists."""
+
+
+class SchedulingApplication(ClinicProcessApplication):
+    """Opens and closes slots; holds, books and releases them for bookings."""
+
+    name = "Scheduling"
+
+    def open_slots(self, doctor_id: UUID, slots: Sequence[tuple[datetime, int]]) -> list[UUID]:
+        """Open all the slots or none; an existing one is ``SlotAlreadyOpenError``."""
+        opened = [Slot(doctor_id=doctor_id, start=start, duration_minutes=minutes) for start, minutes in slots]
+        if len({slot.id for slot in opened}) != len(opened):
+            raise SlotAlreadyOpenError("the same start is given twice")
+        try:
+            self.save(*opened)
+        except IntegrityError:
+            raise SlotAlreadyOpenError("a slot at one of these starts is already open") from None
+        return [slot.id for slot in opened]
+
+    def close_slot(self, slot_id: UUID) -> None:
+        """Withdraw an open slot from booking."""
+        slot = load(self, slot_id, Slot, "slot")
+        slot.close()
+        self.save(slot)
+
+    def slot(self, slot_id: UUID) -> SlotView:
+        s = load(self, slot_id, Slot, "slot")
+        return SlotView(s.id, s.doctor_id, s.start, s.duration_minutes, str(s.status), s.booking_id)
+
+    @singledispatchmethod
+    def policy(self, domain_event: Any, processing_event: ProcessingEvent) -> None:
+        """Ignore events scheduling does not react to."""
+
+    @policy.register
+    def _(self, domain_event: BookingSaga.Started, processing_event: ProcessingEvent) -> None:
+        now = self.clock()
+        self._attempt(domain_event, "hold", processing_event, lambda slot, booking_id: slot.hold(
+            booking_id, expires_at=domain_event.deadline, now=now))
+
+    @policy.register
+    def _(self, domain_event: BookingSaga.RegistrantsValidated, processing_event: ProcessingEvent) -> None:
+        self._attempt(domain_event, "book", processing_event, lambda slot, booking_id: slot.book(booking_id))
+
+    def _attempt(self, command: Any, name: str, processing_event: ProcessingEvent,
+                 action: Callable[[Slot, UUID], None]) -> None:
+        """Apply the saga's command to its slot, or record why scheduling refused it."""
+        booking_id, slot_id = command.originator_id, command.slot_id
+        slot = self._slot_or_none(slot_id)
+        try:
+            if slot is None:
+                raise DomainError("no slot is open at this start")
+            action(slot, booking_id)
+        except DomainError as refusal:
+            processing_event.collect_events(
+                SlotRequestRefused(booking_id=booking_id, slot_id=slot_id, command=name, reason=str(refusal))
+            )
+            return
+        processing_event.collect_events(slot)
+
+    @policy.register
+    def _(self, domain_event: BookingSaga.Rejected, processing_event: ProcessingEvent) -> None:
+        if domain_event.release_slot:
+            self._release(domain_event, processing_event)
+
+    @policy.register
+    def _(self, domain_event: BookingSaga.SlotReleaseRequested, processing_event: ProcessingEvent) -> None:
+        self._release(domain_event, processing_event)
+
+    def _release(self, command: Any, processing_event: ProcessingEvent) -> None:
+        slot = self._slot_or_none(command.slot_id)
+        if slot is not None:
+            slot.release(command.originator_id, command.reason)
+            processing_event.collect_events(slot)
+
+    def _slot_or_none(self, slot_id: UUID) -> Slot | None:
+        try:
+            return load(self, slot_id, Slot, "slot")
+        except DomainError:
+            return None

@@ -1,0 +1,87 @@
+"""One frozen settings object, read from ``CLINIC_*`` variables and validated at start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+PERSISTENCE_CHOICES = ("sqlite", "postgres", "sqlalchemy", "memory")
+_POSTGRES_KEYS = ("POSTGRES_DBNAME", "POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_USER",
+                  "POSTGRES_PASSWORD", "POSTGRES_SCHEMA")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How this process stores events, times out sagas and trusts tokens."""
+
+    persistence: str = "sqlite"
+    """``sqlite`` (default: one file per context under ``data_dir``), ``postgres``
+    (eventsourcing.postgres, ``POSTGRES_*``), ``sqlalchemy`` (``SQLALCHEMY_URL``) or ``memory``."""
+    data_dir: Path = Path(".clinic-data")
+    """``CLINIC_DATA_DIR``: where SQLite files and the development signing key live."""
+    saga_timeout: timedelta = timedelta(seconds=30)
+    """``CLINIC_SAGA_TIMEOUT_SECONDS``: a booking still open this long is compensated."""
+    runner_tick_seconds: float = 0.5
+    """``CLINIC_RUNNER_TICK_SECONDS``: how often deadlines are checked."""
+    create_tables: bool = True
+    """Embedded mode creates its tables at start; servers use ``clinic db migrate``."""
+    jwt_issuer: str = "clinic-dev"
+    """``CLINIC_JWT_ISSUER``: the ``iss`` tokens must carry."""
+    jwt_audience: str = "clinic-api"
+    """``CLINIC_JWT_AUDIENCE``: the ``aud`` tokens must carry."""
+    database: Mapping[str, str] = field(default_factory=dict)
+    """``POSTGRES_*`` or ``SQLALCHEMY_*`` passed through to the event stores."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        persistence = env.get("CLINIC_PERSISTENCE", "sqlite").lower()
+        if persistence not in PERSISTENCE_CHOICES:
+            raise SettingsError(f"CLINIC_PERSISTENCE must be one of {', '.join(PERSISTENCE_CHOICES)}")
+        if persistence == "sqlalchemy" and not env.get("SQLALCHEMY_URL"):
+            raise SettingsError("CLINIC_PERSISTENCE=sqlalchemy needs SQLALCHEMY_URL")
+        if persistence == "postgres" and not env.get("POSTGRES_DBNAME"):
+            raise SettingsError("CLINIC_PERSISTENCE=postgres needs POSTGRES_DBNAME (and POSTGRES_HOST, ...)")
+        return cls(
+            persistence=persistence,
+            data_dir=Path(env.get("CLINIC_DATA_DIR", ".clinic-data")),
+            saga_timeout=timedelta(seconds=_number(env, "CLINIC_SAGA_TIMEOUT_SECONDS", 30)),
+            runner_tick_seconds=_number(env, "CLINIC_RUNNER_TICK_SECONDS", 0.5),
+            create_tables=persistence in ("sqlite", "memory"),
+            jwt_issuer=env.get("CLINIC_JWT_ISSUER", "clinic-dev"),
+            jwt_audience=env.get("CLINIC_JWT_AUDIENCE", "clinic-api"),
+            database={k: v for k, v in env.items() if k in _POSTGRES_KEYS or k.startswith("SQLALCHEMY_")},
+        )
+
+    def eventsourcing_env(self, app_name: str, create_table: bool | None = None) -> dict[str, str]:
+        """The eventsourcing library's variables for one context's application."""
+        create = self.create_tables if create_table is None else create_table
+        env = {"CREATE_TABLE": "y" if create else "n"}
+        if self.persistence == "sqlite":
+            env |= {"PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                    "SQLITE_DBNAME": str(self.data_dir / f"{app_name.lower()}.sqlite"),
+                    "SQLITE_LOCK_TIMEOUT": "10"}
+        elif self.persistence == "postgres":
+            env |= {"PERSISTENCE_MODULE": "eventsourcing.postgres", **self.database}
+        elif self.persistence == "sqlalchemy":
+            env |= {"PERSISTENCE_MODULE": "eventsourcing_sqlalchemy", **self.database}
+        else:
+            env |= {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+        return env
+
+
+def _number(env: Mapping[str, str], key: str, default: float) -> float:
+    try:
+        value = float(env.get(key, default))
+    except ValueError:
+        raise SettingsError(f"{key} must be a number") from None
+    if value <= 0:
+        raise SettingsError(f"{key} must be positive")
+    return value

@@ -1,0 +1,101 @@
+"""Plain values the use cases return: never aggregates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class PatientView:
+    patient_id: UUID
+    name: str
+    email: str
+    birth_date: date
+    consent: bool
+
+
+@dataclass(frozen=True)
+class DoctorView:
+    doctor_id: UUID
+    name: str
+    specialty: str
+    active: bool
+
+
+@dataclass(frozen=True)
+class SlotView:
+    slot_id: UUID
+    doctor_id: UUID
+    start: datetime
+    duration_minutes: int
+    status: str
+    booking_id: UUID | None
+
+
+@dataclass(frozen=True)
+class ConsultationView:
+    consultation_id: UUID
+    patient_id: UUID
+    doctor_id: UUID
+    start: datetime
+    status: str
+    reason: str
+    rejection_reason: str | None
+    version: int
+
+
+@dataclass(frozen=True)
+class NoteView:
+    author: str
+    text: str
+    written_at: datetime
+
+
+@dataclass(frozen=True)
+class BookingAccepted:
+    consultation_id: UUID
+    saga_id: UUID
+    status: str
+
+
+@dataclass(frozen=True)
+class SagaStepView:
+    name: str
+    status: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class SagaView:
+    saga_id: UUID
+    consultation_id: UUID
+    state: str
+    rejection_reason: str | None
+    deadline: datetime
+    steps: list[SagaStepView]
+
+
+@dataclass(frozen=True)
+class AuditedEvent:
+    type: str
+    version: int
+    timestamp: datetime
+    correlation_id: str | None
+    causation_id: str | None
+    saga_id: str | None
+    actor: str | None
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AuditTrail:
+    """An aggregate rebuilt from its stream alone, and the events that made it."""
+
+    kind: str
+    aggregate_id: UUID
+    version: int
+    state: dict[str, Any]
+    events: list[AuditedEvent]
