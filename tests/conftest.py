@@ -1,0 +1,92 @@
+"""Shared fixtures: a clinic on each event store, isolated per test, cleaned up after."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from application.bootstrap import bootstrap, migrate
+from application.clinic import Clinic
+from application.settings import Settings
+from tests import services
+
+BACKENDS = ["memory", "sqlite", "postgres", "sqlalchemy"]
+
+
+class ManualClock:
+    """A clock the test moves by hand, so deadlines are reached without waiting."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or datetime(2027, 1, 4, 8, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def postgres_schema() -> Iterator[str]:
+    """A fresh schema in the test database, dropped after the test."""
+    services.require_postgres()
+    import psycopg
+
+    schema = f"clinic_test_{uuid.uuid4().hex[:12]}"
+    dsn = f"host={services.POSTGRES_HOST} port={services.POSTGRES_PORT} dbname={services.POSTGRES_DB} user={services.POSTGRES_USER}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    yield schema
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def settings_for(backend: str, tmp_path, request: pytest.FixtureRequest) -> Settings:
+    """Settings that put every context's store on ``backend``, isolated for this test."""
+    if backend in ("memory", "sqlite"):
+        return Settings(persistence=backend, data_dir=tmp_path / "data", runner_tick_seconds=0.05)
+    schema = request.getfixturevalue("postgres_schema")
+    if backend == "postgres":
+        database = {"POSTGRES_DBNAME": services.POSTGRES_DB, "POSTGRES_HOST": services.POSTGRES_HOST,
+                    "POSTGRES_PORT": str(services.POSTGRES_PORT), "POSTGRES_USER": services.POSTGRES_USER,
+                    "POSTGRES_PASSWORD": "", "POSTGRES_SCHEMA": schema}
+    else:
+        url = (f"postgresql+psycopg://{services.POSTGRES_USER}@{services.POSTGRES_HOST}:"
+               f"{services.POSTGRES_PORT}/{services.POSTGRES_DB}")
+        database = {"SQLALCHEMY_URL": url, "SQLALCHEMY_SCHEMA": schema}
+    return Settings(persistence=backend, create_tables=False, runner_tick_seconds=0.05, database=database)
+
+
+@pytest.fixture
+def make_clinic(tmp_path, request, clock) -> Iterator[Callable[[str], Clinic]]:
+    """Build a running clinic on a backend (migrated first, as operators would)."""
+    built: list[Clinic] = []
+
+    def make(backend: str = "memory") -> Clinic:
+        settings = settings_for(backend, tmp_path, request)
+        if not settings.create_tables:
+            migrate(settings)
+        clinic = bootstrap(settings, clock=clock)
+        built.append(clinic)
+        return clinic
+
+    yield make
+    for clinic in built:
+        clinic.close()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
+    missing = services.missing_services()
+    if missing:
+        terminalreporter.section("SKIPPED TIERS: servers not reachable", sep="!", red=True, bold=True)
+        for name, message in missing.items():
+            terminalreporter.write_line(f"{name}: {message}", red=True, bold=True)
+        terminalreporter.write_line("Set CLINIC_REQUIRE_SERVICES=1 to make a missing server fail the run.")
