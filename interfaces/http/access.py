@@ -1,0 +1,60 @@
+"""Who may do what: role guards and the resource-level rules of the API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+
+from application.views import ConsultationView
+from domain.values import Role
+from interfaces.security.tokens import Principal
+
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
+
+
+def requires_role(*roles: Role) -> Guard:
+    """A guard that lets through callers holding any of ``roles``."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        principal = connection.user
+        if not isinstance(principal, Principal) or not principal.has_role(*roles):
+            raise PermissionDeniedException(f"requires one of the roles: {', '.join(roles)}")
+
+    return guard
+
+
+def allow(condition: bool, why: str) -> None:
+    if not condition:
+        raise PermissionDeniedException(why)
+
+
+def may_book_for(principal: Principal, patient_id: str) -> bool:
+    """The patient for themself, or an admin."""
+    return principal.has_role(Role.ADMIN) or (principal.has_role(Role.PATIENT) and principal.sub == patient_id)
+
+
+def may_read(principal: Principal, consultation: ConsultationView) -> bool:
+    """Its patient, its doctor, or an admin."""
+    return (
+        principal.has_role(Role.ADMIN)
+        or (principal.has_role(Role.PATIENT) and principal.sub == str(consultation.patient_id))
+        or (principal.has_role(Role.DOCTOR) and principal.sub == str(consultation.doctor_id))
+    )
+
+
+def may_cancel(principal: Principal, consultation: ConsultationView) -> bool:
+    """Its patient, or an admin (who cancels on the clinic's behalf)."""
+    return principal.has_role(Role.ADMIN) or (
+        principal.has_role(Role.PATIENT) and principal.sub == str(consultation.patient_id)
+    )
+
+
+def may_use_notes(principal: Principal, consultation: ConsultationView) -> bool:
+    """Clinical notes: its doctor or an admin only."""
+    return principal.has_role(Role.ADMIN) or (
+        principal.has_role(Role.DOCTOR) and principal.sub == str(consultation.doctor_id)
+    )

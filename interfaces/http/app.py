@@ -1,0 +1,54 @@
+"""The Litestar application: built from a running clinic and a token verifier."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Litestar, Request
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+
+from application.clinic import Clinic
+from interfaces.http.controllers.consultations import ConsultationController
+from interfaces.http.controllers.health import HealthController
+from interfaces.http.controllers.oversight import AuditController, SagaController
+from interfaces.http.controllers.registry import DoctorController, PatientController
+from interfaces.http.middleware import (
+    PUBLIC_PATHS,
+    BearerAuthenticationMiddleware,
+    correlation_middleware,
+    event_metadata_middleware,
+)
+from interfaces.http.openapi import openapi_config
+from interfaces.http.problems import decode_strictly, problem_response
+from interfaces.security.tokens import TokenVerifier
+
+CONTROLLERS = [PatientController, DoctorController, ConsultationController, SagaController,
+               AuditController, HealthController]
+
+
+async def strict_body(request: Request[Any, Any, Any]) -> None:
+    """Decode the body strictly before Litestar's lenient decoding sees it."""
+    data = request.route_handler.parsed_fn_signature.parameters.get("data")
+    if data is not None:
+        decode_strictly(await request.body(), data.annotation)
+
+
+def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutdown: bool = False) -> Litestar:
+    """The HTTP API over ``clinic``; tokens are checked with ``verifier``."""
+    on_shutdown = [clinic.close] if close_clinic_on_shutdown else []
+    return Litestar(
+        route_handlers=CONTROLLERS,
+        dependencies={"clinic": Provide(lambda: clinic, use_cache=True, sync_to_thread=False)},
+        middleware=[
+            correlation_middleware,
+            DefineMiddleware(BearerAuthenticationMiddleware, exclude=PUBLIC_PATHS),
+            event_metadata_middleware,
+        ],
+        before_request=strict_body,
+        exception_handlers={Exception: problem_response},
+        openapi_config=openapi_config(),
+        state=State({"verifier": verifier}),
+        on_shutdown=on_shutdown,
+    )

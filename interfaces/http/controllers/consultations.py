@@ -1,0 +1,95 @@
+"""Booking, reading and cancelling consultations; the doctor's clinical notes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from litestar import Controller, Request, Response, get, post
+from litestar.params import Parameter
+
+from application.clinic import Clinic
+from application.views import ConsultationView
+from interfaces.http import access
+from interfaces.http.openapi import errors
+from interfaces.http.problems import VersionConflictError
+from interfaces.http.schemas import (
+    AddNote,
+    BookConsultation,
+    BookingAccepted,
+    CancelConsultation,
+    Consultation,
+    ConsultationCancelled,
+    Note,
+    NoteAdded,
+    Notes,
+)
+from interfaces.security.tokens import Principal
+
+IfMatch = Annotated[str | None, Parameter(header="If-Match", required=False,
+                                          description='The ETag last read ("<version>"); 409 if it changed')]
+
+
+class ConsultationController(Controller):
+    path = "/v1/consultations"
+    tags = ["consultations"]
+
+    @post(operation_id="bookConsultation", status_code=202, sync_to_thread=True,
+          responses=errors(401, 403, 422))
+    def book(self, data: BookConsultation, clinic: Clinic,
+             request: Request[Principal, Any, Any]) -> Response[BookingAccepted]:
+        """Request a consultation; the booking saga confirms or rejects it (poll its status)."""
+        access.allow(access.may_book_for(request.user, str(data.patient_id)),
+                     "a patient may only book for themself")
+        accepted = clinic.book(data.patient_id, data.doctor_id, data.start, data.reason)
+        body = BookingAccepted(accepted.consultation_id, accepted.saga_id, "REQUESTED")
+        return Response(body, status_code=202, headers={"Location": f"{self.path}/{accepted.consultation_id}"})
+
+    @get("/{consultation_id:uuid}", operation_id="getConsultation", sync_to_thread=True,
+         responses=errors(401, 403, 404))
+    def read(self, consultation_id: UUID, clinic: Clinic,
+             request: Request[Principal, Any, Any]) -> Response[Consultation]:
+        """A consultation and its status; visible to its patient, its doctor and admins."""
+        view = self._readable(clinic, consultation_id, request.user, access.may_read)
+        body = Consultation(view.consultation_id, view.patient_id, view.doctor_id, view.start,
+                            view.status, view.reason, view.rejection_reason)  # type: ignore[arg-type]
+        return Response(body, headers={"ETag": f'"{view.version}"'})
+
+    @post("/{consultation_id:uuid}/cancel", operation_id="cancelConsultation", status_code=200,
+          sync_to_thread=True, responses=errors(401, 403, 404, 409, 422))
+    def cancel(self, consultation_id: UUID, data: CancelConsultation, clinic: Clinic,
+               request: Request[Principal, Any, Any], if_match: IfMatch = None) -> ConsultationCancelled:
+        """Cancel a confirmed consultation (its patient, or an admin for the clinic); frees the slot."""
+        view = self._readable(clinic, consultation_id, request.user, access.may_cancel)
+        _check_version(view, if_match)
+        by_patient = str(view.patient_id) == request.user.sub
+        clinic.consultations.cancel(consultation_id, data.reason, by_patient=by_patient)
+        return ConsultationCancelled(consultation_id=consultation_id, status="CANCELLED")
+
+    @post("/{consultation_id:uuid}/notes", operation_id="addClinicalNote", status_code=201,
+          sync_to_thread=True, responses=errors(401, 403, 404, 409, 422))
+    def add_note(self, consultation_id: UUID, data: AddNote, clinic: Clinic,
+                 request: Request[Principal, Any, Any]) -> NoteAdded:
+        """Add a clinical note (its doctor or an admin) to a confirmed or completed consultation."""
+        self._readable(clinic, consultation_id, request.user, access.may_use_notes)
+        clinic.consultations.add_note(consultation_id, request.user.sub, data.text)
+        return NoteAdded(consultation_id=consultation_id)
+
+    @get("/{consultation_id:uuid}/notes", operation_id="listClinicalNotes", sync_to_thread=True,
+         responses=errors(401, 403, 404))
+    def notes(self, consultation_id: UUID, clinic: Clinic, request: Request[Principal, Any, Any]) -> Notes:
+        """The clinical notes, oldest first (its doctor or an admin only)."""
+        self._readable(clinic, consultation_id, request.user, access.may_use_notes)
+        notes = [Note(n.author, n.text, n.written_at) for n in clinic.consultations.notes(consultation_id)]
+        return Notes(consultation_id=consultation_id, notes=notes)
+
+    @staticmethod
+    def _readable(clinic: Clinic, consultation_id: UUID, principal: Principal, rule: Any) -> ConsultationView:
+        view = clinic.consultations.consultation(consultation_id)
+        access.allow(rule(principal, view), "not allowed for this consultation")
+        return view
+
+
+def _check_version(view: ConsultationView, if_match: str | None) -> None:
+    if if_match is not None and if_match.strip().strip('W/').strip('"') != str(view.version):
+        raise VersionConflictError(f"the consultation is at version {view.version}, not {if_match}")

@@ -1,0 +1,104 @@
+"""One table maps every error to an RFC 9457 ``application/problem+json`` response."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from eventsourcing.persistence import IntegrityError
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
+from litestar.exceptions import ValidationException as LitestarValidationException
+
+from application.audit import AuditQueryError
+from application.scheduling import SlotAlreadyOpenError
+from domain.base import NotFoundError
+from domain.consultation import ConsultationStateError
+from domain.slot import SlotInUseError
+from interfaces.http.schemas import Problem
+from interfaces.security.tokens import InvalidTokenError
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "urn:clinic:problem:"
+log = logging.getLogger(__name__)
+
+
+class VersionConflictError(Exception):
+    """The resource changed since the version the client based its request on."""
+
+
+class InvalidBodyError(Exception):
+    """The request body is not valid JSON or does not match the schema."""
+
+    def __init__(self, detail: str, status: int, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.field = field
+
+
+# error class -> (status, stable type slug, title)
+PROBLEMS: dict[type[Exception], tuple[int, str, str]] = {
+    NotFoundError: (404, "not-found", "Resource not found"),
+    SlotAlreadyOpenError: (409, "slot-already-open", "Slot already open"),
+    SlotInUseError: (409, "slot-in-use", "Slot is held or booked"),
+    ConsultationStateError: (409, "invalid-state", "Not allowed in the current state"),
+    VersionConflictError: (409, "version-conflict", "Version conflict"),
+    IntegrityError: (409, "version-conflict", "Version conflict"),
+    AuditQueryError: (400, "invalid-query", "Invalid audit query"),
+    InvalidTokenError: (401, "unauthenticated", "Authentication required"),
+    NotAuthorizedException: (401, "unauthenticated", "Authentication required"),
+    PermissionDeniedException: (403, "forbidden", "Not allowed"),
+}
+
+
+def problem_response(request: Request[Any, Any, Any], error: Exception) -> Response[Problem]:
+    status, slug, title = _classify(error)
+    errors = None
+    if isinstance(error, InvalidBodyError):
+        errors = [{"field": error.field or "$", "message": str(error)}]
+    elif isinstance(error, LitestarValidationException) and isinstance(error.extra, list):
+        errors = [{"field": str(e.get("key", "$")), "message": str(e.get("message", ""))} for e in error.extra]
+    if status >= 500:
+        log.exception("unhandled error", exc_info=error)
+    problem = Problem(
+        type=PROBLEM_BASE + slug, title=title, status=status, detail=_detail(error, status),
+        instance=request.url.path, correlation_id=request.scope.get("state", {}).get("correlation_id"),
+        errors=errors,
+    )
+    headers = {"WWW-Authenticate": 'Bearer realm="clinic"'} if status == 401 else None
+    return Response(problem, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _classify(error: Exception) -> tuple[int, str, str]:
+    for cls in type(error).__mro__:
+        if cls in PROBLEMS:
+            return PROBLEMS[cls]
+    if isinstance(error, InvalidBodyError):
+        slug = "malformed-body" if error.status == 400 else "invalid-input"
+        return error.status, slug, "Invalid request body" if error.status == 422 else "Malformed request body"
+    if isinstance(error, LitestarValidationException):
+        return 400, "invalid-parameter", "Invalid request parameter"
+    if isinstance(error, HTTPException):
+        return error.status_code, f"http-{error.status_code}", error.detail or "HTTP error"
+    return 500, "internal-error", "Internal server error"
+
+
+def _detail(error: Exception, status: int) -> str:
+    if status >= 500:
+        return "An unexpected error occurred; quote the correlation id when reporting it."
+    if isinstance(error, HTTPException):
+        return error.detail
+    return str(error) or type(error).__name__
+
+
+def decode_strictly(body: bytes, schema: type) -> Any:
+    """Decode ``body`` as ``schema`` with no coercion ("1" is not 1, 0 is not a date)."""
+    try:
+        return msgspec.json.decode(body, type=schema, strict=True)
+    except msgspec.ValidationError as error:
+        message = str(error)
+        field = message.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in message else None
+        raise InvalidBodyError(message, status=422, field=field) from None
+    except msgspec.DecodeError as error:
+        raise InvalidBodyError(f"the body is not valid JSON: {error}", status=400) from None

@@ -1,0 +1,161 @@
+"""The API's request and response bodies: msgspec structs, decoded strictly."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import msgspec
+from msgspec import Meta, Struct
+
+AwareDatetime = Annotated[datetime, Meta(tz=True, description="RFC 3339 date-time with a timezone offset")]
+Name = Annotated[str, Meta(min_length=1, max_length=200)]
+Text = Annotated[str, Meta(min_length=1, max_length=10_000)]
+Email = Annotated[str, Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)]
+Minutes = Annotated[int, Meta(gt=0, le=24 * 60)]
+ConsultationStatus = Literal["REQUESTED", "CONFIRMED", "REJECTED", "CANCELLED", "COMPLETED", "NO_SHOW"]
+
+
+class RequestBody(Struct, forbid_unknown_fields=True, frozen=True):
+    """Requests refuse unknown fields, so a misspelt field is an error, not ignored."""
+
+
+class RegisterPatient(RequestBody):
+    name: Name
+    email: Email
+    birth_date: date
+    consent: bool
+
+
+class PatientRegistered(Struct):
+    patient_id: UUID
+
+
+class RegisterDoctor(RequestBody):
+    name: Name
+    specialty: Name
+
+
+class DoctorRegistered(Struct):
+    doctor_id: UUID
+
+
+class DoctorStatus(Struct):
+    doctor_id: UUID
+    active: bool
+
+
+class SlotToOpen(RequestBody):
+    start: AwareDatetime
+    duration_minutes: Minutes
+
+
+class OpenSlots(RequestBody):
+    slots: Annotated[list[SlotToOpen], Meta(min_length=1, max_length=500)]
+
+
+class SlotsOpened(Struct):
+    slot_ids: list[UUID]
+
+
+class BookConsultation(RequestBody):
+    patient_id: UUID
+    doctor_id: UUID
+    start: AwareDatetime
+    reason: Text
+
+
+class BookingAccepted(Struct):
+    consultation_id: UUID
+    saga_id: UUID
+    status: ConsultationStatus
+
+
+class Consultation(Struct):
+    consultation_id: UUID
+    patient_id: UUID
+    doctor_id: UUID
+    start: datetime
+    status: ConsultationStatus
+    reason: str
+    rejection_reason: str | None
+
+
+class CancelConsultation(RequestBody):
+    reason: Text
+
+
+class ConsultationCancelled(Struct):
+    consultation_id: UUID
+    status: ConsultationStatus
+
+
+class AddNote(RequestBody):
+    text: Text
+
+
+class Note(Struct):
+    author: str
+    text: str
+    written_at: datetime
+
+
+class NoteAdded(Struct):
+    consultation_id: UUID
+
+
+class Notes(Struct):
+    consultation_id: UUID
+    notes: list[Note]
+
+
+class SagaStep(Struct):
+    name: str
+    status: str
+    at: datetime
+
+
+class Saga(Struct):
+    saga_id: UUID
+    consultation_id: UUID
+    state: str
+    rejection_reason: str | None
+    deadline: datetime
+    steps: list[SagaStep]
+
+
+class AuditedEvent(Struct):
+    type: str
+    version: int
+    timestamp: datetime
+    correlation_id: str | None
+    causation_id: str | None
+    saga_id: str | None
+    actor: str | None
+    data: dict[str, Any]
+
+
+class AuditTrail(Struct):
+    kind: str
+    id: UUID
+    version: int
+    state: dict[str, Any]
+    events: list[AuditedEvent]
+
+
+class Health(Struct):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, bool] = msgspec.field(default_factory=dict)
+
+
+class Problem(Struct, omit_defaults=True):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    correlation_id: str | None = None
+    errors: list[dict[str, str]] | None = None
