@@ -8,13 +8,19 @@ from typing import Any
 
 from eventsourcing.system import System
 
+from application.audit import Auditor
 from application.clinic import Clinic
 from application.consultations import ConsultationsApplication
 from application.registry import RegistryApplication
 from application.runner import EmbeddedRunner
 from application.scheduling import SchedulingApplication
 from application.settings import Settings
+from domain.consultation import Consultation
+from domain.doctor import Doctor
+from domain.patient import Patient
+from domain.slot import Slot
 from process_managers.booking import BookingProcessManager
+from process_managers.booking_saga import BookingSaga
 
 CONTEXTS = (RegistryApplication, SchedulingApplication, ConsultationsApplication, BookingProcessManager)
 
@@ -58,7 +64,31 @@ def bootstrap(settings: Settings | None = None, clock: Callable[[], datetime] | 
             app.clock = clock
     runner = EmbeddedRunner(SYSTEM, apps, settings.runner_tick_seconds, on_tick=booking.time_out_overdue_sagas)
     runner.start()
-    return Clinic(registry, apps[SchedulingApplication.name], apps[ConsultationsApplication.name], booking, runner)
+    return Clinic(registry, apps[SchedulingApplication.name], apps[ConsultationsApplication.name], booking,
+                  runner, build_auditor(apps))
+
+
+def build_auditor(apps: dict[str, Any]) -> Auditor:
+    """Each kind an auditor may ask for, read from the store of the context that owns it."""
+    return Auditor({
+        "patient": (apps[RegistryApplication.name], Patient),
+        "doctor": (apps[RegistryApplication.name], Doctor),
+        "slot": (apps[SchedulingApplication.name], Slot),
+        "consultation": (apps[ConsultationsApplication.name], Consultation),
+        "saga": (apps[BookingProcessManager.name], BookingSaga),
+    })
+
+
+def open_auditor(settings: Settings) -> tuple[Auditor, Callable[[], None]]:
+    """An auditor over the stores, with no runner: reading changes nothing. Returns it and a closer."""
+    apps = build_applications(settings, create_table=False)
+    _require_tables(apps)
+
+    def close() -> None:
+        for app in apps.values():
+            app.close()
+
+    return build_auditor(apps), close
 
 
 def _require_tables(apps: dict[str, Any]) -> None:

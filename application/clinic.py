@@ -16,12 +16,8 @@ from application.runner import EmbeddedRunner
 from application.scheduling import SchedulingApplication
 from application.views import BookingAccepted, SagaStepView, SagaView
 from domain.base import NotFoundError
-from domain.consultation import Consultation
-from domain.doctor import Doctor
-from domain.patient import Patient
-from domain.slot import Slot
 from process_managers.booking import BookingProcessManager
-from process_managers.booking_saga import BookingSaga, saga_id_for
+from process_managers.booking_saga import saga_id_for
 
 
 class Clinic:
@@ -29,19 +25,13 @@ class Clinic:
 
     def __init__(self, registry: RegistryApplication, scheduling: SchedulingApplication,
                  consultations: ConsultationsApplication, booking: BookingProcessManager,
-                 runner: EmbeddedRunner) -> None:
+                 runner: EmbeddedRunner, auditor: Auditor) -> None:
         self.registry = registry
         self.scheduling = scheduling
         self.consultations = consultations
         self.booking = booking
         self.runner = runner
-        self.auditor = Auditor({
-            "patient": (registry, Patient),
-            "doctor": (registry, Doctor),
-            "slot": (scheduling, Slot),
-            "consultation": (consultations, Consultation),
-            "saga": (booking, BookingSaga),
-        })
+        self.auditor = auditor
 
     def open_slots(self, doctor_id: UUID, slots: Sequence[tuple[datetime, int]]) -> list[UUID]:
         """Open a registered doctor's slots, all or none."""

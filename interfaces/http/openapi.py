@@ -21,7 +21,7 @@ def errors(*statuses: int) -> dict[int, ResponseSpec]:
     """Problem-details responses for the given statuses (400 is always possible)."""
     return {
         status: ResponseSpec(data_container=Problem, description=_DESCRIPTIONS[status],
-                             media_type="application/problem+json")
+                             media_type="application/problem+json", generate_examples=False)
         for status in sorted({400, *statuses})
     }
 

@@ -20,7 +20,7 @@ class HealthController(Controller):
         return Health(status="ok")
 
     @get("/ready", operation_id="ready", sync_to_thread=True,
-         responses={503: ResponseSpec(data_container=Health, description="A dependency is not ready")})
+         responses={503: ResponseSpec(data_container=Health, description="A dependency is not ready", generate_examples=False)})
     def ready(self, clinic: Clinic) -> Response[Health]:
         """Every event store answers and the saga runner is alive."""
         checks = clinic.readiness()

@@ -1,0 +1,102 @@
+"""The ``clinic`` command: serve, demo, audit, token, db migrate, openapi."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from uuid import UUID
+
+from application.settings import Settings, SettingsError
+from domain.base import DomainError
+from domain.values import Role
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (DomainError, SettingsError, ValueError) as error:
+        print(f"clinic: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clinic", description="Book clinic consultations, run as sagas.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the HTTP API (embedded mode: no servers needed)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(run=_lazy("interfaces.cli.serve", "run_serve"))
+
+    demo = commands.add_parser("demo", help="walk through bookings, compensations and an audit replay")
+    demo.add_argument("--data-dir", help="keep the demo's event stores here (default: a temporary directory)")
+    demo.set_defaults(run=_lazy("interfaces.cli.demo", "run_demo"))
+
+    audit = commands.add_parser("audit", help="rebuild an aggregate from its stream, at a version or a moment")
+    audit.add_argument("kind", choices=["consultation", "slot", "patient", "doctor", "saga"])
+    audit.add_argument("id", type=UUID, help="the aggregate's id")
+    when = audit.add_mutually_exclusive_group()
+    when.add_argument("--version", type=_positive_int, help="rebuild at this version")
+    when.add_argument("--as-of", type=_aware_datetime, help="rebuild as it was at this ISO 8601 moment")
+    audit.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    audit.set_defaults(run=_lazy("interfaces.cli.audit", "run_audit"))
+
+    token = commands.add_parser("token", help="print a JWT signed with the local development key")
+    token.add_argument("--sub", required=True, help="subject: a patient_id, a doctor_id or a staff id")
+    token.add_argument("--role", action="append", required=True, choices=[r.value for r in Role],
+                       help="repeat for several roles")
+    token.add_argument("--scope", action="append", default=[], help="repeat for several scopes")
+    token.add_argument("--ttl", type=_positive_int, default=3600, help="lifetime in seconds")
+    token.set_defaults(run=_lazy("interfaces.cli.admin", "run_token"))
+
+    db = commands.add_parser("db", help="event store administration")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    migrate = db_commands.add_parser("migrate", help="create every context's tables (run once, before workers)")
+    migrate.set_defaults(run=_lazy("interfaces.cli.admin", "run_migrate"))
+
+    openapi = commands.add_parser("openapi", help="print (or write) the OpenAPI document")
+    openapi.add_argument("--output", help="write to this file instead of stdout")
+    openapi.set_defaults(run=_lazy("interfaces.cli.admin", "run_openapi"))
+    return parser
+
+
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """Import a command's module only when it runs (``clinic token`` needs no web server)."""
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(args)
+
+    return run
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _aware_datetime(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date-time: {text!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError("give a timezone, e.g. 2027-01-05T09:00:00+00:00")
+    return moment
+
+
+if __name__ == "__main__":
+    sys.exit(main())

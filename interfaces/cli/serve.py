@@ -1,0 +1,26 @@
+"""``clinic serve``: the HTTP API and the saga runner in one process (embedded mode)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import uvicorn
+
+from application.bootstrap import bootstrap
+from interfaces.cli.main import settings
+from interfaces.http.app import create_app
+from interfaces.security.tokens import TokenIssuer, load_or_create_dev_key
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    config = settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    key = load_or_create_dev_key(config.data_dir)
+    verifier = TokenIssuer(key, config.jwt_issuer, config.jwt_audience).verifier()
+    clinic = bootstrap(config)
+    app = create_app(clinic, verifier, close_clinic_on_shutdown=True)
+    print(f"clinic: serving on http://{args.host}:{args.port} ({config.persistence} stores in {config.data_dir}); "
+          f"get a token with `clinic token --sub ID --role ADMIN`", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
