@@ -90,6 +90,7 @@ class Slot(ClinicAggregate):
 
     def hold(self, booking_id: UUID, expires_at: datetime, now: datetime) -> None:
         """Hold for ``booking_id`` until ``expires_at``; holding it again is a no-op."""
+        now = require_aware(now, "now")
         if self.status == SlotStatus.CLOSED:
             raise SlotUnavailableError("the slot is closed")
         if self.is_taken_by_another(booking_id, now):

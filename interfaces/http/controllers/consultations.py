@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
+from litestar.di import NamedDependency
 from litestar import Controller, Request, Response, get, post
-from litestar.params import Parameter
+from litestar.params import FromPath, HeaderParameter, JSONBody
 
 from application.clinic import Clinic
 from application.views import ConsultationView
@@ -26,7 +27,7 @@ from interfaces.http.schemas import (
 )
 from interfaces.security.tokens import Principal
 
-IfMatch = Annotated[str | None, Parameter(header="If-Match", required=False,
+IfMatch = Annotated[str | None, HeaderParameter(name="If-Match", required=False,
                                           description='The ETag last read ("<version>"); 409 if it changed')]
 
 
@@ -36,7 +37,7 @@ class ConsultationController(Controller):
 
     @post(operation_id="bookConsultation", status_code=202, sync_to_thread=True,
           responses=errors(401, 403, 422))
-    def book(self, data: BookConsultation, clinic: Clinic,
+    def book(self, data: JSONBody[BookConsultation], clinic: NamedDependency[Clinic],
              request: Request[Principal, Any, Any]) -> Response[BookingAccepted]:
         """Request a consultation; the booking saga confirms or rejects it (poll its status)."""
         access.allow(access.may_book_for(request.user, str(data.patient_id)),
@@ -47,7 +48,7 @@ class ConsultationController(Controller):
 
     @get("/{consultation_id:uuid}", operation_id="getConsultation", sync_to_thread=True,
          responses=errors(401, 403, 404))
-    def read(self, consultation_id: UUID, clinic: Clinic,
+    def read(self, consultation_id: FromPath[UUID], clinic: NamedDependency[Clinic],
              request: Request[Principal, Any, Any]) -> Response[Consultation]:
         """A consultation and its status; visible to its patient, its doctor and admins."""
         view = self._readable(clinic, consultation_id, request.user, access.may_read)
@@ -57,7 +58,7 @@ class ConsultationController(Controller):
 
     @post("/{consultation_id:uuid}/cancel", operation_id="cancelConsultation", status_code=200,
           sync_to_thread=True, responses=errors(401, 403, 404, 409, 422))
-    def cancel(self, consultation_id: UUID, data: CancelConsultation, clinic: Clinic,
+    def cancel(self, consultation_id: FromPath[UUID], data: JSONBody[CancelConsultation], clinic: NamedDependency[Clinic],
                request: Request[Principal, Any, Any], if_match: IfMatch = None) -> ConsultationCancelled:
         """Cancel a confirmed consultation (its patient, or an admin for the clinic); frees the slot."""
         view = self._readable(clinic, consultation_id, request.user, access.may_cancel)
@@ -68,7 +69,7 @@ class ConsultationController(Controller):
 
     @post("/{consultation_id:uuid}/notes", operation_id="addClinicalNote", status_code=201,
           sync_to_thread=True, responses=errors(401, 403, 404, 409, 422))
-    def add_note(self, consultation_id: UUID, data: AddNote, clinic: Clinic,
+    def add_note(self, consultation_id: FromPath[UUID], data: JSONBody[AddNote], clinic: NamedDependency[Clinic],
                  request: Request[Principal, Any, Any]) -> NoteAdded:
         """Add a clinical note (its doctor or an admin) to a confirmed or completed consultation."""
         self._readable(clinic, consultation_id, request.user, access.may_use_notes)
@@ -77,14 +78,14 @@ class ConsultationController(Controller):
 
     @get("/{consultation_id:uuid}/notes", operation_id="listClinicalNotes", sync_to_thread=True,
          responses=errors(401, 403, 404))
-    def notes(self, consultation_id: UUID, clinic: Clinic, request: Request[Principal, Any, Any]) -> Notes:
+    def notes(self, consultation_id: FromPath[UUID], clinic: NamedDependency[Clinic], request: Request[Principal, Any, Any]) -> Notes:
         """The clinical notes, oldest first (its doctor or an admin only)."""
         self._readable(clinic, consultation_id, request.user, access.may_use_notes)
         notes = [Note(n.author, n.text, n.written_at) for n in clinic.consultations.notes(consultation_id)]
         return Notes(consultation_id=consultation_id, notes=notes)
 
     @staticmethod
-    def _readable(clinic: Clinic, consultation_id: UUID, principal: Principal, rule: Any) -> ConsultationView:
+    def _readable(clinic: NamedDependency[Clinic], consultation_id: FromPath[UUID], principal: Principal, rule: Any) -> ConsultationView:
         view = clinic.consultations.consultation(consultation_id)
         access.allow(rule(principal, view), "not allowed for this consultation")
         return view

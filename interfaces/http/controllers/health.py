@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from litestar.di import NamedDependency
 from litestar import Controller, Response, get
 from litestar.openapi import ResponseSpec
 
@@ -21,7 +22,7 @@ class HealthController(Controller):
 
     @get("/ready", operation_id="ready", sync_to_thread=True,
          responses={503: ResponseSpec(data_container=Health, description="A dependency is not ready", generate_examples=False)})
-    def ready(self, clinic: Clinic) -> Response[Health]:
+    def ready(self, clinic: NamedDependency[Clinic]) -> Response[Health]:
         """Every event store answers and the saga runner is alive."""
         checks = clinic.readiness()
         ok = all(checks.values())

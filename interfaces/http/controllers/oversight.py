@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
+from litestar.di import NamedDependency
 from litestar import Controller, get
-from litestar.params import Parameter
+from litestar.params import FromPath, PathParameter, QueryParameter
 
 from application.audit import plain
 from application.clinic import Clinic
@@ -16,7 +17,7 @@ from interfaces.http.access import requires_role
 from interfaces.http.openapi import errors
 from interfaces.http.schemas import AuditedEvent, AuditTrail, Saga, SagaStep
 
-AuditKind = Annotated[str, Parameter(description="consultation, slot, patient, doctor or saga",
+AuditKind = Annotated[str, PathParameter(description="consultation, slot, patient, doctor or saga",
                                      pattern="^(consultation|slot|patient|doctor|saga)$")]
 
 
@@ -26,7 +27,7 @@ class SagaController(Controller):
     guards = [requires_role(Role.AUDITOR, Role.ADMIN)]
 
     @get("/{saga_id:uuid}", operation_id="getSaga", sync_to_thread=True, responses=errors(401, 403, 404))
-    def read(self, saga_id: UUID, clinic: Clinic) -> Saga:
+    def read(self, saga_id: FromPath[UUID], clinic: NamedDependency[Clinic]) -> Saga:
         """The booking saga's state and every step it took."""
         view = clinic.saga(saga_id)
         steps = [SagaStep(s.name, s.status, s.at) for s in view.steps]
@@ -40,9 +41,9 @@ class AuditController(Controller):
 
     @get("/{kind:str}/{aggregate_id:uuid}", operation_id="auditAggregate", sync_to_thread=True,
          responses=errors(401, 403, 404))
-    def trail(self, kind: AuditKind, aggregate_id: UUID, clinic: Clinic,
-              version: Annotated[int | None, Parameter(ge=1, required=False)] = None,
-              as_of: Annotated[datetime | None, Parameter(required=False)] = None) -> AuditTrail:
+    def trail(self, kind: AuditKind, aggregate_id: FromPath[UUID], clinic: NamedDependency[Clinic],
+              version: Annotated[int | None, QueryParameter(ge=1, required=False)] = None,
+              as_of: Annotated[datetime | None, QueryParameter(required=False)] = None) -> AuditTrail:
         """An aggregate rebuilt from its stream alone, at a version or a moment, with its history."""
         trail = clinic.auditor.trail(kind, aggregate_id, version=version, as_of=as_of)
         events = [AuditedEvent(e.type, e.version, e.timestamp, e.correlation_id, e.causation_id, e.saga_id,

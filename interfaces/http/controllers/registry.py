@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 from litestar import Controller, post
 
 from application.clinic import Clinic
@@ -27,7 +29,7 @@ class PatientController(Controller):
     guards = [requires_role(Role.ADMIN)]
 
     @post(operation_id="registerPatient", status_code=201, sync_to_thread=True, responses=errors(401, 403, 422))
-    def register(self, data: RegisterPatient, clinic: Clinic) -> PatientRegistered:
+    def register(self, data: JSONBody[RegisterPatient], clinic: NamedDependency[Clinic]) -> PatientRegistered:
         """Register a patient with their consent to data processing."""
         patient_id = clinic.registry.register_patient(data.name, data.email, data.birth_date, data.consent)
         return PatientRegistered(patient_id=patient_id)
@@ -39,20 +41,20 @@ class DoctorController(Controller):
     guards = [requires_role(Role.ADMIN)]
 
     @post(operation_id="registerDoctor", status_code=201, sync_to_thread=True, responses=errors(401, 403, 422))
-    def register(self, data: RegisterDoctor, clinic: Clinic) -> DoctorRegistered:
+    def register(self, data: JSONBody[RegisterDoctor], clinic: NamedDependency[Clinic]) -> DoctorRegistered:
         """Register an active doctor."""
         return DoctorRegistered(doctor_id=clinic.registry.register_doctor(data.name, data.specialty))
 
     @post("/{doctor_id:uuid}/deactivate", operation_id="deactivateDoctor", status_code=200,
           sync_to_thread=True, responses=errors(401, 403, 404))
-    def deactivate(self, doctor_id: UUID, clinic: Clinic) -> DoctorStatus:
+    def deactivate(self, doctor_id: FromPath[UUID], clinic: NamedDependency[Clinic]) -> DoctorStatus:
         """Stop a doctor taking new bookings (bookings in flight are compensated)."""
         clinic.registry.deactivate_doctor(doctor_id)
         return DoctorStatus(doctor_id=doctor_id, active=False)
 
     @post("/{doctor_id:uuid}/slots", operation_id="openSlots", status_code=201, sync_to_thread=True,
           responses=errors(401, 403, 404, 409, 422))
-    def open_slots(self, doctor_id: UUID, data: OpenSlots, clinic: Clinic) -> SlotsOpened:
+    def open_slots(self, doctor_id: FromPath[UUID], data: JSONBody[OpenSlots], clinic: NamedDependency[Clinic]) -> SlotsOpened:
         """Open slots in the doctor's agenda, all or none; an existing slot is a 409."""
         slot_ids = clinic.open_slots(doctor_id, [(s.start, s.duration_minutes) for s in data.slots])
         return SlotsOpened(slot_ids=slot_ids)

@@ -160,11 +160,6 @@ def test_given_open_slot_when_held_with_naive_expiry_then_refused():
         slot.hold(A, EXPIRES.replace(tzinfo=None), now=NOW)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="domain/slot.py hold() never checks `now` with require_aware: a naive `now` is "
-    "accepted on an open slot and raises TypeError (line 89) on a slot held by another",
-)
 def test_given_open_slot_when_held_with_naive_now_then_refused():
     # given
     slot = open_slot()
