@@ -18,6 +18,7 @@ from interfaces.http.middleware import (
     PUBLIC_PATHS,
     BearerAuthenticationMiddleware,
     correlation_middleware,
+    echo_correlation_id,
     event_metadata_middleware,
 )
 from interfaces.http.openapi import openapi_config
@@ -47,6 +48,7 @@ def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutd
             event_metadata_middleware,
         ],
         before_request=strict_body,
+        before_send=[echo_correlation_id],
         exception_handlers={Exception: problem_response},
         openapi_config=openapi_config(),
         state=State({"verifier": verifier}),

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from litestar.connection import ASGIConnection
+from litestar.datastructures import MutableScopeHeaders
 from litestar.exceptions import NotAuthorizedException
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,26 +20,30 @@ _VALID_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 PUBLIC_PATHS = ["^/health/", "^/schema"]
 
 
+def correlation_id_of(scope: Scope) -> str:
+    """The request's correlation id: kept in scope state, else accepted from the header, else new."""
+    state = scope.setdefault("state", {})
+    if "correlation_id" not in state:
+        state["correlation_id"] = _incoming_correlation_id(scope) or str(uuid.uuid4())
+    return state["correlation_id"]
+
+
 def correlation_middleware(app: ASGIApp) -> ASGIApp:
-    """Accept ``X-Correlation-Id`` (or make one), keep it in scope state, echo it back."""
+    """Resolve the correlation id before anything else, so events and logs can use it."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
-        correlation_id = _incoming_correlation_id(scope) or str(uuid.uuid4())
-        scope.setdefault("state", {})["correlation_id"] = correlation_id
-        raw_id = correlation_id.encode()
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [h for h in message.get("headers", []) if h[0].lower() != b"x-correlation-id"]
-                message["headers"] = [*headers, (b"x-correlation-id", raw_id)]
-            await send(message)
-
-        await app(scope, receive, send_with_id)
+        if scope["type"] == "http":
+            correlation_id_of(scope)
+        await app(scope, receive, send)
 
     return middleware
+
+
+async def echo_correlation_id(message: Message, scope: Scope) -> None:
+    """``before_send`` hook: every response, errors from routing and auth included, echoes the id."""
+    if message["type"] == "http.response.start":
+        headers = MutableScopeHeaders.from_message(message)
+        headers["X-Correlation-Id"] = correlation_id_of(scope)
 
 
 def _incoming_correlation_id(scope: Scope) -> str | None:

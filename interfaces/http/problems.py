@@ -16,6 +16,7 @@ from application.scheduling import SlotAlreadyOpenError
 from domain.base import NotFoundError
 from domain.consultation import ConsultationStateError
 from domain.slot import SlotInUseError
+from interfaces.http.middleware import correlation_id_of
 from interfaces.http.schemas import Problem
 from interfaces.security.tokens import InvalidTokenError
 
@@ -63,7 +64,7 @@ def problem_response(request: Request[Any, Any, Any], error: Exception) -> Respo
         log.exception("unhandled error", exc_info=error)
     problem = Problem(
         type=PROBLEM_BASE + slug, title=title, status=status, detail=_detail(error, status),
-        instance=request.url.path, correlation_id=request.scope.get("state", {}).get("correlation_id"),
+        instance=request.url.path, correlation_id=correlation_id_of(request.scope),
         errors=errors,
     )
     headers = {"WWW-Authenticate": 'Bearer realm="clinic"'} if status == 401 else None

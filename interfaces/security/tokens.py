@@ -39,12 +39,6 @@ class Principal:
     def has_role(self, *roles: Role) -> bool:
         return any(role in self.roles for role in roles)
 
-    @property
-    def actor(self) -> str:
-        """How events name this caller: ``<first role>:<sub>``."""
-        role = sorted(self.roles)[0].lower() if self.roles else "user"
-        return f"{role}:{self.sub}"
-
 
 class TokenVerifier:
     """Validates bearer tokens against trusted public keys."""
