@@ -71,10 +71,24 @@ class Settings:
         elif self.persistence == "postgres":
             env |= {"PERSISTENCE_MODULE": "eventsourcing.postgres", **self.database}
         elif self.persistence == "sqlalchemy":
-            env |= {"PERSISTENCE_MODULE": "eventsourcing_sqlalchemy", **self.database}
+            env |= {"PERSISTENCE_MODULE": "eventsourcing_sqlalchemy", **self._sqlalchemy_database()}
         else:
             env |= {"PERSISTENCE_MODULE": "eventsourcing.popo"}
         return env
+
+    def _sqlalchemy_database(self) -> dict[str, str]:
+        """``SQLALCHEMY_*`` with the schema also on the connection's search path.
+
+        eventsourcing-sqlalchemy 1.0.1 drops ``SQLALCHEMY_SCHEMA`` for process
+        applications' event tables (its tracking recorder does not pass it on), which
+        would put three contexts' events in ``public``; the search path keeps every
+        table in the configured schema.
+        """
+        database = dict(self.database)
+        schema, url = database.get("SQLALCHEMY_SCHEMA"), database.get("SQLALCHEMY_URL", "")
+        if schema and url.startswith("postgresql") and "search_path" not in url:
+            database["SQLALCHEMY_URL"] = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+        return database
 
 
 def _number(env: Mapping[str, str], key: str, default: float) -> float:

@@ -18,6 +18,7 @@ from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Notification
 
 from domain.consultation import Consultation
+from domain.metadata import event_metadata
 from domain.slot import Slot, SlotRequestRefused, slot_id_for
 from domain.values import RejectionReason
 from process_managers.base import ClinicProcessApplication
@@ -38,7 +39,7 @@ class BookingProcessManager(ClinicProcessApplication):
 
     def __init__(self, env: Any = None) -> None:
         super().__init__(env)
-        self._deadlines: dict[UUID, datetime] = {}
+        self._deadlines: dict[UUID, tuple[datetime, str | None]] = {}
         self._deadlines_read_upto = 0
 
     @singledispatchmethod
@@ -119,12 +120,14 @@ class BookingProcessManager(ClinicProcessApplication):
         """Compensate every saga still open at its deadline; returns their ids."""
         self._read_deadlines()
         now = self.clock()
-        overdue = [saga_id for saga_id, deadline in self._deadlines.items() if deadline <= now]
+        overdue = [saga_id for saga_id, (deadline, _) in self._deadlines.items() if deadline <= now]
         for saga_id in overdue:
-            saga = self.repository.get(saga_id)
-            saga.time_out(now)
-            self.save(saga)
-            self._deadlines.pop(saga_id, None)
+            deadline, correlation_id = self._deadlines.pop(saga_id)
+            with event_metadata(correlation_id=correlation_id, causation_id=f"deadline:{deadline.isoformat()}",
+                                actor=self.actor):
+                saga = self.repository.get(saga_id)
+                saga.time_out(now)
+                self.save(saga)
         return overdue
 
     def _read_deadlines(self) -> None:
@@ -133,7 +136,7 @@ class BookingProcessManager(ClinicProcessApplication):
             self._deadlines_read_upto = notification.id
             if notification.topic.endswith(_STARTED_TOPIC_SUFFIX):
                 started = self.mapper.to_domain_event(notification)
-                self._deadlines[started.originator_id] = started.deadline
+                self._deadlines[started.originator_id] = (started.deadline, started.correlation_id)
             elif notification.topic.endswith(_CLOSED_TOPIC_SUFFIXES):
                 self._deadlines.pop(notification.originator_id, None)
 

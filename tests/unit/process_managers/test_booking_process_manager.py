@@ -427,3 +427,16 @@ def test_a_custom_timeout_sets_the_deadline(harness, booking, clock):
     [started] = harness.deliver(booking.requested())
     # Then the deadline follows the setting
     assert started.deadline == clock() + timedelta(seconds=5)
+
+
+def test_a_timed_out_saga_keeps_the_bookings_correlation(harness, clock):
+    # Given a saga started from a request made under a correlation id
+    with event_metadata(correlation_id="corr-late"):
+        booking = Booking(clock)
+    harness.deliver(booking.requested())
+    # When it is timed out
+    clock.advance(seconds=DEFAULT_SAGA_TIMEOUT.total_seconds())
+    _, [rejected] = harness.time_out()
+    # Then its rejection still belongs to the booking's correlation
+    assert rejected.saga_id == str(booking.saga_id)
+    assert rejected.correlation_id == "corr-late"
