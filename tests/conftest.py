@@ -83,10 +83,12 @@ def make_clinic(tmp_path, request, clock) -> Iterator[Callable[[str], Clinic]]:
         clinic.close()
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
     missing = services.missing_services()
-    if missing:
-        terminalreporter.section("SKIPPED TIERS: servers not reachable", sep="!", red=True, bold=True)
+    if missing and terminalreporter.stats.get("skipped"):
+        terminalreporter.section("SKIPPED TIERS: tests needing these servers did not run", sep="!",
+                                 red=True, bold=True)
         for name, message in missing.items():
             terminalreporter.write_line(f"{name}: {message}", red=True, bold=True)
         terminalreporter.write_line("Set CLINIC_REQUIRE_SERVICES=1 to make a missing server fail the run.")

@@ -23,8 +23,6 @@ HOW_TO_START = {
     "(or set CLINIC_TEST_POSTGRES_HOST/PORT/DB/USER)",
 }
 
-_missing: dict[str, str] = {}
-
 
 def _reachable(host: str, port: int) -> bool:
     try:
@@ -42,12 +40,16 @@ def require_postgres() -> None:
     """Skip (or, under CLINIC_REQUIRE_SERVICES=1, fail) when PostgreSQL is unreachable."""
     if _reachable(POSTGRES_HOST, POSTGRES_PORT):
         return
-    message = f"PostgreSQL at {POSTGRES_HOST}:{POSTGRES_PORT} is unreachable; {HOW_TO_START['postgres']}"
+    message = _postgres_message()
     if services_required():
         pytest.fail(message + " (CLINIC_REQUIRE_SERVICES is set)")
-    _missing["postgres"] = message
     pytest.skip(message)
 
 
+def _postgres_message() -> str:
+    return f"PostgreSQL at {POSTGRES_HOST}:{POSTGRES_PORT} is unreachable; {HOW_TO_START['postgres']}"
+
+
 def missing_services() -> dict[str, str]:
-    return dict(_missing)
+    """The servers the server tiers need that are not reachable now."""
+    return {} if _reachable(POSTGRES_HOST, POSTGRES_PORT) else {"postgres": _postgres_message()}

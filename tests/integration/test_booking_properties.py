@@ -1,0 +1,182 @@
+"""The whole booking system under any sequence of bookings, cancellations, deactivations
+and saga timeouts: its invariants hold, read from its own queries and audit trails.
+
+One clinic per example, on the memory event store with the embedded runner. Every
+rule ends with ``clinic.wait_until_settled()``: in embedded mode each saga runs all
+its steps within one settle, so the invariants see a quiescent system.
+
+Doctors cannot be reactivated: ``RegistryApplication`` has no use case for it (only
+the ``Doctor`` aggregate has ``reactivate``), so there is no reactivation rule.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta, timezone
+from uuid import UUID
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from application.bootstrap import bootstrap
+from application.clinic import Clinic
+from application.settings import Settings
+from application.views import ConsultationView, SlotView
+from domain.base import NotFoundError
+from domain.slot import slot_id_for
+from domain.values import RejectionReason
+from process_managers.booking_saga import OPEN_STATES, saga_id_for
+from tests.conftest import ManualClock
+
+SETTINGS = Settings(persistence="memory", runner_tick_seconds=0.05)
+DAY = datetime(2027, 1, 5, tzinfo=UTC)
+HOURS = (9, 10, 11, 12)
+PATIENTS = {"Ana": True, "Rita": True, "Nuno": False}  # name -> consents to data processing
+DOCTORS = {"Dr. Rui": 12, "Dr. Eva": 9}  # name -> the one start hour left unopened
+
+patients = st.sampled_from(list(PATIENTS))
+doctors = st.sampled_from(list(DOCTORS))
+hours = st.sampled_from(HOURS)
+utc_offsets = st.sampled_from([0, 2, -5])  # the same start, written in another timezone
+REJECTION_REASONS = {str(reason) for reason in RejectionReason}
+
+
+def start_at(hour: int, utc_offset: int = 0) -> datetime:
+    return (DAY + timedelta(hours=hour)).astimezone(timezone(timedelta(hours=utc_offset)))
+
+
+def slot_or_none(clinic: Clinic, slot_id: UUID) -> SlotView | None:
+    try:
+        return clinic.scheduling.slot(slot_id)
+    except NotFoundError:
+        return None
+
+
+def slot_of(consultation: ConsultationView) -> UUID:
+    return slot_id_for(consultation.doctor_id, consultation.start)
+
+
+def saga_of(consultation: ConsultationView) -> UUID:
+    return saga_id_for(consultation.consultation_id)
+
+
+def slot_history(clinic: Clinic, slot_id: UUID) -> list[tuple[str, str | None]]:
+    """The slot's audited events as (type, booking id), oldest first."""
+    return [(e.type, e.data.get("booking_id")) for e in clinic.auditor.trail("slot", slot_id).events]
+
+
+class BookingSystemMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = ManualClock()
+        self.clinic = bootstrap(SETTINGS, clock=self.clock)
+        registry = self.clinic.registry
+        self.patients = {name: registry.register_patient(name, f"{name.lower()}@example.org", date(1990, 1, 1),
+                                                         consent) for name, consent in PATIENTS.items()}
+        self.doctors = {name: registry.register_doctor(name, "general practice") for name in DOCTORS}
+        self.opened_slots: list[tuple[UUID, datetime]] = []
+        for name, unopened_hour in DOCTORS.items():
+            starts = [start_at(hour) for hour in HOURS if hour != unopened_hour]
+            self.clinic.open_slots(self.doctors[name], [(start, 30) for start in starts])
+            self.opened_slots += [(self.doctors[name], start) for start in starts]
+        self.consultation_ids: list[UUID] = []
+        self.clinic.wait_until_settled()
+
+    def teardown(self) -> None:
+        self.clinic.close()
+
+    # Reading the system ---------------------------------------------------------
+
+    def consultations(self, status: str | None = None) -> list[ConsultationView]:
+        views = [self.clinic.consultations.consultation(cid) for cid in self.consultation_ids]
+        return [view for view in views if status is None or view.status == status]
+
+    def has_confirmed_consultation(self) -> bool:
+        return bool(self.consultations("CONFIRMED"))
+
+    # Rules ------------------------------------------------------------------------
+
+    @rule(patient=patients, doctor=doctors, hour=hours, utc_offset=utc_offsets)
+    def book(self, patient: str, doctor: str, hour: int, utc_offset: int) -> None:
+        accepted = self.clinic.book(self.patients[patient], self.doctors[doctor], start_at(hour, utc_offset),
+                                    "check-up")
+        self.consultation_ids.append(accepted.consultation_id)
+        self.clinic.wait_until_settled()
+
+    @precondition(has_confirmed_consultation)
+    @rule(data=st.data(), by_patient=st.booleans())
+    def cancel_a_confirmed_consultation(self, data: st.DataObject, by_patient: bool) -> None:
+        confirmed = [c.consultation_id for c in self.consultations("CONFIRMED")]
+        consultation_id = data.draw(st.sampled_from(confirmed), label="consultation")
+        self.clinic.consultations.cancel(consultation_id, "cannot come", by_patient=by_patient)
+        self.clinic.wait_until_settled()
+
+    @rule(doctor=doctors)
+    def deactivate_doctor(self, doctor: str) -> None:
+        self.clinic.registry.deactivate_doctor(self.doctors[doctor])
+        self.clinic.wait_until_settled()
+
+    @rule()
+    def time_out_overdue_sagas(self) -> None:
+        self.clock.advance(seconds=SETTINGS.saga_timeout.total_seconds() + 1)
+        self.clinic.booking.time_out_overdue_sagas()
+        self.clinic.wait_until_settled()
+
+    # Invariants -------------------------------------------------------------------
+
+    @invariant()
+    def a_slot_is_never_booked_by_two_consultations(self) -> None:
+        views = self.consultations()
+        for doctor_id, start in self.opened_slots:
+            here = [c for c in views if (c.doctor_id, c.start) == (doctor_id, start)]
+            confirmed = {saga_of(c) for c in here if c.status == "CONFIRMED"}
+            assert len(confirmed) <= 1, f"slot {doctor_id}@{start} confirmed for several sagas: {confirmed}"
+            slot = self.clinic.scheduling.slot(slot_id_for(doctor_id, start))
+            if slot.status == "BOOKED":
+                assert confirmed == {slot.booking_id}, f"slot booked for {slot.booking_id}, confirmed: {confirmed}"
+
+    @invariant()
+    def a_confirmed_consultation_holds_its_booked_slot(self) -> None:
+        for consultation in self.consultations("CONFIRMED"):
+            slot = self.clinic.scheduling.slot(slot_of(consultation))
+            assert (slot.status, slot.booking_id) == ("BOOKED", saga_of(consultation)), consultation
+            assert self.clinic.saga(saga_of(consultation)).state == "COMPLETED", consultation
+
+    @invariant()
+    def a_rejected_consultation_has_a_known_reason_and_no_slot(self) -> None:
+        for consultation in self.consultations("REJECTED"):
+            assert consultation.rejection_reason in REJECTION_REASONS, consultation
+            slot = slot_or_none(self.clinic, slot_of(consultation))
+            assert slot is None or slot.booking_id != saga_of(consultation), (consultation, slot)
+
+    @invariant()
+    def no_saga_is_left_open_after_settling(self) -> None:
+        open_states = {str(state) for state in OPEN_STATES}
+        for consultation in self.consultations():
+            saga = self.clinic.saga(saga_of(consultation))
+            assert saga.state not in open_states, (consultation, saga)
+
+    @invariant()
+    def a_cancelled_consultation_gave_its_slot_back(self) -> None:
+        for consultation in self.consultations("CANCELLED"):
+            saga_id, slot_id = saga_of(consultation), slot_of(consultation)
+            assert self.clinic.scheduling.slot(slot_id).booking_id != saga_id, consultation
+            history = slot_history(self.clinic, slot_id)
+            booked_at = history.index(("Slot.Booked", str(saga_id)))
+            assert ("Slot.Released", str(saga_id)) in history[booked_at + 1:], (consultation, history)
+
+    @invariant()
+    def at_most_one_confirmed_per_start_and_the_audit_trail_agrees(self) -> None:
+        views = self.consultations()
+        confirmed = Counter((c.doctor_id, c.start) for c in views if c.status == "CONFIRMED")
+        assert all(count <= 1 for count in confirmed.values()), confirmed
+        for consultation in views:
+            rebuilt = self.clinic.auditor.trail("consultation", consultation.consultation_id)
+            assert rebuilt.state["status"] == consultation.status, (rebuilt.state, consultation)
+
+
+BookingSystemMachine.TestCase.settings = settings(
+    max_examples=25, stateful_step_count=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+TestBookingSystem = BookingSystemMachine.TestCase
