@@ -22,7 +22,7 @@ from domain.metadata import event_metadata
 from domain.slot import Slot, SlotRequestRefused, slot_id_for
 from domain.values import RejectionReason
 from process_managers.base import ClinicProcessApplication
-from process_managers.booking_saga import BookingSaga, saga_id_for
+from process_managers.booking_saga import BookingSaga, SagaState, saga_id_for
 from process_managers.ports import Eligibility, RegistryPort, RegistryUnavailableError
 
 DEFAULT_SAGA_TIMEOUT = timedelta(seconds=30)
@@ -66,7 +66,7 @@ class BookingProcessManager(ClinicProcessApplication):
         if saga is None:
             return
         saga.record_slot_held()
-        if saga.state == "VALIDATING":
+        if saga.state == SagaState.VALIDATING:
             self._validate(saga)
         processing_event.collect_events(saga)
 
@@ -133,7 +133,6 @@ class BookingProcessManager(ClinicProcessApplication):
     def _read_deadlines(self) -> None:
         """Catch the deadline index up with the saga log (rebuilt from it after a restart)."""
         for notification in self._new_saga_notifications():
-            self._deadlines_read_upto = notification.id
             if notification.topic.endswith(_STARTED_TOPIC_SUFFIX):
                 started = self.mapper.to_domain_event(notification)
                 self._deadlines[started.originator_id] = (started.deadline, started.correlation_id)

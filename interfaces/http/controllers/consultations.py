@@ -43,7 +43,7 @@ class ConsultationController(Controller):
         access.allow(access.may_book_for(request.user, str(data.patient_id)),
                      "a patient may only book for themself")
         accepted = clinic.book(data.patient_id, data.doctor_id, data.start, data.reason)
-        body = BookingAccepted(accepted.consultation_id, accepted.saga_id, "REQUESTED")
+        body = BookingAccepted(accepted.consultation_id, accepted.saga_id, accepted.status)  # type: ignore[arg-type]
         return Response(body, status_code=202, headers={"Location": f"{self.path}/{accepted.consultation_id}"})
 
     @get("/{consultation_id:uuid}", operation_id="getConsultation", sync_to_thread=True,
