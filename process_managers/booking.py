@@ -117,18 +117,25 @@ class BookingProcessManager(ClinicProcessApplication):
     # Deadlines -----------------------------------------------------------------
 
     def time_out_overdue_sagas(self) -> list[UUID]:
-        """Compensate every saga still open at its deadline; returns their ids."""
-        self._read_deadlines()
-        now = self.clock()
-        overdue = [saga_id for saga_id, (deadline, _) in self._deadlines.items() if deadline <= now]
-        for saga_id in overdue:
-            deadline, correlation_id = self._deadlines.pop(saga_id)
-            with event_metadata(correlation_id=correlation_id, causation_id=f"deadline:{deadline.isoformat()}",
-                                actor=self.actor):
-                saga = self.repository.get(saga_id)
-                saga.time_out(now)
-                self.save(saga)
-        return overdue
+        """Compensate every saga still open at its deadline; returns their ids.
+
+        Holds the processing lock, so a timeout never races the policy on the same saga.
+        """
+        with self.processing_lock:
+            self._read_deadlines()
+            now = self.clock()
+            overdue = [saga_id for saga_id, (deadline, _) in self._deadlines.items() if deadline <= now]
+            for saga_id in overdue:
+                self._time_out(saga_id, now)
+            return overdue
+
+    def _time_out(self, saga_id: UUID, now: datetime) -> None:
+        deadline, correlation_id = self._deadlines.pop(saga_id)
+        with event_metadata(correlation_id=correlation_id, causation_id=f"deadline:{deadline.isoformat()}",
+                            actor=self.actor):
+            saga = self.repository.get(saga_id)
+            saga.time_out(now)
+            self.save(saga)
 
     def _read_deadlines(self) -> None:
         """Catch the deadline index up with the saga log (rebuilt from it after a restart)."""
