@@ -63,7 +63,9 @@ class Settings:
     def eventsourcing_env(self, app_name: str, create_table: bool | None = None) -> dict[str, str]:
         """The eventsourcing library's variables for one context's application."""
         create = self.create_tables if create_table is None else create_table
-        env = {"CREATE_TABLE": "y" if create else "n"}
+        # Multi-row tracking: a follower fed by a broker may see an earlier notification
+        # after a later one (a redelivery); single-row tracking would refuse it silently.
+        env = {"CREATE_TABLE": "y" if create else "n", "SINGLE_ROW_TRACKING": "n"}
         if self.persistence == "sqlite":
             env |= {"PERSISTENCE_MODULE": "eventsourcing.sqlite",
                     "SQLITE_DBNAME": str(self.data_dir / f"{app_name.lower()}.sqlite"),
