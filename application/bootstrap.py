@@ -62,7 +62,7 @@ def bootstrap(settings: Settings | None = None, clock: Callable[[], datetime] | 
     if clock is not None:
         for app in apps.values():
             app.clock = clock
-    runner = EmbeddedRunner(SYSTEM, apps, settings.runner_tick_seconds, on_tick=booking.time_out_overdue_sagas)
+    runner = EmbeddedRunner(SYSTEM, apps, settings.runner_tick_seconds, on_tick=booking.tick)
     runner.start()
     return Clinic(registry, apps[SchedulingApplication.name], apps[ConsultationsApplication.name], booking,
                   runner, build_auditor(apps))

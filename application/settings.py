@@ -27,7 +27,7 @@ class Settings:
     data_dir: Path = Path(".clinic-data")
     """``CLINIC_DATA_DIR``: where SQLite files and the development signing key live."""
     saga_timeout: timedelta = timedelta(seconds=30)
-    """``CLINIC_SAGA_TIMEOUT_SECONDS``: a booking still open this long is compensated."""
+    """``CLINIC_SAGA_DEADLINE_SECONDS``: a booking still open this long is compensated."""
     runner_tick_seconds: float = 0.5
     """``CLINIC_RUNNER_TICK_SECONDS``: how often deadlines are checked."""
     create_tables: bool = True
@@ -52,7 +52,7 @@ class Settings:
         return cls(
             persistence=persistence,
             data_dir=Path(env.get("CLINIC_DATA_DIR", ".clinic-data")),
-            saga_timeout=timedelta(seconds=_number(env, "CLINIC_SAGA_TIMEOUT_SECONDS", 30)),
+            saga_timeout=timedelta(seconds=_number(env, "CLINIC_SAGA_DEADLINE_SECONDS", 30)),
             runner_tick_seconds=_number(env, "CLINIC_RUNNER_TICK_SECONDS", 0.5),
             create_tables=persistence in ("sqlite", "memory"),
             jwt_issuer=env.get("CLINIC_JWT_ISSUER", "clinic-dev"),

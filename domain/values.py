@@ -14,7 +14,7 @@ class RejectionReason(StrEnum):
     DOCTOR_NOT_FOUND = "doctor_not_found"
     PATIENT_NOT_ELIGIBLE = "patient_not_eligible"
     DEADLINE_EXCEEDED = "deadline_exceeded"
-    REGISTRY_UNAVAILABLE = "registry_unavailable"
+    VALIDATION_UNAVAILABLE = "validation_unavailable"
 
 
 class Role(StrEnum):

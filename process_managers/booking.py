@@ -8,7 +8,8 @@ every failure becomes an event (a rejection), never an exception that stops it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -26,8 +27,6 @@ from process_managers.booking_saga import BookingSaga, SagaState, saga_id_for
 from process_managers.ports import Eligibility, RegistryPort, RegistryUnavailableError
 
 DEFAULT_SAGA_TIMEOUT = timedelta(seconds=30)
-_STARTED_TOPIC_SUFFIX = "BookingSaga.Started"
-_CLOSED_TOPIC_SUFFIXES = ("BookingSaga.Completed", "BookingSaga.Rejected")
 
 
 class BookingProcessManager(ClinicProcessApplication):
@@ -39,8 +38,8 @@ class BookingProcessManager(ClinicProcessApplication):
 
     def __init__(self, env: Any = None) -> None:
         super().__init__(env)
-        self._deadlines: dict[UUID, tuple[datetime, str | None]] = {}
-        self._deadlines_read_upto = 0
+        self._open: dict[UUID, OpenSaga] = {}
+        self._read_upto = 0
 
     @singledispatchmethod
     def policy(self, domain_event: Any, processing_event: ProcessingEvent) -> None:
@@ -99,10 +98,13 @@ class BookingProcessManager(ClinicProcessApplication):
             processing_event.collect_events(saga)
 
     def _validate(self, saga: BookingSaga) -> None:
+        """Ask the registry; "unavailable" is recorded and retried until the deadline."""
         try:
             eligibility = self.registry.booking_eligibility(saga.patient_id, saga.doctor_id)
-        except RegistryUnavailableError:
-            eligibility = Eligibility.refused(RejectionReason.REGISTRY_UNAVAILABLE)
+        except RegistryUnavailableError as error:
+            retry_at = self.clock() + validation_retry_delay(saga.validation_attempts + 1)
+            saga.record_validation_unavailable(str(error) or type(error).__name__, retry_at)
+            return
         if eligibility.allowed:
             saga.record_registrants_valid()
         else:
@@ -114,7 +116,12 @@ class BookingProcessManager(ClinicProcessApplication):
         except AggregateNotFoundError:
             return None
 
-    # Deadlines -----------------------------------------------------------------
+    # Deadlines and deferred validations -----------------------------------------
+
+    def tick(self) -> None:
+        """Run by the runner or worker on a timer: compensate overdue sagas, retry validations."""
+        self.time_out_overdue_sagas()
+        self.retry_deferred_validations()
 
     def time_out_overdue_sagas(self) -> list[UUID]:
         """Compensate every saga still open at its deadline; returns their ids.
@@ -122,33 +129,64 @@ class BookingProcessManager(ClinicProcessApplication):
         Holds the processing lock, so a timeout never races the policy on the same saga.
         """
         with self.processing_lock:
-            self._read_deadlines()
+            self._catch_up_open_sagas()
             now = self.clock()
-            overdue = [saga_id for saga_id, (deadline, _) in self._deadlines.items() if deadline <= now]
+            overdue = [saga_id for saga_id, open_saga in self._open.items() if open_saga.deadline <= now]
             for saga_id in overdue:
-                self._time_out(saga_id, now)
+                self._under(self._open.pop(saga_id), f"deadline:{saga_id}", lambda saga: saga.time_out(now))
             return overdue
 
-    def _time_out(self, saga_id: UUID, now: datetime) -> None:
-        deadline, correlation_id = self._deadlines.pop(saga_id)
-        with event_metadata(correlation_id=correlation_id, causation_id=f"deadline:{deadline.isoformat()}",
-                            actor=self.actor):
-            saga = self.repository.get(saga_id)
-            saga.time_out(now)
+    def retry_deferred_validations(self) -> list[UUID]:
+        """Ask the registry again for sagas whose validation was unavailable and is due."""
+        with self.processing_lock:
+            self._catch_up_open_sagas()
+            now = self.clock()
+            due = [saga_id for saga_id, s in self._open.items() if s.retry_at is not None and s.retry_at <= now]
+            for saga_id in due:
+                self._under(self._open[saga_id], f"validation-retry:{saga_id}", self._validate)
+            return due
+
+    def _under(self, open_saga: OpenSaga, cause: str, action: Callable[[BookingSaga], None]) -> None:
+        """Act on a saga outside any event, stamped with its booking's correlation id."""
+        with event_metadata(correlation_id=open_saga.correlation_id, causation_id=cause, actor=self.actor):
+            saga = self.repository.get(open_saga.saga_id)
+            action(saga)
             self.save(saga)
 
-    def _read_deadlines(self) -> None:
-        """Catch the deadline index up with the saga log (rebuilt from it after a restart)."""
+    def _catch_up_open_sagas(self) -> None:
+        """Keep the index of open sagas up with the saga log (rebuilt from it after a restart)."""
         for notification in self._new_saga_notifications():
-            if notification.topic.endswith(_STARTED_TOPIC_SUFFIX):
+            kind = notification.topic.rsplit(".", 1)[-1]
+            if kind == "Started":
                 started = self.mapper.to_domain_event(notification)
-                self._deadlines[started.originator_id] = (started.deadline, started.correlation_id)
-            elif notification.topic.endswith(_CLOSED_TOPIC_SUFFIXES):
-                self._deadlines.pop(notification.originator_id, None)
+                self._open[started.originator_id] = OpenSaga(started.originator_id, started.deadline,
+                                                             started.correlation_id)
+            elif kind == "ValidationUnavailable" and notification.originator_id in self._open:
+                unavailable = self.mapper.to_domain_event(notification)
+                self._open[notification.originator_id].retry_at = unavailable.retry_at
+            elif kind == "RegistrantsValidated" and notification.originator_id in self._open:
+                self._open[notification.originator_id].retry_at = None
+            elif kind in ("Completed", "Rejected"):
+                self._open.pop(notification.originator_id, None)
 
     def _new_saga_notifications(self) -> Iterator[Notification]:
         while batch := self.recorder.select_notifications(
-            start=self._deadlines_read_upto, limit=1_000, inclusive_of_start=False
+            start=self._read_upto, limit=1_000, inclusive_of_start=False
         ):
             yield from batch
-            self._deadlines_read_upto = batch[-1].id
+            self._read_upto = batch[-1].id
+
+
+@dataclass
+class OpenSaga:
+    """What the timer needs to know of a saga that has not finished."""
+
+    saga_id: UUID
+    deadline: datetime
+    correlation_id: str | None
+    retry_at: datetime | None = None
+
+
+def validation_retry_delay(attempts: int) -> timedelta:
+    """Back off 1 s, 2 s, 4 s … up to 10 s between attempts to reach the registry."""
+    return timedelta(seconds=min(2 ** max(attempts - 1, 0), 10))

@@ -62,6 +62,10 @@ class BookingSaga(ClinicAggregate):
     class SlotHeld(ClinicAggregate.Event):
         pass
 
+    class ValidationUnavailable(ClinicAggregate.Event):
+        error: str
+        retry_at: datetime
+
     class RegistrantsValidated(ClinicAggregate.Event):
         slot_id: UUID
 
@@ -96,6 +100,8 @@ class BookingSaga(ClinicAggregate):
         self.state = SagaState.HOLDING_SLOT
         self.rejection_reason: str | None = None
         self.release_requested = False
+        self.validation_attempts = 0
+        self.validation_retry_at: datetime | None = None
         self.steps = [SagaStep("hold_slot", "requested", self.modified_on)]
 
     def trigger_event(self, event_class: Any, **kwargs: Any) -> None:
@@ -118,6 +124,11 @@ class BookingSaga(ClinicAggregate):
         elif self.state == SagaState.REJECTED and not self.release_requested:
             self._slot_release_requested(slot_id=self.slot_id, reason="hold_after_rejection")
 
+    def record_validation_unavailable(self, error: str, retry_at: datetime) -> None:
+        """The registry could not answer: validation is retried at ``retry_at``, until the deadline."""
+        if self.state == SagaState.VALIDATING:
+            self._validation_unavailable(error=error, retry_at=retry_at)
+
     def record_registrants_valid(self) -> None:
         if self.state == SagaState.VALIDATING:
             self._registrants_validated(slot_id=self.slot_id)
@@ -133,9 +144,11 @@ class BookingSaga(ClinicAggregate):
             self._rejected(consultation_id=self.consultation_id, slot_id=self.slot_id, reason=str(reason), release_slot=held)
 
     def time_out(self, now: datetime) -> None:
-        """Compensate a saga still open at its deadline."""
+        """Compensate a saga still open at its deadline (``validation_unavailable`` if the
+        registry never answered, else ``deadline_exceeded``)."""
         if self.is_open and now >= self.deadline:
-            self.reject(RejectionReason.DEADLINE_EXCEEDED)
+            unanswered = self.state == SagaState.VALIDATING and self.validation_retry_at is not None
+            self.reject(RejectionReason.VALIDATION_UNAVAILABLE if unanswered else RejectionReason.DEADLINE_EXCEEDED)
 
     def release_after_cancellation(self, reason: str) -> None:
         """The confirmed consultation was cancelled: give its slot back, once."""
@@ -151,9 +164,16 @@ class BookingSaga(ClinicAggregate):
         self._step("hold_slot", "succeeded")
         self._step("validate_registrants", "requested")
 
+    @event(ValidationUnavailable)
+    def _validation_unavailable(self, error: str, retry_at: datetime) -> None:
+        self.validation_attempts += 1
+        self.validation_retry_at = retry_at
+        self._step("validate_registrants", "unavailable")
+
     @event(RegistrantsValidated)
     def _registrants_validated(self, slot_id: UUID) -> None:
         self.state = SagaState.BOOKING_SLOT
+        self.validation_retry_at = None
         self._step("validate_registrants", "succeeded")
         self._step("book_slot", "requested")
 

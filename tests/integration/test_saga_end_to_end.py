@@ -152,16 +152,36 @@ def test_booking_a_slot_of_an_unregistered_doctor_is_rejected_doctor_not_found(m
 
 
 @on_every_backend
-def test_booking_while_the_registry_is_unavailable_is_rejected_and_the_slot_reopens(make_clinic, backend):
+def test_a_registry_down_until_the_deadline_compensates_validation_unavailable(make_clinic, backend, clock):
     # Given a registry that cannot answer
     given = given_an_open_slot(make_clinic, backend)
     given.clinic.booking.registry = UnavailableRegistry()
-    # When the slot is booked
+    # When a booking is made, it waits with its slot held
     consultation_id, _ = given.book()
     given.clinic.wait_until_settled()
-    # Then the booking is rejected registry_unavailable and the slot is open again
-    assert given.outcome(consultation_id) == ("REJECTED", "registry_unavailable")
+    assert (given.outcome(consultation_id), given.slot_status()) == (("REQUESTED", None), "HELD")
+    # And when its deadline passes
+    clock.advance(seconds=given.clinic.booking.saga_timeout.total_seconds())
+    given.clinic.wait_until_settled()
+    # Then it is rejected validation_unavailable and the slot is open again
+    assert given.outcome(consultation_id) == ("REJECTED", "validation_unavailable")
     assert given.slot_status() == "OPEN"
+
+
+@on_every_backend
+def test_a_registry_back_before_the_deadline_confirms_the_waiting_booking(make_clinic, backend, clock):
+    # Given a booking waiting on an unavailable registry
+    given = given_an_open_slot(make_clinic, backend)
+    in_process_registry = given.clinic.booking.registry
+    given.clinic.booking.registry = UnavailableRegistry()
+    consultation_id, _ = given.book()
+    given.clinic.wait_until_settled()
+    # When the registry is back and the retry is due
+    given.clinic.booking.registry = in_process_registry
+    clock.advance(seconds=1)
+    given.clinic.wait_until_settled()
+    # Then the booking is confirmed
+    assert given.outcome(consultation_id) == ("CONFIRMED", None)
 
 
 @on_every_backend

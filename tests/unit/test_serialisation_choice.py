@@ -104,6 +104,7 @@ def events_from_commands() -> list[tuple[type, Any]]:
 
         happy = saga()
         happy.record_slot_held()
+        happy.record_validation_unavailable("registry timed out", NOW + timedelta(seconds=1))
         happy.record_registrants_valid()
         happy.record_slot_booked()
         happy.release_after_cancellation("consultation_cancelled")

@@ -21,7 +21,7 @@ def test_defaults_are_the_embedded_sqlite_stores():
     ({"CLINIC_PERSISTENCE": "oracle"}, "CLINIC_PERSISTENCE must be one of"),
     ({"CLINIC_PERSISTENCE": "sqlalchemy"}, "needs SQLALCHEMY_URL"),
     ({"CLINIC_PERSISTENCE": "postgres"}, "needs POSTGRES_DBNAME"),
-    ({"CLINIC_SAGA_TIMEOUT_SECONDS": "soon"}, "CLINIC_SAGA_TIMEOUT_SECONDS must be a number"),
+    ({"CLINIC_SAGA_DEADLINE_SECONDS": "soon"}, "CLINIC_SAGA_DEADLINE_SECONDS must be a number"),
     ({"CLINIC_RUNNER_TICK_SECONDS": "0"}, "CLINIC_RUNNER_TICK_SECONDS must be positive"),
 ])
 def test_bad_settings_are_refused_naming_the_variable(env, message):

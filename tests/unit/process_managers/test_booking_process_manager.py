@@ -233,15 +233,71 @@ def test_a_registry_refusal_without_a_reason_rejects_patient_not_eligible(harnes
     assert (recorded[-1].reason, recorded[-1].release_slot) == ("patient_not_eligible", True)
 
 
-def test_an_unavailable_registry_rejects_registry_unavailable_and_releases_the_slot(harness, booking, registry):
+def test_an_unavailable_registry_defers_validation_instead_of_failing(harness, booking, registry, clock):
     # Given a registry that cannot answer
     registry.answer = RegistryUnavailableError("timed out")
     given_requested(harness, booking)
     # When the slot is held
     recorded = harness.deliver(booking.slot_held())
-    # Then the failure becomes a rejection, not an exception, and the slot is released
-    assert names(recorded) == ["SlotHeld", "Rejected"]
-    assert (recorded[1].reason, recorded[1].release_slot) == ("registry_unavailable", True)
+    # Then the failure is recorded (not raised) and validation is due again in a second
+    assert names(recorded) == ["SlotHeld", "ValidationUnavailable"]
+    assert (recorded[1].error, recorded[1].retry_at) == ("timed out", clock() + timedelta(seconds=1))
+    assert harness.saga(booking.saga_id).state == SagaState.VALIDATING
+
+
+def test_a_deferred_validation_is_not_retried_before_it_is_due(harness, booking, registry, clock):
+    # Given a validation deferred by an unavailable registry
+    registry.answer = RegistryUnavailableError("timed out")
+    given_requested(harness, booking)
+    harness.deliver(booking.slot_held())
+    # When the timer ticks before the retry is due
+    before = harness.position()
+    # Then the registry is not asked again
+    assert harness.pm.retry_deferred_validations() == []
+    assert (len(registry.asked), harness.recorded_since(before)) == (1, [])
+
+
+def test_a_deferred_validation_succeeds_once_the_registry_is_back(harness, booking, registry, clock):
+    # Given a validation deferred by an unavailable registry
+    registry.answer = RegistryUnavailableError("connection refused")
+    given_requested(harness, booking)
+    harness.deliver(booking.slot_held())
+    # When the registry is back and the retry is due
+    registry.answer = Eligibility.ok()
+    clock.advance(seconds=1)
+    before = harness.position()
+    retried = harness.pm.retry_deferred_validations()
+    # Then the saga goes on to book the slot
+    assert retried == [booking.saga_id]
+    assert names(harness.recorded_since(before)) == ["RegistrantsValidated"]
+
+
+def test_retries_back_off_while_the_registry_stays_unavailable(harness, booking, registry, clock):
+    # Given a validation deferred once
+    registry.answer = RegistryUnavailableError("breaker open")
+    given_requested(harness, booking)
+    harness.deliver(booking.slot_held())
+    # When the retry fails again
+    clock.advance(seconds=1)
+    before = harness.position()
+    harness.pm.retry_deferred_validations()
+    # Then the next attempt waits twice as long
+    [deferred] = harness.recorded_since(before)
+    assert deferred.retry_at == clock() + timedelta(seconds=2)
+
+
+def test_validation_still_unavailable_at_the_deadline_is_compensated(harness, booking, registry, clock):
+    # Given a registry that never answers
+    registry.answer = RegistryUnavailableError("timed out")
+    given_requested(harness, booking)
+    harness.deliver(booking.slot_held())
+    # When the deadline passes
+    clock.advance(seconds=DEFAULT_SAGA_TIMEOUT.total_seconds())
+    timed_out, recorded = harness.time_out()
+    # Then the booking is rejected validation_unavailable and the held slot released
+    [rejected] = recorded
+    assert timed_out == [booking.saga_id]
+    assert (rejected.reason, rejected.release_slot) == ("validation_unavailable", True)
 
 
 # Deadlines -----------------------------------------------------------------------

@@ -391,3 +391,41 @@ def test_is_open_only_while_holding_validating_or_booking(given):
     saga = given()
     assert saga.is_open == (saga.state in ("HOLDING_SLOT", "VALIDATING", "BOOKING_SLOT"))
     assert saga.is_open == (given in OPEN.values())
+
+
+# Validation deferred while the registry is unavailable -----------------------------
+
+
+def test_validation_unavailable_keeps_validating_and_records_the_retry():
+    # given
+    saga = validating()
+    retry_at = DEADLINE - timedelta(seconds=20)
+    # when
+    saga.record_validation_unavailable("connection refused", retry_at)
+    # then
+    [deferred] = saga.collect_events()
+    assert (type(deferred).__name__, deferred.error, deferred.retry_at) == (
+        "ValidationUnavailable", "connection refused", retry_at)
+    assert (saga.state, saga.validation_attempts) == (SagaState.VALIDATING, 1)
+    assert steps(saga)[-1] == ("validate_registrants", "unavailable")
+
+
+def test_validation_unavailable_outside_validation_records_nothing():
+    # given
+    saga = booking_slot()
+    # when
+    saga.record_validation_unavailable("timed out", DEADLINE)
+    # then
+    assert saga.collect_events() == []
+
+
+def test_time_out_after_unanswered_validation_rejects_validation_unavailable():
+    # given
+    saga = validating()
+    saga.record_validation_unavailable("timed out", DEADLINE - timedelta(seconds=1))
+    saga.collect_events()
+    # when
+    saga.time_out(DEADLINE)
+    # then
+    [rejected] = saga.collect_events()
+    assert (rejected.reason, rejected.release_slot) == (RejectionReason.VALIDATION_UNAVAILABLE, True)
