@@ -65,18 +65,21 @@ def bootstrap(settings: Settings | None = None, clock: Callable[[], datetime] | 
     runner = EmbeddedRunner(SYSTEM, apps, settings.runner_tick_seconds, on_tick=booking.tick)
     runner.start()
     return Clinic(registry, apps[SchedulingApplication.name], apps[ConsultationsApplication.name], booking,
-                  runner, build_auditor(apps))
+                  runner=runner, auditor=build_auditor(apps))
+
+
+AUDITED_KINDS = {
+    "patient": (RegistryApplication.name, Patient),
+    "doctor": (RegistryApplication.name, Doctor),
+    "slot": (SchedulingApplication.name, Slot),
+    "consultation": (ConsultationsApplication.name, Consultation),
+    "saga": (BookingProcessManager.name, BookingSaga),
+}
 
 
 def build_auditor(apps: dict[str, Any]) -> Auditor:
-    """Each kind an auditor may ask for, read from the store of the context that owns it."""
-    return Auditor({
-        "patient": (apps[RegistryApplication.name], Patient),
-        "doctor": (apps[RegistryApplication.name], Doctor),
-        "slot": (apps[SchedulingApplication.name], Slot),
-        "consultation": (apps[ConsultationsApplication.name], Consultation),
-        "saga": (apps[BookingProcessManager.name], BookingSaga),
-    })
+    """Each kind an auditor may ask for (of the contexts in ``apps``), read from its owner's store."""
+    return Auditor({kind: (apps[name], cls) for kind, (name, cls) in AUDITED_KINDS.items() if name in apps})
 
 
 def open_auditor(settings: Settings) -> tuple[Auditor, Callable[[], None]]:

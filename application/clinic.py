@@ -1,8 +1,12 @@
-"""The use cases the interfaces call, over the four contexts and their runner."""
+"""The use cases the interfaces call, over the contexts this process hosts.
+
+Embedded mode hosts all four contexts and their runner; a service of distributed mode
+hosts one context, and the interfaces mount only that context's routes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -23,19 +27,23 @@ from process_managers.booking_saga import saga_id_for
 class Clinic:
     """Book, cancel, read and audit consultations; register people; open slots."""
 
-    def __init__(self, registry: RegistryApplication, scheduling: SchedulingApplication,
-                 consultations: ConsultationsApplication, booking: BookingProcessManager,
-                 runner: EmbeddedRunner, auditor: Auditor) -> None:
+    def __init__(self, registry: RegistryApplication | None = None, scheduling: SchedulingApplication | None = None,
+                 consultations: ConsultationsApplication | None = None, booking: BookingProcessManager | None = None,
+                 runner: EmbeddedRunner | None = None, auditor: Auditor | None = None,
+                 checks: dict[str, Callable[[], bool]] | None = None) -> None:
         self.registry = registry
         self.scheduling = scheduling
         self.consultations = consultations
         self.booking = booking
         self.runner = runner
-        self.auditor = auditor
+        self.auditor = auditor or Auditor({})
+        self.checks = dict(checks or {})
+        """Extra readiness checks (a broker connection, a relay) by name."""
 
     def open_slots(self, doctor_id: UUID, slots: Sequence[tuple[datetime, int]]) -> list[UUID]:
-        """Open a registered doctor's slots, all or none."""
-        self.registry.doctor(doctor_id)
+        """Open a doctor's slots, all or none; checks the doctor when the registry is hosted here."""
+        if self.registry is not None:
+            self.registry.doctor(doctor_id)
         return self.scheduling.open_slots(doctor_id, slots)
 
     def book(self, patient_id: UUID, doctor_id: UUID, start: datetime, reason: str) -> BookingAccepted:
@@ -54,22 +62,34 @@ class Clinic:
                         saga.deadline, steps)
 
     def wait_until_settled(self, timeout: float = 10.0) -> None:
-        """Block until every recorded event has been processed by its followers."""
+        """Block until every recorded event has been processed by its followers (embedded mode)."""
         self.runner.wait_until_idle(timeout)
 
     def readiness(self) -> dict[str, bool]:
-        """Whether each event store answers and the runner is alive."""
-        checks = {app.name.lower(): _store_answers(app) for app in self._apps()}
-        checks["runner"] = self.runner.is_alive and self.runner.last_error is None
+        """Whether each hosted event store answers, the runner is alive, and the extra checks pass."""
+        checks = {app.name.lower(): _store_answers(app) for app in self.apps()}
+        if self.runner is not None:
+            checks["runner"] = self.runner.is_alive and self.runner.last_error is None
+        checks |= {name: _passes(check) for name, check in self.checks.items()}
         return checks
 
     def close(self) -> None:
-        self.runner.stop()
-        for app in self._apps():
+        if self.runner is not None:
+            self.runner.stop()
+        for app in self.apps():
             app.close()
 
-    def _apps(self) -> list[Any]:
-        return [self.registry, self.scheduling, self.consultations, self.booking]
+    def apps(self) -> list[Any]:
+        """The contexts' applications hosted by this process."""
+        hosted = [self.registry, self.scheduling, self.consultations, self.booking]
+        return [app for app in hosted if app is not None]
+
+
+def _passes(check: Callable[[], bool]) -> bool:
+    try:
+        return bool(check())
+    except Exception:  # noqa: BLE001 - a failing check means not ready
+        return False
 
 
 def _store_answers(app: Any) -> bool:

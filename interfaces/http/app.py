@@ -13,7 +13,7 @@ from application.clinic import Clinic
 from interfaces.http.controllers.consultations import ConsultationController
 from interfaces.http.controllers.health import HealthController
 from interfaces.http.controllers.oversight import AuditController, SagaController
-from interfaces.http.controllers.registry import DoctorController, PatientController
+from interfaces.http.controllers.registry import DoctorController, PatientController, SlotController
 from interfaces.http.middleware import (
     PUBLIC_PATHS,
     BearerAuthenticationMiddleware,
@@ -25,8 +25,17 @@ from interfaces.http.openapi import openapi_config
 from interfaces.http.problems import decode_strictly, problem_response
 from interfaces.security.tokens import TokenVerifier
 
-CONTROLLERS = [PatientController, DoctorController, ConsultationController, SagaController,
+CONTROLLERS = [PatientController, DoctorController, SlotController, ConsultationController, SagaController,
                AuditController, HealthController]
+"""Embedded mode: the whole public API in one process."""
+
+SERVICE_CONTROLLERS: dict[str, list[type]] = {
+    "registry": [PatientController, DoctorController, AuditController, HealthController],
+    "scheduling": [SlotController, AuditController, HealthController],
+    "consultations": [ConsultationController, AuditController, HealthController],
+    "booking": [SagaController, AuditController, HealthController],
+}
+"""Distributed mode: each context's service serves its part of ``/v1`` (the gateway routes)."""
 
 
 async def strict_body(request: Request[Any, Any, Any]) -> None:
@@ -36,11 +45,12 @@ async def strict_body(request: Request[Any, Any, Any]) -> None:
         decode_strictly(await request.body(), data.annotation)
 
 
-def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutdown: bool = False) -> Litestar:
-    """The HTTP API over ``clinic``; tokens are checked with ``verifier``."""
+def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutdown: bool = False,
+               controllers: list[type] | None = None) -> Litestar:
+    """The HTTP API over ``clinic`` (all of it, or ``controllers``); tokens are checked with ``verifier``."""
     on_shutdown = [clinic.close] if close_clinic_on_shutdown else []
     return Litestar(
-        route_handlers=CONTROLLERS,
+        route_handlers=controllers or CONTROLLERS,
         dependencies={"clinic": Provide(lambda: clinic, use_cache=True, sync_to_thread=False)},
         middleware=[
             correlation_middleware,

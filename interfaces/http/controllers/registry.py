@@ -1,4 +1,4 @@
-"""Patients, doctors and their slots: registry and slot writes are for admins."""
+"""Patients, doctors (registry) and doctors' slots (scheduling): writes are for admins."""
 
 from __future__ import annotations
 
@@ -51,6 +51,14 @@ class DoctorController(Controller):
         """Stop a doctor taking new bookings (bookings in flight are compensated)."""
         clinic.registry.deactivate_doctor(doctor_id)
         return DoctorStatus(doctor_id=doctor_id, active=False)
+
+
+class SlotController(Controller):
+    """A doctor's slots: the scheduling context's part of ``/v1/doctors``."""
+
+    path = "/v1/doctors"
+    tags = ["scheduling"]
+    guards = [requires_role(Role.ADMIN)]
 
     @post("/{doctor_id:uuid}/slots", operation_id="openSlots", status_code=201, sync_to_thread=True,
           responses=errors(401, 403, 404, 409, 422))
