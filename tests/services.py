@@ -1,6 +1,7 @@
 """Which real servers the integration tiers can reach, and what to do when one is missing.
 
-Tests that need a server ask for it through ``require_postgres()``: when the server is
+Tests that need a server ask for it through ``require_postgres()`` or
+``require_rabbitmq()``: when the server is
 down they are skipped, loudly (see the summary at the end of the run), unless
 ``CLINIC_REQUIRE_SERVICES=1`` is set, as ``.ci/run`` does, which turns a missing
 server into a failure.
@@ -18,9 +19,16 @@ POSTGRES_PORT = int(os.environ.get("CLINIC_TEST_POSTGRES_PORT", "5432"))
 POSTGRES_DB = os.environ.get("CLINIC_TEST_POSTGRES_DB", "test")
 POSTGRES_USER = os.environ.get("CLINIC_TEST_POSTGRES_USER", "postgres")
 
+RABBITMQ_HOST = os.environ.get("CLINIC_TEST_RABBITMQ_HOST", "127.0.0.1")
+RABBITMQ_PORT = int(os.environ.get("CLINIC_TEST_RABBITMQ_PORT", "5672"))
+RABBITMQ_USER = os.environ.get("CLINIC_TEST_RABBITMQ_USER", "guest")
+RABBITMQ_PASSWORD = os.environ.get("CLINIC_TEST_RABBITMQ_PASSWORD", "guest")
+
 HOW_TO_START = {
     "postgres": "start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start "
     "(or set CLINIC_TEST_POSTGRES_HOST/PORT/DB/USER)",
+    "rabbitmq": "start it with: scripts/ensure-services.sh rabbitmq (or rabbitmq-server -detached; "
+    "or set CLINIC_TEST_RABBITMQ_HOST/PORT/USER/PASSWORD)",
 }
 
 
@@ -38,9 +46,17 @@ def services_required() -> bool:
 
 def require_postgres() -> None:
     """Skip (or, under CLINIC_REQUIRE_SERVICES=1, fail) when PostgreSQL is unreachable."""
-    if _reachable(POSTGRES_HOST, POSTGRES_PORT):
-        return
-    message = _postgres_message()
+    if not _reachable(POSTGRES_HOST, POSTGRES_PORT):
+        _skip_or_fail(_postgres_message())
+
+
+def require_rabbitmq() -> None:
+    """Skip (or, under CLINIC_REQUIRE_SERVICES=1, fail) when RabbitMQ is unreachable."""
+    if not _reachable(RABBITMQ_HOST, RABBITMQ_PORT):
+        _skip_or_fail(_rabbitmq_message())
+
+
+def _skip_or_fail(message: str) -> None:
     if services_required():
         pytest.fail(message + " (CLINIC_REQUIRE_SERVICES is set)")
     pytest.skip(message)
@@ -50,6 +66,28 @@ def _postgres_message() -> str:
     return f"PostgreSQL at {POSTGRES_HOST}:{POSTGRES_PORT} is unreachable; {HOW_TO_START['postgres']}"
 
 
+def _rabbitmq_message() -> str:
+    return f"RabbitMQ at {RABBITMQ_HOST}:{RABBITMQ_PORT} is unreachable; {HOW_TO_START['rabbitmq']}"
+
+
 def missing_services() -> dict[str, str]:
     """The servers the server tiers need that are not reachable now."""
-    return {} if _reachable(POSTGRES_HOST, POSTGRES_PORT) else {"postgres": _postgres_message()}
+    missing = {}
+    if not _reachable(POSTGRES_HOST, POSTGRES_PORT):
+        missing["postgres"] = _postgres_message()
+    if not _reachable(RABBITMQ_HOST, RABBITMQ_PORT):
+        missing["rabbitmq"] = _rabbitmq_message()
+    return missing
+
+
+def require_binary(name: str) -> str:
+    """The path of a program a tier needs (nginx); skip loudly, or fail under CLINIC_REQUIRE_SERVICES."""
+    import shutil
+
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
+    if path:
+        return path
+    message = f"{name} is not installed; install it with: apt-get install -y {name}"
+    if services_required():
+        pytest.fail(message + " (CLINIC_REQUIRE_SERVICES is set)")
+    pytest.skip(message)
