@@ -1,4 +1,4 @@
-"""The ``clinic`` command: serve, demo, audit, token, db migrate, openapi."""
+"""The ``clinic`` command: serve, demo, audit, token, db migrate, certs init, openapi."""
 
 from __future__ import annotations
 
@@ -60,6 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
     migrate = db_commands.add_parser("migrate", help="create every context's tables (run once, before workers)")
     migrate.set_defaults(run=_lazy("interfaces.cli.admin", "run_migrate"))
+
+    certs = commands.add_parser("certs", help="development certificates for mTLS between services")
+    certs_commands = certs.add_subparsers(dest="certs_command", required=True, metavar="COMMAND")
+    certs_init = certs_commands.add_parser(
+        "init", help="create a CA and one certificate per service (keeps an existing CA unless --force)")
+    certs_init.add_argument("--dir", help="where to write them (default: $CLINIC_DATA_DIR/pki)")
+    certs_init.add_argument("--days", type=_positive_int, default=365, help="service certificates' lifetime")
+    certs_init.add_argument("--force", action="store_true", help="replace the CA and re-issue every certificate")
+    certs_init.set_defaults(run=_lazy("interfaces.cli.certs", "run_certs_init"))
 
     openapi = commands.add_parser("openapi", help="print (or write) the OpenAPI document")
     openapi.add_argument("--output", help="write to this file instead of stdout")
