@@ -1,0 +1,125 @@
+"""The outbox relay: an application's notification log, published to the exchange in order.
+
+The notification log *is* the outbox: every event an application records gets the
+next notification id in the same transaction. The relay reads the notifications
+after its saved position, publishes each (persistent, ``mandatory``, with publisher
+confirms) and saves the position only once the broker has confirmed them all. A
+crash between publishing and saving publishes the unconfirmed tail again when the
+relay restarts: at-least-once, and followers detect the duplicates exactly.
+
+Run one relay per application (a second one only publishes duplicates).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from aiormq.abc import AbstractChannel
+from eventsourcing.application import Application
+from eventsourcing.persistence import IntegrityError, Notification, Tracking
+
+from infrastructure.messaging.codec import encode
+
+log = logging.getLogger(__name__)
+
+
+class PositionStore(Protocol):
+    """Where a relay keeps the last notification id the broker confirmed."""
+
+    def get(self) -> int: ...
+
+    def save(self, notification_id: int) -> None: ...
+
+
+class TrackingPosition:
+    """The relay's position, in the application's own store, as a tracking record.
+
+    It uses the tracking table the library already creates for the application (the
+    same database, SQLite file or PostgreSQL schema, migrated with the rest), under a
+    name no follower uses: ``<app name>.relay``. A restarted relay reads it back.
+    """
+
+    def __init__(self, app: Application[Any], name: str | None = None) -> None:
+        self.name = name or f"{app.name}.relay"
+        self.recorder = app.factory.tracking_recorder()
+
+    def get(self) -> int:
+        return self.recorder.max_tracking_id(self.name) or 0
+
+    def save(self, notification_id: int) -> None:
+        try:
+            self.recorder.insert_tracking(Tracking(self.name, notification_id))
+        except IntegrityError:
+            if self.get() < notification_id:
+                raise
+            # Already saved (another relay instance got there first): nothing to do.
+
+
+class OutboxRelay:
+    """Publishes one application's notifications to the exchange, in order, at least once."""
+
+    def __init__(self, app: Application[Any], channel: AbstractChannel, exchange: str,
+                 position: PositionStore | None = None, batch_size: int = 100,
+                 poll_interval: float = 0.5, publish_timeout: float = 10.0) -> None:
+        self.app = app
+        self.channel = channel
+        self.exchange = exchange
+        self.position = position or TrackingPosition(app)
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.publish_timeout = publish_timeout
+
+    async def run_once(self) -> int:
+        """Publish the next batch after the saved position; returns how many were confirmed."""
+        start = await asyncio.to_thread(self.position.get)
+        notifications = await asyncio.to_thread(
+            self.app.recorder.select_notifications, start, self.batch_size, inclusive_of_start=False)
+        if not notifications:
+            return 0
+        results = await asyncio.gather(*(self._publish(n) for n in notifications), return_exceptions=True)
+        confirmed = _confirmed_prefix(notifications, results)
+        if confirmed:
+            await asyncio.to_thread(self.position.save, confirmed[-1].id)
+        if len(confirmed) < len(notifications):
+            raise results[len(confirmed)]
+        return len(confirmed)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish until ``stop`` is set, polling every ``poll_interval`` when caught up.
+
+        Errors propagate (crash-only): the saved position is safe, and whoever runs the
+        relay restarts it with a fresh connection.
+        """
+        while not stop.is_set():
+            published = await self.run_once()
+            if published < self.batch_size:
+                await _wait(stop, self.poll_interval)
+
+    async def _publish(self, notification: Notification) -> None:
+        # Called for a whole batch at once: each call takes the channel's lock in turn, so
+        # the frames go out in notification order, and the confirms are awaited together.
+        message = encode(self.app.name, self.app.mapper, notification)
+        await self.channel.basic_publish(
+            message.body, exchange=self.exchange, routing_key=message.routing_key,
+            properties=message.properties, mandatory=True, timeout=self.publish_timeout)
+
+
+def _confirmed_prefix(notifications: Sequence[Notification], results: Sequence[Any]) -> list[Notification]:
+    """The notifications before the first one that failed: the position may advance past these only."""
+    confirmed = []
+    for notification, result in zip(notifications, results, strict=True):
+        if isinstance(result, BaseException):
+            log.error("publishing %s:%s failed: %r", notification.originator_id, notification.id, result)
+            break
+        confirmed.append(notification)
+    return confirmed
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass

@@ -1,0 +1,102 @@
+"""The broker's shape: one topic exchange, and per follower a queue, retry queues and a DLQ.
+
+Names (``prefix`` isolates one deployment or test run from another)::
+
+    <prefix>.events                      durable topic exchange every relay publishes to
+    <prefix>.<follower>                  the follower's durable queue, bound to its leaders
+    <prefix>.<follower>.retry.<ms>ms     one per delay level: TTL, then back to the queue
+    <prefix>.<follower>.dlq              dead letters, kept until an operator acts
+
+A routing key is ``<leader>.<event class qualname>``, e.g.
+``consultations.Consultation.Requested``; a follower binds ``<leader>.#`` for each
+leader it follows. Each retry queue holds one delay only (a per-message TTL in a
+shared queue would stall short delays behind long ones) and dead-letters through
+the default exchange straight back to the follower's queue. The delay is part of
+the retry queue's name, so changing the levels declares new queues instead of
+clashing with the arguments of old ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aiormq.abc import AbstractChannel
+
+DEFAULT_PREFIX = "clinic"
+DEFAULT_DELAYS_MS = (1_000, 5_000, 30_000)
+
+
+def routing_key(leader_name: str, topic: str) -> str:
+    """``consultations.Consultation.Requested`` for topic ``domain.consultation:Consultation.Requested``."""
+    return f"{leader_name.lower()}.{topic.rpartition(':')[2]}"
+
+
+def binding_key(leader_name: str) -> str:
+    """The binding that takes every event of one leader."""
+    return f"{leader_name.lower()}.#"
+
+
+@dataclass(frozen=True)
+class FollowerQueues:
+    """The queues of one follower: where it consumes, retries (per delay level) and dead-letters."""
+
+    follower: str
+    main: str
+    retries: tuple[str, ...]
+    dead_letters: str
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The names of one deployment's exchange and queues, and its retry delays."""
+
+    prefix: str = DEFAULT_PREFIX
+    delays_ms: tuple[int, ...] = DEFAULT_DELAYS_MS
+
+    def __post_init__(self) -> None:
+        if not self.delays_ms or any(delay <= 0 for delay in self.delays_ms):
+            raise ValueError("delays_ms needs at least one positive delay")
+
+    @property
+    def exchange(self) -> str:
+        return f"{self.prefix}.events"
+
+    def queues(self, follower_name: str) -> FollowerQueues:
+        main = f"{self.prefix}.{follower_name.lower()}"
+        retries = tuple(f"{main}.retry.{delay}ms" for delay in self.delays_ms)
+        return FollowerQueues(follower_name, main, retries, f"{main}.dlq")
+
+
+async def declare_exchange(channel: AbstractChannel, topology: Topology) -> None:
+    """Declare the durable topic exchange (idempotent)."""
+    await channel.exchange_declare(topology.exchange, exchange_type="topic", durable=True)
+
+
+async def declare_follower(channel: AbstractChannel, topology: Topology, follower_name: str,
+                           leader_names: Iterable[str]) -> FollowerQueues:
+    """Declare a follower's queue, its bindings, retry queues and DLQ (idempotent)."""
+    queues = topology.queues(follower_name)
+    await channel.queue_declare(queues.dead_letters, durable=True)
+    # Safety net: a message rejected without requeue goes to the DLQ, never to nowhere.
+    await channel.queue_declare(queues.main, durable=True, arguments=_dead_letter_to(queues.dead_letters))
+    for leader_name in leader_names:
+        await channel.queue_bind(queues.main, topology.exchange, routing_key=binding_key(leader_name))
+    for delay, retry_queue in zip(topology.delays_ms, queues.retries, strict=True):
+        arguments = {"x-message-ttl": delay, **_dead_letter_to(queues.main)}
+        await channel.queue_declare(retry_queue, durable=True, arguments=arguments)
+    return queues
+
+
+async def declare_system(channel: AbstractChannel, topology: Topology,
+                         edges: Iterable[tuple[str, str]]) -> dict[str, FollowerQueues]:
+    """Declare the exchange and every follower of ``(leader, follower)`` edges, e.g. ``SYSTEM.edges``."""
+    leaders: dict[str, list[str]] = {}
+    for leader_name, follower_name in edges:
+        leaders.setdefault(follower_name, []).append(leader_name)
+    await declare_exchange(channel, topology)
+    return {name: await declare_follower(channel, topology, name, names) for name, names in leaders.items()}
+
+
+def _dead_letter_to(queue: str) -> dict[str, str]:
+    return {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue}
