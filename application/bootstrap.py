@@ -46,6 +46,7 @@ def migrate(settings: Settings) -> list[str]:
     """Create every context's tables (idempotent). Returns the contexts migrated."""
     apps = build_applications(settings, create_table=True)
     for app in apps.values():
+        app.factory.tracking_recorder()  # the outbox relay keeps its position there (distributed mode)
         app.close()
     return list(apps)
 
@@ -54,7 +55,7 @@ def bootstrap(settings: Settings | None = None, clock: Callable[[], datetime] | 
     """Build and start the clinic: applications, saga wiring, runner."""
     settings = settings or Settings.from_env()
     apps = build_applications(settings)
-    _require_tables(apps)
+    require_tables(apps)
     registry: RegistryApplication = apps[RegistryApplication.name]
     booking: BookingProcessManager = apps[BookingProcessManager.name]
     booking.registry = registry
@@ -85,7 +86,7 @@ def build_auditor(apps: dict[str, Any]) -> Auditor:
 def open_auditor(settings: Settings) -> tuple[Auditor, Callable[[], None]]:
     """An auditor over the stores, with no runner: reading changes nothing. Returns it and a closer."""
     apps = build_applications(settings, create_table=False)
-    _require_tables(apps)
+    require_tables(apps)
 
     def close() -> None:
         for app in apps.values():
@@ -94,7 +95,7 @@ def open_auditor(settings: Settings) -> tuple[Auditor, Callable[[], None]]:
     return build_auditor(apps), close
 
 
-def _require_tables(apps: dict[str, Any]) -> None:
+def require_tables(apps: dict[str, Any]) -> None:
     for app in apps.values():
         try:
             app.recorder.max_notification_id()

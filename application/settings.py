@@ -38,6 +38,18 @@ class Settings:
     """``CLINIC_JWT_AUDIENCE``: the ``aud`` tokens must carry."""
     database: Mapping[str, str] = field(default_factory=dict)
     """``POSTGRES_*`` or ``SQLALCHEMY_*`` passed through to the event stores."""
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    """``CLINIC_AMQP_URL``: the RabbitMQ broker of distributed mode."""
+    amqp_prefix: str = "clinic"
+    """``CLINIC_AMQP_PREFIX``: names this deployment's exchange and queues (``<prefix>.events``)."""
+    registry_url: str = "https://127.0.0.1:8443"
+    """``CLINIC_REGISTRY_URL``: the registry service's internal mTLS endpoint."""
+    pki_dir: Path | None = None
+    """``CLINIC_PKI_DIR``: CA and service certificates (default ``<data_dir>/pki``; ``clinic certs init``)."""
+
+    @property
+    def pki(self) -> Path:
+        return self.pki_dir or self.data_dir / "pki"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -58,6 +70,10 @@ class Settings:
             jwt_issuer=env.get("CLINIC_JWT_ISSUER", "clinic-dev"),
             jwt_audience=env.get("CLINIC_JWT_AUDIENCE", "clinic-api"),
             database={k: v for k, v in env.items() if k in _POSTGRES_KEYS or k.startswith("SQLALCHEMY_")},
+            amqp_url=env.get("CLINIC_AMQP_URL", cls.amqp_url),
+            amqp_prefix=env.get("CLINIC_AMQP_PREFIX", cls.amqp_prefix),
+            registry_url=env.get("CLINIC_REGISTRY_URL", cls.registry_url),
+            pki_dir=Path(env["CLINIC_PKI_DIR"]) if env.get("CLINIC_PKI_DIR") else None,
         )
 
     def eventsourcing_env(self, app_name: str, create_table: bool | None = None) -> dict[str, str]:

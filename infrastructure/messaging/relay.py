@@ -18,10 +18,13 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from aiormq.abc import AbstractChannel
+from aiormq.exceptions import PublishError
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
 from infrastructure.messaging.codec import encode
+
+NO_ROUTE = 312
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +111,24 @@ class OutboxRelay:
 
 
 def _confirmed_prefix(notifications: Sequence[Notification], results: Sequence[Any]) -> list[Notification]:
-    """The notifications before the first one that failed: the position may advance past these only."""
+    """The notifications before the first one that failed: the position may advance past these only.
+
+    An event returned as unroutable (``NO_ROUTE``) is not a failure: every worker declares the
+    whole system's queues before relaying, so no queue means no context follows that event.
+    """
     confirmed = []
     for notification, result in zip(notifications, results, strict=True):
-        if isinstance(result, BaseException):
+        if _unroutable(result):
+            log.info("no queue follows %s (notification %s): not routed", notification.topic, notification.id)
+        elif isinstance(result, BaseException):
             log.error("publishing %s:%s failed: %r", notification.originator_id, notification.id, result)
             break
         confirmed.append(notification)
     return confirmed
+
+
+def _unroutable(result: Any) -> bool:
+    return isinstance(result, PublishError) and getattr(result.message.delivery, "reply_code", None) == NO_ROUTE
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

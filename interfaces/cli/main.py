@@ -1,4 +1,4 @@
-"""The ``clinic`` command: serve, demo, audit, token, db migrate, certs init, openapi."""
+"""The ``clinic`` command: serve, run, demo, audit, token, db migrate, certs init, openapi."""
 
 from __future__ import annotations
 
@@ -34,6 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(run=_lazy("interfaces.cli.serve", "run_serve"))
+
+    run = commands.add_parser("run", help="run one context as a service (distributed mode: PostgreSQL, RabbitMQ)")
+    run.add_argument("service", choices=["registry", "scheduling", "consultations", "booking"])
+    run.add_argument("--role", choices=["api", "worker", "all"], default="all",
+                     help="api: the context's part of /v1; worker: relay, consumer, saga timer; all: both")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8000, help="public API port")
+    run.add_argument("--internal-port", type=int, default=8443, help="registry only: the mTLS endpoint's port")
+    run.set_defaults(run=_lazy("interfaces.cli.run", "run_service"))
 
     demo = commands.add_parser("demo", help="walk through bookings, compensations and an audit replay")
     demo.add_argument("--data-dir", help="keep the demo's event stores here (default: a temporary directory)")

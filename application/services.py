@@ -1,0 +1,146 @@
+"""The composition root of distributed mode: one context per service, linked by RabbitMQ.
+
+``build_service`` gives the context's application (its tables made by ``clinic db
+migrate``) inside a ``Clinic`` for the service's part of the API. ``Worker`` runs the
+context's outbox relay, its follower consumer (if it follows anyone) and, for the
+booking service, the saga timer. Both wait for their dependencies with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import aiormq
+
+from application.bootstrap import SYSTEM, MigrationNeededError, build_auditor, require_tables
+from application.clinic import Clinic
+from application.consultations import ConsultationsApplication
+from application.registry import RegistryApplication
+from application.scheduling import SchedulingApplication
+from application.settings import Settings
+from infrastructure.messaging.consumer import FollowerConsumer
+from infrastructure.messaging.relay import OutboxRelay
+from infrastructure.messaging.topology import Topology, declare_system
+from infrastructure.registry_client import HttpRegistryClient
+from infrastructure.tls import Pki
+from process_managers.booking import BookingProcessManager
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SERVICES: dict[str, type] = {
+    "registry": RegistryApplication,
+    "scheduling": SchedulingApplication,
+    "consultations": ConsultationsApplication,
+    "booking": BookingProcessManager,
+}
+
+
+def build_service(service: str, settings: Settings) -> Clinic:
+    """The service's context application, wired, inside a Clinic hosting only it."""
+    cls = SERVICES[service]
+    app = cls(env=settings.eventsourcing_env(cls.name, create_table=False))
+    require_tables({cls.name: app})
+    if isinstance(app, BookingProcessManager):
+        app.registry = HttpRegistryClient.from_pki(settings.registry_url, Pki.open(settings.pki), "booking")
+        app.saga_timeout = settings.saga_timeout
+    return Clinic(**{service: app}, auditor=build_auditor({cls.name: app}))
+
+
+async def with_backoff(what: str, attempt: Callable[[], Awaitable[T]], stop: asyncio.Event,
+                       first: float = 0.2, most: float = 5.0) -> T | None:
+    """Retry ``attempt`` with jittered exponential backoff until it succeeds or ``stop`` is set."""
+    delay = first
+    while not stop.is_set():
+        try:
+            return await attempt()
+        except (OSError, MigrationNeededError, aiormq.exceptions.AMQPError) as error:
+            log.warning("waiting for %s: %s (retrying in %.1fs)", what, error, delay)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=delay * random.uniform(0.5, 1.0))
+        except TimeoutError:
+            pass
+        delay = min(delay * 2, most)
+    return None
+
+
+class Worker:
+    """Relays the context's events to the broker and feeds it the events it follows."""
+
+    def __init__(self, app: Any, settings: Settings, tick_seconds: float | None = None) -> None:
+        self.app = app
+        self.settings = settings
+        self.topology = Topology(prefix=settings.amqp_prefix)
+        self.tick_seconds = tick_seconds or settings.runner_tick_seconds
+        self.connection: aiormq.abc.AbstractConnection | None = None
+        self.consumer: FollowerConsumer | None = None
+        self.relaying = False
+
+    @property
+    def ready(self) -> bool:
+        """Connected, relaying, and consuming if it follows anyone."""
+        connected = self.connection is not None and not self.connection.is_closed
+        consuming = self.consumer is None or self.consumer.consuming
+        return connected and self.relaying and consuming
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until ``stop``: relay, consume, tick; then stop consuming, finish in-flight work, close."""
+        self.connection = await with_backoff("the broker", lambda: aiormq.connect(self.settings.amqp_url), stop)
+        if self.connection is None:
+            return
+        try:
+            await self._start()
+            tasks = [asyncio.create_task(self._relay(stop))]
+            if isinstance(self.app, BookingProcessManager):
+                tasks.append(asyncio.create_task(self._tick(stop)))
+            failed = await _first_failure(stop, tasks)
+            stop.set()  # crash-only: a failed relay stops the worker, the orchestrator restarts it
+            if self.consumer is not None:
+                await self.consumer.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if failed is not None:
+                log.error("%s worker failed: %r", self.app.name, failed)
+                raise failed
+        finally:
+            await self.connection.close()
+
+    async def _start(self) -> None:
+        # The whole system's queues, not only this context's: events published while a
+        # follower is down or not yet started wait in its queue (services start in any order).
+        queues = await declare_system(await self.connection.channel(), self.topology, SYSTEM.edges)
+        if self.app.name in queues:
+            self.consumer = FollowerConsumer(self.app, await self.connection.channel(), queues[self.app.name])
+            await self.consumer.start()
+
+    async def _relay(self, stop: asyncio.Event) -> None:
+        relay = OutboxRelay(self.app, await self.connection.channel(), self.topology.exchange,
+                            poll_interval=min(self.tick_seconds, 0.2))
+        self.relaying = True
+        try:
+            await relay.run(stop)
+        finally:
+            self.relaying = False
+
+    async def _tick(self, stop: asyncio.Event) -> None:
+        """The saga timer: deadlines and deferred validations, also for sagas from before a restart."""
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self.app.tick)
+            except Exception:  # noqa: BLE001 - the timer keeps going; the error is logged
+                log.exception("saga timer failed; retrying on the next tick")
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.tick_seconds)
+            except TimeoutError:
+                pass
+
+
+async def _first_failure(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> BaseException | None:
+    """Wait for ``stop`` or for a task to end; returns the error of a task that failed."""
+    stopped = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    return next((t.exception() for t in done if t is not stopped and t.exception() is not None), None)

@@ -1,0 +1,99 @@
+"""``clinic run <service>``: one context as a service of distributed mode.
+
+``--role api`` serves the context's part of ``/v1`` (scale these replicas freely);
+``--role worker`` runs its outbox relay, its consumer and, for booking, the saga timer
+(one per context); ``--role all`` does both in one process. On SIGTERM the service
+stops being ready, stops taking messages, lets in-flight work finish and be acked,
+then exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+
+import uvicorn
+
+from application.clinic import Clinic
+from application.services import Worker, build_service, with_backoff
+from application.settings import Settings
+from infrastructure.tls import Pki
+from interfaces.cli.main import settings
+from interfaces.http.app import SERVICE_CONTROLLERS, create_app
+from interfaces.http.internal import create_internal_registry_app, internal_server_config
+from interfaces.security.tokens import TokenIssuer, load_or_create_dev_key
+
+log = logging.getLogger("clinic.service")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: the service shuts down in its own order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def run_service(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return asyncio.run(_run(args, settings()))
+
+
+async def _run(args: argparse.Namespace, config: Settings) -> int:
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    clinic = await with_backoff("the event store", lambda: asyncio.to_thread(build_service, args.service, config),
+                                stop)
+    if clinic is None:
+        return 0
+    clinic.checks["accepting"] = lambda: not stop.is_set()
+    workers = _start_worker(args, config, clinic, stop)
+    servers = _servers(args, config, clinic)
+    serving = [asyncio.create_task(server.serve(), name=f"http:{server.config.port}") for server in servers]
+    log.info("%s service running (role %s)", args.service, args.role)
+    failed = await _until_stopped_or_failed(stop, workers + serving)
+    stop.set()  # readiness is false from here on
+    await asyncio.gather(*workers, return_exceptions=True)  # consumers stop, in-flight work is acked
+    for server in servers:
+        server.should_exit = True
+    await asyncio.gather(*serving, return_exceptions=True)
+    clinic.close()
+    return 1 if failed else 0
+
+
+def _start_worker(args: argparse.Namespace, config: Settings, clinic: Clinic,
+                  stop: asyncio.Event) -> list[asyncio.Task[object]]:
+    if args.role not in ("worker", "all"):
+        return []
+    worker = Worker(clinic.apps()[0], config)
+    clinic.checks["broker"] = lambda: worker.ready
+    return [asyncio.create_task(worker.run(stop), name="worker")]
+
+
+def _servers(args: argparse.Namespace, config: Settings, clinic: Clinic) -> list[uvicorn.Server]:
+    if args.role not in ("api", "all"):
+        return []
+    verifier = TokenIssuer(load_or_create_dev_key(config.data_dir), config.jwt_issuer, config.jwt_audience).verifier()
+    public = create_app(clinic, verifier, controllers=SERVICE_CONTROLLERS[args.service])
+    servers = [_Server(uvicorn.Config(public, host=args.host, port=args.port, log_level="info"))]
+    if args.service == "registry":
+        internal = create_internal_registry_app(clinic.registry)
+        servers.append(_Server(internal_server_config(internal, Pki.open(config.pki), host=args.host,
+                                                      port=args.internal_port, log_level="info")))
+    return servers
+
+
+async def _until_stopped_or_failed(stop: asyncio.Event, tasks: list[asyncio.Task[object]]) -> bool:
+    """Wait for SIGTERM/SIGINT, or for a part to end on its own (a failure: exit non-zero)."""
+    stopped = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    failed = [t for t in done if t is not stopped]
+    for task in failed:
+        log.error("%s ended unexpectedly: %r", task.get_name(), task.exception())
+    return bool(failed)
