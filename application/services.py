@@ -25,7 +25,7 @@ from application.settings import Settings
 from infrastructure.messaging.consumer import FollowerConsumer
 from infrastructure.messaging.relay import OutboxRelay
 from infrastructure.messaging.topology import Topology, declare_system
-from infrastructure.registry_client import HttpRegistryClient
+from infrastructure.registry_client import HttpRegistryClient, RegistryCallPolicy
 from infrastructure.tls import Pki
 from process_managers.booking import BookingProcessManager
 
@@ -46,7 +46,9 @@ def build_service(service: str, settings: Settings) -> Clinic:
     app = cls(env=settings.eventsourcing_env(cls.name, create_table=False))
     require_tables({cls.name: app})
     if isinstance(app, BookingProcessManager):
-        app.registry = HttpRegistryClient.from_pki(settings.registry_url, Pki.open(settings.pki), "booking")
+        policy = RegistryCallPolicy(reset_timeout=settings.registry_breaker_reset_seconds)
+        app.registry = HttpRegistryClient.from_pki(settings.registry_url, Pki.open(settings.pki), "booking",
+                                                   policy=policy)
         app.saga_timeout = settings.saga_timeout
     return Clinic(**{service: app}, auditor=build_auditor({cls.name: app}))
 

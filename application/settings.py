@@ -44,6 +44,8 @@ class Settings:
     """``CLINIC_AMQP_PREFIX``: names this deployment's exchange and queues (``<prefix>.events``)."""
     registry_url: str = "https://127.0.0.1:8443"
     """``CLINIC_REGISTRY_URL``: the registry service's internal mTLS endpoint."""
+    registry_breaker_reset_seconds: float = 15.0
+    """``CLINIC_REGISTRY_BREAKER_RESET_SECONDS``: how long the registry circuit stays open before a trial."""
     pki_dir: Path | None = None
     """``CLINIC_PKI_DIR``: CA and service certificates (default ``<data_dir>/pki``; ``clinic certs init``)."""
 
@@ -74,6 +76,7 @@ class Settings:
             amqp_prefix=env.get("CLINIC_AMQP_PREFIX", cls.amqp_prefix),
             registry_url=env.get("CLINIC_REGISTRY_URL", cls.registry_url),
             pki_dir=Path(env["CLINIC_PKI_DIR"]) if env.get("CLINIC_PKI_DIR") else None,
+            registry_breaker_reset_seconds=_number(env, "CLINIC_REGISTRY_BREAKER_RESET_SECONDS", 15),
         )
 
     def eventsourcing_env(self, app_name: str, create_table: bool | None = None) -> dict[str, str]:

@@ -91,3 +91,10 @@ def require_binary(name: str) -> str:
     if services_required():
         pytest.fail(message + " (CLINIC_REQUIRE_SERVICES is set)")
     pytest.skip(message)
+
+
+def amqp_url(vhost: str = "/") -> str:
+    """The test broker's URL (default vhost unless given)."""
+    from urllib.parse import quote
+
+    return f"amqp://{RABBITMQ_USER}:{RABBITMQ_PASSWORD}@{RABBITMQ_HOST}:{RABBITMQ_PORT}/{quote(vhost, safe='')}"

@@ -28,6 +28,8 @@ from interfaces.http.internal import create_internal_registry_app, internal_serv
 from interfaces.security.tokens import TokenIssuer, load_or_create_dev_key
 
 log = logging.getLogger("clinic.service")
+GRACE_SECONDS = 5
+"""How long in-flight HTTP requests (and idle keep-alive clients) get to finish on SIGTERM."""
 
 
 class _Server(uvicorn.Server):
@@ -80,11 +82,13 @@ def _servers(args: argparse.Namespace, config: Settings, clinic: Clinic) -> list
         return []
     verifier = TokenIssuer(load_or_create_dev_key(config.data_dir), config.jwt_issuer, config.jwt_audience).verifier()
     public = create_app(clinic, verifier, controllers=SERVICE_CONTROLLERS[args.service])
-    servers = [_Server(uvicorn.Config(public, host=args.host, port=args.port, log_level="info"))]
+    servers = [_Server(uvicorn.Config(public, host=args.host, port=args.port, log_level="info",
+                                      timeout_graceful_shutdown=GRACE_SECONDS))]
     if args.service == "registry":
         internal = create_internal_registry_app(clinic.registry)
         servers.append(_Server(internal_server_config(internal, Pki.open(config.pki), host=args.host,
-                                                      port=args.internal_port, log_level="info")))
+                                                      port=args.internal_port, log_level="info",
+                                                      timeout_graceful_shutdown=GRACE_SECONDS)))
     return servers
 
 

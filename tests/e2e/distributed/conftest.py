@@ -1,0 +1,181 @@
+"""A whole distributed deployment for the tests: four services, nginx, PostgreSQL, RabbitMQ.
+
+Each service is a separate OS process (``clinic run``); the run is isolated by its own
+PostgreSQL schema, AMQP prefix, data directory (dev key, certificates) and ports, and
+everything is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from application.bootstrap import SYSTEM
+from infrastructure.messaging.topology import Topology
+from interfaces.gateway import SERVICES, Gateway
+from tests import services
+
+ROOT = Path(__file__).resolve().parents[3]
+CLINIC = [sys.executable, "-m", "interfaces.cli.main"]
+DEADLINE_SECONDS = 6
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def eventually(condition: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+    """Poll ``condition`` until it is truthy (a client of the 202 API polls too)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Cluster:
+    """The deployment under test and the handles a test needs to break it."""
+
+    def __init__(self, tmp: Path, schema: str) -> None:
+        self.tmp = tmp
+        self.prefix = f"e2e{uuid.uuid4().hex[:8]}"
+        self.ports = {name: free_port() for name in SERVICES}
+        self.internal_port = free_port()
+        self.gateway_port = free_port()
+        self.env = {
+            **os.environ,
+            "CLINIC_DATA_DIR": str(tmp / "data"), "CLINIC_PERSISTENCE": "postgres",
+            "POSTGRES_DBNAME": services.POSTGRES_DB, "POSTGRES_HOST": services.POSTGRES_HOST,
+            "POSTGRES_PORT": str(services.POSTGRES_PORT), "POSTGRES_USER": services.POSTGRES_USER,
+            "POSTGRES_PASSWORD": "", "POSTGRES_SCHEMA": schema,
+            "CLINIC_AMQP_URL": services.amqp_url(), "CLINIC_AMQP_PREFIX": self.prefix,
+            "CLINIC_REGISTRY_URL": f"https://127.0.0.1:{self.internal_port}",
+            "CLINIC_SAGA_DEADLINE_SECONDS": str(DEADLINE_SECONDS), "CLINIC_RUNNER_TICK_SECONDS": "0.2",
+            "CLINIC_REGISTRY_BREAKER_RESET_SECONDS": "1",
+        }
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.gateway: subprocess.Popen | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def clinic(self, *args: str) -> str:
+        result = subprocess.run([*CLINIC, *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout.strip()
+
+    def start(self, service: str, role: str = "all") -> None:
+        log = open(self.tmp / f"{service}.log", "a")  # noqa: SIM115 - closed with the process
+        self.processes[service] = subprocess.Popen(
+            [*CLINIC, "run", service, "--role", role, "--port", str(self.ports[service]),
+             "--internal-port", str(self.internal_port)],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        eventually(lambda: self.ready(service), timeout=60, what=f"{service} ready")
+
+    def stop(self, service: str, sig: int = signal.SIGTERM) -> int:
+        process = self.processes.pop(service)
+        process.send_signal(sig)
+        return process.wait(timeout=30)
+
+    def ready(self, service: str) -> bool:
+        process = self.processes[service]
+        if process.poll() is not None:
+            raise AssertionError(f"{service} exited: {(self.tmp / f'{service}.log').read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[service]}/health/ready", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def start_gateway(self) -> None:
+        runtime = self.tmp / "gateway"
+        config = Gateway(f"127.0.0.1:{self.gateway_port}",
+                         {name: [f"127.0.0.1:{port}"] for name, port in self.ports.items()},
+                         runtime, ROOT / "specs" / "openapi.json").write(self.tmp / "nginx.conf")
+        nginx = services.require_binary("nginx")
+        self.gateway = subprocess.Popen([nginx, "-e", str(runtime / "error.log"), "-p", str(runtime),
+                                         "-c", str(config)])
+        eventually(lambda: self.call("GET", "/health/live")[0] == 200, what="gateway live")
+
+    def token(self, sub: str, role: str) -> str:
+        return self.clinic("token", "--sub", sub, "--role", role)
+
+    def call(self, method: str, path: str, token: str | None = None, body: Any = None) -> tuple[int, Any]:
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+        request = urllib.request.Request(self.base + path, method=method, headers=headers,
+                                         data=json.dumps(body).encode() if body is not None else None)
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+        except OSError:
+            return 0, None
+
+    def shut_down(self) -> None:
+        for service in list(self.processes):
+            self.stop(service)
+        if self.gateway is not None:
+            self.gateway.terminate()
+            self.gateway.wait(timeout=10)
+        asyncio.run(_delete_broker_objects(self.prefix))
+
+
+async def _delete_broker_objects(prefix: str) -> None:
+    import aiormq
+
+    topology = Topology(prefix=prefix)
+    connection = await aiormq.connect(services.amqp_url())
+    channel = await connection.channel()
+    for follower in {follower for _, follower in SYSTEM.edges}:
+        queues = topology.queues(follower)
+        for queue in (queues.main, *queues.retries, queues.dead_letters):
+            await channel.queue_delete(queue)
+    await channel.exchange_delete(topology.exchange)
+    await connection.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[Cluster]:
+    services.require_postgres()
+    services.require_rabbitmq()
+    services.require_binary("nginx")
+    import psycopg
+
+    schema = f"clinic_e2e_{uuid.uuid4().hex[:10]}"
+    dsn = (f"host={services.POSTGRES_HOST} port={services.POSTGRES_PORT} dbname={services.POSTGRES_DB} "
+           f"user={services.POSTGRES_USER}")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    deployment = Cluster(tmp_path_factory.mktemp("cluster"), schema)
+    try:
+        deployment.clinic("db", "migrate")
+        deployment.clinic("certs", "init")
+        for service in SERVICES:
+            deployment.start(service)
+        deployment.start_gateway()
+        yield deployment
+    finally:
+        deployment.shut_down()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')

@@ -1,0 +1,152 @@
+"""Distributed mode end to end: services as OS processes, nginx, PostgreSQL, RabbitMQ, mTLS.
+
+The tests share one deployment (module scope) and run in file order; each makes its own
+doctors, patients and slots, so they do not depend on each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from itertools import count
+
+import aiormq
+
+from infrastructure.messaging.topology import Topology
+from tests import services
+from tests.e2e.distributed.conftest import DEADLINE_SECONDS, Cluster, eventually
+
+_hours = count()
+
+
+def new_start() -> str:
+    return (datetime(2027, 3, 1, 8, tzinfo=UTC) + timedelta(hours=next(_hours))).isoformat()
+
+
+def setup(cluster: Cluster, patients: int = 1, starts: int = 1) -> tuple[str, list[str], str, list[str]]:
+    """Register consenting patients and a doctor, open slots; returns (admin token, patients, doctor, starts)."""
+    admin = cluster.token("ops-1", "ADMIN")
+    patient_ids = [cluster.call("POST", "/v1/patients", admin, {
+        "name": f"Patient {i}", "email": f"p{i}@example.org", "birth_date": "1990-01-01", "consent": True,
+    })[1]["patient_id"] for i in range(patients)]
+    doctor_id = cluster.call("POST", "/v1/doctors", admin, {"name": "Dr. Reis", "specialty": "cardiology"})[1][
+        "doctor_id"]
+    slot_starts = [new_start() for _ in range(starts)]
+    status, _ = cluster.call("POST", f"/v1/doctors/{doctor_id}/slots", admin,
+                             {"slots": [{"start": s, "duration_minutes": 30} for s in slot_starts]})
+    assert status == 201
+    return admin, patient_ids, doctor_id, slot_starts
+
+
+def book(cluster: Cluster, admin: str, patient: str, doctor: str, start: str) -> dict:
+    status, body = cluster.call("POST", "/v1/consultations", admin,
+                                {"patient_id": patient, "doctor_id": doctor, "start": start, "reason": "e2e"})
+    assert status == 202, body
+    return body
+
+
+def settled(cluster: Cluster, admin: str, consultation_id: str, timeout: float = 30) -> dict:
+    def decided() -> dict | None:
+        status, body = cluster.call("GET", f"/v1/consultations/{consultation_id}", admin)
+        return body if status == 200 and body["status"] != "REQUESTED" else None
+
+    return eventually(decided, timeout=timeout, what=f"consultation {consultation_id} decided")
+
+
+def slot_events(cluster: Cluster, admin: str, doctor: str, start: str) -> list[str]:
+    from domain.slot import slot_id_for
+
+    slot_id = slot_id_for(__import__("uuid").UUID(doctor), datetime.fromisoformat(start))
+    status, trail = cluster.call("GET", f"/v1/audit/slot/{slot_id}", admin)
+    assert status == 200
+    return [event["type"].split(".")[-1] for event in trail["events"]]
+
+
+def test_a_booking_is_confirmed_across_the_services(cluster):
+    admin, [patient], doctor, [start] = setup(cluster)
+    accepted = book(cluster, admin, patient, doctor, start)
+    assert settled(cluster, admin, accepted["consultation_id"])["status"] == "CONFIRMED"
+    status, saga = cluster.call("GET", f"/v1/sagas/{accepted['saga_id']}", admin)
+    assert (status, saga["state"]) == (200, "COMPLETED")
+    assert slot_events(cluster, admin, doctor, start) == ["Opened", "Held", "Booked"]
+
+
+def test_fifty_concurrent_requests_for_one_slot_confirm_exactly_one(cluster):
+    admin, patients, doctor, [start] = setup(cluster, patients=50)
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        accepted = list(pool.map(lambda p: book(cluster, admin, p, doctor, start), patients))
+    outcomes = [settled(cluster, admin, a["consultation_id"], timeout=60) for a in accepted]
+    statuses = sorted((o["status"], o["rejection_reason"]) for o in outcomes)
+    assert statuses == [("CONFIRMED", None)] + [("REJECTED", "slot_unavailable")] * 49
+    assert slot_events(cluster, admin, doctor, start).count("Booked") == 1
+
+
+def test_a_poison_message_is_dead_lettered_while_the_bookings_behind_it_complete(cluster):
+    admin, [patient], doctor, [start] = setup(cluster)
+    asyncio.run(_publish_poison(cluster.prefix))
+    accepted = book(cluster, admin, patient, doctor, start)
+    assert settled(cluster, admin, accepted["consultation_id"])["status"] == "CONFIRMED"
+    dead = eventually(lambda: asyncio.run(_dead_letters(cluster.prefix, "Booking")), what="poison in the DLQ")
+    assert any(headers.get("x-dead-letter-reason") for headers in dead)
+
+
+def test_with_the_registry_down_bookings_are_accepted_then_compensated_and_confirmed_after_it_returns(cluster):
+    admin, [patient], doctor, starts = setup(cluster, starts=2)
+    cluster.stop("registry")
+    try:
+        # while it is down: accepted, held, then compensated at the deadline
+        waiting = book(cluster, admin, patient, doctor, starts[0])
+        outcome = settled(cluster, admin, waiting["consultation_id"], timeout=DEADLINE_SECONDS + 20)
+        assert (outcome["status"], outcome["rejection_reason"]) == ("REJECTED", "validation_unavailable")
+        assert slot_events(cluster, admin, doctor, starts[0])[-1] == "Released"
+    finally:
+        cluster.start("registry")
+    after = book(cluster, admin, patient, doctor, starts[1])
+    assert settled(cluster, admin, after["consultation_id"])["status"] == "CONFIRMED"
+
+
+def test_killing_the_booking_worker_mid_load_loses_no_booking_and_books_no_slot_twice(cluster):
+    admin, patients, doctor, starts = setup(cluster, patients=20, starts=10)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(book, cluster, admin, patients[i], doctor, starts[i % 10]) for i in range(20)]
+        eventually(lambda: sum(f.done() for f in futures) >= 5, what="the first bookings accepted")
+        assert cluster.stop("booking", signal.SIGKILL) == -signal.SIGKILL  # while requests keep coming
+        accepted = [future.result() for future in futures]
+    cluster.start("booking")
+    outcomes = [settled(cluster, admin, a["consultation_id"], timeout=DEADLINE_SECONDS + 40) for a in accepted]
+    confirmed_per_start: dict[str, int] = {}
+    for request, outcome in zip(range(20), outcomes, strict=True):
+        assert outcome["status"] in ("CONFIRMED", "REJECTED")
+        if outcome["status"] == "CONFIRMED":
+            confirmed_per_start[starts[request % 10]] = confirmed_per_start.get(starts[request % 10], 0) + 1
+    assert all(n == 1 for n in confirmed_per_start.values())
+    for start in starts:  # no slot is left held: each ends booked once or open
+        history = slot_events(cluster, admin, doctor, start)
+        assert history[-1] in ("Booked", "Released", "Opened")
+        assert history.count("Booked") <= 1
+
+
+async def _publish_poison(prefix: str) -> None:
+    connection = await aiormq.connect(services.amqp_url())
+    channel = await connection.channel()
+    await channel.confirm_delivery()
+    await channel.basic_publish(b"\x00 not an event", exchange=Topology(prefix=prefix).exchange,
+                                routing_key="consultations.Consultation.Requested",
+                                properties=aiormq.spec.Basic.Properties(message_id="poison-1", delivery_mode=2))
+    await connection.close()
+
+
+async def _dead_letters(prefix: str, follower: str) -> list[dict]:
+    connection = await aiormq.connect(services.amqp_url())
+    channel = await connection.channel()
+    queue = Topology(prefix=prefix).queues(follower).dead_letters
+    headers = []
+    while (message := await channel.basic_get(queue, no_ack=False)).delivery_tag is not None and \
+            message.delivery.message_count is not None:
+        headers.append(dict(message.header.properties.headers or {}))
+        if not message.delivery.message_count:
+            break
+    await connection.close()  # unacked messages go back to the queue
+    return headers
