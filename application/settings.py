@@ -9,8 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 PERSISTENCE_CHOICES = ("sqlite", "postgres", "sqlalchemy", "memory")
-_POSTGRES_KEYS = ("POSTGRES_DBNAME", "POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_USER",
-                  "POSTGRES_PASSWORD", "POSTGRES_SCHEMA")
+_NEVER_PASSED = {"POSTGRES_ENABLE_DB_FUNCTIONS"}  # lost events under concurrent writers (LIBRARY-NOTES)
 
 
 class SettingsError(ValueError):
@@ -71,7 +70,8 @@ class Settings:
             create_tables=persistence in ("sqlite", "memory"),
             jwt_issuer=env.get("CLINIC_JWT_ISSUER", "clinic-dev"),
             jwt_audience=env.get("CLINIC_JWT_AUDIENCE", "clinic-api"),
-            database={k: v for k, v in env.items() if k in _POSTGRES_KEYS or k.startswith("SQLALCHEMY_")},
+            database={k: v for k, v in env.items()
+                      if k.startswith(("POSTGRES_", "SQLALCHEMY_")) and k not in _NEVER_PASSED},
             amqp_url=env.get("CLINIC_AMQP_URL", cls.amqp_url),
             amqp_prefix=env.get("CLINIC_AMQP_PREFIX", cls.amqp_prefix),
             registry_url=env.get("CLINIC_REGISTRY_URL", cls.registry_url),

@@ -66,6 +66,7 @@ class Cluster:
             "POSTGRES_DBNAME": services.POSTGRES_DB, "POSTGRES_HOST": services.POSTGRES_HOST,
             "POSTGRES_PORT": str(services.POSTGRES_PORT), "POSTGRES_USER": services.POSTGRES_USER,
             "POSTGRES_PASSWORD": "", "POSTGRES_SCHEMA": schema,
+            "POSTGRES_POOL_SIZE": "2", "POSTGRES_MAX_OVERFLOW": "4",  # other tiers share the server's 100 connections
             "CLINIC_AMQP_URL": services.amqp_url(), "CLINIC_AMQP_PREFIX": self.prefix,
             "CLINIC_REGISTRY_URL": f"https://127.0.0.1:{self.internal_port}",
             "CLINIC_SAGA_DEADLINE_SECONDS": str(DEADLINE_SECONDS), "CLINIC_RUNNER_TICK_SECONDS": "0.2",
