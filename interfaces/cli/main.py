@@ -79,10 +79,34 @@ def build_parser() -> argparse.ArgumentParser:
     certs_init.add_argument("--force", action="store_true", help="replace the CA and re-issue every certificate")
     certs_init.set_defaults(run=_lazy("interfaces.cli.certs", "run_certs_init"))
 
+    _add_dlq_parser(commands)
+
     openapi = commands.add_parser("openapi", help="print (or write) the OpenAPI document")
     openapi.add_argument("--output", help="write to this file instead of stdout")
     openapi.set_defaults(run=_lazy("interfaces.cli.admin", "run_openapi"))
     return parser
+
+
+def _add_dlq_parser(commands: argparse._SubParsersAction) -> None:
+    dlq = commands.add_parser("dlq", help="a follower's dead letters: list, show, redrive, purge")
+    actions = dlq.add_subparsers(dest="dlq_command", required=True, metavar="COMMAND")
+
+    def action(name: str, text: str) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, help=text)
+        parser.add_argument("follower", choices=["booking", "consultations", "scheduling"])
+        parser.set_defaults(run=_lazy("interfaces.cli.dlq", "run_dlq"))
+        return parser
+
+    listing = action("list", "list dead letters (they stay in the queue)")
+    listing.add_argument("--limit", type=_positive_int, default=100)
+    listing.add_argument("--json", action="store_true")
+    action("show", "one dead letter, whole").add_argument("message_id")
+    which = action("redrive", "send back to the follower's queue, attempts reset").add_mutually_exclusive_group(
+        required=True)
+    which.add_argument("message_id", nargs="?")
+    which.add_argument("--all", action="store_true")
+    action("purge", "delete every dead letter").add_argument(
+        "--yes", action="store_true", help="confirm: the messages are deleted for good")
 
 
 def settings() -> Settings:

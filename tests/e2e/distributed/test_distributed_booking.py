@@ -7,6 +7,7 @@ doctors, patients and slots, so they do not depend on each other's data.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -90,6 +91,18 @@ def test_a_poison_message_is_dead_lettered_while_the_bookings_behind_it_complete
     assert settled(cluster, admin, accepted["consultation_id"])["status"] == "CONFIRMED"
     dead = eventually(lambda: asyncio.run(_dead_letters(cluster.prefix, "Booking")), what="poison in the DLQ")
     assert any(headers.get("x-dead-letter-reason") for headers in dead)
+
+
+def test_operators_list_show_redrive_and_purge_dead_letters_with_the_cli(cluster):
+    # given the poison message of the test above in the booking DLQ
+    listed = json.loads(cluster.clinic("dlq", "list", "booking", "--json"))
+    assert [letter["message_id"] for letter in listed] == ["poison-1"] and listed[0]["reason"]
+    assert json.loads(cluster.clinic("dlq", "show", "booking", "poison-1"))["body"].endswith("not an event")
+    # when it is re-driven it is poison again, so it comes back; purge empties the queue
+    assert "re-drove 1 message(s)" in cluster.clinic("dlq", "redrive", "booking", "poison-1")
+    eventually(lambda: json.loads(cluster.clinic("dlq", "list", "booking", "--json")), what="poison back in the DLQ")
+    assert "purged 1 message(s)" in cluster.clinic("dlq", "purge", "booking", "--yes")
+    assert json.loads(cluster.clinic("dlq", "list", "booking", "--json")) == []
 
 
 def test_with_the_registry_down_bookings_are_accepted_then_compensated_and_confirmed_after_it_returns(cluster):
