@@ -2,7 +2,8 @@
 
 ``--role api`` serves the context's part of ``/v1`` (scale these replicas freely);
 ``--role worker`` runs its outbox relay, its consumer and, for booking, the saga timer
-(one per context); ``--role all`` does both in one process. On SIGTERM the service
+(one per context), and serves only the health probes; ``--role all`` does both in one
+process. On SIGTERM the service
 stops being ready, stops taking messages, lets in-flight work finish and be acked,
 then exits.
 """
@@ -14,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
 
@@ -24,6 +25,7 @@ from application.settings import Settings
 from infrastructure.tls import Pki
 from interfaces.cli.main import settings
 from interfaces.http.app import SERVICE_CONTROLLERS, create_app
+from interfaces.http.controllers.health import HealthController
 from interfaces.http.internal import create_internal_registry_app, internal_server_config
 from interfaces.security.tokens import TokenIssuer, load_or_create_dev_key
 
@@ -78,18 +80,20 @@ def _start_worker(args: argparse.Namespace, config: Settings, clinic: Clinic,
 
 
 def _servers(args: argparse.Namespace, config: Settings, clinic: Clinic) -> list[uvicorn.Server]:
-    if args.role not in ("api", "all"):
-        return []
+    """The public API (api, all), or only the health probes (worker); plus registry's mTLS endpoint."""
     verifier = TokenIssuer(load_or_create_dev_key(config.data_dir), config.jwt_issuer, config.jwt_audience).verifier()
-    public = create_app(clinic, verifier, controllers=SERVICE_CONTROLLERS[args.service])
-    servers = [_Server(uvicorn.Config(public, host=args.host, port=args.port, log_level="info",
-                                      timeout_graceful_shutdown=GRACE_SECONDS))]
-    if args.service == "registry":
+    controllers = SERVICE_CONTROLLERS[args.service] if args.role != "worker" else [HealthController]
+    servers = [_server(create_app(clinic, verifier, controllers=controllers),
+                       uvicorn.Config, host=args.host, port=args.port)]
+    if args.service == "registry" and args.role != "worker":
         internal = create_internal_registry_app(clinic.registry)
-        servers.append(_Server(internal_server_config(internal, Pki.open(config.pki), host=args.host,
-                                                      port=args.internal_port, log_level="info",
-                                                      timeout_graceful_shutdown=GRACE_SECONDS)))
+        servers.append(_server(internal, internal_server_config, Pki.open(config.pki), host=args.host,
+                               port=args.internal_port))
     return servers
+
+
+def _server(app: object, make_config: Callable[..., uvicorn.Config], *args: object, **options: object) -> _Server:
+    return _Server(make_config(app, *args, log_level="info", timeout_graceful_shutdown=GRACE_SECONDS, **options))
 
 
 async def _until_stopped_or_failed(stop: asyncio.Event, tasks: list[asyncio.Task[object]]) -> bool:

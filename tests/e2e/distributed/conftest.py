@@ -26,7 +26,7 @@ import pytest
 
 from application.bootstrap import SYSTEM
 from infrastructure.messaging.topology import Topology
-from interfaces.gateway import SERVICES, Gateway
+from interfaces.gateway import Gateway
 from tests import services
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -57,7 +57,9 @@ class Cluster:
     def __init__(self, tmp: Path, schema: str) -> None:
         self.tmp = tmp
         self.prefix = f"e2e{uuid.uuid4().hex[:8]}"
-        self.ports = {name: free_port() for name in SERVICES}
+        self.ports: dict[str, int] = {}
+        """Each process's HTTP port (the API, or a worker's health probes), by process name."""
+        self.roles: dict[str, tuple[str, str]] = {}
         self.internal_port = free_port()
         self.gateway_port = free_port()
         self.env = {
@@ -85,13 +87,23 @@ class Cluster:
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout.strip()
 
-    def start(self, service: str, role: str = "all") -> None:
-        log = open(self.tmp / f"{service}.log", "a")  # noqa: SIM115 - closed with the process
-        self.processes[service] = subprocess.Popen(
-            [*CLINIC, "run", service, "--role", role, "--port", str(self.ports[service]),
-             "--internal-port", str(self.internal_port)],
+    def start(self, name: str, service: str | None = None, role: str = "all") -> None:
+        """Start process ``name`` (default: the service of that name, API and worker in one)."""
+        service, role = self.roles.setdefault(name, (service or name, role))
+        port = self.ports.setdefault(name, free_port())
+        log = open(self.tmp / f"{name}.log", "a")  # noqa: SIM115 - closed with the process
+        self.processes[name] = subprocess.Popen(
+            [*CLINIC, "run", service, "--role", role, "--port", str(port), "--internal-port", str(self.internal_port)],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        eventually(lambda: self.ready(service), timeout=60, what=f"{service} ready")
+        eventually(lambda: self.ready(name), timeout=60, what=f"{name} ready")
+
+    def upstreams(self) -> dict[str, list[str]]:
+        """Each service's API replicas, for the gateway."""
+        replicas: dict[str, list[str]] = {}
+        for name, (service, role) in self.roles.items():
+            if role != "worker":
+                replicas.setdefault(service, []).append(f"127.0.0.1:{self.ports[name]}")
+        return replicas
 
     def stop(self, service: str, sig: int = signal.SIGTERM) -> int:
         process = self.processes.pop(service)
@@ -110,8 +122,7 @@ class Cluster:
 
     def start_gateway(self) -> None:
         runtime = self.tmp / "gateway"
-        config = Gateway(f"127.0.0.1:{self.gateway_port}",
-                         {name: [f"127.0.0.1:{port}"] for name, port in self.ports.items()},
+        config = Gateway(f"127.0.0.1:{self.gateway_port}", self.upstreams(),
                          runtime, ROOT / "specs" / "openapi.json").write(self.tmp / "nginx.conf")
         nginx = services.require_binary("nginx")
         self.gateway = subprocess.Popen([nginx, "-e", str(runtime / "error.log"), "-p", str(runtime),
@@ -172,8 +183,13 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
     try:
         deployment.clinic("db", "migrate")
         deployment.clinic("certs", "init")
-        for service in SERVICES:
-            deployment.start(service)
+        deployment.start("registry")
+        deployment.start("scheduling")
+        # API replicas scale apart from the worker: two consultations APIs, one consultations worker
+        deployment.start("consultations-api-1", "consultations", "api")
+        deployment.start("consultations-api-2", "consultations", "api")
+        deployment.start("consultations-worker", "consultations", "worker")
+        deployment.start("booking")
         deployment.start_gateway()
         yield deployment
     finally:

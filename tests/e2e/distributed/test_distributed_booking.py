@@ -163,3 +163,16 @@ async def _dead_letters(prefix: str, follower: str) -> list[dict]:
             break
     await connection.close()  # unacked messages go back to the queue
     return headers
+
+
+def test_a_worker_stops_gracefully_and_its_context_catches_up_when_it_returns(cluster):
+    admin, [patient], doctor, [start] = setup(cluster)
+    # given the consultations worker stopped with SIGTERM (exit 0: consumers stopped, in-flight acked)
+    assert cluster.stop("consultations-worker") == 0
+    # when a booking is accepted by an API replica meanwhile, it waits in the outbox
+    accepted = book(cluster, admin, patient, doctor, start)
+    status, body = cluster.call("GET", f"/v1/consultations/{accepted['consultation_id']}", admin)
+    assert (status, body["status"]) == (200, "REQUESTED")
+    # then, once the worker is back, the relay publishes it and the saga confirms it
+    cluster.start("consultations-worker")
+    assert settled(cluster, admin, accepted["consultation_id"])["status"] == "CONFIRMED"
