@@ -35,3 +35,13 @@ def run_openapi(args: argparse.Namespace) -> int:
     else:
         print(document, end="")
     return 0
+
+
+def run_gateway(args: argparse.Namespace) -> int:
+    from interfaces.gateway import SERVICES, Gateway
+
+    upstreams = {service: [a for a in getattr(args, service).split(",") if a] for service in SERVICES}
+    gateway = Gateway(args.listen, upstreams, Path(args.runtime_dir).resolve(), Path(args.spec).resolve())
+    path = gateway.write(Path(args.output))
+    print(f"wrote {path}; run: nginx -e {gateway.runtime_dir}/error.log -p {gateway.runtime_dir} -c {path.resolve()}")
+    return 0

@@ -81,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_dlq_parser(commands)
 
+    gateway = commands.add_parser("gateway", help="write the nginx gateway config for distributed mode")
+    gateway.add_argument("--listen", default="127.0.0.1:8080")
+    for service in ("registry", "scheduling", "consultations", "booking"):
+        gateway.add_argument(f"--{service}", required=True, metavar="HOST:PORT[,HOST:PORT...]",
+                             help=f"the {service} service's API replicas")
+    gateway.add_argument("--runtime-dir", default=".clinic-data/gateway", help="nginx's pid, logs and temp files")
+    gateway.add_argument("--spec", default="specs/openapi.json", help="the OpenAPI document to serve")
+    gateway.add_argument("--output", default=".clinic-data/gateway/nginx.conf")
+    gateway.set_defaults(run=_lazy("interfaces.cli.admin", "run_gateway"))
+
     openapi = commands.add_parser("openapi", help="print (or write) the OpenAPI document")
     openapi.add_argument("--output", help="write to this file instead of stdout")
     openapi.set_defaults(run=_lazy("interfaces.cli.admin", "run_openapi"))

@@ -26,7 +26,6 @@ import pytest
 
 from application.bootstrap import SYSTEM
 from infrastructure.messaging.topology import Topology
-from interfaces.gateway import Gateway
 from tests import services
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -121,9 +120,12 @@ class Cluster:
             return False
 
     def start_gateway(self) -> None:
-        runtime = self.tmp / "gateway"
-        config = Gateway(f"127.0.0.1:{self.gateway_port}", self.upstreams(),
-                         runtime, ROOT / "specs" / "openapi.json").write(self.tmp / "nginx.conf")
+        """nginx with the config ``clinic gateway`` writes (as an operator would run it)."""
+        runtime, config = self.tmp / "gateway", self.tmp / "gateway" / "nginx.conf"
+        replicas = self.upstreams()
+        self.clinic("gateway", "--listen", f"127.0.0.1:{self.gateway_port}", "--runtime-dir", str(runtime),
+                    "--output", str(config), "--spec", str(ROOT / "specs" / "openapi.json"),
+                    *[arg for service, addresses in replicas.items() for arg in (f"--{service}", ",".join(addresses))])
         nginx = services.require_binary("nginx")
         self.gateway = subprocess.Popen([nginx, "-e", str(runtime / "error.log"), "-p", str(runtime),
                                          "-c", str(config)])
