@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -36,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_lazy("interfaces.cli.serve", "run_serve"))
 
     run = commands.add_parser("run", help="run one context as a service (distributed mode: PostgreSQL, RabbitMQ)")
-    run.add_argument("service", choices=["registry", "scheduling", "consultations", "booking"])
+    run.add_argument("service", nargs="?", default=os.environ.get("CLINIC_SERVICE"),
+                     choices=["registry", "scheduling", "consultations", "booking"],
+                     help="the context to run (default: $CLINIC_SERVICE)")
     run.add_argument("--role", choices=["api", "worker", "all"], default="all",
                      help="api: the context's part of /v1; worker: relay, consumer, saga timer; all: both")
     run.add_argument("--host", default="127.0.0.1")

@@ -43,6 +43,9 @@ class _Server(uvicorn.Server):
 
 
 def run_service(args: argparse.Namespace) -> int:
+    if args.service is None:
+        raise ValueError("name the service: clinic run <registry|scheduling|consultations|booking> "
+                         "(or set CLINIC_SERVICE)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return asyncio.run(_run(args, settings()))
 
