@@ -77,6 +77,9 @@ class BookingSaga(ClinicAggregate):
         slot_id: UUID
         reason: str
         release_slot: bool
+        failed_step: str = ""
+        """The step that failed (``hold_slot``, ``validate_registrants``, ``book_slot``); empty in
+        events recorded before it existed."""
 
     class SlotReleaseRequested(ClinicAggregate.Event):
         slot_id: UUID
@@ -141,7 +144,8 @@ class BookingSaga(ClinicAggregate):
         """Compensate: release the slot if held, reject the consultation. Idempotent."""
         if self.is_open:
             held = self.state != SagaState.HOLDING_SLOT
-            self._rejected(consultation_id=self.consultation_id, slot_id=self.slot_id, reason=str(reason), release_slot=held)
+            self._rejected(consultation_id=self.consultation_id, slot_id=self.slot_id, reason=str(reason),
+                           release_slot=held, failed_step=self.steps[-1].name)
 
     def time_out(self, now: datetime) -> None:
         """Compensate a saga still open at its deadline (``validation_unavailable`` if the
@@ -184,8 +188,9 @@ class BookingSaga(ClinicAggregate):
         self._step("confirm_consultation", "requested")
 
     @event(Rejected)
-    def _rejected(self, consultation_id: UUID, slot_id: UUID, reason: str, release_slot: bool) -> None:
-        self._step(self.steps[-1].name, "failed")
+    def _rejected(self, consultation_id: UUID, slot_id: UUID, reason: str, release_slot: bool,
+                  failed_step: str = "") -> None:
+        self._step(failed_step or self.steps[-1].name, "failed")
         self.state = SagaState.REJECTED
         self.rejection_reason = reason
         self.release_requested = release_slot
