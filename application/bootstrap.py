@@ -10,6 +10,7 @@ from eventsourcing.system import System
 
 from application.audit import Auditor
 from application.clinic import Clinic
+from application.read_models import ReadModels
 from application.consultations import ConsultationsApplication
 from application.registry import RegistryApplication
 from application.runner import EmbeddedRunner
@@ -21,6 +22,11 @@ from domain.patient import Patient
 from domain.slot import Slot
 from process_managers.booking import BookingProcessManager
 from process_managers.booking_saga import BookingSaga
+from projections.catalog import ALL_PROJECTIONS
+from projections.memory_store import MemoryViewStore
+from projections.redis_store import RedisViewStore
+from projections.runner import ProjectionRunner
+from projections.store import ViewStore
 
 CONTEXTS = (RegistryApplication, SchedulingApplication, ConsultationsApplication, BookingProcessManager)
 
@@ -63,10 +69,24 @@ def bootstrap(settings: Settings | None = None, clock: Callable[[], datetime] | 
     if clock is not None:
         for app in apps.values():
             app.clock = clock
-    runner = EmbeddedRunner(SYSTEM, apps, settings.runner_tick_seconds, on_tick=booking.tick)
+    projections = ProjectionRunner(apps, view_store(settings), ALL_PROJECTIONS)
+    runner = EmbeddedRunner(SYSTEM, apps, settings.runner_tick_seconds, on_tick=booking.tick,
+                            catch_up=projections.catch_up)
     runner.start()
     return Clinic(registry, apps[SchedulingApplication.name], apps[ConsultationsApplication.name], booking,
-                  runner=runner, auditor=build_auditor(apps))
+                  runner=runner, auditor=build_auditor(apps), read_models=read_models(projections.store, apps))
+
+
+def read_models(store: ViewStore, apps: dict[str, Any]) -> ReadModels:
+    """Queries over ``store``, knowing the heads of the logs of ``apps`` (for freshness)."""
+    return ReadModels(store, heads={name: app.recorder.max_notification_id for name, app in apps.items()})
+
+
+def view_store(settings: Settings) -> ViewStore:
+    """Redis when ``CLINIC_REDIS_URL`` is set, else an in-process store behind the same interface."""
+    if settings.redis_url:
+        return RedisViewStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
+    return MemoryViewStore()
 
 
 AUDITED_KINDS = {

@@ -14,6 +14,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 
 from application.audit import Auditor
+from application.read_models import ReadModels
 from application.consultations import ConsultationsApplication
 from application.registry import RegistryApplication
 from application.runner import EmbeddedRunner
@@ -30,13 +31,15 @@ class Clinic:
     def __init__(self, registry: RegistryApplication | None = None, scheduling: SchedulingApplication | None = None,
                  consultations: ConsultationsApplication | None = None, booking: BookingProcessManager | None = None,
                  runner: EmbeddedRunner | None = None, auditor: Auditor | None = None,
-                 checks: dict[str, Callable[[], bool]] | None = None) -> None:
+                 checks: dict[str, Callable[[], bool]] | None = None, read_models: ReadModels | None = None) -> None:
         self.registry = registry
         self.scheduling = scheduling
         self.consultations = consultations
         self.booking = booking
         self.runner = runner
         self.auditor = auditor or Auditor({})
+        self.read_models = read_models
+        """The read side (projections' views); ``None`` in a service that serves no queries."""
         self.checks = dict(checks or {})
         """Extra readiness checks (a broker connection, a relay) by name."""
 

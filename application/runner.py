@@ -33,11 +33,14 @@ class EmbeddedRunner(RecordingEventReceiver[Any]):
         apps: Mapping[str, Application[Any]],
         tick_seconds: float = 0.5,
         on_tick: Callable[[], object] | None = None,
+        catch_up: Callable[[], int] | None = None,
     ) -> None:
         self.system = system
         self.apps = apps
         self.tick_seconds = tick_seconds
         self.on_tick = on_tick
+        self.catch_up = catch_up
+        """Also drained on every pass: the projections (returns how many events they read)."""
         self.last_error: BaseException | None = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -109,6 +112,8 @@ class EmbeddedRunner(RecordingEventReceiver[Any]):
                 before = follower.recorder.max_tracking_id(leader_name)
                 follower.pull_and_process(leader_name)
                 progressed |= follower.recorder.max_tracking_id(leader_name) != before
+            if self.catch_up is not None:
+                progressed |= self.catch_up() > 0
 
     def _follower(self, name: str) -> Follower[Any]:
         follower = self.apps[name]

@@ -16,18 +16,21 @@ from typing import Any, TypeVar
 
 import aiormq
 
-from application.bootstrap import SYSTEM, MigrationNeededError, build_auditor, require_tables
+from application.bootstrap import SYSTEM, MigrationNeededError, build_auditor, read_models, require_tables
 from application.clinic import Clinic
 from application.consultations import ConsultationsApplication
 from application.registry import RegistryApplication
 from application.scheduling import SchedulingApplication
-from application.settings import Settings
+from application.settings import Settings, SettingsError
 from infrastructure.messaging.consumer import FollowerConsumer
 from infrastructure.messaging.relay import OutboxRelay
 from infrastructure.messaging.topology import Topology, declare_system
 from infrastructure.registry_client import HttpRegistryClient, RegistryCallPolicy
 from infrastructure.tls import Pki
 from process_managers.booking import BookingProcessManager
+from projections.catalog import ALL_PROJECTIONS
+from projections.redis_store import RedisViewStore
+from projections.runner import ProjectionRunner
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,6 +43,10 @@ SERVICES: dict[str, type] = {
 }
 
 
+SERVES_QUERIES = {"scheduling", "consultations", "booking"}
+"""Services whose part of the API answers from the read models (Redis, kept by ``clinic run projections``)."""
+
+
 def build_service(service: str, settings: Settings) -> Clinic:
     """The service's context application, wired, inside a Clinic hosting only it."""
     cls = SERVICES[service]
@@ -50,7 +57,21 @@ def build_service(service: str, settings: Settings) -> Clinic:
         app.registry = HttpRegistryClient.from_pki(settings.registry_url, Pki.open(settings.pki), "booking",
                                                    policy=policy)
         app.saga_timeout = settings.saga_timeout
-    return Clinic(**{service: app}, auditor=build_auditor({cls.name: app}))
+    queries = read_models(_redis_views(settings, service), {cls.name: app}) if service in SERVES_QUERIES else None
+    return Clinic(**{service: app}, auditor=build_auditor({cls.name: app}), read_models=queries)
+
+
+def build_projections(settings: Settings) -> tuple[ProjectionRunner, dict[str, Any]]:
+    """The projection worker: every context's store read-only, the views in Redis."""
+    apps = {cls.name: cls(env=settings.eventsourcing_env(cls.name, create_table=False)) for cls in SERVICES.values()}
+    require_tables(apps)
+    return ProjectionRunner(apps, _redis_views(settings, "projections"), ALL_PROJECTIONS), apps
+
+
+def _redis_views(settings: Settings, service: str) -> RedisViewStore:
+    if not settings.redis_url:
+        raise SettingsError(f"the {service} service needs CLINIC_REDIS_URL (its queries read the Redis views)")
+    return RedisViewStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
 
 
 async def with_backoff(what: str, attempt: Callable[[], Awaitable[T]], stop: asyncio.Event,

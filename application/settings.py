@@ -45,6 +45,10 @@ class Settings:
     """``CLINIC_REGISTRY_URL``: the registry service's internal mTLS endpoint."""
     registry_breaker_reset_seconds: float = 15.0
     """``CLINIC_REGISTRY_BREAKER_RESET_SECONDS``: how long the registry circuit stays open before a trial."""
+    redis_url: str | None = None
+    """``CLINIC_REDIS_URL``: the read models' Redis (unset in embedded mode: an in-process store)."""
+    redis_prefix: str = "clinic:views:"
+    """``CLINIC_REDIS_PREFIX``: the read models' keys start with this."""
     pki_dir: Path | None = None
     """``CLINIC_PKI_DIR``: CA and service certificates (default ``<data_dir>/pki``; ``clinic certs init``)."""
 
@@ -76,6 +80,8 @@ class Settings:
             amqp_prefix=env.get("CLINIC_AMQP_PREFIX", cls.amqp_prefix),
             registry_url=env.get("CLINIC_REGISTRY_URL", cls.registry_url),
             pki_dir=Path(env["CLINIC_PKI_DIR"]) if env.get("CLINIC_PKI_DIR") else None,
+            redis_url=env.get("CLINIC_REDIS_URL") or None,
+            redis_prefix=env.get("CLINIC_REDIS_PREFIX", cls.redis_prefix),
             registry_breaker_reset_seconds=_number(env, "CLINIC_REGISTRY_BREAKER_RESET_SECONDS", 15),
         )
 

@@ -13,8 +13,10 @@ from string import Template
 
 SERVICES = ("registry", "scheduling", "consultations", "booking")
 
-ROUTES = [  # (nginx location, service): most specific first
+ROUTES = [  # (nginx location, service): regular expressions are tried before prefixes
     ("~ ^/v1/doctors/[^/]+/slots$", "scheduling"),
+    ("~ ^/v1/doctors/[^/]+/agenda$", "consultations"),
+    ("~ ^/v1/patients/[^/]+/consultations$", "consultations"),
     ("/v1/patients", "registry"),
     ("/v1/doctors", "registry"),
     ("/v1/consultations", "consultations"),

@@ -1,7 +1,7 @@
 """Which real servers the integration tiers can reach, and what to do when one is missing.
 
-Tests that need a server ask for it through ``require_postgres()`` or
-``require_rabbitmq()``: when the server is
+Tests that need a server ask for it through ``require_postgres()``,
+``require_rabbitmq()`` or ``require_redis()``: when the server is
 down they are skipped, loudly (see the summary at the end of the run), unless
 ``CLINIC_REQUIRE_SERVICES=1`` is set, as ``.ci/run`` does, which turns a missing
 server into a failure.
@@ -24,11 +24,17 @@ RABBITMQ_PORT = int(os.environ.get("CLINIC_TEST_RABBITMQ_PORT", "5672"))
 RABBITMQ_USER = os.environ.get("CLINIC_TEST_RABBITMQ_USER", "guest")
 RABBITMQ_PASSWORD = os.environ.get("CLINIC_TEST_RABBITMQ_PASSWORD", "guest")
 
+REDIS_HOST = os.environ.get("CLINIC_TEST_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("CLINIC_TEST_REDIS_PORT", "6379"))
+REDIS_DB = int(os.environ.get("CLINIC_TEST_REDIS_DB", "0"))
+
 HOW_TO_START = {
     "postgres": "start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start "
     "(or set CLINIC_TEST_POSTGRES_HOST/PORT/DB/USER)",
     "rabbitmq": "start it with: scripts/ensure-services.sh rabbitmq (or rabbitmq-server -detached; "
     "or set CLINIC_TEST_RABBITMQ_HOST/PORT/USER/PASSWORD)",
+    "redis": "start it with: redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save \"\" "
+    "--appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log (or set CLINIC_TEST_REDIS_HOST/PORT/DB)",
 }
 
 
@@ -56,6 +62,17 @@ def require_rabbitmq() -> None:
         _skip_or_fail(_rabbitmq_message())
 
 
+def require_redis() -> None:
+    """Skip (or, under CLINIC_REQUIRE_SERVICES=1, fail) when Redis is unreachable."""
+    if not _reachable(REDIS_HOST, REDIS_PORT):
+        _skip_or_fail(_redis_message())
+
+
+def redis_url() -> str:
+    """The test Redis server's URL (tests isolate themselves by key prefix, never FLUSHALL)."""
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
+
+
 def _skip_or_fail(message: str) -> None:
     if services_required():
         pytest.fail(message + " (CLINIC_REQUIRE_SERVICES is set)")
@@ -70,6 +87,10 @@ def _rabbitmq_message() -> str:
     return f"RabbitMQ at {RABBITMQ_HOST}:{RABBITMQ_PORT} is unreachable; {HOW_TO_START['rabbitmq']}"
 
 
+def _redis_message() -> str:
+    return f"Redis at {REDIS_HOST}:{REDIS_PORT} is unreachable; {HOW_TO_START['redis']}"
+
+
 def missing_services() -> dict[str, str]:
     """The servers the server tiers need that are not reachable now."""
     missing = {}
@@ -77,6 +98,8 @@ def missing_services() -> dict[str, str]:
         missing["postgres"] = _postgres_message()
     if not _reachable(RABBITMQ_HOST, RABBITMQ_PORT):
         missing["rabbitmq"] = _rabbitmq_message()
+    if not _reachable(REDIS_HOST, REDIS_PORT):
+        missing["redis"] = _redis_message()
     return missing
 
 

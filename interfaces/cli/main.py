@@ -38,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run one context as a service (distributed mode: PostgreSQL, RabbitMQ)")
     run.add_argument("service", nargs="?", default=os.environ.get("CLINIC_SERVICE"),
-                     choices=["registry", "scheduling", "consultations", "booking"],
-                     help="the context to run (default: $CLINIC_SERVICE)")
+                     choices=["registry", "scheduling", "consultations", "booking", "projections"],
+                     help="the context to run, or the projection worker (default: $CLINIC_SERVICE)")
     run.add_argument("--role", choices=["api", "worker", "all"], default="all",
                      help="api: the context's part of /v1; worker: relay, consumer, saga timer; all: both")
     run.add_argument("--host", default="127.0.0.1")

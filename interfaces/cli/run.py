@@ -15,19 +15,20 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 from collections.abc import Callable, Iterator
 
 import uvicorn
 
 from application.clinic import Clinic
-from application.services import Worker, build_service, with_backoff
+from application.services import Worker, build_projections, build_service, with_backoff
 from application.settings import Settings
 from infrastructure.tls import Pki
 from interfaces.cli.main import settings
 from interfaces.http.app import SERVICE_CONTROLLERS, create_app
 from interfaces.http.controllers.health import HealthController
 from interfaces.http.internal import create_internal_registry_app, internal_server_config
-from interfaces.security.tokens import TokenIssuer, load_or_create_dev_key
+from interfaces.security.tokens import TokenIssuer, TokenVerifier, load_or_create_dev_key
 
 log = logging.getLogger("clinic.service")
 GRACE_SECONDS = 5
@@ -54,6 +55,8 @@ async def _run(args: argparse.Namespace, config: Settings) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    if args.service == "projections":
+        return await _run_projections(args, config, stop)
     clinic = await with_backoff("the event store", lambda: asyncio.to_thread(build_service, args.service, config),
                                 stop)
     if clinic is None:
@@ -73,6 +76,34 @@ async def _run(args: argparse.Namespace, config: Settings) -> int:
     return 1 if failed else 0
 
 
+async def _run_projections(args: argparse.Namespace, config: Settings, stop: asyncio.Event) -> int:
+    """The projection worker: keeps every read model in Redis up with the event stores; health on --port."""
+    built = await with_backoff("the event stores", lambda: asyncio.to_thread(build_projections, config), stop)
+    if built is None:
+        return 0
+    runner, apps = built
+    halt = threading.Event()
+    following = asyncio.create_task(asyncio.to_thread(runner.run, halt, 0.05), name="projections")
+    clinic = Clinic(*(apps[name] for name in ("Registry", "Scheduling", "Consultations", "Booking")), checks={
+        "projections": lambda: runner.last_error is None and not following.done(),
+        "accepting": lambda: not stop.is_set()})
+    server = _server(create_app(clinic, _verifier(config), controllers=[HealthController]), uvicorn.Config,
+                     host=args.host, port=args.port)
+    serving = asyncio.create_task(server.serve(), name=f"http:{args.port}")
+    log.info("projections worker running")
+    failed = await _until_stopped_or_failed(stop, [following, serving])
+    stop.set()
+    halt.set()
+    server.should_exit = True
+    await asyncio.gather(following, serving, return_exceptions=True)
+    clinic.close()
+    return 1 if failed else 0
+
+
+def _verifier(config: Settings) -> TokenVerifier:
+    return TokenIssuer(load_or_create_dev_key(config.data_dir), config.jwt_issuer, config.jwt_audience).verifier()
+
+
 def _start_worker(args: argparse.Namespace, config: Settings, clinic: Clinic,
                   stop: asyncio.Event) -> list[asyncio.Task[object]]:
     if args.role not in ("worker", "all"):
@@ -84,7 +115,7 @@ def _start_worker(args: argparse.Namespace, config: Settings, clinic: Clinic,
 
 def _servers(args: argparse.Namespace, config: Settings, clinic: Clinic) -> list[uvicorn.Server]:
     """The public API (api, all), or only the health probes (worker); plus registry's mTLS endpoint."""
-    verifier = TokenIssuer(load_or_create_dev_key(config.data_dir), config.jwt_issuer, config.jwt_audience).verifier()
+    verifier = _verifier(config)
     controllers = SERVICE_CONTROLLERS[args.service] if args.role != "worker" else [HealthController]
     servers = [_server(create_app(clinic, verifier, controllers=controllers),
                        uvicorn.Config, host=args.host, port=args.port)]

@@ -13,6 +13,7 @@ from application.clinic import Clinic
 from interfaces.http.controllers.consultations import ConsultationController
 from interfaces.http.controllers.health import HealthController
 from interfaces.http.controllers.oversight import AuditController, SagaController
+from interfaces.http.controllers.queries import AgendaController, PatientConsultationsController
 from interfaces.http.controllers.registry import DoctorController, PatientController, SlotController
 from interfaces.http.middleware import (
     PUBLIC_PATHS,
@@ -26,13 +27,14 @@ from interfaces.http.problems import decode_strictly, problem_response
 from interfaces.security.tokens import TokenVerifier
 
 CONTROLLERS = [PatientController, DoctorController, SlotController, ConsultationController, SagaController,
-               AuditController, HealthController]
+               AuditController, HealthController, PatientConsultationsController, AgendaController]
 """Embedded mode: the whole public API in one process."""
 
 SERVICE_CONTROLLERS: dict[str, list[type]] = {
     "registry": [PatientController, DoctorController, AuditController, HealthController],
     "scheduling": [SlotController, AuditController, HealthController],
-    "consultations": [ConsultationController, AuditController, HealthController],
+    "consultations": [ConsultationController, PatientConsultationsController, AgendaController, AuditController,
+                      HealthController],
     "booking": [SagaController, AuditController, HealthController],
 }
 """Distributed mode: each context's service serves its part of ``/v1`` (the gateway routes)."""

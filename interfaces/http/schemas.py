@@ -159,3 +159,27 @@ class Problem(Struct, omit_defaults=True):
     instance: str | None = None
     correlation_id: str | None = None
     errors: list[dict[str, str]] | None = None
+
+
+class ConsultationPage(Struct):
+    items: list[Consultation]
+    next_cursor: str | None
+
+
+class Agenda(Struct):
+    doctor_id: UUID
+    date: date
+    consultations: list[Consultation]
+
+
+class SlotListing(Struct):
+    slot_id: UUID
+    start: datetime
+    duration_minutes: int
+    status: str
+
+
+class DoctorSlots(Struct):
+    doctor_id: UUID
+    date: date
+    slots: list[SlotListing]

@@ -50,11 +50,11 @@ class ConsultationController(Controller):
          responses=errors(401, 403, 404))
     def read(self, consultation_id: FromPath[UUID], clinic: NamedDependency[Clinic],
              request: Request[Principal, Any, Any]) -> Response[Consultation]:
-        """A consultation and its status; visible to its patient, its doctor and admins."""
-        view = self._readable(clinic, consultation_id, request.user, access.may_read)
-        body = Consultation(view.consultation_id, view.patient_id, view.doctor_id, view.start,
-                            view.status, view.reason, view.rejection_reason)  # type: ignore[arg-type]
-        return Response(body, headers={"ETag": f'"{view.version}"'})
+        """A consultation and its status, from the read model; visible to its patient, its doctor and admins."""
+        view = clinic.read_models.consultation(consultation_id)
+        access.allow(access.may_read(request.user, view), "not allowed for this consultation")
+        headers = {"ETag": f'"{view.version}"', **freshness_headers(clinic, "consultation_detail")}
+        return Response(consultation_body(view), headers=headers)
 
     @post("/{consultation_id:uuid}/cancel", operation_id="cancelConsultation", status_code=200,
           sync_to_thread=True, responses=errors(401, 403, 404, 409, 422))
@@ -89,6 +89,19 @@ class ConsultationController(Controller):
         view = clinic.consultations.consultation(consultation_id)
         access.allow(rule(principal, view), "not allowed for this consultation")
         return view
+
+
+def consultation_body(view: ConsultationView) -> Consultation:
+    return Consultation(view.consultation_id, view.patient_id, view.doctor_id, view.start,
+                        view.status, view.reason, view.rejection_reason)  # type: ignore[arg-type]
+
+
+def freshness_headers(clinic: Clinic, *projections: str) -> dict[str, str]:
+    """How fresh a read-model answer is: the views' position in the event logs and their lag."""
+    freshness = clinic.read_models.freshness(*projections)
+    if freshness is None:
+        return {}
+    return {"X-Projection-Position": str(freshness.position), "X-Projection-Lag": str(freshness.lag)}
 
 
 def _check_version(view: ConsultationView, if_match: str | None) -> None:

@@ -28,8 +28,8 @@ class SagaController(Controller):
 
     @get("/{saga_id:uuid}", operation_id="getSaga", sync_to_thread=True, responses=errors(401, 403, 404))
     def read(self, saga_id: FromPath[UUID], clinic: NamedDependency[Clinic]) -> Saga:
-        """The booking saga's state and every step it took."""
-        view = clinic.saga(saga_id)
+        """The booking saga's state and every step it took (from the read model)."""
+        view = clinic.read_models.saga(saga_id)
         steps = [SagaStep(s.name, s.status, s.at) for s in view.steps]
         return Saga(view.saga_id, view.consultation_id, view.state, view.rejection_reason, view.deadline, steps)
 

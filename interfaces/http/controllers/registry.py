@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
 from uuid import UUID
 
+from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
-from litestar import Controller, post
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from application.clinic import Clinic
 from domain.values import Role
 from interfaces.http.access import requires_role
+from interfaces.http.controllers.consultations import freshness_headers
+from interfaces.http.controllers.queries import Day
 from interfaces.http.openapi import errors
 from interfaces.http.schemas import (
     DoctorRegistered,
+    DoctorSlots,
+    SlotListing,
     DoctorStatus,
     OpenSlots,
     PatientRegistered,
@@ -58,10 +63,19 @@ class SlotController(Controller):
 
     path = "/v1/doctors"
     tags = ["scheduling"]
-    guards = [requires_role(Role.ADMIN)]
+
+    @get("/{doctor_id:uuid}/slots", operation_id="listDoctorSlots", sync_to_thread=True, responses=errors(401))
+    def list_slots(self, doctor_id: FromPath[UUID], date: Day, clinic: NamedDependency[Clinic],
+                   status: Annotated[Literal["available"] | None, QueryParameter(required=False)] = None,
+                   ) -> Response[DoctorSlots]:
+        """The doctor's slots that day (read model); ``status=available``: the open ones a patient can pick."""
+        listings = clinic.read_models.slots(doctor_id, date, available_only=status == "available")
+        body = DoctorSlots(doctor_id, date, [SlotListing(s.slot_id, s.start, s.duration_minutes, s.status)
+                                             for s in listings])
+        return Response(body, headers=freshness_headers(clinic, "doctor_slots"))
 
     @post("/{doctor_id:uuid}/slots", operation_id="openSlots", status_code=201, sync_to_thread=True,
-          responses=errors(401, 403, 404, 409, 422))
+          guards=[requires_role(Role.ADMIN)], responses=errors(401, 403, 404, 409, 422))
     def open_slots(self, doctor_id: FromPath[UUID], data: JSONBody[OpenSlots], clinic: NamedDependency[Clinic]) -> SlotsOpened:
         """Open slots in the doctor's agenda, all or none; an existing slot is a 409."""
         slot_ids = clinic.open_slots(doctor_id, [(s.start, s.duration_minutes) for s in data.slots])

@@ -72,6 +72,7 @@ class Cluster:
             "CLINIC_REGISTRY_URL": f"https://127.0.0.1:{self.internal_port}",
             "CLINIC_SAGA_DEADLINE_SECONDS": str(DEADLINE_SECONDS), "CLINIC_RUNNER_TICK_SECONDS": "0.2",
             "CLINIC_REGISTRY_BREAKER_RESET_SECONDS": "1",
+            "CLINIC_REDIS_URL": services.redis_url(), "CLINIC_REDIS_PREFIX": f"{self.prefix}:views:",
         }
         self.processes: dict[str, subprocess.Popen] = {}
         self.gateway: subprocess.Popen | None = None
@@ -153,6 +154,7 @@ class Cluster:
             self.gateway.terminate()
             self.gateway.wait(timeout=10)
         asyncio.run(_delete_broker_objects(self.prefix))
+        _delete_redis_keys(f"{self.prefix}:views:")
 
 
 async def _delete_broker_objects(prefix: str) -> None:
@@ -169,11 +171,22 @@ async def _delete_broker_objects(prefix: str) -> None:
     await connection.close()
 
 
+def _delete_redis_keys(prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(services.redis_url())
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.unlink(*keys)
+    client.close()
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[Cluster]:
     services.require_postgres()
     services.require_rabbitmq()
     services.require_binary("nginx")
+    services.require_redis()
     import psycopg
 
     schema = f"clinic_e2e_{uuid.uuid4().hex[:10]}"
@@ -192,6 +205,7 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         deployment.start("consultations-api-2", "consultations", "api")
         deployment.start("consultations-worker", "consultations", "worker")
         deployment.start("booking")
+        deployment.start("projections", "projections", "worker")
         deployment.start_gateway()
         yield deployment
     finally:

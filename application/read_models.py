@@ -1,0 +1,179 @@
+"""Queries served from the projections' views: never from aggregates.
+
+Each answer reads the version of the projection operators made serving (blue-green
+rebuilds), and every answer can say how fresh it is: the projection's position in its
+leaders' logs and how many events it still has to apply.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from time import monotonic, sleep
+from datetime import date, datetime
+
+from uuid import UUID
+
+from application.views import ConsultationView, SagaStepView, SagaView
+from domain.base import NotFoundError
+from projections.catalog import BY_NAME
+from projections.store import ViewStore
+
+HIDDEN_FROM_AGENDA = {"REJECTED", "CANCELLED"}
+MAX_PAGE = 100
+
+
+@dataclass(frozen=True)
+class SlotListing:
+    slot_id: UUID
+    doctor_id: UUID
+    start: datetime
+    duration_minutes: int
+    status: str
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[ConsultationView]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How far behind the event stores the views behind an answer are."""
+
+    position: int
+    head: int
+
+    @property
+    def lag(self) -> int:
+        return max(self.head - self.position, 0)
+
+
+class ReadModels:
+    """The read side: consultation detail, a patient's consultations, agendas, free slots, sagas."""
+
+    def __init__(self, store: ViewStore, heads: Mapping[str, Callable[[], int | None]] | None = None,
+                 wait_seconds: float = 1.0) -> None:
+        self.store = store
+        self.heads = dict(heads or {})
+        """The head of each leader's log this process can see (leader name → notification id)."""
+        self.wait_seconds = wait_seconds
+
+    def consultation(self, consultation_id: UUID) -> ConsultationView:
+        """A consultation; one just accepted is waited for briefly while the views catch up."""
+        fields = self._fields("consultation_detail", f"consultation:{consultation_id}")
+        if not fields and self.catch_up("consultation_detail"):
+            fields = self._fields("consultation_detail", f"consultation:{consultation_id}")
+        if not fields:
+            raise NotFoundError(f"consultation {consultation_id} not found (a just-accepted booking may "
+                                "take a moment to appear)")
+        return _consultation(fields)
+
+    def patient_consultations(self, patient_id: UUID, status: str | None = None, start_from: datetime | None = None,
+                              start_to: datetime | None = None, cursor: str | None = None, limit: int = 20) -> Page:
+        """Newest first; ``cursor`` continues after the last item of the previous page."""
+        limit = max(1, min(limit, MAX_PAGE))
+        low = start_from.timestamp() if start_from else float("-inf")
+        high, after = _decode_cursor(cursor) if cursor else (start_to.timestamp() if start_to else float("inf"), None)
+        items: list[ConsultationView] = []
+        for member, score in self._index("patient_consultations", f"patient:{patient_id}:consultations", low, high):
+            if after is not None and score == high and member >= after:
+                continue
+            view = self._maybe_consultation(member)
+            if view is not None and (status is None or view.status == status):
+                items.append(view)
+                if len(items) == limit:
+                    return Page(items, _encode_cursor(score, member))
+        return Page(items, None)
+
+    def agenda(self, doctor_id: UUID, day: date) -> list[ConsultationView]:
+        """A doctor's consultations that day, in time order (rejected and cancelled ones left out)."""
+        index = self._index("doctor_agenda", f"doctor:{doctor_id}:agenda:{day.isoformat()}", reverse=False)
+        views = [self._maybe_consultation(member) for member, _ in index]
+        return [v for v in views if v is not None and v.status not in HIDDEN_FROM_AGENDA]
+
+    def slots(self, doctor_id: UUID, day: date, available_only: bool = False) -> list[SlotListing]:
+        """A doctor's slots that day, in time order; ``available_only``: the open ones a patient can pick."""
+        index = self._index("doctor_slots", f"doctor:{doctor_id}:slots:{day.isoformat()}", reverse=False)
+        keys = [f"slot:{member}" for member, _ in index]
+        hashes = self.store.get_many_fields("doctor_slots", self._version("doctor_slots"), keys) if keys else []
+        listings = [_slot(fields) for fields in hashes if fields]
+        return [s for s in listings if s.status == "OPEN"] if available_only else listings
+
+    def saga(self, saga_id: UUID) -> SagaView:
+        version = self._version("saga_status")
+        fields = self.store.get_fields("saga_status", version, f"saga:{saga_id}")
+        if not fields:
+            raise NotFoundError(f"saga {saga_id} not found")
+        steps = [json.loads(item) for item in self.store.list_items("saga_status", version, f"saga:{saga_id}:steps")]
+        return SagaView(UUID(fields["saga_id"]), UUID(fields["consultation_id"]), fields["state"],
+                        fields.get("rejection_reason") or None, datetime.fromisoformat(fields["deadline"]),
+                        [SagaStepView(s["name"], s["status"], datetime.fromisoformat(s["at"])) for s in steps])
+
+    def freshness(self, *names: str) -> Freshness | None:
+        """Position and head summed over the named projections' leaders (``None``: a head is not visible here)."""
+        pairs = [(name, leader) for name in names for leader in BY_NAME[name].leaders]
+        if any(leader not in self.heads for _, leader in pairs):
+            return None
+        positions = sum(self.store.position(name, self._version(name), leader) for name, leader in pairs)
+        return Freshness(positions, sum(self.heads[leader]() or 0 for _, leader in pairs))
+
+    def catch_up(self, *names: str) -> bool:
+        """Wait (at most ``wait_seconds``) until the named views reached the heads seen now; True if they did."""
+        target = self.freshness(*names)
+        if target is None or target.lag == 0:
+            return False
+        deadline = monotonic() + self.wait_seconds
+        while monotonic() < deadline:
+            current = self.freshness(*names)
+            if current is not None and current.position >= target.head:
+                return True
+            sleep(0.01)  # the projection runner is another thread or process: poll its position
+        return False
+
+    def _version(self, name: str) -> int:
+        return self.store.serving_version(name) or BY_NAME[name].version
+
+    def _fields(self, name: str, key: str) -> dict[str, str]:
+        return self.store.get_fields(name, self._version(name), key)
+
+    def _index(self, name: str, key: str, low: float = float("-inf"), high: float = float("inf"),
+               reverse: bool = True) -> list[tuple[str, float]]:
+        return self.store.range_by_score(name, self._version(name), key, min=low, max=high, reverse=reverse)
+
+    def _maybe_consultation(self, consultation_id: str) -> ConsultationView | None:
+        fields = self._fields("consultation_detail", f"consultation:{consultation_id}")
+        return _consultation(fields) if fields else None
+
+
+def _consultation(fields: dict[str, str]) -> ConsultationView:
+    return ConsultationView(
+        UUID(fields["consultation_id"]), UUID(fields["patient_id"]), UUID(fields["doctor_id"]),
+        datetime.fromisoformat(fields["start"]), fields["status"], fields["reason"],
+        fields.get("rejection_reason") or None, int(fields["version"]))
+
+
+def _slot(fields: dict[str, str]) -> SlotListing:
+    return SlotListing(UUID(fields["slot_id"]), UUID(fields["doctor_id"]), datetime.fromisoformat(fields["start"]),
+                       int(fields["duration_minutes"]), fields["status"])
+
+
+def _encode_cursor(score: float, member: str) -> str:
+    return f"{score!r}~{member}"
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        score, member = cursor.split("~", 1)
+        return float(score), member
+    except ValueError:
+        raise CursorError("the cursor is not one this API returned") from None
+
+
+class CursorError(ValueError):
+    """A pagination cursor that this API did not hand out."""
+
+
+

@@ -1,0 +1,146 @@
+"""Projection rebuild: how fast the read models are rebuilt from the notification logs into Redis.
+
+Run from the repository root:  .venv/bin/python benchmarks/projection_rebuild.py [events]
+
+Records ~100k events (real aggregates, the booking happy path, saved in big batches into the
+clinic's SQLite applications), then measures in the same run:
+  (a) reading + decoding every notification log (the floor any runner pays),
+  (b) rebuilding all projections into Redis with the batch runner (several batch sizes),
+  (c) the naive baseline: one event per Redis transaction, each waited for, on a sample,
+and the same rebuild into the memory store, to separate Redis's share. Compare the RATIOS:
+these machines are noisy. Keys go under a fresh prefix, deleted at the end (never FLUSHALL).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from application.bootstrap import build_applications
+from application.settings import Settings
+from domain.consultation import Consultation
+from domain.slot import Slot
+from process_managers.booking_saga import BookingSaga
+from projections.catalog import ALL_PROJECTIONS
+from projections.memory_store import MemoryViewStore
+from projections.redis_store import RedisViewStore, glob_escape
+from projections.runner import ProjectionRunner
+
+EVENTS_PER_BOOKING = 9  # consultation 2, slot 3, saga 4
+SAVE_EVERY = 500  # bookings per save (one transaction per application)
+REDIS_URL = os.environ.get("CLINIC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+BATCH_SIZES = (500, 1000, 2000, 5000)
+NAIVE_SAMPLE = 1000  # rounds of one notification per leader, applied one script at a time
+
+
+def booking(i: int, start: datetime) -> tuple[Consultation, Slot, BookingSaga]:
+    """One booking's aggregates, taken through the happy path."""
+    patient, doctor = uuid.UUID(int=i % 500 + 1), uuid.UUID(int=10_000 + i % 40)
+    moment = start + timedelta(minutes=30 * i)
+    consultation = Consultation(patient_id=patient, doctor_id=doctor, start=moment, reason="check-up")
+    slot = Slot(doctor_id=doctor, start=moment, duration_minutes=30)
+    saga = BookingSaga(consultation_id=consultation.id, patient_id=patient, doctor_id=doctor, slot_id=slot.id,
+                       deadline=moment)
+    slot.hold(saga.id, moment, start)
+    saga.record_slot_held()
+    saga.record_registrants_valid()
+    slot.book(saga.id)
+    saga.record_slot_booked()
+    consultation.confirm()
+    return consultation, slot, saga
+
+
+def record(apps: dict[str, Any], bookings: int) -> int:
+    start = datetime(2027, 1, 4, 8, 0, tzinfo=UTC)
+    for first in range(0, bookings, SAVE_EVERY):
+        made = [booking(i, start) for i in range(first, min(first + SAVE_EVERY, bookings))]
+        apps["Consultations"].save(*(c for c, _, _ in made))
+        apps["Scheduling"].save(*(s for _, s, _ in made))
+        apps["Booking"].save(*(g for _, _, g in made))
+    return sum(apps[name].recorder.max_notification_id() or 0 for name in ("Consultations", "Scheduling", "Booking"))
+
+
+def read_and_decode(apps: dict[str, Any]) -> int:
+    count = 0
+    for name in ("Consultations", "Scheduling", "Booking"):
+        app, position = apps[name], 0
+        while batch := app.recorder.select_notifications(start=position, limit=2000, inclusive_of_start=False):
+            count += len([app.mapper.to_domain_event(n) for n in batch])
+            position = batch[-1].id
+    return count
+
+
+def timed(action: Any) -> tuple[Any, float]:
+    began = time.perf_counter()
+    result = action()
+    return result, time.perf_counter() - began
+
+
+def script_stats(store: RedisViewStore) -> tuple[int, int]:
+    """Scripts run and microseconds Redis spent in them, so far (INFO commandstats; never reset)."""
+    stats = store.client.info("commandstats")
+    calls = usec = 0
+    for command in ("cmdstat_evalsha", "cmdstat_eval"):
+        calls, usec = calls + stats.get(command, {}).get("calls", 0), usec + stats.get(command, {}).get("usec", 0)
+    return calls, usec
+
+
+def naive(runner: ProjectionRunner) -> int:
+    """One notification per leader per round, each applied and waited for (no deferred replies)."""
+    return sum(runner.step() for _ in range(NAIVE_SAMPLE))
+
+
+def redis_rebuild(apps: dict[str, Any], batch_size: int) -> dict[str, float]:
+    """Events read, seconds, keys written, scripts and Redis seconds in them, into a fresh prefix (deleted)."""
+    store = RedisViewStore.from_url(REDIS_URL, f"bench:views:{uuid.uuid4().hex}:")
+    try:
+        runner = ProjectionRunner(apps, store, ALL_PROJECTIONS, batch_size)
+        calls, usec = script_stats(store)
+        events, seconds = timed(lambda: runner.catch_up() if batch_size > 1 else naive(runner))
+        after_calls, after_usec = script_stats(store)
+        keys = list(store.client.scan_iter(match=glob_escape(store.prefix) + "*", count=5000))
+        for start in range(0, len(keys), 1000):
+            store.client.unlink(*keys[start:start + 1000])
+        return {"events": events, "seconds": seconds, "keys": len(keys), "scripts": after_calls - calls,
+                "redis_seconds": (after_usec - usec) / 1e6}
+    finally:
+        store.close()
+
+
+def main() -> None:
+    target = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    with tempfile.TemporaryDirectory() as tmp:
+        apps = build_applications(Settings(persistence="sqlite", data_dir=Path(tmp)))
+        total, seconds = timed(lambda: record(apps, target // EVENTS_PER_BOOKING))
+        print(f"recorded {total} events into SQLite in {seconds:.1f}s (python {sys.version.split()[0]})")
+        decoded, seconds = timed(lambda: read_and_decode(apps))
+        floor = decoded / seconds
+        print(f"(a) read + decode the logs:          {floor:>9,.0f} events/s")
+        rates = {}
+        for size in BATCH_SIZES:
+            run = redis_rebuild(apps, size)
+            rates[size] = run["events"] / run["seconds"]
+            print(f"(b) rebuild into Redis, batch {size:>5}: {rates[size]:>9,.0f} events/s ({run['seconds']:.2f}s; "
+                  f"{run['keys']} keys; Redis busy {run['redis_seconds']:.2f}s in {run['scripts']} scripts, "
+                  f"{1000 * run['redis_seconds'] / run['scripts']:.1f} ms each)")
+        memory = MemoryViewStore()
+        events, seconds = timed(lambda: ProjectionRunner(apps, memory, ALL_PROJECTIONS, 1000).catch_up())
+        print(f"    rebuild into memory, batch  1000: {events / seconds:>9,.0f} events/s")
+        run = redis_rebuild(apps, 1)
+        naive = run["events"] / run["seconds"]
+        print(f"(c) one event per Redis transaction: {naive:>9,.0f} events/s (sample of {run['events']})")
+        best = max(rates.values())
+        print(f"ratios: best rebuild / naive = {best / naive:.0f}x; best rebuild / read+decode floor = "
+              f"{best / floor:.2f}")
+        for app in apps.values():
+            app.close()
+
+
+if __name__ == "__main__":
+    main()

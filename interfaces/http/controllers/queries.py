@@ -1,0 +1,60 @@
+"""Lists served from the read models: a patient's consultations, a doctor's agenda."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from litestar import Controller, Request, Response, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
+
+from application.clinic import Clinic
+from domain.values import Role
+from interfaces.http import access
+from interfaces.http.controllers.consultations import consultation_body, freshness_headers
+from interfaces.http.openapi import errors
+from interfaces.http.schemas import Agenda, ConsultationPage
+from interfaces.security.tokens import Principal
+
+Day = Annotated[date, QueryParameter(description="the day, YYYY-MM-DD (UTC)")]
+"""A day in a query (agendas, slot lists)."""
+
+
+class PatientConsultationsController(Controller):
+    path = "/v1/patients"
+    tags = ["consultations"]
+
+    @get("/{patient_id:uuid}/consultations", operation_id="listPatientConsultations", sync_to_thread=True,
+         responses=errors(401, 403))
+    def list(self, patient_id: FromPath[UUID], clinic: NamedDependency[Clinic], request: Request[Principal, Any, Any],
+             status: Annotated[str | None, QueryParameter(required=False, pattern="^(REQUESTED|CONFIRMED|REJECTED|"
+                                                          "CANCELLED|COMPLETED|NO_SHOW)$")] = None,
+             start_from: Annotated[datetime | None, QueryParameter(name="from", required=False)] = None,
+             start_to: Annotated[datetime | None, QueryParameter(name="to", required=False)] = None,
+             cursor: Annotated[str | None, QueryParameter(required=False)] = None,
+             limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20) -> Response[ConsultationPage]:
+        """The patient's consultations, newest first (by start); the patient themself or an admin."""
+        access.allow(access.may_book_for(request.user, str(patient_id)), "only the patient or an admin")
+        page = clinic.read_models.patient_consultations(patient_id, status, start_from, start_to, cursor, limit)
+        body = ConsultationPage([consultation_body(v) for v in page.items], page.next_cursor)
+        return Response(body, headers=freshness_headers(clinic, "patient_consultations", "consultation_detail"))
+
+
+class AgendaController(Controller):
+    path = "/v1/doctors"
+    tags = ["consultations"]
+
+    @get("/{doctor_id:uuid}/agenda", operation_id="getDoctorAgenda", sync_to_thread=True,
+         responses=errors(401, 403))
+    def agenda(self, doctor_id: FromPath[UUID], date: Day, clinic: NamedDependency[Clinic],
+               request: Request[Principal, Any, Any]) -> Response[Agenda]:
+        """The doctor's consultations that day in time order; the doctor themself or an admin."""
+        principal = request.user
+        access.allow(principal.has_role(Role.ADMIN) or (principal.has_role(Role.DOCTOR)
+                                                         and principal.sub == str(doctor_id)),
+                     "only the doctor or an admin")
+        views = clinic.read_models.agenda(doctor_id, date)
+        body = Agenda(doctor_id, date, [consultation_body(v) for v in views])
+        return Response(body, headers=freshness_headers(clinic, "doctor_agenda", "consultation_detail"))

@@ -1,0 +1,20 @@
+"""Every projection the clinic maintains, by name."""
+
+from __future__ import annotations
+
+from projections.base import Projection
+from projections.consultation_detail import ConsultationDetail
+from projections.doctor_agenda import DoctorAgenda
+from projections.doctor_slots import DoctorSlots
+from projections.patient_consultations import PatientConsultations
+from projections.saga_status import SagaStatus
+
+ALL_PROJECTIONS: tuple[Projection, ...] = (
+    ConsultationDetail(),
+    PatientConsultations(),
+    DoctorAgenda(),
+    DoctorSlots(),
+    SagaStatus(),
+)
+
+BY_NAME: dict[str, Projection] = {projection.name: projection for projection in ALL_PROJECTIONS}

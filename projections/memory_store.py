@@ -1,0 +1,152 @@
+"""The in-process view store (embedded mode without Redis): same semantics as the Redis one."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from projections.ops import AddToIndex, AppendToList, Op, RemoveFromIndex, SetFields, SetFieldsIf
+from projections.store import INF
+
+
+class _Hash(dict):
+    """A hash: field → value."""
+
+
+class _ZSet(dict):
+    """A sorted set: member → score."""
+
+
+class _List(list):
+    """A list of strings."""
+
+
+KIND_OF_OP: dict[type, type] = {
+    SetFields: _Hash, SetFieldsIf: _Hash, AddToIndex: _ZSet, RemoveFromIndex: _ZSet, AppendToList: _List,
+}
+
+
+class MemoryViewStore:
+    """A ``ViewStore`` in dictionaries behind one lock; a batch is checked whole before any change."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._views: dict[tuple[str, int], dict[str, Any]] = {}
+        self._positions: dict[tuple[str, int, str], int] = {}
+        self._serving: dict[str, int] = {}
+
+    def apply(self, name: str, version: int, leader: str, last_notification_id: int, ops: Sequence[Op],
+              expected_position: int | None = None) -> bool:
+        """Apply ``ops`` and move the position, or refuse (see ``ViewStore.apply``)."""
+        with self._lock:
+            stored = self._positions.get((name, version, leader), 0)
+            if stored >= last_notification_id or expected_position not in (None, stored):
+                return False
+            view = self._views.setdefault((name, version), {})
+            _check_kinds(view, ops)
+            for op in ops:
+                _apply_op(view, op)
+            self._positions[(name, version, leader)] = last_notification_id
+            return True
+
+    def position(self, name: str, version: int, leader: str) -> int:
+        """The last notification id of ``leader`` applied (0: none)."""
+        with self._lock:
+            return self._positions.get((name, version, leader), 0)
+
+    def get_fields(self, name: str, version: int, key: str) -> dict[str, str]:
+        """The hash at ``key`` (``{}`` if absent)."""
+        with self._lock:
+            return dict(self._get(name, version, key, _Hash))
+
+    def get_many_fields(self, name: str, version: int, keys: Sequence[str]) -> list[dict[str, str]]:
+        """The hashes at ``keys``, in order."""
+        with self._lock:
+            return [dict(self._get(name, version, key, _Hash)) for key in keys]
+
+    def range_by_score(self, name: str, version: int, key: str, min: float = -INF, max: float = INF,  # noqa: A002
+                       reverse: bool = False, offset: int = 0, count: int | None = None) -> list[tuple[str, float]]:
+        """Members scored within [min, max], ordered by (score, member) like Redis."""
+        with self._lock:
+            items = sorted(self._get(name, version, key, _ZSet).items(), key=lambda i: (i[1], i[0]), reverse=reverse)
+        chosen = [(member, score) for member, score in items if min <= score <= max][offset:]
+        return chosen if count is None or count < 0 else chosen[:count]
+
+    def list_items(self, name: str, version: int, key: str, start: int = 0, stop: int = -1) -> list[str]:
+        """Items ``start``..``stop`` inclusive, negative indices from the end (like LRANGE)."""
+        with self._lock:
+            items = list(self._get(name, version, key, _List))
+        size = len(items)
+        start, stop = max(start + size if start < 0 else start, 0), stop + size if stop < 0 else stop
+        return items[start:stop + 1] if stop >= start else []
+
+    def serving_version(self, name: str) -> int | None:
+        """The version readers of ``name`` use."""
+        with self._lock:
+            return self._serving.get(name)
+
+    def set_serving_version(self, name: str, version: int) -> None:
+        """Switch readers of ``name`` to ``version``."""
+        with self._lock:
+            self._serving[name] = version
+
+    def delete_version(self, name: str, version: int) -> int:
+        """Forget this version's views and positions; returns how many keys went."""
+        with self._lock:
+            removed = len(self._views.pop((name, version), {}))
+            positions = [k for k in self._positions if k[:2] == (name, version)]
+            for k in positions:
+                del self._positions[k]
+            return removed + len(positions)
+
+    def dump(self, name: str, version: int) -> dict[str, Any]:
+        """Every view key of this version and its value (see ``ViewStore.dump``)."""
+        with self._lock:
+            return {key: _plain(value) for key, value in self._views.get((name, version), {}).items()}
+
+    def _get(self, name: str, version: int, key: str, kind: type) -> Any:
+        value = self._views.get((name, version), {}).get(key)
+        if value is None:
+            return kind()
+        if not isinstance(value, kind):
+            raise TypeError(f"WRONGTYPE {key} holds a {type(value).__name__.strip('_').lower()}")
+        return value
+
+
+def _check_kinds(view: dict[str, Any], ops: Sequence[Op]) -> None:
+    """Refuse the whole batch before any change if one op does not fit its key's type."""
+    planned: dict[str, type] = {}
+    for op in ops:
+        kind = KIND_OF_OP.get(type(op))
+        if kind is None:
+            raise TypeError(f"not a view op: {op!r}")
+        existing = planned.get(op.key) or (type(view[op.key]) if op.key in view else kind)
+        if existing is not kind:
+            raise TypeError(f"WRONGTYPE {op.key} holds a {existing.__name__.strip('_').lower()}")
+        if kind is _ZSet and type(op) is AddToIndex and op.score != op.score:
+            raise ValueError(f"NaN score for {op.member!r} in {op.key!r}")
+        planned[op.key] = kind
+
+
+def _apply_op(view: dict[str, Any], op: Op) -> None:
+    kind = type(op)
+    if kind is SetFields:
+        view.setdefault(op.key, _Hash()).update({f: str(v) for f, v in op.fields.items()})
+    elif kind is AddToIndex:
+        view.setdefault(op.key, _ZSet())[op.member] = float(op.score)
+    elif kind is RemoveFromIndex:
+        index = view.get(op.key, {})
+        index.pop(op.member, None)
+        if not index:
+            view.pop(op.key, None)
+    elif kind is AppendToList:
+        view.setdefault(op.key, _List()).append(op.value)
+    elif view.get(op.key, {}).get(op.field) == op.equals:
+        view[op.key].update({f: str(v) for f, v in op.fields.items()})
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, _ZSet):
+        return sorted(value.items(), key=lambda item: (item[1], item[0]))
+    return list(value) if isinstance(value, _List) else dict(value)

@@ -1,0 +1,222 @@
+"""The Redis view store: every batch and its position written by one Lua script, atomically.
+
+Keys: ``<prefix><name>:v<version>:<view key>``; positions ``<prefix><name>:v<version>:position:<leader>``;
+the serving version ``<prefix><name>:serving``. Ops travel as one compact JSON array (decoded in Lua
+with cjson): ``["h",key,f1,v1,...]`` set fields, ``["c",key,field,equals,f1,v1,...]`` set fields if,
+``["z",key,score,member]`` add to index, ``["r",key,member]`` remove from index, ``["l",key,value]``
+append. The script checks every touched key's type before writing, so a bad batch changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from itertools import chain
+from typing import Any
+
+import redis
+from redis.exceptions import NoScriptError
+
+from projections.ops import AddToIndex, AppendToList, Op, RemoveFromIndex, SetFields, SetFieldsIf
+from projections.store import INF
+
+APPLY_SCRIPT = """
+local stored = tonumber(redis.call('GET', KEYS[1]) or '0')
+if stored >= tonumber(ARGV[2]) or (ARGV[3] ~= '' and stored ~= tonumber(ARGV[3])) then return 0 end
+local ns, ops, kinds, seen = ARGV[1], cjson.decode(ARGV[4]), {h='hash', c='hash', z='zset', r='zset', l='list'}, {}
+for i = 1, #ops do
+  local key, want = ns .. ops[i][2], kinds[ops[i][1]]
+  if want == nil then return redis.error_reply('ERR unknown view op ' .. tostring(ops[i][1])) end
+  if seen[key] == nil then
+    local has = redis.call('TYPE', key).ok
+    if has ~= 'none' and has ~= want then return redis.error_reply('WRONGTYPE ' .. key .. ' is a ' .. has) end
+    seen[key] = want
+  elseif seen[key] ~= want then return redis.error_reply('WRONGTYPE ' .. key .. ' used as two types') end
+end
+for i = 1, #ops do
+  local op = ops[i]
+  local kind, key = op[1], ns .. op[2]
+  if kind == 'h' then redis.call('HSET', key, unpack(op, 3))
+  elseif kind == 'z' then redis.call('ZADD', key, op[3], op[4])
+  elseif kind == 'l' then redis.call('RPUSH', key, op[3])
+  elseif kind == 'r' then redis.call('ZREM', key, op[3])
+  elseif redis.call('HGET', key, op[3]) == op[4] then redis.call('HSET', key, unpack(op, 5))
+  end
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
+APPLY_SHA = hashlib.sha1(APPLY_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+POSITION = "position:"
+DELETE_BATCH = 500
+
+
+class RedisViewStore:
+    """A ``ViewStore`` over a synchronous redis-py client (the runner is a thread)."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "clinic:views:") -> None:
+        if not client.get_connection_kwargs().get("decode_responses"):
+            raise ValueError("RedisViewStore needs a client made with decode_responses=True")
+        self.client = client
+        self.prefix = prefix
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "clinic:views:") -> RedisViewStore:
+        """A store with its own client (``redis://host:port/db``)."""
+        return cls(redis.Redis.from_url(url, decode_responses=True), prefix)
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()
+
+    def apply(self, name: str, version: int, leader: str, last_notification_id: int, ops: Sequence[Op],
+              expected_position: int | None = None) -> bool:
+        """Apply ``ops`` and move the position in one script, or refuse (see ``ViewStore.apply``)."""
+        args = self._script_args(name, version, leader, last_notification_id, ops, expected_position)
+        try:
+            return bool(self.client.evalsha(APPLY_SHA, 1, *args))
+        except NoScriptError:
+            return bool(self.client.eval(APPLY_SCRIPT, 1, *args))  # loads it for the next EVALSHA
+
+    @contextmanager
+    def deferred(self) -> Iterator[Callable[..., Callable[[], bool]]]:
+        """A ``send`` taking ``apply``'s arguments that writes the script call on one connection and
+        returns a reader of its reply, so the caller decodes the next batch while Redis runs this one.
+
+        Read replies in the order sent. A connection left with unread replies is closed, not reused.
+        """
+        pool = self.client.connection_pool
+        connection = pool.get_connection()
+        pending = [0]
+
+        def send(*apply_args: Any) -> Callable[[], bool]:
+            args = self._script_args(*apply_args)
+            connection.send_command("EVALSHA", APPLY_SHA, 1, *args, check_health=False)  # no PING mid-stream
+            pending[0] += 1
+
+            def reply() -> bool:
+                if not answer:
+                    pending[0] -= 1
+                    try:
+                        answer.append(bool(connection.read_response()))
+                    except NoScriptError:  # not run: run it now (a later batch waits on its expected position)
+                        answer.append(bool(self.client.eval(APPLY_SCRIPT, 1, *args)))
+                return answer[0]
+
+            answer: list[bool] = []
+            return reply
+
+        try:
+            yield send
+        finally:
+            if pending[0]:
+                connection.disconnect()
+            pool.release(connection)
+
+    def position(self, name: str, version: int, leader: str) -> int:
+        """The last notification id of ``leader`` applied (0: none)."""
+        return int(self.client.get(self._ns(name, version) + POSITION + leader) or 0)
+
+    def get_fields(self, name: str, version: int, key: str) -> dict[str, str]:
+        """The hash at ``key`` (``{}`` if absent)."""
+        return dict(self.client.hgetall(self._ns(name, version) + key))
+
+    def get_many_fields(self, name: str, version: int, keys: Sequence[str]) -> list[dict[str, str]]:
+        """The hashes at ``keys``, in order, in one pipelined round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(self._ns(name, version) + key)
+        return [dict(fields) for fields in pipe.execute()]
+
+    def range_by_score(self, name: str, version: int, key: str, min: float = -INF, max: float = INF,  # noqa: A002
+                       reverse: bool = False, offset: int = 0, count: int | None = None) -> list[tuple[str, float]]:
+        """Members scored within [min, max] (ZRANGEBYSCORE / ZREVRANGEBYSCORE with LIMIT)."""
+        limit = {} if offset == 0 and count is None else {"start": offset, "num": -1 if count is None else count}
+        full = self._ns(name, version) + key
+        if reverse:
+            pairs = self.client.zrevrangebyscore(full, max, min, withscores=True, **limit)
+        else:
+            pairs = self.client.zrangebyscore(full, min, max, withscores=True, **limit)
+        return [(member, float(score)) for member, score in pairs]
+
+    def list_items(self, name: str, version: int, key: str, start: int = 0, stop: int = -1) -> list[str]:
+        """Items ``start``..``stop`` inclusive (LRANGE)."""
+        return list(self.client.lrange(self._ns(name, version) + key, start, stop))
+
+    def serving_version(self, name: str) -> int | None:
+        """The version readers of ``name`` use."""
+        value = self.client.get(f"{self.prefix}{name}:serving")
+        return None if value is None else int(value)
+
+    def set_serving_version(self, name: str, version: int) -> None:
+        """Switch readers of ``name`` to ``version`` (one SET)."""
+        self.client.set(f"{self.prefix}{name}:serving", version)
+
+    def delete_version(self, name: str, version: int) -> int:
+        """SCAN this version's keys and UNLINK them in batches; returns how many went."""
+        deleted, batch = 0, []
+        for key in self._scan(name, version):
+            batch.append(key)
+            if len(batch) >= DELETE_BATCH:
+                deleted += self.client.unlink(*batch)
+                batch = []
+        return deleted + (self.client.unlink(*batch) if batch else 0)
+
+    def dump(self, name: str, version: int) -> dict[str, Any]:
+        """Every view key of this version and its value (see ``ViewStore.dump``)."""
+        ns = self._ns(name, version)
+        keys = sorted(k for k in self._scan(name, version) if not k.startswith(ns + POSITION))
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.type(key)
+        readers = {"hash": self.client.hgetall, "list": lambda k: self.client.lrange(k, 0, -1),
+                   "zset": lambda k: [(m, float(s)) for m, s in self.client.zrange(k, 0, -1, withscores=True)]}
+        return {key[len(ns):]: readers[kind](key) for key, kind in zip(keys, pipe.execute(), strict=True)
+                if kind in readers}
+
+    def _script_args(self, name: str, version: int, leader: str, last_notification_id: int, ops: Sequence[Op],
+                     expected_position: int | None = None) -> tuple[Any, ...]:
+        ns = self._ns(name, version)
+        return (ns + POSITION + leader, ns, last_notification_id,
+                "" if expected_position is None else expected_position, encode_ops(ops))
+
+    def _scan(self, name: str, version: int) -> Iterator[str]:
+        return self.client.scan_iter(match=glob_escape(self._ns(name, version)) + "*", count=1000)
+
+    def _ns(self, name: str, version: int) -> str:
+        return f"{self.prefix}{name}:v{version}:"
+
+
+def encode_ops(ops: Sequence[Op]) -> str:
+    """The batch as the JSON array the script decodes (an unknown op raises before anything is sent)."""
+    encoded: list[list[str]] = []
+    for op in ops:
+        kind = type(op)
+        if kind is SetFields:
+            if op.fields:
+                encoded.append(["h", op.key, *_flat(op.fields)])
+        elif kind is AddToIndex:
+            if op.score != op.score:
+                raise ValueError(f"NaN score for {op.member!r} in {op.key!r}")  # Redis would fail mid-script
+            encoded.append(["z", op.key, repr(float(op.score)), op.member])
+        elif kind is AppendToList:
+            encoded.append(["l", op.key, op.value])
+        elif kind is RemoveFromIndex:
+            encoded.append(["r", op.key, op.member])
+        elif kind is SetFieldsIf:
+            if op.fields:
+                encoded.append(["c", op.key, op.field, op.equals, *_flat(op.fields)])
+        else:
+            raise TypeError(f"not a view op: {op!r}")
+    return json.dumps(encoded, separators=(",", ":"))
+
+
+def _flat(fields: dict[str, str]) -> list[str]:
+    return list(chain.from_iterable(fields.items()))  # values are strings (see ops.SetFields)
+
+
+def glob_escape(text: str) -> str:
+    """``text`` matched literally by a SCAN MATCH pattern."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)

@@ -1,0 +1,174 @@
+"""Keeps projections up with their leaders' notification logs, one batch and position at a time.
+
+For each leader, one read and one decode serve every projection of that leader; each projection
+then applies its ops for the batch together with its new position, in one atomic store call that
+names the position the batch was read after, so a crash, a retry or a second runner never applies
+an event twice. Events a projection ignores still move its position. While catching up, a store
+that can defer replies (Redis) runs one batch while the next is read and decoded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+from projections.base import Projection
+from projections.ops import Op
+from projections.store import ViewStore
+
+log = logging.getLogger(__name__)
+DEFAULT_BATCH_SIZE = 1000
+RUN_BATCHES = 20  # batches per leader between checks of the stop event
+
+Send = Callable[..., Callable[[], bool]]
+"""Takes ``ViewStore.apply``'s arguments; returns a reader of whether the batch was accepted."""
+Positions = dict[tuple[str, int, str], int]
+
+
+@dataclass(frozen=True)
+class LeaderStatus:
+    """How far a projection has read one leader's log."""
+
+    position: int
+    head: int
+
+    @property
+    def lag(self) -> int:
+        """Notifications recorded but not yet applied."""
+        return max(self.head - self.position, 0)
+
+
+@dataclass(frozen=True)
+class ProjectionStatus:
+    """A projection version and its position in each of its leaders' logs."""
+
+    name: str
+    version: int
+    leaders: dict[str, LeaderStatus] = field(default_factory=dict)
+
+    @property
+    def lag(self) -> int:
+        """Notifications not yet applied, over all its leaders."""
+        return sum(leader.lag for leader in self.leaders.values())
+
+
+class ProjectionRunner:
+    """Reads leaders' logs in batches and applies each projection's ops with its position atomically."""
+
+    def __init__(self, apps_by_name: Mapping[str, Any], store: ViewStore, projections: Iterable[Projection],
+                 batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        self.apps = apps_by_name
+        self.store = store
+        self.projections = tuple(projections)
+        self.batch_size = batch_size
+        self.last_error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._by_leader: dict[str, list[Projection]] = {}
+        for projection in self.projections:
+            for leader in projection.leaders:
+                if leader not in self.apps:
+                    raise ValueError(f"projection {projection.name} reads {leader}, which is not given")
+                self._by_leader.setdefault(leader, []).append(projection)
+
+    def catch_up(self, max_batches: int | None = None) -> int:
+        """Process batches (at most ``max_batches`` per leader) until every projection is at its
+        leaders' heads; returns how many notifications were read."""
+        total, rounds = 0, 0
+        with self._lock, _sender(self.store) as send:
+            positions, in_flight = self._stored_positions(), []
+            while max_batches is None or rounds < max_batches:
+                sent, read = self._send_round(send, positions)  # sent before the last round's replies are read
+                accepted, in_flight = _accepted(in_flight), sent
+                if not accepted:  # another writer moved a position: re-read it from the store
+                    _accepted(in_flight)
+                    in_flight, positions = [], self._stored_positions()
+                    continue
+                if read == 0:
+                    break
+                total, rounds = total + read, rounds + 1
+            _accepted(in_flight)
+        return total
+
+    def step(self) -> int:
+        """Process at most one batch from each leader; returns how many notifications were read."""
+        with self._lock:
+            sent, read = self._send_round(_applying_now(self.store), self._stored_positions())
+            _accepted(sent)
+            return read
+
+    def run(self, stop: threading.Event, poll_interval: float = 0.1) -> None:
+        """Catch up, then poll every ``poll_interval`` seconds until ``stop`` is set; errors are kept
+        in ``last_error``, logged, and retried after a pause."""
+        while not stop.is_set():
+            try:
+                read = self.catch_up(max_batches=RUN_BATCHES)
+                self.last_error = None
+            except Exception as error:  # noqa: BLE001 - keep following; the error is logged and kept
+                self.last_error = error
+                log.exception("projection batch failed; retrying")
+                read = 0
+            if read == 0:
+                stop.wait(poll_interval)
+
+    def status(self) -> dict[str, ProjectionStatus]:
+        """Each projection's position, its leaders' heads and its lag, by projection name."""
+        heads = {leader: self.apps[leader].recorder.max_notification_id() or 0 for leader in self._by_leader}
+        return {p.name: ProjectionStatus(p.name, p.version, {
+            leader: LeaderStatus(self.store.position(p.name, p.version, leader), heads[leader])
+            for leader in p.leaders}) for p in self.projections}
+
+    def _stored_positions(self) -> Positions:
+        return {(p.name, p.version, leader): self.store.position(p.name, p.version, leader)
+                for leader, projections in self._by_leader.items() for p in projections}
+
+    def _send_round(self, send: Send, positions: Positions) -> tuple[list[Callable[[], bool]], int]:
+        """One batch from each leader, sent for every projection behind it; ``positions`` move on."""
+        sent, read = [], 0
+        for leader, projections in self._by_leader.items():
+            keys = [(p.name, p.version, leader) for p in projections]
+            notifications, batches = self._read(leader, projections, [positions[key] for key in keys])
+            if not notifications:
+                continue
+            read, last_id = read + len(notifications), notifications[-1].id
+            for projection, key, ops in zip(projections, keys, batches, strict=True):
+                if positions[key] < last_id:
+                    sent.append(send(projection.name, projection.version, leader, last_id, ops, positions[key]))
+                    positions[key] = last_id
+        return sent, read
+
+    def _read(self, leader: str, projections: Sequence[Projection],
+              positions: list[int]) -> tuple[Sequence[Any], list[list[Op]]]:
+        """The next batch of notifications after the lowest position, and each projection's ops for
+        those after its own position (each event decoded once, and dropped once every projection used it)."""
+        app = self.apps[leader]
+        notifications = app.recorder.select_notifications(
+            start=min(positions), limit=self.batch_size, inclusive_of_start=False)
+        batches: list[list[Op]] = [[] for _ in projections]
+        uses = [(p.changes, position, ops) for p, position, ops in zip(projections, positions, batches, strict=True)]
+        for notification in notifications:
+            event = app.mapper.to_domain_event(notification)
+            for changes, position, ops in uses:
+                if notification.id > position:
+                    ops.extend(changes(event))
+        return notifications, batches
+
+
+def _accepted(replies: Sequence[Callable[[], bool]]) -> bool:
+    """Read every reply, in order; whether all the batches were accepted."""
+    return all([reply() for reply in replies])
+
+
+def _applying_now(store: ViewStore) -> Send:
+    def send(*args: Any) -> Callable[[], bool]:
+        accepted = store.apply(*args)
+        return lambda: accepted
+    return send
+
+
+def _sender(store: ViewStore) -> AbstractContextManager[Send]:
+    deferred = getattr(store, "deferred", None)
+    return deferred() if deferred is not None else nullcontext(_applying_now(store))

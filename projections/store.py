@@ -1,0 +1,68 @@
+"""Where projections' views live: one interface, an in-process and a Redis implementation.
+
+Every view key is namespaced by projection name and version, so a new version is built beside the
+one being served (blue-green) and ``serving_version`` says which one readers use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from projections.ops import Op
+
+INF = float("inf")
+
+
+class ViewStore(Protocol):
+    """Applies projections' ops with their tracking position atomically; answers the queries."""
+
+    def apply(self, name: str, version: int, leader: str, last_notification_id: int, ops: Sequence[Op],
+              expected_position: int | None = None) -> bool:
+        """Apply ``ops`` and set the position for ``leader`` to ``last_notification_id``, all or nothing.
+
+        Refused (``False``, nothing changed) when the stored position is already ≥
+        ``last_notification_id``, or, if ``expected_position`` is given, differs from it (another
+        writer moved it since the batch was read: re-read rather than append twice).
+        """
+        ...
+
+    def position(self, name: str, version: int, leader: str) -> int:
+        """The last notification id of ``leader`` applied to this projection version (0: none)."""
+        ...
+
+    def get_fields(self, name: str, version: int, key: str) -> dict[str, str]:
+        """The hash at ``key`` (``{}`` if absent)."""
+        ...
+
+    def get_many_fields(self, name: str, version: int, keys: Sequence[str]) -> list[dict[str, str]]:
+        """The hashes at ``keys``, in order, in one round trip (``{}`` for absent ones)."""
+        ...
+
+    def range_by_score(self, name: str, version: int, key: str, min: float = -INF, max: float = INF,  # noqa: A002
+                       reverse: bool = False, offset: int = 0, count: int | None = None) -> list[tuple[str, float]]:
+        """Members of the sorted set at ``key`` scored within [min, max], ascending (or descending)."""
+        ...
+
+    def list_items(self, name: str, version: int, key: str, start: int = 0, stop: int = -1) -> list[str]:
+        """Items ``start``..``stop`` (inclusive, negative from the end) of the list at ``key``."""
+        ...
+
+    def serving_version(self, name: str) -> int | None:
+        """The version of projection ``name`` readers should use (``None``: never set)."""
+        ...
+
+    def set_serving_version(self, name: str, version: int) -> None:
+        """Switch readers of ``name`` to ``version`` in one step."""
+        ...
+
+    def delete_version(self, name: str, version: int) -> int:
+        """Delete every key of this projection version, positions included; returns how many."""
+        ...
+
+    def dump(self, name: str, version: int) -> dict[str, Any]:
+        """Every view key of this version (positions excluded) and its value, for checks and tests.
+
+        Hashes as ``dict``, sorted sets as a list of ``(member, score)`` in order, lists as ``list``.
+        """
+        ...

@@ -1,0 +1,179 @@
+"""Event histories made by real aggregates, saved into the clinic's applications in order.
+
+A history is a list of commands (hypothesis draws them); running it on a ``History`` applies each
+to a Consultation, Slot or BookingSaga through its own methods, ignoring refusals, and saves the
+aggregate into its context's application, which numbers the notifications of each leader in order.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from hypothesis import strategies as st
+
+from application.bootstrap import build_applications
+from application.settings import Settings
+from domain.base import DomainError
+from domain.consultation import Consultation
+from domain.slot import Slot, slot_id_for
+from domain.values import RejectionReason
+from process_managers.booking_saga import BookingSaga
+from projections.catalog import ALL_PROJECTIONS
+from projections.values import epoch, iso, utc_day
+
+T0 = datetime(2027, 1, 4, 8, 0, tzinfo=UTC)
+STARTS = [T0 + timedelta(hours=h) for h in (1, 2, 23, 25, 49)]  # several UTC days
+PEOPLE = [UUID(int=i + 1) for i in range(3)]
+DEADLINE = T0 + timedelta(seconds=30)
+MOMENTS = [T0, DEADLINE, DEADLINE + timedelta(minutes=1)]
+
+CONSULTATION_COMMANDS = ["confirm", "reject", "cancel_by_patient", "cancel_by_clinic", "complete",
+                         "mark_no_show", "add_note"]
+SLOT_COMMANDS = ["hold", "book", "release", "close"]
+SAGA_COMMANDS = ["record_slot_held", "record_validation_unavailable", "record_registrants_valid",
+                 "record_slot_booked", "reject", "time_out", "release_after_cancellation"]
+
+index = st.integers(0, 5)
+commands = st.one_of(
+    st.tuples(st.just("request"), index, index, index),
+    st.tuples(st.just("consultation"), index, st.sampled_from(CONSULTATION_COMMANDS), index),
+    st.tuples(st.just("open"), index, index, index),
+    st.tuples(st.just("slot"), index, st.sampled_from(SLOT_COMMANDS), index),
+    st.tuples(st.just("start_saga"), index, index, index),
+    st.tuples(st.just("saga"), index, st.sampled_from(SAGA_COMMANDS), index),
+)
+"""One command: (kind, which aggregate or person, what, a parameter index)."""
+
+
+def memory_apps() -> dict[str, Any]:
+    """The clinic's four applications on in-memory stores, by name."""
+    return build_applications(Settings(persistence="memory"))
+
+
+class History:
+    """Runs commands on real aggregates and saves them into ``apps`` (by context name)."""
+
+    def __init__(self, apps: dict[str, Any]) -> None:
+        self.apps = apps
+        self.consultations: list[Consultation] = []
+        self.slots: list[Slot] = []
+        self.sagas: list[BookingSaga] = []
+
+    def run(self, command: tuple[str, int, Any, int]) -> None:
+        """Apply one command (a refused one records nothing)."""
+        kind, which, what, param = command
+        handler = getattr(self, f"_{kind}")
+        try:
+            aggregate, app = handler(which, what, param)
+        except DomainError:
+            return
+        if aggregate is not None:
+            self.apps[app].save(aggregate)
+
+    def _request(self, patient: int, doctor: int, start: int) -> tuple[Any, str]:
+        consultation = Consultation(patient_id=_pick(PEOPLE, patient), doctor_id=_pick(PEOPLE, doctor),
+                                    start=_pick(STARTS, start), reason=f"reason {start}")
+        self.consultations.append(consultation)
+        return consultation, "Consultations"
+
+    def _consultation(self, which: int, what: str, param: int) -> tuple[Any, str]:
+        if not self.consultations:
+            return None, ""
+        consultation = _pick(self.consultations, which)
+        why = (f"why {param}",)
+        args = {"add_note": ("dr", f"note {param}"), "reject": why, "cancel_by_patient": why,
+                "cancel_by_clinic": why}.get(what, ())
+        getattr(consultation, what)(*args)
+        return consultation, "Consultations"
+
+    def _open(self, doctor: int, start: int, minutes: int) -> tuple[Any, str]:
+        doctor_id, moment = _pick(PEOPLE, doctor), _pick(STARTS, start)
+        if any(slot.id == slot_id_for(doctor_id, moment) for slot in self.slots):
+            return None, ""
+        slot = Slot(doctor_id=doctor_id, start=moment, duration_minutes=15 * (minutes + 1))
+        self.slots.append(slot)
+        return slot, "Scheduling"
+
+    def _slot(self, which: int, what: str, booking: int) -> tuple[Any, str]:
+        if not self.slots:
+            return None, ""
+        slot, booking_id = _pick(self.slots, which), _pick(PEOPLE, booking)
+        if what == "hold":
+            slot.hold(booking_id, _pick(MOMENTS, booking + 1), T0)
+        elif what == "close":
+            slot.close()
+        else:
+            getattr(slot, what)(booking_id, *(("released",) if what == "release" else ()))
+        return slot, "Scheduling"
+
+    def _start_saga(self, patient: int, doctor: int, start: int) -> tuple[Any, str]:
+        saga = BookingSaga(consultation_id=uuid4(), patient_id=_pick(PEOPLE, patient),
+                           doctor_id=_pick(PEOPLE, doctor), slot_id=uuid4(), deadline=DEADLINE)
+        self.sagas.append(saga)
+        return saga, "Booking"
+
+    def _saga(self, which: int, what: str, param: int) -> tuple[Any, str]:
+        if not self.sagas:
+            return None, ""
+        saga = _pick(self.sagas, which)
+        if what == "reject":
+            saga.reject(_pick(list(RejectionReason), param))
+        elif what == "time_out":
+            saga.time_out(_pick(MOMENTS, param))
+        elif what == "record_validation_unavailable":
+            saga.record_validation_unavailable("registry down", _pick(MOMENTS, param))
+        elif what == "release_after_cancellation":
+            saga.release_after_cancellation("consultation_cancelled")
+        else:
+            getattr(saga, what)()
+        return saga, "Booking"
+
+
+def _pick(items: list[Any], i: int) -> Any:
+    return items[i % len(items)]
+
+
+def dump_all(store: Any) -> dict[str, Any]:
+    """Every projection's view in ``store`` (current versions), by projection name."""
+    return {p.name: store.dump(p.name, p.version) for p in ALL_PROJECTIONS}
+
+
+def positions(store: Any) -> dict[tuple[str, str], int]:
+    """Every projection's position in each of its leaders' logs."""
+    return {(p.name, leader): store.position(p.name, p.version, leader) for p in ALL_PROJECTIONS
+            for leader in p.leaders}
+
+
+def expected_views(history: History) -> dict[str, dict[str, Any]]:
+    """What each projection should show, computed from the aggregates' own state."""
+    views: dict[str, dict[str, Any]] = {p.name: {} for p in ALL_PROJECTIONS}
+    for c in history.consultations:
+        views["consultation_detail"][f"consultation:{c.id}"] = {
+            "consultation_id": str(c.id), "patient_id": str(c.patient_id), "doctor_id": str(c.doctor_id),
+            "start": iso(c.start), "status": str(c.status), "reason": c.reason,
+            "rejection_reason": c.rejection_reason or "", "version": str(c.version)}
+        _index(views["patient_consultations"], f"patient:{c.patient_id}:consultations", c.id, c.start)
+        _index(views["doctor_agenda"], f"doctor:{c.doctor_id}:agenda:{utc_day(c.start)}", c.id, c.start)
+    for s in history.slots:
+        views["doctor_slots"][f"slot:{s.id}"] = {
+            "slot_id": str(s.id), "doctor_id": str(s.doctor_id), "start": iso(s.start),
+            "duration_minutes": str(s.duration_minutes), "status": str(s.status),
+            "booking_id": "" if s.booking_id is None else str(s.booking_id)}
+        _index(views["doctor_slots"], f"doctor:{s.doctor_id}:slots:{utc_day(s.start)}", s.id, s.start)
+    for saga in history.sagas:
+        views["saga_status"][f"saga:{saga.id}"] = {
+            "saga_id": str(saga.id), "consultation_id": str(saga.consultation_id), "state": str(saga.state),
+            "rejection_reason": saga.rejection_reason or "", "deadline": iso(saga.deadline)}
+        views["saga_status"][f"saga:{saga.id}:steps"] = [
+            json.dumps({"name": s.name, "status": s.status, "at": iso(s.at)}, separators=(",", ":"))
+            for s in saga.steps]
+    return views
+
+
+def _index(view: dict[str, Any], key: str, member: UUID, start: datetime) -> None:
+    members = dict(view.get(key, []))
+    members[str(member)] = epoch(start)
+    view[key] = sorted(members.items(), key=lambda item: (item[1], item[0]))

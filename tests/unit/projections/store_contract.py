@@ -1,0 +1,128 @@
+"""What every ViewStore promises; subclassed with a ``store`` fixture per implementation."""
+
+from __future__ import annotations
+
+import pytest
+
+from projections.ops import AddToIndex, AppendToList, RemoveFromIndex, SetFields, SetFieldsIf
+
+NAME, V = "things", 1
+
+
+def seeded(store, last: int = 5) -> None:
+    assert store.apply(NAME, V, "Leader", last, [SetFields("h", {"a": "1"}), AddToIndex("z", "m", 2.0),
+                                                 AppendToList("l", "x")])
+
+
+class StoreContract:
+    """Semantics shared by the memory and Redis stores."""
+
+    def test_a_batch_is_applied_with_its_position(self, store):
+        seeded(store)
+        assert store.get_fields(NAME, V, "h") == {"a": "1"}
+        assert store.range_by_score(NAME, V, "z") == [("m", 2.0)]
+        assert store.list_items(NAME, V, "l") == ["x"]
+        assert store.position(NAME, V, "Leader") == 5
+
+    def test_a_batch_at_or_below_the_position_is_refused_and_changes_nothing(self, store):
+        seeded(store)
+        before = store.dump(NAME, V)
+        for last in (5, 4):
+            assert store.apply(NAME, V, "Leader", last, [AppendToList("l", "again"), SetFields("h", {"a": "2"})]) \
+                is False
+        assert store.dump(NAME, V) == before
+        assert store.position(NAME, V, "Leader") == 5
+
+    def test_a_batch_read_after_another_position_is_refused(self, store):
+        seeded(store)
+        assert store.apply(NAME, V, "Leader", 9, [AppendToList("l", "y")], expected_position=3) is False
+        assert store.list_items(NAME, V, "l") == ["x"]
+        assert store.apply(NAME, V, "Leader", 9, [AppendToList("l", "y")], expected_position=5) is True
+        assert store.list_items(NAME, V, "l") == ["x", "y"]
+
+    def test_an_empty_batch_moves_the_position(self, store):
+        assert store.apply(NAME, V, "Leader", 3, []) is True
+        assert store.position(NAME, V, "Leader") == 3
+
+    def test_positions_are_kept_per_leader_and_version(self, store):
+        seeded(store)
+        assert store.apply(NAME, V, "Other", 2, []) is True
+        assert store.apply(NAME, V + 1, "Leader", 1, []) is True
+        assert [store.position(NAME, V, "Leader"), store.position(NAME, V, "Other"),
+                store.position(NAME, V + 1, "Leader"), store.position("else", V, "Leader")] == [5, 2, 1, 0]
+
+    def test_a_batch_with_an_op_that_does_not_fit_changes_nothing(self, store):
+        seeded(store)
+        before = store.dump(NAME, V)
+        with pytest.raises(Exception, match="WRONGTYPE"):
+            store.apply(NAME, V, "Leader", 6, [AppendToList("l", "y"), SetFields("new", {"b": "1"}),
+                                               AddToIndex("h", "m", 1.0)])
+        assert store.dump(NAME, V) == before
+        assert store.position(NAME, V, "Leader") == 5
+
+    def test_set_fields_if_only_when_the_field_matches(self, store):
+        seeded(store)
+        assert store.apply(NAME, V, "Leader", 6, [SetFieldsIf("h", "a", "0", {"a": "no"}),
+                                                  SetFieldsIf("missing", "a", "1", {"a": "no"})])
+        assert store.get_fields(NAME, V, "h") == {"a": "1"}
+        assert store.get_fields(NAME, V, "missing") == {}
+        assert store.apply(NAME, V, "Leader", 7, [SetFieldsIf("h", "a", "1", {"a": "yes", "b": "2"})])
+        assert store.get_fields(NAME, V, "h") == {"a": "yes", "b": "2"}
+
+    def test_removing_from_an_index(self, store):
+        seeded(store)
+        assert store.apply(NAME, V, "Leader", 6, [RemoveFromIndex("z", "m"), RemoveFromIndex("z", "absent"),
+                                                  RemoveFromIndex("none", "m")])
+        assert store.range_by_score(NAME, V, "z") == []
+        assert "z" not in store.dump(NAME, V)
+
+    def test_ranges_by_score(self, store):
+        ops = [AddToIndex("z", member, score) for member, score in
+               [("c", 3.0), ("a", 1.0), ("b2", 2.0), ("b1", 2.0), ("d", 1_799_999_999.5)]]
+        assert store.apply(NAME, V, "Leader", 1, ops)
+        assert [m for m, _ in store.range_by_score(NAME, V, "z")] == ["a", "b1", "b2", "c", "d"]
+        assert store.range_by_score(NAME, V, "z", reverse=True, count=3) == [
+            ("d", 1_799_999_999.5), ("c", 3.0), ("b2", 2.0)]
+        assert store.range_by_score(NAME, V, "z", 2, 3) == [("b1", 2.0), ("b2", 2.0), ("c", 3.0)]
+        assert store.range_by_score(NAME, V, "z", 2, 3, reverse=True, offset=1, count=1) == [("b2", 2.0)]
+        assert store.range_by_score(NAME, V, "z", offset=3) == [("c", 3.0), ("d", 1_799_999_999.5)]
+        assert store.range_by_score(NAME, V, "absent") == []
+
+    def test_list_items_by_inclusive_range(self, store):
+        assert store.apply(NAME, V, "Leader", 1, [AppendToList("l", str(i)) for i in range(5)])
+        assert store.list_items(NAME, V, "l") == ["0", "1", "2", "3", "4"]
+        assert store.list_items(NAME, V, "l", 1, 2) == ["1", "2"]
+        assert store.list_items(NAME, V, "l", -2) == ["3", "4"]
+        assert store.list_items(NAME, V, "l", 0, -9) == []
+        assert store.list_items(NAME, V, "absent") == []
+
+    def test_many_hashes_at_once(self, store):
+        seeded(store)
+        assert store.get_many_fields(NAME, V, ["h", "absent", "h"]) == [{"a": "1"}, {}, {"a": "1"}]
+
+    def test_serving_version(self, store):
+        assert store.serving_version(NAME) is None
+        store.set_serving_version(NAME, 2)
+        assert store.serving_version(NAME) == 2
+
+    def test_deleting_a_version_leaves_other_versions_and_projections(self, store):
+        seeded(store)
+        assert store.apply(NAME, V + 1, "Leader", 5, [SetFields("h", {"a": "v2"})])
+        assert store.apply("other", V, "Leader", 5, [SetFields("h", {"a": "o"})])
+        store.set_serving_version(NAME, V + 1)
+        assert store.delete_version(NAME, V) == 4  # three views and one position
+        assert store.dump(NAME, V) == {}
+        assert store.position(NAME, V, "Leader") == 0
+        assert store.get_fields(NAME, V + 1, "h") == {"a": "v2"}
+        assert store.get_fields("other", V, "h") == {"a": "o"}
+        assert store.serving_version(NAME) == V + 1
+
+    def test_dump_shows_views_not_positions(self, store):
+        seeded(store)
+        assert store.dump(NAME, V) == {"h": {"a": "1"}, "z": [("m", 2.0)], "l": ["x"]}
+
+    def test_a_nan_score_refuses_the_whole_batch(self, store):
+        with pytest.raises(ValueError, match="NaN"):
+            store.apply(NAME, V, "Leader", 1, [AppendToList("l", "x"), AddToIndex("z", "m", float("nan"))])
+        assert store.position(NAME, V, "Leader") == 0
+        assert store.dump(NAME, V) == {}
