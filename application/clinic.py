@@ -64,6 +64,10 @@ class Clinic:
         return SagaView(saga.id, saga.consultation_id, str(saga.state), saga.rejection_reason,
                         saga.deadline, steps)
 
+    def position(self, app: Any) -> str:
+        """Where ``app``'s log stands now: a command's events are at or before it (read-your-writes)."""
+        return f"{app.name}:{app.recorder.max_notification_id() or 0}"
+
     def wait_until_settled(self, timeout: float = 10.0) -> None:
         """Block until every recorded event has been processed by its followers (embedded mode)."""
         self.runner.wait_until_idle(timeout)

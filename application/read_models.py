@@ -120,6 +120,22 @@ class ReadModels:
         positions = sum(self.store.position(name, self._version(name), leader) for name, leader in pairs)
         return Freshness(positions, sum(self.heads[leader]() or 0 for _, leader in pairs))
 
+    def reached(self, leader: str, notification_id: int) -> bool:
+        """Whether every view fed by ``leader`` has applied its events up to ``notification_id``."""
+        names = [name for name, projection in BY_NAME.items() if leader in projection.leaders]
+        if not names:
+            raise UnknownPositionError(f"no read model follows {leader!r}")
+        return all(self.store.position(name, self._version(name), leader) >= notification_id for name in names)
+
+    def wait_for(self, positions: list[tuple[str, int]], timeout: float | None = None) -> bool:
+        """Read-your-writes: wait (bounded) until the views reached these (leader, id) positions."""
+        deadline = monotonic() + (self.wait_seconds if timeout is None else timeout)
+        while not all(self.reached(leader, notification_id) for leader, notification_id in positions):
+            if monotonic() >= deadline:
+                return False
+            sleep(0.01)  # the projection runner is another thread or process: poll its position
+        return True
+
     def catch_up(self, *names: str) -> bool:
         """Wait (at most ``wait_seconds``) until the named views reached the heads seen now; True if they did."""
         target = self.freshness(*names)
@@ -174,6 +190,21 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
 
 class CursorError(ValueError):
     """A pagination cursor that this API did not hand out."""
+
+
+class UnknownPositionError(ValueError):
+    """A position names a log no read model follows."""
+
+
+def parse_positions(text: str) -> list[tuple[str, int]]:
+    """``"Consultations:42,Scheduling:7"`` (as commands return them) → ``[("Consultations", 42), …]``."""
+    positions = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        leader, _, number = part.partition(":")
+        if not leader or not number.isdigit():
+            raise UnknownPositionError(f"not a position: {part!r} (expected <Log>:<notification id>)")
+        positions.append((leader, int(number)))
+    return positions
 
 
 

@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, Permissio
 from litestar.exceptions import ValidationException as LitestarValidationException
 
 from application.audit import AuditQueryError
+from application.read_models import CursorError, UnknownPositionError
 from application.scheduling import SlotAlreadyOpenError
 from domain.base import NotFoundError
 from domain.consultation import ConsultationStateError
@@ -47,6 +48,8 @@ PROBLEMS: dict[type[Exception], tuple[int, str, str]] = {
     VersionConflictError: (409, "version-conflict", "Version conflict"),
     IntegrityError: (409, "version-conflict", "Version conflict"),
     AuditQueryError: (400, "invalid-query", "Invalid audit query"),
+    CursorError: (400, "invalid-parameter", "Invalid request parameter"),
+    UnknownPositionError: (400, "invalid-parameter", "Invalid request parameter"),
     InvalidTokenError: (401, "unauthenticated", "Authentication required"),
     NotAuthorizedException: (401, "unauthenticated", "Authentication required"),
     PermissionDeniedException: (403, "forbidden", "Not allowed"),

@@ -10,6 +10,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, HeaderParameter, JSONBody
 
 from application.clinic import Clinic
+from application.read_models import parse_positions
 from application.views import ConsultationView
 from interfaces.http import access
 from interfaces.http.openapi import errors
@@ -27,6 +28,10 @@ from interfaces.http.schemas import (
 )
 from interfaces.security.tokens import Principal
 
+MinPosition = Annotated[str | None, HeaderParameter(
+    name="X-Min-Position", required=False,
+    description="Read-your-writes: an X-Event-Position a command returned; the answer waits (≤1 s) for the views "
+                "to reach it, else says X-Projection-Stale: true")]
 IfMatch = Annotated[str | None, HeaderParameter(name="If-Match", required=False,
                                           description='The ETag last read ("<version>"); 409 if it changed')]
 
@@ -44,28 +49,31 @@ class ConsultationController(Controller):
                      "a patient may only book for themself")
         accepted = clinic.book(data.patient_id, data.doctor_id, data.start, data.reason)
         body = BookingAccepted(accepted.consultation_id, accepted.saga_id, accepted.status)  # type: ignore[arg-type]
-        return Response(body, status_code=202, headers={"Location": f"{self.path}/{accepted.consultation_id}"})
+        return Response(body, status_code=202, headers={"Location": f"{self.path}/{accepted.consultation_id}",
+                                                        EVENT_POSITION: clinic.position(clinic.consultations)})
 
     @get("/{consultation_id:uuid}", operation_id="getConsultation", sync_to_thread=True,
          responses=errors(401, 403, 404))
     def read(self, consultation_id: FromPath[UUID], clinic: NamedDependency[Clinic],
-             request: Request[Principal, Any, Any]) -> Response[Consultation]:
+             request: Request[Principal, Any, Any], min_position: MinPosition = None) -> Response[Consultation]:
         """A consultation and its status, from the read model; visible to its patient, its doctor and admins."""
+        stale = read_after(clinic, min_position)
         view = clinic.read_models.consultation(consultation_id)
         access.allow(access.may_read(request.user, view), "not allowed for this consultation")
-        headers = {"ETag": f'"{view.version}"', **freshness_headers(clinic, "consultation_detail")}
+        headers = {"ETag": f'"{view.version}"', **freshness_headers(clinic, "consultation_detail"), **stale}
         return Response(consultation_body(view), headers=headers)
 
     @post("/{consultation_id:uuid}/cancel", operation_id="cancelConsultation", status_code=200,
           sync_to_thread=True, responses=errors(401, 403, 404, 409, 422))
     def cancel(self, consultation_id: FromPath[UUID], data: JSONBody[CancelConsultation], clinic: NamedDependency[Clinic],
-               request: Request[Principal, Any, Any], if_match: IfMatch = None) -> ConsultationCancelled:
+               request: Request[Principal, Any, Any], if_match: IfMatch = None) -> Response[ConsultationCancelled]:
         """Cancel a confirmed consultation (its patient, or an admin for the clinic); frees the slot."""
         view = self._readable(clinic, consultation_id, request.user, access.may_cancel)
         _check_version(view, if_match)
         by_patient = str(view.patient_id) == request.user.sub
         clinic.consultations.cancel(consultation_id, data.reason, by_patient=by_patient)
-        return ConsultationCancelled(consultation_id=consultation_id, status="CANCELLED")
+        return Response(ConsultationCancelled(consultation_id=consultation_id, status="CANCELLED"),
+                        headers={EVENT_POSITION: clinic.position(clinic.consultations)})
 
     @post("/{consultation_id:uuid}/notes", operation_id="addClinicalNote", status_code=201,
           sync_to_thread=True, responses=errors(401, 403, 404, 409, 422))
@@ -89,6 +97,18 @@ class ConsultationController(Controller):
         view = clinic.consultations.consultation(consultation_id)
         access.allow(rule(principal, view), "not allowed for this consultation")
         return view
+
+
+EVENT_POSITION = "X-Event-Position"
+"""On command responses: where the command's events stand in their log (``<Log>:<id>``)."""
+
+
+def read_after(clinic: Clinic, min_position: str | None) -> dict[str, str]:
+    """Wait (bounded) for the views to reach a position a command returned; say so if they did not."""
+    if not min_position:
+        return {}
+    reached = clinic.read_models.wait_for(parse_positions(min_position))
+    return {} if reached else {"X-Projection-Stale": "true"}
 
 
 def consultation_body(view: ConsultationView) -> Consultation:

@@ -7,13 +7,14 @@ from typing import Annotated
 from uuid import UUID
 
 from litestar.di import NamedDependency
-from litestar import Controller, get
+from litestar import Controller, Response, get
 from litestar.params import FromPath, PathParameter, QueryParameter
 
 from application.audit import plain
 from application.clinic import Clinic
 from domain.values import Role
 from interfaces.http.access import requires_role
+from interfaces.http.controllers.consultations import MinPosition, freshness_headers, read_after
 from interfaces.http.openapi import errors
 from interfaces.http.schemas import AuditedEvent, AuditTrail, Saga, SagaStep
 
@@ -27,11 +28,14 @@ class SagaController(Controller):
     guards = [requires_role(Role.AUDITOR, Role.ADMIN)]
 
     @get("/{saga_id:uuid}", operation_id="getSaga", sync_to_thread=True, responses=errors(401, 403, 404))
-    def read(self, saga_id: FromPath[UUID], clinic: NamedDependency[Clinic]) -> Saga:
+    def read(self, saga_id: FromPath[UUID], clinic: NamedDependency[Clinic],
+             min_position: MinPosition = None) -> Response[Saga]:
         """The booking saga's state and every step it took (from the read model)."""
+        stale = read_after(clinic, min_position)
         view = clinic.read_models.saga(saga_id)
         steps = [SagaStep(s.name, s.status, s.at) for s in view.steps]
-        return Saga(view.saga_id, view.consultation_id, view.state, view.rejection_reason, view.deadline, steps)
+        body = Saga(view.saga_id, view.consultation_id, view.state, view.rejection_reason, view.deadline, steps)
+        return Response(body, headers={**freshness_headers(clinic, "saga_status"), **stale})
 
 
 class AuditController(Controller):

@@ -13,7 +13,7 @@ from litestar.params import FromPath, QueryParameter
 from application.clinic import Clinic
 from domain.values import Role
 from interfaces.http import access
-from interfaces.http.controllers.consultations import consultation_body, freshness_headers
+from interfaces.http.controllers.consultations import MinPosition, consultation_body, freshness_headers, read_after
 from interfaces.http.openapi import errors
 from interfaces.http.schemas import Agenda, ConsultationPage
 from interfaces.security.tokens import Principal
@@ -34,12 +34,15 @@ class PatientConsultationsController(Controller):
              start_from: Annotated[datetime | None, QueryParameter(name="from", required=False)] = None,
              start_to: Annotated[datetime | None, QueryParameter(name="to", required=False)] = None,
              cursor: Annotated[str | None, QueryParameter(required=False)] = None,
-             limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20) -> Response[ConsultationPage]:
+             limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+             min_position: MinPosition = None) -> Response[ConsultationPage]:
         """The patient's consultations, newest first (by start); the patient themself or an admin."""
         access.allow(access.may_book_for(request.user, str(patient_id)), "only the patient or an admin")
+        stale = read_after(clinic, min_position)
         page = clinic.read_models.patient_consultations(patient_id, status, start_from, start_to, cursor, limit)
         body = ConsultationPage([consultation_body(v) for v in page.items], page.next_cursor)
-        return Response(body, headers=freshness_headers(clinic, "patient_consultations", "consultation_detail"))
+        return Response(body, headers={**freshness_headers(clinic, "patient_consultations", "consultation_detail"),
+                                       **stale})
 
 
 class AgendaController(Controller):
@@ -49,12 +52,13 @@ class AgendaController(Controller):
     @get("/{doctor_id:uuid}/agenda", operation_id="getDoctorAgenda", sync_to_thread=True,
          responses=errors(401, 403))
     def agenda(self, doctor_id: FromPath[UUID], date: Day, clinic: NamedDependency[Clinic],
-               request: Request[Principal, Any, Any]) -> Response[Agenda]:
+               request: Request[Principal, Any, Any], min_position: MinPosition = None) -> Response[Agenda]:
         """The doctor's consultations that day in time order; the doctor themself or an admin."""
         principal = request.user
         access.allow(principal.has_role(Role.ADMIN) or (principal.has_role(Role.DOCTOR)
                                                          and principal.sub == str(doctor_id)),
                      "only the doctor or an admin")
+        stale = read_after(clinic, min_position)
         views = clinic.read_models.agenda(doctor_id, date)
         body = Agenda(doctor_id, date, [consultation_body(v) for v in views])
-        return Response(body, headers=freshness_headers(clinic, "doctor_agenda", "consultation_detail"))
+        return Response(body, headers={**freshness_headers(clinic, "doctor_agenda", "consultation_detail"), **stale})

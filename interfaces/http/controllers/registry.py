@@ -12,7 +12,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from application.clinic import Clinic
 from domain.values import Role
 from interfaces.http.access import requires_role
-from interfaces.http.controllers.consultations import freshness_headers
+from interfaces.http.controllers.consultations import EVENT_POSITION, MinPosition, freshness_headers, read_after
 from interfaces.http.controllers.queries import Day
 from interfaces.http.openapi import errors
 from interfaces.http.schemas import (
@@ -67,16 +67,19 @@ class SlotController(Controller):
     @get("/{doctor_id:uuid}/slots", operation_id="listDoctorSlots", sync_to_thread=True, responses=errors(401))
     def list_slots(self, doctor_id: FromPath[UUID], date: Day, clinic: NamedDependency[Clinic],
                    status: Annotated[Literal["available"] | None, QueryParameter(required=False)] = None,
-                   ) -> Response[DoctorSlots]:
+                   min_position: MinPosition = None) -> Response[DoctorSlots]:
         """The doctor's slots that day (read model); ``status=available``: the open ones a patient can pick."""
+        stale = read_after(clinic, min_position)
         listings = clinic.read_models.slots(doctor_id, date, available_only=status == "available")
         body = DoctorSlots(doctor_id, date, [SlotListing(s.slot_id, s.start, s.duration_minutes, s.status)
                                              for s in listings])
-        return Response(body, headers=freshness_headers(clinic, "doctor_slots"))
+        return Response(body, headers={**freshness_headers(clinic, "doctor_slots"), **stale})
 
     @post("/{doctor_id:uuid}/slots", operation_id="openSlots", status_code=201, sync_to_thread=True,
           guards=[requires_role(Role.ADMIN)], responses=errors(401, 403, 404, 409, 422))
-    def open_slots(self, doctor_id: FromPath[UUID], data: JSONBody[OpenSlots], clinic: NamedDependency[Clinic]) -> SlotsOpened:
+    def open_slots(self, doctor_id: FromPath[UUID], data: JSONBody[OpenSlots],
+                   clinic: NamedDependency[Clinic]) -> Response[SlotsOpened]:
         """Open slots in the doctor's agenda, all or none; an existing slot is a 409."""
         slot_ids = clinic.open_slots(doctor_id, [(s.start, s.duration_minutes) for s in data.slots])
-        return SlotsOpened(slot_ids=slot_ids)
+        return Response(SlotsOpened(slot_ids=slot_ids), status_code=201,
+                        headers={EVENT_POSITION: clinic.position(clinic.scheduling)})
