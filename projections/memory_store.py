@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from projections.ops import AddToIndex, AppendToList, Op, RemoveFromIndex, SetFields, SetFieldsIf
-from projections.store import INF
+from projections.store import INF, RebuildTarget
 
 
 class _Hash(dict):
@@ -35,6 +35,7 @@ class MemoryViewStore:
         self._views: dict[tuple[str, int], dict[str, Any]] = {}
         self._positions: dict[tuple[str, int, str], int] = {}
         self._serving: dict[str, int] = {}
+        self._rebuilds: dict[str, RebuildTarget] = {}
 
     def apply(self, name: str, version: int, leader: str, last_notification_id: int, ops: Sequence[Op],
               expected_position: int | None = None) -> bool:
@@ -42,6 +43,8 @@ class MemoryViewStore:
         with self._lock:
             stored = self._positions.get((name, version, leader), 0)
             if stored >= last_notification_id or expected_position not in (None, stored):
+                return False
+            if version < self._serving.get(name, 0):  # retired by a rebuild
                 return False
             view = self._views.setdefault((name, version), {})
             _check_kinds(view, ops)
@@ -90,6 +93,19 @@ class MemoryViewStore:
         """Switch readers of ``name`` to ``version``."""
         with self._lock:
             self._serving[name] = version
+
+    def rebuild_target(self, name: str) -> RebuildTarget | None:
+        """The rebuild of ``name`` in progress (``None``: none)."""
+        with self._lock:
+            return self._rebuilds.get(name)
+
+    def set_rebuild_target(self, name: str, target: RebuildTarget | None) -> None:
+        """Record the rebuild of ``name`` in progress (``None``: forget it)."""
+        with self._lock:
+            if target is None:
+                self._rebuilds.pop(name, None)
+            else:
+                self._rebuilds[name] = target
 
     def delete_version(self, name: str, version: int) -> int:
         """Forget this version's views and positions; returns how many keys went."""

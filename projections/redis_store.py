@@ -1,10 +1,12 @@
 """The Redis view store: every batch and its position written by one Lua script, atomically.
 
 Keys: ``<prefix><name>:v<version>:<view key>``; positions ``<prefix><name>:v<version>:position:<leader>``;
-the serving version ``<prefix><name>:serving``. Ops travel as one compact JSON array (decoded in Lua
+the serving version ``<prefix><name>:serving``; a rebuild in progress ``<prefix><name>:rebuild`` (a
+hash: version, code_version). Ops travel as one compact JSON array (decoded in Lua
 with cjson): ``["h",key,f1,v1,...]`` set fields, ``["c",key,field,equals,f1,v1,...]`` set fields if,
 ``["z",key,score,member]`` add to index, ``["r",key,member]`` remove from index, ``["l",key,value]``
-append. The script checks every touched key's type before writing, so a bad batch changes nothing.
+append. The script checks every touched key's type before writing, so a bad batch changes nothing,
+and refuses a batch for a version older than the serving one (retired by a rebuild).
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ import redis
 from redis.exceptions import NoScriptError
 
 from projections.ops import AddToIndex, AppendToList, Op, RemoveFromIndex, SetFields, SetFieldsIf
-from projections.store import INF
+from projections.store import INF, RebuildTarget
 
 APPLY_SCRIPT = """
 local stored = tonumber(redis.call('GET', KEYS[1]) or '0')
 if stored >= tonumber(ARGV[2]) or (ARGV[3] ~= '' and stored ~= tonumber(ARGV[3])) then return 0 end
+if tonumber(ARGV[5]) < tonumber(redis.call('GET', KEYS[2]) or '0') then return 0 end
 local ns, ops, kinds, seen = ARGV[1], cjson.decode(ARGV[4]), {h='hash', c='hash', z='zset', r='zset', l='list'}, {}
 for i = 1, #ops do
   local key, want = ns .. ops[i][2], kinds[ops[i][1]]
@@ -76,9 +79,9 @@ class RedisViewStore:
         """Apply ``ops`` and move the position in one script, or refuse (see ``ViewStore.apply``)."""
         args = self._script_args(name, version, leader, last_notification_id, ops, expected_position)
         try:
-            return bool(self.client.evalsha(APPLY_SHA, 1, *args))
+            return bool(self.client.evalsha(APPLY_SHA, 2, *args))
         except NoScriptError:
-            return bool(self.client.eval(APPLY_SCRIPT, 1, *args))  # loads it for the next EVALSHA
+            return bool(self.client.eval(APPLY_SCRIPT, 2, *args))  # loads it for the next EVALSHA
 
     @contextmanager
     def deferred(self) -> Iterator[Callable[..., Callable[[], bool]]]:
@@ -93,7 +96,7 @@ class RedisViewStore:
 
         def send(*apply_args: Any) -> Callable[[], bool]:
             args = self._script_args(*apply_args)
-            connection.send_command("EVALSHA", APPLY_SHA, 1, *args, check_health=False)  # no PING mid-stream
+            connection.send_command("EVALSHA", APPLY_SHA, 2, *args, check_health=False)  # no PING mid-stream
             pending[0] += 1
 
             def reply() -> bool:
@@ -102,7 +105,7 @@ class RedisViewStore:
                     try:
                         answer.append(bool(connection.read_response()))
                     except NoScriptError:  # not run: run it now (a later batch waits on its expected position)
-                        answer.append(bool(self.client.eval(APPLY_SCRIPT, 1, *args)))
+                        answer.append(bool(self.client.eval(APPLY_SCRIPT, 2, *args)))
                 return answer[0]
 
             answer: list[bool] = []
@@ -147,12 +150,25 @@ class RedisViewStore:
 
     def serving_version(self, name: str) -> int | None:
         """The version readers of ``name`` use."""
-        value = self.client.get(f"{self.prefix}{name}:serving")
+        value = self.client.get(self._serving(name))
         return None if value is None else int(value)
 
     def set_serving_version(self, name: str, version: int) -> None:
         """Switch readers of ``name`` to ``version`` (one SET)."""
-        self.client.set(f"{self.prefix}{name}:serving", version)
+        self.client.set(self._serving(name), version)
+
+    def rebuild_target(self, name: str) -> RebuildTarget | None:
+        """The rebuild of ``name`` in progress (``None``: none)."""
+        fields = self.client.hgetall(f"{self.prefix}{name}:rebuild")
+        return RebuildTarget(int(fields["version"]), int(fields["code_version"])) if fields else None
+
+    def set_rebuild_target(self, name: str, target: RebuildTarget | None) -> None:
+        """Record the rebuild of ``name`` in progress (``None``: forget it)."""
+        key = f"{self.prefix}{name}:rebuild"
+        if target is None:
+            self.client.delete(key)
+        else:
+            self.client.hset(key, mapping={"version": target.version, "code_version": target.code_version})
 
     def delete_version(self, name: str, version: int) -> int:
         """SCAN this version's keys and UNLINK them in batches; returns how many went."""
@@ -179,11 +195,14 @@ class RedisViewStore:
     def _script_args(self, name: str, version: int, leader: str, last_notification_id: int, ops: Sequence[Op],
                      expected_position: int | None = None) -> tuple[Any, ...]:
         ns = self._ns(name, version)
-        return (ns + POSITION + leader, ns, last_notification_id,
-                "" if expected_position is None else expected_position, encode_ops(ops))
+        return (ns + POSITION + leader, self._serving(name), ns, last_notification_id,
+                "" if expected_position is None else expected_position, encode_ops(ops), version)
 
     def _scan(self, name: str, version: int) -> Iterator[str]:
         return self.client.scan_iter(match=glob_escape(self._ns(name, version)) + "*", count=1000)
+
+    def _serving(self, name: str) -> str:
+        return f"{self.prefix}{name}:serving"
 
     def _ns(self, name: str, version: int) -> str:
         return f"{self.prefix}{name}:v{version}:"

@@ -5,6 +5,12 @@ then applies its ops for the batch together with its new position, in one atomic
 names the position the batch was read after, so a crash, a retry or a second runner never applies
 an event twice. Events a projection ignores still move its position. While catching up, a store
 that can defer replies (Redis) runs one batch while the next is read and decoded.
+
+Each projection is written into the version readers use, its serving version, read again at every
+``catch_up`` and ``step`` and whenever the store refuses a batch: when a rebuild switches it, the
+store refuses the next batch for the retired version and the runner follows the new one. A runner
+that finds no serving version makes its code version serving. A rebuild's runner is instead pinned
+to the version it builds (``versions``), and stops if that version is retired under it.
 """
 
 from __future__ import annotations
@@ -27,6 +33,10 @@ RUN_BATCHES = 20  # batches per leader between checks of the stop event
 Send = Callable[..., Callable[[], bool]]
 """Takes ``ViewStore.apply``'s arguments; returns a reader of whether the batch was accepted."""
 Positions = dict[tuple[str, int, str], int]
+
+
+class VersionRetiredError(RuntimeError):
+    """A runner pinned to a version found a newer one serving: its batches would all be refused."""
 
 
 @dataclass(frozen=True)
@@ -60,13 +70,16 @@ class ProjectionRunner:
     """Reads leaders' logs in batches and applies each projection's ops with its position atomically."""
 
     def __init__(self, apps_by_name: Mapping[str, Any], store: ViewStore, projections: Iterable[Projection],
-                 batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+                 batch_size: int = DEFAULT_BATCH_SIZE, versions: Mapping[str, int] | None = None) -> None:
         self.apps = apps_by_name
         self.store = store
         self.projections = tuple(projections)
         self.batch_size = batch_size
+        self.pinned = dict(versions or {})
+        """Projection name → the version to write, instead of the serving one (a rebuild's target)."""
         self.last_error: BaseException | None = None
         self._lock = threading.Lock()
+        self._versions: dict[str, int] = {}
         self._by_leader: dict[str, list[Projection]] = {}
         for projection in self.projections:
             for leader in projection.leaders:
@@ -74,22 +87,25 @@ class ProjectionRunner:
                     raise ValueError(f"projection {projection.name} reads {leader}, which is not given")
                 self._by_leader.setdefault(leader, []).append(projection)
 
-    def catch_up(self, max_batches: int | None = None) -> int:
+    def catch_up(self, max_batches: int | None = None, on_round: Callable[[int], object] | None = None) -> int:
         """Process batches (at most ``max_batches`` per leader) until every projection is at its
-        leaders' heads; returns how many notifications were read."""
+        leaders' heads; returns how many notifications were read. ``on_round`` is called with the
+        number read after each round that read some (it may raise to stop: positions stay consistent)."""
         total, rounds = 0, 0
         with self._lock, _sender(self.store) as send:
             positions, in_flight = self._stored_positions(), []
             while max_batches is None or rounds < max_batches:
                 sent, read = self._send_round(send, positions)  # sent before the last round's replies are read
                 accepted, in_flight = _accepted(in_flight), sent
-                if not accepted:  # another writer moved a position: re-read it from the store
+                if not accepted:  # another writer moved a position, or the version was retired: re-read
                     _accepted(in_flight)
                     in_flight, positions = [], self._stored_positions()
                     continue
                 if read == 0:
                     break
                 total, rounds = total + read, rounds + 1
+                if on_round is not None:
+                    on_round(read)
             _accepted(in_flight)
         return total
 
@@ -115,28 +131,55 @@ class ProjectionRunner:
                 stop.wait(poll_interval)
 
     def status(self) -> dict[str, ProjectionStatus]:
-        """Each projection's position, its leaders' heads and its lag, by projection name."""
+        """Each projection's position (in the version it writes), its leaders' heads and its lag, by name."""
         heads = {leader: self.apps[leader].recorder.max_notification_id() or 0 for leader in self._by_leader}
-        return {p.name: ProjectionStatus(p.name, p.version, {
-            leader: LeaderStatus(self.store.position(p.name, p.version, leader), heads[leader])
+        versions = self._resolve_versions()
+        return {p.name: ProjectionStatus(p.name, versions[p.name], {
+            leader: LeaderStatus(self.store.position(p.name, versions[p.name], leader), heads[leader])
             for leader in p.leaders}) for p in self.projections}
 
+    def version_of(self, projection: Projection) -> int:
+        """The version this runner writes ``projection`` into: pinned, else serving, else its code version."""
+        if projection.name in self.pinned:
+            return self.pinned[projection.name]
+        return self.store.serving_version(projection.name) or projection.version
+
+    def _resolve_versions(self) -> dict[str, int]:
+        return {p.name: self.version_of(p) for p in self.projections}
+
     def _stored_positions(self) -> Positions:
-        return {(p.name, p.version, leader): self.store.position(p.name, p.version, leader)
+        """Re-read the versions to write, and their positions."""
+        self._versions = {p.name: self._follow(p) for p in self.projections}
+        return {(p.name, self._versions[p.name], leader): self.store.position(p.name, self._versions[p.name], leader)
                 for leader, projections in self._by_leader.items() for p in projections}
+
+    def _follow(self, projection: Projection) -> int:
+        """``version_of``, checked: a pinned version must not be retired; an unset serving version is
+        made the code version (which readers use then), so that a later bump of the code version does
+        not switch readers to a version not built yet."""
+        serving = self.store.serving_version(projection.name)
+        if projection.name in self.pinned:
+            if serving is not None and serving > self.pinned[projection.name]:
+                raise VersionRetiredError(f"{projection.name} v{self.pinned[projection.name]} was retired while "
+                                          f"being written (serving is v{serving})")
+            return self.pinned[projection.name]
+        if serving is None:
+            serving = projection.version
+            self.store.set_serving_version(projection.name, serving)
+        return serving
 
     def _send_round(self, send: Send, positions: Positions) -> tuple[list[Callable[[], bool]], int]:
         """One batch from each leader, sent for every projection behind it; ``positions`` move on."""
         sent, read = [], 0
         for leader, projections in self._by_leader.items():
-            keys = [(p.name, p.version, leader) for p in projections]
+            keys = [(p.name, self._versions[p.name], leader) for p in projections]
             notifications, batches = self._read(leader, projections, [positions[key] for key in keys])
             if not notifications:
                 continue
             read, last_id = read + len(notifications), notifications[-1].id
             for projection, key, ops in zip(projections, keys, batches, strict=True):
                 if positions[key] < last_id:
-                    sent.append(send(projection.name, projection.version, leader, last_id, ops, positions[key]))
+                    sent.append(send(projection.name, key[1], leader, last_id, ops, positions[key]))
                     positions[key] = last_id
         return sent, read
 

@@ -1,17 +1,27 @@
 """Where projections' views live: one interface, an in-process and a Redis implementation.
 
 Every view key is namespaced by projection name and version, so a new version is built beside the
-one being served (blue-green) and ``serving_version`` says which one readers use.
+one being served (blue-green) and ``serving_version`` says which one readers use. A rebuild in
+progress leaves a ``RebuildTarget`` marker, so an interrupted one resumes into the same version.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from projections.ops import Op
 
 INF = float("inf")
+
+
+@dataclass(frozen=True)
+class RebuildTarget:
+    """A rebuild in progress: the version being built, and the projection code version building it."""
+
+    version: int
+    code_version: int
 
 
 class ViewStore(Protocol):
@@ -23,7 +33,9 @@ class ViewStore(Protocol):
 
         Refused (``False``, nothing changed) when the stored position is already ≥
         ``last_notification_id``, or, if ``expected_position`` is given, differs from it (another
-        writer moved it since the batch was read: re-read rather than append twice).
+        writer moved it since the batch was read: re-read rather than append twice), or when
+        ``version`` is older than the serving version (retired by a rebuild: a runner that has not
+        seen the switch yet cannot write into keys being deleted).
         """
         ...
 
@@ -54,6 +66,14 @@ class ViewStore(Protocol):
 
     def set_serving_version(self, name: str, version: int) -> None:
         """Switch readers of ``name`` to ``version`` in one step."""
+        ...
+
+    def rebuild_target(self, name: str) -> RebuildTarget | None:
+        """The rebuild of ``name`` in progress (``None``: none)."""
+        ...
+
+    def set_rebuild_target(self, name: str, target: RebuildTarget | None) -> None:
+        """Record the rebuild of ``name`` in progress (``None``: forget it)."""
         ...
 
     def delete_version(self, name: str, version: int) -> int:

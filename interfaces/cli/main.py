@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     certs_init.set_defaults(run=_lazy("interfaces.cli.certs", "run_certs_init"))
 
     _add_dlq_parser(commands)
+    _add_projections_parser(commands)
 
     gateway = commands.add_parser("gateway", help="write the nginx gateway config for distributed mode")
     gateway.add_argument("--listen", default="127.0.0.1:8080")
@@ -120,6 +121,23 @@ def _add_dlq_parser(commands: argparse._SubParsersAction) -> None:
     which.add_argument("--all", action="store_true")
     action("purge", "delete every dead letter").add_argument(
         "--yes", action="store_true", help="confirm: the messages are deleted for good")
+
+
+def _add_projections_parser(commands: argparse._SubParsersAction) -> None:
+    from projections.catalog import BY_NAME
+
+    projections = commands.add_parser("projections", help="the read models in Redis: status, blue-green rebuild")
+    actions = projections.add_subparsers(dest="projections_command", required=True, metavar="COMMAND")
+    status = actions.add_parser("status", help="each projection's serving version, positions, heads and lag")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.set_defaults(run=_lazy("interfaces.cli.projections", "run_status"))
+    rebuild = actions.add_parser("rebuild", help="build a new version beside the serving one, switch, drop the old "
+                                 "(resumes an interrupted rebuild)")
+    rebuild.add_argument("name", choices=sorted(BY_NAME), help="the projection")
+    rebuild.add_argument("--dry-run", action="store_true",
+                         help="build the new version and list how the serving one differs; switch nothing")
+    rebuild.add_argument("--batch-size", type=_positive_int, default=1000, help="notifications per batch")
+    rebuild.set_defaults(run=_lazy("interfaces.cli.projections", "run_rebuild"))
 
 
 def settings() -> Settings:

@@ -1,0 +1,203 @@
+"""``clinic projections status|rebuild``: the read models in Redis, for operators at a terminal.
+
+Like ``clinic audit``, it opens the event stores read-only and starts no runner. The views must be
+in Redis (``CLINIC_REDIS_URL``): without it they live in the ``clinic serve`` process's memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import redis
+
+from application.bootstrap import build_applications, require_tables, view_store
+from application.settings import Settings, SettingsError
+from interfaces.cli.main import settings
+from projections.catalog import ALL_PROJECTIONS, BY_NAME
+from projections.rebuild import Progress, RebuildError, RebuildResult, ViewDiff, rebuild
+from projections.runner import LeaderStatus, ProjectionRunner
+from projections.store import ViewStore
+
+NO_REDIS = "the views are in the clinic serve process's memory; set CLINIC_REDIS_URL to manage them"
+LISTED = 20  # keys shown per kind of difference
+
+
+def run_status(args: argparse.Namespace) -> int:
+    apps, store, close = open_views(settings())
+    try:
+        report = status(apps, store)
+    finally:
+        close()
+    print(json.dumps(report, indent=2) if args.json else render_status(report))
+    return 0
+
+
+def run_rebuild(args: argparse.Namespace) -> int:
+    apps, store, close = open_views(settings())
+    try:
+        result = _rebuild(apps, store, args)
+    except RebuildError as error:
+        print(f"clinic: error: {error}", file=sys.stderr)
+        return 1
+    except redis.exceptions.ConnectionError as error:
+        print(f"clinic: error: lost Redis ({error}); run the same command again to resume", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        target = store.rebuild_target(args.name)
+        into = f" into v{target.version}" if target else ""
+        print(f"interrupted: run `clinic projections rebuild {args.name}` again to resume{into}", file=sys.stderr)
+        return 130
+    finally:
+        close()
+    print(render_result(result))
+    return 0
+
+
+def _rebuild(apps: dict[str, Any], store: ViewStore, args: argparse.Namespace) -> RebuildResult:
+    progress = ProgressLine(sys.stderr)
+    try:
+        return rebuild(apps, store, BY_NAME[args.name], batch_size=args.batch_size, dry_run=args.dry_run,
+                       on_progress=progress)
+    finally:
+        progress.end()
+
+
+def open_views(config: Settings) -> tuple[dict[str, Any], ViewStore, Callable[[], None]]:
+    """The applications (read-only, no runner), the Redis view store, and a closer for both."""
+    if not config.redis_url:
+        raise SettingsError(NO_REDIS)
+    if config.persistence == "memory":
+        raise SettingsError("the events are in the clinic serve process's memory (CLINIC_PERSISTENCE=memory); "
+                            "nothing to rebuild the views from here")
+    store = view_store(config)
+    try:
+        store.serving_version(ALL_PROJECTIONS[0].name)
+    except redis.exceptions.ConnectionError as error:
+        raise SettingsError(f"cannot reach CLINIC_REDIS_URL: {error}") from None
+    apps = build_applications(config, create_table=False)
+
+    def close() -> None:
+        for app in apps.values():
+            app.close()
+        getattr(store, "close", lambda: None)()
+
+    try:
+        require_tables(apps)
+    except Exception:
+        close()
+        raise
+    return apps, store, close
+
+
+def status(apps: dict[str, Any], store: ViewStore) -> dict[str, Any]:
+    """Per projection: the version readers use, its position and lag per leader, and any rebuild under way."""
+    now = datetime.now(UTC)
+    report = {}
+    for name, state in ProjectionRunner(apps, store, ALL_PROJECTIONS).status().items():
+        leaders = {leader: {"position": s.position, "head": s.head, "lag": s.lag,
+                            "lag_seconds": _lag_seconds(apps[leader], s.position, s.lag, now)}
+                   for leader, s in state.leaders.items()}
+        report[name] = {"serving_version": state.version, "code_version": BY_NAME[name].version,
+                        "lag": state.lag, "lag_seconds": max(one["lag_seconds"] for one in leaders.values()),
+                        "leaders": leaders, "rebuild": _rebuild_under_way(store, name, state.leaders)}
+    return {"projections": report}
+
+
+def _rebuild_under_way(store: ViewStore, name: str, leaders: dict[str, LeaderStatus]) -> dict[str, int] | None:
+    target = store.rebuild_target(name)
+    if target is None:
+        return None
+    lag = sum(max(s.head - store.position(name, target.version, leader), 0) for leader, s in leaders.items())
+    return {"version": target.version, "code_version": target.code_version, "lag": lag}
+
+
+def _lag_seconds(app: Any, position: int, lag: int, now: datetime) -> float:
+    """How long ago the oldest notification not yet applied was recorded (0.0: none): how stale the view is."""
+    if lag == 0:
+        return 0.0
+    pending = app.recorder.select_notifications(start=position, limit=1, inclusive_of_start=False)
+    if not pending:
+        return 0.0
+    return round(max((now - app.mapper.to_domain_event(pending[0]).timestamp).total_seconds(), 0.0), 3)
+
+
+def render_status(report: dict[str, Any]) -> str:
+    """The status as a table, one row per projection and leader."""
+    lines = [f"{'projection':22} {'serving':>7} {'code':>4}  {'leader':14} {'position':>9} {'head':>9} "
+             f"{'lag':>7} {'behind':>9}"]
+    for name, p in report["projections"].items():
+        for leader, s in p["leaders"].items():
+            lines.append(f"{name:22} {'v' + str(p['serving_version']):>7} {'v' + str(p['code_version']):>4}  "
+                         f"{leader:14} {s['position']:>9} {s['head']:>9} {s['lag']:>7} {s['lag_seconds']:>8.1f}s")
+        if p["rebuild"]:
+            lines.append(f"{'':22} rebuild into v{p['rebuild']['version']} under way: {p['rebuild']['lag']} events to "
+                         f"go (`clinic projections rebuild {name}` resumes it)")
+    return "\n".join(lines)
+
+
+def render_result(result: RebuildResult) -> str:
+    """What a rebuild did, for the terminal."""
+    rate = result.events / result.seconds if result.seconds else 0.0
+    built = (f"{result.events} events in {result.seconds:.1f}s ({rate:,.0f} events/s)"
+             f"{', resumed' if result.resumed else ''}")
+    if result.switched:
+        return (f"rebuilt {result.name} into v{result.target}: {built}\nserving v{result.target} (was "
+                f"v{result.serving_before}); deleted {result.deleted_keys} keys of v{result.serving_before}")
+    return (f"dry run: built {result.name} v{result.target} beside serving v{result.serving_before}: {built}; "
+            f"nothing switched (a rebuild continues into v{result.target})\n"
+            + render_diff(result.diff, result.serving_before, result.target))
+
+
+def render_diff(diff: ViewDiff | None, serving: int, target: int) -> str:
+    """The keys that differ between the serving and the rebuilt version, a few of each kind."""
+    if diff is None or diff.same:
+        return f"v{serving} and v{target} hold the same views"
+    lines = [f"v{serving} (serving) against v{target} (rebuilt):"]
+    for title, keys in ((f"differing from v{target}", diff.differing), (f"missing from v{serving}", diff.missing),
+                        (f"only in v{serving}", diff.extra)):
+        if keys:
+            lines.append(f"  {title}: {len(keys)}")
+            lines += [f"    {key}" for key in keys[:LISTED]] + ([f"    ... {len(keys) - LISTED} more"]
+                                                                if len(keys) > LISTED else [])
+    return "\n".join(lines)
+
+
+class ProgressLine:
+    """Reports progress on ``stream``: one line rewritten in place on a terminal, else a line every few seconds."""
+
+    def __init__(self, stream: TextIO, every: float | None = None) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.every = every if every is not None else (0.2 if self.tty else 2.0)
+        self.last = 0.0
+        self.open = False
+
+    def __call__(self, progress: Progress) -> None:
+        finished = progress.done >= progress.total
+        if not finished and time.monotonic() - self.last < self.every:
+            return
+        self.last = time.monotonic()
+        eta = "-" if progress.eta_seconds is None else _duration(progress.eta_seconds)
+        share = 100.0 * progress.done / progress.total if progress.total else 100.0
+        line = (f"{progress.name} v{progress.version}: {progress.done}/{progress.total} events ({share:.1f}%), "
+                f"{progress.events_per_second:,.0f} events/s, ETA {eta}")
+        self.open = self.tty and not finished
+        self.stream.write(("\r" + line + ("\n" if finished else "")) if self.tty else line + "\n")
+        self.stream.flush()
+
+    def end(self) -> None:
+        """Finish a line left open on a terminal."""
+        if self.open:
+            self.stream.write("\n")
+            self.open = False
+
+
+def _duration(seconds: float) -> str:
+    whole = int(seconds + 0.5)
+    return f"{whole // 3600}:{whole // 60 % 60:02}:{whole % 60:02}"
