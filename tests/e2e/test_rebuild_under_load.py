@@ -3,20 +3,17 @@ in another process, readers hammering the read endpoints — no failed or partia
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
 from projections.redis_store import RedisViewStore
 from tests import services
-from tests.e2e.test_processes import _free_port, _wait_until_live
+from tests.e2e.test_processes import _free_port, _wait_until_live, call
 from tests.integration.projections.conftest import delete_prefix
 
 CLINIC = [sys.executable, "-m", "interfaces.cli.main"]
@@ -27,17 +24,6 @@ def clinic(*args: str, env: dict[str, str]) -> str:
     result = subprocess.run([*CLINIC, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
-
-
-def call(base: str, method: str, path: str, token: str, body: dict | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(f"{base}{path}", method=method,
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def test_rebuilding_every_projection_under_read_load_fails_no_read(tmp_path):
