@@ -18,6 +18,11 @@ from uuid import UUID
 from application.views import ConsultationView, SagaStepView, SagaView
 from domain.base import NotFoundError
 from projections.catalog import BY_NAME
+from projections.consultation_detail import consultation_key
+from projections.doctor_agenda import doctor_agenda_key
+from projections.doctor_slots import doctor_slots_key, slot_key
+from projections.patient_consultations import patient_consultations_key
+from projections.saga_status import saga_key, saga_steps_key
 from projections.store import ViewStore
 
 HIDDEN_FROM_AGENDA = {"REJECTED", "CANCELLED"}
@@ -63,9 +68,9 @@ class ReadModels:
 
     def consultation(self, consultation_id: UUID) -> ConsultationView:
         """A consultation; one just accepted is waited for briefly while the views catch up."""
-        fields = self._fields("consultation_detail", f"consultation:{consultation_id}")
+        fields = self._fields("consultation_detail", consultation_key(consultation_id))
         if not fields and self.catch_up("consultation_detail"):
-            fields = self._fields("consultation_detail", f"consultation:{consultation_id}")
+            fields = self._fields("consultation_detail", consultation_key(consultation_id))
         if not fields:
             raise NotFoundError(f"consultation {consultation_id} not found (a just-accepted booking may "
                                 "take a moment to appear)")
@@ -78,7 +83,7 @@ class ReadModels:
         low = start_from.timestamp() if start_from else float("-inf")
         high, after = _decode_cursor(cursor) if cursor else (start_to.timestamp() if start_to else float("inf"), None)
         items: list[ConsultationView] = []
-        for member, score in self._index("patient_consultations", f"patient:{patient_id}:consultations", low, high):
+        for member, score in self._index("patient_consultations", patient_consultations_key(patient_id), low, high):
             if after is not None and score == high and member >= after:
                 continue
             view = self._maybe_consultation(member)
@@ -90,24 +95,24 @@ class ReadModels:
 
     def agenda(self, doctor_id: UUID, day: date) -> list[ConsultationView]:
         """A doctor's consultations that day, in time order (rejected and cancelled ones left out)."""
-        index = self._index("doctor_agenda", f"doctor:{doctor_id}:agenda:{day.isoformat()}", reverse=False)
+        index = self._index("doctor_agenda", doctor_agenda_key(doctor_id, day.isoformat()), reverse=False)
         views = [self._maybe_consultation(member) for member, _ in index]
         return [v for v in views if v is not None and v.status not in HIDDEN_FROM_AGENDA]
 
     def slots(self, doctor_id: UUID, day: date, available_only: bool = False) -> list[SlotListing]:
         """A doctor's slots that day, in time order; ``available_only``: the open ones a patient can pick."""
-        index = self._index("doctor_slots", f"doctor:{doctor_id}:slots:{day.isoformat()}", reverse=False)
-        keys = [f"slot:{member}" for member, _ in index]
+        index = self._index("doctor_slots", doctor_slots_key(doctor_id, day.isoformat()), reverse=False)
+        keys = [slot_key(member) for member, _ in index]
         hashes = self.store.get_many_fields("doctor_slots", self._version("doctor_slots"), keys) if keys else []
         listings = [_slot(fields) for fields in hashes if fields]
         return [s for s in listings if s.status == "OPEN"] if available_only else listings
 
     def saga(self, saga_id: UUID) -> SagaView:
         version = self._version("saga_status")
-        fields = self.store.get_fields("saga_status", version, f"saga:{saga_id}")
+        fields = self.store.get_fields("saga_status", version, saga_key(saga_id))
         if not fields:
             raise NotFoundError(f"saga {saga_id} not found")
-        steps = [json.loads(item) for item in self.store.list_items("saga_status", version, f"saga:{saga_id}:steps")]
+        steps = [json.loads(item) for item in self.store.list_items("saga_status", version, saga_steps_key(saga_id))]
         return SagaView(UUID(fields["saga_id"]), UUID(fields["consultation_id"]), fields["state"],
                         fields.get("rejection_reason") or None, datetime.fromisoformat(fields["deadline"]),
                         [SagaStepView(s["name"], s["status"], datetime.fromisoformat(s["at"])) for s in steps])
@@ -160,7 +165,7 @@ class ReadModels:
         return self.store.range_by_score(name, self._version(name), key, min=low, max=high, reverse=reverse)
 
     def _maybe_consultation(self, consultation_id: str) -> ConsultationView | None:
-        fields = self._fields("consultation_detail", f"consultation:{consultation_id}")
+        fields = self._fields("consultation_detail", consultation_key(consultation_id))
         return _consultation(fields) if fields else None
 
 
