@@ -51,6 +51,24 @@ class Settings:
     """``CLINIC_REDIS_PREFIX``: the read models' keys start with this."""
     pki_dir: Path | None = None
     """``CLINIC_PKI_DIR``: CA and service certificates (default ``<data_dir>/pki``; ``clinic certs init``)."""
+    jwks_url: str | None = None
+    """``CLINIC_JWKS_URL``: the issuer's JWKS (unset: discovered when ``CLINIC_JWT_ISSUER`` is an
+    http(s) URL, else the local development key)."""
+    jwt_leeway_seconds: int = 30
+    """``CLINIC_JWT_LEEWAY_SECONDS``: clock skew tolerated on ``exp`` and ``nbf``."""
+    jwt_roles_claim: str = "roles"
+    """``CLINIC_JWT_ROLES_CLAIM``: where tokens carry roles (Keycloak: ``realm_access.roles``)."""
+    oauth_token_url: str | None = None
+    """``CLINIC_OAUTH_TOKEN_URL``: the token endpoint this service gets its own client-credentials
+    token from (unset: a service token signed with the local development key)."""
+    client_id: str | None = None
+    """``CLINIC_CLIENT_ID``: this service's OAuth2 client id (default: the service's name)."""
+    client_secret: str | None = field(default=None, repr=False)
+    """``CLINIC_CLIENT_SECRET`` or ``CLINIC_CLIENT_SECRET_FILE`` (a mounted secret): never logged."""
+    access_token_ttl_seconds: int = 300
+    """``CLINIC_AUTH_TOKEN_TTL_SECONDS``: lifetime of the access tokens the authorization server issues."""
+    max_request_bytes: int = 65536
+    """``CLINIC_MAX_REQUEST_BYTES``: a larger request body is refused with 413."""
 
     @property
     def pki(self) -> Path:
@@ -83,6 +101,14 @@ class Settings:
             redis_url=env.get("CLINIC_REDIS_URL") or None,
             redis_prefix=env.get("CLINIC_REDIS_PREFIX", cls.redis_prefix),
             registry_breaker_reset_seconds=_number(env, "CLINIC_REGISTRY_BREAKER_RESET_SECONDS", 15),
+            jwks_url=env.get("CLINIC_JWKS_URL") or None,
+            jwt_leeway_seconds=int(_number(env, "CLINIC_JWT_LEEWAY_SECONDS", 30)),
+            jwt_roles_claim=env.get("CLINIC_JWT_ROLES_CLAIM", cls.jwt_roles_claim),
+            oauth_token_url=env.get("CLINIC_OAUTH_TOKEN_URL") or None,
+            client_id=env.get("CLINIC_CLIENT_ID") or None,
+            client_secret=secret(env, "CLINIC_CLIENT_SECRET"),
+            access_token_ttl_seconds=int(_number(env, "CLINIC_AUTH_TOKEN_TTL_SECONDS", 300)),
+            max_request_bytes=int(_number(env, "CLINIC_MAX_REQUEST_BYTES", 65536)),
         )
 
     def eventsourcing_env(self, app_name: str, create_table: bool | None = None) -> dict[str, str]:
@@ -116,6 +142,17 @@ class Settings:
         if schema and url.startswith("postgresql") and "search_path" not in url:
             database["SQLALCHEMY_URL"] = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
         return database
+
+
+def secret(env: Mapping[str, str], name: str) -> str | None:
+    """A secret from ``name``, or from the file ``name_FILE`` names (a mounted Kubernetes secret)."""
+    path = env.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip() or None
+        except OSError as error:
+            raise SettingsError(f"{name}_FILE: cannot read {path} ({error.strerror})") from None
+    return env.get(name) or None
 
 
 def _number(env: Mapping[str, str], key: str, default: float) -> float:

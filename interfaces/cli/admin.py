@@ -8,13 +8,13 @@ from pathlib import Path
 
 from application.bootstrap import migrate
 from interfaces.cli.main import settings
-from interfaces.security.tokens import TokenIssuer, load_or_create_dev_key
+from interfaces.security.trust import dev_issuer
 
 
 def run_token(args: argparse.Namespace) -> int:
     config = settings()
-    issuer = TokenIssuer(load_or_create_dev_key(config.data_dir), config.jwt_issuer, config.jwt_audience)
-    print(issuer.issue(args.sub, args.role, args.scope, ttl_seconds=args.ttl))
+    scope = args.scope or None  # none given: every scope the roles may be granted
+    print(dev_issuer(config).issue(args.sub, args.role, scope, ttl_seconds=args.ttl))
     return 0
 
 

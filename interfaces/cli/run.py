@@ -28,7 +28,7 @@ from interfaces.cli.main import settings
 from interfaces.http.app import SERVICE_CONTROLLERS, create_app
 from interfaces.http.controllers.health import HealthController
 from interfaces.http.internal import create_internal_registry_app, internal_server_config
-from interfaces.security.tokens import TokenIssuer, TokenVerifier, load_or_create_dev_key
+from interfaces.security.trust import token_verifier
 
 log = logging.getLogger("clinic.service")
 GRACE_SECONDS = 5
@@ -87,7 +87,7 @@ async def _run_projections(args: argparse.Namespace, config: Settings, stop: asy
     clinic = Clinic(*(apps[name] for name in ("Registry", "Scheduling", "Consultations", "Booking")), checks={
         "projections": lambda: runner.last_error is None and not following.done(),
         "accepting": lambda: not stop.is_set()})
-    server = _server(create_app(clinic, _verifier(config), controllers=[HealthController]), uvicorn.Config,
+    server = _server(create_app(clinic, token_verifier(config), controllers=[HealthController]), uvicorn.Config,
                      host=args.host, port=args.port)
     serving = asyncio.create_task(server.serve(), name=f"http:{args.port}")
     log.info("projections worker running")
@@ -98,10 +98,6 @@ async def _run_projections(args: argparse.Namespace, config: Settings, stop: asy
     await asyncio.gather(following, serving, return_exceptions=True)
     clinic.close()
     return 1 if failed else 0
-
-
-def _verifier(config: Settings) -> TokenVerifier:
-    return TokenIssuer(load_or_create_dev_key(config.data_dir), config.jwt_issuer, config.jwt_audience).verifier()
 
 
 def _start_worker(args: argparse.Namespace, config: Settings, clinic: Clinic,
@@ -115,7 +111,7 @@ def _start_worker(args: argparse.Namespace, config: Settings, clinic: Clinic,
 
 def _servers(args: argparse.Namespace, config: Settings, clinic: Clinic) -> list[uvicorn.Server]:
     """The public API (api, all), or only the health probes (worker); plus registry's mTLS endpoint."""
-    verifier = _verifier(config)
+    verifier = token_verifier(config)
     controllers = SERVICE_CONTROLLERS[args.service] if args.role != "worker" else [HealthController]
     servers = [_server(create_app(clinic, verifier, controllers=controllers),
                        uvicorn.Config, host=args.host, port=args.port)]

@@ -10,14 +10,13 @@ import uvicorn
 from application.bootstrap import bootstrap
 from interfaces.cli.main import settings
 from interfaces.http.app import create_app
-from interfaces.security.tokens import TokenIssuer, load_or_create_dev_key
+from interfaces.security.trust import token_verifier
 
 
 def run_serve(args: argparse.Namespace) -> int:
     config = settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    key = load_or_create_dev_key(config.data_dir)
-    verifier = TokenIssuer(key, config.jwt_issuer, config.jwt_audience).verifier()
+    verifier = token_verifier(config)
     clinic = bootstrap(config)
     app = create_app(clinic, verifier, close_clinic_on_shutdown=True)
     print(f"clinic: serving on http://{args.host}:{args.port} ({config.persistence} stores in {config.data_dir}); "

@@ -1,0 +1,48 @@
+"""Which issuer's keys a service trusts, from its settings (one place for every entry point)."""
+
+from __future__ import annotations
+
+import threading
+
+from joserfc.jwk import KeySet
+
+from application.settings import Settings
+from interfaces.security.jwks import JwksKeySource, discover_jwks_url
+from interfaces.security.tokens import TokenIssuer, TokenVerifier, load_or_create_dev_key
+
+
+class DiscoveredJwks:
+    """A JWKS source whose URL is looked up in the issuer's discovery metadata on first use.
+
+    Lazy so that a service may start before its issuer does; until discovery succeeds every
+    token is refused (401), never accepted.
+    """
+
+    def __init__(self, issuer: str) -> None:
+        self.issuer = issuer
+        self._source: JwksKeySource | None = None
+        self._lock = threading.Lock()
+
+    def keys_for(self, kid: str | None) -> KeySet:
+        with self._lock:
+            if self._source is None:
+                self._source = JwksKeySource(discover_jwks_url(self.issuer))
+        return self._source.keys_for(kid)
+
+
+def token_verifier(settings: Settings) -> TokenVerifier:
+    """``CLINIC_JWKS_URL``; else discovery when the issuer is a URL; else the development key."""
+    if settings.jwks_url:
+        keys = JwksKeySource(settings.jwks_url)
+    elif settings.jwt_issuer.startswith(("https://", "http://")):
+        keys = DiscoveredJwks(settings.jwt_issuer)
+    else:
+        return TokenVerifier(dev_issuer(settings).verifier().keys, settings.jwt_issuer, settings.jwt_audience,
+                             settings.jwt_leeway_seconds, settings.jwt_roles_claim)
+    return TokenVerifier(keys, settings.jwt_issuer, settings.jwt_audience, settings.jwt_leeway_seconds,
+                         settings.jwt_roles_claim)
+
+
+def dev_issuer(settings: Settings) -> TokenIssuer:
+    """Signs with the development key in the data directory (``clinic token``, ``clinic serve``)."""
+    return TokenIssuer(load_or_create_dev_key(settings.data_dir), settings.jwt_issuer, settings.jwt_audience)
