@@ -11,7 +11,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 from application.views import ConsultationView
 from domain.values import Role
-from interfaces.security.tokens import Principal
+from infrastructure.security.tokens import Principal
 
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
 

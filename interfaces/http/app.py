@@ -24,7 +24,7 @@ from interfaces.http.middleware import (
 )
 from interfaces.http.openapi import openapi_config
 from interfaces.http.problems import decode_strictly, problem_response
-from interfaces.security.tokens import TokenVerifier
+from infrastructure.security.tokens import TokenVerifier
 
 CONTROLLERS = [PatientController, DoctorController, SlotController, ConsultationController, SagaController,
                AuditController, HealthController, PatientConsultationsController, AgendaController]

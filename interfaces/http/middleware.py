@@ -13,7 +13,7 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from domain.metadata import event_metadata
-from interfaces.security.tokens import InvalidTokenError, Principal, TokenVerifier
+from infrastructure.security.tokens import InvalidTokenError, Principal, TokenVerifier
 
 CORRELATION_HEADER = "x-correlation-id"
 _VALID_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")

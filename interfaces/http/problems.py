@@ -19,7 +19,7 @@ from domain.consultation import ConsultationStateError
 from domain.slot import SlotInUseError
 from interfaces.http.middleware import correlation_id_of
 from interfaces.http.schemas import Problem
-from interfaces.security.tokens import InvalidTokenError
+from infrastructure.security.tokens import InvalidTokenError
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "urn:clinic:problem:"

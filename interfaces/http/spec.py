@@ -10,7 +10,7 @@ from litestar.serialization import encode_json
 from application.bootstrap import bootstrap
 from application.settings import Settings
 from interfaces.http.app import create_app
-from interfaces.security.tokens import TokenVerifier, public_keys
+from infrastructure.security.tokens import TokenVerifier, public_keys
 
 
 def openapi_document() -> dict[str, Any]:

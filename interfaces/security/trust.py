@@ -7,8 +7,8 @@ import threading
 from joserfc.jwk import KeySet
 
 from application.settings import Settings
-from interfaces.security.jwks import JwksKeySource, discover_jwks_url
-from interfaces.security.tokens import TokenIssuer, TokenVerifier, load_or_create_dev_key
+from infrastructure.security.jwks import JwksKeySource, discover_jwks_url
+from infrastructure.security.tokens import TokenIssuer, TokenVerifier, load_or_create_dev_key
 
 
 class DiscoveredJwks:

@@ -14,7 +14,7 @@ from application.bootstrap import bootstrap
 from application.clinic import Clinic
 from application.settings import Settings
 from interfaces.http.app import create_app
-from interfaces.security.tokens import TokenIssuer
+from infrastructure.security.tokens import TokenIssuer
 
 START = "2027-01-05T09:00:00Z"
 PROBLEM_TYPE = "urn:clinic:problem:"

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from joserfc.jwk import ECKey
 
-from interfaces.security.tokens import TokenIssuer
+from infrastructure.security.tokens import TokenIssuer
 from tests.e2e.conftest import assert_problem
 
 PROTECTED = "/v1/sagas/" + str(uuid.uuid4())

@@ -25,7 +25,7 @@ from application.bootstrap import bootstrap
 from application.settings import Settings
 from interfaces.gateway import SERVICES, Gateway
 from interfaces.http.app import SERVICE_CONTROLLERS, create_app
-from interfaces.security.tokens import TokenIssuer
+from infrastructure.security.tokens import TokenIssuer
 from tests import services
 
 ROOT = Path(__file__).resolve().parents[2]

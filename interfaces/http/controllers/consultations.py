@@ -26,7 +26,7 @@ from interfaces.http.schemas import (
     NoteAdded,
     Notes,
 )
-from interfaces.security.tokens import Principal
+from infrastructure.security.tokens import Principal
 
 MinPosition = Annotated[str | None, HeaderParameter(
     name="X-Min-Position", required=False,

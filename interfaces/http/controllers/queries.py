@@ -16,7 +16,7 @@ from interfaces.http import access
 from interfaces.http.controllers.consultations import MinPosition, consultation_body, freshness_headers, read_after
 from interfaces.http.openapi import errors
 from interfaces.http.schemas import Agenda, ConsultationPage
-from interfaces.security.tokens import Principal
+from infrastructure.security.tokens import Principal
 
 Day = Annotated[date, QueryParameter(description="the day, YYYY-MM-DD (UTC)")]
 """A day in a query (agendas, slot lists)."""

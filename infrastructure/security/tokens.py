@@ -25,7 +25,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from domain.values import Role
-from interfaces.security.scopes import scopes_for_roles
+from infrastructure.security.scopes import scopes_for_roles
 
 ALGORITHMS = ("ES256", "RS256")
 """The only signature algorithms accepted; asymmetric, so no verifier can mint tokens."""

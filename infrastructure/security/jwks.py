@@ -18,7 +18,7 @@ from collections.abc import Callable
 import httpx
 from joserfc.jwk import KeySet
 
-from interfaces.security.tokens import ALGORITHMS
+from infrastructure.security.tokens import ALGORITHMS
 
 log = logging.getLogger(__name__)
 
