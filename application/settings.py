@@ -69,10 +69,21 @@ class Settings:
     """``CLINIC_AUTH_TOKEN_TTL_SECONDS``: lifetime of the access tokens the authorization server issues."""
     max_request_bytes: int = 65536
     """``CLINIC_MAX_REQUEST_BYTES``: a larger request body is refused with 413."""
+    auth_dir: Path | None = None
+    """``CLINIC_AUTH_DIR``: the authorization server's clients, users and signing keys (default
+    ``<data_dir>/auth``; files readable by their owner only, or mounted from a secret)."""
+    auth_token_rate_limit: str = "60/minute"
+    """``CLINIC_AUTH_TOKEN_RATE_LIMIT``: token requests allowed per client IP and per client_id."""
+    auth_login_rate_limit: str = "10/minute"
+    """``CLINIC_AUTH_LOGIN_RATE_LIMIT``: login attempts allowed per client IP."""
 
     @property
     def pki(self) -> Path:
         return self.pki_dir or self.data_dir / "pki"
+
+    @property
+    def auth(self) -> Path:
+        return self.auth_dir or self.data_dir / "auth"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -109,6 +120,9 @@ class Settings:
             client_secret=secret(env, "CLINIC_CLIENT_SECRET"),
             access_token_ttl_seconds=int(_number(env, "CLINIC_AUTH_TOKEN_TTL_SECONDS", 300)),
             max_request_bytes=int(_number(env, "CLINIC_MAX_REQUEST_BYTES", 65536)),
+            auth_dir=Path(env["CLINIC_AUTH_DIR"]) if env.get("CLINIC_AUTH_DIR") else None,
+            auth_token_rate_limit=env.get("CLINIC_AUTH_TOKEN_RATE_LIMIT", cls.auth_token_rate_limit),
+            auth_login_rate_limit=env.get("CLINIC_AUTH_LOGIN_RATE_LIMIT", cls.auth_login_rate_limit),
         )
 
     def eventsourcing_env(self, app_name: str, create_table: bool | None = None) -> dict[str, str]:
