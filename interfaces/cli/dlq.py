@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 
 import aiormq
 
+from application.services import broker_tls
+from infrastructure.messaging.connection import connect
 from infrastructure.messaging.dlq import DeadLetter, DeadLetterNotFoundError, DeadLetterQueue
 from infrastructure.messaging.topology import Topology
 from interfaces.cli.main import settings
@@ -34,7 +36,7 @@ def run_dlq(args: argparse.Namespace) -> int:
 
 async def _with_queue(follower: str, action: Callable[[DeadLetterQueue], Awaitable[T]]) -> T:
     config = settings()
-    connection = await aiormq.connect(config.amqp_url)
+    connection = await connect(config.amqp_url, broker_tls(config))
     try:
         queues = Topology(prefix=config.amqp_prefix).queues(FOLLOWERS[follower])
         return await action(DeadLetterQueue(connection, queues))

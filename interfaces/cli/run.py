@@ -113,10 +113,10 @@ def _servers(args: argparse.Namespace, config: Settings, clinic: Clinic) -> list
     """The public API (api, all), or only the health probes (worker); plus registry's mTLS endpoint."""
     verifier = token_verifier(config)
     controllers = SERVICE_CONTROLLERS[args.service] if args.role != "worker" else [HealthController]
-    servers = [_server(create_app(clinic, verifier, controllers=controllers),
+    servers = [_server(create_app(clinic, verifier, controllers=controllers, max_request_bytes=config.max_request_bytes),
                        uvicorn.Config, host=args.host, port=args.port)]
     if args.service == "registry" and args.role != "worker":
-        internal = create_internal_registry_app(clinic.registry)
+        internal = create_internal_registry_app(clinic.registry, verifier)
         servers.append(_server(internal, internal_server_config, Pki.open(config.pki), host=args.host,
                                port=args.internal_port))
     return servers

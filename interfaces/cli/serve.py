@@ -18,7 +18,7 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     verifier = token_verifier(config)
     clinic = bootstrap(config)
-    app = create_app(clinic, verifier, close_clinic_on_shutdown=True)
+    app = create_app(clinic, verifier, close_clinic_on_shutdown=True, max_request_bytes=config.max_request_bytes)
     print(f"clinic: serving on http://{args.host}:{args.port} ({config.persistence} stores in {config.data_dir}); "
           f"get a token with `clinic token --sub ID --role ADMIN`", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")

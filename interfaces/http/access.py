@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from litestar.connection import ASGIConnection
 from litestar.exceptions import PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
 from application.views import ConsultationView
+from domain.base import NotFoundError
 from domain.values import Role
 from infrastructure.security.tokens import Principal
 
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
+T = TypeVar("T")
 
 
 def requires_role(*roles: Role) -> Guard:
@@ -32,9 +34,27 @@ def allow(condition: bool, why: str) -> None:
         raise PermissionDeniedException(why)
 
 
+def guarded(principal: Principal, load: Callable[[], T], rule: Callable[[Principal, T], bool], why: str) -> T:
+    """Load a resource and apply ``rule``; to a caller who may not see every such resource, a missing
+    one is refused exactly like someone else's, so a 403 never tells whether it exists."""
+    try:
+        resource = load()
+    except NotFoundError:
+        if principal.has_role(Role.ADMIN):
+            raise
+        raise PermissionDeniedException(why) from None
+    allow(rule(principal, resource), why)
+    return resource
+
+
+def is_self_or_admin(principal: Principal, subject_id: str, role: Role) -> bool:
+    """``principal`` is this patient (or doctor) themself, or an admin."""
+    return principal.has_role(Role.ADMIN) or (principal.has_role(role) and principal.sub == subject_id)
+
+
 def may_book_for(principal: Principal, patient_id: str) -> bool:
     """The patient for themself, or an admin."""
-    return principal.has_role(Role.ADMIN) or (principal.has_role(Role.PATIENT) and principal.sub == patient_id)
+    return is_self_or_admin(principal, patient_id, Role.PATIENT)
 
 
 def may_read(principal: Principal, consultation: ConsultationView) -> bool:

@@ -10,6 +10,7 @@ from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 
 from application.clinic import Clinic
+from interfaces.http.authorization import require_scope
 from interfaces.http.controllers.consultations import ConsultationController
 from interfaces.http.controllers.health import HealthController
 from interfaces.http.controllers.oversight import AuditController, SagaController
@@ -21,6 +22,7 @@ from interfaces.http.middleware import (
     correlation_middleware,
     echo_correlation_id,
     event_metadata_middleware,
+    security_headers,
 )
 from interfaces.http.openapi import openapi_config
 from interfaces.http.problems import decode_strictly, problem_response
@@ -47,9 +49,17 @@ async def strict_body(request: Request[Any, Any, Any]) -> None:
         decode_strictly(await request.body(), data.annotation)
 
 
+MAX_REQUEST_BYTES = 65536
+"""The default limit on a request body (``CLINIC_MAX_REQUEST_BYTES``): larger ones are a 413."""
+
+
 def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutdown: bool = False,
-               controllers: list[type] | None = None) -> Litestar:
-    """The HTTP API over ``clinic`` (all of it, or ``controllers``); tokens are checked with ``verifier``."""
+               controllers: list[type] | None = None, max_request_bytes: int = MAX_REQUEST_BYTES) -> Litestar:
+    """The HTTP API over ``clinic`` (all of it, or ``controllers``); tokens are checked with ``verifier``.
+
+    Every operation's scope is checked by one guard (``authorization.REQUIRED_SCOPE``) before
+    its handler applies the role and ownership rules (``access``).
+    """
     on_shutdown = [clinic.close] if close_clinic_on_shutdown else []
     return Litestar(
         route_handlers=controllers or CONTROLLERS,
@@ -60,7 +70,9 @@ def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutd
             event_metadata_middleware,
         ],
         before_request=strict_body,
-        before_send=[echo_correlation_id],
+        guards=[require_scope],
+        request_max_body_size=max_request_bytes,
+        before_send=[echo_correlation_id, security_headers],
         exception_handlers={Exception: problem_response},
         openapi_config=openapi_config(),
         state=State({"verifier": verifier}),

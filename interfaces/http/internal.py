@@ -2,10 +2,16 @@
 
 Not part of the public API: no OpenAPI document is served and ``specs/openapi.json`` does not
 describe it; the contract is the pair ``HttpRegistryClient`` / this module, tested together in
-``tests/integration/test_registry_mtls.py``. Authentication is the TLS handshake itself: the
-server (uvicorn) refuses any client without a certificate from the clinic CA. The application
-cannot see *which* service called (uvicorn does not pass the peer certificate on), so every
-holder of a clinic certificate may ask (ADR 0004).
+``tests/integration/test_registry_mtls.py``. Two checks, both required (zero trust, ADR 0007):
+
+1. the TLS handshake: the server (uvicorn) refuses any client without a certificate from the
+   clinic CA (ADR 0004); it cannot tell *which* service called (uvicorn does not pass the peer
+   certificate on), so a certificate alone authorises nothing;
+2. the caller's own access token (``Authorization: Bearer``), verified here with the service's
+   ``TokenVerifier``, must carry the operation's scope: no or an invalid token is a 401 with a
+   ``WWW-Authenticate: Bearer`` challenge (RFC 6750 §3), a token without the scope a 403.
+
+Health needs only the certificate.
 """
 
 from __future__ import annotations
@@ -16,12 +22,19 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import uvicorn
-from litestar import Litestar, get
+import anyio.to_thread
+from litestar import Litestar, Request, Response, get
+from litestar.connection import ASGIConnection
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
 from litestar.params import QueryParameter, SkipValidation
 from msgspec import Struct
 
 from application.registry import RegistryApplication
+from infrastructure.security.scopes import Scope
+from infrastructure.security.tokens import InvalidTokenError, Principal, TokenVerifier
 from infrastructure.tls import Pki, server_ssl_context
 from interfaces.http.middleware import correlation_middleware, echo_correlation_id
 from interfaces.http.problems import problem_response
@@ -29,6 +42,63 @@ from interfaces.http.schemas import Health
 
 ELIGIBILITY_PATH = "/internal/v1/eligibility"
 HEALTH_PATH = "/internal/health"
+REALM = "clinic-internal"
+
+
+class _Challenged:
+    """An authentication or authorisation refusal that names its RFC 6750 ``WWW-Authenticate`` challenge."""
+
+    challenge: str
+
+
+class MissingTokenError(_Challenged, NotAuthorizedException):
+    """The call carries no bearer token."""
+
+    challenge = f'Bearer realm="{REALM}"'
+
+
+class RefusedTokenError(_Challenged, NotAuthorizedException):
+    """The bearer token is malformed, badly signed, expired or for another audience."""
+
+    challenge = f'Bearer realm="{REALM}", error="invalid_token"'
+
+
+class InsufficientScopeError(_Challenged, PermissionDeniedException):
+    """The token is valid but lacks the scope the operation needs."""
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"this operation needs the scope {scope!r}")
+        self.challenge = f'Bearer realm="{REALM}", error="insufficient_scope", scope="{scope}"'
+
+
+def requires_scope(scope: Scope) -> Any:
+    """A guard: the caller's bearer token is valid (the app's verifier) and carries ``scope``."""
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        principal = await _authenticate(connection)
+        if not principal.has_scope(scope):
+            raise InsufficientScopeError(scope)
+
+    return guard
+
+
+async def _authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise MissingTokenError("a bearer token is required (Authorization: Bearer <service access token>)")
+    verifier: TokenVerifier = connection.app.state.verifier
+    try:  # in a thread: the verifier may fetch the issuer's JWKS
+        return await anyio.to_thread.run_sync(verifier.verify, token.strip())
+    except InvalidTokenError as error:
+        raise RefusedTokenError(f"invalid bearer token: {error}") from None
+
+
+def internal_problem(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    """The public API's problem+json, with this API's precise ``WWW-Authenticate`` challenge."""
+    response = problem_response(request, error)
+    if isinstance(error, _Challenged):
+        response.headers["WWW-Authenticate"] = error.challenge
+    return response
 
 
 class EligibilityAnswer(Struct):
@@ -38,7 +108,7 @@ class EligibilityAnswer(Struct):
     reason: str | None
 
 
-@get(ELIGIBILITY_PATH, sync_to_thread=True)
+@get(ELIGIBILITY_PATH, sync_to_thread=True, guards=[requires_scope(Scope.REGISTRY_ELIGIBILITY)])
 def eligibility(registry: NamedDependency[SkipValidation[RegistryApplication]],
                 patient_id: Annotated[UUID, QueryParameter(required=True)],
                 doctor_id: Annotated[UUID, QueryParameter(required=True)]) -> EligibilityAnswer:
@@ -53,18 +123,20 @@ def eligibility(registry: NamedDependency[SkipValidation[RegistryApplication]],
 
 @get(HEALTH_PATH, sync_to_thread=False)
 def health() -> Health:
-    """The process is up and serving over mTLS."""
+    """The process is up and serving over mTLS (no token needed: probes hold only a certificate)."""
     return Health(status="ok")
 
 
-def create_internal_registry_app(registry: RegistryApplication) -> Litestar:
-    """The internal API over ``registry``; serve it with :func:`internal_server_config`."""
+def create_internal_registry_app(registry: RegistryApplication, verifier: TokenVerifier) -> Litestar:
+    """The internal API over ``registry``, trusting tokens ``verifier`` accepts; serve it with
+    :func:`internal_server_config`."""
     return Litestar(
         route_handlers=[eligibility, health],
         dependencies={"registry": Provide(lambda: registry, use_cache=True, sync_to_thread=False)},
         middleware=[correlation_middleware],
         before_send=[echo_correlation_id],
-        exception_handlers={Exception: problem_response},
+        exception_handlers={Exception: internal_problem},
+        state=State({"verifier": verifier}),
         openapi_config=None,
     )
 

@@ -46,6 +46,36 @@ async def echo_correlation_id(message: Message, scope: Scope) -> None:
         headers["X-Correlation-Id"] = correlation_id_of(scope)
 
 
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+    "Cache-Control": "no-store",
+}
+"""On every response: health data is never cached, framed, sniffed or leaked through a referrer.
+HSTS matters only where TLS ends (the ingress), and is harmless elsewhere."""
+_DOCUMENTATION = "/schema"
+
+
+async def security_headers(message: Message, scope: Scope) -> None:
+    """``before_send`` hook: the security headers, where the handler did not set them itself.
+
+    The OpenAPI pages under ``/schema`` load scripts and styles, so they get no
+    ``Content-Security-Policy`` (they hold no patient data).
+    """
+    if message["type"] != "http.response.start":
+        return
+    headers = MutableScopeHeaders.from_message(message)
+    for name, value in SECURITY_HEADERS.items():
+        if name == "Content-Security-Policy" and scope.get("path", "").startswith(_DOCUMENTATION):
+            continue
+        if name not in headers:
+            headers[name] = value
+
+
 def _incoming_correlation_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name.decode("latin-1").lower() == CORRELATION_HEADER:

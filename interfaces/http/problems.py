@@ -17,6 +17,7 @@ from application.scheduling import SlotAlreadyOpenError
 from domain.base import NotFoundError
 from domain.consultation import ConsultationStateError
 from domain.slot import SlotInUseError
+from interfaces.http.authorization import InsufficientScopeError
 from interfaces.http.middleware import correlation_id_of
 from interfaces.http.schemas import Problem
 from infrastructure.security.tokens import InvalidTokenError
@@ -52,6 +53,7 @@ PROBLEMS: dict[type[Exception], tuple[int, str, str]] = {
     UnknownPositionError: (400, "invalid-parameter", "Invalid request parameter"),
     InvalidTokenError: (401, "unauthenticated", "Authentication required"),
     NotAuthorizedException: (401, "unauthenticated", "Authentication required"),
+    InsufficientScopeError: (403, "insufficient-scope", "Token scope insufficient"),
     PermissionDeniedException: (403, "forbidden", "Not allowed"),
 }
 
@@ -70,8 +72,17 @@ def problem_response(request: Request[Any, Any, Any], error: Exception) -> Respo
         instance=request.url.path, correlation_id=correlation_id_of(request.scope),
         errors=errors,
     )
-    headers = {"WWW-Authenticate": 'Bearer realm="clinic"'} if status == 401 else None
-    return Response(problem, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return Response(problem, status_code=status, media_type=PROBLEM_JSON, headers=_challenge(error, status))
+
+
+def _challenge(error: Exception, status: int) -> dict[str, str] | None:
+    """RFC 6750 §3: how to authenticate (401), or which scope was missing (403 insufficient_scope)."""
+    if status == 401:
+        return {"WWW-Authenticate": 'Bearer realm="clinic"'}
+    if isinstance(error, InsufficientScopeError):
+        return {"WWW-Authenticate": f'Bearer realm="clinic", error="insufficient_scope", '
+                                    f'scope="{" ".join(error.scopes)}"'}
+    return None
 
 
 def _classify(error: Exception) -> tuple[int, str, str]:

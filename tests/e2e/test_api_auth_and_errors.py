@@ -56,12 +56,19 @@ def test_a_valid_token_passes_authentication(api, admin):
     assert_problem(api.get(PROTECTED, headers=admin), 404, "not-found")
 
 
-def test_an_authenticated_caller_without_the_role_is_403(api, token):
-    assert_problem(api.get(PROTECTED, headers=token("p-1", "PATIENT")), 403, "forbidden")
+def test_an_authenticated_caller_without_the_scope_is_403_naming_it(api, token):
+    response = api.get(PROTECTED, headers=token("p-1", "PATIENT"))
+    assert_problem(response, 403, "insufficient-scope")
+    assert 'error="insufficient_scope", scope="sagas:read"' in response.headers["www-authenticate"]
+
+
+def test_a_token_with_the_scope_but_without_the_role_is_403(api, issuer):
+    token = issuer.issue("p-1", ["PATIENT"], scope=["sagas:read"])
+    assert_problem(api.get(PROTECTED, headers=bearer(token)), 403, "forbidden")
 
 
 def test_a_token_without_roles_is_403_not_401(api, token):
-    assert_problem(api.get(PROTECTED, headers=token("nobody")), 403, "forbidden")
+    assert_problem(api.get(PROTECTED, headers=token("nobody")), 403, "insufficient-scope")
 
 
 # Bodies ----------------------------------------------------------------------

@@ -71,7 +71,7 @@ def test_a_patient_booking_for_someone_else_is_403(api, token, world):
 
 @pytest.mark.parametrize("role", ["DOCTOR", "AUDITOR"])
 def test_only_patients_and_admins_may_book(api, token, world, role):
-    assert_problem(book(api, token(world.patient_id, role), world.patient_id, world.doctor_id), 403, "forbidden")
+    assert_problem(book(api, token(world.patient_id, role), world.patient_id, world.doctor_id), 403, "insufficient-scope")
 
 
 def test_booking_needs_a_token(api, world):
@@ -188,7 +188,7 @@ def test_cancelling_twice_is_409_invalid_state(api, patient, confirmed):
 def test_its_doctor_or_an_auditor_may_not_cancel(api, token, world, confirmed, role):
     sub = world.doctor_id if role == "DOCTOR" else "auditor-1"
     response = api.post(f"/v1/consultations/{confirmed}/cancel", json={"reason": "x"}, headers=token(sub, role))
-    assert_problem(response, 403, "forbidden")
+    assert_problem(response, 403, "insufficient-scope")
 
 
 def test_another_patient_may_not_cancel(api, token, confirmed):
@@ -235,7 +235,7 @@ def test_an_admin_may_add_and_read_notes(api, admin, confirmed):
 
 def test_its_patient_may_neither_add_nor_read_notes(api, patient, confirmed):
     assert_problem(api.post(f"/v1/consultations/{confirmed}/notes", json={"text": "n"}, headers=patient), 403)
-    assert_problem(api.get(f"/v1/consultations/{confirmed}/notes", headers=patient), 403, "forbidden")
+    assert_problem(api.get(f"/v1/consultations/{confirmed}/notes", headers=patient), 403, "insufficient-scope")
 
 
 def test_another_doctor_may_not_use_the_notes(api, admin, token, confirmed):

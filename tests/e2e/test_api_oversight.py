@@ -58,7 +58,7 @@ def test_a_rejected_bookings_saga_is_rejected_with_its_reason(api, admin, clinic
 @pytest.mark.parametrize("role", ["PATIENT", "DOCTOR"])
 def test_sagas_are_forbidden_to_patients_and_doctors(api, token, world, accepted, role):
     sub = world.patient_id if role == "PATIENT" else world.doctor_id
-    assert_problem(api.get(f"/v1/sagas/{accepted['saga_id']}", headers=token(sub, role)), 403, "forbidden")
+    assert_problem(api.get(f"/v1/sagas/{accepted['saga_id']}", headers=token(sub, role)), 403, "insufficient-scope")
 
 
 def test_sagas_need_a_token(api, accepted):
@@ -172,7 +172,7 @@ def test_every_kind_can_be_audited(api, admin, world, accepted, kind):
 def test_audit_is_forbidden_to_patients_and_doctors(api, token, world, accepted, role):
     sub = world.patient_id if role == "PATIENT" else world.doctor_id
     response = api.get(f"/v1/audit/consultation/{accepted['consultation_id']}", headers=token(sub, role))
-    assert_problem(response, 403, "forbidden")
+    assert_problem(response, 403, "insufficient-scope")
 
 
 def test_audit_needs_a_token(api, accepted):

@@ -58,8 +58,8 @@ class ConsultationController(Controller):
              request: Request[Principal, Any, Any], min_position: MinPosition = None) -> Response[Consultation]:
         """A consultation and its status, from the read model; visible to its patient, its doctor and admins."""
         stale = read_after(clinic, min_position)
-        view = clinic.read_models.consultation(consultation_id)
-        access.allow(access.may_read(request.user, view), "not allowed for this consultation")
+        view = access.guarded(request.user, lambda: clinic.read_models.consultation(consultation_id),
+                              access.may_read, NOT_ALLOWED)
         headers = {"ETag": f'"{view.version}"', **freshness_headers(clinic, "consultation_detail"), **stale}
         return Response(consultation_body(view), headers=headers)
 
@@ -94,11 +94,10 @@ class ConsultationController(Controller):
 
     @staticmethod
     def _readable(clinic: NamedDependency[Clinic], consultation_id: FromPath[UUID], principal: Principal, rule: Any) -> ConsultationView:
-        view = clinic.consultations.consultation(consultation_id)
-        access.allow(rule(principal, view), "not allowed for this consultation")
-        return view
+        return access.guarded(principal, lambda: clinic.consultations.consultation(consultation_id), rule, NOT_ALLOWED)
 
 
+NOT_ALLOWED = "not allowed for this consultation (or there is no such consultation)"
 EVENT_POSITION = "X-Event-Position"
 """On command responses: where the command's events stand in their log (``<Log>:<id>``)."""
 

@@ -54,10 +54,7 @@ class AgendaController(Controller):
     def agenda(self, doctor_id: FromPath[UUID], date: Day, clinic: NamedDependency[Clinic],
                request: Request[Principal, Any, Any], min_position: MinPosition = None) -> Response[Agenda]:
         """The doctor's consultations that day in time order; the doctor themself or an admin."""
-        principal = request.user
-        access.allow(principal.has_role(Role.ADMIN) or (principal.has_role(Role.DOCTOR)
-                                                         and principal.sub == str(doctor_id)),
-                     "only the doctor or an admin")
+        access.allow(access.is_self_or_admin(request.user, str(doctor_id), Role.DOCTOR), "only the doctor or an admin")
         stale = read_after(clinic, min_position)
         views = clinic.read_models.agenda(doctor_id, date)
         body = Agenda(doctor_id, date, [consultation_body(v) for v in views])

@@ -1,0 +1,69 @@
+"""The scope each operation requires: one table, checked for every request by one guard.
+
+Authorization is two checks, both needed: the token carries the operation's scope (what
+the *client* was granted, checked here before the handler runs), and the caller's roles
+and ownership allow it (what the *person* may do, checked in ``access.py`` where the
+resource is known). An operation missing from the table is refused (fail closed), and
+``tests/e2e/test_authorization_matrix.py`` fails when the OpenAPI document names an
+operation without a row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+
+from infrastructure.security.scopes import Scope
+from infrastructure.security.tokens import Principal
+
+DOCUMENTATION = "/schema"
+PUBLIC = ()
+"""No token needed (health probes)."""
+
+REQUIRED_SCOPE: dict[str, tuple[Scope, ...]] = {
+    "live": PUBLIC,
+    "ready": PUBLIC,
+    "registerPatient": (Scope.PATIENTS_WRITE,),
+    "getPatient": (Scope.PATIENTS_READ,),
+    "listPatientRecordAccess": (Scope.PATIENTS_READ, Scope.AUDIT_READ),
+    "registerDoctor": (Scope.DOCTORS_WRITE,),
+    "deactivateDoctor": (Scope.DOCTORS_WRITE,),
+    "listDoctorSlots": (Scope.SLOTS_READ,),
+    "openSlots": (Scope.SLOTS_WRITE,),
+    "bookConsultation": (Scope.CONSULTATIONS_WRITE,),
+    "getConsultation": (Scope.CONSULTATIONS_READ,),
+    "cancelConsultation": (Scope.CONSULTATIONS_WRITE,),
+    "listPatientConsultations": (Scope.CONSULTATIONS_READ,),
+    "getDoctorAgenda": (Scope.CONSULTATIONS_READ,),
+    "addClinicalNote": (Scope.NOTES_WRITE,),
+    "listClinicalNotes": (Scope.NOTES_READ,),
+    "getSaga": (Scope.SAGAS_READ,),
+    "auditAggregate": (Scope.AUDIT_READ,),
+}
+"""operationId -> the scopes any one of which lets a token call it (empty: public)."""
+
+
+class InsufficientScopeError(PermissionDeniedException):
+    """The token was not granted the scope this operation requires (RFC 6750 ``insufficient_scope``)."""
+
+    def __init__(self, scopes: tuple[Scope, ...]) -> None:
+        super().__init__(f"the token lacks the scope this operation requires: {' or '.join(scopes)}")
+        self.scopes = scopes
+
+
+def require_scope(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """App-wide guard: the handler's operation must be in the table and the token hold its scope."""
+    if connection.scope["path"].startswith(DOCUMENTATION):  # the OpenAPI document: public, no operation id
+        return
+    operation = handler.operation_id if isinstance(handler.operation_id, str) else None
+    if operation not in REQUIRED_SCOPE:
+        raise PermissionDeniedException(f"operation {operation or handler.handler_name} has no authorization rule")
+    scopes = REQUIRED_SCOPE[operation]
+    if not scopes:
+        return
+    principal = connection.user
+    if not isinstance(principal, Principal) or not any(principal.has_scope(s) for s in scopes):
+        raise InsufficientScopeError(scopes)
