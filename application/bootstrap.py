@@ -85,7 +85,7 @@ def read_models(store: ViewStore, apps: dict[str, Any]) -> ReadModels:
 def view_store(settings: Settings) -> ViewStore:
     """Redis when ``CLINIC_REDIS_URL`` is set, else an in-process store behind the same interface."""
     if settings.redis_url:
-        return RedisViewStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
+        return RedisViewStore.from_url(settings.redis_url, prefix=settings.redis_prefix, **settings.redis_tls)
     return MemoryViewStore()
 
 

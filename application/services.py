@@ -22,10 +22,14 @@ from application.consultations import ConsultationsApplication
 from application.registry import RegistryApplication
 from application.scheduling import SchedulingApplication
 from application.settings import Settings, SettingsError
+from infrastructure.messaging.connection import BrokerTls, connect
 from infrastructure.messaging.consumer import FollowerConsumer
 from infrastructure.messaging.relay import OutboxRelay
 from infrastructure.messaging.topology import Topology, declare_system
 from infrastructure.registry_client import HttpRegistryClient, RegistryCallPolicy
+from infrastructure.security.scopes import Scope
+from infrastructure.security.service_tokens import ClientCredentialsTokens, DevServiceTokens, ServiceTokens
+from infrastructure.security.tokens import TokenIssuer, load_or_create_dev_key
 from infrastructure.tls import Pki
 from process_managers.booking import BookingProcessManager
 from projections.catalog import ALL_PROJECTIONS
@@ -54,11 +58,28 @@ def build_service(service: str, settings: Settings) -> Clinic:
     require_tables({cls.name: app})
     if isinstance(app, BookingProcessManager):
         policy = RegistryCallPolicy(reset_timeout=settings.registry_breaker_reset_seconds)
+        tokens = service_tokens(settings, "booking", Scope.REGISTRY_ELIGIBILITY)
         app.registry = HttpRegistryClient.from_pki(settings.registry_url, Pki.open(settings.pki), "booking",
-                                                   policy=policy)
+                                                   policy=policy, tokens=tokens)
         app.saga_timeout = settings.saga_timeout
     queries = read_models(_redis_views(settings, service), {cls.name: app}) if service in SERVES_QUERIES else None
     return Clinic(**{service: app}, auditor=build_auditor({cls.name: app}), read_models=queries)
+
+
+def service_tokens(settings: Settings, service: str, scope: str) -> ServiceTokens:
+    """The service's own access tokens: client_credentials at ``CLINIC_OAUTH_TOKEN_URL``, else the dev key."""
+    client_id = settings.client_id or service
+    if settings.oauth_token_url:
+        if not settings.client_secret:
+            raise SettingsError("CLINIC_OAUTH_TOKEN_URL needs CLINIC_CLIENT_SECRET (or CLINIC_CLIENT_SECRET_FILE)")
+        return ClientCredentialsTokens(settings.oauth_token_url, client_id, settings.client_secret, scope)
+    issuer = TokenIssuer(load_or_create_dev_key(settings.data_dir), settings.jwt_issuer, settings.jwt_audience)
+    return DevServiceTokens(issuer, client_id, scope)
+
+
+def broker_tls(settings: Settings) -> BrokerTls:
+    """The broker connection's TLS material (``CLINIC_AMQP_CA_FILE`` etc.; used with ``amqps://``)."""
+    return BrokerTls(settings.amqp_ca_file, settings.amqp_cert_file, settings.amqp_key_file)
 
 
 def build_projections(settings: Settings) -> tuple[ProjectionRunner, dict[str, Any]]:
@@ -71,7 +92,7 @@ def build_projections(settings: Settings) -> tuple[ProjectionRunner, dict[str, A
 def _redis_views(settings: Settings, service: str) -> RedisViewStore:
     if not settings.redis_url:
         raise SettingsError(f"the {service} service needs CLINIC_REDIS_URL (its queries read the Redis views)")
-    return RedisViewStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
+    return RedisViewStore.from_url(settings.redis_url, prefix=settings.redis_prefix, **settings.redis_tls)
 
 
 async def with_backoff(what: str, attempt: Callable[[], Awaitable[T]], stop: asyncio.Event,
@@ -112,7 +133,8 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop``: relay, consume, tick; then stop consuming, finish in-flight work, close."""
-        self.connection = await with_backoff("the broker", lambda: aiormq.connect(self.settings.amqp_url), stop)
+        self.connection = await with_backoff(
+            "the broker", lambda: connect(self.settings.amqp_url, broker_tls(self.settings)), stop)
         if self.connection is None:
             return
         try:

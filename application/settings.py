@@ -49,6 +49,16 @@ class Settings:
     """``CLINIC_REDIS_URL``: the read models' Redis (unset in embedded mode: an in-process store)."""
     redis_prefix: str = "clinic:views:"
     """``CLINIC_REDIS_PREFIX``: the read models' keys start with this."""
+    redis_ca_file: Path | None = None
+    """``CLINIC_REDIS_CA_FILE``: with a ``rediss://`` URL, trust only this CA for the Redis server."""
+    redis_cert_file: Path | None = None
+    """``CLINIC_REDIS_CERT_FILE`` (+ ``CLINIC_REDIS_KEY_FILE``): the client certificate shown to Redis."""
+    redis_key_file: Path | None = None
+    amqp_ca_file: Path | None = None
+    """``CLINIC_AMQP_CA_FILE``: with an ``amqps://`` URL, trust only this CA for the broker."""
+    amqp_cert_file: Path | None = None
+    """``CLINIC_AMQP_CERT_FILE`` (+ ``CLINIC_AMQP_KEY_FILE``): the client certificate shown to the broker."""
+    amqp_key_file: Path | None = None
     pki_dir: Path | None = None
     """``CLINIC_PKI_DIR``: CA and service certificates (default ``<data_dir>/pki``; ``clinic certs init``)."""
     jwks_url: str | None = None
@@ -82,6 +92,11 @@ class Settings:
         return self.pki_dir or self.data_dir / "pki"
 
     @property
+    def redis_tls(self) -> dict[str, Path | None]:
+        """``ca_file``, ``cert_file``, ``key_file`` for ``RedisViewStore.from_url`` (a ``rediss://`` URL)."""
+        return {"ca_file": self.redis_ca_file, "cert_file": self.redis_cert_file, "key_file": self.redis_key_file}
+
+    @property
     def auth(self) -> Path:
         return self.auth_dir or self.data_dir / "auth"
 
@@ -111,6 +126,8 @@ class Settings:
             pki_dir=Path(env["CLINIC_PKI_DIR"]) if env.get("CLINIC_PKI_DIR") else None,
             redis_url=env.get("CLINIC_REDIS_URL") or None,
             redis_prefix=env.get("CLINIC_REDIS_PREFIX", cls.redis_prefix),
+            **_tls_files(env, "redis", env.get("CLINIC_REDIS_URL") or "", "rediss://"),
+            **_tls_files(env, "amqp", env.get("CLINIC_AMQP_URL", cls.amqp_url), "amqps://"),
             registry_breaker_reset_seconds=_number(env, "CLINIC_REGISTRY_BREAKER_RESET_SECONDS", 15),
             jwks_url=env.get("CLINIC_JWKS_URL") or None,
             jwt_leeway_seconds=int(_number(env, "CLINIC_JWT_LEEWAY_SECONDS", 30)),
@@ -167,6 +184,18 @@ def secret(env: Mapping[str, str], name: str) -> str | None:
         except OSError as error:
             raise SettingsError(f"{name}_FILE: cannot read {path} ({error.strerror})") from None
     return env.get(name) or None
+
+
+def _tls_files(env: Mapping[str, str], name: str, url: str, tls_scheme: str) -> dict[str, Path | None]:
+    """``<name>_ca_file``, ``_cert_file``, ``_key_file`` from ``CLINIC_<NAME>_*_FILE``; only with a TLS URL."""
+    prefix = f"CLINIC_{name.upper()}"
+    ca, cert, key = (env.get(f"{prefix}_{part}_FILE") or None for part in ("CA", "CERT", "KEY"))
+    if (ca or cert or key) and not url.startswith(tls_scheme):
+        raise SettingsError(f"{prefix}_CA/CERT/KEY_FILE need {prefix}_URL to start with {tls_scheme}")
+    if (cert is None) != (key is None):
+        raise SettingsError(f"{prefix}_CERT_FILE and {prefix}_KEY_FILE go together")
+    paths = (Path(value) if value else None for value in (ca, cert, key))
+    return dict(zip((f"{name}_ca_file", f"{name}_cert_file", f"{name}_key_file"), paths, strict=True))
 
 
 def _number(env: Mapping[str, str], key: str, default: float) -> float:

@@ -5,6 +5,12 @@ breaker -> one HTTPS request. Every way the registry can fail to answer ends in
 ``RegistryUnavailableError`` (the saga records it and asks again later, until its deadline);
 nothing else escapes, because an exception from a policy would stop the follower for good.
 
+Every request carries this service's own access token (``Authorization: Bearer``, from a
+``ServiceTokens`` provider; ADR 0007): the registry checks the certificate in the handshake and
+then the token and its scope. A 401 drops the cached token and the call is made once more with a
+fresh one; a 403 (our token lacks the scope) is a deployment mistake, a ``RegistryProtocolError``.
+A token that cannot be obtained is ``RegistryUnavailableError`` too (the registry is not called).
+
 Synchronous on purpose: eventsourcing policies are synchronous. Thread-safe: share one client.
 """
 
@@ -32,6 +38,7 @@ from infrastructure.resilience import (
     StateListener,
     backoff_delay,
 )
+from infrastructure.security.service_tokens import ServiceTokens, ServiceTokenError
 from infrastructure.tls import Pki, client_ssl_context
 from process_managers.ports import Eligibility, RegistryUnavailableError
 
@@ -90,6 +97,14 @@ class RegistryCallPolicy:
                              write=self.write_timeout, pool=self.pool_timeout)
 
 
+class _TokenRefused(RegistryProtocolError):
+    """The registry answered 401 to ``token``: expired, revoked, or signed by a key it no longer trusts."""
+
+    def __init__(self, message: str, token: str) -> None:
+        super().__init__(message, 401)
+        self.token = token
+
+
 class _AttemptFailed(Exception):
     """One attempt failed in a way that says the registry is not available now (breaker: failure)."""
 
@@ -107,13 +122,14 @@ class HttpRegistryClient:
     """Asks the registry's internal API whether a patient may book a doctor (``RegistryPort``)."""
 
     def __init__(self, base_url: str, ssl_context: ssl.SSLContext, policy: RegistryCallPolicy | None = None, *,
-                 on_state_change: StateListener | None = None, sleep: Callable[[float], None] = time.sleep,
+                 tokens: ServiceTokens, on_state_change: StateListener | None = None, sleep: Callable[[float], None] = time.sleep,
                  random: Callable[[], float] = _random.random, clock: Callable[[], float] = time.monotonic,
                  name: str = "registry") -> None:
         self.policy = policy = policy or RegistryCallPolicy()
         self.base_url = base_url.rstrip("/")
         self._sleep = sleep
         self._random = random
+        self._tokens = tokens
         self._http = httpx.Client(
             base_url=self.base_url, verify=ssl_context, timeout=policy.httpx_timeout(),
             limits=httpx.Limits(max_connections=policy.max_concurrent,
@@ -127,15 +143,16 @@ class HttpRegistryClient:
         self.bulkhead = Bulkhead(name, policy.max_concurrent, policy.bulkhead_timeout)
 
     @classmethod
-    def from_pki(cls, base_url: str, pki: Pki, service: str = "booking", **options: Any) -> HttpRegistryClient:
-        """A client presenting ``service``'s certificate and trusting only the PKI's CA."""
-        return cls(base_url, client_ssl_context(pki, service), **options)
+    def from_pki(cls, base_url: str, pki: Pki, service: str = "booking", *, tokens: ServiceTokens,
+                 **options: Any) -> HttpRegistryClient:
+        """A client presenting ``service``'s certificate and token, trusting only the PKI's CA."""
+        return cls(base_url, client_ssl_context(pki, service), tokens=tokens, **options)
 
     def booking_eligibility(self, patient_id: UUID, doctor_id: UUID) -> Eligibility:
         params = {"patient_id": str(patient_id), "doctor_id": str(doctor_id)}
         try:
             with self.bulkhead.slot():
-                return self._with_retries(params)
+                return self._authorised_call(params)
         except BulkheadFullError as error:
             raise RegistryUnavailableError(f"registry not called: {error}") from None
 
@@ -150,12 +167,32 @@ class HttpRegistryClient:
 
     # Internals -------------------------------------------------------------------------------
 
-    def _with_retries(self, params: dict[str, str]) -> Eligibility:
+    def _authorised_call(self, params: dict[str, str]) -> Eligibility:
+        """The call with our token; a 401 drops it and the call is made once more with a fresh one."""
+        try:
+            return self._with_retries(params, self._token())
+        except _TokenRefused as refused:
+            log.info("the registry refused our service token (%s); fetching a fresh one", refused)
+            self._tokens.invalidate(refused.token)
+        try:
+            return self._with_retries(params, self._token())
+        except _TokenRefused as again:
+            raise RegistryProtocolError(f"{again}; a freshly obtained token was refused too: check that the "
+                                        "registry trusts our token issuer", 401) from None
+
+    def _token(self) -> str:
+        try:
+            return self._tokens.token()
+        except ServiceTokenError as error:
+            log.warning("registry not called: no service token: %s", error)
+            raise RegistryUnavailableError(f"registry not called: no service token: {error}") from None
+
+    def _with_retries(self, params: dict[str, str], token: str) -> Eligibility:
         last: _AttemptFailed | None = None
         attempts = 0
         for attempt in range(1, self.policy.max_attempts + 1):
             try:
-                return self.breaker.call(self._attempt, params)
+                return self.breaker.call(self._attempt, params, token)
             except CircuitOpenError as error:
                 if last is None:
                     raise RegistryUnavailableError(f"registry not called: {error}") from None
@@ -176,8 +213,8 @@ class HttpRegistryClient:
         log.warning(message)
         raise RegistryUnavailableError(message) from last.__cause__
 
-    def _attempt(self, params: dict[str, str]) -> Eligibility:
-        headers = {}
+    def _attempt(self, params: dict[str, str], token: str) -> Eligibility:
+        headers = {"Authorization": f"Bearer {token}"}
         if (correlation_id := current_metadata().correlation_id) is not None:
             headers["X-Correlation-Id"] = correlation_id
         try:
@@ -204,12 +241,19 @@ class HttpRegistryClient:
             tls = _ssl_error_in(error)
             detail = f"TLS error: {_describe_tls(tls)}" if tls else f"{type(error).__name__}: {error}"
             raise _AttemptFailed(detail, retryable=isinstance(error, httpx.NetworkError) and tls is None) from error
-        return self._read(response)
+        return self._read(response, token)
 
-    def _read(self, response: httpx.Response) -> Eligibility:
+    def _read(self, response: httpx.Response, token: str) -> Eligibility:
         status = response.status_code
         if status >= 500:
             raise _AttemptFailed(f"the registry answered {status} {response.reason_phrase}", retryable=True)
+        if status == 401:
+            raise _TokenRefused(f"the registry refused our service token with 401 ({_problem_detail(response)})",
+                                token)
+        if status == 403:
+            raise RegistryProtocolError(
+                f"the registry refused the call with 403 ({_problem_detail(response)}); not retried: our service "
+                "token lacks the scope the call needs (check the client's registration)", status)
         if status != 200:
             raise RegistryProtocolError(
                 f"the registry refused the request with {status} {response.reason_phrase} "

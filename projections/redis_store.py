@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -66,9 +67,19 @@ class RedisViewStore:
         self.prefix = prefix
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "clinic:views:") -> RedisViewStore:
-        """A store with its own client (``redis://host:port/db``)."""
-        return cls(redis.Redis.from_url(url, decode_responses=True), prefix)
+    def from_url(cls, url: str, prefix: str = "clinic:views:", *, ca_file: Path | None = None,
+                 cert_file: Path | None = None, key_file: Path | None = None) -> RedisViewStore:
+        """A store with its own client (``redis://host:port/db``, or ``rediss://`` for TLS).
+
+        With ``rediss://``: the server is verified against ``ca_file`` (else the system's CAs)
+        and host name; ``cert_file``/``key_file`` are the client certificate (Redis
+        ``tls-auth-clients yes``). redis-py's own query parameters (``ssl_ca_certs=...``) work too.
+        """
+        tls = {"ssl_ca_certs": ca_file, "ssl_certfile": cert_file, "ssl_keyfile": key_file}
+        options = {name: str(path) for name, path in tls.items() if path is not None}
+        if options and not url.startswith("rediss://"):
+            raise ValueError("a CA or client certificate for Redis needs a rediss:// URL")
+        return cls(redis.Redis.from_url(url, decode_responses=True, **options), prefix)
 
     def close(self) -> None:
         """Close the client's connections."""

@@ -1,7 +1,8 @@
 """The registry over REST + mutual TLS: real sockets on 127.0.0.1, real TLS, a real registry.
 
 The internal app runs under uvicorn in a background thread, with the client certificates
-required by uvicorn itself. Backoff sleeps are injected (recorded, never slept); the only waits
+required by uvicorn itself, and every eligibility call needs a bearer token with the
+``registry:eligibility`` scope (checked by the app; tests of the token rules are at the end). Backoff sleeps are injected (recorded, never slept); the only waits
 are bounded: for a server to be up, and the timeouts under test.
 """
 
@@ -15,7 +16,6 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from joserfc.jwk import ECKey
 
 from application.bootstrap import build_applications
 from application.registry import RegistryApplication
@@ -31,6 +32,9 @@ from domain.metadata import event_metadata
 from domain.values import RejectionReason
 from infrastructure.registry_client import HttpRegistryClient, RegistryCallPolicy, RegistryProtocolError
 from infrastructure.resilience import CircuitState
+from infrastructure.security.scopes import Scope
+from infrastructure.security.service_tokens import ClientCredentialsTokens, DevServiceTokens
+from infrastructure.security.tokens import TokenIssuer
 from infrastructure.tls import (
     Pki,
     client_ssl_context,
@@ -42,6 +46,7 @@ from infrastructure.tls import (
     write_pair,
 )
 from interfaces.http.internal import create_internal_registry_app, internal_server_config
+from tests.integration.http_servers import TokenEndpoint, uvicorn_server
 from process_managers.ports import Eligibility, RegistryUnavailableError
 
 WAIT = 5.0
@@ -51,30 +56,23 @@ FAST = RegistryCallPolicy(connect_timeout=0.3, read_timeout=0.3, max_attempts=3,
 
 # Servers --------------------------------------------------------------------------------------
 
-@contextmanager
-def uvicorn_server(make_config: Callable[[int], uvicorn.Config]) -> Iterator[int]:
-    """Serve in a background thread on a free port bound beforehand; yields the port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(make_config(port))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"uvicorn-{port}")
-    thread.start()
-    deadline = time.monotonic() + WAIT
-    while not server.started:  # bounded poll for the server to be up
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.01)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(WAIT)
-        sock.close()
+ISSUER, AUDIENCE = "clinic-test", "clinic-api"
 
 
-def registry_server(registry: Any, pki: Pki) -> Any:
-    app = create_internal_registry_app(registry)
+def new_issuer() -> TokenIssuer:
+    return TokenIssuer(ECKey.generate_key("P-256", auto_kid=True), ISSUER, AUDIENCE)
+
+
+TRUSTED = new_issuer()
+"""The issuer whose tokens the registry under test trusts."""
+
+
+def booking_tokens(issuer: TokenIssuer = TRUSTED, scope: str = Scope.REGISTRY_ELIGIBILITY) -> DevServiceTokens:
+    return DevServiceTokens(issuer, "booking", scope)
+
+
+def registry_server(registry: Any, pki: Pki, issuer: TokenIssuer = TRUSTED) -> Any:
+    app = create_internal_registry_app(registry, issuer.verifier())
     return uvicorn_server(lambda port: internal_server_config(
         app, pki, port=port, log_config=None, log_level="warning", timeout_graceful_shutdown=1))
 
@@ -234,8 +232,10 @@ def recorder() -> Recorder:
 def make_client(recorder) -> Iterator[Callable[..., HttpRegistryClient]]:
     clients: list[HttpRegistryClient] = []
 
-    def make(base_url: str, context: ssl.SSLContext, policy: RegistryCallPolicy = FAST) -> HttpRegistryClient:
-        client = HttpRegistryClient(base_url, context, policy, sleep=recorder.sleep, random=lambda: 0.5,
+    def make(base_url: str, context: ssl.SSLContext, policy: RegistryCallPolicy = FAST,
+             tokens: Any = None) -> HttpRegistryClient:
+        client = HttpRegistryClient(base_url, context, policy, tokens=tokens or booking_tokens(),
+                                    sleep=recorder.sleep, random=lambda: 0.5,
                                     clock=recorder.clock, on_state_change=recorder.on_state_change)
         clients.append(client)
         return client
@@ -279,8 +279,13 @@ def test_the_correlation_id_travels_with_the_call(make_client, registry_url, pki
     assert echoed == ["booking-42"]
 
 
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 def test_bad_parameters_are_a_problem_json_400(registry_url, pki, people):
-    with httpx.Client(base_url=registry_url, verify=client_ssl_context(pki, "booking")) as http:
+    with httpx.Client(base_url=registry_url, verify=client_ssl_context(pki, "booking"),
+                      headers=bearer(booking_tokens().token())) as http:
         for params in ({"patient_id": "not-a-uuid", "doctor_id": str(people.doctor)},
                        {"patient_id": str(people.patient)}):
             response = http.get("/internal/v1/eligibility", params=params)
@@ -289,7 +294,7 @@ def test_bad_parameters_are_a_problem_json_400(registry_url, pki, people):
             assert response.json()["type"] == "urn:clinic:problem:invalid-parameter"
 
 
-def test_health_is_served_and_no_openapi_document(registry_url, pki):
+def test_health_is_served_without_a_token_and_no_openapi_document(registry_url, pki):
     with httpx.Client(base_url=registry_url, verify=client_ssl_context(pki, "gateway")) as http:
         assert http.get("/internal/health").json() == {"status": "ok", "checks": {}}
         assert http.get("/schema/openapi.json").status_code == 404
@@ -311,7 +316,7 @@ def identity(name: str, pki: Pki, other_pki: Pki) -> ssl.SSLContext:
 
 
 @pytest.mark.parametrize("name", IDENTITIES)
-def test_the_client_cannot_call_without_a_valid_certificate(make_client, registry_url, pki, other_pki, people,
+def test_a_valid_token_without_a_valid_certificate_is_refused_in_the_handshake(make_client, registry_url, pki, other_pki, people,
                                                             recorder, name):
     client = make_client(registry_url, identity(name, pki, other_pki))
     with pytest.raises(RegistryUnavailableError, match="after 3 attempt.*closed the connection without answering"):
@@ -373,7 +378,8 @@ def test_the_server_refuses_tls_older_than_1_2(registry_url, pki):
 
 
 def test_the_server_configuration_demands_client_certificates(registry, pki):
-    config = internal_server_config(create_internal_registry_app(registry), pki, port=0, log_config=None)
+    config = internal_server_config(create_internal_registry_app(registry, TRUSTED.verifier()), pki, port=0,
+                                    log_config=None)
     config.load()
     assert config.ssl is not None
     assert config.ssl.verify_mode == ssl.CERT_REQUIRED
@@ -527,3 +533,140 @@ def test_the_bulkhead_fails_fast_when_full(make_client, pki, people):
             thread.join(WAIT)
     assert len(outcomes) == 2 and all("closed the connection" in str(e) for e in outcomes)
     assert client.bulkhead.in_flight == 0
+
+
+# Service identity: the certificate gets a caller through the handshake, the token authorises ------
+
+def eligibility_params(people: People) -> dict[str, str]:
+    return {"patient_id": str(people.patient), "doctor_id": str(people.doctor)}
+
+
+def call_with(registry_url: str, pki: Pki, people: People, headers: dict[str, str]) -> httpx.Response:
+    with httpx.Client(base_url=registry_url, verify=client_ssl_context(pki, "booking")) as http:
+        return http.get("/internal/v1/eligibility", params=eligibility_params(people), headers=headers)
+
+
+def test_a_valid_certificate_and_a_scoped_token_are_answered(registry_url, pki, people):
+    response = call_with(registry_url, pki, people, bearer(booking_tokens().token()))
+    assert response.status_code == 200
+    assert response.json() == {"allowed": True, "reason": None}
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer"}, {"Authorization": "Basic Ym9va2luZzpz"}],
+                         ids=["no header", "empty bearer", "basic"])
+def test_a_valid_certificate_without_a_token_is_401(registry_url, pki, people, headers):
+    response = call_with(registry_url, pki, people, headers)
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.headers["www-authenticate"] == 'Bearer realm="clinic-internal"'
+    assert response.json()["type"] == "urn:clinic:problem:unauthenticated"
+
+
+def refused_tokens() -> dict[str, str]:
+    scope = [Scope.REGISTRY_ELIGIBILITY]
+    return {
+        "foreign signing key": new_issuer().issue("booking", [], scope, client_id="booking"),
+        "expired": TRUSTED.issue("booking", [], scope, ttl_seconds=-120, client_id="booking"),
+        "another audience": TokenIssuer(TRUSTED.key, ISSUER, "someone-else").issue("booking", [], scope),
+        "another issuer": TokenIssuer(TRUSTED.key, "elsewhere", AUDIENCE).issue("booking", [], scope),
+        "not a JWT": "not-a-token",
+    }
+
+
+@pytest.mark.parametrize("kind", list(refused_tokens()))
+def test_a_valid_certificate_with_an_invalid_token_is_401(registry_url, pki, people, kind):
+    response = call_with(registry_url, pki, people, bearer(refused_tokens()[kind]))
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="clinic-internal", error="invalid_token"'
+    assert response.json()["detail"].startswith("invalid bearer token")
+
+
+@pytest.mark.parametrize("scope", [Scope.CONSULTATIONS_READ, "registry:eligibility-extra", ""])
+def test_a_token_without_the_eligibility_scope_is_403(registry_url, pki, people, scope):
+    token = TRUSTED.issue("booking", ["ADMIN"], [scope] if scope else [], client_id="booking")
+    response = call_with(registry_url, pki, people, bearer(token))
+    assert response.status_code == 403
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.headers["www-authenticate"] == ('Bearer realm="clinic-internal", error="insufficient_scope", '
+                                                    'scope="registry:eligibility"')
+
+
+@pytest.mark.parametrize("name", IDENTITIES)
+def test_a_scoped_token_does_not_replace_the_client_certificate(registry_url, pki, other_pki, people, name):
+    """The token is sent, but the handshake is refused first: no HTTP answer at all."""
+    with httpx.Client(base_url=registry_url, verify=identity(name, pki, other_pki)) as http:
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ConnectError, httpx.ReadError)):
+            http.get("/internal/v1/eligibility", params=eligibility_params(people),
+                     headers=bearer(booking_tokens().token()))
+
+
+def test_the_client_reports_a_403_as_a_protocol_error_not_retried(make_client, registry_url, pki, people, recorder):
+    tokens = booking_tokens(scope=Scope.CONSULTATIONS_READ)
+    client = make_client(registry_url, client_ssl_context(pki, "booking"), tokens=tokens)
+    with pytest.raises(RegistryProtocolError, match="403.*lacks the scope") as error:
+        client.booking_eligibility(people.patient, people.doctor)
+    assert error.value.status == 403
+    assert tokens.fetches == 1 and recorder.sleeps == [] and client.breaker.failure_count == 0
+
+
+@pytest.fixture
+def token_endpoint() -> TokenEndpoint:
+    return TokenEndpoint(TRUSTED, {"booking": ("booking-secret", {Scope.REGISTRY_ELIGIBILITY})})
+
+
+def client_credentials(url: str) -> ClientCredentialsTokens:
+    return ClientCredentialsTokens(url, "booking", "booking-secret", Scope.REGISTRY_ELIGIBILITY)
+
+
+def test_the_client_calls_with_a_client_credentials_token_and_reuses_it(make_client, registry_url, pki, people,
+                                                                       token_endpoint):
+    with token_endpoint.serve() as token_url:
+        tokens = client_credentials(token_url)
+        client = make_client(registry_url, client_ssl_context(pki, "booking"), tokens=tokens)
+        for _ in range(3):
+            assert client.booking_eligibility(people.patient, people.doctor) == Eligibility.ok()
+    assert token_endpoint.requests == 1
+    tokens.close()
+
+
+def test_a_refused_token_is_dropped_and_the_call_made_once_more_with_a_fresh_one(
+        make_client, registry_url, pki, people, token_endpoint, recorder):
+    token_endpoint.issuer = TokenIssuer(new_issuer().key, ISSUER, AUDIENCE)  # a key the registry does not trust
+    with token_endpoint.serve() as token_url:
+        tokens = client_credentials(token_url)
+        client = make_client(registry_url, client_ssl_context(pki, "booking"), tokens=tokens)
+        tokens.token()  # cached: signed with the old key
+        token_endpoint.issuer = TRUSTED  # the authorization server rotated to the key the registry trusts
+        assert client.booking_eligibility(people.patient, people.doctor) == Eligibility.ok()
+    assert token_endpoint.requests == 2
+    assert recorder.sleeps == [] and client.breaker.failure_count == 0
+    tokens.close()
+
+
+def test_a_token_refused_twice_is_a_protocol_error(make_client, registry_url, pki, people, token_endpoint, recorder):
+    token_endpoint.issuer = TokenIssuer(new_issuer().key, ISSUER, AUDIENCE)
+    with token_endpoint.serve() as token_url:
+        tokens = client_credentials(token_url)
+        client = make_client(registry_url, client_ssl_context(pki, "booking"), tokens=tokens)
+        with pytest.raises(RegistryProtocolError, match="401.*a freshly obtained token was refused too") as error:
+            client.booking_eligibility(people.patient, people.doctor)
+    assert error.value.status == 401
+    assert token_endpoint.requests == 2, "exactly one refetch"
+    assert recorder.sleeps == [] and client.breaker.failure_count == 0
+    tokens.close()
+
+
+def test_without_a_token_the_registry_is_not_called(make_client, flaky_url, reset_flaky, pki, people, token_endpoint):
+    with token_endpoint.serve() as token_url:
+        tokens = ClientCredentialsTokens(token_url, "booking", "wrong-secret", Scope.REGISTRY_ELIGIBILITY)
+        client = make_client(flaky_url, client_ssl_context(pki, "booking"), tokens=tokens)
+        with pytest.raises(RegistryUnavailableError, match="registry not called: no service token.*invalid_client"):
+            client.booking_eligibility(people.patient, people.doctor)
+        closed = ClientCredentialsTokens(f"http://127.0.0.1:{closed_port()}/token", "booking", "booking-secret",
+                                         Scope.REGISTRY_ELIGIBILITY)
+        with pytest.raises(RegistryUnavailableError, match="registry not called: no service token.*unreachable"):
+            make_client(flaky_url, client_ssl_context(pki, "booking"), tokens=closed).booking_eligibility(
+                people.patient, people.doctor)
+    assert reset_flaky.calls == 0 and client.breaker.failure_count == 0
+    tokens.close()
+    closed.close()
