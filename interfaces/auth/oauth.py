@@ -58,7 +58,7 @@ class FormRequest(OAuth2Request):
     """An OAuth2 request built from what the Litestar handler read."""
 
     def __init__(self, method: str, uri: str, headers: object, datalist: dict[str, list[str]]) -> None:
-        super().__init__(method, uri, headers)
+        super().__init__(method, uri, headers=headers)
         self.payload = FormPayload(datalist)
 
     @property

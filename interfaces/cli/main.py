@@ -38,12 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run one context as a service (distributed mode: PostgreSQL, RabbitMQ)")
     run.add_argument("service", nargs="?", default=os.environ.get("CLINIC_SERVICE"),
-                     choices=["registry", "scheduling", "consultations", "booking", "projections"],
+                     choices=["registry", "scheduling", "consultations", "booking", "projections", "auth"],
                      help="the context to run, or the projection worker (default: $CLINIC_SERVICE)")
     run.add_argument("--role", choices=["api", "worker", "all"], default="all",
                      help="api: the context's part of /v1; worker: relay, consumer, saga timer; all: both")
     run.add_argument("--host", default="127.0.0.1")
-    run.add_argument("--port", type=int, default=8000, help="public API port")
+    run.add_argument("--port", type=int, default=None, help="public API port (default 8000; auth: 9000)")
     run.add_argument("--internal-port", type=int, default=8443, help="registry only: the mTLS endpoint's port")
     run.set_defaults(run=_lazy("interfaces.cli.run", "run_service"))
 
@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_dlq_parser(commands)
     _add_projections_parser(commands)
+    _add_auth_parsers(commands)
 
     gateway = commands.add_parser("gateway", help="write the nginx gateway config for distributed mode")
     gateway.add_argument("--listen", default="127.0.0.1:8080")
@@ -138,6 +139,41 @@ def _add_projections_parser(commands: argparse._SubParsersAction) -> None:
                          help="build the new version and list how the serving one differs; switch nothing")
     rebuild.add_argument("--batch-size", type=_positive_int, default=1000, help="notifications per batch")
     rebuild.set_defaults(run=_lazy("interfaces.cli.projections", "run_rebuild"))
+
+
+def _add_auth_parsers(commands: argparse._SubParsersAction) -> None:
+    from infrastructure.security.scopes import Scope
+
+    auth = commands.add_parser("auth", help="the authorization server's clients and users")
+    kinds = auth.add_subparsers(dest="auth_kind", required=True, metavar="KIND")
+    clients = kinds.add_parser("client", help="OAuth2 clients").add_subparsers(
+        dest="auth_command", required=True, metavar="COMMAND")
+    add = clients.add_parser("add", help="register a client (a confidential client's secret is printed once)")
+    add.add_argument("client_id")
+    add.add_argument("--scope", action="append", required=True, choices=[s.value for s in Scope],
+                     help="repeat for several scopes")
+    add.add_argument("--redirect-uri", action="append", help="code flow: repeat for several (exact match)")
+    add.add_argument("--role", action="append", choices=[r.value for r in Role],
+                     help="roles of the client's own tokens (client credentials)")
+    add.add_argument("--public", action="store_true", help="no secret: a browser or native app (code + PKCE)")
+    add.set_defaults(run=_lazy("interfaces.auth.cli", "run_client_add"))
+    clients.add_parser("list", help="registered clients (never their secrets)").set_defaults(
+        run=_lazy("interfaces.auth.cli", "run_client_list"))
+    users = kinds.add_parser("user", help="people who sign in").add_subparsers(
+        dest="auth_command", required=True, metavar="COMMAND")
+    user = users.add_parser("add", help="register a user (password: --password-stdin or $CLINIC_AUTH_USER_PASSWORD)")
+    user.add_argument("username")
+    user.add_argument("--sub", required=True, help="their patient_id, doctor_id or staff id")
+    user.add_argument("--role", action="append", required=True, choices=[r.value for r in Role])
+    user.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    user.set_defaults(run=_lazy("interfaces.auth.cli", "run_user_add"))
+
+    keys = commands.add_parser("keys", help="the authorization server's signing keys: init, rotate, list")
+    actions = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+    for name, text in (("init", "create current + next keys (keeps an existing ring)"),
+                       ("rotate", "current -> retired, next -> current, new next; prune expired retired keys"),
+                       ("list", "each key's kid, state and dates")):
+        actions.add_parser(name, help=text).set_defaults(run=_lazy("interfaces.auth.cli", f"run_keys_{name}"))
 
 
 def settings() -> Settings:

@@ -55,6 +55,11 @@ async def _run(args: argparse.Namespace, config: Settings) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    if args.service == "auth":
+        from interfaces.auth.cli import serve_auth
+
+        return await serve_auth(args, config, stop)
+    args.port = args.port or 8000
     if args.service == "projections":
         return await _run_projections(args, config, stop)
     clinic = await with_backoff("the event store", lambda: asyncio.to_thread(build_service, args.service, config),

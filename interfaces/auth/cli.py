@@ -1,0 +1,125 @@
+"""``clinic run auth``, ``clinic auth client|user ...`` and ``clinic keys init|rotate|list``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+
+import uvicorn
+
+from application.settings import Settings
+from interfaces.auth.accounts import Accounts
+from interfaces.auth.app import create_auth_app
+from interfaces.auth.hashing import check_password, new_client_secret
+from interfaces.auth.keyring import KeyRingFile, utc_now
+from interfaces.auth.service import AuthService
+from interfaces.cli.main import settings
+
+log = logging.getLogger("clinic.auth")
+DEFAULT_PORT = 9000
+PASSWORD_VARIABLE = "CLINIC_AUTH_USER_PASSWORD"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: ``clinic run`` handles SIGTERM and SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_auth(args: argparse.Namespace, config: Settings, stop: asyncio.Event) -> int:
+    """Serve the authorization server until SIGTERM/SIGINT (``stop``); creates the key ring on first start."""
+    service = AuthService.from_settings(config)
+    if service.keys.init(utc_now()):
+        log.info("created signing keys (current + next) in %s", service.keys.path)
+    server = _Server(uvicorn.Config(create_auth_app(service), host=args.host, port=args.port or DEFAULT_PORT,
+                                    log_level="info"))
+    serving = asyncio.create_task(server.serve(), name="auth")
+    log.info("authorization server for issuer %s", service.issuer)
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait([serving, stopped], return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    stopped.cancel()
+    await asyncio.gather(serving, return_exceptions=True)
+    return 0 if stop.is_set() else 1
+
+
+def run_client_add(args: argparse.Namespace) -> int:
+    """Register a client; a confidential client's secret is printed here, once, and never again."""
+    secret = None if args.public else new_client_secret()
+    client = Accounts(settings().auth).add_client(args.client_id, args.scope, args.redirect_uri or [],
+                                                  args.role or [], secret)
+    kind = "public" if client.public else "confidential"
+    print(f"registered {kind} client {client.client_id} (scopes: {' '.join(client.scopes)})", file=sys.stderr)
+    if secret is not None:
+        print("its secret follows; it is shown only now, store it in a secret manager:", file=sys.stderr)
+        print(secret)
+    return 0
+
+
+def run_client_list(args: argparse.Namespace) -> int:
+    """Every registered client: id, type, scopes, roles, redirect URIs (never a secret or its hash)."""
+    for client in Accounts(settings().auth).clients():
+        kind = "public" if client.public else "confidential"
+        print(f"{client.client_id}\t{kind}\tscopes={' '.join(client.scopes)}\troles={','.join(client.roles) or '-'}"
+              f"\tredirect_uris={' '.join(client.redirect_uris) or '-'}")
+    return 0
+
+
+def run_user_add(args: argparse.Namespace) -> int:
+    """Register a user; the password comes from stdin or ``CLINIC_AUTH_USER_PASSWORD``, never from argv."""
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif os.environ.get(PASSWORD_VARIABLE):
+        password = os.environ[PASSWORD_VARIABLE]
+    else:
+        raise ValueError(f"give the password on stdin with --password-stdin, or in {PASSWORD_VARIABLE}")
+    user = Accounts(settings().auth).add_user(args.username, args.sub, args.role, check_password(password))
+    print(f"registered user {user.username} (sub {user.sub}, roles {' '.join(user.roles)})")
+    return 0
+
+
+def run_keys_init(args: argparse.Namespace) -> int:
+    """Create the key ring (current + next) unless it exists."""
+    keys = KeyRingFile(settings().auth)
+    created = keys.init(utc_now())
+    print(f"{'created' if created else 'kept the existing'} signing keys in {keys.path}")
+    return _print_keys(keys, settings())
+
+
+def run_keys_rotate(args: argparse.Namespace) -> int:
+    """current → retired, next → current, a new next; retired keys whose tokens all expired are pruned."""
+    config = settings()
+    keys = KeyRingFile(config.auth)
+    ring = keys.rotate(utc_now(), _keep(config))
+    print(f"rotated: {ring.current().kid} signs from now on")
+    return _print_keys(keys, config)
+
+
+def run_keys_list(args: argparse.Namespace) -> int:
+    """Each key's kid, state and dates."""
+    config = settings()
+    return _print_keys(KeyRingFile(config.auth), config)
+
+
+def _print_keys(keys: KeyRingFile, config: Settings) -> int:
+    keep = _keep(config)
+    print("kid\tstate\tcreated_at\tactivated_at\tretired_at\tpublished_until")
+    for key in keys.ring().keys:
+        until = key.published_until(keep)
+        print("\t".join([key.kid, key.state, key.created_at.isoformat(),
+                         *(moment.isoformat() if moment else "-" for moment in (key.activated_at, key.retired_at,
+                                                                                 until))]))
+    return 0
+
+
+def _keep(config: Settings) -> timedelta:
+    """How long a retired key stays published: the token lifetime plus the verifiers' leeway."""
+    return timedelta(seconds=config.access_token_ttl_seconds + config.jwt_leeway_seconds)
