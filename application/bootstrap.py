@@ -12,6 +12,7 @@ from application.audit import Auditor
 from application.clinic import Clinic
 from application.read_models import ReadModels
 from application.consultations import ConsultationsApplication
+from application.personal_data import mapper_factory, open_subject_keys
 from application.registry import RegistryApplication
 from application.runner import EmbeddedRunner
 from application.scheduling import SchedulingApplication
@@ -45,7 +46,9 @@ def build_applications(settings: Settings, create_table: bool | None = None) -> 
     """One eventsourcing application per context, each with its own store."""
     if settings.persistence == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return {cls.name: cls(env=settings.eventsourcing_env(cls.name, create_table)) for cls in CONTEXTS}
+    sealing = mapper_factory(open_subject_keys(settings, create_table))  # one key store for every context
+    return {cls.name: cls(env=settings.eventsourcing_env(cls.name, create_table), mapper_factory=sealing)
+            for cls in CONTEXTS}
 
 
 def migrate(settings: Settings) -> list[str]:
@@ -123,3 +126,17 @@ def require_tables(apps: dict[str, Any]) -> None:
             raise MigrationNeededError(
                 f"the {app.name} event store is not ready ({error.__class__.__name__}); run `clinic db migrate`"
             ) from error
+        require_key_store(app)
+
+
+def require_key_store(app: Any) -> None:
+    """The subject key store the app's mapper uses answers (its tables exist)."""
+    keys = getattr(app.mapper, "keys", None)
+    if keys is None:
+        return
+    try:
+        keys.store.record("")
+    except Exception as error:  # noqa: BLE001 - reported with the fix
+        raise MigrationNeededError(
+            f"the subject key store is not ready ({error.__class__.__name__}); run `clinic db migrate`"
+        ) from error

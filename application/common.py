@@ -6,16 +6,28 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import Transcoder
+from eventsourcing.persistence import Mapper, Transcoder
 
 from domain.base import NotFoundError
-from process_managers.base import register_clinic_transcodings
+from process_managers.base import MapperFactory, close_mapper, construct_mapper_with, register_clinic_transcodings
 
 T = TypeVar("T")
 
 
 class ClinicApplication(Application):
     """A context's application that only records (it follows no one)."""
+
+    def __init__(self, env: Any = None, *, mapper_factory: MapperFactory | None = None) -> None:
+        self._mapper_factory = mapper_factory
+        super().__init__(env)
+
+    def construct_mapper(self) -> Mapper[Any]:
+        """The mapper from ``mapper_factory`` if one was given (see ``application/personal_data.py``)."""
+        return construct_mapper_with(self, self._mapper_factory, super().construct_mapper)
+
+    def close(self) -> None:
+        super().close()
+        close_mapper(self.mapper)
 
     def register_transcodings(self, transcoder: Transcoder) -> None:
         super().register_transcodings(transcoder)

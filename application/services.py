@@ -19,6 +19,7 @@ import aiormq
 from application.bootstrap import SYSTEM, MigrationNeededError, build_auditor, read_models, require_tables
 from application.clinic import Clinic
 from application.consultations import ConsultationsApplication
+from application.personal_data import mapper_factory, open_subject_keys
 from application.registry import RegistryApplication
 from application.scheduling import SchedulingApplication
 from application.settings import Settings, SettingsError
@@ -54,7 +55,8 @@ SERVES_QUERIES = {"scheduling", "consultations", "booking"}
 def build_service(service: str, settings: Settings) -> Clinic:
     """The service's context application, wired, inside a Clinic hosting only it."""
     cls = SERVICES[service]
-    app = cls(env=settings.eventsourcing_env(cls.name, create_table=False))
+    sealing = mapper_factory(open_subject_keys(settings, create_table=False))
+    app = cls(env=settings.eventsourcing_env(cls.name, create_table=False), mapper_factory=sealing)
     require_tables({cls.name: app})
     if isinstance(app, BookingProcessManager):
         policy = RegistryCallPolicy(reset_timeout=settings.registry_breaker_reset_seconds)
@@ -84,7 +86,9 @@ def broker_tls(settings: Settings) -> BrokerTls:
 
 def build_projections(settings: Settings) -> tuple[ProjectionRunner, dict[str, Any]]:
     """The projection worker: every context's store read-only, the views in Redis."""
-    apps = {cls.name: cls(env=settings.eventsourcing_env(cls.name, create_table=False)) for cls in SERVICES.values()}
+    sealing = mapper_factory(open_subject_keys(settings, create_table=False))  # shared by every leader's mapper
+    apps = {cls.name: cls(env=settings.eventsourcing_env(cls.name, create_table=False), mapper_factory=sealing)
+            for cls in SERVICES.values()}
     require_tables(apps)
     return ProjectionRunner(apps, _redis_views(settings, "projections"), ALL_PROJECTIONS), apps
 

@@ -79,6 +79,12 @@ class Settings:
     """``CLINIC_AUTH_TOKEN_TTL_SECONDS``: lifetime of the access tokens the authorization server issues."""
     max_request_bytes: int = 65536
     """``CLINIC_MAX_REQUEST_BYTES``: a larger request body is refused with 413."""
+    data_kek: str | None = field(default=None, repr=False)
+    """``CLINIC_DATA_KEK`` or ``CLINIC_DATA_KEK_FILE``: the key-encryption key wrapping every patient's data
+    key (32 bytes, URL-safe base64); unset: a development one generated into ``data_dir``. Never logged."""
+    data_key_cache_seconds: float = 5.0
+    """``CLINIC_DATA_KEY_CACHE_SECONDS``: how long a process keeps a patient's unwrapped data key (0: never);
+    after an erasure elsewhere, this process may read that patient's data for at most this long."""
     auth_dir: Path | None = None
     """``CLINIC_AUTH_DIR``: the authorization server's clients, users and signing keys (default
     ``<data_dir>/auth``; files readable by their owner only, or mounted from a secret)."""
@@ -137,6 +143,8 @@ class Settings:
             client_secret=secret(env, "CLINIC_CLIENT_SECRET"),
             access_token_ttl_seconds=int(_number(env, "CLINIC_AUTH_TOKEN_TTL_SECONDS", 300)),
             max_request_bytes=int(_number(env, "CLINIC_MAX_REQUEST_BYTES", 65536)),
+            data_kek=secret(env, "CLINIC_DATA_KEK"),
+            data_key_cache_seconds=_number(env, "CLINIC_DATA_KEY_CACHE_SECONDS", 5, allow_zero=True),
             auth_dir=Path(env["CLINIC_AUTH_DIR"]) if env.get("CLINIC_AUTH_DIR") else None,
             auth_token_rate_limit=env.get("CLINIC_AUTH_TOKEN_RATE_LIMIT", cls.auth_token_rate_limit),
             auth_login_rate_limit=env.get("CLINIC_AUTH_LOGIN_RATE_LIMIT", cls.auth_login_rate_limit),
@@ -198,11 +206,11 @@ def _tls_files(env: Mapping[str, str], name: str, url: str, tls_scheme: str) -> 
     return dict(zip((f"{name}_ca_file", f"{name}_cert_file", f"{name}_key_file"), paths, strict=True))
 
 
-def _number(env: Mapping[str, str], key: str, default: float) -> float:
+def _number(env: Mapping[str, str], key: str, default: float, allow_zero: bool = False) -> float:
     try:
         value = float(env.get(key, default))
     except ValueError:
         raise SettingsError(f"{key} must be a number") from None
-    if value <= 0:
-        raise SettingsError(f"{key} must be positive")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise SettingsError(f"{key} must be {'zero or more' if allow_zero else 'positive'}")
     return value

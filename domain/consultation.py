@@ -39,6 +39,10 @@ class Consultation(ClinicAggregate):
     """A patient's booking of a doctor at a start time, decided by the booking saga."""
 
     class Requested(ClinicAggregate.Created):
+        """The patient's free-text ``reason`` is personal data; the patient is the data subject."""
+
+        personal_data = ("reason",)
+        data_subject = "patient_id"
         patient_id: UUID
         doctor_id: UUID
         start: datetime
@@ -51,9 +55,11 @@ class Consultation(ClinicAggregate):
         reason: str
 
     class CancelledByPatient(ClinicAggregate.Event):
+        personal_data = ("reason",)
         reason: str
 
     class CancelledByClinic(ClinicAggregate.Event):
+        personal_data = ("reason",)
         reason: str
 
     class Completed(ClinicAggregate.Event):
@@ -63,6 +69,7 @@ class Consultation(ClinicAggregate):
         pass
 
     class NoteAdded(ClinicAggregate.Event):
+        personal_data = ("text",)
         author: str
         text: str
 

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from eventsourcing.application import ProcessingEvent
-from eventsourcing.persistence import Tracking, Transcoder, Transcoding
-from eventsourcing.system import ProcessApplication
+from eventsourcing.application import NotificationLog, ProcessingEvent
+from eventsourcing.persistence import Mapper, Tracking, Transcoder, Transcoding
+from eventsourcing.system import NotificationLogReader, ProcessApplication
 
 from domain.metadata import caused_by
 
@@ -34,6 +34,20 @@ def register_clinic_transcodings(transcoder: Transcoder) -> None:
     transcoder.register(DateAsISO())
 
 
+MapperFactory = Callable[[Transcoder], Mapper[Any]]
+"""Builds an application's mapper from its transcoder (the composition root's crypto-shredding mapper)."""
+
+
+def construct_mapper_with(app: Any, factory: MapperFactory | None, default: Callable[[], Mapper[Any]]) -> Mapper[Any]:
+    """``factory(app's transcoder)``, or the library's mapper when no factory was given."""
+    return default() if factory is None else factory(app.construct_transcoder())
+
+
+def close_mapper(mapper: Mapper[Any]) -> None:
+    """Release what the mapper holds (the key store's connections), if anything."""
+    getattr(mapper, "close", lambda: None)()
+
+
 class ClinicProcessApplication(ProcessApplication):
     """A process application whose reactions carry the cause's correlation and saga ids.
 
@@ -43,6 +57,30 @@ class ClinicProcessApplication(ProcessApplication):
     """
 
     clock: Callable[[], datetime] = staticmethod(utc_now)
+
+    def __init__(self, env: Any = None, *, mapper_factory: MapperFactory | None = None) -> None:
+        self._mapper_factory = mapper_factory
+        super().__init__(env)
+
+    def construct_mapper(self) -> Mapper[Any]:
+        """The mapper from ``mapper_factory`` if one was given (see ``application/personal_data.py``)."""
+        return construct_mapper_with(self, self._mapper_factory, super().construct_mapper)
+
+    def follow(self, name: str, log: NotificationLog) -> None:
+        """Follow ``name``, decoding its events with a mapper like this application's own.
+
+        The library would build the leader's mapper from the mapper's class alone, without the
+        key store a crypto-shredding mapper needs.
+        """
+        if self._mapper_factory is None:
+            super().follow(name, log)
+            return
+        self.readers[name] = NotificationLogReader(log, section_size=self.pull_section_size)
+        self.mappers[name] = self.construct_mapper()
+
+    def close(self) -> None:
+        super().close()
+        close_mapper(self.mapper)
 
     @property
     def actor(self) -> str:

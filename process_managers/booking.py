@@ -22,7 +22,7 @@ from domain.consultation import Consultation
 from domain.metadata import event_metadata
 from domain.slot import Slot, SlotRequestRefused, slot_id_for
 from domain.values import RejectionReason
-from process_managers.base import ClinicProcessApplication
+from process_managers.base import ClinicProcessApplication, MapperFactory
 from process_managers.booking_saga import BookingSaga, SagaState, saga_id_for
 from process_managers.ports import Eligibility, RegistryPort, RegistryUnavailableError
 
@@ -36,8 +36,8 @@ class BookingProcessManager(ClinicProcessApplication):
     registry: RegistryPort
     saga_timeout: timedelta = DEFAULT_SAGA_TIMEOUT
 
-    def __init__(self, env: Any = None) -> None:
-        super().__init__(env)
+    def __init__(self, env: Any = None, *, mapper_factory: MapperFactory | None = None) -> None:
+        super().__init__(env, mapper_factory=mapper_factory)
         self._open: dict[UUID, OpenSaga] = {}
         self._read_upto = 0
 

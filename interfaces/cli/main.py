@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_dlq_parser(commands)
     _add_projections_parser(commands)
+    _add_gdpr_parser(commands)
     _add_auth_parsers(commands)
 
     gateway = commands.add_parser("gateway", help="write the nginx gateway config for distributed mode")
@@ -174,6 +175,18 @@ def _add_auth_parsers(commands: argparse._SubParsersAction) -> None:
                        ("rotate", "current -> retired, next -> current, new next; prune expired retired keys"),
                        ("list", "each key's kid, state and dates")):
         actions.add_parser(name, help=text).set_defaults(run=_lazy("interfaces.auth.cli", f"run_keys_{name}"))
+
+
+def _add_gdpr_parser(commands: argparse._SubParsersAction) -> None:
+    gdpr = commands.add_parser("gdpr", help="erase a patient's personal data (crypto-shredding)")
+    actions = gdpr.add_subparsers(dest="gdpr_command", required=True, metavar="COMMAND")
+    erase = actions.add_parser("erase", help="destroy the patient's data key and record the erasure")
+    erase.add_argument("patient_id", type=UUID, help="the patient's id")
+    erase.add_argument("--yes", action="store_true", help="confirm: the personal data is gone for good")
+    erase.set_defaults(run=_lazy("interfaces.cli.gdpr", "run_erase"))
+    reapply = actions.add_parser("reapply", help="destroy again the keys of every erased patient "
+                                 "(after restoring the key store from a backup)")
+    reapply.set_defaults(run=_lazy("interfaces.cli.gdpr", "run_reapply"))
 
 
 def settings() -> Settings:

@@ -1,0 +1,98 @@
+"""Wiring crypto-shredding: which key store, which key-encryption key, the mappers that use them.
+
+One ``SubjectKeys`` per process is shared by every context's application, so a follower
+(the booking saga, the projections) opens what a leader sealed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from eventsourcing.persistence import Mapper, Transcoder
+from psycopg.conninfo import make_conninfo
+
+from application.settings import Settings, SettingsError
+from infrastructure.personal_data.keys import KeyEncryptionKey, MemoryKeyStore, SubjectKeys, SubjectKeyStore
+from infrastructure.personal_data.mapper import PersonalDataMapper
+from infrastructure.personal_data.postgres import PostgresKeyStore
+from infrastructure.personal_data.sqlite import SQLiteKeyStore
+
+DEV_KEK_FILE = "data-kek"
+KEY_STORE_FILE = "keys.sqlite"
+
+MapperFactory = Callable[[Transcoder], Mapper[Any]]
+
+
+def open_subject_keys(settings: Settings, create_table: bool | None = None) -> SubjectKeys:
+    """The process's data keys: the store for ``settings.persistence`` and the KEK."""
+    store = key_store(settings)
+    create = settings.create_tables if create_table is None else create_table
+    if create or not isinstance(store, PostgresKeyStore):  # a local file or memory: no migration step
+        store.create_tables()
+    return SubjectKeys(store, key_encryption_key(settings), cache_seconds=settings.data_key_cache_seconds)
+
+
+def mapper_factory(keys: SubjectKeys) -> MapperFactory:
+    """What each application builds its mapper (and its followers' mappers) with."""
+    return lambda transcoder: PersonalDataMapper(transcoder, keys)
+
+
+def key_store(settings: Settings) -> SubjectKeyStore:
+    """SQLite file in the data dir (sqlite), a table beside the events (postgres), memory (memory)."""
+    if settings.persistence == "memory":
+        return MemoryKeyStore()
+    if settings.persistence == "postgres":
+        return PostgresKeyStore(_postgres_conninfo(settings.database), settings.database.get("POSTGRES_SCHEMA"))
+    url = settings.database.get("SQLALCHEMY_URL", "")
+    if settings.persistence == "sqlalchemy" and url.startswith("postgresql"):
+        return PostgresKeyStore(_libpq_url(url), settings.database.get("SQLALCHEMY_SCHEMA"))
+    return SQLiteKeyStore(settings.data_dir / KEY_STORE_FILE)
+
+
+def key_encryption_key(settings: Settings) -> KeyEncryptionKey:
+    """``CLINIC_DATA_KEK`` (or ``_FILE``); else, for development, one generated into the data dir."""
+    if settings.data_kek:
+        try:
+            return KeyEncryptionKey.from_text(settings.data_kek)
+        except ValueError as error:
+            raise SettingsError(f"CLINIC_DATA_KEK: {error}") from None
+    if settings.persistence == "memory":
+        return KeyEncryptionKey.from_text(KeyEncryptionKey.generate_text())  # nothing outlives the process
+    return KeyEncryptionKey.from_text(load_or_create_dev_kek(settings.data_dir))
+
+
+def load_or_create_dev_kek(data_dir: Path) -> str:
+    """The development KEK in ``<data_dir>/data-kek``, created once, readable by its owner only.
+
+    Written to a temporary file and hard-linked into place, so processes starting together
+    all read the same complete key.
+    """
+    path = data_dir / DEV_KEK_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        temporary = data_dir / f".{DEV_KEK_FILE}.{os.getpid()}.{os.urandom(4).hex()}"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(KeyEncryptionKey.generate_text())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        finally:
+            temporary.unlink()
+    return path.read_text().strip()
+
+
+def _postgres_conninfo(database: dict[str, str] | Any) -> str:
+    names = {"POSTGRES_DBNAME": "dbname", "POSTGRES_HOST": "host", "POSTGRES_PORT": "port",
+             "POSTGRES_USER": "user", "POSTGRES_PASSWORD": "password"}
+    return make_conninfo(**{kw: database[var] for var, kw in names.items() if database.get(var)})
+
+
+def _libpq_url(url: str) -> str:
+    """``postgresql+psycopg://…`` (SQLAlchemy's) as libpq reads it (``postgresql://…``)."""
+    scheme, rest = url.split("://", 1)
+    return f"postgresql://{rest}" if scheme.startswith("postgresql") else url

@@ -1,0 +1,98 @@
+"""The subject key store in PostgreSQL: the events' database, shared by every service.
+
+Tables ``clinic_subject_keys`` and ``clinic_aggregate_subjects`` (in ``POSTGRES_SCHEMA`` if
+set) are created by ``clinic db migrate``. One autocommit connection behind a lock: the
+mapper caches keys, so the store sees few queries; a dropped connection is reopened once.
+An erased key's old row version stays in the table file until VACUUM reclaims it (see
+docs/gdpr.md).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import sql
+
+from infrastructure.personal_data.keys import KeyRecord
+
+T = TypeVar("T")
+
+
+class PostgresKeyStore:
+    """A ``SubjectKeyStore`` over PostgreSQL (``CLINIC_PERSISTENCE=postgres``)."""
+
+    def __init__(self, conninfo: str, schema: str | None = None) -> None:
+        self.conninfo = conninfo
+        prefix = [schema] if schema else []
+        self.keys = sql.Identifier(*prefix, "clinic_subject_keys")
+        self.links = sql.Identifier(*prefix, "clinic_aggregate_subjects")
+        self._lock = threading.Lock()
+        self._connection: psycopg.Connection[Any] | None = None
+
+    def create_tables(self) -> None:
+        """Create the tables if missing (run by ``clinic db migrate``, not by servers)."""
+        self._run(lambda c: [c.execute(sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (subject_id TEXT PRIMARY KEY, kek_id TEXT, wrapped_key BYTEA, "
+            "created_at TIMESTAMPTZ NOT NULL, erased_at TIMESTAMPTZ)").format(self.keys)),
+            c.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (aggregate_id TEXT PRIMARY KEY, "
+                              "subject_id TEXT NOT NULL)").format(self.links))])
+
+    def add_key(self, subject_id: str, kek_id: str, wrapped_key: bytes, now: datetime) -> None:
+        """Store the subject's first key unless they have a row."""
+        self._run(lambda c: c.execute(sql.SQL(
+            "INSERT INTO {} (subject_id, kek_id, wrapped_key, created_at) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (subject_id) DO NOTHING").format(self.keys), (subject_id, kek_id, wrapped_key, now)))
+
+    def record(self, subject_id: str) -> KeyRecord | None:
+        """The subject's row, or ``None``."""
+        row = self._run(lambda c: c.execute(sql.SQL(
+            "SELECT kek_id, wrapped_key, erased_at FROM {} WHERE subject_id = %s").format(self.keys),
+            (subject_id,)).fetchone())
+        return None if row is None else KeyRecord(row[0], bytes(row[1]) if row[1] is not None else None, row[2])
+
+    def erase(self, subject_id: str, now: datetime) -> bool:
+        """Overwrite the subject's key with a tombstone; ``False`` if already erased."""
+        cursor = self._run(lambda c: c.execute(sql.SQL(
+            "INSERT INTO {0} (subject_id, kek_id, wrapped_key, created_at, erased_at) VALUES (%s, NULL, NULL, %s, %s) "
+            "ON CONFLICT (subject_id) DO UPDATE SET kek_id = NULL, wrapped_key = NULL, erased_at = EXCLUDED.erased_at "
+            "WHERE {0}.erased_at IS NULL").format(self.keys), (subject_id, now, now)))
+        return cursor.rowcount > 0
+
+    def link(self, aggregate_id: str, subject_id: str) -> None:
+        """Remember the subject of ``aggregate_id``."""
+        self._run(lambda c: c.execute(sql.SQL(
+            "INSERT INTO {} (aggregate_id, subject_id) VALUES (%s, %s) ON CONFLICT (aggregate_id) DO NOTHING"
+        ).format(self.links), (aggregate_id, subject_id)))
+
+    def subject_of(self, aggregate_id: str) -> str | None:
+        """The subject linked to ``aggregate_id``, or ``None``."""
+        row = self._run(lambda c: c.execute(sql.SQL("SELECT subject_id FROM {} WHERE aggregate_id = %s").format(
+            self.links), (aggregate_id,)).fetchone())
+        return None if row is None else row[0]
+
+    def close(self) -> None:
+        """Close the connection (reopened if used again)."""
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+    def _run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run ``work`` on the connection; a connection found broken is reopened and ``work`` tried once more."""
+        with self._lock:
+            try:
+                return work(self._conn())
+            except psycopg.OperationalError:
+                if self._connection is not None and not self._connection.closed:
+                    raise
+                self._connection = None
+                return work(self._conn())
+
+    def _conn(self) -> psycopg.Connection[Any]:
+        if self._connection is None or self._connection.closed:
+            self._connection = psycopg.connect(self.conninfo, autocommit=True)
+        return self._connection
