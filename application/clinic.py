@@ -15,6 +15,7 @@ from eventsourcing.application import AggregateNotFoundError
 
 from application.audit import Auditor
 from application.read_models import ReadModels
+from application.record_access import PatientRecords
 from application.consultations import ConsultationsApplication
 from application.registry import RegistryApplication
 from application.runner import EmbeddedRunner
@@ -40,6 +41,8 @@ class Clinic:
         self.auditor = auditor or Auditor({})
         self.read_models = read_models
         """The read side (projections' views); ``None`` in a service that serves no queries."""
+        self.patient_records = PatientRecords(registry) if registry is not None else None
+        """Reads of patient records, each recorded in the patient's access log."""
         self.checks = dict(checks or {})
         """Extra readiness checks (a broker connection, a relay) by name."""
 

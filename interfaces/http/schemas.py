@@ -32,6 +32,30 @@ class PatientRegistered(Struct):
     patient_id: UUID
 
 
+class PatientRecord(Struct):
+    """A patient's registry record; after an erasure the personal fields read as erased."""
+
+    patient_id: UUID
+    name: str
+    email: str
+    birth_date: date | None
+    consent: bool
+
+
+class RecordReadEntry(Struct):
+    reader: str
+    roles: str
+    operation: str
+    read_at: datetime
+
+
+class PatientRecordAccessLog(Struct):
+    """Who read the patient's record, and when, oldest first."""
+
+    patient_id: UUID
+    reads: list[RecordReadEntry]
+
+
 class RegisterDoctor(RequestBody):
     name: Name
     specialty: Name

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from litestar.di import NamedDependency
-from litestar import Controller, Response, get
+from litestar import Controller, Request, Response, get
 from litestar.params import FromPath, PathParameter, QueryParameter
 
 from application.audit import plain
@@ -17,6 +17,7 @@ from interfaces.http.access import requires_role
 from interfaces.http.controllers.consultations import MinPosition, freshness_headers, read_after
 from interfaces.http.openapi import errors
 from interfaces.http.schemas import AuditedEvent, AuditTrail, Saga, SagaStep
+from infrastructure.security.tokens import Principal
 
 AuditKind = Annotated[str, PathParameter(description="consultation, slot, patient, doctor or saga",
                                      pattern="^(consultation|slot|patient|doctor|saga)$")]
@@ -46,10 +47,16 @@ class AuditController(Controller):
     @get("/{kind:str}/{aggregate_id:uuid}", operation_id="auditAggregate", sync_to_thread=True,
          responses=errors(401, 403, 404))
     def trail(self, kind: AuditKind, aggregate_id: FromPath[UUID], clinic: NamedDependency[Clinic],
+              request: Request[Principal, Any, Any],
               version: Annotated[int | None, QueryParameter(ge=1, required=False)] = None,
               as_of: Annotated[datetime | None, QueryParameter(required=False)] = None) -> AuditTrail:
-        """An aggregate rebuilt from its stream alone, at a version or a moment, with its history."""
+        """An aggregate rebuilt from its stream alone, at a version or a moment, with its history.
+
+        Auditing a patient reads their personal data: that read is recorded in their access log.
+        """
         trail = clinic.auditor.trail(kind, aggregate_id, version=version, as_of=as_of)
+        if kind == "patient" and clinic.patient_records is not None:
+            clinic.patient_records.record_read(aggregate_id, request.user.sub, request.user.roles, "auditAggregate")
         events = [AuditedEvent(e.type, e.version, e.timestamp, e.correlation_id, e.causation_id, e.saga_id,
                                e.actor, e.data) for e in trail.events]
         return AuditTrail(kind, trail.aggregate_id, trail.version, plain(trail.state), events)

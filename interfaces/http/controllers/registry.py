@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from application.clinic import Clinic
 from domain.values import Role
+from infrastructure.security.tokens import Principal
+from interfaces.http import access
 from interfaces.http.access import requires_role
 from interfaces.http.controllers.consultations import EVENT_POSITION, MinPosition, freshness_headers, read_after
 from interfaces.http.controllers.queries import Day
@@ -21,7 +23,10 @@ from interfaces.http.schemas import (
     SlotListing,
     DoctorStatus,
     OpenSlots,
+    PatientRecord,
+    PatientRecordAccessLog,
     PatientRegistered,
+    RecordReadEntry,
     RegisterDoctor,
     RegisterPatient,
     SlotsOpened,
@@ -31,13 +36,37 @@ from interfaces.http.schemas import (
 class PatientController(Controller):
     path = "/v1/patients"
     tags = ["registry"]
-    guards = [requires_role(Role.ADMIN)]
 
-    @post(operation_id="registerPatient", status_code=201, sync_to_thread=True, responses=errors(401, 403, 422))
+    @post(operation_id="registerPatient", status_code=201, sync_to_thread=True, responses=errors(401, 403, 422),
+          guards=[requires_role(Role.ADMIN)])
     def register(self, data: JSONBody[RegisterPatient], clinic: NamedDependency[Clinic]) -> PatientRegistered:
         """Register a patient with their consent to data processing."""
         patient_id = clinic.registry.register_patient(data.name, data.email, data.birth_date, data.consent)
         return PatientRegistered(patient_id=patient_id)
+
+    @get("/{patient_id:uuid}", operation_id="getPatient", sync_to_thread=True, responses=errors(401, 403, 404))
+    def read(self, patient_id: FromPath[UUID], clinic: NamedDependency[Clinic],
+             request: Request[Principal, Any, Any]) -> PatientRecord:
+        """The patient's record (the patient themself or an admin); every read is recorded in its access log."""
+        principal = request.user
+        access.allow(access.is_self_or_admin(principal, str(patient_id), Role.PATIENT), NOT_ALLOWED)
+        view = clinic.patient_records.read(patient_id, principal.sub, principal.roles, "getPatient")
+        return PatientRecord(view.patient_id, view.name, view.email, view.birth_date, view.consent)
+
+    @get("/{patient_id:uuid}/access-log", operation_id="listPatientRecordAccess", sync_to_thread=True,
+         responses=errors(401, 403))
+    def access_log(self, patient_id: FromPath[UUID], clinic: NamedDependency[Clinic],
+                   request: Request[Principal, Any, Any]) -> PatientRecordAccessLog:
+        """Who read the patient's record, and when: the patient themself, auditors and admins."""
+        principal = request.user
+        access.allow(principal.has_role(Role.AUDITOR) or access.is_self_or_admin(principal, str(patient_id),
+                                                                                 Role.PATIENT), NOT_ALLOWED)
+        reads = [RecordReadEntry(r.reader, r.roles, r.operation, r.read_at)
+                 for r in clinic.patient_records.accesses(patient_id)]
+        return PatientRecordAccessLog(patient_id, reads)
+
+
+NOT_ALLOWED = "only the patient themself or an admin"
 
 
 class DoctorController(Controller):
@@ -64,7 +93,7 @@ class SlotController(Controller):
     path = "/v1/doctors"
     tags = ["scheduling"]
 
-    @get("/{doctor_id:uuid}/slots", operation_id="listDoctorSlots", sync_to_thread=True, responses=errors(401))
+    @get("/{doctor_id:uuid}/slots", operation_id="listDoctorSlots", sync_to_thread=True, responses=errors(401, 403))
     def list_slots(self, doctor_id: FromPath[UUID], date: Day, clinic: NamedDependency[Clinic],
                    status: Annotated[Literal["available"] | None, QueryParameter(required=False)] = None,
                    min_position: MinPosition = None) -> Response[DoctorSlots]:
