@@ -1,12 +1,20 @@
-"""``consultation:<id>``: one hash per consultation, the fields ``ConsultationView`` shows."""
+"""``consultation:<id>``: one hash per consultation, the fields ``ConsultationView`` shows.
+
+It also follows the registry for erasures (``Patient.PersonalDataErased``): each patient's
+consultation ids are indexed (``patient:<id>:consultation_ids``), the erasure is kept as
+the fields it overwrites (``patient:<id>:erasure``), and copied onto each consultation of
+the patient, including ones applied after it (another leader's log may be behind).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from domain.consultation import Consultation
-from projections.ops import Op, SetFields
-from projections.values import iso
+from domain.patient import Patient
+from domain.personal_data import ERASED
+from projections.ops import AddToIndex, CopyToMembers, Op, SetFields
+from projections.values import epoch, iso
 
 STATUS_AFTER: dict[type, str] = {
     Consultation.Confirmed: "CONFIRMED",
@@ -23,18 +31,37 @@ def consultation_key(consultation_id: object) -> str:
     return f"consultation:{consultation_id}"
 
 
+def patient_consultation_ids_key(patient_id: object) -> str:
+    """The sorted set of a patient's consultation ids, by start: whose views an erasure redacts."""
+    return f"patient:{patient_id}:consultation_ids"
+
+
+def patient_erasure_key(patient_id: object) -> str:
+    """The fields an erasure of this patient overwrites in each of their consultations (absent: none)."""
+    return f"patient:{patient_id}:erasure"
+
+
+REDACTED = {"reason": ERASED}
+"""The personal fields of this view, as an erasure leaves them."""
+
+
 class ConsultationDetail:
     """consultation_id, patient_id, doctor_id, start, status, reason, rejection_reason, version."""
 
     name = "consultation_detail"
-    version = 1
-    leaders = ("Consultations",)
+    version = 2  # v2: follows erasures
+    leaders = ("Consultations", "Registry")
 
     def changes(self, event: Any) -> list[Op]:
-        """Requested writes every field; later events the status and/or the version."""
+        """Requested writes every field; later events the status and/or the version; an erasure the reason."""
         kind = type(event)
         if kind is Consultation.Requested:
-            return [SetFields(consultation_key(event.originator_id), _requested_fields(event))]
+            return [SetFields(consultation_key(event.originator_id), _requested_fields(event)),
+                    AddToIndex(patient_consultation_ids_key(event.patient_id), str(event.originator_id),
+                               epoch(event.start)),
+                    _redact(event.patient_id)]
+        if kind is Patient.PersonalDataErased:
+            return [SetFields(patient_erasure_key(event.originator_id), REDACTED), _redact(event.originator_id)]
         if kind not in STATUS_AFTER and kind is not Consultation.NoteAdded:
             return []
         fields = {"version": str(event.originator_version)}
@@ -56,3 +83,8 @@ def _requested_fields(event: Any) -> dict[str, str]:
         "rejection_reason": "",
         "version": str(event.originator_version),
     }
+
+
+def _redact(patient_id: object) -> CopyToMembers:
+    """Copy the patient's erasure (if any) onto each of their consultations."""
+    return CopyToMembers(patient_consultation_ids_key(patient_id), "consultation:", patient_erasure_key(patient_id))

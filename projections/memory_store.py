@@ -6,7 +6,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from projections.ops import AddToIndex, AppendToList, Op, RemoveFromIndex, SetFields, SetFieldsIf
+from projections.ops import AddToIndex, AppendToList, CopyToMembers, Op, RemoveFromIndex, SetFields, SetFieldsIf
 from projections.store import INF, RebuildTarget
 
 
@@ -24,6 +24,7 @@ class _List(list):
 
 KIND_OF_OP: dict[type, type] = {
     SetFields: _Hash, SetFieldsIf: _Hash, AddToIndex: _ZSet, RemoveFromIndex: _ZSet, AppendToList: _List,
+    CopyToMembers: _ZSet,
 }
 
 
@@ -137,12 +138,22 @@ def _check_kinds(view: dict[str, Any], ops: Sequence[Op]) -> None:
         kind = KIND_OF_OP.get(type(op))
         if kind is None:
             raise TypeError(f"not a view op: {op!r}")
-        existing = planned.get(op.key) or (type(view[op.key]) if op.key in view else kind)
-        if existing is not kind:
-            raise TypeError(f"WRONGTYPE {op.key} holds a {existing.__name__.strip('_').lower()}")
+        key = op.index if type(op) is CopyToMembers else op.key
+        _plan(view, planned, key, kind)
+        if type(op) is CopyToMembers:
+            _plan(view, planned, op.source, _Hash)
+            index = view.get(op.index)
+            for member in index if isinstance(index, _ZSet) else ():
+                _plan(view, planned, op.prefix + member, _Hash)
         if kind is _ZSet and type(op) is AddToIndex and op.score != op.score:
             raise ValueError(f"NaN score for {op.member!r} in {op.key!r}")
-        planned[op.key] = kind
+
+
+def _plan(view: dict[str, Any], planned: dict[str, type], key: str, kind: type) -> None:
+    existing = planned.get(key) or (type(view[key]) if key in view else kind)
+    if existing is not kind:
+        raise TypeError(f"WRONGTYPE {key} holds a {existing.__name__.strip('_').lower()}")
+    planned[key] = kind
 
 
 def _apply_op(view: dict[str, Any], op: Op) -> None:
@@ -158,6 +169,10 @@ def _apply_op(view: dict[str, Any], op: Op) -> None:
             view.pop(op.key, None)
     elif kind is AppendToList:
         view.setdefault(op.key, _List()).append(op.value)
+    elif kind is CopyToMembers:
+        fields = dict(view.get(op.source, {}))
+        for member in view.get(op.index, {}) if fields else ():
+            view.setdefault(op.prefix + member, _Hash()).update(fields)
     elif view.get(op.key, {}).get(op.field) == op.equals:
         view[op.key].update({f: str(v) for f, v in op.fields.items()})
 

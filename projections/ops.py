@@ -57,4 +57,20 @@ class SetFieldsIf:
     fields: dict[str, str]
 
 
-Op = Union[SetFields, AddToIndex, RemoveFromIndex, AppendToList, SetFieldsIf]  # noqa: UP007 - a plain alias
+@dataclass(frozen=True)
+class CopyToMembers:
+    """Copy the fields of the hash at ``source`` onto the hash ``prefix + member`` of every member
+    of the sorted set at ``index`` (nothing if ``source`` is absent or empty).
+
+    For changes that follow a subject into every view about them (a patient's erasure redacting
+    each of their consultations), including views added later: re-applied after each addition.
+    The store checks the types of ``index``, ``source`` and the members' hashes existing before
+    the batch.
+    """
+
+    index: str
+    prefix: str
+    source: str
+
+
+Op = Union[SetFields, AddToIndex, RemoveFromIndex, AppendToList, SetFieldsIf, CopyToMembers]  # noqa: UP007

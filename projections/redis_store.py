@@ -5,7 +5,7 @@ the serving version ``<prefix><name>:serving``; a rebuild in progress ``<prefix>
 hash: version, code_version). Ops travel as one compact JSON array (decoded in Lua
 with cjson): ``["h",key,f1,v1,...]`` set fields, ``["c",key,field,equals,f1,v1,...]`` set fields if,
 ``["z",key,score,member]`` add to index, ``["r",key,member]`` remove from index, ``["l",key,value]``
-append. The script checks every touched key's type before writing, so a bad batch changes nothing,
+append, ``["m",index,prefix,source]`` copy a hash onto every member's hash. The script checks every touched key's type before writing, so a bad batch changes nothing,
 and refuses a batch for a version older than the serving one (retired by a rebuild).
 """
 
@@ -22,22 +22,33 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError
 
-from projections.ops import AddToIndex, AppendToList, Op, RemoveFromIndex, SetFields, SetFieldsIf
+from projections.ops import AddToIndex, AppendToList, CopyToMembers, Op, RemoveFromIndex, SetFields, SetFieldsIf
 from projections.store import INF, RebuildTarget
 
 APPLY_SCRIPT = """
 local stored = tonumber(redis.call('GET', KEYS[1]) or '0')
 if stored >= tonumber(ARGV[2]) or (ARGV[3] ~= '' and stored ~= tonumber(ARGV[3])) then return 0 end
 if tonumber(ARGV[5]) < tonumber(redis.call('GET', KEYS[2]) or '0') then return 0 end
-local ns, ops, kinds, seen = ARGV[1], cjson.decode(ARGV[4]), {h='hash', c='hash', z='zset', r='zset', l='list'}, {}
+local ns, ops, seen = ARGV[1], cjson.decode(ARGV[4]), {}
+local kinds = {h='hash', c='hash', z='zset', r='zset', l='list', m='zset'}
+local function fits(key, want)
+  if seen[key] == nil then
+    local has = redis.call('TYPE', key).ok
+    if has ~= 'none' and has ~= want then return 'WRONGTYPE ' .. key .. ' is a ' .. has end
+    seen[key] = want
+  elseif seen[key] ~= want then return 'WRONGTYPE ' .. key .. ' used as two types' end
+  return nil
+end
 for i = 1, #ops do
   local key, want = ns .. ops[i][2], kinds[ops[i][1]]
   if want == nil then return redis.error_reply('ERR unknown view op ' .. tostring(ops[i][1])) end
-  if seen[key] == nil then
-    local has = redis.call('TYPE', key).ok
-    if has ~= 'none' and has ~= want then return redis.error_reply('WRONGTYPE ' .. key .. ' is a ' .. has) end
-    seen[key] = want
-  elseif seen[key] ~= want then return redis.error_reply('WRONGTYPE ' .. key .. ' used as two types') end
+  local wrong = fits(key, want)
+  if wrong == nil and ops[i][1] == 'm' then
+    wrong = fits(ns .. ops[i][4], 'hash')
+    local members = redis.call('TYPE', key).ok == 'zset' and redis.call('ZRANGE', key, 0, -1) or {}
+    for j = 1, #members do wrong = wrong or fits(ns .. ops[i][3] .. members[j], 'hash') end
+  end
+  if wrong ~= nil then return redis.error_reply(wrong) end
 end
 for i = 1, #ops do
   local op = ops[i]
@@ -46,6 +57,12 @@ for i = 1, #ops do
   elseif kind == 'z' then redis.call('ZADD', key, op[3], op[4])
   elseif kind == 'l' then redis.call('RPUSH', key, op[3])
   elseif kind == 'r' then redis.call('ZREM', key, op[3])
+  elseif kind == 'm' then
+    local fields = redis.call('HGETALL', ns .. op[4])
+    if #fields > 0 then
+      local members = redis.call('ZRANGE', key, 0, -1)
+      for j = 1, #members do redis.call('HSET', ns .. op[3] .. members[j], unpack(fields)) end
+    end
   elseif redis.call('HGET', key, op[3]) == op[4] then redis.call('HSET', key, unpack(op, 5))
   end
 end
@@ -238,6 +255,8 @@ def encode_ops(ops: Sequence[Op]) -> str:
         elif kind is SetFieldsIf:
             if op.fields:
                 encoded.append(["c", op.key, op.field, op.equals, *_flat(op.fields)])
+        elif kind is CopyToMembers:
+            encoded.append(["m", op.index, op.prefix, op.source])
         else:
             raise TypeError(f"not a view op: {op!r}")
     return json.dumps(encoded, separators=(",", ":"))

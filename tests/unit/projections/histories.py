@@ -18,6 +18,8 @@ from application.bootstrap import build_applications
 from application.settings import Settings
 from domain.base import DomainError
 from domain.consultation import Consultation
+from domain.patient import Patient
+from domain.personal_data import ERASED
 from domain.slot import Slot, slot_id_for
 from domain.values import RejectionReason
 from process_managers.booking_saga import BookingSaga
@@ -44,6 +46,7 @@ commands = st.one_of(
     st.tuples(st.just("slot"), index, st.sampled_from(SLOT_COMMANDS), index),
     st.tuples(st.just("start_saga"), index, index, index),
     st.tuples(st.just("saga"), index, st.sampled_from(SAGA_COMMANDS), index),
+    st.tuples(st.just("erase"), index, st.just(""), st.just(0)),
 )
 """One command: (kind, which aggregate or person, what, a parameter index)."""
 
@@ -61,6 +64,7 @@ class History:
         self.consultations: list[Consultation] = []
         self.slots: list[Slot] = []
         self.sagas: list[BookingSaga] = []
+        self.erased: set[UUID] = set()
 
     def run(self, command: tuple[str, int, Any, int]) -> None:
         """Apply one command (a refused one records nothing)."""
@@ -88,6 +92,16 @@ class History:
                 "cancel_by_clinic": why}.get(what, ())
         getattr(consultation, what)(*args)
         return consultation, "Consultations"
+
+    def _erase(self, person: int, _what: str, _param: int) -> tuple[Any, str]:
+        """Register the person as a patient (if not yet), then erase them through the registry's use case."""
+        patient_id, registry = _pick(PEOPLE, person), self.apps["Registry"]
+        if patient_id not in self.erased:
+            registry.save(Patient._create(Patient.Registered, id=patient_id, name=f"name {person}",
+                                          email=f"{person}@example.org", birth_date=T0.date(), consent=True))
+        registry.erase_patient(patient_id)
+        self.erased.add(patient_id)
+        return None, ""
 
     def _open(self, doctor: int, start: int, minutes: int) -> tuple[Any, str]:
         doctor_id, moment = _pick(PEOPLE, doctor), _pick(STARTS, start)
@@ -153,10 +167,14 @@ def expected_views(history: History) -> dict[str, dict[str, Any]]:
     for c in history.consultations:
         views["consultation_detail"][f"consultation:{c.id}"] = {
             "consultation_id": str(c.id), "patient_id": str(c.patient_id), "doctor_id": str(c.doctor_id),
-            "start": iso(c.start), "status": str(c.status), "reason": c.reason,
+            "start": iso(c.start), "status": str(c.status),
+            "reason": ERASED if c.patient_id in history.erased else c.reason,
             "rejection_reason": c.rejection_reason or "", "version": str(c.version)}
+        _index(views["consultation_detail"], f"patient:{c.patient_id}:consultation_ids", c.id, c.start)
         _index(views["patient_consultations"], f"patient:{c.patient_id}:consultations", c.id, c.start)
         _index(views["doctor_agenda"], f"doctor:{c.doctor_id}:agenda:{utc_day(c.start)}", c.id, c.start)
+    for patient_id in history.erased:
+        views["consultation_detail"][f"patient:{patient_id}:erasure"] = {"reason": ERASED}
     for s in history.slots:
         views["doctor_slots"][f"slot:{s.id}"] = {
             "slot_id": str(s.id), "doctor_id": str(s.doctor_id), "start": iso(s.start),

@@ -4,23 +4,49 @@ from __future__ import annotations
 
 import pytest
 
+from datetime import date
+
+from domain.patient import Patient
 from projections.consultation_detail import ConsultationDetail
-from projections.ops import SetFields
-from tests.unit.projections.events import DOCTOR, PATIENT, confirmed, last_event, requested
+from projections.ops import AddToIndex, CopyToMembers, SetFields
+from tests.unit.projections.events import DOCTOR, PATIENT, START_EPOCH, confirmed, last_event, requested
 
 projection = ConsultationDetail()
 
 
-def test_is_named_versioned_and_reads_consultations():
-    assert (projection.name, projection.version, projection.leaders) == ("consultation_detail", 1, ("Consultations",))
+REDACT = CopyToMembers(f"patient:{PATIENT}:consultation_ids", "consultation:", f"patient:{PATIENT}:erasure")
 
 
-def test_a_request_writes_every_field():
+def test_is_named_versioned_and_reads_consultations_and_the_registry():
+    assert (projection.name, projection.version, projection.leaders) == (
+        "consultation_detail", 2, ("Consultations", "Registry"))
+
+
+def test_a_request_writes_every_field_indexes_it_under_its_patient_and_applies_an_erasure():
     consultation, event = requested()
-    assert projection.changes(event) == [SetFields(f"consultation:{consultation.id}", {
-        "consultation_id": str(consultation.id), "patient_id": str(PATIENT), "doctor_id": str(DOCTOR),
-        "start": "2027-01-05T23:30:00+00:00", "status": "REQUESTED", "reason": "check-up",
-        "rejection_reason": "", "version": "1"})]
+    assert projection.changes(event) == [
+        SetFields(f"consultation:{consultation.id}", {
+            "consultation_id": str(consultation.id), "patient_id": str(PATIENT), "doctor_id": str(DOCTOR),
+            "start": "2027-01-05T23:30:00+00:00", "status": "REQUESTED", "reason": "check-up",
+            "rejection_reason": "", "version": "1"}),
+        AddToIndex(f"patient:{PATIENT}:consultation_ids", str(consultation.id), START_EPOCH),
+        REDACT,
+    ]
+
+
+def test_an_erasure_is_kept_and_copied_onto_every_consultation_of_the_patient():
+    patient = Patient._create(Patient.Registered, id=PATIENT, name="Ada", email="ada@example.org",
+                              birth_date=date(1990, 5, 1), consent=True)
+    patient.collect_events()
+    patient.erase()
+    assert projection.changes(last_event(patient)) == [
+        SetFields(f"patient:{PATIENT}:erasure", {"reason": "[erased]"}), REDACT]
+
+
+def test_other_registry_events_change_nothing():
+    patient = Patient(name="Ada", email="ada@example.org", birth_date=date(1990, 5, 1), consent=False)
+    patient.give_consent()
+    assert [projection.changes(event) for event in patient.collect_events()] == [[], []]
 
 
 def test_a_confirmation_sets_status_and_version():

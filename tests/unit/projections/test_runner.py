@@ -103,7 +103,7 @@ def test_a_second_runner_that_moved_first_makes_the_stale_batch_be_refused_and_r
 
 
 def test_a_projection_reading_an_application_not_given_is_refused(apps):
-    with pytest.raises(ValueError, match="doctor_slots reads Scheduling"):
+    with pytest.raises(ValueError, match="consultation_detail reads Registry, which is not given"):
         ProjectionRunner({"Consultations": apps["Consultations"]}, MemoryViewStore(), ALL_PROJECTIONS)
 
 
@@ -116,7 +116,7 @@ def test_run_follows_live_writes_within_a_fraction_of_a_second(apps):
     try:
         consultation = request(apps)[0]
         written = time.monotonic()
-        while store.get_fields("consultation_detail", 1, f"consultation:{consultation.id}") == {}:
+        while store.get_fields("consultation_detail", ConsultationDetail.version, f"consultation:{consultation.id}") == {}:
             assert time.monotonic() - written < 1.0
             time.sleep(0.005)
     finally:
