@@ -11,7 +11,7 @@ _DESCRIPTIONS = {
     400: "Malformed request (bad JSON, parameter or query)",
     401: "Missing or invalid bearer token",
     403: "Authenticated but not allowed",
-    404: "No such resource",
+    404: "No such resource (an id in the path that is not a UUID names none)",
     409: "Conflict with the resource's current state or version",
     422: "The body does not match the schema; `errors` names the field",
 }

@@ -27,7 +27,7 @@ class PatientConsultationsController(Controller):
     tags = ["consultations"]
 
     @get("/{patient_id:uuid}/consultations", operation_id="listPatientConsultations", sync_to_thread=True,
-         responses=errors(401, 403))
+         responses=errors(401, 403, 404))
     def list(self, patient_id: FromPath[UUID], clinic: NamedDependency[Clinic], request: Request[Principal, Any, Any],
              status: Annotated[str | None, QueryParameter(required=False, pattern="^(REQUESTED|CONFIRMED|REJECTED|"
                                                           "CANCELLED|COMPLETED|NO_SHOW)$")] = None,
@@ -50,7 +50,7 @@ class AgendaController(Controller):
     tags = ["consultations"]
 
     @get("/{doctor_id:uuid}/agenda", operation_id="getDoctorAgenda", sync_to_thread=True,
-         responses=errors(401, 403))
+         responses=errors(401, 403, 404))
     def agenda(self, doctor_id: FromPath[UUID], date: Day, clinic: NamedDependency[Clinic],
                request: Request[Principal, Any, Any], min_position: MinPosition = None) -> Response[Agenda]:
         """The doctor's consultations that day in time order; the doctor themself or an admin."""

@@ -54,7 +54,7 @@ class PatientController(Controller):
         return PatientRecord(view.patient_id, view.name, view.email, view.birth_date, view.consent)
 
     @get("/{patient_id:uuid}/access-log", operation_id="listPatientRecordAccess", sync_to_thread=True,
-         responses=errors(401, 403))
+         responses=errors(401, 403, 404))
     def access_log(self, patient_id: FromPath[UUID], clinic: NamedDependency[Clinic],
                    request: Request[Principal, Any, Any]) -> PatientRecordAccessLog:
         """Who read the patient's record, and when: the patient themself, auditors and admins."""
@@ -93,7 +93,7 @@ class SlotController(Controller):
     path = "/v1/doctors"
     tags = ["scheduling"]
 
-    @get("/{doctor_id:uuid}/slots", operation_id="listDoctorSlots", sync_to_thread=True, responses=errors(401, 403))
+    @get("/{doctor_id:uuid}/slots", operation_id="listDoctorSlots", sync_to_thread=True, responses=errors(401, 403, 404))
     def list_slots(self, doctor_id: FromPath[UUID], date: Day, clinic: NamedDependency[Clinic],
                    status: Annotated[Literal["available"] | None, QueryParameter(required=False)] = None,
                    min_position: MinPosition = None) -> Response[DoctorSlots]:
