@@ -19,6 +19,7 @@ from projections.store import RebuildTarget
 
 START = datetime(2027, 1, 5, 8, 0, tzinfo=UTC)
 DETAIL = BY_NAME["consultation_detail"]
+V = DETAIL.version
 BOOKINGS = 12
 
 
@@ -83,21 +84,22 @@ def keys_of(store, name: str, version: int) -> list[str]:
 
 def test_a_rebuild_switches_to_a_new_version_equal_to_a_build_from_scratch(apps, live, redis_stores):
     for projection in ALL_PROJECTIONS:
+        v = projection.version  # the serving version the live runner made
         result = rebuild(apps, live, projection, batch_size=5, retire_grace=0)
-        assert (result.serving_before, result.target, result.switched) == (1, 2, True)
-        assert live.serving_version(projection.name) == 2
-        assert live.dump(projection.name, 2) == from_scratch(apps, redis_stores, projection) != {}
-        assert keys_of(live, projection.name, 1) == [] and result.deleted_keys > 0
+        assert (result.serving_before, result.target, result.switched) == (v, v + 1, True)
+        assert live.serving_version(projection.name) == v + 1
+        assert live.dump(projection.name, v + 1) == from_scratch(apps, redis_stores, projection) != {}
+        assert keys_of(live, projection.name, v) == [] and result.deleted_keys > 0
         assert live.rebuild_target(projection.name) is None
-    assert rebuild(apps, live, DETAIL, retire_grace=0).target == 3  # and again beside v2
+    assert rebuild(apps, live, DETAIL, retire_grace=0).target == V + 2  # and again beside the new one
 
 
 def test_a_bumped_code_version_is_built_into_that_version(apps, live, redis_stores):
     result = rebuild(apps, live, bumped(5), retire_grace=0)
-    assert (result.serving_before, result.target) == (1, 5)
+    assert (result.serving_before, result.target) == (V, 5)
     assert live.serving_version(DETAIL.name) == 5
     assert live.dump(DETAIL.name, 5) == from_scratch(apps, redis_stores, DETAIL)
-    assert keys_of(live, DETAIL.name, 1) == []
+    assert keys_of(live, DETAIL.name, V) == []
     assert rebuild(apps, live, bumped(5), retire_grace=0).target == 6
 
 
@@ -111,35 +113,35 @@ def test_an_interrupted_rebuild_resumes_into_the_same_version(apps, live, redis_
 
     with pytest.raises(Stop):
         rebuild(apps, live, DETAIL, batch_size=3, on_progress=stop_after_two_rounds)
-    stopped_at = live.position(DETAIL.name, 2, "Consultations")
+    stopped_at = sum(live.position(DETAIL.name, V + 1, leader) for leader in DETAIL.leaders)
     head = seen[-1].total
-    assert live.rebuild_target(DETAIL.name) == RebuildTarget(2, DETAIL.version)
-    assert live.serving_version(DETAIL.name) == 1 and 0 < stopped_at < head
+    assert live.rebuild_target(DETAIL.name) == RebuildTarget(V + 1, DETAIL.version)
+    assert live.serving_version(DETAIL.name) == V and 0 < stopped_at < head
     assert stopped_at <= seen[-1].done < head  # the last round's batch may still have been in flight
     assert seen[-1].events_per_second > 0 and seen[-1].eta_seconds > 0
 
     resumed: list[Progress] = []
     result = rebuild(apps, live, DETAIL, batch_size=3, on_progress=resumed.append, retire_grace=0)
-    assert (result.target, result.resumed, result.events) == (2, True, head - stopped_at)
+    assert (result.target, result.resumed, result.events) == (V + 1, True, head - stopped_at)
     assert resumed[0].done == stopped_at + 3 and resumed[-1].done == resumed[-1].total == head
     assert resumed[-1].eta_seconds == 0
-    assert live.dump(DETAIL.name, 2) == from_scratch(apps, redis_stores, DETAIL)
+    assert live.dump(DETAIL.name, V + 1) == from_scratch(apps, redis_stores, DETAIL)
 
 
 def test_a_rebuild_left_by_other_code_is_discarded_not_resumed(apps, live, redis_stores):
     with pytest.raises(Stop):
         rebuild(apps, live, DETAIL, batch_size=3, on_progress=stop)
-    assert live.rebuild_target(DETAIL.name) == RebuildTarget(2, 1)
-    result = rebuild(apps, live, bumped(2), retire_grace=0)  # the code changed while v2 was half built
-    assert (result.target, result.resumed) == (2, False)
-    assert live.dump(DETAIL.name, 2) == from_scratch(apps, redis_stores, DETAIL)
+    assert live.rebuild_target(DETAIL.name) == RebuildTarget(V + 1, V)
+    result = rebuild(apps, live, bumped(V + 1), retire_grace=0)  # the code changed while it was half built
+    assert (result.target, result.resumed) == (V + 1, False)
+    assert live.dump(DETAIL.name, V + 1) == from_scratch(apps, redis_stores, DETAIL)
 
 
 def test_a_rebuild_whose_target_is_retired_under_it_stops_without_switching(apps, live):
     def another_rebuild_switches(progress: Progress) -> None:
         live.set_serving_version(DETAIL.name, 9)
 
-    with pytest.raises(RebuildError, match="v2 was retired"):
+    with pytest.raises(RebuildError, match=f"v{V + 1} was retired"):
         rebuild(apps, live, DETAIL, batch_size=3, on_progress=another_rebuild_switches, retire_grace=0)
     assert live.serving_version(DETAIL.name) == 9
 
@@ -147,19 +149,19 @@ def test_a_rebuild_whose_target_is_retired_under_it_stops_without_switching(apps
 def test_a_dry_run_reports_the_differences_and_switches_nothing(apps, live, booked):
     first, second = [f"consultation:{c}" for ids in booked.consultations_of.values() for c in ids][:2]
     key, gone = first, second
-    live.client.hset(f"{live.prefix}{DETAIL.name}:v1:{key}", "status", "CORRUPTED")
-    live.client.unlink(f"{live.prefix}{DETAIL.name}:v1:{gone}")
-    live.client.hset(f"{live.prefix}{DETAIL.name}:v1:consultation:stray", "status", "X")
-    serving_before = live.dump(DETAIL.name, 1)
+    live.client.hset(f"{live.prefix}{DETAIL.name}:v{V}:{key}", "status", "CORRUPTED")
+    live.client.unlink(f"{live.prefix}{DETAIL.name}:v{V}:{gone}")
+    live.client.hset(f"{live.prefix}{DETAIL.name}:v{V}:consultation:stray", "status", "X")
+    serving_before = live.dump(DETAIL.name, V)
 
     result = rebuild(apps, live, DETAIL, dry_run=True)
-    assert (result.switched, result.target, result.deleted_keys) == (False, 2, 0)
+    assert (result.switched, result.target, result.deleted_keys) == (False, V + 1, 0)
     assert (result.diff.differing, result.diff.missing, result.diff.extra) == ([key], [gone], ["consultation:stray"])
-    assert live.serving_version(DETAIL.name) == 1 and live.dump(DETAIL.name, 1) == serving_before
+    assert live.serving_version(DETAIL.name) == V and live.dump(DETAIL.name, V) == serving_before
 
     again = rebuild(apps, live, DETAIL, retire_grace=0)  # continues into what the dry run built
-    assert (again.target, again.resumed, again.events) == (2, True, 0)
-    assert live.get_fields(DETAIL.name, 2, key)["status"] != "CORRUPTED"
+    assert (again.target, again.resumed, again.events) == (V + 1, True, 0)
+    assert live.get_fields(DETAIL.name, V + 1, key)["status"] != "CORRUPTED"
 
 
 class Reader(threading.Thread):
@@ -207,7 +209,7 @@ def test_readers_get_whole_answers_throughout_rebuilds_while_the_live_runner_run
         for thread in threads:
             thread.join(timeout=10)
     assert reader.failures == []
-    assert (live.serving_version("consultation_detail"), live.serving_version("patient_consultations")) == (3, 2)
+    assert (live.serving_version("consultation_detail"), live.serving_version("patient_consultations")) == (V + 2, 2)
     assert follower.last_error is None
 
 
@@ -222,14 +224,14 @@ def test_the_live_runner_follows_the_switch_and_leaves_nothing_in_the_old_versio
         booked.open_slots(doctor, [(START, 30)])
         consultation_id = booked.book(patient, doctor, START, "after the switch").consultation_id
         deadline = time.monotonic() + 5
-        while live.get_fields(DETAIL.name, 2, f"consultation:{consultation_id}").get("status") != "CONFIRMED":
+        while live.get_fields(DETAIL.name, V + 1, f"consultation:{consultation_id}").get("status") != "CONFIRMED":
             assert time.monotonic() < deadline, "the live runner did not keep the new version up"
             time.sleep(0.01)
     finally:
         stop.set()
         thread.join(timeout=10)
-    assert follower.status()[DETAIL.name].version == 2 and follower.last_error is None
-    assert keys_of(live, DETAIL.name, 1) == []
+    assert follower.status()[DETAIL.name].version == V + 1 and follower.last_error is None
+    assert keys_of(live, DETAIL.name, V) == []
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
