@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from projections.ops import AddToIndex, AppendToList, RemoveFromIndex, SetFields, SetFieldsIf
+from projections.ops import AddToIndex, AppendToList, CopyToMembers, RemoveFromIndex, SetFields, SetFieldsIf
 
 NAME, V = "things", 1
 
@@ -126,3 +126,38 @@ class StoreContract:
             store.apply(NAME, V, "Leader", 1, [AppendToList("l", "x"), AddToIndex("z", "m", float("nan"))])
         assert store.position(NAME, V, "Leader") == 0
         assert store.dump(NAME, V) == {}
+
+    def test_copy_to_members_sets_the_source_fields_on_every_members_hash(self, store):
+        # given: an index of two members, one with a hash already
+        assert store.apply(NAME, V, "Leader", 1, [AddToIndex("ids", "a", 1.0), AddToIndex("ids", "b", 2.0),
+                                                  SetFields("item:a", {"reason": "secret", "status": "OK"})])
+        # when: a source is written and copied, in one batch
+        assert store.apply(NAME, V, "Leader", 2, [SetFields("erasure", {"reason": "[erased]"}),
+                                                  CopyToMembers("ids", "item:", "erasure")])
+        # then
+        assert store.get_fields(NAME, V, "item:a") == {"reason": "[erased]", "status": "OK"}
+        assert store.get_fields(NAME, V, "item:b") == {"reason": "[erased]"}
+
+    def test_copy_to_members_without_a_source_or_an_index_changes_nothing(self, store):
+        assert store.apply(NAME, V, "Leader", 1, [AddToIndex("ids", "a", 1.0), SetFields("item:a", {"x": "1"})])
+        assert store.apply(NAME, V, "Leader", 2, [CopyToMembers("ids", "item:", "absent"),
+                                                  CopyToMembers("no-index", "item:", "ids-source")])
+        assert store.dump(NAME, V) == {"ids": [("a", 1.0)], "item:a": {"x": "1"}}
+        assert store.position(NAME, V, "Leader") == 2
+
+    def test_copy_to_members_reaches_members_added_later_in_the_same_batch(self, store):
+        assert store.apply(NAME, V, "Leader", 1, [SetFields("erasure", {"reason": "[erased]"})])
+        assert store.apply(NAME, V, "Leader", 2, [SetFields("item:c", {"reason": "secret"}), AddToIndex("ids", "c", 3.0),
+                                                  CopyToMembers("ids", "item:", "erasure")])
+        assert store.get_fields(NAME, V, "item:c") == {"reason": "[erased]"}
+
+    def test_copy_to_members_onto_a_member_that_is_not_a_hash_refuses_the_whole_batch(self, store):
+        assert store.apply(NAME, V, "Leader", 1, [AddToIndex("ids", "a", 1.0), AppendToList("item:a", "x"),
+                                                  SetFields("erasure", {"reason": "[erased]"})])
+        before = store.dump(NAME, V)
+        with pytest.raises(Exception, match="WRONGTYPE"):
+            store.apply(NAME, V, "Leader", 2, [SetFields("new", {"b": "1"}), CopyToMembers("ids", "item:", "erasure")])
+        with pytest.raises(Exception, match="WRONGTYPE"):
+            store.apply(NAME, V, "Leader", 2, [CopyToMembers("item:a", "item:", "erasure")])
+        assert store.dump(NAME, V) == before
+        assert store.position(NAME, V, "Leader") == 1
