@@ -98,7 +98,7 @@ def run_keys_rotate(args: argparse.Namespace) -> int:
     """current → retired, next → current, a new next; retired keys whose tokens all expired are pruned."""
     config = settings()
     keys = KeyRingFile(config.auth)
-    ring = keys.rotate(utc_now(), _keep(config))
+    ring = keys.rotate(utc_now(), timedelta(0) if args.drop_retired else _keep(config))
     print(f"rotated: {ring.current().kid} signs from now on")
     return _print_keys(keys, config)
 

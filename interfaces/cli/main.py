@@ -174,7 +174,11 @@ def _add_auth_parsers(commands: argparse._SubParsersAction) -> None:
     for name, text in (("init", "create current + next keys (keeps an existing ring)"),
                        ("rotate", "current -> retired, next -> current, new next; prune expired retired keys"),
                        ("list", "each key's kid, state and dates")):
-        actions.add_parser(name, help=text).set_defaults(run=_lazy("interfaces.auth.cli", f"run_keys_{name}"))
+        action = actions.add_parser(name, help=text)
+        action.set_defaults(run=_lazy("interfaces.auth.cli", f"run_keys_{name}"))
+        if name == "rotate":
+            action.add_argument("--drop-retired", action="store_true",
+                                help="a leaked key: unpublish every retired key now (their tokens stop verifying)")
 
 
 def _add_gdpr_parser(commands: argparse._SubParsersAction) -> None:

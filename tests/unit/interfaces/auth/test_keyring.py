@@ -122,3 +122,13 @@ def test_the_key_file_is_created_once_owner_only_and_a_rotation_is_seen_by_a_rea
 def test_a_missing_key_file_says_how_to_create_it(tmp_path):
     with pytest.raises(KeyRingMissingError, match="clinic keys init"):
         KeyRingFile(tmp_path).ring()
+
+
+def test_an_emergency_rotation_keeping_nothing_unpublishes_the_leaked_key_at_once():
+    ring = KeyRing.create(T0)
+    leaked = ring.current().kid
+
+    rotated = ring.rotated(T0, timedelta(0))
+
+    assert leaked not in published_kids(rotated)
+    assert sorted(states(rotated).values()) == [CURRENT, NEXT]
