@@ -145,3 +145,60 @@ def test_given_active_doctor_when_reactivated_then_no_event():
     # then
     assert registered.collect_events() == []
     assert registered.active
+
+
+# Patient: erasure of personal data
+
+
+def test_given_registered_patient_when_erased_then_personal_data_erased_and_may_not_book():
+    # given
+    registered = patient(consent=True)
+    # when
+    registered.erase()
+    # then
+    [event] = registered.collect_events()
+    assert isinstance(event, Patient.PersonalDataErased)
+    assert set(vars(event)) - {"originator_id", "originator_version", "timestamp", "originator_topic",
+                               "correlation_id", "causation_id", "saga_id", "actor"} == set()
+    assert (registered.name, registered.email, registered.birth_date) == ("[erased]", "[erased]", None)
+    assert registered.erased and not registered.may_book
+
+
+def test_given_erased_patient_when_erased_again_then_nothing_happens():
+    # given
+    registered = patient(consent=True)
+    registered.erase()
+    registered.collect_events()
+    # when
+    registered.erase()
+    # then
+    assert registered.collect_events() == []
+
+
+def test_given_erased_patient_when_consent_given_then_still_may_not_book():
+    # given
+    registered = patient(consent=False)
+    registered.erase()
+    registered.collect_events()
+    # when
+    registered.give_consent()
+    # then
+    assert registered.consent and not registered.may_book
+
+
+def test_personal_data_is_declared_on_the_events_that_carry_it():
+    from domain.consultation import Consultation
+    from domain.personal_data import personal_fields, subject_field
+
+    declared = {cls.__qualname__: (personal_fields(cls), subject_field(cls)) for cls in (
+        Patient.Registered, Patient.PersonalDataErased, Consultation.Requested, Consultation.NoteAdded,
+        Consultation.CancelledByPatient, Consultation.CancelledByClinic, Consultation.Rejected)}
+    assert declared == {
+        "Patient.Registered": (("name", "email", "birth_date"), "originator_id"),
+        "Patient.PersonalDataErased": ((), None),
+        "Consultation.Requested": (("reason",), "patient_id"),
+        "Consultation.NoteAdded": (("text",), None),
+        "Consultation.CancelledByPatient": (("reason",), None),
+        "Consultation.CancelledByClinic": (("reason",), None),
+        "Consultation.Rejected": ((), None),
+    }
