@@ -8,7 +8,8 @@ import secrets
 import anyio
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from litestar import Litestar, MediaType, Request, Response, get, post
-from litestar.datastructures import Cookie, State
+from litestar.datastructures import Cookie, MutableScopeHeaders, State
+from litestar.types import Message, Scope
 
 from interfaces.auth.login import CSRF_FIELD, LOGIN_PAGE_CSP, OAUTH_FIELDS, login_page
 from interfaces.auth.oauth import FormRequest, OAuthResponse
@@ -25,7 +26,7 @@ def create_auth_app(service: AuthService) -> Litestar:
     """The Litestar app of ``clinic run auth`` (tests build it the same way)."""
     return Litestar(route_handlers=[token, authorize_form, authorize_login, jwks, metadata, openid_configuration,
                                     live, ready],
-                    state=State({"auth": service}), after_request=_security_headers,
+                    state=State({"auth": service}), before_send=[_security_headers],
                     request_max_body_size=MAX_REQUEST_BYTES, openapi_config=None)
 
 
@@ -157,7 +158,10 @@ def _too_many_requests(wait: int) -> Response:
                         {"Retry-After": str(wait)})
 
 
-def _security_headers(response: Response) -> Response:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
+async def _security_headers(message: Message, scope: Scope) -> None:
+    """``before_send``: on every response, errors and 404s included."""
+    if message["type"] == "http.response.start":
+        headers = MutableScopeHeaders.from_message(message)
+        for name, value in SECURITY_HEADERS.items():
+            if name not in headers:
+                headers[name] = value
