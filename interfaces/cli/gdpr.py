@@ -7,12 +7,14 @@ uses the key store every service shares. See docs/gdpr.md (runbook).
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from collections.abc import Callable
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from application.bootstrap import build_applications, require_tables
 from application.registry import RegistryApplication
+from domain.metadata import event_metadata
 from interfaces.cli.main import settings
 
 
@@ -23,7 +25,8 @@ def run_erase(args: argparse.Namespace) -> int:
         return 2
     registry, close = open_registry()
     try:
-        done = registry.erase_patient(args.patient_id)
+        with event_metadata(actor=operator(), correlation_id=f"gdpr-erase:{uuid4()}"):
+            done = registry.erase_patient(args.patient_id)
     finally:
         close()
     if done:
@@ -38,7 +41,8 @@ def run_reapply(args: argparse.Namespace) -> int:
     registry, close = open_registry()
     try:
         erased = registry.erased_patients()
-        redone = [patient_id for patient_id in erased if registry.erase_patient(patient_id)]
+        with event_metadata(actor=operator(), correlation_id=f"gdpr-reapply:{uuid4()}"):
+            redone = [patient_id for patient_id in erased if registry.erase_patient(patient_id)]
     finally:
         close()
     print(f"{len(erased)} erased patients; {len(redone)} keys found again and destroyed")
@@ -61,6 +65,11 @@ def open_registry() -> tuple[RegistryApplication, Callable[[], None]]:
         close()
         raise
     return apps[RegistryApplication.name], close
+
+
+def operator() -> str:
+    """Who the erasure's event names as its actor: the operating system user running the CLI."""
+    return f"cli:{getpass.getuser()}"
 
 
 def _confirmed(patient_id: UUID) -> bool:

@@ -73,6 +73,7 @@ def test_after_erasure_nothing_readable_remains_and_audit_and_rebuild_show_erase
     assert (patient["state"]["name"], patient["state"]["email"], patient["state"]["birth_date"]) == (
         "[erased]", "[erased]", None)
     assert [e["type"] for e in patient["events"]] == ["Patient.Registered", "Patient.PersonalDataErased"]
+    assert patient["events"][1]["actor"].startswith("cli:") and patient["state"]["erased"] is True
     assert audit(capsys, "patient", patient_id, "--version", "1")["events"][0]["data"]["name"] == "[erased]"
     consultation = audit(capsys, "consultation", consultation_id)
     assert consultation["state"]["status"] == "CANCELLED"
