@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import http.server
 import os
-import re
-import secrets
 import socket
 import stat
 import subprocess
@@ -25,6 +21,8 @@ from joserfc import jws
 
 from infrastructure.security.jwks import JwksKeySource, discover_jwks_url
 from infrastructure.security.tokens import TokenVerifier
+from tests.e2e import oauth
+from tests.e2e.oauth import pkce
 
 CLINIC = [sys.executable, "-m", "interfaces.cli.main"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,12 +144,6 @@ def auth(tmp_path_factory, callback) -> Iterator[AuthServer]:
     server.stop()
 
 
-def pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return verifier, challenge
-
-
 def authorization_request(auth: AuthServer, challenge: str, scope: str = "slots:read consultations:read",
                           state: str = "st-123") -> dict[str, str]:
     return {"response_type": "code", "client_id": "web", "redirect_uri": auth.callback.uri, "scope": scope,
@@ -161,15 +153,11 @@ def authorization_request(auth: AuthServer, challenge: str, scope: str = "slots:
 def sign_in(auth: AuthServer, browser: httpx.Client, query: dict[str, str], password: str = PASSWORD
             ) -> httpx.Response:
     """What a browser does: GET the form, POST it back with the credentials, follow the redirect."""
-    form = browser.get(f"{auth.issuer}/oauth/authorize", params=query)
-    assert form.status_code == 200, form.text
-    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
-    return browser.post(f"{auth.issuer}/oauth/authorize", follow_redirects=True,
-                        data={**query, "csrf": csrf, "username": "ana", "password": password})
+    return oauth.sign_in(browser, auth.issuer, query, "ana", password)
 
 
 def code_from(response: httpx.Response) -> dict[str, list[str]]:
-    return parse_qs(urlsplit(str(response.url)).query)
+    return oauth.query_of(str(response.url))
 
 
 def exchange(auth: AuthServer, code: str, verifier: str) -> httpx.Response:

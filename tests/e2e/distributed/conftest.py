@@ -1,8 +1,11 @@
-"""A whole distributed deployment for the tests: four services, nginx, PostgreSQL, RabbitMQ.
+"""A whole distributed deployment for the tests: four services, the authorization server, nginx,
+PostgreSQL, RabbitMQ, Redis.
 
 Each service is a separate OS process (``clinic run``); the run is isolated by its own
-PostgreSQL schema, AMQP prefix, data directory (dev key, certificates) and ports, and
-everything is removed afterwards.
+PostgreSQL schema, AMQP prefix, data directory (auth files, certificates) and ports, and
+everything is removed afterwards. Security is as in production: people log in to
+``clinic run auth`` (code flow + PKCE) for their tokens; every service finds the issuer's keys
+by discovery; the booking service gets its own client-credentials token for the registry.
 """
 
 from __future__ import annotations
@@ -26,11 +29,17 @@ import pytest
 
 from application.bootstrap import SYSTEM
 from infrastructure.messaging.topology import Topology
+from infrastructure.security.scopes import PUBLIC_SCOPES
 from tests import services
+from tests.e2e.oauth import user_token
 
 ROOT = Path(__file__).resolve().parents[3]
 CLINIC = [sys.executable, "-m", "interfaces.cli.main"]
 DEADLINE_SECONDS = 6
+WEB_CLIENT = "e2e-web"
+REDIRECT_URI = "http://127.0.0.1:9/callback"
+"""Never visited: the test reads the code from the redirect's Location header, as an app's handler would."""
+PASSWORD = "e2e password, long enough"
 
 
 def free_port() -> int:
@@ -61,6 +70,8 @@ class Cluster:
         self.roles: dict[str, tuple[str, str]] = {}
         self.internal_port = free_port()
         self.gateway_port = free_port()
+        self.auth_port = free_port()
+        self.users: set[tuple[str, str]] = set()
         self.env = {
             **os.environ,
             "CLINIC_DATA_DIR": str(tmp / "data"), "CLINIC_PERSISTENCE": "postgres",
@@ -73,6 +84,8 @@ class Cluster:
             "CLINIC_SAGA_DEADLINE_SECONDS": str(DEADLINE_SECONDS), "CLINIC_RUNNER_TICK_SECONDS": "0.2",
             "CLINIC_REGISTRY_BREAKER_RESET_SECONDS": "1",
             "CLINIC_REDIS_URL": services.redis_url(), "CLINIC_REDIS_PREFIX": f"{self.prefix}:views:",
+            "CLINIC_JWT_ISSUER": self.issuer, "CLINIC_OAUTH_TOKEN_URL": f"{self.issuer}/oauth/token",
+            "CLINIC_CLIENT_ID": "booking",
         }
         self.processes: dict[str, subprocess.Popen] = {}
         self.gateway: subprocess.Popen | None = None
@@ -81,9 +94,25 @@ class Cluster:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
 
-    def clinic(self, *args: str) -> str:
+    @property
+    def issuer(self) -> str:
+        return f"http://127.0.0.1:{self.auth_port}"
+
+    def start_auth(self) -> None:
+        """The authorization server, with the booking service's client and a public web client."""
+        secret = self.clinic("auth", "client", "add", "booking", "--scope", "registry:eligibility")
+        path = self.tmp / "booking-client-secret"  # as Kubernetes mounts a Secret
+        path.write_text(secret + "\n")
+        path.chmod(0o600)
+        self.env["CLINIC_CLIENT_SECRET_FILE"] = str(path)
+        self.clinic("auth", "client", "add", WEB_CLIENT, "--public", "--redirect-uri", REDIRECT_URI,
+                    *[arg for scope in sorted(PUBLIC_SCOPES) for arg in ("--scope", scope)])
+        self.ports["auth"] = self.auth_port
+        self.start("auth")
+
+    def clinic(self, *args: str, stdin: str | None = None) -> str:
         result = subprocess.run([*CLINIC, *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
-                                timeout=60)
+                                timeout=60, input=stdin)
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout.strip()
 
@@ -101,7 +130,7 @@ class Cluster:
         """Each service's API replicas, for the gateway."""
         replicas: dict[str, list[str]] = {}
         for name, (service, role) in self.roles.items():
-            if role != "worker":
+            if role != "worker" and service != "auth":  # the issuer has its own address, not behind /v1
                 replicas.setdefault(service, []).append(f"127.0.0.1:{self.ports[name]}")
         return replicas
 
@@ -133,7 +162,13 @@ class Cluster:
         eventually(lambda: self.call("GET", "/health/live")[0] == 200, what="gateway live")
 
     def token(self, sub: str, role: str) -> str:
-        return self.clinic("token", "--sub", sub, "--role", role)
+        """Sign in as ``sub`` (registered on first use) with the code flow, as a person's app would."""
+        if (sub, role) not in self.users:
+            self.clinic("auth", "user", "add", f"{sub}-{role.lower()}", "--sub", sub, "--role", role,
+                        "--password-stdin", stdin=PASSWORD + "\n")
+            self.users.add((sub, role))
+        return user_token(self.issuer, WEB_CLIENT, REDIRECT_URI, f"{sub}-{role.lower()}", PASSWORD,
+                          " ".join(sorted(PUBLIC_SCOPES)))
 
     def call(self, method: str, path: str, token: str | None = None, body: Any = None) -> tuple[int, Any]:
         headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
@@ -198,6 +233,7 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
     try:
         deployment.clinic("db", "migrate")
         deployment.clinic("certs", "init")
+        deployment.start_auth()
         deployment.start("registry")
         deployment.start("scheduling")
         # API replicas scale apart from the worker: two consultations APIs, one consultations worker

@@ -171,8 +171,11 @@ def test_a_worker_stops_gracefully_and_its_context_catches_up_when_it_returns(cl
     assert cluster.stop("consultations-worker") == 0
     # when a booking is accepted by an API replica meanwhile, it waits in the outbox
     accepted = book(cluster, admin, patient, doctor, start)
-    status, body = cluster.call("GET", f"/v1/consultations/{accepted['consultation_id']}", admin)
-    assert (status, body["status"]) == (200, "REQUESTED")
+    path = f"/v1/consultations/{accepted['consultation_id']}"
+    # (the read model shows it once the projection worker has applied it: tens of milliseconds)
+    body = eventually(lambda: (lambda r: r[1] if r[0] == 200 else None)(cluster.call("GET", path, admin)),
+                      what="the requested consultation in the read model")
+    assert body["status"] == "REQUESTED"
     # then, once the worker is back, the relay publishes it and the saga confirms it
     cluster.start("consultations-worker")
     assert settled(cluster, admin, accepted["consultation_id"])["status"] == "CONFIRMED"
