@@ -27,7 +27,7 @@ from litestar import Litestar, Request, Response, get
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import QueryParameter, SkipValidation
 from msgspec import Struct
@@ -36,6 +36,7 @@ from application.registry import RegistryApplication
 from infrastructure.security.scopes import Scope
 from infrastructure.security.tokens import InvalidTokenError, Principal, TokenVerifier
 from infrastructure.tls import Pki, server_ssl_context
+from interfaces.http import authorization
 from interfaces.http.middleware import correlation_middleware, echo_correlation_id
 from interfaces.http.problems import problem_response
 from interfaces.http.schemas import Health
@@ -63,11 +64,11 @@ class RefusedTokenError(_Challenged, NotAuthorizedException):
     challenge = f'Bearer realm="{REALM}", error="invalid_token"'
 
 
-class InsufficientScopeError(_Challenged, PermissionDeniedException):
-    """The token is valid but lacks the scope the operation needs."""
+class InsufficientScopeError(_Challenged, authorization.InsufficientScopeError):
+    """The token is valid but lacks the scope the operation needs (the public API's 403 type)."""
 
-    def __init__(self, scope: str) -> None:
-        super().__init__(f"this operation needs the scope {scope!r}")
+    def __init__(self, scope: Scope) -> None:
+        super().__init__((scope,))
         self.challenge = f'Bearer realm="{REALM}", error="insufficient_scope", scope="{scope}"'
 
 

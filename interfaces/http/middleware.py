@@ -6,6 +6,7 @@ import re
 import uuid
 from typing import Any
 
+import anyio.to_thread
 from litestar.connection import ASGIConnection
 from litestar.datastructures import MutableScopeHeaders
 from litestar.exceptions import NotAuthorizedException
@@ -92,8 +93,8 @@ class BearerAuthenticationMiddleware(AbstractAuthenticationMiddleware):
         if scheme.lower() != "bearer" or not token.strip():
             raise NotAuthorizedException("a bearer token is required (Authorization: Bearer <JWT>)")
         verifier: TokenVerifier = connection.app.state.verifier
-        try:
-            principal = verifier.verify(token.strip())
+        try:  # in a worker thread: the verifier may fetch the issuer's JWKS (never block the event loop)
+            principal = await anyio.to_thread.run_sync(verifier.verify, token.strip())
         except InvalidTokenError as error:
             raise NotAuthorizedException(f"invalid bearer token: {error}") from None
         return AuthenticationResult(user=principal, auth=token)

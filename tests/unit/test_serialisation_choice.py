@@ -26,7 +26,9 @@ from domain.consultation import Consultation
 from domain.doctor import Doctor
 from domain.metadata import event_metadata
 from domain.patient import Patient
+from domain.record_access import PatientRecordAccess
 from domain.slot import Slot, SlotRequestRefused
+from infrastructure.personal_data.mapper import PersonalDataMapper
 from process_managers.base import DateAsISO
 from process_managers.booking import BookingProcessManager
 from process_managers.booking_saga import BookingSaga
@@ -36,6 +38,7 @@ START = NOW + timedelta(days=7)
 OWNERS = {  # which application stores each aggregate's events
     Patient: RegistryApplication.name,
     Doctor: RegistryApplication.name,
+    PatientRecordAccess: RegistryApplication.name,
     Slot: SchedulingApplication.name,
     SlotRequestRefused: SchedulingApplication.name,
     Consultation: ConsultationsApplication.name,
@@ -66,6 +69,10 @@ def events_from_commands() -> list[tuple[type, Any]]:
         patient = Patient(name="Zoë Ødegård", email="zoe@example.org", birth_date=date(1990, 5, 1), consent=False)
         patient.give_consent()
         patient.withdraw_consent()
+        patient.erase()
+        access = PatientRecordAccess(patient_id=patient.id)
+        access.record_read("auditor-1", "AUDITOR", "auditAggregate")
+        aggregates.append(access)
         doctor = Doctor(name="Gregory House", specialty="diagnostics")
         doctor.deactivate()
         doctor.reactivate()
@@ -113,9 +120,9 @@ def events_from_commands() -> list[tuple[type, Any]]:
     return [(type(aggregate), event) for aggregate in aggregates for event in aggregate.collect_events()]
 
 
-def test_the_applications_use_the_librarys_default_mapper_with_our_date_transcoding(apps):
-    for app in apps.values():
-        assert type(app.mapper) is Mapper
+def test_the_applications_use_the_librarys_mapper_with_our_date_transcoding(apps):
+    for app in apps.values():  # the library's mapper, sealing personal fields (ADR 0006) and nothing more
+        assert type(app.mapper) is PersonalDataMapper and type(app.mapper).__mro__[1] is Mapper
         assert type(app.mapper.transcoder) is JSONTranscoder
         assert isinstance(app.mapper.transcoder.names.get(DateAsISO.name), DateAsISO)
 
