@@ -24,6 +24,7 @@ from infrastructure.personal_data.keys import KeyEncryptionKey
 from interfaces.cli.main import main
 from projections.redis_store import RedisViewStore
 from tests import services
+from tests.e2e import leaks
 from tests.integration.projections.conftest import delete_prefix
 
 NAME, EMAIL, BIRTH_DATE = "Xylo Quintessa", "xylo.quintessa@unique.example", date(1931, 7, 19)
@@ -138,46 +139,9 @@ def audit(capsys, kind: str, aggregate_id: UUID, *options: str) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def found(data: bytes | str) -> list[str]:
-    """Which of the patient's data appear in ``data``."""
-    text = data if isinstance(data, str) else data.decode("utf-8", "replace")
-    return [secret for secret in SECRETS if secret in text]
-
-
 def leaks_in_event_stores(settings: Settings) -> list[tuple[str, list[str]]]:
-    """Every stored byte: the SQLite files (events and keys), or every row of every table of the schema."""
-    if settings.persistence == "sqlite":
-        files = [p for p in settings.data_dir.rglob("*") if p.is_file()]
-        assert {"registry.sqlite", "consultations.sqlite", "keys.sqlite"} <= {p.name for p in files}
-        return [(p.name, found(p.read_bytes())) for p in files if found(p.read_bytes())]
-    import psycopg
-
-    schema, leaks, rows = settings.database["POSTGRES_SCHEMA"], [], 0
-    with psycopg.connect(f"host={services.POSTGRES_HOST} port={services.POSTGRES_PORT} "
-                         f"dbname={services.POSTGRES_DB} user={services.POSTGRES_USER}") as conn:
-        tables = [t for (t,) in conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,))]
-        assert {"registry_events", "consultations_events", "clinic_subject_keys"} <= set(tables)
-        for table in tables:
-            for row in conn.execute(f'SELECT * FROM "{schema}"."{table}"'):
-                rows += 1
-                leaks += [(table, found(v)) for v in row if isinstance(v, (bytes, str)) and found(v)]
-    assert rows > 10
-    return leaks
+    return leaks.in_event_stores(settings, SECRETS)
 
 
 def leaks_in_redis(settings: Settings) -> list[tuple[str, list[str]]]:
-    """Every key under the test's prefix, whatever its type, and every value in it."""
-    views = RedisViewStore.from_url(settings.redis_url, settings.redis_prefix)
-    client, leaks = views.client, []
-    readers = {"hash": lambda k: json.dumps(client.hgetall(k)), "string": client.get,
-               "list": lambda k: json.dumps(client.lrange(k, 0, -1)),
-               "zset": lambda k: json.dumps(client.zrange(k, 0, -1)), "set": lambda k: json.dumps(list(client.smembers(k)))}
-    keys = list(client.scan_iter(match=settings.redis_prefix + "*"))
-    assert len(keys) > 5
-    for key in keys:
-        value = readers[client.type(key)](key)
-        if found(key + value):
-            leaks.append((key, found(key + value)))
-    views.close()
-    return leaks
+    return leaks.in_redis(settings.redis_url, settings.redis_prefix, SECRETS)

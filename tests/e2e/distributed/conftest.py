@@ -86,6 +86,8 @@ class Cluster:
             "CLINIC_REDIS_URL": services.redis_url(), "CLINIC_REDIS_PREFIX": f"{self.prefix}:views:",
             "CLINIC_JWT_ISSUER": self.issuer, "CLINIC_OAUTH_TOKEN_URL": f"{self.issuer}/oauth/token",
             "CLINIC_CLIENT_ID": "booking",
+            # every test client signs in from 127.0.0.1: the per-IP limits would stop the suite
+            "CLINIC_AUTH_LOGIN_RATE_LIMIT": "10000/minute", "CLINIC_AUTH_TOKEN_RATE_LIMIT": "10000/minute",
         }
         self.processes: dict[str, subprocess.Popen] = {}
         self.gateway: subprocess.Popen | None = None
