@@ -32,9 +32,11 @@ class JwksKeySource:
 
     def __init__(self, url: str, *, verify: ssl.SSLContext | bool = True, min_refresh_seconds: float = 30.0,
                  max_age_seconds: float = 300.0, timeout_seconds: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, fetch: Callable[[str], object] | None = None) -> None:
         self.url = url
         self.verify = verify
+        self.fetch = fetch or self._get
+        """How the JWKS document is fetched: ``url`` -> parsed JSON (HTTP GET by default)."""
         self.min_refresh_seconds = min_refresh_seconds
         self.max_age_seconds = max_age_seconds
         self.timeout_seconds = timeout_seconds
@@ -66,11 +68,14 @@ class JwksKeySource:
         self._fetched_at = self.clock()
         self.fetches += 1
         try:
-            response = httpx.get(self.url, verify=self.verify, timeout=self.timeout_seconds)
-            response.raise_for_status()
-            self._keys = _signing_keys(response.json())
+            self._keys = _signing_keys(self.fetch(self.url))
         except (httpx.HTTPError, ValueError) as error:
             log.warning("could not refresh the JWKS from %s: %s", self.url, error.__class__.__name__)
+
+    def _get(self, url: str) -> object:
+        response = httpx.get(url, verify=self.verify, timeout=self.timeout_seconds)
+        response.raise_for_status()
+        return response.json()
 
 
 def _signing_keys(document: object) -> KeySet:
