@@ -53,11 +53,13 @@ class _Cached:
     refresh_at: float
 
 
-class _TokenCache:
-    """One cached token, refreshed ``margin`` seconds (at most half its life) before it expires."""
+class CachedTokens:
+    """One cached token, refreshed ``margin`` seconds (at most half its life) before it expires.
 
-    def __init__(self, fetch: Callable[[], tuple[str, float]], clock: Callable[[], float], margin: float) -> None:
-        self._fetch = fetch
+    Subclasses say how a token is obtained (``_fetch``: the token and its lifetime in seconds).
+    """
+
+    def __init__(self, clock: Callable[[], float], margin: float) -> None:
         self._clock = clock
         self._margin = margin
         self._cached: _Cached | None = None
@@ -65,7 +67,11 @@ class _TokenCache:
         self.fetches = 0
         """How many tokens were obtained (tests and operators read it)."""
 
+    def _fetch(self) -> tuple[str, float]:
+        raise NotImplementedError
+
     def token(self) -> str:
+        """The cached token, or a new one; raises ``ServiceTokenError`` when none can be had."""
         with self._lock:
             if self._cached is None or self._clock() >= self._cached.refresh_at:
                 started = self._clock()  # the lifetime counts from before the request: conservative
@@ -75,42 +81,30 @@ class _TokenCache:
             return self._cached.value
 
     def invalidate(self, token: str) -> None:
+        """Drop ``token`` if it is the cached one (a newer token is kept)."""
         with self._lock:
             if self._cached is not None and self._cached.value == token:
                 self._cached = None
 
 
-class ClientCredentialsTokens:
+class ClientCredentialsTokens(CachedTokens):
     """Access tokens from ``token_url`` with the client_credentials grant, cached until near expiry."""
 
     def __init__(self, token_url: str, client_id: str, client_secret: str, scope: str, *,
                  verify: ssl.SSLContext | bool = True, timeout_seconds: float = 2.0,
                  refresh_margin_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(clock, refresh_margin_seconds)
         self.token_url = token_url
         self.client_id = client_id
         self.scope = scope
         self._secret = client_secret
         self._http = httpx.Client(verify=verify, timeout=timeout_seconds, trust_env=False)
-        self._cache = _TokenCache(self._request, clock, refresh_margin_seconds)
-
-    @property
-    def fetches(self) -> int:
-        """How many tokens were requested from the endpoint and received."""
-        return self._cache.fetches
-
-    def token(self) -> str:
-        """The cached token, or a new one from the token endpoint; raises ``ServiceTokenError``."""
-        return self._cache.token()
-
-    def invalidate(self, token: str) -> None:
-        """Drop ``token`` if it is the cached one (a newer token is kept)."""
-        self._cache.invalidate(token)
 
     def close(self) -> None:
         """Close the HTTP client's connections."""
         self._http.close()
 
-    def _request(self) -> tuple[str, float]:
+    def _fetch(self) -> tuple[str, float]:
         try:
             response = self._http.post(self.token_url, data={"grant_type": "client_credentials", "scope": self.scope},
                                        headers={"Accept": "application/json", "Authorization": self._basic()})
@@ -128,31 +122,18 @@ class ClientCredentialsTokens:
         return "Basic " + base64.b64encode(credentials.encode()).decode("ascii")
 
 
-class DevServiceTokens:
+class DevServiceTokens(CachedTokens):
     """Tokens this service signs itself with the development key: ``sub`` = ``client_id`` = its name."""
 
     def __init__(self, issuer: TokenIssuer, service_name: str, scope: str, *, ttl_seconds: int = 300,
                  refresh_margin_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(clock, refresh_margin_seconds)
         self.issuer = issuer
         self.service_name = service_name
         self.scope = scope
         self.ttl_seconds = ttl_seconds
-        self._cache = _TokenCache(self._sign, clock, refresh_margin_seconds)
 
-    @property
-    def fetches(self) -> int:
-        """How many tokens were signed."""
-        return self._cache.fetches
-
-    def token(self) -> str:
-        """The cached token, or a newly signed one."""
-        return self._cache.token()
-
-    def invalidate(self, token: str) -> None:
-        """Drop ``token`` if it is the cached one."""
-        self._cache.invalidate(token)
-
-    def _sign(self) -> tuple[str, float]:
+    def _fetch(self) -> tuple[str, float]:
         token = self.issuer.issue(self.service_name, roles=[], scope=self.scope.split(),
                                   ttl_seconds=self.ttl_seconds, client_id=self.service_name)
         return token, float(self.ttl_seconds)
