@@ -8,13 +8,19 @@ password (the response time does not tell which usernames exist).
 from __future__ import annotations
 
 import secrets
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 _HASHER = PasswordHasher()
-_DUMMY = _HASHER.hash(secrets.token_urlsafe(16))
 MIN_PASSWORD_LENGTH = 8
+
+
+@cache
+def _dummy() -> str:
+    """The hash unknown accounts are checked against: made on first use (it costs a hashing, ~0.1 s)."""
+    return _HASHER.hash(secrets.token_urlsafe(16))
 
 
 def hash_secret(plain: str) -> str:
@@ -25,7 +31,7 @@ def hash_secret(plain: str) -> str:
 def verify_secret(hashed: str | None, plain: str) -> bool:
     """Whether ``plain`` matches ``hashed``; ``hashed=None`` (no such account) costs the same and fails."""
     try:
-        return _HASHER.verify(hashed or _DUMMY, plain) and hashed is not None
+        return _HASHER.verify(hashed or _dummy(), plain) and hashed is not None
     except (VerificationError, InvalidHashError):
         return False
 
