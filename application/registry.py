@@ -76,7 +76,7 @@ class RegistryApplication(ClinicApplication):
 
     def patient(self, patient_id: UUID) -> PatientView:
         p = self._patient(patient_id)
-        return PatientView(p.id, p.name, p.email, p.birth_date, p.consent)
+        return PatientView(p.id, p.name, p.email, p.birth_date, p.consent, p.erased)
 
     def doctor(self, doctor_id: UUID) -> DoctorView:
         d = self._doctor(doctor_id)

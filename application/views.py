@@ -13,8 +13,10 @@ class PatientView:
     patient_id: UUID
     name: str
     email: str
-    birth_date: date
+    birth_date: date | None
+    """``None`` once the patient's personal data is erased (name and email read "[erased]")."""
     consent: bool
+    erased: bool = False
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ class PatientRecord(Struct):
     email: str
     birth_date: date | None
     consent: bool
+    erased: bool
+    """The personal data was erased (GDPR art. 17): the fields above read "[erased]" and null."""
 
 
 class RecordReadEntry(Struct):

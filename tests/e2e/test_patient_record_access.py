@@ -14,7 +14,7 @@ def test_the_patient_reads_their_own_record_and_the_read_is_logged(api, admin, t
     assert record.status_code == 200, record.text
     assert record.json() | {"patient_id": patient_id} == {
         "patient_id": patient_id, "name": "Ana", "email": "ana@example.org", "birth_date": "1990-01-01",
-        "consent": True}
+        "consent": True, "erased": False}
     reads = api.get(f"/v1/patients/{patient_id}/access-log", headers=patient).json()["reads"]
     assert [(r["reader"], r["roles"], r["operation"]) for r in reads] == [(patient_id, "PATIENT", "getPatient")]
 

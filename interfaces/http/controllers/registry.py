@@ -51,7 +51,7 @@ class PatientController(Controller):
         principal = request.user
         access.allow(access.is_self_or_admin(principal, str(patient_id), Role.PATIENT), NOT_ALLOWED)
         view = clinic.patient_records.read(patient_id, principal.sub, principal.roles, "getPatient")
-        return PatientRecord(view.patient_id, view.name, view.email, view.birth_date, view.consent)
+        return PatientRecord(view.patient_id, view.name, view.email, view.birth_date, view.consent, view.erased)
 
     @get("/{patient_id:uuid}/access-log", operation_id="listPatientRecordAccess", sync_to_thread=True,
          responses=errors(401, 403, 404))

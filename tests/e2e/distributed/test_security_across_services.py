@@ -117,7 +117,8 @@ def test_after_erasure_nothing_readable_remains_in_any_service_store_queue_or_lo
         record = cluster.call("GET", f"/v1/patients/{patient_id}", admin)[1]
         audited = cluster.call("GET", f"/v1/audit/consultation/{accepted['consultation_id']}", admin)[1]
         return (cluster.call("GET", consultation, admin)[1].get("reason") == "[erased]"
-                and (record["name"], record["email"], record["birth_date"]) == ("[erased]", "[erased]", None)
+                and (record["name"], record["email"], record["birth_date"], record["erased"]) == (
+                    "[erased]", "[erased]", None, True)
                 and cluster.call("GET", f"{consultation}/notes", doctor)[1]["notes"][0]["text"] == "[erased]"
                 and audited["state"]["reason"] == "[erased]" and audited["version"] >= 4)
 
