@@ -60,6 +60,14 @@ class RegistryApplication(ClinicApplication):
         self.save(patient)
         return True
 
+    def events_in_plain_text(self, patient_id: UUID) -> int:
+        """How many of the patient's own events hold personal data unsealed: stored before
+        crypto-shredding existed, they stay readable after an erasure (docs/gdpr.md)."""
+        unsealed = getattr(self.mapper, "stored_in_plain_text", None)
+        if unsealed is None:
+            raise PersonalDataNotSealedError("the registry stores events without the sealing mapper")
+        return sum(1 for stored in self.recorder.select_events(patient_id) if unsealed(stored))
+
     def erased_patients(self) -> list[UUID]:
         """Every patient whose erasure is recorded, in the order they were erased."""
         topic = get_topic(Patient.PersonalDataErased)

@@ -20,6 +20,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.utils import resolve_topic
 from eventsourcing.persistence import (
     Cipher,
     Compressor,
@@ -97,6 +98,22 @@ class PersonalDataMapper(Mapper[Any]):
         if not sealed and personal_fields(type(domain_event)):
             self._link_subject(domain_event)  # stored in plain text before this mapper: link it now
         return domain_event
+
+    def stored_in_plain_text(self, stored_event: StoredEvent) -> bool:
+        """Whether ``stored_event`` holds personal fields unsealed (stored before this mapper existed)."""
+        fields = personal_fields(resolve_topic(stored_event.topic))
+        if not fields:
+            return False
+        state = self.transcoder.decode(self._bytes(stored_event.state))
+        return any(name in state and not isinstance(state[name], Sealed) for name in fields)
+
+    def _bytes(self, state: bytes) -> bytes:
+        """The transcoded bytes of a stored state (after the library's cipher and compressor, if any)."""
+        if self.cipher:
+            state = self.cipher.decrypt(state)
+        if self.compressor:
+            state = self.compressor.decompress(state)
+        return state
 
     def close(self) -> None:
         """Release the key store's connections."""

@@ -27,12 +27,18 @@ def run_erase(args: argparse.Namespace) -> int:
     try:
         with event_metadata(actor=operator(), correlation_id=f"gdpr-erase:{uuid4()}"):
             done = registry.erase_patient(args.patient_id)
+        unsealed = registry.events_in_plain_text(args.patient_id)
     finally:
         close()
     if done:
         print(f"erased patient {args.patient_id}: data key destroyed, Patient.PersonalDataErased recorded")
     else:
         print(f"patient {args.patient_id} was already erased: nothing to do")
+    if unsealed:
+        print(f"clinic: warning: {unsealed} of this patient's events were stored before crypto-shredding and "
+              "still hold their personal data in plain text; see docs/gdpr.md (events stored before this change)",
+              file=sys.stderr)
+        return 3
     return 0
 
 

@@ -60,3 +60,19 @@ def test_a_key_restored_from_a_backup_is_destroyed_again(registry):
 def test_an_unknown_patient_cannot_be_erased(registry):
     with pytest.raises(NotFoundError):
         registry.erase_patient(uuid4())
+
+
+def test_events_stored_before_crypto_shredding_are_counted_as_still_readable(registry):
+    # given a patient registered before the sealing mapper existed (stored by the library's own mapper)
+    from eventsourcing.persistence import Mapper
+
+    legacy = Patient(name="Old Timer", email="old@example.org", birth_date=date(1950, 1, 1), consent=True)
+    [registered] = legacy.collect_events()
+    registry.recorder.insert_events([Mapper(registry.mapper.transcoder).to_stored_event(registered)])
+    # when both are erased
+    sealed = register(registry)
+    registry.erase_patient(legacy.id)
+    registry.erase_patient(sealed)
+    # then only the legacy patient's registration is still in plain text, and says so
+    assert registry.events_in_plain_text(legacy.id) == 1
+    assert registry.events_in_plain_text(sealed) == 0

@@ -164,3 +164,15 @@ def test_a_cached_key_is_dropped_after_its_time():
     assert keys.key_for_reading("s") is not None  # still cached here
     now[0] = 5.1
     assert keys.key_for_reading("s") is None
+
+
+def test_the_mapper_tells_an_event_stored_in_plain_text_from_a_sealed_one():
+    keys, patient = new_keys(), Patient(name="Old", email="old@example.org", birth_date=date(1950, 1, 1),
+                                        consent=True)
+    [registered] = patient.collect_events()
+    mapper = PersonalDataMapper(transcoder(), keys)
+    assert mapper.stored_in_plain_text(Mapper(transcoder()).to_stored_event(registered))
+    assert not mapper.stored_in_plain_text(mapper.to_stored_event(registered))
+    patient.withdraw_consent()
+    [withdrawn] = patient.collect_events()  # no personal fields: never "in plain text"
+    assert not mapper.stored_in_plain_text(Mapper(transcoder()).to_stored_event(withdrawn))
