@@ -92,6 +92,10 @@ class Settings:
     """``CLINIC_AUTH_TOKEN_RATE_LIMIT``: token requests allowed per client IP and per client_id."""
     auth_login_rate_limit: str = "10/minute"
     """``CLINIC_AUTH_LOGIN_RATE_LIMIT``: login attempts allowed per client IP."""
+    log_level: str = "INFO"
+    """``CLINIC_LOG_LEVEL``: the lowest level logged (DEBUG, INFO, WARNING, ERROR)."""
+    log_format: str = "json"
+    """``CLINIC_LOG_FORMAT``: ``json`` (one object per line, for log shippers) or ``console`` (for people)."""
 
     @property
     def pki(self) -> Path:
@@ -148,6 +152,7 @@ class Settings:
             auth_dir=Path(env["CLINIC_AUTH_DIR"]) if env.get("CLINIC_AUTH_DIR") else None,
             auth_token_rate_limit=env.get("CLINIC_AUTH_TOKEN_RATE_LIMIT", cls.auth_token_rate_limit),
             auth_login_rate_limit=env.get("CLINIC_AUTH_LOGIN_RATE_LIMIT", cls.auth_login_rate_limit),
+            **_logging(env),
         )
 
     def eventsourcing_env(self, app_name: str, create_table: bool | None = None) -> dict[str, str]:
@@ -204,6 +209,20 @@ def _tls_files(env: Mapping[str, str], name: str, url: str, tls_scheme: str) -> 
         raise SettingsError(f"{prefix}_CERT_FILE and {prefix}_KEY_FILE go together")
     paths = (Path(value) if value else None for value in (ca, cert, key))
     return dict(zip((f"{name}_ca_file", f"{name}_cert_file", f"{name}_key_file"), paths, strict=True))
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("json", "console")
+
+
+def _logging(env: Mapping[str, str]) -> dict[str, str]:
+    """``log_level`` and ``log_format`` from ``CLINIC_LOG_LEVEL`` and ``CLINIC_LOG_FORMAT``, checked."""
+    level, form = env.get("CLINIC_LOG_LEVEL", "INFO").upper(), env.get("CLINIC_LOG_FORMAT", "json").lower()
+    if level not in LOG_LEVELS:
+        raise SettingsError(f"CLINIC_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+    if form not in LOG_FORMATS:
+        raise SettingsError(f"CLINIC_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
+    return {"log_level": level, "log_format": form}
 
 
 def _number(env: Mapping[str, str], key: str, default: float, allow_zero: bool = False) -> float:

@@ -1,0 +1,1 @@
+"""Observability adapters: structured logs, traces, metrics (built in the composition roots)."""
