@@ -78,6 +78,8 @@ class ProjectionRunner:
         self.pinned = dict(versions or {})
         """Projection name → the version to write, instead of the serving one (a rebuild's target)."""
         self.last_error: BaseException | None = None
+        self.log_events = False
+        """Log one line per event read, with its correlation, causation and saga ids (the worker turns it on)."""
         self._lock = threading.Lock()
         self._versions: dict[str, int] = {}
         self._by_leader: dict[str, list[Projection]] = {}
@@ -194,10 +196,19 @@ class ProjectionRunner:
         uses = [(p.changes, position, ops) for p, position, ops in zip(projections, positions, batches, strict=True)]
         for notification in notifications:
             event = app.mapper.to_domain_event(notification)
+            if self.log_events:
+                _log_event(leader, notification, event)
             for changes, position, ops in uses:
                 if notification.id > position:
                     ops.extend(changes(event))
         return notifications, batches
+
+
+def _log_event(leader: str, notification: Any, event: Any) -> None:
+    ids = {"correlation_id": getattr(event, "correlation_id", None), "saga_id": getattr(event, "saga_id", None),
+           "causation_id": f"{notification.originator_id}@{notification.originator_version}"}
+    log.info("read %s notification %d (%s)", leader, notification.id, notification.topic,
+             extra={key: value for key, value in ids.items() if value is not None})
 
 
 def _accepted(replies: Sequence[Callable[[], bool]]) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from typing import Any
 
@@ -23,6 +24,7 @@ from eventsourcing.system import Follower
 from infrastructure.messaging.codec import PoisonMessageError, decode
 from infrastructure.messaging.delivery import deliver
 from infrastructure.messaging.topology import FollowerQueues
+from infrastructure.observability.logging import log_context
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +92,13 @@ class FollowerConsumer:
         if task is not None:
             self._in_flight.add(task)
         try:
-            self.outcomes[await self._settle(message)] += 1
+            with log_context(**message_ids(message.header.properties)):  # every line below names the message
+                started = time.perf_counter()
+                outcome = await self._settle(message)
+                self.outcomes[outcome] += 1
+                log.info("message %s %s", message.header.properties.message_id, outcome, extra={
+                    "outcome": outcome, "message_type": message.header.properties.message_type,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
         finally:
             if task is not None:
                 self._in_flight.discard(task)
@@ -154,6 +162,15 @@ class FollowerConsumer:
         await self.channel.basic_publish(
             message.body, exchange="", routing_key=queue, properties=with_headers(properties, headers),
             mandatory=True, timeout=self.publish_timeout)
+
+
+def message_ids(properties: Basic.Properties) -> dict[str, str | None]:
+    """The message's correlation and saga ids, and its event as the cause (``<originator id>@<version>``)."""
+    headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in (properties.headers or {}).items()}
+    origin, version = headers.get("originator_id"), headers.get("originator_version")
+    return {"correlation_id": properties.correlation_id or headers.get("correlation_id"),
+            "causation_id": f"{origin}@{version}" if origin is not None and version is not None else None,
+            "saga_id": headers.get("saga_id"), "message_id": properties.message_id}
 
 
 def _attempt(properties: Basic.Properties) -> int:

@@ -132,7 +132,8 @@ def render_exception(logger: Any, method: str, event_dict: dict[str, Any]) -> di
 
 def access_fields(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """uvicorn's access records as fields (method, path, status); the client's address is dropped."""
-    event_dict.pop("color_message", None)  # uvicorn's ANSI-coloured copy of the message
+    for copy in ("color_message", "message", "asctime"):  # uvicorn's coloured copy; another formatter's
+        event_dict.pop(copy, None)
     args = event_dict.pop("positional_args", ())
     record = event_dict.get("_record")
     if record is None or record.name != "uvicorn.access":

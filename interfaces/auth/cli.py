@@ -14,6 +14,7 @@ from datetime import timedelta
 import uvicorn
 
 from application.settings import Settings
+from infrastructure.observability.logging import configure_logging
 from interfaces.auth.accounts import Accounts
 from interfaces.auth.app import create_auth_app
 from interfaces.auth.hashing import check_password, new_client_secret
@@ -36,11 +37,12 @@ class _Server(uvicorn.Server):
 
 async def serve_auth(args: argparse.Namespace, config: Settings, stop: asyncio.Event) -> int:
     """Serve the authorization server until SIGTERM/SIGINT (``stop``); creates the key ring on first start."""
+    configure_logging("auth", config.log_level, json=config.log_format == "json")
     service = AuthService.from_settings(config)
     if service.keys.init(utc_now()):
         log.info("created signing keys (current + next) in %s", service.keys.path)
     server = _Server(uvicorn.Config(create_auth_app(service), host=args.host, port=args.port or DEFAULT_PORT,
-                                    log_level="info"))
+                                    log_level="info", log_config=None))
     serving = asyncio.create_task(server.serve(), name="auth")
     log.info("authorization server for issuer %s", service.issuer)
     stopped = asyncio.create_task(stop.wait())

@@ -23,6 +23,7 @@ import uvicorn
 from application.clinic import Clinic
 from application.services import Worker, build_projections, build_service, with_backoff
 from application.settings import Settings
+from infrastructure.observability.logging import configure_logging
 from infrastructure.tls import Pki
 from interfaces.cli.main import settings
 from interfaces.http.app import SERVICE_CONTROLLERS, create_app
@@ -47,8 +48,9 @@ def run_service(args: argparse.Namespace) -> int:
     if args.service is None:
         raise ValueError("name the service: clinic run <registry|scheduling|consultations|booking> "
                          "(or set CLINIC_SERVICE)")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    return asyncio.run(_run(args, settings()))
+    config = settings()
+    configure_logging(args.service, config.log_level, json=config.log_format == "json")
+    return asyncio.run(_run(args, config))
 
 
 async def _run(args: argparse.Namespace, config: Settings) -> int:
@@ -87,6 +89,7 @@ async def _run_projections(args: argparse.Namespace, config: Settings, stop: asy
     if built is None:
         return 0
     runner, apps = built
+    runner.log_events = True  # one line per event, with its correlation id
     halt = threading.Event()
     following = asyncio.create_task(asyncio.to_thread(runner.run, halt, 0.05), name="projections")
     clinic = Clinic(*(apps[name] for name in ("Registry", "Scheduling", "Consultations", "Booking")), checks={
@@ -128,7 +131,9 @@ def _servers(args: argparse.Namespace, config: Settings, clinic: Clinic) -> list
 
 
 def _server(app: object, make_config: Callable[..., uvicorn.Config], *args: object, **options: object) -> _Server:
-    return _Server(make_config(app, *args, log_level="info", timeout_graceful_shutdown=GRACE_SECONDS, **options))
+    # log_config=None: uvicorn's own records go to the root logger's JSON handler (configure_logging)
+    return _Server(make_config(app, *args, log_level="info", log_config=None, timeout_graceful_shutdown=GRACE_SECONDS,
+                               **options))
 
 
 async def _until_stopped_or_failed(stop: asyncio.Event, tasks: list[asyncio.Task[object]]) -> bool:

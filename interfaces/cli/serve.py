@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 import uvicorn
 
 from application.bootstrap import bootstrap
+from infrastructure.observability.logging import configure_logging
 from interfaces.cli.main import settings
 from interfaces.http.app import create_app
 from interfaces.security.trust import token_verifier
@@ -15,11 +15,11 @@ from interfaces.security.trust import token_verifier
 
 def run_serve(args: argparse.Namespace) -> int:
     config = settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging("clinic", config.log_level, json=config.log_format == "json")
     verifier = token_verifier(config)
     clinic = bootstrap(config)
     app = create_app(clinic, verifier, close_clinic_on_shutdown=True, max_request_bytes=config.max_request_bytes)
     print(f"clinic: serving on http://{args.host}:{args.port} ({config.persistence} stores in {config.data_dir}); "
           f"get a token with `clinic token --sub ID --role ADMIN`", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", log_config=None)
     return 0

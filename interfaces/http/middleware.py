@@ -14,6 +14,7 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from domain.metadata import event_metadata
+from infrastructure.observability.logging import log_context
 from infrastructure.security.tokens import InvalidTokenError, Principal, TokenVerifier
 
 CORRELATION_HEADER = "x-correlation-id"
@@ -33,9 +34,11 @@ def correlation_middleware(app: ASGIApp) -> ASGIApp:
     """Resolve the correlation id before anything else, so events and logs can use it."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            correlation_id_of(scope)
-        await app(scope, receive, send)
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        with log_context(correlation_id=correlation_id_of(scope)):  # every log line of the request, 401s too
+            await app(scope, receive, send)
 
     return middleware
 
