@@ -35,7 +35,12 @@ pid $runtime/nginx.pid;
 error_log $runtime/error.log warn;
 events { worker_connections 1024; }
 http {
-    access_log $runtime/access.log;
+    # one JSON object per request, like the services' lines: no client address, no query, no header values
+    log_format clinic_json escape=json '{"timestamp":"$$time_iso8601","level":"info","service":"gateway",'
+        '"event":"$$request_method $$uri $$status","logger":"nginx.access","correlation_id":"$$correlation_id",'
+        '"http_method":"$$request_method","path":"$$uri","status":$$status,"duration_s":$$request_time,'
+        '"upstream":"$$upstream_addr","upstream_status":"$$upstream_status"}';
+    access_log $runtime/access.log clinic_json;
     client_body_temp_path $runtime/client_body;
     proxy_temp_path $runtime/proxy;
     fastcgi_temp_path $runtime/fastcgi;

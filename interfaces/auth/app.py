@@ -27,7 +27,8 @@ def create_auth_app(service: AuthService) -> Litestar:
     return Litestar(route_handlers=[token, authorize_form, authorize_login, jwks, metadata, openid_configuration,
                                     live, ready],
                     state=State({"auth": service}), before_send=[_security_headers],
-                    request_max_body_size=MAX_REQUEST_BYTES, openapi_config=None)
+                    request_max_body_size=MAX_REQUEST_BYTES, openapi_config=None,
+                    logging_config=None)  # logging_config: ours (configure_logging)
 
 
 @post(TOKEN_PATH, status_code=200)

@@ -74,6 +74,7 @@ def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutd
         request_max_body_size=max_request_bytes,
         before_send=[echo_correlation_id, security_headers],
         exception_handlers={Exception: problem_response},
+        logging_config=None,  # logs go through the root logger's JSON handler (configure_logging)
         openapi_config=openapi_config(),
         state=State({"verifier": verifier}),
         on_shutdown=on_shutdown,

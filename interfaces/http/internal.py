@@ -137,6 +137,7 @@ def create_internal_registry_app(registry: RegistryApplication, verifier: TokenV
         middleware=[correlation_middleware],
         before_send=[echo_correlation_id],
         exception_handlers={Exception: internal_problem},
+        logging_config=None,  # logs go through the root logger's JSON handler (configure_logging)
         state=State({"verifier": verifier}),
         openapi_config=None,
     )

@@ -172,8 +172,10 @@ class Cluster:
         return user_token(self.issuer, WEB_CLIENT, REDIRECT_URI, f"{sub}-{role.lower()}", PASSWORD,
                           " ".join(sorted(PUBLIC_SCOPES)))
 
-    def call(self, method: str, path: str, token: str | None = None, body: Any = None) -> tuple[int, Any]:
-        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    def call(self, method: str, path: str, token: str | None = None, body: Any = None,
+             headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {}),
+                   **(headers or {})}
         request = urllib.request.Request(self.base + path, method=method, headers=headers,
                                          data=json.dumps(body).encode() if body is not None else None)
         try:

@@ -10,7 +10,9 @@ included) or any service's log.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -132,6 +134,46 @@ def test_after_erasure_nothing_readable_remains_in_any_service_store_queue_or_lo
     assert [(e.name, e.email, e.birth_date) for e in after["Registry"]] == [("[erased]", "[erased]", None)]
     assert [e.reason for e in after["Consultations"]] == ["[erased]"]
     assert leaks.in_files(cluster.tmp.rglob("*.log"), SECRETS) == []
+
+
+def test_every_process_logs_json_naming_the_booking_by_its_correlation_id_and_never_the_patient_or_a_token(
+        cluster):
+    name, email, reason = "Quennell Brightwater-Oyelaran", "quennell.brightwater@logscan.example", "Okapi-elbow-2291"
+    admin, patient_id, doctor_id, start = people(cluster, name, email, "1931-02-17")
+    patient, correlation_id = cluster.token(patient_id, "PATIENT"), f"logscan-{uuid.uuid4().hex[:12]}"
+    # when the patient books with their bearer token and a correlation id of their own
+    status, accepted = cluster.call("POST", "/v1/consultations", patient, {
+        "patient_id": patient_id, "doctor_id": doctor_id, "start": start, "reason": reason},
+        headers={"X-Correlation-Id": correlation_id})
+    assert status == 202, accepted
+    assert settled(cluster, patient, accepted["consultation_id"])["status"] == "CONFIRMED"
+    # then every service that took part logged a line with that correlation id (the consumers' lines follow
+    # their acks, so wait for them)
+    took_part = {"consultations", "booking", "registry", "scheduling", "projections", "gateway"}
+    eventually(lambda: took_part <= {line["service"] for line in _log_lines(cluster)
+                                     if line.get("correlation_id") == correlation_id},
+               what="a line with the correlation id from every service")
+    # and every line of every process (and the gateway's access log) is one JSON object with the fields
+    lines = _log_lines(cluster)
+    assert {line["service"] for line in lines} >= took_part | {"auth"}
+    assert all({"timestamp", "level", "service", "event", "logger"} <= line.keys() for line in lines)
+    # and no log, nginx's error log included, holds the patient's name, e-mail or reason, or a bearer token
+    secrets = [name, email, reason, admin, patient, admin.rsplit(".", 1)[1], patient.rsplit(".", 1)[1]]
+    assert leaks.in_files(cluster.tmp.rglob("*.log"), secrets) == []
+
+
+def _log_lines(cluster: Cluster) -> list[dict]:
+    """Every line the processes and the gateway's access log wrote, each parsed as one JSON object."""
+    lines = []
+    for path in [*cluster.tmp.glob("*.log"), cluster.tmp / "gateway" / "access.log"]:
+        for number, text in enumerate(path.read_text().splitlines(), 1):
+            try:
+                line = json.loads(text)
+            except ValueError:
+                raise AssertionError(f"{path.name}:{number} is not JSON: {text[:300]}") from None
+            assert isinstance(line, dict), f"{path.name}:{number}"
+            lines.append(line)
+    return lines
 
 
 def dead_letter_the_stored_events(cluster: Cluster, patient_id: str, consultation_id: str) -> list[dict]:
