@@ -15,6 +15,7 @@ from eventsourcing.application import AggregateNotFoundError
 
 from application.audit import Auditor
 from application.read_models import ReadModels
+from application.readiness import Check, Readiness
 from application.record_access import PatientRecords
 from application.consultations import ConsultationsApplication
 from application.registry import RegistryApplication
@@ -44,7 +45,9 @@ class Clinic:
         self.patient_records = PatientRecords(registry) if registry is not None else None
         """Reads of patient records, each recorded in the patient's access log."""
         self.checks = dict(checks or {})
-        """Extra readiness checks (a broker connection, a relay) by name."""
+        """Extra readiness checks by dependency (``redis``, ``rabbitmq``, ``accepting``), added by the composition root."""
+        self.readiness = Readiness(self.readiness_checks)
+        """The readiness probe over :meth:`readiness_checks`: concurrent, each bounded to 1 s, cached 1 s."""
 
     def open_slots(self, doctor_id: UUID, slots: Sequence[tuple[datetime, int]]) -> list[UUID]:
         """Open a doctor's slots, all or none; checks the doctor when the registry is hosted here."""
@@ -75,13 +78,19 @@ class Clinic:
         """Block until every recorded event has been processed by its followers (embedded mode)."""
         self.runner.wait_until_idle(timeout)
 
-    def readiness(self) -> dict[str, bool]:
-        """Whether each hosted event store answers, the runner is alive, and the extra checks pass."""
-        checks = {app.name.lower(): _store_answers(app) for app in self.apps()}
+    def readiness_checks(self) -> dict[str, Check]:
+        """What this process needs to serve: its event store(s), the runner, and the composition root's checks.
+
+        The event store check is named after its backend (``postgres``, ``sqlite``, ``sqlalchemy``,
+        ``memory``): every hosted context's store must answer a query.
+        """
+        stores: dict[str, list[Any]] = {}
+        for app in self.apps():
+            stores.setdefault(_store_kind(app), []).append(app)
+        checks: dict[str, Check] = {kind: _stores_answer(apps) for kind, apps in stores.items()}
         if self.runner is not None:
-            checks["runner"] = self.runner.is_alive and self.runner.last_error is None
-        checks |= {name: _passes(check) for name, check in self.checks.items()}
-        return checks
+            checks["runner"] = lambda: self.runner.is_alive and self.runner.last_error is None
+        return checks | self.checks
 
     def close(self) -> None:
         if self.runner is not None:
@@ -95,16 +104,21 @@ class Clinic:
         return [app for app in hosted if app is not None]
 
 
-def _passes(check: Callable[[], bool]) -> bool:
-    try:
-        return bool(check())
-    except Exception:  # noqa: BLE001 - a failing check means not ready
-        return False
+STORE_KINDS = {"eventsourcing.postgres": "postgres", "eventsourcing.sqlite": "sqlite", "eventsourcing.popo": "memory"}
 
 
-def _store_answers(app: Any) -> bool:
-    try:
-        app.recorder.max_notification_id()
-    except Exception:  # noqa: BLE001 - any failure means not ready
-        return False
-    return True
+def _store_kind(app: Any) -> str:
+    """The event store's backend, from the recorder factory the application was built with."""
+    module = type(app.factory).__module__
+    if module.startswith("eventsourcing_sqlalchemy"):
+        return "sqlalchemy"
+    return STORE_KINDS.get(module, "event_store")
+
+
+def _stores_answer(apps: list[Any]) -> Check:
+    def check() -> bool:
+        for app in apps:
+            app.recorder.max_notification_id()  # raises when the store cannot answer
+        return True
+
+    return check

@@ -9,12 +9,14 @@ booking service, the saga timer. Both wait for their dependencies with backoff.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiormq
+from eventsourcing.persistence import InterfaceError, OperationalError
 
 from application.bootstrap import SYSTEM, MigrationNeededError, build_auditor, read_models, require_tables
 from application.clinic import Clinic
@@ -52,8 +54,12 @@ SERVES_QUERIES = {"scheduling", "consultations", "booking"}
 """Services whose part of the API answers from the read models (Redis, kept by ``clinic run projections``)."""
 
 
-def build_service(service: str, settings: Settings) -> Clinic:
-    """The service's context application, wired, inside a Clinic hosting only it."""
+def build_service(service: str, settings: Settings, role: str = "all") -> Clinic:
+    """The service's context application, wired, inside a Clinic hosting only it.
+
+    Readiness: the event store always; Redis when the role serves queries from the read models.
+    The registry the booking saga calls is deliberately no readiness dependency (docs/observability-health.md).
+    """
     cls = SERVICES[service]
     sealing = mapper_factory(open_subject_keys(settings, create_table=False))
     app = cls(env=settings.eventsourcing_env(cls.name, create_table=False), mapper_factory=sealing)
@@ -64,8 +70,16 @@ def build_service(service: str, settings: Settings) -> Clinic:
         app.registry = HttpRegistryClient.from_pki(settings.registry_url, Pki.open(settings.pki), "booking",
                                                    policy=policy, tokens=tokens)
         app.saga_timeout = settings.saga_timeout
-    queries = read_models(_redis_views(settings, service), {cls.name: app}) if service in SERVES_QUERIES else None
-    return Clinic(**{service: app}, auditor=build_auditor({cls.name: app}), read_models=queries)
+    queries, checks = None, {}
+    if service in SERVES_QUERIES and role != "worker":
+        views = _redis_views(settings, service)
+        queries, checks = read_models(views, {cls.name: app}), {"redis": redis_answers(views)}
+    return Clinic(**{service: app}, auditor=build_auditor({cls.name: app}), read_models=queries, checks=checks)
+
+
+def redis_answers(views: RedisViewStore) -> Callable[[], bool]:
+    """The readiness check of the read models' Redis: a ``PING`` on the store's own client (and pool)."""
+    return lambda: bool(views.client.ping())
 
 
 def service_tokens(settings: Settings, service: str, scope: str) -> ServiceTokens:
@@ -130,47 +144,84 @@ class Worker:
 
     @property
     def ready(self) -> bool:
-        """Connected, relaying, and consuming if it follows anyone."""
+        """Connected to the broker, relaying, and consuming if it follows anyone (the ``rabbitmq`` check)."""
         connected = self.connection is not None and not self.connection.is_closed
         consuming = self.consumer is None or self.consumer.consuming
         return connected and self.relaying and consuming
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Until ``stop``: relay, consume, tick; then stop consuming, finish in-flight work, close."""
-        self.connection = await with_backoff(
-            "the broker", lambda: connect(self.settings.amqp_url, broker_tls(self.settings)), stop)
-        if self.connection is None:
-            return
+        """Until ``stop``: relay, consume, tick; then stop consuming, finish in-flight work, close.
+
+        A lost broker connection is made again (with backoff) and the relay and consumer restart
+        on it; any other failure stops the worker and the service (crash-only: the orchestrator
+        restarts it).
+        """
+        timer = asyncio.create_task(self._tick(stop)) if isinstance(self.app, BookingProcessManager) else None
+        try:
+            while not stop.is_set():
+                self.connection = await with_backoff(
+                    "the broker", lambda: connect(self.settings.amqp_url, broker_tls(self.settings)), stop)
+                if self.connection is None:
+                    break
+                try:
+                    await self._while_connected(stop)
+                finally:
+                    await self.connection.close()
+        except Exception as failed:
+            stop.set()
+            log.error("%s worker failed: %r", self.app.name, failed)
+            raise
+        finally:
+            if timer is not None:
+                await asyncio.gather(timer, return_exceptions=True)
+
+    async def _while_connected(self, stop: asyncio.Event) -> None:
+        """Consume and relay on ``self.connection`` until ``stop``, or until the connection is lost."""
+        session = asyncio.Event()  # set when the worker stops or the connection is lost
+        relay: asyncio.Task[None] | None = None
         try:
             await self._start()
-            tasks = [asyncio.create_task(self._relay(stop))]
-            if isinstance(self.app, BookingProcessManager):
-                tasks.append(asyncio.create_task(self._tick(stop)))
-            failed = await _first_failure(stop, tasks)
-            stop.set()  # crash-only: a failed relay stops the worker, the orchestrator restarts it
-            if self.consumer is not None:
-                await self.consumer.stop()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if failed is not None:
-                log.error("%s worker failed: %r", self.app.name, failed)
-                raise failed
-        finally:
-            await self.connection.close()
+            relay = asyncio.create_task(self._relay(session))
+            await _first_of(stop.wait(), relay, self.connection.closing)
+        except Exception as error:  # noqa: BLE001 - re-raised below unless the connection is gone
+            if not self.connection.is_closed:
+                raise
+            log.debug("broker connection lost while starting: %r", error)
+        session.set()
+        if self.consumer is not None:
+            with contextlib.suppress(Exception):
+                await self.consumer.stop()  # on a lost connection: in-flight messages are redelivered
+        if relay is not None:
+            await asyncio.gather(relay, return_exceptions=True)
+            if relay.exception() is not None and not self.connection.is_closed:
+                raise relay.exception()
+        if self.connection.is_closed and not stop.is_set():
+            log.warning("%s worker lost the broker connection; reconnecting", self.app.name)
 
     async def _start(self) -> None:
         # The whole system's queues, not only this context's: events published while a
         # follower is down or not yet started wait in its queue (services start in any order).
+        self.consumer = None
         queues = await declare_system(await self.connection.channel(), self.topology, SYSTEM.edges)
         if self.app.name in queues:
             self.consumer = FollowerConsumer(self.app, await self.connection.channel(), queues[self.app.name])
             await self.consumer.start()
 
-    async def _relay(self, stop: asyncio.Event) -> None:
+    async def _relay(self, session: asyncio.Event) -> None:
+        """The outbox relay on this connection; an event store outage is waited out, not a crash."""
         relay = OutboxRelay(self.app, await self.connection.channel(), self.topology.exchange,
                             poll_interval=min(self.tick_seconds, 0.2))
         self.relaying = True
+        delay = 0.2
         try:
-            await relay.run(stop)
+            while not session.is_set():
+                try:
+                    await relay.run(session)
+                except (OperationalError, InterfaceError) as error:
+                    log.warning("relay: the event store failed (%s); retrying in %.1fs", error, delay)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(session.wait(), timeout=delay)
+                    delay = min(delay * 2, 5.0)
         finally:
             self.relaying = False
 
@@ -187,9 +238,10 @@ class Worker:
                 pass
 
 
-async def _first_failure(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> BaseException | None:
-    """Wait for ``stop`` or for a task to end; returns the error of a task that failed."""
-    stopped = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    stopped.cancel()
-    return next((t.exception() for t in done if t is not stopped and t.exception() is not None), None)
+async def _first_of(*awaitables: Awaitable[object]) -> None:
+    """Wait until one of ``awaitables`` ends (the others are cancelled if they are our own tasks)."""
+    waiting = [asyncio.ensure_future(a) for a in awaitables]
+    _, pending = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    for future, awaitable in zip(waiting, awaitables, strict=True):
+        if future in pending and future is not awaitable:
+            future.cancel()

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 import uvicorn
 
 from application.clinic import Clinic
-from application.services import Worker, build_projections, build_service, with_backoff
+from application.services import Worker, build_projections, build_service, redis_answers, with_backoff
 from application.settings import Settings
 from infrastructure.observability.logging import configure_logging
 from infrastructure.tls import Pki
@@ -64,8 +64,8 @@ async def _run(args: argparse.Namespace, config: Settings) -> int:
     args.port = args.port or 8000
     if args.service == "projections":
         return await _run_projections(args, config, stop)
-    clinic = await with_backoff("the event store", lambda: asyncio.to_thread(build_service, args.service, config),
-                                stop)
+    clinic = await with_backoff("the event store",
+                                lambda: asyncio.to_thread(build_service, args.service, config, args.role), stop)
     if clinic is None:
         return 0
     clinic.checks["accepting"] = lambda: not stop.is_set()
@@ -93,6 +93,7 @@ async def _run_projections(args: argparse.Namespace, config: Settings, stop: asy
     halt = threading.Event()
     following = asyncio.create_task(asyncio.to_thread(runner.run, halt, 0.05), name="projections")
     clinic = Clinic(*(apps[name] for name in ("Registry", "Scheduling", "Consultations", "Booking")), checks={
+        "redis": redis_answers(runner.store),
         "projections": lambda: runner.last_error is None and not following.done(),
         "accepting": lambda: not stop.is_set()})
     server = _server(create_app(clinic, token_verifier(config), controllers=[HealthController]), uvicorn.Config,
@@ -113,7 +114,7 @@ def _start_worker(args: argparse.Namespace, config: Settings, clinic: Clinic,
     if args.role not in ("worker", "all"):
         return []
     worker = Worker(clinic.apps()[0], config)
-    clinic.checks["broker"] = lambda: worker.ready
+    clinic.checks["rabbitmq"] = lambda: worker.ready
     return [asyncio.create_task(worker.run(stop), name="worker")]
 
 

@@ -171,6 +171,8 @@ class AuditTrail(Struct):
 
 
 class Health(Struct):
+    """A probe's answer; for readiness, ``checks`` names each dependency asked and whether it answered in time."""
+
     status: Literal["ok", "unavailable"]
     checks: dict[str, bool] = msgspec.field(default_factory=dict)
 

@@ -1,4 +1,10 @@
-"""Liveness and readiness probes: unauthenticated, untraced."""
+"""Liveness and readiness probes: unauthenticated, untraced.
+
+Liveness answers from the event loop and touches nothing else: a dependency being down must
+never restart the pod. Readiness asks the dependencies this service and role need (see
+``Clinic.readiness_checks`` and docs/observability-health.md), concurrently, each for at most
+a second, and caches the answer for a second.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +21,15 @@ class HealthController(Controller):
     tags = ["health"]
     security = [{}]
 
-    @get("/live", operation_id="live", sync_to_thread=False)
-    def live(self) -> Health:
-        """The process is up."""
+    @get("/live", operation_id="live")
+    async def live(self) -> Health:
+        """The process and its event loop answer (no dependency is asked)."""
         return Health(status="ok")
 
-    @get("/ready", operation_id="ready", sync_to_thread=True,
+    @get("/ready", operation_id="ready",
          responses={503: ResponseSpec(data_container=Health, description="A dependency is not ready", generate_examples=False)})
-    def ready(self, clinic: NamedDependency[Clinic]) -> Response[Health]:
-        """Every event store answers and the saga runner is alive."""
-        checks = clinic.readiness()
+    async def ready(self, clinic: NamedDependency[Clinic]) -> Response[Health]:
+        """Each dependency this service and role need answers (``checks``: one entry per dependency)."""
+        checks = await clinic.readiness.check()
         ok = all(checks.values())
         return Response(Health(status="ok" if ok else "unavailable", checks=checks), status_code=200 if ok else 503)
