@@ -16,7 +16,7 @@ from domain.base import DomainError, NotFoundError
 from domain.values import require_aware
 
 _ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic",
-             "correlation_id", "causation_id", "saga_id", "actor"}
+             "correlation_id", "causation_id", "saga_id", "actor", "traceparent"}
 
 
 class AuditQueryError(DomainError):

@@ -92,6 +92,11 @@ class Settings:
     """``CLINIC_AUTH_TOKEN_RATE_LIMIT``: token requests allowed per client IP and per client_id."""
     auth_login_rate_limit: str = "10/minute"
     """``CLINIC_AUTH_LOGIN_RATE_LIMIT``: login attempts allowed per client IP."""
+    otlp_endpoint: str | None = None
+    """``CLINIC_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_ENDPOINT``: the OTLP/HTTP collector traces go to
+    (``<endpoint>/v1/traces``); unset: no tracing (docs/observability-tracing.md)."""
+    deployment_environment: str = "development"
+    """``CLINIC_ENVIRONMENT``: the ``deployment.environment`` of this process's spans."""
     log_level: str = "INFO"
     """``CLINIC_LOG_LEVEL``: the lowest level logged (DEBUG, INFO, WARNING, ERROR)."""
     log_format: str = "json"
@@ -153,6 +158,8 @@ class Settings:
             auth_token_rate_limit=env.get("CLINIC_AUTH_TOKEN_RATE_LIMIT", cls.auth_token_rate_limit),
             auth_login_rate_limit=env.get("CLINIC_AUTH_LOGIN_RATE_LIMIT", cls.auth_login_rate_limit),
             **_logging(env),
+            otlp_endpoint=env.get("CLINIC_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+            deployment_environment=env.get("CLINIC_ENVIRONMENT", cls.deployment_environment),
         )
 
     def eventsourcing_env(self, app_name: str, create_table: bool | None = None) -> dict[str, str]:

@@ -19,6 +19,7 @@ class ClinicAggregate(Aggregate):
         causation_id: str | None = None
         saga_id: str | None = None
         actor: str | None = None
+        traceparent: str | None = None
 
         def mutate(self, aggregate: Any) -> Any:
             # Mutators see the event's own time as ``modified_on`` (the library sets it after).

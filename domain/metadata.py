@@ -15,12 +15,18 @@ from dataclasses import dataclass, replace
 
 @dataclass(frozen=True)
 class EventMetadata:
-    """Correlation, causation, saga and actor of the events triggered now."""
+    """Correlation, causation, saga and actor of the events triggered now.
+
+    ``traceparent`` is the W3C trace context of the span the events are recorded in (a plain
+    string: the domain knows nothing of tracing); whoever publishes or processes an event later
+    continues that trace from it.
+    """
 
     correlation_id: str | None = None
     causation_id: str | None = None
     saga_id: str | None = None
     actor: str | None = None
+    traceparent: str | None = None
 
     def as_event_fields(self) -> dict[str, str | None]:
         return {
@@ -28,6 +34,7 @@ class EventMetadata:
             "causation_id": self.causation_id,
             "saga_id": self.saga_id,
             "actor": self.actor,
+            "traceparent": self.traceparent,
         }
 
 
@@ -56,12 +63,14 @@ def event_reference(event: object) -> str:
 
 
 @contextmanager
-def caused_by(event: object, actor: str) -> Iterator[EventMetadata]:
-    """Stamp what ``actor`` does in reaction to ``event``: same correlation and saga."""
+def caused_by(event: object, actor: str, traceparent: str | None = None) -> Iterator[EventMetadata]:
+    """Stamp what ``actor`` does in reaction to ``event``: same correlation and saga; ``traceparent``
+    is the span processing it."""
     with event_metadata(
         correlation_id=getattr(event, "correlation_id", None),
         causation_id=event_reference(event),
         saga_id=getattr(event, "saga_id", None),
         actor=actor,
+        traceparent=traceparent,
     ) as metadata:
         yield metadata

@@ -30,6 +30,7 @@ import msgspec
 
 from domain.metadata import current_metadata
 from domain.values import RejectionReason
+from infrastructure.observability.tracing import instrument_http_client
 from infrastructure.resilience import (
     Bulkhead,
     BulkheadFullError,
@@ -130,12 +131,12 @@ class HttpRegistryClient:
         self._sleep = sleep
         self._random = random
         self._tokens = tokens
-        self._http = httpx.Client(
+        self._http = instrument_http_client(httpx.Client(  # a client span per attempt; traceparent sent on
             base_url=self.base_url, verify=ssl_context, timeout=policy.httpx_timeout(),
             limits=httpx.Limits(max_connections=policy.max_concurrent,
                                 max_keepalive_connections=policy.max_concurrent),
             trust_env=False,  # no proxy from the environment between two services
-        )
+        ))
         listeners = [on_state_change] if on_state_change else []
         self.breaker = CircuitBreaker(name, failure_threshold=policy.failure_threshold,
                                       reset_timeout=policy.reset_timeout, exclude=(RegistryProtocolError,),

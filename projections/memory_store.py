@@ -31,6 +31,9 @@ KIND_OF_OP: dict[type, type] = {
 class MemoryViewStore:
     """A ``ViewStore`` in dictionaries behind one lock; a batch is checked whole before any change."""
 
+    db_system = "memory"
+    """Names the runner's batch spans (``memory.apply_batch``)."""
+
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._views: dict[tuple[str, int], dict[str, Any]] = {}

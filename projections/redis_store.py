@@ -77,6 +77,9 @@ DELETE_BATCH = 500
 class RedisViewStore:
     """A ``ViewStore`` over a synchronous redis-py client (the runner is a thread)."""
 
+    db_system = "redis"
+    """Names the runner's batch spans (``redis.apply_batch``)."""
+
     def __init__(self, client: redis.Redis, prefix: str = "clinic:views:") -> None:
         if not client.get_connection_kwargs().get("decode_responses"):
             raise ValueError("RedisViewStore needs a client made with decode_responses=True")

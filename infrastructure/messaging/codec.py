@@ -3,13 +3,13 @@
 The body is the stored event's state, byte for byte: a follower decodes it with its
 own mapper (every context uses the same transcoder), exactly as if it had read the
 leader's notification log. The headers carry what a follower, an operator or a
-tracer needs without decoding the body.
+tracer needs without decoding the body (``traceparent``: the trace the event was recorded in,
+which the relay's publish span continues and replaces).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -55,8 +55,7 @@ def encode(app_name: str, mapper: Mapper[Any], notification: Notification) -> Ou
         "correlation_id": correlation_id,
         "causation_id": getattr(event, "causation_id", None),
         "saga_id": getattr(event, "saga_id", None),
-        "traceparent": traceparent(correlation_id or message_id(app_name, notification.id),
-                                   message_id(app_name, notification.id)),
+        "traceparent": getattr(event, "traceparent", None),  # the relay's publish span replaces it
     }
     properties = Basic.Properties(
         content_type=CONTENT_TYPE, delivery_mode=PERSISTENT, message_id=message_id(app_name, notification.id),
@@ -64,17 +63,6 @@ def encode(app_name: str, mapper: Mapper[Any], notification: Notification) -> Ou
         timestamp=getattr(event, "timestamp", None), headers=headers,
     )
     return OutgoingMessage(routing_key(app_name, notification.topic), notification.state, properties)
-
-
-def traceparent(trace_seed: str, span_seed: str) -> str:
-    """A W3C ``traceparent`` derived from stable ids (until OpenTelemetry provides real spans).
-
-    Every message of one correlation id shares the trace id; each message has its own
-    parent id, the same every time that message is published.
-    """
-    trace_id = hashlib.sha256(trace_seed.encode()).hexdigest()[:32]
-    span_id = hashlib.sha256(span_seed.encode()).hexdigest()[:16]
-    return f"00-{trace_id}-{span_id}-01"
 
 
 def decode(mapper: Mapper[Any], body: bytes, properties: Basic.Properties) -> tuple[Any, Tracking]:

@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 import httpx
 
+from infrastructure.observability.tracing import instrument_http_client
 from infrastructure.security.tokens import TokenIssuer
 
 DEFAULT_LIFETIME_SECONDS = 60.0
@@ -98,7 +99,7 @@ class ClientCredentialsTokens(CachedTokens):
         self.client_id = client_id
         self.scope = scope
         self._secret = client_secret
-        self._http = httpx.Client(verify=verify, timeout=timeout_seconds, trust_env=False)
+        self._http = instrument_http_client(httpx.Client(verify=verify, timeout=timeout_seconds, trust_env=False))
 
     def close(self) -> None:
         """Close the HTTP client's connections."""

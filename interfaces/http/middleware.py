@@ -15,6 +15,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from domain.metadata import event_metadata
 from infrastructure.observability.logging import log_context
+from infrastructure.observability.tracing import current_traceparent
 from infrastructure.security.tokens import InvalidTokenError, Principal, TokenVerifier
 
 CORRELATION_HEADER = "x-correlation-id"
@@ -104,7 +105,8 @@ class BearerAuthenticationMiddleware(AbstractAuthenticationMiddleware):
 
 
 def event_metadata_middleware(app: ASGIApp) -> ASGIApp:
-    """Stamp every event this request causes with its correlation id, request id and caller."""
+    """Stamp every event this request causes with its correlation id, request id, caller and trace
+    (the server span: whoever publishes or processes the events later continues it)."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -117,6 +119,7 @@ def event_metadata_middleware(app: ASGIApp) -> ASGIApp:
             causation_id=f"request:{uuid.uuid4()}",
             saga_id=None,
             actor=user.sub if isinstance(user, Principal) else None,
+            traceparent=current_traceparent(),
         ):
             await app(scope, receive, send)
 

@@ -159,7 +159,7 @@ def test_given_registered_patient_when_erased_then_personal_data_erased_and_may_
     [event] = registered.collect_events()
     assert isinstance(event, Patient.PersonalDataErased)
     assert set(vars(event)) - {"originator_id", "originator_version", "timestamp", "originator_topic",
-                               "correlation_id", "causation_id", "saga_id", "actor"} == set()
+                               "correlation_id", "causation_id", "saga_id", "actor", "traceparent"} == set()
     assert (registered.name, registered.email, registered.birth_date) == ("[erased]", "[erased]", None)
     assert registered.erased and not registered.may_book
 
