@@ -21,6 +21,7 @@ from domain.consultation import Consultation
 from domain.doctor import Doctor
 from domain.patient import Patient
 from domain.slot import Slot
+from infrastructure.observability.metrics import Metrics
 from process_managers.booking import BookingProcessManager
 from process_managers.booking_saga import BookingSaga
 from projections.catalog import ALL_PROJECTIONS
@@ -60,11 +61,13 @@ def migrate(settings: Settings) -> list[str]:
     return list(apps)
 
 
-def bootstrap(settings: Settings | None = None, clock: Callable[[], datetime] | None = None) -> Clinic:
-    """Build and start the clinic: applications, saga wiring, runner."""
+def bootstrap(settings: Settings | None = None, clock: Callable[[], datetime] | None = None,
+              metrics: Metrics | None = None) -> Clinic:
+    """Build and start the clinic: applications, saga wiring, runner (observed by ``metrics`` if given)."""
     settings = settings or Settings.from_env()
     apps = build_applications(settings)
     require_tables(apps)
+    observe_with(apps, metrics)
     registry: RegistryApplication = apps[RegistryApplication.name]
     booking: BookingProcessManager = apps[BookingProcessManager.name]
     booking.registry = registry
@@ -73,11 +76,24 @@ def bootstrap(settings: Settings | None = None, clock: Callable[[], datetime] | 
         for app in apps.values():
             app.clock = clock
     projections = ProjectionRunner(apps, view_store(settings), ALL_PROJECTIONS)
+    projections.observer = metrics
     runner = EmbeddedRunner(SYSTEM, apps, settings.runner_tick_seconds, on_tick=booking.tick,
                             catch_up=projections.catch_up)
     runner.start()
     return Clinic(registry, apps[SchedulingApplication.name], apps[ConsultationsApplication.name], booking,
                   runner=runner, auditor=build_auditor(apps), read_models=read_models(projections.store, apps))
+
+
+def observe_with(apps: dict[str, Any], metrics: Metrics | None) -> None:
+    """Every application's appends, and the booking sagas, observed by ``metrics`` (nothing if None)."""
+    if metrics is None:
+        return
+    for app in apps.values():
+        app.store_observer = metrics
+        metrics.record_appends(app.name)
+        if isinstance(app, BookingProcessManager):
+            app.saga_observer = metrics
+            metrics.start_sagas()
 
 
 def read_models(store: ViewStore, apps: dict[str, Any]) -> ReadModels:

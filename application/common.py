@@ -5,17 +5,26 @@ from __future__ import annotations
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import Mapper, Transcoder
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.persistence import Mapper, Recording, Transcoder
 
 from domain.base import NotFoundError
-from process_managers.base import MapperFactory, close_mapper, construct_mapper_with, register_clinic_transcodings
+from process_managers.base import (
+    MapperFactory,
+    StoreObserver,
+    close_mapper,
+    construct_mapper_with,
+    register_clinic_transcodings,
+    timed_record,
+)
 
 T = TypeVar("T")
 
 
 class ClinicApplication(Application):
     """A context's application that only records (it follows no one)."""
+
+    store_observer: StoreObserver | None = None
 
     def __init__(self, env: Any = None, *, mapper_factory: MapperFactory | None = None) -> None:
         self._mapper_factory = mapper_factory
@@ -28,6 +37,10 @@ class ClinicApplication(Application):
     def close(self) -> None:
         super().close()
         close_mapper(self.mapper)
+
+    def _record(self, processing_event: ProcessingEvent) -> list[Recording]:
+        """What ``save`` records, timed for ``store_observer``."""
+        return timed_record(self, super()._record, processing_event)
 
     def register_transcodings(self, transcoder: Transcoder) -> None:
         super().register_transcodings(transcoder)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import aiormq
 from eventsourcing.persistence import InterfaceError, OperationalError
 
-from application.bootstrap import SYSTEM, MigrationNeededError, build_auditor, read_models, require_tables
+from application.bootstrap import SYSTEM, MigrationNeededError, build_auditor, observe_with, read_models, require_tables
 from application.clinic import Clinic
 from application.consultations import ConsultationsApplication
 from application.personal_data import mapper_factory, open_subject_keys
@@ -28,7 +28,9 @@ from application.settings import Settings, SettingsError
 from infrastructure.messaging.connection import BrokerTls, connect
 from infrastructure.messaging.consumer import FollowerConsumer
 from infrastructure.messaging.relay import OutboxRelay
-from infrastructure.messaging.topology import Topology, declare_system
+from infrastructure.messaging.topology import FollowerQueues, Topology, declare_system
+from infrastructure.observability.metrics import Metrics
+from infrastructure.observability.queue_depth import QueueDepthSampler
 from infrastructure.registry_client import HttpRegistryClient, RegistryCallPolicy
 from infrastructure.security.scopes import Scope
 from infrastructure.security.service_tokens import ClientCredentialsTokens, DevServiceTokens, ServiceTokens
@@ -54,7 +56,7 @@ SERVES_QUERIES = {"scheduling", "consultations", "booking"}
 """Services whose part of the API answers from the read models (Redis, kept by ``clinic run projections``)."""
 
 
-def build_service(service: str, settings: Settings, role: str = "all") -> Clinic:
+def build_service(service: str, settings: Settings, role: str = "all", metrics: Metrics | None = None) -> Clinic:
     """The service's context application, wired, inside a Clinic hosting only it.
 
     Readiness: the event store always; Redis when the role serves queries from the read models.
@@ -64,11 +66,12 @@ def build_service(service: str, settings: Settings, role: str = "all") -> Clinic
     sealing = mapper_factory(open_subject_keys(settings, create_table=False))
     app = cls(env=settings.eventsourcing_env(cls.name, create_table=False), mapper_factory=sealing)
     require_tables({cls.name: app})
+    observe_with({cls.name: app}, metrics)
     if isinstance(app, BookingProcessManager):
         policy = RegistryCallPolicy(reset_timeout=settings.registry_breaker_reset_seconds)
         tokens = service_tokens(settings, "booking", Scope.REGISTRY_ELIGIBILITY)
         app.registry = HttpRegistryClient.from_pki(settings.registry_url, Pki.open(settings.pki), "booking",
-                                                   policy=policy, tokens=tokens)
+                                                   policy=policy, tokens=tokens, on_state_change=_breaker(metrics))
         app.saga_timeout = settings.saga_timeout
     queries, checks = None, {}
     if service in SERVES_QUERIES and role != "worker":
@@ -80,6 +83,14 @@ def build_service(service: str, settings: Settings, role: str = "all") -> Clinic
 def redis_answers(views: RedisViewStore) -> Callable[[], bool]:
     """The readiness check of the read models' Redis: a ``PING`` on the store's own client (and pool)."""
     return lambda: bool(views.client.ping())
+
+
+def _breaker(metrics: Metrics | None) -> Callable[..., None] | None:
+    """The registry circuit's state listener: its state and transitions in ``metrics``."""
+    if metrics is None:
+        return None
+    metrics.watch_breaker("registry")
+    return metrics.breaker_changed
 
 
 def service_tokens(settings: Settings, service: str, scope: str) -> ServiceTokens:
@@ -98,13 +109,15 @@ def broker_tls(settings: Settings) -> BrokerTls:
     return BrokerTls(settings.amqp_ca_file, settings.amqp_cert_file, settings.amqp_key_file)
 
 
-def build_projections(settings: Settings) -> tuple[ProjectionRunner, dict[str, Any]]:
-    """The projection worker: every context's store read-only, the views in Redis."""
+def build_projections(settings: Settings, metrics: Metrics | None = None) -> tuple[ProjectionRunner, dict[str, Any]]:
+    """The projection worker: every context's store read-only, the views in Redis; positions in ``metrics``."""
     sealing = mapper_factory(open_subject_keys(settings, create_table=False))  # shared by every leader's mapper
     apps = {cls.name: cls(env=settings.eventsourcing_env(cls.name, create_table=False), mapper_factory=sealing)
             for cls in SERVICES.values()}
     require_tables(apps)
-    return ProjectionRunner(apps, _redis_views(settings, "projections"), ALL_PROJECTIONS), apps
+    runner = ProjectionRunner(apps, _redis_views(settings, "projections"), ALL_PROJECTIONS)
+    runner.observer = metrics
+    return runner, apps
 
 
 def _redis_views(settings: Settings, service: str) -> RedisViewStore:
@@ -133,8 +146,10 @@ async def with_backoff(what: str, attempt: Callable[[], Awaitable[T]], stop: asy
 class Worker:
     """Relays the context's events to the broker and feeds it the events it follows."""
 
-    def __init__(self, app: Any, settings: Settings, tick_seconds: float | None = None) -> None:
+    def __init__(self, app: Any, settings: Settings, tick_seconds: float | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
         self.settings = settings
         self.topology = Topology(prefix=settings.amqp_prefix)
         self.tick_seconds = tick_seconds or settings.runner_tick_seconds
@@ -157,6 +172,7 @@ class Worker:
         restarts it).
         """
         timer = asyncio.create_task(self._tick(stop)) if isinstance(self.app, BookingProcessManager) else None
+        depths = self._measure_queue_depths(stop)
         try:
             while not stop.is_set():
                 self.connection = await with_backoff(
@@ -174,6 +190,8 @@ class Worker:
         finally:
             if timer is not None:
                 await asyncio.gather(timer, return_exceptions=True)
+            if depths is not None:
+                await asyncio.gather(depths, return_exceptions=True)
 
     async def _while_connected(self, stop: asyncio.Event) -> None:
         """Consume and relay on ``self.connection`` until ``stop``, or until the connection is lost."""
@@ -198,19 +216,28 @@ class Worker:
         if self.connection.is_closed and not stop.is_set():
             log.warning("%s worker lost the broker connection; reconnecting", self.app.name)
 
+    def _measure_queue_depths(self, stop: asyncio.Event) -> asyncio.Task[None] | None:
+        """With metrics: the depth of the follower's queue, retry queues and DLQ, every few seconds."""
+        if self.metrics is None or self.app.name not in {follower for _, follower in SYSTEM.edges}:
+            return None
+        queues: FollowerQueues = self.topology.queues(self.app.name)
+        sampler = QueueDepthSampler(self.metrics, [queues.main, *queues.retries, queues.dead_letters])
+        return asyncio.create_task(sampler.run(lambda: self.connection, stop))
+
     async def _start(self) -> None:
         # The whole system's queues, not only this context's: events published while a
         # follower is down or not yet started wait in its queue (services start in any order).
         self.consumer = None
         queues = await declare_system(await self.connection.channel(), self.topology, SYSTEM.edges)
         if self.app.name in queues:
-            self.consumer = FollowerConsumer(self.app, await self.connection.channel(), queues[self.app.name])
+            self.consumer = FollowerConsumer(self.app, await self.connection.channel(), queues[self.app.name],
+                                             metrics=self.metrics)
             await self.consumer.start()
 
     async def _relay(self, session: asyncio.Event) -> None:
         """The outbox relay on this connection; an event store outage is waited out, not a crash."""
         relay = OutboxRelay(self.app, await self.connection.channel(), self.topology.exchange,
-                            poll_interval=min(self.tick_seconds, 0.2))
+                            poll_interval=min(self.tick_seconds, 0.2), metrics=self.metrics)
         self.relaying = True
         delay = 0.2
         try:

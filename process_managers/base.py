@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from eventsourcing.application import NotificationLog, ProcessingEvent
-from eventsourcing.persistence import Mapper, Tracking, Transcoder, Transcoding
+from eventsourcing.persistence import Mapper, Recording, Tracking, Transcoder, Transcoding
 from eventsourcing.system import NotificationLogReader, ProcessApplication
 
 from domain.metadata import caused_by
@@ -43,6 +44,22 @@ def construct_mapper_with(app: Any, factory: MapperFactory | None, default: Call
     return default() if factory is None else factory(app.construct_transcoder())
 
 
+class StoreObserver(Protocol):
+    """Told of every transaction an application records (the composition root's metrics)."""
+
+    def appended(self, application: str, events: int, seconds: float) -> None: ...
+
+
+def timed_record(app: Any, record: Callable[[ProcessingEvent], list[Recording]],
+                 processing_event: ProcessingEvent) -> list[Recording]:
+    """``record(processing_event)``, told to ``app.store_observer`` (if any) with its duration."""
+    started = time.perf_counter()
+    recordings = record(processing_event)
+    if app.store_observer is not None and recordings:
+        app.store_observer.appended(app.name, len(recordings), time.perf_counter() - started)
+    return recordings
+
+
 def close_mapper(mapper: Mapper[Any]) -> None:
     """Release what the mapper holds (the key store's connections), if anything."""
     getattr(mapper, "close", lambda: None)()
@@ -57,6 +74,7 @@ class ClinicProcessApplication(ProcessApplication):
     """
 
     clock: Callable[[], datetime] = staticmethod(utc_now)
+    store_observer: StoreObserver | None = None
 
     def __init__(self, env: Any = None, *, mapper_factory: MapperFactory | None = None) -> None:
         self._mapper_factory = mapper_factory
@@ -81,6 +99,10 @@ class ClinicProcessApplication(ProcessApplication):
     def close(self) -> None:
         super().close()
         close_mapper(self.mapper)
+
+    def _record(self, processing_event: ProcessingEvent) -> list[Recording]:
+        """Every save and every processed event is recorded here: timed for ``store_observer``."""
+        return timed_record(self, super()._record, processing_event)
 
     @property
     def actor(self) -> str:

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 from eventsourcing.dispatch import singledispatchmethod
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import Notification, Recording
 
 from domain.consultation import Consultation
 from domain.metadata import event_metadata
@@ -27,6 +27,20 @@ from process_managers.booking_saga import BookingSaga, SagaState, saga_id_for
 from process_managers.ports import Eligibility, RegistryPort, RegistryUnavailableError
 
 DEFAULT_SAGA_TIMEOUT = timedelta(seconds=30)
+TIMEOUT_REASONS = frozenset({RejectionReason.DEADLINE_EXCEEDED.value, RejectionReason.VALIDATION_UNAVAILABLE.value})
+"""The reasons ``BookingSaga.time_out`` rejects with: the deadline passed."""
+
+
+class SagaObserver(Protocol):
+    """Told when a saga starts and how it ends, once its events are recorded (the metrics)."""
+
+    def saga_started(self) -> None: ...
+
+    def saga_confirmed(self, seconds: float) -> None: ...
+
+    def saga_compensated(self, reason: str, seconds: float) -> None: ...
+
+    def saga_timed_out(self) -> None: ...
 
 
 class BookingProcessManager(ClinicProcessApplication):
@@ -35,6 +49,7 @@ class BookingProcessManager(ClinicProcessApplication):
     name = "Booking"
     registry: RegistryPort
     saga_timeout: timedelta = DEFAULT_SAGA_TIMEOUT
+    saga_observer: SagaObserver | None = None
 
     def __init__(self, env: Any = None, *, mapper_factory: MapperFactory | None = None) -> None:
         super().__init__(env, mapper_factory=mapper_factory)
@@ -116,6 +131,13 @@ class BookingProcessManager(ClinicProcessApplication):
         except AggregateNotFoundError:
             return None
 
+    def _record(self, processing_event: ProcessingEvent) -> list[Recording]:
+        """Record, then tell ``saga_observer`` of the sagas started and ended (only once committed)."""
+        recordings = super()._record(processing_event)
+        if self.saga_observer is not None:
+            observe_sagas(self.saga_observer, processing_event)
+        return recordings
+
     # Deadlines and deferred validations -----------------------------------------
 
     def tick(self) -> None:
@@ -185,6 +207,22 @@ class OpenSaga:
     deadline: datetime
     correlation_id: str | None
     retry_at: datetime | None = None
+
+
+def observe_sagas(observer: SagaObserver, processing_event: ProcessingEvent) -> None:
+    """Starts and ends among the recorded events; a saga's duration runs from its start event."""
+    for event in processing_event.events:
+        if isinstance(event, BookingSaga.Started):
+            observer.saga_started()
+        elif isinstance(event, (BookingSaga.Completed, BookingSaga.Rejected)):
+            saga = processing_event.aggregates.get(event.originator_id)
+            seconds = (event.timestamp - saga.created_on).total_seconds() if saga is not None else 0.0
+            if isinstance(event, BookingSaga.Completed):
+                observer.saga_confirmed(seconds)
+                continue
+            observer.saga_compensated(event.reason, seconds)
+            if event.reason in TIMEOUT_REASONS:
+                observer.saga_timed_out()
 
 
 def validation_retry_delay(attempts: int) -> timedelta:

@@ -24,6 +24,7 @@ from eventsourcing.system import Follower
 from infrastructure.messaging.codec import PoisonMessageError, decode
 from infrastructure.messaging.delivery import deliver
 from infrastructure.messaging.topology import FollowerQueues
+from infrastructure.observability.metrics import Metrics
 from infrastructure.observability.logging import log_context
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ class FollowerConsumer:
     """
 
     def __init__(self, follower: Follower[Any], channel: AbstractChannel, queues: FollowerQueues,
-                 prefetch: int = 16, max_attempts: int = 5, publish_timeout: float = 10.0) -> None:
+                 prefetch: int = 16, max_attempts: int = 5, publish_timeout: float = 10.0,
+                 metrics: Metrics | None = None) -> None:
         self.follower = follower
         self.channel = channel
         self.queues = queues
@@ -61,6 +63,9 @@ class FollowerConsumer:
         self._consumer_tag: str | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self.outcomes: Counter[str] = Counter()
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.follow(follower.name, len(queues.retries))
 
     async def start(self) -> None:
         """Start consuming; at most ``prefetch`` messages are unacked at a time."""
@@ -96,6 +101,8 @@ class FollowerConsumer:
                 started = time.perf_counter()
                 outcome = await self._settle(message)
                 self.outcomes[outcome] += 1
+                if self.metrics is not None:
+                    self.metrics.consumed(self.follower.name, outcome)
                 log.info("message %s %s", message.header.properties.message_id, outcome, extra={
                     "outcome": outcome, "message_type": message.header.properties.message_type,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
@@ -144,10 +151,13 @@ class FollowerConsumer:
                       message.header.properties.message_id, attempt, error)
             await self._dead_letter(message, MAX_ATTEMPTS_REACHED, error, attempts=attempt)
             return DEAD_LETTERED
-        retry_queue = self.queues.retries[min(attempt, len(self.queues.retries)) - 1]
+        level = min(attempt, len(self.queues.retries))
+        retry_queue = self.queues.retries[level - 1]
         log.warning("message %s failed (attempt %d), retrying via %s: %r",
                     message.header.properties.message_id, attempt, retry_queue, error)
         await self._republish(message, retry_queue, {ATTEMPT: attempt + 1, ERROR: describe(error)})
+        if self.metrics is not None:
+            self.metrics.retried(self.follower.name, level)
         return RETRIED
 
     async def _dead_letter(self, message: DeliveredMessage, reason: str, error: Exception,

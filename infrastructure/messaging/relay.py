@@ -23,6 +23,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
 from infrastructure.messaging.codec import encode
+from infrastructure.observability.metrics import Metrics
 
 NO_ROUTE = 312
 
@@ -66,7 +67,7 @@ class OutboxRelay:
 
     def __init__(self, app: Application[Any], channel: AbstractChannel, exchange: str,
                  position: PositionStore | None = None, batch_size: int = 100,
-                 poll_interval: float = 0.5, publish_timeout: float = 10.0) -> None:
+                 poll_interval: float = 0.5, publish_timeout: float = 10.0, metrics: Metrics | None = None) -> None:
         self.app = app
         self.channel = channel
         self.exchange = exchange
@@ -74,6 +75,9 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.publish_timeout = publish_timeout
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.published(app.name, 0)  # the series exists before the first event
 
     async def run_once(self) -> int:
         """Publish the next batch after the saved position; returns how many were confirmed."""
@@ -86,6 +90,8 @@ class OutboxRelay:
         confirmed = _confirmed_prefix(notifications, results)
         if confirmed:
             await asyncio.to_thread(self.position.save, confirmed[-1].id)
+            if self.metrics is not None:
+                self.metrics.published(self.app.name, len(confirmed))
         if len(confirmed) < len(notifications):
             raise results[len(confirmed)]
         return len(confirmed)

@@ -11,9 +11,11 @@ from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.datastructures import Cookie, MutableScopeHeaders, State
 from litestar.types import Message, Scope
 
+from infrastructure.observability.metrics import Metrics
 from interfaces.auth.login import CSRF_FIELD, LOGIN_PAGE_CSP, OAUTH_FIELDS, login_page
 from interfaces.auth.oauth import FormRequest, OAuthResponse
 from interfaces.auth.service import AUTHORIZE_PATH, JWKS_PATH, TOKEN_PATH, AuthService
+from interfaces.http.metrics import instrument
 
 CSRF_COOKIE = "clinic_auth_csrf"
 MAX_REQUEST_BYTES = 16384
@@ -22,13 +24,13 @@ SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DEN
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-def create_auth_app(service: AuthService) -> Litestar:
-    """The Litestar app of ``clinic run auth`` (tests build it the same way)."""
-    return Litestar(route_handlers=[token, authorize_form, authorize_login, jwks, metadata, openid_configuration,
-                                    live, ready],
-                    state=State({"auth": service}), before_send=[_security_headers],
-                    request_max_body_size=MAX_REQUEST_BYTES, openapi_config=None,
-                    logging_config=None)  # logging_config: ours (configure_logging)
+def create_auth_app(service: AuthService, metrics: Metrics | None = None) -> Litestar:
+    """The Litestar app of ``clinic run auth`` (tests build it the same way); ``/metrics`` with ``metrics``."""
+    return instrument(Litestar(route_handlers=[token, authorize_form, authorize_login, jwks, metadata,
+                                               openid_configuration, live, ready],
+                               state=State({"auth": service}), before_send=[_security_headers],
+                               request_max_body_size=MAX_REQUEST_BYTES, openapi_config=None,
+                               logging_config=None), metrics)  # logging_config: ours (configure_logging)
 
 
 @post(TOKEN_PATH, status_code=200)

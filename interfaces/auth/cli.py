@@ -15,6 +15,7 @@ import uvicorn
 
 from application.settings import Settings
 from infrastructure.observability.logging import configure_logging
+from infrastructure.observability.metrics import Metrics
 from interfaces.auth.accounts import Accounts
 from interfaces.auth.app import create_auth_app
 from interfaces.auth.hashing import check_password, new_client_secret
@@ -41,8 +42,9 @@ async def serve_auth(args: argparse.Namespace, config: Settings, stop: asyncio.E
     service = AuthService.from_settings(config)
     if service.keys.init(utc_now()):
         log.info("created signing keys (current + next) in %s", service.keys.path)
-    server = _Server(uvicorn.Config(create_auth_app(service), host=args.host, port=args.port or DEFAULT_PORT,
-                                    log_level="info", log_config=None))
+    app = create_auth_app(service, Metrics.for_service("auth"))
+    server = _Server(uvicorn.Config(app, host=args.host, port=args.port or DEFAULT_PORT, log_level="info",
+                                    log_config=None))
     serving = asyncio.create_task(server.serve(), name="auth")
     log.info("authorization server for issuer %s", service.issuer)
     stopped = asyncio.create_task(stop.wait())

@@ -24,6 +24,7 @@ from application.clinic import Clinic
 from application.services import Worker, build_projections, build_service, redis_answers, with_backoff
 from application.settings import Settings
 from infrastructure.observability.logging import configure_logging
+from infrastructure.observability.metrics import Metrics
 from infrastructure.tls import Pki
 from interfaces.cli.main import settings
 from interfaces.http.app import SERVICE_CONTROLLERS, create_app
@@ -64,13 +65,14 @@ async def _run(args: argparse.Namespace, config: Settings) -> int:
     args.port = args.port or 8000
     if args.service == "projections":
         return await _run_projections(args, config, stop)
+    metrics = Metrics.for_service(args.service)
     clinic = await with_backoff("the event store",
-                                lambda: asyncio.to_thread(build_service, args.service, config, args.role), stop)
+                                lambda: asyncio.to_thread(build_service, args.service, config, args.role, metrics), stop)
     if clinic is None:
         return 0
     clinic.checks["accepting"] = lambda: not stop.is_set()
-    workers = _start_worker(args, config, clinic, stop)
-    servers = _servers(args, config, clinic)
+    workers = _start_worker(args, config, clinic, stop, metrics)
+    servers = _servers(args, config, clinic, metrics)
     serving = [asyncio.create_task(server.serve(), name=f"http:{server.config.port}") for server in servers]
     log.info("%s service running (role %s)", args.service, args.role)
     failed = await _until_stopped_or_failed(stop, workers + serving)
@@ -85,7 +87,9 @@ async def _run(args: argparse.Namespace, config: Settings) -> int:
 
 async def _run_projections(args: argparse.Namespace, config: Settings, stop: asyncio.Event) -> int:
     """The projection worker: keeps every read model in Redis up with the event stores; health on --port."""
-    built = await with_backoff("the event stores", lambda: asyncio.to_thread(build_projections, config), stop)
+    metrics = Metrics.for_service("projections")
+    built = await with_backoff("the event stores", lambda: asyncio.to_thread(build_projections, config, metrics),
+                               stop)
     if built is None:
         return 0
     runner, apps = built
@@ -96,8 +100,8 @@ async def _run_projections(args: argparse.Namespace, config: Settings, stop: asy
         "redis": redis_answers(runner.store),
         "projections": lambda: runner.last_error is None and not following.done(),
         "accepting": lambda: not stop.is_set()})
-    server = _server(create_app(clinic, token_verifier(config), controllers=[HealthController]), uvicorn.Config,
-                     host=args.host, port=args.port)
+    server = _server(create_app(clinic, token_verifier(config), controllers=[HealthController], metrics=metrics),
+                     uvicorn.Config, host=args.host, port=args.port)
     serving = asyncio.create_task(server.serve(), name=f"http:{args.port}")
     log.info("projections worker running")
     failed = await _until_stopped_or_failed(stop, [following, serving])
@@ -110,22 +114,24 @@ async def _run_projections(args: argparse.Namespace, config: Settings, stop: asy
 
 
 def _start_worker(args: argparse.Namespace, config: Settings, clinic: Clinic,
-                  stop: asyncio.Event) -> list[asyncio.Task[object]]:
+                  stop: asyncio.Event, metrics: Metrics | None = None) -> list[asyncio.Task[object]]:
     if args.role not in ("worker", "all"):
         return []
-    worker = Worker(clinic.apps()[0], config)
+    worker = Worker(clinic.apps()[0], config, metrics=metrics)
     clinic.checks["rabbitmq"] = lambda: worker.ready
     return [asyncio.create_task(worker.run(stop), name="worker")]
 
 
-def _servers(args: argparse.Namespace, config: Settings, clinic: Clinic) -> list[uvicorn.Server]:
-    """The public API (api, all), or only the health probes (worker); plus registry's mTLS endpoint."""
+def _servers(args: argparse.Namespace, config: Settings, clinic: Clinic,
+             metrics: Metrics | None = None) -> list[uvicorn.Server]:
+    """The public API (api, all), or only the health probes (worker), and ``/metrics``; plus registry's
+    mTLS endpoint."""
     verifier = token_verifier(config)
     controllers = SERVICE_CONTROLLERS[args.service] if args.role != "worker" else [HealthController]
-    servers = [_server(create_app(clinic, verifier, controllers=controllers, max_request_bytes=config.max_request_bytes),
-                       uvicorn.Config, host=args.host, port=args.port)]
+    servers = [_server(create_app(clinic, verifier, controllers=controllers, max_request_bytes=config.max_request_bytes,
+                                  metrics=metrics), uvicorn.Config, host=args.host, port=args.port)]
     if args.service == "registry" and args.role != "worker":
-        internal = create_internal_registry_app(clinic.registry, verifier)
+        internal = create_internal_registry_app(clinic.registry, verifier, metrics)
         servers.append(_server(internal, internal_server_config, Pki.open(config.pki), host=args.host,
                                port=args.internal_port))
     return servers

@@ -7,6 +7,7 @@ import argparse
 import uvicorn
 
 from application.bootstrap import bootstrap
+from infrastructure.observability.metrics import Metrics
 from infrastructure.observability.logging import configure_logging
 from interfaces.cli.main import settings
 from interfaces.http.app import create_app
@@ -17,8 +18,10 @@ def run_serve(args: argparse.Namespace) -> int:
     config = settings()
     configure_logging("clinic", config.log_level, json=config.log_format == "json")
     verifier = token_verifier(config)
-    clinic = bootstrap(config)
-    app = create_app(clinic, verifier, close_clinic_on_shutdown=True, max_request_bytes=config.max_request_bytes)
+    metrics = Metrics.for_service("clinic")
+    clinic = bootstrap(config, metrics=metrics)
+    app = create_app(clinic, verifier, close_clinic_on_shutdown=True, max_request_bytes=config.max_request_bytes,
+                     metrics=metrics)
     print(f"clinic: serving on http://{args.host}:{args.port} ({config.persistence} stores in {config.data_dir}); "
           f"get a token with `clinic token --sub ID --role ADMIN`", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", log_config=None)

@@ -24,8 +24,10 @@ from interfaces.http.middleware import (
     event_metadata_middleware,
     security_headers,
 )
+from interfaces.http.metrics import instrument
 from interfaces.http.openapi import openapi_config
 from interfaces.http.problems import decode_strictly, problem_response
+from infrastructure.observability.metrics import Metrics
 from infrastructure.security.tokens import TokenVerifier
 
 CONTROLLERS = [PatientController, DoctorController, SlotController, ConsultationController, SagaController,
@@ -54,14 +56,16 @@ MAX_REQUEST_BYTES = 65536
 
 
 def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutdown: bool = False,
-               controllers: list[type] | None = None, max_request_bytes: int = MAX_REQUEST_BYTES) -> Litestar:
+               controllers: list[type] | None = None, max_request_bytes: int = MAX_REQUEST_BYTES,
+               metrics: Metrics | None = None) -> Litestar:
     """The HTTP API over ``clinic`` (all of it, or ``controllers``); tokens are checked with ``verifier``.
 
     Every operation's scope is checked by one guard (``authorization.REQUIRED_SCOPE``) before
-    its handler applies the role and ownership rules (``access``).
+    its handler applies the role and ownership rules (``access``). With ``metrics``, every request is
+    counted and timed and ``/metrics`` is served (``interfaces/http/metrics.py``).
     """
     on_shutdown = [clinic.close] if close_clinic_on_shutdown else []
-    return Litestar(
+    return instrument(Litestar(
         route_handlers=controllers or CONTROLLERS,
         dependencies={"clinic": Provide(lambda: clinic, use_cache=True, sync_to_thread=False)},
         middleware=[
@@ -78,4 +82,4 @@ def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutd
         openapi_config=openapi_config(),
         state=State({"verifier": verifier}),
         on_shutdown=on_shutdown,
-    )
+    ), metrics)

@@ -58,6 +58,8 @@ def require_scope(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseR
     """App-wide guard: the handler's operation must be in the table and the token hold its scope."""
     if connection.scope["path"].startswith(DOCUMENTATION):  # the OpenAPI document: public, no operation id
         return
+    if handler.opt.get("public") is True:  # undocumented and public: /metrics (interfaces/http/metrics.py)
+        return
     operation = handler.operation_id if isinstance(handler.operation_id, str) else None
     if operation not in REQUIRED_SCOPE:
         raise PermissionDeniedException(f"operation {operation or handler.handler_name} has no authorization rule")

@@ -33,10 +33,12 @@ from litestar.params import QueryParameter, SkipValidation
 from msgspec import Struct
 
 from application.registry import RegistryApplication
+from infrastructure.observability.metrics import Metrics
 from infrastructure.security.scopes import Scope
 from infrastructure.security.tokens import InvalidTokenError, Principal, TokenVerifier
 from infrastructure.tls import Pki, server_ssl_context
 from interfaces.http import authorization
+from interfaces.http.metrics import instrument
 from interfaces.http.middleware import correlation_middleware, echo_correlation_id
 from interfaces.http.problems import problem_response
 from interfaces.http.schemas import Health
@@ -128,10 +130,11 @@ def health() -> Health:
     return Health(status="ok")
 
 
-def create_internal_registry_app(registry: RegistryApplication, verifier: TokenVerifier) -> Litestar:
+def create_internal_registry_app(registry: RegistryApplication, verifier: TokenVerifier,
+                                 metrics: Metrics | None = None) -> Litestar:
     """The internal API over ``registry``, trusting tokens ``verifier`` accepts; serve it with
-    :func:`internal_server_config`."""
-    return Litestar(
+    :func:`internal_server_config`. Its requests count in ``metrics`` (exposed on the public port)."""
+    return instrument(Litestar(
         route_handlers=[eligibility, health],
         dependencies={"registry": Provide(lambda: registry, use_cache=True, sync_to_thread=False)},
         middleware=[correlation_middleware],
@@ -140,7 +143,7 @@ def create_internal_registry_app(registry: RegistryApplication, verifier: TokenV
         logging_config=None,  # logs go through the root logger's JSON handler (configure_logging)
         state=State({"verifier": verifier}),
         openapi_config=None,
-    )
+    ), metrics, serve=False)
 
 
 def internal_server_config(app: Litestar, pki: Pki, *, service: str = "registry", host: str = "127.0.0.1",

@@ -20,7 +20,7 @@ from infrastructure.security.tokens import InvalidTokenError, Principal, TokenVe
 
 CORRELATION_HEADER = "x-correlation-id"
 _VALID_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-PUBLIC_PATHS = ["^/health/", "^/schema"]
+PUBLIC_PATHS = ["^/health/", "^/schema", "^/metrics$"]
 
 
 def correlation_id_of(scope: Scope) -> str:

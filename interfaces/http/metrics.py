@@ -1,0 +1,70 @@
+"""HTTP metrics for a Litestar app: one ASGI middleware around everything, and ``GET /metrics``.
+
+The middleware wraps the app's whole ASGI handler (outside routing and the exception
+handlers), so 404s and 405s are counted too, as ``route="unmatched"``; a matched request is
+counted by its route template (``scope["path_template"]``, e.g.
+``/v1/consultations/{consultation_id}``), never by its raw path. ``/metrics`` needs no token
+and is not in the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar import Litestar, Response, get
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from infrastructure.observability.metrics import UNMATCHED_ROUTE, Metrics
+
+METRICS_PATH = "/metrics"
+PUBLIC_OPT = "public"
+"""A route handler with ``opt={"public": True}`` needs no scope (``authorization.require_scope``)."""
+
+
+class HttpMetricsMiddleware:
+    """Counts and times every HTTP request by method, route template and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # if the app fails before answering
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = scope.get("path_template") or UNMATCHED_ROUTE
+            self.metrics.http_request(scope["method"], route, status, time.perf_counter() - started)
+
+
+def metrics_endpoint(metrics: Metrics) -> Any:
+    """``GET /metrics``: the Prometheus text format of ``metrics``."""
+
+    @get(METRICS_PATH, include_in_schema=False, sync_to_thread=False, opt={PUBLIC_OPT: True})
+    def serve_metrics() -> Response[bytes]:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type.removesuffix("; charset=utf-8"))  # Litestar adds the charset
+
+    return serve_metrics
+
+
+def instrument(app: Litestar, metrics: Metrics | None, *, serve: bool = True) -> Litestar:
+    """Measure every request ``app`` answers and (``serve``) serve ``/metrics`` on it; nothing if
+    ``metrics`` is None."""
+    if metrics is not None:
+        if serve:
+            app.register(metrics_endpoint(metrics))
+        app.asgi_handler = HttpMetricsMiddleware(app.asgi_handler, metrics)
+    return app
