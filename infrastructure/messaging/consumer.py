@@ -65,7 +65,7 @@ class FollowerConsumer:
         self.outcomes: Counter[str] = Counter()
         self.metrics = metrics
         if metrics is not None:
-            metrics.follow(follower.name, len(queues.retries))
+            metrics.follow(queues.follower, len(queues.retries))
 
     async def start(self) -> None:
         """Start consuming; at most ``prefetch`` messages are unacked at a time."""
@@ -102,7 +102,7 @@ class FollowerConsumer:
                 outcome = await self._settle(message)
                 self.outcomes[outcome] += 1
                 if self.metrics is not None:
-                    self.metrics.consumed(self.follower.name, outcome)
+                    self.metrics.consumed(self.queues.follower, outcome)
                 log.info("message %s %s", message.header.properties.message_id, outcome, extra={
                     "outcome": outcome, "message_type": message.header.properties.message_type,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
@@ -157,7 +157,7 @@ class FollowerConsumer:
                     message.header.properties.message_id, attempt, retry_queue, error)
         await self._republish(message, retry_queue, {ATTEMPT: attempt + 1, ERROR: describe(error)})
         if self.metrics is not None:
-            self.metrics.retried(self.follower.name, level)
+            self.metrics.retried(self.queues.follower, level)
         return RETRIED
 
     async def _dead_letter(self, message: DeliveredMessage, reason: str, error: Exception,
