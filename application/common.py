@@ -17,6 +17,7 @@ from process_managers.base import (
     register_clinic_transcodings,
     timed_record,
 )
+from process_managers.tracing import recording_span
 
 T = TypeVar("T")
 
@@ -39,8 +40,9 @@ class ClinicApplication(Application):
         close_mapper(self.mapper)
 
     def _record(self, processing_event: ProcessingEvent) -> list[Recording]:
-        """What ``save`` records, timed for ``store_observer``."""
-        return timed_record(self, super()._record, processing_event)
+        """What ``save`` records, timed for ``store_observer``, traced (``eventstore.append``)."""
+        with recording_span(self, processing_event):
+            return timed_record(self, super()._record, processing_event)
 
     def register_transcodings(self, transcoder: Transcoder) -> None:
         super().register_transcodings(transcoder)

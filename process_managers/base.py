@@ -12,6 +12,7 @@ from eventsourcing.persistence import Mapper, Recording, Tracking, Transcoder, T
 from eventsourcing.system import NotificationLogReader, ProcessApplication
 
 from domain.metadata import caused_by
+from process_managers.tracing import processing_span, recording_span
 
 
 def utc_now() -> datetime:
@@ -101,8 +102,9 @@ class ClinicProcessApplication(ProcessApplication):
         close_mapper(self.mapper)
 
     def _record(self, processing_event: ProcessingEvent) -> list[Recording]:
-        """Every save and every processed event is recorded here: timed for ``store_observer``."""
-        return timed_record(self, super()._record, processing_event)
+        """Every save and every processed event is recorded here: timed for ``store_observer``, traced."""
+        with recording_span(self, processing_event):
+            return timed_record(self, super()._record, processing_event)
 
     @property
     def actor(self) -> str:
@@ -113,7 +115,8 @@ class ClinicProcessApplication(ProcessApplication):
         register_clinic_transcodings(transcoder)
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
-        with caused_by(domain_event, self.actor):
+        with processing_span(self.name, domain_event) as traceparent, \
+                caused_by(domain_event, self.actor, traceparent):
             super().process_event(domain_event, tracking)
 
     def policy(self, domain_event: Any, processing_event: ProcessingEvent) -> None:

@@ -25,8 +25,11 @@ from domain.values import RejectionReason
 from process_managers.base import ClinicProcessApplication, MapperFactory
 from process_managers.booking_saga import BookingSaga, SagaState, saga_id_for
 from process_managers.ports import Eligibility, RegistryPort, RegistryUnavailableError
+from process_managers.tracing import current_traceparent, describe_sagas, saga_span, saga_step
 
 DEFAULT_SAGA_TIMEOUT = timedelta(seconds=30)
+TIMER_STEPS = {"deadline": "compensate", "validation-retry": "validate_registrants"}
+"""The span of each step the timer takes (by the prefix of its cause)."""
 TIMEOUT_REASONS = frozenset({RejectionReason.DEADLINE_EXCEEDED.value, RejectionReason.VALIDATION_UNAVAILABLE.value})
 """The reasons ``BookingSaga.time_out`` rejects with: the deadline passed."""
 
@@ -61,6 +64,7 @@ class BookingProcessManager(ClinicProcessApplication):
         """Ignore events the saga does not react to."""
 
     @policy.register
+    @saga_step("hold_slot")
     def _(self, domain_event: Consultation.Requested, processing_event: ProcessingEvent) -> None:
         saga_id = saga_id_for(domain_event.originator_id)
         if saga_id in self.repository:
@@ -75,6 +79,7 @@ class BookingProcessManager(ClinicProcessApplication):
         processing_event.collect_events(saga)
 
     @policy.register
+    @saga_step("validate_registrants")
     def _(self, domain_event: Slot.Held, processing_event: ProcessingEvent) -> None:
         saga = self._saga(domain_event.booking_id)
         if saga is None:
@@ -85,6 +90,7 @@ class BookingProcessManager(ClinicProcessApplication):
         processing_event.collect_events(saga)
 
     @policy.register
+    @saga_step("compensate")
     def _(self, domain_event: SlotRequestRefused.Recorded, processing_event: ProcessingEvent) -> None:
         saga = self._saga(domain_event.booking_id)
         if saga is not None:
@@ -92,6 +98,7 @@ class BookingProcessManager(ClinicProcessApplication):
             processing_event.collect_events(saga)
 
     @policy.register
+    @saga_step("confirm")
     def _(self, domain_event: Slot.Booked, processing_event: ProcessingEvent) -> None:
         saga = self._saga(domain_event.booking_id)
         if saga is not None:
@@ -99,10 +106,12 @@ class BookingProcessManager(ClinicProcessApplication):
             processing_event.collect_events(saga)
 
     @policy.register
+    @saga_step("compensate")
     def _(self, domain_event: Consultation.CancelledByPatient, processing_event: ProcessingEvent) -> None:
         self._release_after_cancellation(domain_event, processing_event)
 
     @policy.register
+    @saga_step("compensate")
     def _(self, domain_event: Consultation.CancelledByClinic, processing_event: ProcessingEvent) -> None:
         self._release_after_cancellation(domain_event, processing_event)
 
@@ -169,10 +178,13 @@ class BookingProcessManager(ClinicProcessApplication):
             return due
 
     def _under(self, open_saga: OpenSaga, cause: str, action: Callable[[BookingSaga], None]) -> None:
-        """Act on a saga outside any event, stamped with its booking's correlation id."""
-        with event_metadata(correlation_id=open_saga.correlation_id, causation_id=cause, actor=self.actor):
+        """Act on a saga outside any event, stamped with its booking's correlation id, in its trace."""
+        with saga_span(TIMER_STEPS[cause.partition(":")[0]], open_saga.traceparent) as span, event_metadata(
+                correlation_id=open_saga.correlation_id, causation_id=cause, actor=self.actor,
+                traceparent=current_traceparent()):
             saga = self.repository.get(open_saga.saga_id)
             action(saga)
+            describe_sagas(span, [saga])
             self.save(saga)
 
     def _catch_up_open_sagas(self) -> None:
@@ -182,7 +194,7 @@ class BookingProcessManager(ClinicProcessApplication):
             if kind == "Started":
                 started = self.mapper.to_domain_event(notification)
                 self._open[started.originator_id] = OpenSaga(started.originator_id, started.deadline,
-                                                             started.correlation_id)
+                                                             started.correlation_id, traceparent=started.traceparent)
             elif kind == "ValidationUnavailable" and notification.originator_id in self._open:
                 unavailable = self.mapper.to_domain_event(notification)
                 self._open[notification.originator_id].retry_at = unavailable.retry_at
@@ -207,6 +219,8 @@ class OpenSaga:
     deadline: datetime
     correlation_id: str | None
     retry_at: datetime | None = None
+    traceparent: str | None = None
+    """The trace the saga started in: the timer's steps continue it."""
 
 
 def observe_sagas(observer: SagaObserver, processing_event: ProcessingEvent) -> None:

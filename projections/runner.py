@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from projections.base import Projection
 from projections.ops import Op
 from projections.store import ViewStore
+from projections.tracing import batch_span
 
 log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 1000
@@ -220,33 +221,38 @@ class ProjectionRunner:
         sent, read = [], 0
         for leader, projections in self._by_leader.items():
             keys = [(p.name, self._versions[p.name], leader) for p in projections]
-            notifications, batches = self._read(leader, projections, [positions[key] for key in keys])
+            notifications, batches, traces = self._read(leader, projections, [positions[key] for key in keys])
             if not notifications:
                 continue
             read, last_id = read + len(notifications), notifications[-1].id
             for projection, key, ops in zip(projections, keys, batches, strict=True):
                 if positions[key] < last_id:
-                    sent.append(send(projection.name, key[1], leader, last_id, ops, positions[key]))
+                    applied = [t for n, t in zip(notifications, traces, strict=True) if n.id > positions[key]]
+                    with batch_span(self.store, projection.name, len(ops), applied):  # in the events' trace
+                        sent.append(send(projection.name, key[1], leader, last_id, ops, positions[key]))
                     positions[key] = last_id
         return sent, read
 
     def _read(self, leader: str, projections: Sequence[Projection],
-              positions: list[int]) -> tuple[Sequence[Any], list[list[Op]]]:
-        """The next batch of notifications after the lowest position, and each projection's ops for
-        those after its own position (each event decoded once, and dropped once every projection used it)."""
+              positions: list[int]) -> tuple[Sequence[Any], list[list[Op]], list[str | None]]:
+        """The next batch of notifications after the lowest position, each projection's ops for
+        those after its own position (each event decoded once, and dropped once every projection used it),
+        and each notification's stored ``traceparent``."""
         app = self.apps[leader]
         notifications = app.recorder.select_notifications(
             start=min(positions), limit=self.batch_size, inclusive_of_start=False)
         batches: list[list[Op]] = [[] for _ in projections]
         uses = [(p.changes, position, ops) for p, position, ops in zip(projections, positions, batches, strict=True)]
+        traces: list[str | None] = []
         for notification in notifications:
             event = app.mapper.to_domain_event(notification)
+            traces.append(getattr(event, "traceparent", None))
             if self.log_events:
                 _log_event(leader, notification, event)
             for changes, position, ops in uses:
                 if notification.id > position:
                     ops.extend(changes(event))
-        return notifications, batches
+        return notifications, batches, traces
 
 
 def _log_event(leader: str, notification: Any, event: Any) -> None:

@@ -24,8 +24,9 @@ from eventsourcing.system import Follower
 from infrastructure.messaging.codec import PoisonMessageError, decode
 from infrastructure.messaging.delivery import deliver
 from infrastructure.messaging.topology import FollowerQueues
-from infrastructure.observability.metrics import Metrics
 from infrastructure.observability.logging import log_context
+from infrastructure.observability.metrics import Metrics
+from infrastructure.observability.tracing import consumer_span
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,10 @@ class FollowerConsumer:
 
     async def _settle(self, message: DeliveredMessage) -> str:
         try:
-            outcome = await self._handle(message)
+            properties = message.header.properties
+            with consumer_span(properties.headers, self.queues.main, properties.message_id) as span:
+                outcome = await self._handle(message)  # the follower's events continue this span's trace
+                span.set_attribute("clinic.outcome", outcome)
             await self.channel.basic_ack(message.delivery_tag)
             return outcome
         except Exception:  # noqa: BLE001 - e.g. the retry queue is gone: reject instead (below)

@@ -24,6 +24,7 @@ from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
 from infrastructure.messaging.codec import encode
 from infrastructure.observability.metrics import Metrics
+from infrastructure.observability.tracing import publish_span
 
 NO_ROUTE = 312
 
@@ -111,9 +112,11 @@ class OutboxRelay:
         # Called for a whole batch at once: each call takes the channel's lock in turn, so
         # the frames go out in notification order, and the confirms are awaited together.
         message = encode(self.app.name, self.app.mapper, notification)
-        await self.channel.basic_publish(
-            message.body, exchange=self.exchange, routing_key=message.routing_key,
-            properties=message.properties, mandatory=True, timeout=self.publish_timeout)
+        with publish_span(message.properties.headers, self.exchange, message.routing_key,
+                          message.properties.message_id):  # no await before the publish: order is kept
+            await self.channel.basic_publish(
+                message.body, exchange=self.exchange, routing_key=message.routing_key,
+                properties=message.properties, mandatory=True, timeout=self.publish_timeout)
 
 
 def _confirmed_prefix(notifications: Sequence[Notification], results: Sequence[Any]) -> list[Notification]:

@@ -10,12 +10,14 @@ from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.datastructures import Cookie, MutableScopeHeaders, State
 from litestar.types import Message, Scope
+from opentelemetry.trace import TracerProvider
 
 from infrastructure.observability.metrics import Metrics
 from interfaces.auth.login import CSRF_FIELD, LOGIN_PAGE_CSP, OAUTH_FIELDS, login_page
 from interfaces.auth.oauth import FormRequest, OAuthResponse
 from interfaces.auth.service import AUTHORIZE_PATH, JWKS_PATH, TOKEN_PATH, AuthService
 from interfaces.http.metrics import instrument
+from interfaces.http.tracing import route_span_names, tracing_plugins
 
 CSRF_COOKIE = "clinic_auth_csrf"
 MAX_REQUEST_BYTES = 16384
@@ -24,13 +26,16 @@ SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DEN
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-def create_auth_app(service: AuthService, metrics: Metrics | None = None) -> Litestar:
-    """The Litestar app of ``clinic run auth`` (tests build it the same way); ``/metrics`` with ``metrics``."""
+def create_auth_app(service: AuthService, metrics: Metrics | None = None,
+                    tracer_provider: TracerProvider | None = None) -> Litestar:
+    """The Litestar app of ``clinic run auth`` (tests build it the same way); ``/metrics`` with ``metrics``;
+    server spans with ``tracer_provider``."""
     return instrument(Litestar(route_handlers=[token, authorize_form, authorize_login, jwks, metadata,
                                                openid_configuration, live, ready],
                                state=State({"auth": service}), before_send=[_security_headers],
                                request_max_body_size=MAX_REQUEST_BYTES, openapi_config=None,
-                               logging_config=None), metrics)  # logging_config: ours (configure_logging)
+                               logging_config=None, middleware=[route_span_names],
+                               plugins=tracing_plugins(tracer_provider)), metrics)  # logging_config: ours (configure_logging)
 
 
 @post(TOKEN_PATH, status_code=200)

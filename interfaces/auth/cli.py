@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import uvicorn
+from opentelemetry.sdk.trace import TracerProvider
 
 from application.settings import Settings
 from infrastructure.observability.logging import configure_logging
@@ -36,13 +37,15 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def serve_auth(args: argparse.Namespace, config: Settings, stop: asyncio.Event) -> int:
-    """Serve the authorization server until SIGTERM/SIGINT (``stop``); creates the key ring on first start."""
+async def serve_auth(args: argparse.Namespace, config: Settings, stop: asyncio.Event,
+                     tracing: TracerProvider | None = None) -> int:
+    """Serve the authorization server until SIGTERM/SIGINT (``stop``); creates the key ring on first start.
+    With ``tracing`` (``clinic run`` configures it), its requests are server spans."""
     configure_logging("auth", config.log_level, json=config.log_format == "json")
     service = AuthService.from_settings(config)
     if service.keys.init(utc_now()):
         log.info("created signing keys (current + next) in %s", service.keys.path)
-    app = create_auth_app(service, Metrics.for_service("auth"))
+    app = create_auth_app(service, Metrics.for_service("auth"), tracer_provider=tracing)
     server = _Server(uvicorn.Config(app, host=args.host, port=args.port or DEFAULT_PORT, log_level="info",
                                     log_config=None))
     serving = asyncio.create_task(server.serve(), name="auth")

@@ -19,12 +19,14 @@ import threading
 from collections.abc import Callable, Iterator
 
 import uvicorn
+from opentelemetry.sdk.trace import TracerProvider
 
 from application.clinic import Clinic
 from application.services import Worker, build_projections, build_service, redis_answers, with_backoff
 from application.settings import Settings
 from infrastructure.observability.logging import configure_logging
 from infrastructure.observability.metrics import Metrics
+from infrastructure.observability.tracing import configure_tracing, shutdown_tracing
 from infrastructure.tls import Pki
 from interfaces.cli.main import settings
 from interfaces.http.app import SERVICE_CONTROLLERS, create_app
@@ -51,17 +53,21 @@ def run_service(args: argparse.Namespace) -> int:
                          "(or set CLINIC_SERVICE)")
     config = settings()
     configure_logging(args.service, config.log_level, json=config.log_format == "json")
-    return asyncio.run(_run(args, config))
+    tracing = configure_tracing(args.service, config)
+    try:
+        return asyncio.run(_run(args, config, tracing))
+    finally:
+        shutdown_tracing(tracing)  # the last spans are flushed before exit
 
 
-async def _run(args: argparse.Namespace, config: Settings) -> int:
+async def _run(args: argparse.Namespace, config: Settings, tracing: TracerProvider | None = None) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     if args.service == "auth":
         from interfaces.auth.cli import serve_auth
 
-        return await serve_auth(args, config, stop)
+        return await serve_auth(args, config, stop, tracing)
     args.port = args.port or 8000
     if args.service == "projections":
         return await _run_projections(args, config, stop)
@@ -72,7 +78,7 @@ async def _run(args: argparse.Namespace, config: Settings) -> int:
         return 0
     clinic.checks["accepting"] = lambda: not stop.is_set()
     workers = _start_worker(args, config, clinic, stop, metrics)
-    servers = _servers(args, config, clinic, metrics)
+    servers = _servers(args, config, clinic, metrics, tracing)
     serving = [asyncio.create_task(server.serve(), name=f"http:{server.config.port}") for server in servers]
     log.info("%s service running (role %s)", args.service, args.role)
     failed = await _until_stopped_or_failed(stop, workers + serving)
@@ -123,15 +129,16 @@ def _start_worker(args: argparse.Namespace, config: Settings, clinic: Clinic,
 
 
 def _servers(args: argparse.Namespace, config: Settings, clinic: Clinic,
-             metrics: Metrics | None = None) -> list[uvicorn.Server]:
+             metrics: Metrics | None = None, tracing: TracerProvider | None = None) -> list[uvicorn.Server]:
     """The public API (api, all), or only the health probes (worker), and ``/metrics``; plus registry's
     mTLS endpoint."""
     verifier = token_verifier(config)
     controllers = SERVICE_CONTROLLERS[args.service] if args.role != "worker" else [HealthController]
     servers = [_server(create_app(clinic, verifier, controllers=controllers, max_request_bytes=config.max_request_bytes,
-                                  metrics=metrics), uvicorn.Config, host=args.host, port=args.port)]
+                                  metrics=metrics, tracer_provider=tracing), uvicorn.Config, host=args.host,
+                       port=args.port)]
     if args.service == "registry" and args.role != "worker":
-        internal = create_internal_registry_app(clinic.registry, verifier, metrics)
+        internal = create_internal_registry_app(clinic.registry, verifier, metrics, tracing)
         servers.append(_server(internal, internal_server_config, Pki.open(config.pki), host=args.host,
                                port=args.internal_port))
     return servers

@@ -9,6 +9,7 @@ import uvicorn
 from application.bootstrap import bootstrap
 from infrastructure.observability.metrics import Metrics
 from infrastructure.observability.logging import configure_logging
+from infrastructure.observability.tracing import configure_tracing, shutdown_tracing
 from interfaces.cli.main import settings
 from interfaces.http.app import create_app
 from interfaces.security.trust import token_verifier
@@ -19,10 +20,12 @@ def run_serve(args: argparse.Namespace) -> int:
     configure_logging("clinic", config.log_level, json=config.log_format == "json")
     verifier = token_verifier(config)
     metrics = Metrics.for_service("clinic")
+    tracing = configure_tracing("clinic", config)
     clinic = bootstrap(config, metrics=metrics)
     app = create_app(clinic, verifier, close_clinic_on_shutdown=True, max_request_bytes=config.max_request_bytes,
-                     metrics=metrics)
+                     metrics=metrics, tracer_provider=tracing)
     print(f"clinic: serving on http://{args.host}:{args.port} ({config.persistence} stores in {config.data_dir}); "
           f"get a token with `clinic token --sub ID --role ADMIN`", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", log_config=None)
+    shutdown_tracing(tracing)
     return 0

@@ -8,6 +8,7 @@ from litestar import Litestar, Request
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
+from opentelemetry.trace import TracerProvider
 
 from application.clinic import Clinic
 from interfaces.http.authorization import require_scope
@@ -27,6 +28,7 @@ from interfaces.http.middleware import (
 from interfaces.http.metrics import instrument
 from interfaces.http.openapi import openapi_config
 from interfaces.http.problems import decode_strictly, problem_response
+from interfaces.http.tracing import route_span_names, tracing_plugins
 from infrastructure.observability.metrics import Metrics
 from infrastructure.security.tokens import TokenVerifier
 
@@ -57,12 +59,13 @@ MAX_REQUEST_BYTES = 65536
 
 def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutdown: bool = False,
                controllers: list[type] | None = None, max_request_bytes: int = MAX_REQUEST_BYTES,
-               metrics: Metrics | None = None) -> Litestar:
+               metrics: Metrics | None = None, tracer_provider: TracerProvider | None = None) -> Litestar:
     """The HTTP API over ``clinic`` (all of it, or ``controllers``); tokens are checked with ``verifier``.
 
     Every operation's scope is checked by one guard (``authorization.REQUIRED_SCOPE``) before
     its handler applies the role and ownership rules (``access``). With ``metrics``, every request is
-    counted and timed and ``/metrics`` is served (``interfaces/http/metrics.py``).
+    counted and timed and ``/metrics`` is served (``interfaces/http/metrics.py``). With
+    ``tracer_provider``, every request but probes and scrapes is a server span (``interfaces/http/tracing.py``).
     """
     on_shutdown = [clinic.close] if close_clinic_on_shutdown else []
     return instrument(Litestar(
@@ -70,6 +73,7 @@ def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutd
         dependencies={"clinic": Provide(lambda: clinic, use_cache=True, sync_to_thread=False)},
         middleware=[
             correlation_middleware,
+            route_span_names,
             DefineMiddleware(BearerAuthenticationMiddleware, exclude=PUBLIC_PATHS),
             event_metadata_middleware,
         ],
@@ -82,4 +86,5 @@ def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutd
         openapi_config=openapi_config(),
         state=State({"verifier": verifier}),
         on_shutdown=on_shutdown,
+        plugins=tracing_plugins(tracer_provider),
     ), metrics)

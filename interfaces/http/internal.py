@@ -31,6 +31,7 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import QueryParameter, SkipValidation
 from msgspec import Struct
+from opentelemetry.trace import TracerProvider
 
 from application.registry import RegistryApplication
 from infrastructure.observability.metrics import Metrics
@@ -42,6 +43,7 @@ from interfaces.http.metrics import instrument
 from interfaces.http.middleware import correlation_middleware, echo_correlation_id
 from interfaces.http.problems import problem_response
 from interfaces.http.schemas import Health
+from interfaces.http.tracing import route_span_names, tracing_plugins
 
 ELIGIBILITY_PATH = "/internal/v1/eligibility"
 HEALTH_PATH = "/internal/health"
@@ -131,18 +133,20 @@ def health() -> Health:
 
 
 def create_internal_registry_app(registry: RegistryApplication, verifier: TokenVerifier,
-                                 metrics: Metrics | None = None) -> Litestar:
+                                 metrics: Metrics | None = None, tracer_provider: TracerProvider | None = None) -> Litestar:
     """The internal API over ``registry``, trusting tokens ``verifier`` accepts; serve it with
-    :func:`internal_server_config`. Its requests count in ``metrics`` (exposed on the public port)."""
+    :func:`internal_server_config`. Its requests count in ``metrics`` (exposed on the public port)
+    and, with ``tracer_provider``, continue the caller's trace."""
     return instrument(Litestar(
         route_handlers=[eligibility, health],
         dependencies={"registry": Provide(lambda: registry, use_cache=True, sync_to_thread=False)},
-        middleware=[correlation_middleware],
+        middleware=[correlation_middleware, route_span_names],
         before_send=[echo_correlation_id],
         exception_handlers={Exception: internal_problem},
         logging_config=None,  # logs go through the root logger's JSON handler (configure_logging)
         state=State({"verifier": verifier}),
         openapi_config=None,
+        plugins=tracing_plugins(tracer_provider),
     ), metrics, serve=False)
 
 

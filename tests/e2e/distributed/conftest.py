@@ -31,6 +31,7 @@ from application.bootstrap import SYSTEM
 from infrastructure.messaging.topology import Topology
 from infrastructure.security.scopes import PUBLIC_SCOPES
 from tests import services
+from tests.e2e.distributed.otlp import OtlpReceiver
 from tests.e2e.oauth import user_token
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -72,6 +73,8 @@ class Cluster:
         self.gateway_port = free_port()
         self.auth_port = free_port()
         self.users: set[tuple[str, str]] = set()
+        self.otlp = OtlpReceiver().start()
+        """Every span the services export (OTLP/HTTP), for tests/e2e/distributed/test_tracing.py."""
         self.env = {
             **os.environ,
             "CLINIC_DATA_DIR": str(tmp / "data"), "CLINIC_PERSISTENCE": "postgres",
@@ -88,6 +91,7 @@ class Cluster:
             "CLINIC_CLIENT_ID": "booking",
             # every test client signs in from 127.0.0.1: the per-IP limits would stop the suite
             "CLINIC_AUTH_LOGIN_RATE_LIMIT": "10000/minute", "CLINIC_AUTH_TOKEN_RATE_LIMIT": "10000/minute",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": self.otlp.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200",
         }
         self.processes: dict[str, subprocess.Popen] = {}
         self.gateway: subprocess.Popen | None = None
@@ -194,6 +198,7 @@ class Cluster:
             self.gateway.wait(timeout=10)
         asyncio.run(_delete_broker_objects(self.prefix))
         _delete_redis_keys(f"{self.prefix}:views:")
+        self.otlp.stop()
 
 
 async def _delete_broker_objects(prefix: str) -> None:
