@@ -16,6 +16,7 @@ never logs them (docs/observability-logs.md).
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -193,6 +194,7 @@ def _scrub(value: Any) -> Any:
     return scrub_text(str(value))
 
 
+@functools.lru_cache(maxsize=1024)
 def _sensitive(key: str, names: frozenset[str] = SENSITIVE_KEYS) -> bool:
     normal = key.lower().replace("-", "_")
     return normal in names or normal.endswith(SENSITIVE_SUFFIXES)
