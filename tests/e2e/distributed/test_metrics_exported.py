@@ -75,7 +75,7 @@ def scrape_all(ports: list[int]) -> tuple[set[str], set[str], dict[str, set[str]
 def test_every_metric_the_dashboards_and_alerts_use_is_exported(cluster):
     confirm_a_booking(cluster)
     used = used_names()
-    ports = [port for name, port in cluster.ports.items() if name != "auth"]  # the issuer is not a clinic service
+    ports = list(cluster.ports.values())  # every process: APIs, workers, projections, the authorization server
     # the relays and the projection worker move their counters a moment after the booking settles
     with contextlib.suppress(AssertionError):  # reported below, with the names
         eventually(lambda: MOVED_BY_A_BOOKING <= scrape_all(ports)[1], timeout=15, what="the booking's samples")
