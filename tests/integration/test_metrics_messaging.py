@@ -14,6 +14,7 @@ from tests.integration.messaging.conftest import (  # noqa: F401 - fixtures
     anyio_backend,
     booking,
     broker,
+    MemoryPosition,
     consultations,
     eventually,
     rabbitmq_vhost,
@@ -22,17 +23,6 @@ from tests.integration.messaging.conftest import (  # noqa: F401 - fixtures
 )
 
 pytestmark = pytest.mark.anyio
-
-
-class MemoryPosition:
-    def __init__(self) -> None:
-        self.value = 0
-
-    def get(self) -> int:
-        return self.value
-
-    def save(self, notification_id: int) -> None:
-        self.value = notification_id
 
 
 @pytest.fixture

@@ -188,3 +188,16 @@ def request_consultations(app: ConsultationsApplication, count: int) -> list[UUI
     """``count`` consultation requests (one notification each), at distinct times."""
     return [app.request_consultation(uuid.uuid4(), uuid.uuid4(), START + timedelta(hours=i), "checkup")
             for i in range(count)]
+
+
+class MemoryPosition:
+    """A relay position that forgets: a second relay publishes everything again."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def get(self) -> int:
+        return self.value
+
+    def save(self, notification_id: int) -> None:
+        self.value = notification_id

@@ -18,22 +18,9 @@ from infrastructure.messaging.delivery import has_processed
 from infrastructure.messaging.dlq import DeadLetterQueue
 from infrastructure.messaging.relay import OutboxRelay
 from process_managers.booking_saga import BookingSaga, saga_id_for
-from tests.integration.messaging.conftest import eventually, request_consultations
+from tests.integration.messaging.conftest import MemoryPosition, eventually, request_consultations
 
 pytestmark = pytest.mark.anyio
-
-
-class MemoryPosition:
-    """A relay position that forgets: a second relay publishes everything again."""
-
-    def __init__(self) -> None:
-        self.value = 0
-
-    def get(self) -> int:
-        return self.value
-
-    def save(self, notification_id: int) -> None:
-        self.value = notification_id
 
 
 @pytest.fixture
