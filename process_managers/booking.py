@@ -24,7 +24,7 @@ from domain.slot import Slot, SlotRequestRefused, slot_id_for
 from domain.values import RejectionReason
 from process_managers.base import ClinicProcessApplication, MapperFactory
 from process_managers.booking_saga import BookingSaga, SagaState, saga_id_for
-from process_managers.ports import Eligibility, RegistryPort, RegistryUnavailableError
+from process_managers.ports import RegistryPort, RegistryUnavailableError
 from process_managers.tracing import current_traceparent, describe_sagas, saga_span, saga_step
 
 DEFAULT_SAGA_TIMEOUT = timedelta(seconds=30)

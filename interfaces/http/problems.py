@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 from eventsourcing.persistence import IntegrityError
-from litestar import MediaType, Request, Response
+from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.exceptions import ValidationException as LitestarValidationException
 

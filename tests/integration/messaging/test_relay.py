@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import aiormq
 import pytest
 
 from application.consultations import ConsultationsApplication
