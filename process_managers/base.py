@@ -66,7 +66,36 @@ def close_mapper(mapper: Mapper[Any]) -> None:
     getattr(mapper, "close", lambda: None)()
 
 
-class ClinicProcessApplication(ProcessApplication):
+class ClinicStore:
+    """What every context's application does with its store, mixed in before the library's class:
+    the composition root's mapper (crypto-shredding), our transcodings, and each recorded
+    transaction timed for ``store_observer`` and traced (``eventstore.append``)."""
+
+    store_observer: StoreObserver | None = None
+
+    def __init__(self, env: Any = None, *, mapper_factory: MapperFactory | None = None) -> None:
+        self._mapper_factory = mapper_factory
+        super().__init__(env)  # type: ignore[call-arg]
+
+    def construct_mapper(self) -> Mapper[Any]:
+        """The mapper from ``mapper_factory`` if one was given (see ``application/personal_data.py``)."""
+        return construct_mapper_with(self, self._mapper_factory, super().construct_mapper)  # type: ignore[misc]
+
+    def close(self) -> None:
+        super().close()  # type: ignore[misc]
+        close_mapper(self.mapper)  # type: ignore[attr-defined]
+
+    def _record(self, processing_event: ProcessingEvent) -> list[Recording]:
+        """Every save and every processed event is recorded here: timed for ``store_observer``, traced."""
+        with recording_span(self, processing_event):
+            return timed_record(self, super()._record, processing_event)  # type: ignore[misc]
+
+    def register_transcodings(self, transcoder: Transcoder) -> None:
+        super().register_transcodings(transcoder)  # type: ignore[misc]
+        register_clinic_transcodings(transcoder)
+
+
+class ClinicProcessApplication(ClinicStore, ProcessApplication):
     """A process application whose reactions carry the cause's correlation and saga ids.
 
     Its policy runs with the metadata of the event it reacts to, with this
@@ -75,15 +104,6 @@ class ClinicProcessApplication(ProcessApplication):
     """
 
     clock: Callable[[], datetime] = staticmethod(utc_now)
-    store_observer: StoreObserver | None = None
-
-    def __init__(self, env: Any = None, *, mapper_factory: MapperFactory | None = None) -> None:
-        self._mapper_factory = mapper_factory
-        super().__init__(env)
-
-    def construct_mapper(self) -> Mapper[Any]:
-        """The mapper from ``mapper_factory`` if one was given (see ``application/personal_data.py``)."""
-        return construct_mapper_with(self, self._mapper_factory, super().construct_mapper)
 
     def follow(self, name: str, log: NotificationLog) -> None:
         """Follow ``name``, decoding its events with a mapper like this application's own.
@@ -97,22 +117,9 @@ class ClinicProcessApplication(ProcessApplication):
         self.readers[name] = NotificationLogReader(log, section_size=self.pull_section_size)
         self.mappers[name] = self.construct_mapper()
 
-    def close(self) -> None:
-        super().close()
-        close_mapper(self.mapper)
-
-    def _record(self, processing_event: ProcessingEvent) -> list[Recording]:
-        """Every save and every processed event is recorded here: timed for ``store_observer``, traced."""
-        with recording_span(self, processing_event):
-            return timed_record(self, super()._record, processing_event)
-
     @property
     def actor(self) -> str:
         return f"service:{self.name.lower()}"
-
-    def register_transcodings(self, transcoder: Transcoder) -> None:
-        super().register_transcodings(transcoder)
-        register_clinic_transcodings(transcoder)
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         with processing_span(self.name, domain_event) as traceparent, \
