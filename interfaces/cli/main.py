@@ -1,4 +1,4 @@
-"""The ``clinic`` command: serve, run, demo, audit, token, db migrate, certs init, openapi."""
+"""The ``clinic`` command: serve, run, demo, audit, token, db migrate, certs init, openapi, bench."""
 
 from __future__ import annotations
 
@@ -96,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--spec", default="specs/openapi.json", help="the OpenAPI document to serve")
     gateway.add_argument("--output", default=".clinic-data/gateway/nginx.conf")
     gateway.set_defaults(run=_lazy("interfaces.cli.admin", "run_gateway"))
+
+    bench = commands.add_parser("bench", help="measure the figures of docs/performance.md, each beside its baseline")
+    bench.add_argument("--quick", action="store_true", help="smaller runs: the whole suite in under 5 minutes")
+    bench.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks (see --list)")
+    bench.add_argument("--json", metavar="PATH", help="where to write the run (default .clinic-data/bench/<time>.json)")
+    bench.add_argument("--list", action="store_true", help="list the benchmarks and what each needs")
+    bench.add_argument("--scale", type=float, default=1.0, help=argparse.SUPPRESS)  # tests: shrink the work
+    bench.set_defaults(run=_lazy("interfaces.cli.bench", "run_bench"))
 
     openapi = commands.add_parser("openapi", help="print (or write) the OpenAPI document")
     openapi.add_argument("--output", help="write to this file instead of stdout")

@@ -1,0 +1,1 @@
+"""Benchmarks: ``clinic bench`` (benchmarks/harness.py) and the figures of docs/performance.md."""
