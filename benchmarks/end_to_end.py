@@ -1,0 +1,191 @@
+"""End-to-end booking throughput and latency: POST /v1/consultations (202) to decided in the read model.
+
+Two deployments, each over real HTTP:
+
+- **embedded**: ``clinic serve`` (one process, SQLite stores, in-process read models);
+- **distributed**: every service its own OS process (``clinic run``) on PostgreSQL (own schema),
+  RabbitMQ (own prefix), Redis (own prefix), the registry over mTLS, the authorization server,
+  behind nginx: the e2e tests' deployment (tests/e2e/distributed/cluster.py).
+
+For each: open-loop runs at fixed offered loads (latency from the scheduled send), closed-loop runs
+with more and more clients until the decided rate stops rising (saturation), and the baseline: the
+HTTP accept rate alone (clients that only wait for the 202) at the saturating client count. The
+load generator (benchmarks/end_to_end_load.py) runs in its own process, pinned to the last core.
+Patients, doctors and free slots (one per booking) are created before any measured window.
+
+    .venv/bin/python benchmarks/end_to_end.py [--quick] [--only embedded|distributed]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+CLINIC = [sys.executable, "-m", "interfaces.cli.main"]
+LOAD = ROOT / "benchmarks" / "end_to_end_load.py"
+FIRST_SLOT = datetime(2027, 1, 4, tzinfo=timezone.utc)
+LOADGEN_CPU = str((os.cpu_count() or 1) - 1)
+"""The load generator's core (``taskset``): the last one."""
+
+
+def prepare(base: str, token: str, count: int, doctors: int = 20, patients: int = 50) -> list[dict[str, str]]:
+    """Register patients and doctors and open ``count`` free slots; one booking request per slot."""
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
+        patient_ids = [_created(client.post("/v1/patients", json={
+            "name": f"Patient {i}", "email": f"p{i}@example.org", "birth_date": "1980-01-01", "consent": True}),
+            "patient_id") for i in range(patients)]
+        doctor_ids = [_created(client.post("/v1/doctors", json={"name": f"Dr. {i}", "specialty": "general"}),
+                               "doctor_id") for i in range(doctors)]
+        per_doctor = -(-count // doctors)
+        bookings = []
+        for d, doctor_id in enumerate(doctor_ids):
+            starts = [FIRST_SLOT + timedelta(minutes=30 * k) for k in range(per_doctor)]
+            for chunk in range(0, len(starts), 100):  # small bodies: nginx buffers them in memory
+                slots = [{"start": s.isoformat(), "duration_minutes": 30} for s in starts[chunk:chunk + 100]]
+                _created(client.post(f"/v1/doctors/{doctor_id}/slots", json={"slots": slots}), "slot_ids")
+            bookings += [{"patient_id": patient_ids[(d + k) % patients], "doctor_id": doctor_id,
+                          "start": s.isoformat(), "reason": "check-up"} for k, s in enumerate(starts)]
+    # interleave doctors, so consecutive bookings touch different aggregates
+    return [b for k in range(per_doctor) for b in bookings[k::per_doctor]][:count]
+
+
+def _created(response: httpx.Response, key: str) -> Any:
+    if response.status_code != 201:
+        raise RuntimeError(f"{response.request.url}: {response.status_code} {response.text[:300]}")
+    return response.json()[key]
+
+
+class Load:
+    """Runs the load generator process over a shared list of free slots."""
+
+    def __init__(self, base: str, token: str, bookings: list[dict[str, str]], workdir: Path) -> None:
+        self.base, self.token, self.bookings, self.workdir = base, token, bookings, workdir
+        self.used = 0
+
+    def run(self, mode: str, duration: float, rate: float | None = None, clients: int | None = None) -> dict[str, Any]:
+        """One run of the load generator; its JSON summary."""
+        need = int((rate or 0) * duration) + 1 if mode == "open" else len(self.bookings) - self.used
+        plan = {"base": self.base, "token": self.token, "mode": mode, "duration": duration, "rate": rate,
+                "clients": clients, "bookings": self.bookings[self.used:self.used + need]}
+        path = self.workdir / "plan.json"
+        path.write_text(json.dumps(plan))
+        result = subprocess.run(["taskset", "-c", LOADGEN_CPU, sys.executable, str(LOAD), str(path)],
+                                capture_output=True, text=True, timeout=duration + 300, check=True)
+        summary = json.loads(result.stdout.strip().splitlines()[-1])
+        self.used += summary["used"]
+        print(f"  {_line(summary)}", file=sys.stderr, flush=True)
+        return summary
+
+
+def _line(s: dict[str, Any]) -> str:
+    load = f"{s['rate']}/s offered" if s["mode"] == "open" else f"{s['clients']} clients"
+    return (f"{s['mode']:6} {load:>16}: accepted {s['accepted_per_s']:7.1f}/s, decided {s['decided_per_s']:7.1f}/s "
+            f"{s['statuses']}, decided ms {s['decided_ms']}, errors {s['errors']}")
+
+
+def sweep(load: Load, quick: bool, rates: tuple[float, ...]) -> dict[str, Any]:
+    """Fixed loads, then clients doubled until the decided rate rises < 5%, then the accept baseline."""
+    duration = 6.0 if quick else 15.0
+    load.run("closed", 3.0, clients=8)  # warm-up: connections, caches, JIT-free Python's first calls
+    results: dict[str, Any] = {"open": [load.run("open", duration, rate=r) for r in rates], "closed": []}
+    best: dict[str, Any] | None = None
+    for clients in (8, 16, 32, 64, 128)[: 3 if quick else 5]:
+        run = load.run("closed", duration, clients=clients)
+        results["closed"].append(run)
+        if best is not None and run["decided_per_s"] < best["decided_per_s"] * 1.05:
+            break
+        best = run if best is None or run["decided_per_s"] > best["decided_per_s"] else best
+    results["saturation"] = best
+    results["accept"] = load.run("accept", duration, clients=best["clients"])
+    return results
+
+
+def enough_slots(quick: bool, rates: tuple[float, ...], top_rate: float) -> int:
+    """Slots for every run of the sweep (generous: a slot left over costs nothing)."""
+    duration = 6.0 if quick else 15.0
+    return int(sum(rates) * duration + top_rate * duration * (5 if quick else 7)) + 2000
+
+
+@contextmanager
+def embedded(env: dict[str, str]) -> Iterator[tuple[str, str, subprocess.Popen]]:
+    """``clinic serve`` on SQLite in a temporary data directory: its URL, an admin token, the process."""
+    from tests.e2e.distributed.cluster import eventually, free_port
+
+    with tempfile.TemporaryDirectory() as data:
+        env = {**os.environ, "CLINIC_DATA_DIR": data, **env}
+        port = free_port()
+        with open(Path(data) / "serve.log", "w") as log:
+            process = subprocess.Popen([*CLINIC, "serve", "--port", str(port)], cwd=ROOT, env=env,
+                                       stdout=log, stderr=subprocess.STDOUT)
+        try:
+            eventually(lambda: _ready(port), timeout=60, what="clinic serve ready")
+            token = subprocess.run([*CLINIC, "token", "--sub", "ops-1", "--role", "ADMIN"], cwd=ROOT, env=env,
+                                   capture_output=True, text=True, check=True).stdout.strip()
+            yield f"http://127.0.0.1:{port}", token, process
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@contextmanager
+def distributed(env: dict[str, str]) -> Iterator[tuple[str, str, Any]]:
+    """The e2e tests' deployment (no span export): the gateway's URL, an admin token, the cluster."""
+    from tests.e2e.distributed.cluster import deployed
+
+    settings = {"CLINIC_SAGA_DEADLINE_SECONDS": "60", "CLINIC_AUTH_TOKEN_TTL_SECONDS": "3600",
+                "POSTGRES_POOL_SIZE": "4", "POSTGRES_MAX_OVERFLOW": "8", **env}
+    with tempfile.TemporaryDirectory() as tmp, deployed(Path(tmp), settings, tracing=False) as cluster:
+        yield cluster.base, cluster.token("ops-1", "ADMIN"), cluster
+
+
+def measure(mode: str, quick: bool, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The whole sweep against one deployment (``embedded`` or ``distributed``)."""
+    rates = (50.0, 100.0) if mode == "distributed" else (50.0, 100.0, 200.0)
+    deploy = embedded if mode == "embedded" else distributed
+    with deploy(env or {}) as (base, token, _), tempfile.TemporaryDirectory() as work:
+        started = time.perf_counter()
+        bookings = prepare(base, token, enough_slots(quick, rates, 400.0 if mode == "embedded" else 200.0))
+        print(f"{mode}: {len(bookings)} free slots in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+        return sweep(Load(base, token, bookings, Path(work)), quick, rates)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=["embedded", "distributed"])
+    parser.add_argument("--log-level", default=None, help="CLINIC_LOG_LEVEL of the servers (default: theirs)")
+    args = parser.parse_args()
+    env = {"CLINIC_LOG_LEVEL": args.log_level} if args.log_level else {}
+    results = {mode: measure(mode, args.quick, env) for mode in ("embedded", "distributed")
+               if args.only in (None, mode)}
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
