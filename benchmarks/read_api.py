@@ -12,6 +12,7 @@ Litestar app, and inside our app with authentication off (so that ratio isolates
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import os
@@ -62,6 +63,8 @@ class Load:
     p50: float
     p90: float
     p99: float
+    cpu_ms: float = 0.0
+    """Server CPU time (user + system, all threads) per request, in ms: steadier than req/s on a shared host."""
 
 
 @dataclass(frozen=True)
@@ -110,18 +113,19 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(mode: str, setup: Fixture, loop: str = "asyncio", http: str = "h11") -> Iterator[str]:
-    """The benchmark server in ``mode`` on core 0; yields its base URL once it answers."""
+def server(mode: str, setup: Fixture, loop: str = "asyncio", http: str = "h11",
+           cache: bool = True) -> Iterator[tuple[str, int]]:
+    """The benchmark server in ``mode`` on core 0; yields its base URL and pid once it answers."""
     port = free_port()
     log = setup.lua.parent / f"server-{mode}-{port}.log"
     with open(log, "wb") as output:
         process = subprocess.Popen(
             ["taskset", "-c", SERVER_CORE, sys.executable, "-m", "benchmarks.read_api_server", mode, str(port),
-             "--loop", loop, "--http", http], env=os.environ | setup.env, stdout=output, stderr=output)
+             "--loop", loop, "--http", http, *([] if cache else ["--no-token-cache"])], env=os.environ | setup.env, stdout=output, stderr=output)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_answering(base + (setup.path if mode == "ours" else TRIVIAL_PATH), setup.token, process, log)
-        yield base
+        yield base, process.pid  # taskset execs the server: same pid
     finally:
         process.terminate()
         try:
@@ -159,12 +163,22 @@ def wrk(url: str, lua: Path, seconds: int) -> Load:
                 stats["p99_us"] / 1000)
 
 
-def measure(mode: str, setup: Fixture, seconds: int, loop: str = "asyncio", http: str = "h11") -> Load:
+def measure(mode: str, setup: Fixture, seconds: int, loop: str = "asyncio", http: str = "h11",
+            cache: bool = True) -> Load:
     """Warm the server up for a second, then measure it for ``seconds``."""
-    with server(mode, setup, loop, http) as base:
+    with server(mode, setup, loop, http, cache) as (base, pid):
         url = base + (setup.path if mode == "ours" else TRIVIAL_PATH)
         wrk(url, setup.lua, 1)
-        return wrk(url, setup.lua, seconds)
+        before = cpu_seconds(pid)
+        load = wrk(url, setup.lua, seconds)
+        used = cpu_seconds(pid) - before
+        return dataclasses.replace(load, cpu_ms=1000 * used / (load.rate * seconds))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def fast_stack_installed() -> bool:
@@ -177,21 +191,28 @@ def read_api(quick: bool, scale: float = 1.0) -> list[Figure]:
     seconds = max(1, int((5 if quick else 20) * scale))
     with tempfile.TemporaryDirectory() as tmp, fixture(Path(tmp)) as setup:
         ours, in_app, bare = (measure(mode, setup, seconds) for mode in ("ours", "trivial-in-app", "trivial-bare"))
+        uncached = measure("ours", setup, seconds, cache=False)
         fast = measure("ours", setup, seconds, "uvloop", "httptools") if fast_stack_installed() else None
     load = f"wrk -t{WRK_THREADS} -c{CONNECTIONS} {seconds}s; server on core {SERVER_CORE}, wrk on core {WRK_CORE}"
     figures = [
         Figure("read API GET /v1/consultations/{id} vs bare trivial app", ours.rate, "req/s",
-               "trivial endpoint, bare Litestar app", bare.rate, f"{load}; p50 {ours.p50:.1f} ms",
+               "trivial endpoint, bare Litestar app", bare.rate, f"{load}; p50 {ours.p50:.1f} ms; server CPU {ours.cpu_ms:.2f} ms/request (bare trivial: "
+               f"{bare.cpu_ms:.2f})",
                ">= 0.6x baseline", ours.rate >= 0.6 * bare.rate),
         Figure("read API GET /v1/consultations/{id} vs trivial endpoint in our app", ours.rate, "req/s",
-               "trivial endpoint inside our app, auth off", in_app.rate, "isolates the handler's cost",
+               "trivial endpoint inside our app, auth off", in_app.rate, f"isolates the handler's cost; server CPU {in_app.cpu_ms:.2f} ms/request",
                ">= 0.6x baseline", ours.rate >= 0.6 * in_app.rate),
         Figure("read API p99 latency at 32 connections", ours.p99, "ms", "trivial endpoint, bare app, p99",
                bare.p99, f"p90 {ours.p90:.1f} ms", "<= 25 ms", ours.p99 <= 25, higher_is_better=False),
         Figure("trivial endpoint inside our app vs bare app", in_app.rate, "req/s", "trivial endpoint, bare app",
                bare.rate, "our middleware stack (correlation, auth skipped, metrics, headers)"),
     ]
+    figures.append(Figure("read API with the verified-token cache", ours.rate, "req/s",
+                          "read API verifying every token (ES256)", uncached.rate,
+                          f"p99 {ours.p99:.1f} ms (without the cache: {uncached.p99:.1f} ms); server CPU "
+                          f"{ours.cpu_ms:.2f} ms/request (without: {uncached.cpu_ms:.2f})"))
     if fast is not None:
         figures.append(Figure("read API with uvloop + httptools", fast.rate, "req/s", "read API, asyncio + h11",
-                              ours.rate, f"p99 {fast.p99:.1f} ms (asyncio + h11: {ours.p99:.1f} ms)"))
+                              ours.rate, f"p99 {fast.p99:.1f} ms (asyncio + h11: {ours.p99:.1f} ms); server CPU "
+                              f"{fast.cpu_ms:.2f} ms/request"))
     return figures

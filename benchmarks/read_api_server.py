@@ -10,7 +10,8 @@
 - ``trivial-bare``: a Litestar app with only that route.
 
 The uvicorn config is the one ``clinic run`` uses (``log_level="info"``, ``log_config=None``);
-``--loop`` and ``--http`` choose uvicorn's event loop and HTTP parser (the levers measured).
+``--loop`` and ``--http`` choose uvicorn's event loop and HTTP parser, ``--no-token-cache`` turns the
+verified-token cache off (the levers measured).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from application.settings import Settings
 from infrastructure.observability.logging import configure_logging
 from infrastructure.observability.metrics import Metrics
 from interfaces.http.app import SERVICE_CONTROLLERS, create_app
+from infrastructure.security.tokens import TokenVerifier
 from interfaces.security.trust import token_verifier
 
 TRIVIAL_PATH = "/bench/trivial"
@@ -38,14 +40,23 @@ async def trivial() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def build(mode: str, settings: Settings) -> Litestar:
+def verifier(settings: Settings, cache: bool) -> TokenVerifier:
+    """The services' verifier (it caches verified tokens), or, without ``cache``, one that checks every time."""
+    caching = token_verifier(settings)
+    if cache:
+        return caching
+    return TokenVerifier(caching.keys, settings.jwt_issuer, settings.jwt_audience, settings.jwt_leeway_seconds,
+                         settings.jwt_roles_claim)
+
+
+def build(mode: str, settings: Settings, cache: bool = True) -> Litestar:
     """The app for ``mode`` (see the module docstring)."""
     if mode == "trivial-bare":
         return Litestar(route_handlers=[trivial], logging_config=None, openapi_config=None)
     metrics = Metrics.for_service("consultations")
     clinic = build_service("consultations", settings, role="api", metrics=metrics)
     controllers = list(SERVICE_CONTROLLERS["consultations"]) + ([trivial] if mode == "trivial-in-app" else [])
-    return create_app(clinic, token_verifier(settings), controllers=controllers, close_clinic_on_shutdown=True,
+    return create_app(clinic, verifier(settings, cache), controllers=controllers, close_clinic_on_shutdown=True,
                       max_request_bytes=settings.max_request_bytes, metrics=metrics)
 
 
@@ -55,10 +66,11 @@ def main() -> None:
     parser.add_argument("port", type=int)
     parser.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop", "auto"])
     parser.add_argument("--http", default="h11", choices=["h11", "httptools", "auto"])
+    parser.add_argument("--no-token-cache", action="store_true", help="verify every token's signature")
     args = parser.parse_args()
     settings = Settings.from_env(os.environ)
     configure_logging("consultations", settings.log_level, json=settings.log_format == "json")
-    app = build(args.mode, settings)
+    app = build(args.mode, settings, cache=not args.no_token_cache)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="info", log_config=None, loop=args.loop,
                 http=args.http)
 

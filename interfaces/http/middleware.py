@@ -97,6 +97,10 @@ class BearerAuthenticationMiddleware(AbstractAuthenticationMiddleware):
         if scheme.lower() != "bearer" or not token.strip():
             raise NotAuthorizedException("a bearer token is required (Authorization: Bearer <JWT>)")
         verifier: TokenVerifier = connection.app.state.verifier
+        remembered = getattr(verifier, "cached", None)  # a caching verifier answers a recent token at once
+        principal = remembered(token.strip()) if remembered is not None else None
+        if principal is not None:
+            return AuthenticationResult(user=principal, auth=token)
         try:  # in a worker thread: the verifier may fetch the issuer's JWKS (never block the event loop)
             principal = await anyio.to_thread.run_sync(verifier.verify, token.strip())
         except InvalidTokenError as error:

@@ -8,6 +8,7 @@ from joserfc.jwk import KeySet
 
 from application.settings import Settings
 from infrastructure.security.jwks import JwksKeySource, discover_jwks_url
+from infrastructure.security.token_cache import CachingTokenVerifier
 from infrastructure.security.tokens import TokenIssuer, TokenVerifier, load_or_create_dev_key
 
 
@@ -31,16 +32,18 @@ class DiscoveredJwks:
 
 
 def token_verifier(settings: Settings) -> TokenVerifier:
-    """``CLINIC_JWKS_URL``; else discovery when the issuer is a URL; else the development key."""
+    """``CLINIC_JWKS_URL``; else discovery when the issuer is a URL; else the development key.
+
+    Verified tokens are remembered for a while (``CachingTokenVerifier``: bounded, never past ``exp``).
+    """
     if settings.jwks_url:
         keys = JwksKeySource(settings.jwks_url)
     elif settings.jwt_issuer.startswith(("https://", "http://")):
         keys = DiscoveredJwks(settings.jwt_issuer)
     else:
-        return TokenVerifier(dev_issuer(settings).verifier().keys, settings.jwt_issuer, settings.jwt_audience,
-                             settings.jwt_leeway_seconds, settings.jwt_roles_claim)
-    return TokenVerifier(keys, settings.jwt_issuer, settings.jwt_audience, settings.jwt_leeway_seconds,
-                         settings.jwt_roles_claim)
+        keys = dev_issuer(settings).verifier().keys
+    return CachingTokenVerifier(keys, settings.jwt_issuer, settings.jwt_audience, settings.jwt_leeway_seconds,
+                                settings.jwt_roles_claim)
 
 
 def dev_issuer(settings: Settings) -> TokenIssuer:
