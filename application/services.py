@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import aiormq
 from eventsourcing.persistence import InterfaceError, OperationalError
+from eventsourcing.system import Leader, RecordingEvent, RecordingEventReceiver
 
 from application.bootstrap import SYSTEM, MigrationNeededError, build_auditor, observe_with, read_models, require_tables
 from application.clinic import Clinic
@@ -156,6 +157,9 @@ class Worker:
         self.connection: aiormq.abc.AbstractConnection | None = None
         self.consumer: FollowerConsumer | None = None
         self.relaying = False
+        self._prompts = RelayPrompts()
+        if isinstance(app, Leader):
+            app.lead(self._prompts)  # what this process records is relayed at once, not at the next poll
 
     @property
     def ready(self) -> bool:
@@ -238,6 +242,7 @@ class Worker:
         """The outbox relay on this connection; an event store outage is waited out, not a crash."""
         relay = OutboxRelay(self.app, await self.connection.channel(), self.topology.exchange,
                             poll_interval=min(self.tick_seconds, 0.2), metrics=self.metrics)
+        self._prompts.relay = relay
         self.relaying = True
         delay = 0.2
         try:
@@ -263,6 +268,17 @@ class Worker:
                 await asyncio.wait_for(stop.wait(), timeout=self.tick_seconds)
             except TimeoutError:
                 pass
+
+
+class RelayPrompts(RecordingEventReceiver[Any]):
+    """Prompts the current relay whenever the application records events in this process."""
+
+    def __init__(self) -> None:
+        self.relay: OutboxRelay | None = None
+
+    def receive_recording_event(self, new_recording_event: RecordingEvent[Any]) -> None:
+        if self.relay is not None:
+            self.relay.prompt()
 
 
 async def _first_of(*awaitables: Awaitable[object]) -> None:

@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.harness import Figure, benchmark  # noqa: E402 - after the path is set (run as a script)
+
 CLINIC = [sys.executable, "-m", "interfaces.cli.main"]
 LOAD = ROOT / "benchmarks" / "end_to_end_load.py"
 FIRST_SLOT = datetime(2027, 1, 4, tzinfo=timezone.utc)
@@ -55,16 +57,30 @@ def prepare(base: str, token: str, count: int, doctors: int = 20, patients: int 
         doctor_ids = [_created(client.post("/v1/doctors", json={"name": f"Dr. {i}", "specialty": "general"}),
                                "doctor_id") for i in range(doctors)]
         per_doctor = -(-count // doctors)
-        bookings = []
+        bookings, position = [], ""
         for d, doctor_id in enumerate(doctor_ids):
             starts = [FIRST_SLOT + timedelta(minutes=30 * k) for k in range(per_doctor)]
             for chunk in range(0, len(starts), 100):  # small bodies: nginx buffers them in memory
                 slots = [{"start": s.isoformat(), "duration_minutes": 30} for s in starts[chunk:chunk + 100]]
-                _created(client.post(f"/v1/doctors/{doctor_id}/slots", json={"slots": slots}), "slot_ids")
+                opened = client.post(f"/v1/doctors/{doctor_id}/slots", json={"slots": slots})
+                _created(opened, "slot_ids")
+                position = opened.headers["X-Event-Position"]
             bookings += [{"patient_id": patient_ids[(d + k) % patients], "doctor_id": doctor_id,
                           "start": s.isoformat(), "reason": "check-up"} for k, s in enumerate(starts)]
+        _until_projected(client, doctor_ids[-1], starts[-1], position)
     # interleave doctors, so consecutive bookings touch different aggregates
     return [b for k in range(per_doctor) for b in bookings[k::per_doctor]][:count]
+
+
+def _until_projected(client: httpx.Client, doctor_id: str, start: datetime, position: str) -> None:
+    """Wait until the read models have applied the setup (else the first bookings wait behind it)."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        response = client.get(f"/v1/doctors/{doctor_id}/slots", params={"date": start.date().isoformat()},
+                              headers={"X-Min-Position": position})
+        if response.status_code == 200 and response.headers.get("X-Projection-Stale") != "true":
+            return
+    raise RuntimeError(f"the read models did not reach {position} in 600 s")
 
 
 def _created(response: httpx.Response, key: str) -> Any:
@@ -87,18 +103,71 @@ class Load:
                 "clients": clients, "bookings": self.bookings[self.used:self.used + need]}
         path = self.workdir / "plan.json"
         path.write_text(json.dumps(plan))
+        before = cpu_seconds()
         result = subprocess.run(["taskset", "-c", LOADGEN_CPU, sys.executable, str(LOAD), str(path)],
                                 capture_output=True, text=True, timeout=duration + 300, check=True)
         summary = json.loads(result.stdout.strip().splitlines()[-1])
+        spent = {name: seconds - before.get(name, 0.0) for name, seconds in cpu_seconds().items()}
+        decided = (summary["accepted"] if mode == "accept" else summary["decided"]) or 1
+        summary["cpu_ms_per_booking"] = {name: round(1000 * seconds / decided, 2)
+                                         for name, seconds in sorted(spent.items(), key=lambda i: -i[1]) if seconds > 0.05}
         self.used += summary["used"]
         print(f"  {_line(summary)}", file=sys.stderr, flush=True)
         return summary
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU time (user + system) used so far, by kind of process (``/proc``): this run's own processes
+    (services, nginx, load generator: descendants of this one) and the servers.
+
+    The servers (PostgreSQL, RabbitMQ, Redis) are shared with anything else running on this machine.
+    Processes that ended meanwhile (the last run's load generator) drop out, so deltas stay honest.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float, list[str]]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            args = [a.decode(errors="replace") for a in (stat.parent / "cmdline").read_bytes().split(b"\0") if a]
+        except OSError:
+            continue
+        stats[int(stat.parent.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks, args)
+    mine = {os.getpid()}
+    for _ in range(4):  # children, grandchildren (nginx workers) ...
+        mine |= {pid for pid, (parent, _, _) in stats.items() if parent in mine}
+    totals: dict[str, float] = {}
+    for pid, (_, seconds, args) in stats.items():
+        name = _kind(args, pid in mine)
+        if name is not None:
+            totals[name] = totals.get(name, 0.0) + seconds
+    return totals
+
+
+SERVERS = {"beam.smp": "rabbitmq (shared)", "postgres": "postgres (shared)", "redis-server": "redis (shared)"}
+
+
+def _kind(args: list[str], mine: bool) -> str | None:
+    if not args:
+        return None
+    program = Path(args[0].split()[0]).name
+    if not mine:
+        return next((kind for prefix, kind in SERVERS.items() if program.startswith(prefix)), None)
+    if "interfaces.cli.main" in args and len(args) > args.index("interfaces.cli.main") + 2:
+        command = args[args.index("interfaces.cli.main") + 1:]
+        if command[0] == "serve":
+            return "clinic serve"
+        role = command[command.index("--role") + 1] if "--role" in command else ""
+        return f"{command[0]} {command[1]}" + (f" ({role})" if command[0] == "run" else "")
+    if any(a.endswith("end_to_end_load.py") for a in args):
+        return "load generator"
+    return "nginx" if program.startswith("nginx") or args[0].startswith("nginx") else None
+
+
 def _line(s: dict[str, Any]) -> str:
     load = f"{s['rate']}/s offered" if s["mode"] == "open" else f"{s['clients']} clients"
     return (f"{s['mode']:6} {load:>16}: accepted {s['accepted_per_s']:7.1f}/s, decided {s['decided_per_s']:7.1f}/s "
-            f"{s['statuses']}, decided ms {s['decided_ms']}, errors {s['errors']}")
+            f"{s['statuses']}, decided ms {s['decided_ms']}, errors {s['errors']}\n    CPU ms/booking "
+            f"{s.get('cpu_ms_per_booking')}")
 
 
 def sweep(load: Load, quick: bool, rates: tuple[float, ...]) -> dict[str, Any]:
@@ -173,6 +242,50 @@ def measure(mode: str, quick: bool, env: dict[str, str] | None = None) -> dict[s
         bookings = prepare(base, token, enough_slots(quick, rates, 400.0 if mode == "embedded" else 200.0))
         print(f"{mode}: {len(bookings)} free slots in {time.perf_counter() - started:.0f}s", file=sys.stderr)
         return sweep(Load(base, token, bookings, Path(work)), quick, rates)
+
+
+TARGETS = {"embedded": 1000.0, "distributed": 200.0}
+"""Confirmed bookings/s at saturation the issue asks for."""
+
+
+def figures(mode: str, results: dict[str, Any]) -> list[Figure]:
+    """The sweep as figures: saturation against the accept rate, each fixed load against its offer."""
+    best, accept = results["saturation"], results["accept"]
+    cpu = accept.get("cpu_ms_per_booking", {})
+    out = [Figure(f"{mode}: confirmed bookings/s at saturation ({best['clients']} clients)", best["decided_per_s"],
+                  "bookings/s", f"HTTP accept rate alone, {accept['clients']} clients (202s/s)",
+                  accept["accepted_per_s"], target=f"≥ {TARGETS[mode]:.0f}/s",
+                  met=best["decided_per_s"] >= TARGETS[mode],
+                  notes=f"decided p50/p95/p99 {_ms(best)} ms; CPU ms per booking (accept run, drained): "
+                        f"{cpu}; total {sum(cpu.values()):.1f}")]
+    for run in results["open"]:
+        p99 = run["decided_ms"]["p99"] or 0.0
+        needs_p99 = mode == "distributed" and run["rate"] == 100.0
+        out.append(Figure(f"{mode}: confirmed/s at {run['rate']:.0f}/s offered (open loop)", run["decided_per_s"],
+                          "bookings/s", "offered rate", run["rate"],
+                          notes=f"decided p50/p95/p99 {_ms(run)} ms (from the scheduled send); 202 p99 "
+                                f"{run['accept_ms']['p99']} ms; errors {run['errors']}"))
+        out.append(Figure(f"{mode}: p99 accept → decided at {run['rate']:.0f}/s offered", p99, "ms",
+                          "p99 of the 202 alone, same run", run["accept_ms"]["p99"] or 0.0, higher_is_better=False,
+                          target="≤ 500 ms" if needs_p99 else None, met=(p99 <= 500) if needs_p99 else None))
+    return out
+
+
+def _ms(run: dict[str, Any]) -> str:
+    return "/".join(str(run["decided_ms"][p]) for p in ("p50", "p95", "p99"))
+
+
+@benchmark("end_to_end_embedded", summary="bookings over HTTP to confirmed: clinic serve (SQLite)")
+def end_to_end_embedded(quick: bool) -> list[Figure]:
+    """Embedded mode: fixed loads, saturation, the accept-rate baseline."""
+    return figures("embedded", measure("embedded", quick))
+
+
+@benchmark("end_to_end_distributed", needs=("postgres", "rabbitmq", "redis"),
+           summary="bookings over HTTP to confirmed: every service a process, behind nginx")
+def end_to_end_distributed(quick: bool) -> list[Figure]:
+    """Distributed mode: fixed loads, saturation, the accept-rate baseline."""
+    return figures("distributed", measure("distributed", quick))
 
 
 def main() -> None:

@@ -35,6 +35,8 @@ import httpx
 
 DECIDED_TIMEOUT = 30.0
 """A booking not decided this long after its send is counted as timed out."""
+DRAIN_TIMEOUT = 600.0
+"""``accept`` mode: how long the backlog may take to drain."""
 POLL_SECONDS = 0.05
 """How often a client asks whether its booking is decided: the latencies' resolution. Every poll is a
 request the server must answer too (JWT check, read model), as a real client's would be."""
@@ -100,13 +102,13 @@ class Booker:
 
         async def poller() -> None:
             for consultation_id, due in pending:
-                await self._until_decided(consultation_id, due)
+                await self._until_decided(consultation_id, due, DRAIN_TIMEOUT)
 
         await asyncio.gather(*(poller() for _ in range(concurrency)))
 
-    async def _until_decided(self, consultation_id: str, due: float) -> None:
+    async def _until_decided(self, consultation_id: str, due: float, timeout: float = DECIDED_TIMEOUT) -> None:
         path = f"/v1/consultations/{consultation_id}"
-        while time.perf_counter() - due < DECIDED_TIMEOUT:
+        while time.perf_counter() - due < timeout:
             try:
                 response = await self.client.get(path, headers=self.headers)
             except httpx.HTTPError as error:

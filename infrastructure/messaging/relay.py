@@ -79,6 +79,13 @@ class OutboxRelay:
         self.metrics = metrics
         if metrics is not None:
             metrics.published(app.name, 0)  # the series exists before the first event
+        self._prompted: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def prompt(self) -> None:
+        """New events were recorded (callable from any thread): publish now, not at the next poll."""
+        if self._loop is not None and self._prompted is not None:
+            self._loop.call_soon_threadsafe(self._prompted.set)
 
     async def run_once(self) -> int:
         """Publish the next batch after the saved position; returns how many were confirmed."""
@@ -101,12 +108,15 @@ class OutboxRelay:
         """Publish until ``stop`` is set, polling every ``poll_interval`` when caught up.
 
         Errors propagate (crash-only): the saved position is safe, and whoever runs the
-        relay restarts it with a fresh connection.
+        relay restarts it with a fresh connection. A :meth:`prompt` ends the wait early (events
+        recorded in this process); events recorded elsewhere are found by the poll.
         """
+        self._loop, self._prompted = asyncio.get_running_loop(), asyncio.Event()
         while not stop.is_set():
+            self._prompted.clear()  # before reading: a prompt during the read is not lost
             published = await self.run_once()
             if published < self.batch_size:
-                await _wait(stop, self.poll_interval)
+                await _wait_either(stop, self._prompted, self.poll_interval)
 
     async def _publish(self, notification: Notification) -> None:
         # Called for a whole batch at once: each call takes the channel's lock in turn, so
@@ -140,8 +150,11 @@ def _unroutable(result: Any) -> bool:
     return isinstance(result, PublishError) and getattr(result.message.delivery, "reply_code", None) == NO_ROUTE
 
 
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
+async def _wait_either(stop: asyncio.Event, prompted: asyncio.Event, seconds: float) -> None:
+    """Until ``stop`` or ``prompted`` is set, or ``seconds`` have passed."""
+    waiting = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(prompted.wait())]
     try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass
+        await asyncio.wait(waiting, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for future in waiting:
+            future.cancel()
