@@ -9,7 +9,8 @@
   authentication and the scope guard off for that route (every other middleware still runs);
 - ``trivial-bare``: a Litestar app with only that route.
 
-The uvicorn config is the one ``clinic run`` uses (``log_level="info"``, ``log_config=None``);
+The uvicorn config is the one ``clinic run`` uses (``log_level="info"``, ``log_config=None``, loop and
+HTTP parser ``auto``: uvloop and httptools, dependencies since ADR 0014);
 ``--loop`` and ``--http`` choose uvicorn's event loop and HTTP parser, ``--no-token-cache`` turns the
 verified-token cache off (the levers measured).
 """
@@ -64,8 +65,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("mode", choices=["ours", "trivial-in-app", "trivial-bare"])
     parser.add_argument("port", type=int)
-    parser.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop", "auto"])
-    parser.add_argument("--http", default="h11", choices=["h11", "httptools", "auto"])
+    parser.add_argument("--loop", default="auto", choices=["asyncio", "uvloop", "auto"])
+    parser.add_argument("--http", default="auto", choices=["h11", "httptools", "auto"])
     parser.add_argument("--no-token-cache", action="store_true", help="verify every token's signature")
     args = parser.parse_args()
     settings = Settings.from_env(os.environ)
