@@ -187,10 +187,10 @@ def sweep(load: Load, quick: bool, rates: tuple[float, ...]) -> dict[str, Any]:
     return results
 
 
-def enough_slots(quick: bool, rates: tuple[float, ...], top_rate: float) -> int:
-    """Slots for every run of the sweep (generous: a slot left over costs nothing)."""
+def enough_slots(quick: bool, rates: tuple[float, ...], accept_rate: float) -> int:
+    """Slots for every run of the sweep: the fixed loads, the accept run and the closed runs (slower)."""
     duration = 6.0 if quick else 15.0
-    return int(sum(rates) * duration + top_rate * duration * (5 if quick else 7)) + 2000
+    return int(sum(rates) * duration + accept_rate * duration * 3) + 2000
 
 
 @contextmanager
@@ -239,7 +239,7 @@ def measure(mode: str, quick: bool, env: dict[str, str] | None = None) -> dict[s
     deploy = embedded if mode == "embedded" else distributed
     with deploy(env or {}) as (base, token, _), tempfile.TemporaryDirectory() as work:
         started = time.perf_counter()
-        bookings = prepare(base, token, enough_slots(quick, rates, 400.0 if mode == "embedded" else 200.0))
+        bookings = prepare(base, token, enough_slots(quick, rates, 400.0 if mode == "embedded" else 150.0))
         print(f"{mode}: {len(bookings)} free slots in {time.perf_counter() - started:.0f}s", file=sys.stderr)
         return sweep(Load(base, token, bookings, Path(work)), quick, rates)
 
