@@ -124,7 +124,7 @@ def test_after_erasure_nothing_readable_remains_in_any_service_store_queue_or_lo
                 and cluster.call("GET", f"{consultation}/notes", doctor)[1]["notes"][0]["text"] == "[erased]"
                 and audited["state"]["reason"] == "[erased]" and audited["version"] >= 4)
 
-    eventually(erased_everywhere, timeout=15, what="the erasure shown by every service and replica")
+    eventually(erased_everywhere, timeout=30, what="the erasure shown by every service and replica")
     # and nothing readable remains: every row of the schema, every view, every queued message, every log
     assert leaks.in_postgres_schema(cluster.env["POSTGRES_SCHEMA"], SECRETS) == []
     assert leaks.in_redis(cluster.env["CLINIC_REDIS_URL"], cluster.env["CLINIC_REDIS_PREFIX"], SECRETS) == []
