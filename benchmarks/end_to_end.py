@@ -170,16 +170,21 @@ def _line(s: dict[str, Any]) -> str:
             f"{s.get('cpu_ms_per_booking')}")
 
 
+def run_seconds(quick: bool) -> float:
+    """How long each run of the sweep lasts (``--quick`` keeps the whole ``clinic bench`` under 5 minutes)."""
+    return 4.0 if quick else 15.0
+
+
 def sweep(load: Load, quick: bool, rates: tuple[float, ...]) -> dict[str, Any]:
     """Fixed loads, then clients doubled until the decided rate rises < 5%, then the accept baseline."""
-    duration = 6.0 if quick else 15.0
+    duration = run_seconds(quick)
     # warm-up, waited out: the setup's events reach every follower first (Booking follows Scheduling,
     # so each opened slot is one message it must take before the first booking's), then caches fill
     load.run("accept", 2.0, clients=4)
     results: dict[str, Any] = {"open": [load.run("open", duration, rate=r) for r in rates], "closed": []}
     load.run("accept", 1.0, clients=1)  # an overloaded open run leaves a backlog: wait it out before the next
     best: dict[str, Any] | None = None
-    for clients in (8, 16, 32, 64, 128)[: 3 if quick else 5]:
+    for clients in (8, 16, 32, 64, 128)[: 2 if quick else 5]:
         run = load.run("closed", duration, clients=clients)
         results["closed"].append(run)
         if best is not None and run["decided_per_s"] < best["decided_per_s"] * 1.05:
@@ -192,8 +197,8 @@ def sweep(load: Load, quick: bool, rates: tuple[float, ...]) -> dict[str, Any]:
 
 def enough_slots(quick: bool, rates: tuple[float, ...], accept_rate: float) -> int:
     """Slots for every run of the sweep: the fixed loads, the accept run and the closed runs (slower)."""
-    duration = 6.0 if quick else 15.0
-    return int(sum(rates) * duration + accept_rate * duration * 3) + 2000
+    duration = run_seconds(quick)
+    return int(sum(rates) * duration + accept_rate * duration * 3) + (500 if quick else 2000)
 
 
 @contextmanager
@@ -238,7 +243,7 @@ def distributed(env: dict[str, str]) -> Iterator[tuple[str, str, Any]]:
 
 def measure(mode: str, quick: bool, env: dict[str, str] | None = None) -> dict[str, Any]:
     """The whole sweep against one deployment (``embedded`` or ``distributed``)."""
-    rates = (50.0, 100.0) if mode == "distributed" else (50.0, 100.0, 200.0)
+    rates = (50.0, 100.0) if mode == "distributed" or quick else (50.0, 100.0, 200.0)
     deploy = embedded if mode == "embedded" else distributed
     with deploy(env or {}) as (base, token, _), tempfile.TemporaryDirectory() as work:
         started = time.perf_counter()
