@@ -23,6 +23,7 @@ from infrastructure.security.jwks import JwksKeySource, discover_jwks_url
 from infrastructure.security.tokens import TokenVerifier
 from tests.e2e import oauth
 from tests.e2e.oauth import pkce
+from tests.clocks import SecondsClock
 
 CLINIC = [sys.executable, "-m", "interfaces.cli.main"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -308,7 +309,7 @@ def test_the_cli_prints_a_secret_once_and_stores_only_hashes(auth):
 
 
 def test_rotating_keys_twice_while_tokens_are_issued_fails_no_verification(auth):
-    clock = FakeClock()
+    clock = SecondsClock(0.0)
     # A resource server's cache: it refetches on an unknown kid at most hourly, and refreshes every 10 minutes.
     source = JwksKeySource(f"{auth.issuer}/.well-known/jwks.json", min_refresh_seconds=3600, max_age_seconds=600,
                            clock=clock)
@@ -337,19 +338,6 @@ def test_rotating_keys_twice_while_tokens_are_issued_fails_no_verification(auth)
     assert len(signing_kids) == 3
     assert source.fetches == 2  # the first fetch, then the one periodic refresh between the rotations
     assert TokenVerifier(JwksKeySource(f"{auth.issuer}/.well-known/jwks.json"), auth.issuer, AUDIENCE).verify(before)
-
-
-class FakeClock:
-    """The resource server's monotonic clock, moved by the test (a JWKS cache's age without waiting)."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def test_too_many_token_requests_or_logins_get_429_with_retry_after(tmp_path, callback):

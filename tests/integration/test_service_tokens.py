@@ -18,18 +18,11 @@ from infrastructure.security.scopes import Scope
 from infrastructure.security.service_tokens import ClientCredentialsTokens, DevServiceTokens, ServiceTokenError
 from infrastructure.security.tokens import TokenIssuer
 from tests.integration.http_servers import WAIT, TokenEndpoint
+from tests.clocks import SecondsClock
 
 SCOPE = Scope.REGISTRY_ELIGIBILITY
 SECRET = "s3cr:t/+ é%"  # characters RFC 6749 §2.3.1 form-encodes before the Basic encoding
 ISSUER = TokenIssuer(ECKey.generate_key("P-256", auto_kid=True), "clinic-test", "clinic-api")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -44,8 +37,8 @@ def token_url(endpoint) -> Iterator[str]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> SecondsClock:
+    return SecondsClock()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import asyncio
 import threading
 
 from application.readiness import Readiness
+from tests.clocks import SecondsClock
 
 
 class Counted:
@@ -27,14 +28,6 @@ class Counted:
         return self.result
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def probe(readiness: Readiness) -> dict[str, bool]:
     return asyncio.run(asyncio.wait_for(readiness.check(), timeout=5))
 
@@ -45,7 +38,7 @@ def test_each_check_is_reported_by_name_and_one_raising_counts_as_failing():
 
 
 def test_a_hung_check_fails_in_time_without_holding_up_the_others_and_is_not_started_twice():
-    clock, hung, fine = Clock(), Counted(blocked=True), Counted()
+    clock, hung, fine = SecondsClock(100.0), Counted(blocked=True), Counted()
     readiness = Readiness(lambda: {"postgres": hung, "redis": fine}, timeout=0.1, ttl=1.0, clock=clock)
 
     async def scenario() -> list[dict[str, bool]]:
@@ -67,7 +60,7 @@ def test_a_hung_check_fails_in_time_without_holding_up_the_others_and_is_not_sta
 
 
 def test_answers_are_cached_for_ttl_and_concurrent_probes_share_one_evaluation():
-    clock, check = Clock(), Counted()
+    clock, check = SecondsClock(100.0), Counted()
     readiness = Readiness(lambda: {"postgres": check}, ttl=1.0, clock=clock)
 
     async def scenario() -> None:

@@ -8,19 +8,9 @@ from datetime import timedelta
 import pytest
 
 from infrastructure.resilience import CircuitBreaker, CircuitOpenError, CircuitState
+from tests.clocks import SecondsClock
 
 WAIT = 5.0  # bound on every synchronisation wait: a broken breaker fails the test, never hangs it
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Down(Exception):
@@ -40,8 +30,8 @@ def refuse() -> None:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> SecondsClock:
+    return SecondsClock()
 
 
 @pytest.fixture

@@ -11,16 +11,9 @@ from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from infrastructure.security.jwks import JwksKeySource, JwksUnavailableError
 from infrastructure.security.tokens import InvalidTokenError, TokenIssuer, TokenVerifier
+from tests.clocks import SecondsClock
 
 ISSUER, AUDIENCE = "https://auth.clinic.example", "clinic-api"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Issuer:
@@ -43,7 +36,7 @@ def new_key() -> ECKey:
 
 
 def test_a_known_kid_is_served_from_the_cache():
-    key, clock = new_key(), Clock()
+    key, clock = new_key(), SecondsClock()
     issuer = Issuer(key)
     source = JwksKeySource("u", fetch=issuer, clock=clock)
     for _ in range(5):
@@ -52,7 +45,7 @@ def test_a_known_kid_is_served_from_the_cache():
 
 
 def test_an_unknown_kid_refetches_at_most_once_per_interval():
-    key, clock = new_key(), Clock()
+    key, clock = new_key(), SecondsClock()
     issuer = Issuer(key)
     source = JwksKeySource("u", fetch=issuer, clock=clock, min_refresh_seconds=30)
     source.keys_for(key.kid)
@@ -65,7 +58,7 @@ def test_an_unknown_kid_refetches_at_most_once_per_interval():
 
 
 def test_a_new_key_is_found_by_refetching_on_its_unknown_kid():
-    old, rotated, clock = new_key(), new_key(), Clock()
+    old, rotated, clock = new_key(), new_key(), SecondsClock()
     issuer = Issuer(old)
     source = JwksKeySource("u", fetch=issuer, clock=clock, min_refresh_seconds=30)
     source.keys_for(old.kid)
@@ -75,7 +68,7 @@ def test_a_new_key_is_found_by_refetching_on_its_unknown_kid():
 
 
 def test_an_old_cache_is_refreshed_so_dropped_keys_stop_being_trusted():
-    dropped, kept, clock = new_key(), new_key(), Clock()
+    dropped, kept, clock = new_key(), new_key(), SecondsClock()
     issuer = Issuer(dropped, kept)
     source = JwksKeySource("u", fetch=issuer, clock=clock, max_age_seconds=300)
     source.keys_for(kept.kid)
@@ -85,7 +78,7 @@ def test_an_old_cache_is_refreshed_so_dropped_keys_stop_being_trusted():
 
 
 def test_an_unreachable_issuer_keeps_the_cached_keys_and_without_any_is_an_error():
-    key, clock = new_key(), Clock()
+    key, clock = new_key(), SecondsClock()
     issuer = Issuer(key)
     source = JwksKeySource("u", fetch=issuer, clock=clock, max_age_seconds=10)
     source.keys_for(key.kid)

@@ -9,6 +9,7 @@ from joserfc.jwk import ECKey, KeySet
 
 from infrastructure.security.token_cache import CachingTokenVerifier
 from infrastructure.security.tokens import InvalidTokenError, TokenIssuer, public_keys
+from tests.clocks import SecondsClock
 
 ISSUER = TokenIssuer(ECKey.generate_key("P-256", auto_kid=True), "clinic-test", "clinic-api")
 
@@ -25,16 +26,8 @@ class CountingKeys:
         return self.keys
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def verifier(**options: object) -> tuple[CachingTokenVerifier, CountingKeys, Clock]:
-    keys, clock = CountingKeys(), Clock()
+def verifier(**options: object) -> tuple[CachingTokenVerifier, CountingKeys, SecondsClock]:
+    keys, clock = CountingKeys(), SecondsClock(time.time())
     return CachingTokenVerifier(keys, "clinic-test", "clinic-api", clock=clock, **options), keys, clock
 
 

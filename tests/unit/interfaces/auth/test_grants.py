@@ -11,14 +11,7 @@ from interfaces.auth.accounts import AccountExistsError, Accounts
 from interfaces.auth.keyring import KeyRingFile, utc_now
 from interfaces.auth.oauth import AuthorizationCode, ClinicAuthorizationServer, CodeStore
 from interfaces.auth.ratelimit import RateLimits
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clocks import SecondsClock
 
 
 @pytest.fixture
@@ -90,13 +83,13 @@ def test_accounts_are_stored_owner_only_with_hashes_and_registered_once(tmp_path
         accounts.add_user("bob", "p-2", ["ROOT"], "long enough")
 
 
-def code(value: str, clock: Clock, client_id: str = "web") -> AuthorizationCode:
+def code(value: str, clock: SecondsClock, client_id: str = "web") -> AuthorizationCode:
     return AuthorizationCode(code=value, client_id=client_id, redirect_uri=None, scope="slots:read", username="ana",
                              code_challenge="c" * 43, code_challenge_method="S256", expires_at=clock() + 60)
 
 
 def test_a_code_is_used_once_only():
-    clock = Clock()
+    clock = SecondsClock()
     store = CodeStore(clock=clock)
     store.save(code("abc", clock))
     assert store.take("abc", "web") is not None
@@ -104,7 +97,7 @@ def test_a_code_is_used_once_only():
 
 
 def test_a_code_presented_by_another_client_fails_and_is_spent():
-    clock = Clock()
+    clock = SecondsClock()
     store = CodeStore(clock=clock)
     store.save(code("abc", clock))
     assert store.take("abc", "intruder") is None
@@ -112,7 +105,7 @@ def test_a_code_presented_by_another_client_fails_and_is_spent():
 
 
 def test_a_code_expires_after_sixty_seconds():
-    clock = Clock()
+    clock = SecondsClock()
     store = CodeStore(clock=clock)
     store.save(code("young", clock))
     store.save(code("old", clock))
