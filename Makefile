@@ -6,13 +6,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo openapi clean
+.PHONY: run test demo openapi lock clean
 
-$(STAMP): pyproject.toml
+# Dependencies come pinned, with hashes, from the lock file (`make lock` regenerates it from pyproject.toml).
+$(STAMP): pyproject.toml requirements-test.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-test.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# The offline validators from npm (redocly, the AsyncAPI parser, Backstage's catalog model); skipped
+# loudly by the tests that need them when npm is missing.
+TOOLS := tools/node_modules/.installed
+$(TOOLS): tools/package.json tools/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tools --no-audit --no-fund --loglevel=error && touch $(TOOLS); \
+	else echo "npm not found: the OpenAPI/AsyncAPI/Backstage lint tests will be skipped (apt-get install -y npm)"; fi
 
 run: $(STAMP)
 	$(BIN)/clinic serve
@@ -20,11 +29,15 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/clinic demo
 
-test: $(STAMP)
+test: $(STAMP) $(TOOLS)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 openapi: $(STAMP)
 	$(BIN)/clinic openapi --output specs/openapi.json
+
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes -q -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes -q -o requirements-test.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

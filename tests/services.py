@@ -116,6 +116,27 @@ def require_binary(name: str) -> str:
     pytest.skip(message)
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NPM_BIN = os.path.join(REPO, "tools", "node_modules", ".bin")
+
+
+def require_tool(name: str, how: str) -> str:
+    """The path of a validator a test runs (hadolint, redocly, kubectl...): looked up beside this
+    Python (the venv's bin), in tools/node_modules/.bin, then on PATH. Missing: skip loudly with
+    ``how`` to install it, or fail under CLINIC_REQUIRE_SERVICES."""
+    import shutil
+    import sys
+
+    search = os.pathsep.join([os.path.dirname(sys.executable), NPM_BIN, os.environ.get("PATH", "")])
+    path = shutil.which(name, path=search)
+    if path:
+        return path
+    message = f"{name} is not installed; {how}"
+    if services_required():
+        pytest.fail(message + " (CLINIC_REQUIRE_SERVICES is set)")
+    pytest.skip(message)
+
+
 def amqp_url(vhost: str = "/") -> str:
     """The test broker's URL (default vhost unless given)."""
     from urllib.parse import quote
