@@ -45,7 +45,7 @@ class Patient(ClinicAggregate):
     def __init__(self, name: str, email: str, birth_date: date, consent: bool) -> None:
         self.name = name
         self.email = email
-        self.birth_date = birth_date
+        self.birth_date: date | None = birth_date
         self.consent = consent
         self.erased = False
 

@@ -86,7 +86,7 @@ class Slot(ClinicAggregate):
             return False
         if self.status == SlotStatus.BOOKED:
             return True
-        return self.status == SlotStatus.HELD and now < self.hold_expires_at
+        return self.status == SlotStatus.HELD and self.hold_expires_at is not None and now < self.hold_expires_at
 
     def hold(self, booking_id: UUID, expires_at: datetime, now: datetime) -> None:
         """Hold for ``booking_id`` until ``expires_at``; holding it again is a no-op."""
