@@ -14,10 +14,10 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 
 from application.audit import Auditor
+from application.consultations import ConsultationsApplication
 from application.read_models import ReadModels
 from application.readiness import Check, Readiness
 from application.record_access import PatientRecords
-from application.consultations import ConsultationsApplication
 from application.registry import RegistryApplication
 from application.runner import EmbeddedRunner
 from application.scheduling import SchedulingApplication

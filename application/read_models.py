@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from time import monotonic, sleep
 from datetime import date, datetime
-
+from time import monotonic, sleep
 from uuid import UUID
 
 from application.views import ConsultationView, SagaStepView, SagaView

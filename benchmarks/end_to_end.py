@@ -28,7 +28,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from benchmarks.harness import Figure, benchmark  # noqa: E402 - after the path 
 
 CLINIC = [sys.executable, "-m", "interfaces.cli.main"]
 LOAD = ROOT / "benchmarks" / "end_to_end_load.py"
-FIRST_SLOT = datetime(2027, 1, 4, tzinfo=timezone.utc)
+FIRST_SLOT = datetime(2027, 1, 4, tzinfo=UTC)
 LOADGEN_CPU = str((os.cpu_count() or 1) - 1)
 """The load generator's core (``taskset``): the last one."""
 

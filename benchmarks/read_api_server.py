@@ -27,8 +27,8 @@ from application.services import build_service
 from application.settings import Settings
 from infrastructure.observability.logging import configure_logging
 from infrastructure.observability.metrics import Metrics
-from interfaces.http.app import SERVICE_CONTROLLERS, create_app
 from infrastructure.security.tokens import TokenVerifier
+from interfaces.http.app import SERVICE_CONTROLLERS, create_app
 from interfaces.security.trust import token_verifier
 
 TRIVIAL_PATH = "/bench/trivial"

@@ -25,7 +25,7 @@ import time
 import typing
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -62,7 +62,7 @@ BOOKINGS = 200  # each booking contributes the 10 events of the happy path
 _NOT_STATE = ("originator_id", "originator_version")  # kept in StoredEvent's own columns
 
 
-@lru_cache(maxsize=None)
+@cache
 def _schema(cls: type) -> tuple[type[msgspec.Struct], msgspec.json.Decoder, int]:
     """A msgspec Struct of the event class's stored fields, its decoder, its class_version."""
     hints = typing.get_type_hints(cls)

@@ -39,7 +39,7 @@ from infrastructure.resilience import (
     StateListener,
     backoff_delay,
 )
-from infrastructure.security.service_tokens import ServiceTokens, ServiceTokenError
+from infrastructure.security.service_tokens import ServiceTokenError, ServiceTokens
 from infrastructure.tls import Pki, client_ssl_context
 from process_managers.ports import Eligibility, RegistryUnavailableError
 

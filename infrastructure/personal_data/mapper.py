@@ -15,12 +15,11 @@ import base64
 import dataclasses
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from eventsourcing.utils import resolve_topic
 from eventsourcing.persistence import (
     Cipher,
     Compressor,
@@ -31,6 +30,7 @@ from eventsourcing.persistence import (
     Transcoder,
     Transcoding,
 )
+from eventsourcing.utils import resolve_topic
 
 from domain.personal_data import SUBJECT_IS_ORIGINATOR, erased_value, personal_fields, subject_field
 from infrastructure.personal_data.keys import NONCE_BYTES, SubjectKeys
@@ -168,7 +168,7 @@ def _erased(cls: type, name: str) -> Any:
     return erased_value(_annotations(cls).get(name))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _annotations(cls: type) -> dict[str, Any]:
     if not dataclasses.is_dataclass(cls):
         return {}

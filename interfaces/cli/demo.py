@@ -110,7 +110,7 @@ def _script(demo: Walkthrough) -> None:
     trail = clinic.auditor.trail("consultation", first, version=1)
     latest = clinic.auditor.trail("consultation", first)
     demo.expect("status at version 1", trail.state["status"], "REQUESTED")
-    demo.expect("status now (version %d)" % latest.version, latest.state["status"], "CONFIRMED")
+    demo.expect(f"status now (version {latest.version})", latest.state["status"], "CONFIRMED")
     for event in latest.events:
         print(f"      v{event.version} {event.type:24} actor={event.actor} correlation_id={event.correlation_id} "
               f"saga_id={event.saga_id}")

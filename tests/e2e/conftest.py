@@ -13,8 +13,8 @@ from litestar.testing import TestClient
 from application.bootstrap import bootstrap
 from application.clinic import Clinic
 from application.settings import Settings
-from interfaces.http.app import create_app
 from infrastructure.security.tokens import TokenIssuer
+from interfaces.http.app import create_app
 
 START = "2027-01-05T09:00:00Z"
 PROBLEM_TYPE = "urn:clinic:problem:"

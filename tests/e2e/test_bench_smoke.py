@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import socket
 
-from benchmarks import servers
 from interfaces.cli.main import main
+
+from benchmarks import servers
 
 
 def test_bench_writes_every_figure_beside_its_baseline(tmp_path, capsys):

@@ -7,7 +7,6 @@ distributed mode do) over one embedded clinic; nginx runs with the rendered conf
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import threading
@@ -23,9 +22,9 @@ from joserfc.jwk import ECKey
 
 from application.bootstrap import bootstrap
 from application.settings import Settings
+from infrastructure.security.tokens import TokenIssuer
 from interfaces.gateway import SERVICES, Gateway
 from interfaces.http.app import SERVICE_CONTROLLERS, create_app
-from infrastructure.security.tokens import TokenIssuer
 from tests import services
 
 ROOT = Path(__file__).resolve().parents[2]

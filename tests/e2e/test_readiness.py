@@ -22,7 +22,14 @@ import pytest
 
 from tests.e2e.distributed.conftest import eventually
 from tests.private_servers import (  # noqa: F401 - fixtures
-    PrivatePostgres, PrivateRabbitMQ, PrivateRedis, free_port, private_postgres, private_rabbitmq, private_redis)
+    PrivatePostgres,
+    PrivateRabbitMQ,
+    PrivateRedis,
+    free_port,
+    private_postgres,
+    private_rabbitmq,
+    private_redis,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CLINIC = [sys.executable, "-m", "interfaces.cli.main"]

@@ -9,6 +9,7 @@ the deepest paths run) and as a patient (whose refusals must be documented 403s 
 from __future__ import annotations
 
 from collections.abc import Iterator
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings

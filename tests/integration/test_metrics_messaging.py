@@ -11,10 +11,10 @@ from infrastructure.messaging.relay import OutboxRelay
 from infrastructure.observability.metrics import Metrics
 from infrastructure.observability.queue_depth import QueueDepthSampler
 from tests.integration.messaging.conftest import (  # noqa: F401 - fixtures
+    MemoryPosition,
     anyio_backend,
     booking,
     broker,
-    MemoryPosition,
     consultations,
     eventually,
     rabbitmq_vhost,
@@ -41,7 +41,7 @@ async def test_every_outcome_of_a_message_is_counted_by_follower(broker, consult
     assert metrics.sample("clinic_amqp_retried_total", follower="booking", level="2") == 0
     await consumer.start()
     try:
-        ok, retried_once, poisoned = request_consultations(consultations, 3)
+        _ok, retried_once, poisoned = request_consultations(consultations, 3)
         booking.failures[retried_once] = 1
         booking.failures[poisoned] = None  # fails every time: 2 retries, then the DLQ
 

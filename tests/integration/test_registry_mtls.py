@@ -17,12 +17,10 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from joserfc.jwk import ECKey
 
 from application.bootstrap import build_applications
@@ -46,8 +44,8 @@ from infrastructure.tls import (
     write_pair,
 )
 from interfaces.http.internal import create_internal_registry_app, internal_server_config
-from tests.integration.http_servers import TokenEndpoint, uvicorn_server
 from process_managers.ports import Eligibility, RegistryUnavailableError
+from tests.integration.http_servers import TokenEndpoint, uvicorn_server
 
 WAIT = 5.0
 """Upper bound on any wait for something that should happen at once."""

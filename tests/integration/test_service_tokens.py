@@ -17,8 +17,8 @@ from joserfc.jwk import ECKey
 from infrastructure.security.scopes import Scope
 from infrastructure.security.service_tokens import ClientCredentialsTokens, DevServiceTokens, ServiceTokenError
 from infrastructure.security.tokens import TokenIssuer
-from tests.integration.http_servers import WAIT, TokenEndpoint
 from tests.clocks import SecondsClock
+from tests.integration.http_servers import WAIT, TokenEndpoint
 
 SCOPE = Scope.REGISTRY_ELIGIBILITY
 SECRET = "s3cr:t/+ é%"  # characters RFC 6749 §2.3.1 form-encodes before the Basic encoding

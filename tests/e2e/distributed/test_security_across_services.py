@@ -53,7 +53,7 @@ def people(cluster: Cluster, name: str = "Patient", email: str = "p@example.org"
 
 
 def test_a_patient_signs_in_books_for_themself_and_the_saga_confirms_over_mtls_with_its_own_token(cluster):
-    admin, patient_id, doctor_id, start = people(cluster)
+    _admin, patient_id, doctor_id, start = people(cluster)
     # given a patient signed in with the code flow (their token names them, as PATIENT, with their scopes)
     patient = cluster.token(patient_id, "PATIENT")
     # when they book for themself through the gateway
@@ -69,7 +69,7 @@ def test_a_patient_signs_in_books_for_themself_and_the_saga_confirms_over_mtls_w
 
 
 def test_rotating_the_signing_key_while_clients_call_fails_no_request(cluster):
-    admin, _, doctor_id, start = people(cluster)
+    _admin, _, doctor_id, start = people(cluster)
     path = f"/v1/doctors/{doctor_id}/slots?date={start[:10]}"
     before = cluster.token("ops-1", "ADMIN")
     statuses: list[int] = []

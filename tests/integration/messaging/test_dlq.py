@@ -55,7 +55,7 @@ async def test_showing_an_unknown_message_says_so(three_dead_letters):
 
 
 async def test_a_redriven_message_is_processed_once_fixed_and_the_others_stay(three_dead_letters, booking):
-    dlq, consumer, ids = three_dead_letters
+    dlq, _consumer, ids = three_dead_letters
     # given the cause of the second failure fixed
     booking.failures[ids[1]] = 0
 

@@ -10,7 +10,7 @@ from projections.ops import AddToIndex, AppendToList, SetFields
 from projections.redis_store import RedisViewStore
 from tests import services
 from tests.integration.projections.conftest import delete_prefix
-from tests.unit.projections.store_contract import NAME, V, StoreContract, seeded
+from tests.unit.projections.store_contract import NAME, StoreContract, V, seeded
 
 
 class TestRedisStore(StoreContract):

@@ -69,7 +69,7 @@ def test_views_answer_what_the_applications_answer(clinic, store):
     runner = ProjectionRunner(apps_of(clinic), store, ALL_PROJECTIONS)
     assert runner.catch_up() > 0
     assert all(s.lag == 0 for s in runner.status().values())
-    ana, bo, rui = clinic.people
+    ana, _bo, rui = clinic.people
     details = {k: v for k, v in store.dump("consultation_detail", DETAIL_VERSION).items() if k.startswith("consultation:")}
     assert len(details) == 5
     for fields in details.values():

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from domain.base import DomainError
-from domain.consultation import Consultation, ConsultationStatus as S
+from domain.consultation import Consultation
+from domain.consultation import ConsultationStatus as S
 
 ALLOWED = {
     (S.REQUESTED, S.CONFIRMED), (S.REQUESTED, S.REJECTED),

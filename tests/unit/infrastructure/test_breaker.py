@@ -217,9 +217,10 @@ def test_bad_settings_are_refused(options):
 
 def test_aiobreaker_lets_every_concurrent_caller_through_in_half_open():
     from aiobreaker import CircuitBreaker as AioBreaker
+    from aiobreaker import CircuitBreakerError
 
     aio = AioBreaker(fail_max=1, timeout_duration=timedelta(microseconds=1))  # timedelta(0) would mean 60 s
-    with pytest.raises(Exception):
+    with pytest.raises(CircuitBreakerError):  # the failure that reaches fail_max opens the circuit
         aio.call(fail)
     callers = 8
     start = threading.Barrier(callers, timeout=WAIT)

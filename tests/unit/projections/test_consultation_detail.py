@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from datetime import date
+
+import pytest
 
 from domain.patient import Patient
 from projections.consultation_detail import ConsultationDetail
