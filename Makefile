@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo openapi lock clean
+.PHONY: run test lint demo openapi lock clean
 
 # Dependencies come pinned, with hashes, from the lock file (`make lock` regenerates it from pyproject.toml).
 $(STAMP): pyproject.toml requirements-test.lock
@@ -32,6 +32,12 @@ demo: $(STAMP)
 test: $(STAMP) $(TOOLS)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
+# What the CI workflow's lint job runs (tests/unit/test_lint.py runs the same inside `make test`).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
 openapi: $(STAMP)
 	$(BIN)/clinic openapi --output specs/openapi.json
 
@@ -40,4 +46,4 @@ lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes -q -o requirements-test.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache
