@@ -10,17 +10,19 @@ from eventsourcing.system import System
 
 from application.audit import Auditor
 from application.clinic import Clinic
-from application.read_models import ReadModels
 from application.consultations import ConsultationsApplication
 from application.personal_data import mapper_factory, open_subject_keys
+from application.read_models import ReadModels
 from application.registry import RegistryApplication
 from application.runner import EmbeddedRunner
 from application.scheduling import SchedulingApplication
 from application.settings import Settings
+from application.subscriptions import handled_topics
 from domain.consultation import Consultation
 from domain.doctor import Doctor
 from domain.patient import Patient
-from domain.slot import Slot
+from domain.record_access import PatientRecordAccess
+from domain.slot import Slot, SlotRequestRefused
 from infrastructure.observability.metrics import Metrics
 from process_managers.booking import BookingProcessManager
 from process_managers.booking_saga import BookingSaga
@@ -37,6 +39,17 @@ SYSTEM = System(pipes=[
     [SchedulingApplication, BookingProcessManager, SchedulingApplication],
 ])
 """Who follows whom: the saga follows consultations and scheduling, which follow the saga."""
+
+RECORDS: dict[str, tuple[type, ...]] = {
+    RegistryApplication.name: (Patient, Doctor, PatientRecordAccess),
+    SchedulingApplication.name: (Slot, SlotRequestRefused),
+    ConsultationsApplication.name: (Consultation,),
+    BookingProcessManager.name: (BookingSaga,),
+}
+"""The aggregates whose events each context records (tests/unit/application/test_subscriptions.py checks it)."""
+
+SUBSCRIPTIONS = handled_topics(SYSTEM, RECORDS)
+"""Per ``(leader, follower)``: the topics the follower's policy handles; its queue binds only these."""
 
 
 class MigrationNeededError(RuntimeError):

@@ -19,7 +19,15 @@ import aiormq
 from eventsourcing.persistence import InterfaceError, OperationalError
 from eventsourcing.system import Leader, RecordingEvent, RecordingEventReceiver
 
-from application.bootstrap import SYSTEM, MigrationNeededError, build_auditor, observe_with, read_models, require_tables
+from application.bootstrap import (
+    SUBSCRIPTIONS,
+    SYSTEM,
+    MigrationNeededError,
+    build_auditor,
+    observe_with,
+    read_models,
+    require_tables,
+)
 from application.clinic import Clinic
 from application.consultations import ConsultationsApplication
 from application.personal_data import mapper_factory, open_subject_keys
@@ -232,7 +240,8 @@ class Worker:
         # The whole system's queues, not only this context's: events published while a
         # follower is down or not yet started wait in its queue (services start in any order).
         self.consumer = None
-        queues = await declare_system(await self.connection.channel(), self.topology, SYSTEM.edges)
+        topics = SUBSCRIPTIONS if self.settings.amqp_bindings == "handled" else None  # None: <leader>.#
+        queues = await declare_system(await self.connection.channel(), self.topology, SYSTEM.edges, topics)
         if self.app.name in queues:
             self.consumer = FollowerConsumer(self.app, await self.connection.channel(), queues[self.app.name],
                                              metrics=self.metrics)

@@ -41,6 +41,9 @@ class Settings:
     """``CLINIC_AMQP_URL``: the RabbitMQ broker of distributed mode."""
     amqp_prefix: str = "clinic"
     """``CLINIC_AMQP_PREFIX``: names this deployment's exchange and queues (``<prefix>.events``)."""
+    amqp_bindings: str = "handled"
+    """``CLINIC_AMQP_BINDINGS``: ``handled`` (each follower's queue binds only the events its policy handles)
+    or ``all`` (``<leader>.#``: every event of each leader it follows, the ones it ignores too)."""
     registry_url: str = "https://127.0.0.1:8443"
     """``CLINIC_REGISTRY_URL``: the registry service's internal mTLS endpoint."""
     registry_breaker_reset_seconds: float = 15.0
@@ -137,6 +140,7 @@ class Settings:
                       if k.startswith(("POSTGRES_", "SQLALCHEMY_")) and k not in _NEVER_PASSED},
             amqp_url=env.get("CLINIC_AMQP_URL", cls.amqp_url),
             amqp_prefix=env.get("CLINIC_AMQP_PREFIX", cls.amqp_prefix),
+            amqp_bindings=_choice(env, "CLINIC_AMQP_BINDINGS", cls.amqp_bindings, AMQP_BINDINGS),
             registry_url=env.get("CLINIC_REGISTRY_URL", cls.registry_url),
             pki_dir=Path(env["CLINIC_PKI_DIR"]) if env.get("CLINIC_PKI_DIR") else None,
             redis_url=env.get("CLINIC_REDIS_URL") or None,
@@ -216,6 +220,16 @@ def _tls_files(env: Mapping[str, str], name: str, url: str, tls_scheme: str) -> 
         raise SettingsError(f"{prefix}_CERT_FILE and {prefix}_KEY_FILE go together")
     paths = (Path(value) if value else None for value in (ca, cert, key))
     return dict(zip((f"{name}_ca_file", f"{name}_cert_file", f"{name}_key_file"), paths, strict=True))
+
+
+AMQP_BINDINGS = ("handled", "all")
+
+
+def _choice(env: Mapping[str, str], key: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(key, default).lower()
+    if value not in choices:
+        raise SettingsError(f"{key} must be one of {', '.join(choices)}")
+    return value
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

@@ -133,12 +133,13 @@ def _confirmed_prefix(notifications: Sequence[Notification], results: Sequence[A
     """The notifications before the first one that failed: the position may advance past these only.
 
     An event returned as unroutable (``NO_ROUTE``) is not a failure: every worker declares the
-    whole system's queues before relaying, so no queue means no context follows that event.
+    whole system's queues before relaying, and a queue binds only the events its follower handles, so
+    no queue means no context reacts to that event.
     """
     confirmed = []
     for notification, result in zip(notifications, results, strict=True):
         if _unroutable(result):
-            log.info("no queue follows %s (notification %s): not routed", notification.topic, notification.id)
+            log.debug("no queue follows %s (notification %s): not routed", notification.topic, notification.id)
         elif isinstance(result, BaseException):
             log.error("publishing %s:%s failed: %r", notification.originator_id, notification.id, result)
             break

@@ -8,8 +8,9 @@ Names (``prefix`` isolates one deployment or test run from another)::
     <prefix>.<follower>.dlq              dead letters, kept until an operator acts
 
 A routing key is ``<leader>.<event class qualname>``, e.g.
-``consultations.Consultation.Requested``; a follower binds ``<leader>.#`` for each
-leader it follows. Each retry queue holds one delay only (a per-message TTL in a
+``consultations.Consultation.Requested``. A follower binds one key per event its policy
+handles (``topics``, per leader), so the broker drops the events it would only ignore;
+without ``topics`` for a leader it binds ``<leader>.#`` (every event of that leader). Each retry queue holds one delay only (a per-message TTL in a
 shared queue would stall short delays behind long ones) and dead-letters through
 the default exchange straight back to the follower's queue. The delay is part of
 the retry queue's name, so changing the levels declares new queues instead of
@@ -18,7 +19,7 @@ clashing with the arguments of old ones.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from aiormq.abc import AbstractChannel
@@ -35,6 +36,13 @@ def routing_key(leader_name: str, topic: str) -> str:
 def binding_key(leader_name: str) -> str:
     """The binding that takes every event of one leader."""
     return f"{leader_name.lower()}.#"
+
+
+def binding_keys(leader_name: str, topics: Collection[str] | None) -> list[str]:
+    """The keys a follower binds for one leader: one per event topic it handles, or ``<leader>.#`` (``None``)."""
+    if topics is None:
+        return [binding_key(leader_name)]
+    return sorted({routing_key(leader_name, topic) for topic in topics})
 
 
 @dataclass(frozen=True)
@@ -74,28 +82,51 @@ async def declare_exchange(channel: AbstractChannel, topology: Topology) -> None
 
 
 async def declare_follower(channel: AbstractChannel, topology: Topology, follower_name: str,
-                           leader_names: Iterable[str]) -> FollowerQueues:
-    """Declare a follower's queue, its bindings, retry queues and DLQ (idempotent)."""
+                           leader_names: Iterable[str],
+                           topics: Mapping[str, Collection[str]] | None = None) -> FollowerQueues:
+    """Declare a follower's queue, its bindings, retry queues and DLQ (idempotent).
+
+    ``topics`` maps a leader to the event topics the follower handles: one binding each. A leader
+    missing from it is bound whole (``<leader>.#``); one bound by topic loses that catch-all binding
+    (an earlier version's), so switching either way needs no manual step.
+    """
     queues = topology.queues(follower_name)
     await channel.queue_declare(queues.dead_letters, durable=True)
     # Safety net: a message rejected without requeue goes to the DLQ, never to nowhere.
     await channel.queue_declare(queues.main, durable=True, arguments=_dead_letter_to(queues.dead_letters))
     for leader_name in leader_names:
-        await channel.queue_bind(queues.main, topology.exchange, routing_key=binding_key(leader_name))
+        keys = binding_keys(leader_name, None if topics is None else topics.get(leader_name))
+        for key in keys:
+            await channel.queue_bind(queues.main, topology.exchange, routing_key=key)
+        if binding_key(leader_name) not in keys:
+            await channel.queue_unbind(queues.main, topology.exchange, routing_key=binding_key(leader_name))
     for delay, retry_queue in zip(topology.delays_ms, queues.retries, strict=True):
         arguments = {"x-message-ttl": delay, **_dead_letter_to(queues.main)}
         await channel.queue_declare(retry_queue, durable=True, arguments=arguments)
     return queues
 
 
-async def declare_system(channel: AbstractChannel, topology: Topology,
-                         edges: Iterable[tuple[str, str]]) -> dict[str, FollowerQueues]:
-    """Declare the exchange and every follower of ``(leader, follower)`` edges, e.g. ``SYSTEM.edges``."""
+async def declare_system(channel: AbstractChannel, topology: Topology, edges: Iterable[tuple[str, str]],
+                         topics: Mapping[tuple[str, str], Collection[str]] | None = None,
+                         ) -> dict[str, FollowerQueues]:
+    """Declare the exchange and every follower of ``(leader, follower)`` edges, e.g. ``SYSTEM.edges``.
+
+    ``topics`` maps an edge to the event topics the follower handles from that leader (e.g.
+    ``application.subscriptions.SUBSCRIPTIONS``); an edge missing from it is bound whole.
+    """
     leaders: dict[str, list[str]] = {}
     for leader_name, follower_name in edges:
         leaders.setdefault(follower_name, []).append(leader_name)
     await declare_exchange(channel, topology)
-    return {name: await declare_follower(channel, topology, name, names) for name, names in leaders.items()}
+    return {name: await declare_follower(channel, topology, name, names, _of_follower(topics, name))
+            for name, names in leaders.items()}
+
+
+def _of_follower(topics: Mapping[tuple[str, str], Collection[str]] | None,
+                 follower_name: str) -> dict[str, Collection[str]] | None:
+    if topics is None:
+        return None
+    return {leader: handled for (leader, follower), handled in topics.items() if follower == follower_name}
 
 
 def _dead_letter_to(queue: str) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 Each context's relay publishes its notification log; each follower consumes its own
 queue; the saga runs consultations → booking → scheduling → booking → consultations.
+The queues are bound as the workers bind them: only to the events each follower handles.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import uuid
 
 import pytest
 
-from application.bootstrap import SYSTEM, build_applications
+from application.bootstrap import SUBSCRIPTIONS, SYSTEM, build_applications
 from domain.metadata import event_metadata
 from infrastructure.messaging.consumer import FollowerConsumer
 from infrastructure.messaging.relay import OutboxRelay
@@ -27,7 +28,7 @@ async def distributed(broker, settings):
     """Every context with its relay and consumer running; returns the applications."""
     apps = build_applications(settings)
     apps["Booking"].registry = FakeRegistry()
-    queues = await declare_system(await broker.channel(), broker.topology, SYSTEM.edges)
+    queues = await declare_system(await broker.channel(), broker.topology, SYSTEM.edges, SUBSCRIPTIONS)
     broker.followers.extend(queues.values())
     consumers = [FollowerConsumer(apps[name], await broker.channel(), q) for name, q in queues.items()]
     for consumer in consumers:
@@ -64,3 +65,23 @@ async def test_a_booking_is_confirmed_across_the_broker_with_one_correlation_id(
               *list(scheduling.events.get(slot_id))[1:]]  # the slot's Opened came before the request
     assert len(events) >= 6
     assert {e.correlation_id for e in events} == {"corr-amqp"}
+
+
+async def test_a_refused_booking_and_a_cancellation_compensate_across_the_broker(distributed):
+    consultations, scheduling = distributed["Consultations"], distributed["Scheduling"]
+    # given a slot booked by one patient
+    doctor_id = uuid.uuid4()
+    [slot_id] = scheduling.open_slots(doctor_id, [(START, 30)])
+    first = consultations.request_consultation(uuid.uuid4(), doctor_id, START, "checkup")
+    await eventually(lambda: consultations.consultation(first).status == "CONFIRMED", timeout=20,
+                     what="first booking confirmed")
+
+    # when another patient requests the same slot, then the first one cancels
+    second = consultations.request_consultation(uuid.uuid4(), doctor_id, START, "checkup")
+    await eventually(lambda: consultations.consultation(second).status == "REJECTED", timeout=20,
+                     what="second booking rejected (slot refused)")
+    consultations.cancel(first, "moved away", by_patient=True)
+
+    # then the saga releases the slot: the refusal and the cancellation reached their followers
+    await eventually(lambda: scheduling.slot(slot_id).status == "OPEN", timeout=20, what="slot released")
+    assert consultations.consultation(first).status == "CANCELLED"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from aiormq.abc import Basic
 
+from application.bootstrap import SUBSCRIPTIONS, SYSTEM
 from infrastructure.messaging.topology import declare_system
 from tests.integration.messaging.conftest import eventually
 
@@ -33,6 +34,55 @@ async def test_each_follower_receives_the_events_of_the_leaders_it_follows_only(
         ["consultations.Consultation.Requested", "scheduling.Slot.Held"]
     assert bodies(await broker.drain(queues["Consultations"].main)) == ["booking.BookingSaga.Started"]
     assert bodies(await broker.drain(queues["Scheduling"].main)) == ["booking.BookingSaga.Started"]
+
+
+HANDLED = ("consultations.Consultation.Requested", "scheduling.Slot.Held", "booking.BookingSaga.Started")
+IGNORED = ("consultations.Consultation.Confirmed", "scheduling.Slot.Opened", "booking.BookingSaga.SlotHeld")
+
+
+async def publish(channel, broker, keys) -> None:
+    for key in keys:  # not mandatory: an ignored event has no queue, and the broker drops it
+        await channel.basic_publish(key.encode(), exchange=broker.topology.exchange, routing_key=key)
+
+
+def bodies(messages) -> list[str]:
+    return sorted(m.body.decode() for m in messages)
+
+
+async def test_with_subscriptions_a_follower_receives_only_the_events_it_handles(broker):
+    # given the system declared as the workers declare it (CLINIC_AMQP_BINDINGS=handled)
+    channel = await broker.channel()
+    queues = await declare_system(channel, broker.topology, SYSTEM.edges, SUBSCRIPTIONS)
+    broker.followers.extend(queues.values())
+
+    # when events each follower handles and events none handles are published
+    await publish(channel, broker, HANDLED + IGNORED)
+
+    # then only the handled ones are queued
+    assert bodies(await broker.drain(queues["Booking"].main)) == \
+        ["consultations.Consultation.Requested", "scheduling.Slot.Held"]
+    assert bodies(await broker.drain(queues["Consultations"].main)) == []
+    assert bodies(await broker.drain(queues["Scheduling"].main)) == ["booking.BookingSaga.Started"]
+
+
+async def test_switching_bindings_either_way_needs_no_manual_step(broker):
+    channel = await broker.channel()
+    # given queues of an earlier version, bound to every event of their leaders
+    queues = await declare_system(channel, broker.topology, SYSTEM.edges)
+    broker.followers.extend(queues.values())
+
+    # when declared again with subscriptions: the catch-all bindings are removed
+    await declare_system(channel, broker.topology, SYSTEM.edges, SUBSCRIPTIONS)
+    await publish(channel, broker, HANDLED + IGNORED)
+    assert bodies(await broker.drain(queues["Booking"].main)) == \
+        ["consultations.Consultation.Requested", "scheduling.Slot.Held"]
+
+    # and declared back without them (CLINIC_AMQP_BINDINGS=all): every event, each once
+    await declare_system(channel, broker.topology, SYSTEM.edges)
+    await publish(channel, broker, HANDLED + IGNORED)
+    assert bodies(await broker.drain(queues["Booking"].main)) == sorted(
+        ["consultations.Consultation.Requested", "scheduling.Slot.Held", "consultations.Consultation.Confirmed",
+         "scheduling.Slot.Opened"])
 
 
 async def test_declaring_again_is_harmless(broker):

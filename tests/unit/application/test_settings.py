@@ -23,10 +23,16 @@ def test_defaults_are_the_embedded_sqlite_stores():
     ({"CLINIC_PERSISTENCE": "postgres"}, "needs POSTGRES_DBNAME"),
     ({"CLINIC_SAGA_DEADLINE_SECONDS": "soon"}, "CLINIC_SAGA_DEADLINE_SECONDS must be a number"),
     ({"CLINIC_RUNNER_TICK_SECONDS": "0"}, "CLINIC_RUNNER_TICK_SECONDS must be positive"),
+    ({"CLINIC_AMQP_BINDINGS": "some"}, "CLINIC_AMQP_BINDINGS must be one of handled, all"),
 ])
 def test_bad_settings_are_refused_naming_the_variable(env, message):
     with pytest.raises(SettingsError, match=message):
         Settings.from_env(env)
+
+
+def test_queues_bind_only_the_handled_events_unless_told_otherwise():
+    assert Settings.from_env({}).amqp_bindings == "handled"
+    assert Settings.from_env({"CLINIC_AMQP_BINDINGS": "ALL"}).amqp_bindings == "all"
 
 
 def test_servers_never_create_tables():
