@@ -1,0 +1,116 @@
+"""The contract between the patient portal (consumer) and the clinic's public API.
+
+Ids, the patient's token and the consultation to read come from the provider states (created there
+through the application layer); the verifier injects them into each request.
+"""
+
+from __future__ import annotations
+
+from pact import Pact, generate, match
+from pact.match.matcher import GenericMatcher
+
+from tests.contract.pacts import BEARER, DATETIME, UUID, new_pact
+
+CONSUMER, PROVIDER = "patient-portal", "clinic-api"
+
+PATIENT_SIGNED_IN = "patient P has consented to booking and is signed in to the portal"
+DOCTOR_WITH_SLOT = "doctor D is active and has an open slot at 2027-01-05T09:00:00Z"
+CONFIRMED = "patient P's consultation C with doctor D at 2027-01-05T09:00:00Z is confirmed"
+NO_CONSULTATION = "no consultation C exists"
+# The API answers 403, not 404, to a patient asking for a consultation that is not theirs or does not
+# exist (it does not tell which, so ids cannot be probed): the portal's first draft of this pact
+# expected a 404 and the provider verification caught it.
+
+PATIENT = "0b6c1f1e-3f6a-4e55-9c3e-0d3a1c2b4a11"
+DOCTOR = "6a1d2c3b-4e5f-4a6b-8c7d-9e0f1a2b3c11"
+CONSULTATION = "3c2b1a09-8f7e-4d6c-9b5a-4e3d2c1b0a11"
+START = "2027-01-05T09:00:00+00:00"
+TOKEN = ("eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCJ9.eyJzdWIiOiIwYjZjMWYxZSIsInJvbGVzIjpbIlBBVElFTlQiXX0"
+         ".c2lnbmF0dXJl")
+CONSULTATION_PATH = rf"^/v1/consultations/{UUID[1:-1]}$"
+
+BOOK = "a booking request for the signed-in patient"
+READ = "a read of the patient's confirmed consultation"
+READ_MISSING = "a read of a consultation that does not exist, refused like one that is not the patient's"
+BOOK_WITHOUT_TIMEZONE = "a booking request whose start has no timezone"
+
+
+def injected(example: str, expression: str, regex: str) -> GenericMatcher[str]:
+    """``example`` in the consumer's test; the provider state's value (``expression``) when verified."""
+    return GenericMatcher("regex", value=example, regex=regex, generator=generate.provider_state(expression))
+
+
+def _authorised(interaction: object) -> None:
+    interaction.with_header("Authorization", injected(f"Bearer {TOKEN}", "Bearer ${token}", BEARER))  # type: ignore[attr-defined]
+
+
+def add_book(pact: Pact) -> None:
+    interaction = (pact.upon_receiving(BOOK).given(PATIENT_SIGNED_IN).given(DOCTOR_WITH_SLOT)
+                   .with_request("POST", "/v1/consultations"))
+    _authorised(interaction)
+    (interaction
+     .with_body({"patient_id": injected(PATIENT, "${patient_id}", UUID),
+                 "doctor_id": injected(DOCTOR, "${doctor_id}", UUID),
+                 "start": match.regex(START, regex=DATETIME),
+                 "reason": match.like("check-up")}, content_type="application/json")
+     .will_respond_with(202)
+     .with_header("Location", match.regex(f"/v1/consultations/{CONSULTATION}", regex=CONSULTATION_PATH))
+     .with_body({"consultation_id": match.uuid(CONSULTATION, format="lowercase"),
+                 "saga_id": match.uuid("9d8c7b6a-5f4e-5d3c-8b2a-1f0e9d8c7b11", format="lowercase"),
+                 "status": "REQUESTED"}, content_type="application/json"))
+
+
+def add_read(pact: Pact) -> None:
+    interaction = (pact.upon_receiving(READ).given(CONFIRMED)
+                   .with_request("GET", injected(f"/v1/consultations/{CONSULTATION}",
+                                                 "/v1/consultations/${consultation_id}", CONSULTATION_PATH)))
+    _authorised(interaction)
+    (interaction
+     .will_respond_with(200)
+     .with_body({"consultation_id": injected(CONSULTATION, "${consultation_id}", UUID),
+                 "patient_id": injected(PATIENT, "${patient_id}", UUID),
+                 "doctor_id": match.uuid(DOCTOR, format="lowercase"),
+                 "start": match.regex("2027-01-05T09:00:00Z", regex=DATETIME),
+                 "status": "CONFIRMED",
+                 "reason": match.like("check-up"),
+                 "rejection_reason": None}, content_type="application/json"))
+
+
+def _problem(slug: str, status: int, **extra: object) -> dict[str, object]:
+    return {"type": f"urn:clinic:problem:{slug}", "title": match.like("A short summary"), "status": status,
+            "detail": match.like("What went wrong"), **extra}
+
+
+def add_read_missing(pact: Pact) -> None:
+    interaction = (pact.upon_receiving(READ_MISSING).given(PATIENT_SIGNED_IN).given(NO_CONSULTATION)
+                   .with_request("GET", injected(f"/v1/consultations/{CONSULTATION}",
+                                                 "/v1/consultations/${consultation_id}", CONSULTATION_PATH)))
+    _authorised(interaction)
+    (interaction.will_respond_with(403)
+     .with_body(_problem("forbidden", 403), content_type="application/problem+json"))
+
+
+def add_book_without_timezone(pact: Pact) -> None:
+    interaction = (pact.upon_receiving(BOOK_WITHOUT_TIMEZONE).given(PATIENT_SIGNED_IN).given(DOCTOR_WITH_SLOT)
+                   .with_request("POST", "/v1/consultations"))
+    _authorised(interaction)
+    (interaction
+     .with_body({"patient_id": injected(PATIENT, "${patient_id}", UUID),
+                 "doctor_id": injected(DOCTOR, "${doctor_id}", UUID),
+                 "start": "2027-01-05T09:00:00", "reason": "check-up"}, content_type="application/json")
+     .will_respond_with(422)
+     .with_body(_problem("invalid-input", 422, errors=match.each_like(
+         {"field": match.regex("$.start", regex=r"^\$\.start$"),  # inside each_like, plain values match by type only
+          "message": match.like("Expected `datetime` with a timezone component")})),
+         content_type="application/problem+json"))
+
+
+INTERACTIONS = {BOOK: add_book, READ: add_read, READ_MISSING: add_read_missing,
+                BOOK_WITHOUT_TIMEZONE: add_book_without_timezone}
+
+
+def build(*descriptions: str) -> Pact:
+    pact = new_pact(CONSUMER, PROVIDER)
+    for description in descriptions or INTERACTIONS:
+        INTERACTIONS[description](pact)
+    return pact
