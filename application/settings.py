@@ -100,6 +100,9 @@ class Settings:
     (``<endpoint>/v1/traces``); unset: no tracing (docs/observability-tracing.md)."""
     deployment_environment: str = "development"
     """``CLINIC_ENVIRONMENT``: the ``deployment.environment`` of this process's spans."""
+    drain_seconds: float = 0.0
+    """``CLINIC_DRAIN_SECONDS``: after SIGTERM, how long an API process keeps serving while its readiness
+    says 503, so load balancers stop sending before it closes its port (0: close at once; Kubernetes: 10)."""
     log_level: str = "INFO"
     """``CLINIC_LOG_LEVEL``: the lowest level logged (DEBUG, INFO, WARNING, ERROR)."""
     log_format: str = "json"
@@ -164,6 +167,7 @@ class Settings:
             **_logging(env),
             otlp_endpoint=env.get("CLINIC_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             deployment_environment=env.get("CLINIC_ENVIRONMENT", cls.deployment_environment),
+            drain_seconds=_number(env, "CLINIC_DRAIN_SECONDS", 0, allow_zero=True),
         )
 
     def eventsourcing_env(self, app_name: str, create_table: bool | None = None) -> dict[str, str]:

@@ -4,8 +4,8 @@
 ``--role worker`` runs its outbox relay, its consumer and, for booking, the saga timer
 (one per context), and serves only the health probes; ``--role all`` does both in one
 process. On SIGTERM the service
-stops being ready, stops taking messages, lets in-flight work finish and be acked,
-then exits.
+stops being ready, goes on serving HTTP for ``CLINIC_DRAIN_SECONDS`` (so load balancers stop
+sending), stops taking messages, lets in-flight work finish and be acked, then exits.
 """
 
 from __future__ import annotations
@@ -83,12 +83,22 @@ async def _run(args: argparse.Namespace, config: Settings, tracing: TracerProvid
     log.info("%s service running (role %s)", args.service, args.role)
     failed = await _until_stopped_or_failed(stop, workers + serving)
     stop.set()  # readiness is false from here on
+    if not failed and args.role != "worker":
+        await drain(serving, config.drain_seconds)
     await asyncio.gather(*workers, return_exceptions=True)  # consumers stop, in-flight work is acked
     for server in servers:
         server.should_exit = True
     await asyncio.gather(*serving, return_exceptions=True)
     clinic.close()
     return 1 if failed else 0
+
+
+async def drain(serving: list[asyncio.Task[None]], seconds: float) -> None:
+    """Go on serving for ``seconds`` while readiness says 503 (or until a server ends by itself), so the load
+    balancers that follow readiness (Kubernetes endpoints, an ingress) stop sending before the port closes."""
+    if seconds > 0:
+        log.info("draining: not ready, still serving for %.1f s", seconds)
+        await asyncio.wait(serving, timeout=seconds)
 
 
 async def _run_projections(args: argparse.Namespace, config: Settings, stop: asyncio.Event) -> int:
