@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint demo openapi lock clean
+.PHONY: install run test lint demo openapi lock clean
 
 # Dependencies come pinned, with hashes, from the lock file (`make lock` regenerates it from pyproject.toml).
 $(STAMP): pyproject.toml requirements-test.lock
@@ -22,6 +22,8 @@ TOOLS := tools/node_modules/.installed
 $(TOOLS): tools/package.json tools/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tools --no-audit --no-fund --loglevel=error && touch $(TOOLS); \
 	else echo "npm not found: the OpenAPI/AsyncAPI/Backstage lint tests will be skipped (apt-get install -y npm)"; fi
+
+install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/clinic serve
