@@ -1,0 +1,34 @@
+"""The paths each `clinic run <service>` process really serves, read from its route handlers.
+
+The manifests' probes, the Dockerfile's HEALTHCHECK and the Ingress are compared with these, so a
+renamed route fails a deployment test instead of a rollout.
+"""
+
+from __future__ import annotations
+
+from litestar.handlers import HTTPRouteHandler
+
+
+def controller_paths(controllers: list[type]) -> set[str]:
+    paths = set()
+    for controller in controllers:
+        base = getattr(controller, "path", "/").rstrip("/")
+        for value in vars(controller).values():
+            if isinstance(value, HTTPRouteHandler):
+                paths.update(base + ("" if path == "/" else path) for path in value.paths)
+    return paths
+
+
+def served_paths(service: str, role: str = "api") -> set[str]:
+    """What ``clinic run <service> --role <role>`` answers on its HTTP port (interfaces/cli/run.py)."""
+    from interfaces.http.app import SERVICE_CONTROLLERS
+    from interfaces.http.controllers.health import HealthController
+    from interfaces.http.metrics import METRICS_PATH
+
+    if service == "auth":
+        from interfaces.auth import app as auth_app
+
+        return {path for value in vars(auth_app).values() if isinstance(value, HTTPRouteHandler)
+                for path in value.paths} | {METRICS_PATH}
+    controllers = SERVICE_CONTROLLERS[service] if role != "worker" and service != "projections" else [HealthController]
+    return controller_paths(controllers) | {METRICS_PATH}
