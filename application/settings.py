@@ -107,6 +107,9 @@ class Settings:
     """``CLINIC_LOG_LEVEL``: the lowest level logged (DEBUG, INFO, WARNING, ERROR)."""
     log_format: str = "json"
     """``CLINIC_LOG_FORMAT``: ``json`` (one object per line, for log shippers) or ``console`` (for people)."""
+    access_log: bool = False
+    """``CLINIC_ACCESS_LOG``: ``on`` writes uvicorn's line per request on the public API servers; ``off``
+    (default): the gateway logs every request, metrics and traces count them (docs/observability-logs.md)."""
 
     @property
     def pki(self) -> Path:
@@ -165,6 +168,7 @@ class Settings:
             auth_token_rate_limit=env.get("CLINIC_AUTH_TOKEN_RATE_LIMIT", cls.auth_token_rate_limit),
             auth_login_rate_limit=env.get("CLINIC_AUTH_LOGIN_RATE_LIMIT", cls.auth_login_rate_limit),
             **_logging(env),
+            access_log=_choice(env, "CLINIC_ACCESS_LOG", "off", SWITCH) == "on",
             otlp_endpoint=env.get("CLINIC_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             deployment_environment=env.get("CLINIC_ENVIRONMENT", cls.deployment_environment),
             drain_seconds=_number(env, "CLINIC_DRAIN_SECONDS", 0, allow_zero=True),
@@ -227,6 +231,7 @@ def _tls_files(env: Mapping[str, str], name: str, url: str, tls_scheme: str) -> 
 
 
 AMQP_BINDINGS = ("handled", "all")
+SWITCH = ("on", "off")
 
 
 def _choice(env: Mapping[str, str], key: str, default: str, choices: tuple[str, ...]) -> str:

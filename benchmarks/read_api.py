@@ -114,14 +114,15 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def server(mode: str, setup: Fixture, loop: str = "auto", http: str = "auto",
-           cache: bool = True) -> Iterator[tuple[str, int]]:
+           cache: bool = True, access_log: bool = False) -> Iterator[tuple[str, int]]:
     """The benchmark server in ``mode`` on core 0; yields its base URL and pid once it answers."""
     port = free_port()
+    env = os.environ | setup.env | {"CLINIC_ACCESS_LOG": "on" if access_log else "off"}
     log = setup.lua.parent / f"server-{mode}-{port}.log"
     with open(log, "wb") as output:
         process = subprocess.Popen(
             ["taskset", "-c", SERVER_CORE, sys.executable, "-m", "benchmarks.read_api_server", mode, str(port),
-             "--loop", loop, "--http", http, *([] if cache else ["--no-token-cache"])], env=os.environ | setup.env, stdout=output, stderr=output)
+             "--loop", loop, "--http", http, *([] if cache else ["--no-token-cache"])], env=env, stdout=output, stderr=output)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_answering(base + (setup.path if mode == "ours" else TRIVIAL_PATH), setup.token, process, log)
@@ -164,9 +165,9 @@ def wrk(url: str, lua: Path, seconds: int) -> Load:
 
 
 def measure(mode: str, setup: Fixture, seconds: int, loop: str = "auto", http: str = "auto",
-            cache: bool = True) -> Load:
+            cache: bool = True, access_log: bool = False) -> Load:
     """Warm the server up for a second, then measure it for ``seconds``."""
-    with server(mode, setup, loop, http, cache) as (base, pid):
+    with server(mode, setup, loop, http, cache, access_log) as (base, pid):
         url = base + (setup.path if mode == "ours" else TRIVIAL_PATH)
         wrk(url, setup.lua, 1)
         before = cpu_seconds(pid)
@@ -181,6 +182,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def access_log_figure(quiet: list[Load], logged: list[Load]) -> Figure:
+    """Without uvicorn's access line (``CLINIC_ACCESS_LOG=off``, the default) beside with it, runs interleaved."""
+    def mean(loads: list[Load], key: str) -> float:
+        return sum(getattr(load, key) for load in loads) / len(loads)
+
+    pairs = "; ".join(f"pair {i + 1}: {q.rate / w.rate:.2f}x, CPU {q.cpu_ms:.2f} vs {w.cpu_ms:.2f} ms/request, "
+                      f"p99 {q.p99:.1f} vs {w.p99:.1f} ms" for i, (q, w) in enumerate(zip(quiet, logged, strict=True)))
+    return Figure("read API without the access line (CLINIC_ACCESS_LOG=off, default)", mean(quiet, "rate"), "req/s",
+                  "read API with uvicorn's access line (on)", mean(logged, "rate"),
+                  f"{len(quiet)} interleaved pair(s), means; {pairs}")
+
+
 def fast_stack_installed() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("uvloop", "httptools"))
 
@@ -191,6 +204,11 @@ def read_api(quick: bool, scale: float = 1.0) -> list[Figure]:
     seconds = max(1, int((5 if quick else 20) * scale))
     with tempfile.TemporaryDirectory() as tmp, fixture(Path(tmp)) as setup:
         ours, in_app, bare = (measure(mode, setup, seconds) for mode in ("ours", "trivial-in-app", "trivial-bare"))
+        logged = [measure("ours", setup, seconds, access_log=True)]  # A/B beside ``ours``, interleaved (ABAB)
+        quiet = [ours]
+        for _ in range(0 if quick else 1):
+            quiet.append(measure("ours", setup, seconds))
+            logged.append(measure("ours", setup, seconds, access_log=True))
         uncached = measure("ours", setup, seconds, cache=False)
         plain_stack = measure("ours", setup, seconds, "asyncio", "h11") if fast_stack_installed() else None
     load = f"wrk -t{WRK_THREADS} -c{CONNECTIONS} {seconds}s; server on core {SERVER_CORE}, wrk on core {WRK_CORE}"
@@ -211,6 +229,7 @@ def read_api(quick: bool, scale: float = 1.0) -> list[Figure]:
                           "read API verifying every token (ES256)", uncached.rate,
                           f"p99 {ours.p99:.1f} ms (without the cache: {uncached.p99:.1f} ms); server CPU "
                           f"{ours.cpu_ms:.2f} ms/request (without: {uncached.cpu_ms:.2f})"))
+    figures.append(access_log_figure(quiet, logged))
     if plain_stack is not None:
         figures.append(Figure("read API on uvloop + httptools (uvicorn's auto)", ours.rate, "req/s",
                               "read API on asyncio + h11", plain_stack.rate,

@@ -9,8 +9,9 @@
   authentication and the scope guard off for that route (every other middleware still runs);
 - ``trivial-bare``: a Litestar app with only that route.
 
-The uvicorn config is the one ``clinic run`` uses (``log_level="info"``, ``log_config=None``, loop and
-HTTP parser ``auto``: uvloop and httptools, dependencies since ADR 0014);
+The uvicorn config is the one ``clinic run`` uses (``log_level="info"``, ``log_config=None``, the access
+line as ``CLINIC_ACCESS_LOG`` says (off by default), loop and HTTP parser ``auto``: uvloop and
+httptools, dependencies since ADR 0014);
 ``--loop`` and ``--http`` choose uvicorn's event loop and HTTP parser, ``--no-token-cache`` turns the
 verified-token cache off (the levers measured).
 """
@@ -73,7 +74,7 @@ def main() -> None:
     configure_logging("consultations", settings.log_level, json=settings.log_format == "json")
     app = build(args.mode, settings, cache=not args.no_token_cache)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="info", log_config=None, loop=args.loop,
-                http=args.http)
+                http=args.http, access_log=settings.access_log)
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ async def _run_projections(args: argparse.Namespace, config: Settings, stop: asy
         "projections": lambda: runner.last_error is None and not following.done(),
         "accepting": lambda: not stop.is_set()})
     server = _server(create_app(clinic, token_verifier(config), controllers=[HealthController], metrics=metrics),
-                     uvicorn.Config, host=args.host, port=args.port)
+                     uvicorn.Config, host=args.host, port=args.port, access_log=config.access_log)
     serving = asyncio.create_task(server.serve(), name=f"http:{args.port}")
     log.info("projections worker running")
     failed = await _until_stopped_or_failed(stop, [following, serving])
@@ -146,9 +146,10 @@ def _servers(args: argparse.Namespace, config: Settings, clinic: Clinic,
     controllers = SERVICE_CONTROLLERS[args.service] if args.role != "worker" else [HealthController]
     servers = [_server(create_app(clinic, verifier, controllers=controllers, max_request_bytes=config.max_request_bytes,
                                   metrics=metrics, tracer_provider=tracing), uvicorn.Config, host=args.host,
-                       port=args.port)]
+                       port=args.port, access_log=config.access_log)]
     if args.service == "registry" and args.role != "worker":
         internal = create_internal_registry_app(clinic.registry, verifier, metrics, tracing)
+        # always logged: service-to-service calls do not pass the gateway, whose line covers the public API
         servers.append(_server(internal, internal_server_config, Pki.open(config.pki), host=args.host,
                                port=args.internal_port))
     return servers

@@ -26,6 +26,6 @@ def run_serve(args: argparse.Namespace) -> int:
                      metrics=metrics, tracer_provider=tracing)
     print(f"clinic: serving on http://{args.host}:{args.port} ({config.persistence} stores in {config.data_dir}); "
           f"get a token with `clinic token --sub ID --role ADMIN`", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", log_config=None)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", log_config=None, access_log=config.access_log)
     shutdown_tracing(tracing)
     return 0

@@ -1,0 +1,38 @@
+"""uvicorn's per-request access line is off on the public API servers unless CLINIC_ACCESS_LOG=on."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pytest
+
+from application.bootstrap import build_applications
+from application.clinic import Clinic
+from application.settings import Settings, SettingsError
+from interfaces.cli.run import _servers
+
+
+@pytest.fixture
+def clinic(tmp_path):
+    apps = build_applications(Settings(persistence="memory", data_dir=tmp_path))
+    yield Clinic(consultations=apps["Consultations"])
+    for app in apps.values():
+        app.close()
+
+
+def test_the_access_line_is_off_by_default_and_on_when_asked():
+    assert Settings.from_env({}).access_log is False
+    assert Settings.from_env({"CLINIC_ACCESS_LOG": "on"}).access_log is True
+    assert Settings.from_env({"CLINIC_ACCESS_LOG": "OFF"}).access_log is False
+    with pytest.raises(SettingsError, match="CLINIC_ACCESS_LOG must be one of on, off"):
+        Settings.from_env({"CLINIC_ACCESS_LOG": "sampled"})
+
+
+@pytest.mark.parametrize("role", ["api", "all", "worker"])
+@pytest.mark.parametrize("access_log", [False, True])
+def test_a_service_api_server_follows_the_setting(clinic, tmp_path, role, access_log):
+    settings = dataclasses.replace(Settings(persistence="memory", data_dir=tmp_path), access_log=access_log)
+    args = argparse.Namespace(service="consultations", role=role, host="127.0.0.1", port=0)
+    [server] = _servers(args, settings, clinic)
+    assert server.config.access_log is access_log
