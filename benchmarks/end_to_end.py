@@ -14,6 +14,7 @@ load generator (benchmarks/end_to_end_load.py) runs in its own process, pinned t
 Patients, doctors and free slots (one per booking) are created before any measured window.
 
     .venv/bin/python benchmarks/end_to_end.py [--quick] [--only embedded|distributed]
+    .venv/bin/python benchmarks/end_to_end.py --ab bindings [--rounds 2]   # A/B of a setting, ABAB
 """
 
 from __future__ import annotations
@@ -296,12 +297,49 @@ def end_to_end_distributed(quick: bool) -> list[Figure]:
     return figures("distributed", measure("distributed", quick))
 
 
+AB_VARIANTS = {"bindings": {"all": {"CLINIC_AMQP_BINDINGS": "all"}, "handled": {"CLINIC_AMQP_BINDINGS": "handled"}}}
+"""``--ab NAME``: the settings compared, each deployed afresh, in turn (ABAB...)."""
+
+
+def ab(name: str, rounds: int, slots: int = 1500, clients: int = 16, seconds: float = 8.0) -> list[dict[str, Any]]:
+    """Distributed mode, one variant after the other ``rounds`` times: CPU per booking, per opened slot.
+
+    Each deployment opens ``slots`` free slots (the setup, timed until its events reached every
+    follower, with the CPU each process spent on it), then a drained accept run of ``clients`` for
+    ``seconds`` (CPU ms per booking by process). CPU moves far less than rates on a shared machine.
+    """
+    results = []
+    for _ in range(rounds):
+        for variant, env in AB_VARIANTS[name].items():
+            with distributed(env) as (base, token, _), tempfile.TemporaryDirectory() as work:
+                before, started = cpu_seconds(), time.perf_counter()
+                bookings = prepare(base, token, slots)
+                load = Load(base, token, bookings, Path(work))
+                load.run("accept", 1.0, clients=1)  # decided only once Booking has taken the setup's events
+                setup = {k: round(1000 * (v - before.get(k, 0.0)) / slots, 3) for k, v in cpu_seconds().items()
+                         if v - before.get(k, 0.0) > 0.05}
+                setup_seconds = time.perf_counter() - started
+                run = load.run("accept", seconds, clients=clients)
+                cpu = run["cpu_ms_per_booking"]
+                results.append({"variant": variant, "setup_seconds": round(setup_seconds, 1),
+                                "setup_cpu_ms_per_slot": setup, "accepted_per_s": run["accepted_per_s"],
+                                "decided_per_s": run["decided_per_s"], "cpu_ms_per_booking": cpu,
+                                "cpu_ms_per_booking_total": round(sum(cpu.values()), 2)})
+                print(f"ab {name} {variant}: {json.dumps(results[-1])}", file=sys.stderr, flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", choices=["embedded", "distributed"])
     parser.add_argument("--log-level", default=None, help="CLINIC_LOG_LEVEL of the servers (default: theirs)")
+    parser.add_argument("--ab", choices=sorted(AB_VARIANTS), help="compare settings (distributed, ABAB...)")
+    parser.add_argument("--rounds", type=int, default=2, help="with --ab: how many times each variant runs")
     args = parser.parse_args()
+    if args.ab:
+        print(json.dumps(ab(args.ab, args.rounds), indent=1))
+        return
     env = {"CLINIC_LOG_LEVEL": args.log_level} if args.log_level else {}
     results = {mode: measure(mode, args.quick, env) for mode in ("embedded", "distributed")
                if args.only in (None, mode)}
