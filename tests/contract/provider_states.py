@@ -1,4 +1,4 @@
-"""A test-only state-change endpoint for the Pact verifier, and a plain-HTTP server for providers.
+"""A test-only state-change endpoint for the Pact verifier.
 
 The verifier POSTs ``{"state", "action", "params"}`` here before (``setup``) and after
 (``teardown``) each interaction. A setup answers a JSON object: the values the verifier injects
@@ -13,15 +13,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import uvicorn
 from litestar import Litestar, post
 from litestar.params import JSONBody
 
-from tests.integration.http_servers import uvicorn_server
+from tests.contract.servers import serve_plain_http
 
 Setup = Callable[[], dict[str, str] | None]
 PATH = "/_pact/provider-states"
-HOST = "127.0.0.1"
 
 
 class ProviderStates:
@@ -57,30 +55,3 @@ class ProviderStates:
         """Yields the state-change URL."""
         with serve_plain_http(self.app()) as base_url:
             yield base_url + PATH
-
-
-@contextmanager
-def serve_plain_http(app: Any) -> Iterator[str]:
-    """``app`` under uvicorn on loopback, plain HTTP, in a thread; yields its base URL."""
-    with uvicorn_server(lambda port: uvicorn.Config(app, host=HOST, port=port, log_config=None,
-                                                    log_level="warning", timeout_graceful_shutdown=1)) as port:
-        yield f"http://{HOST}:{port}"
-
-
-class RenameInBody:
-    """ASGI wrapper that renames a JSON field in every response: a provider that broke its contract.
-
-    ``old`` and ``new`` have the same length, so ``Content-Length`` stays right.
-    """
-
-    def __init__(self, app: Any, old: str, new: str) -> None:
-        assert len(old) == len(new)
-        self.app, self.old, self.new = app, f'"{old}"'.encode(), f'"{new}"'.encode()
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        async def renaming(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.body":
-                message = {**message, "body": message.get("body", b"").replace(self.old, self.new)}
-            await send(message)
-
-        await self.app(scope, receive, renaming if scope["type"] == "http" else send)

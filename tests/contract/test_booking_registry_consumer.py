@@ -11,11 +11,12 @@ from __future__ import annotations
 import ssl
 from uuid import UUID
 
+import httpx
 import pytest
 from joserfc.jwk import ECKey
 
 from domain.values import RejectionReason
-from infrastructure.registry_client import HttpRegistryClient, RegistryProtocolError
+from infrastructure.registry_client import ELIGIBILITY_PATH, HttpRegistryClient, RegistryProtocolError
 from infrastructure.security.scopes import Scope
 from infrastructure.security.service_tokens import DevServiceTokens
 from infrastructure.security.tokens import TokenIssuer
@@ -65,6 +66,18 @@ def test_a_refused_service_token_is_retried_once_then_reported(tokens):
     # then a fresh token was tried too, and the saga gets "unavailable" (it retries until its deadline)
     assert refused.value.status == 401 and isinstance(refused.value, RegistryUnavailableError)
     assert tokens.fetches == 2
+
+
+def test_a_call_without_the_service_token_breaks_the_contract():
+    # the mock server is strict: a client that dropped the token would fail its consumer test
+    case = contract.CASES[0]
+    server = contract.build([case]).serve(raises=False, verbose=False)
+    with server:
+        answer = httpx.get(f"{server.url}{ELIGIBILITY_PATH}",
+                           params={"patient_id": case.patient_id, "doctor_id": case.doctor_id})
+    assert answer.status_code == 500  # the mock server's "no interaction matched"
+    [request] = server.mismatches
+    assert [m.key for m in request.mismatches] == ["Authorization"]  # type: ignore[attr-defined]
 
 
 def test_the_committed_pact_is_what_the_consumer_expects(tmp_path):

@@ -4,11 +4,13 @@ The app is ``create_internal_registry_app`` over the registry service's own comp
 (``build_service("registry", ...)``, in-memory stores) and the verifier ``token_verifier`` builds
 from the settings, as ``clinic run registry`` does. What differs from production, and why:
 
-- **Plain HTTP, not mutual TLS.** The Pact verifier (pact_ffi 0.5) cannot present a client
-  certificate, and the internal app requires one only through uvicorn's TLS settings
-  (``internal_server_config``). The same app is served here by uvicorn without TLS; the contract is
-  the HTTP semantics (path, query, token, answers), the transport is tested in
-  ``tests/integration/test_registry_mtls.py``.
+- **Mutual TLS.** The Pact verifier (pact_ffi 0.5.12) cannot present a client certificate: its
+  options are ``disable_ssl_verification`` and a request timeout, nothing for a client identity. So
+  the main verification serves the same app over plain HTTP (uvicorn without TLS): the contract
+  is the HTTP semantics (path, query, token, answers); the transport is tested in
+  ``tests/integration/test_registry_mtls.py``. A second test does run the registry as production
+  does, under ``internal_server_config`` (client certificate required), and puts a forwarder in
+  front that presents the booking service's certificate, as a mesh sidecar would.
 - The bearer token is a real one: ``DevServiceTokens`` (what the booking service uses without a
   token endpoint) signs it with the settings' development key, the key the registry trusts. The
   verifier sends it as a custom header in place of the pact's example token, so the registry's
@@ -27,14 +29,17 @@ import pytest
 from pact import Verifier
 
 from application.services import build_service
+from infrastructure.tls import client_ssl_context, create_dev_pki
 from application.settings import Settings
 from infrastructure.security.scopes import Scope
 from infrastructure.security.service_tokens import DevServiceTokens
-from interfaces.http.internal import create_internal_registry_app
+from interfaces.http.internal import create_internal_registry_app, internal_server_config
 from interfaces.security.trust import dev_issuer, token_verifier
 from tests.contract import registry_contract as contract
 from tests.contract.pacts import assert_every_interaction_verified, failed_interactions, pact_file
-from tests.contract.provider_states import HOST, ProviderStates, RenameInBody, serve_plain_http
+from tests.contract.provider_states import ProviderStates
+from tests.contract.servers import HOST, MtlsForwarder, RenameInBody, serve_plain_http
+from tests.integration.http_servers import uvicorn_server
 
 
 class Registry:
@@ -102,6 +107,21 @@ def test_the_registry_honours_the_booking_sagas_contract(registry):
         verifier.verify()
     assert_every_interaction_verified(verifier, contract.CONSUMER, contract.PROVIDER)
     assert set(states.seen) == set(states.setups)  # every state was set up through the application
+
+
+def test_the_registry_behind_mutual_tls_honours_the_contract(registry, tmp_path):
+    # given the registry served as in production: HTTPS, a client certificate from the clinic CA required
+    pki = create_dev_pki(tmp_path / "pki")
+    mtls = lambda port: internal_server_config(registry.app, pki, port=port, log_config=None,  # noqa: E731
+                                               log_level="warning", timeout_graceful_shutdown=1)
+    states = registry.states()
+    with uvicorn_server(mtls) as port, states.serve() as states_url, serve_plain_http(
+            MtlsForwarder(f"https://127.0.0.1:{port}", client_ssl_context(pki, "booking"))) as url:
+        # when the verifier's requests reach it with the booking service's certificate
+        verifier = verifier_for(url, states_url, registry.booking_token())
+        verifier.verify()
+    # then every interaction holds there too
+    assert_every_interaction_verified(verifier, contract.CONSUMER, contract.PROVIDER)
 
 
 def test_a_registry_that_renames_a_field_fails_verification(registry):

@@ -25,7 +25,8 @@ from interfaces.http.app import create_app
 from interfaces.security.trust import dev_issuer, token_verifier
 from tests.contract import portal_contract as contract
 from tests.contract.pacts import assert_every_interaction_verified, failed_interactions, pact_file
-from tests.contract.provider_states import HOST, ProviderStates, RenameInBody, serve_plain_http
+from tests.contract.provider_states import ProviderStates
+from tests.contract.servers import HOST, RenameInBody, serve_plain_http
 
 START = datetime(2027, 1, 5, 9, tzinfo=UTC)
 
