@@ -29,10 +29,10 @@ import pytest
 from pact import Verifier
 
 from application.services import build_service
-from infrastructure.tls import client_ssl_context, create_dev_pki
 from application.settings import Settings
 from infrastructure.security.scopes import Scope
 from infrastructure.security.service_tokens import DevServiceTokens
+from infrastructure.tls import client_ssl_context, create_dev_pki
 from interfaces.http.internal import create_internal_registry_app, internal_server_config
 from interfaces.security.trust import dev_issuer, token_verifier
 from tests.contract import registry_contract as contract
