@@ -1,4 +1,4 @@
-"""The API gateway's nginx configuration: routes each part of ``/v1`` to its context's service.
+"""The API gateway's nginx configuration: routes each part of ``/v1`` (and ``/v2``) to its context's service.
 
 It sets ``X-Correlation-Id`` when the client sent none (nginx's 32-hex ``$request_id``),
 passes it to the service, and serves the committed OpenAPI document. Rendered by
@@ -20,6 +20,7 @@ ROUTES = [  # (nginx location, service): regular expressions are tried before pr
     ("/v1/patients", "registry"),
     ("/v1/doctors", "registry"),
     ("/v1/consultations", "consultations"),
+    ("/v2/consultations", "consultations"),
     ("/v1/sagas", "booking"),
     ("~ ^/v1/audit/(patient|doctor)/", "registry"),
     ("~ ^/v1/audit/slot/", "scheduling"),

@@ -10,7 +10,9 @@ directory and ``exposition`` aggregates them all with a ``MultiProcessCollector`
 say how to combine processes (``multiprocess_mode``). See docs/observability-metrics.md.
 
 Label rules (ADR 0011): a route template, never a raw path; names of applications,
-followers, queues, projections and reasons, never an id.
+followers, queues, projections and reasons, never an id. One exception, bounded: the OAuth
+``client_id`` of callers of deprecated operations (a verified claim naming a registered client,
+at most ``MAX_DEPRECATED_API_CLIENTS`` per process; docs/deprecation.md).
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ SAGA_OUTCOMES = ("confirmed", "compensated")
 UNMATCHED_ROUTE = "unmatched"
 ACKED_OUTCOMES = frozenset({"processed", "duplicate"})
 DEAD_LETTER_OUTCOMES = frozenset({"dead_lettered", "rejected"})
+MAX_DEPRECATED_API_CLIENTS = 200
+"""Distinct ``client_id`` labels on ``clinic_deprecated_api_requests_total`` per process; later ones count as
+``other`` (client ids come from verified tokens: the authorization server's registered clients)."""
+OTHER_CLIENTS = "other"
 
 
 class Metrics:
@@ -59,6 +65,7 @@ class Metrics:
         self._messaging()
         self._sagas()
         self._resilience_and_read_side()
+        self._deprecations()
 
     @classmethod
     def for_service(cls, service: str) -> Metrics:
@@ -120,6 +127,12 @@ class Metrics:
                                                "events (one transaction)", ["application"], APPEND_BUCKETS)
         self.appended_events = self._counter("clinic_event_store_appended_events_total", "Events recorded",
                                              ["application"])
+
+    def _deprecations(self) -> None:
+        self.deprecated_api_requests = self._counter("clinic_deprecated_api_requests_total", "Responses of "
+                                                     "deprecated API operations, by operationId and the token's "
+                                                     "client_id", ["operation", "client_id"])
+        self._deprecated_api_clients: set[str] = set()
 
     # Observations -------------------------------------------------------------------------
 
@@ -207,6 +220,15 @@ class Metrics:
         """``events`` recorded by ``application`` in one transaction that took ``seconds``."""
         self.append_duration.labels(self.service, application.lower()).observe(seconds)
         self.appended_events.labels(self.service, application.lower()).inc(events)
+
+    def deprecated_request(self, operation: str, client_id: str) -> None:
+        """One response of a deprecated operation to ``client_id`` (``anonymous`` without a verified token)."""
+        if client_id not in self._deprecated_api_clients:
+            if len(self._deprecated_api_clients) >= MAX_DEPRECATED_API_CLIENTS:
+                client_id = OTHER_CLIENTS
+            else:
+                self._deprecated_api_clients.add(client_id)
+        self.deprecated_api_requests.labels(self.service, operation, client_id).inc()
 
     # Exposition ---------------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from litestar import Litestar, Request
@@ -13,10 +15,12 @@ from opentelemetry.trace import TracerProvider
 from application.clinic import Clinic
 from interfaces.http.authorization import require_scope
 from interfaces.http.controllers.consultations import ConsultationController
+from interfaces.http.controllers.consultations_v2 import ConsultationV2Controller
 from interfaces.http.controllers.health import HealthController
 from interfaces.http.controllers.oversight import AuditController, SagaController
 from interfaces.http.controllers.queries import AgendaController, PatientConsultationsController
 from interfaces.http.controllers.registry import DoctorController, PatientController, SlotController
+from interfaces.http.deprecation import deprecation_headers, refuse_after_sunset
 from interfaces.http.middleware import (
     PUBLIC_PATHS,
     BearerAuthenticationMiddleware,
@@ -31,16 +35,18 @@ from interfaces.http.problems import decode_strictly, problem_response
 from interfaces.http.tracing import route_span_names, tracing_plugins
 from infrastructure.observability.metrics import Metrics
 from infrastructure.security.tokens import TokenVerifier
+from process_managers.base import utc_now
 
 CONTROLLERS = [PatientController, DoctorController, SlotController, ConsultationController, SagaController,
-               AuditController, HealthController, PatientConsultationsController, AgendaController]
+               AuditController, HealthController, PatientConsultationsController, AgendaController,
+               ConsultationV2Controller]
 """Embedded mode: the whole public API in one process."""
 
 SERVICE_CONTROLLERS: dict[str, list[type]] = {
     "registry": [PatientController, DoctorController, AuditController, HealthController],
     "scheduling": [SlotController, AuditController, HealthController],
-    "consultations": [ConsultationController, PatientConsultationsController, AgendaController, AuditController,
-                      HealthController],
+    "consultations": [ConsultationController, ConsultationV2Controller, PatientConsultationsController,
+                      AgendaController, AuditController, HealthController],
     "booking": [SagaController, AuditController, HealthController],
 }
 """Distributed mode: each context's service serves its part of ``/v1`` (the gateway routes)."""
@@ -59,13 +65,16 @@ MAX_REQUEST_BYTES = 65536
 
 def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutdown: bool = False,
                controllers: list[type] | None = None, max_request_bytes: int = MAX_REQUEST_BYTES,
-               metrics: Metrics | None = None, tracer_provider: TracerProvider | None = None) -> Litestar:
+               metrics: Metrics | None = None, tracer_provider: TracerProvider | None = None,
+               clock: Callable[[], datetime] = utc_now) -> Litestar:
     """The HTTP API over ``clinic`` (all of it, or ``controllers``); tokens are checked with ``verifier``.
 
     Every operation's scope is checked by one guard (``authorization.REQUIRED_SCOPE``) before
     its handler applies the role and ownership rules (``access``). With ``metrics``, every request is
     counted and timed and ``/metrics`` is served (``interfaces/http/metrics.py``). With
     ``tracer_provider``, every request but probes and scrapes is a server span (``interfaces/http/tracing.py``).
+    Deprecated operations (``deprecation.DEPRECATIONS``) carry their headers, are counted per client in
+    ``metrics``, and answer 410 once ``clock`` passes their sunset.
     """
     on_shutdown = [clinic.close] if close_clinic_on_shutdown else []
     return instrument(Litestar(
@@ -78,13 +87,13 @@ def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutd
             event_metadata_middleware,
         ],
         before_request=strict_body,
-        guards=[require_scope],
+        guards=[require_scope, refuse_after_sunset],
         request_max_body_size=max_request_bytes,
-        before_send=[echo_correlation_id, security_headers],
+        before_send=[echo_correlation_id, security_headers, deprecation_headers(metrics)],
         exception_handlers={Exception: problem_response},
         logging_config=None,  # logs go through the root logger's JSON handler (configure_logging)
         openapi_config=openapi_config(),
-        state=State({"verifier": verifier}),
+        state=State({"verifier": verifier, "clock": clock}),
         on_shutdown=on_shutdown,
         plugins=tracing_plugins(tracer_provider),
     ), metrics)

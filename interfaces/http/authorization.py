@@ -35,6 +35,7 @@ REQUIRED_SCOPE: dict[str, tuple[Scope, ...]] = {
     "openSlots": (Scope.SLOTS_WRITE,),
     "bookConsultation": (Scope.CONSULTATIONS_WRITE,),
     "getConsultation": (Scope.CONSULTATIONS_READ,),
+    "getConsultationV2": (Scope.CONSULTATIONS_READ,),
     "cancelConsultation": (Scope.CONSULTATIONS_WRITE,),
     "listPatientConsultations": (Scope.CONSULTATIONS_READ,),
     "getDoctorAgenda": (Scope.CONSULTATIONS_READ,),

@@ -18,6 +18,7 @@ from domain.base import NotFoundError
 from domain.consultation import ConsultationStateError
 from domain.slot import SlotInUseError
 from interfaces.http.authorization import InsufficientScopeError
+from interfaces.http.deprecation import GoneError
 from interfaces.http.middleware import correlation_id_of
 from interfaces.http.schemas import Problem
 from infrastructure.security.tokens import InvalidTokenError
@@ -55,6 +56,7 @@ PROBLEMS: dict[type[Exception], tuple[int, str, str]] = {
     NotAuthorizedException: (401, "unauthenticated", "Authentication required"),
     InsufficientScopeError: (403, "insufficient-scope", "Token scope insufficient"),
     PermissionDeniedException: (403, "forbidden", "Not allowed"),
+    GoneError: (410, "gone", "Operation withdrawn"),
 }
 
 

@@ -211,3 +211,24 @@ class DoctorSlots(Struct):
     doctor_id: UUID
     date: date
     slots: list[SlotListing]
+
+
+class ConsultationState(Struct, omit_defaults=True):
+    """Where the consultation stands, and why when the state has a reason (v2)."""
+
+    code: ConsultationStatus
+    reason: str | None = None
+    """Why it was rejected (e.g. ``slot_unavailable``); absent in states without a reason."""
+
+
+class ConsultationV2(Struct):
+    """A consultation (v2): the patient's reason for the visit is named so, the status carries its own reason,
+    and the version ``If-Match`` needs is in the body as well as the ``ETag``."""
+
+    consultation_id: UUID
+    version: int
+    patient_id: UUID
+    doctor_id: UUID
+    start: AwareDatetime
+    reason_for_visit: str
+    status: ConsultationState

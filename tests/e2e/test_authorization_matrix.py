@@ -66,6 +66,8 @@ MATRIX: dict[str, Operation] = {
         "patient_id": "{patient}", "doctor_id": "{doctor}", "start": "2027-04-01T09:00:00Z", "reason": "x"}),
     "getConsultation": Operation("GET", "/v1/consultations/{consultation}",
                                  ("own patient", "assigned doctor", "admin")),
+    "getConsultationV2": Operation("GET", "/v2/consultations/{consultation}",
+                                   ("own patient", "assigned doctor", "admin")),
     "cancelConsultation": Operation("POST", "/v1/consultations/{consultation}/cancel", ("own patient", "admin"),
                                     {"reason": "cannot come"}),
     "listPatientConsultations": Operation("GET", "/v1/patients/{patient}/consultations", ("own patient", "admin")),

@@ -1,0 +1,45 @@
+"""API v2 of reading a consultation: the successor of the deprecated ``GET /v1/consultations/{id}``.
+
+Same read model, same access rule, same freshness headers as v1; only the representation
+differs (docs/deprecation.md#getconsultation-v1-to-v2 says why and how to migrate).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from litestar import Controller, Request, Response, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath
+
+from application.clinic import Clinic
+from application.views import ConsultationView
+from interfaces.http import access
+from interfaces.http.controllers.consultations import NOT_ALLOWED, MinPosition, freshness_headers, read_after
+from interfaces.http.schemas import ConsultationState, ConsultationV2
+from infrastructure.security.tokens import Principal
+
+
+class ConsultationV2Controller(Controller):
+    path = "/v2/consultations"
+    tags = ["consultations"]
+
+    @get("/{consultation_id:uuid}", operation_id="getConsultationV2", summary="Read a consultation (v2)",
+         sync_to_thread=True)
+    def read(self, consultation_id: FromPath[UUID], clinic: NamedDependency[Clinic],
+             request: Request[Principal, Any, Any], min_position: MinPosition = None) -> Response[ConsultationV2]:
+        """A consultation, its status and the status's reason, from the read model; visible to its patient,
+        its doctor and admins. The body's ``version`` is the ``ETag`` that ``If-Match`` takes."""
+        stale = read_after(clinic, min_position)
+        view = access.guarded(request.user, lambda: clinic.read_models.consultation(consultation_id),
+                              access.may_read, NOT_ALLOWED)
+        headers = {"ETag": f'"{view.version}"', **freshness_headers(clinic, "consultation_detail"), **stale}
+        return Response(consultation_v2(view), headers=headers)
+
+
+def consultation_v2(view: ConsultationView) -> ConsultationV2:
+    """The v2 representation of a consultation's view."""
+    reason = view.rejection_reason if view.status == "REJECTED" and view.rejection_reason else None
+    return ConsultationV2(view.consultation_id, view.version, view.patient_id, view.doctor_id, view.start,
+                          view.reason, ConsultationState(view.status, reason))  # type: ignore[arg-type]
