@@ -72,11 +72,8 @@ class PortalClient:
         receipt = msgspec.json.decode(response.content, type=BookingReceipt)
         return msgspec.structs.replace(receipt, location=response.headers["Location"])
 
-    def follow(self, receipt: BookingReceipt) -> ConsultationStatus:
-        """The booking's current state, read where the API said it would be."""
-        return self._read(receipt.location)
-
     def consultation(self, consultation_id: UUID) -> ConsultationStatus:
+        """A consultation's current state (the portal polls it after booking)."""
         return self._read(f"/v1/consultations/{consultation_id}")
 
     def close(self) -> None:
