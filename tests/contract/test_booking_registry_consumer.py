@@ -21,6 +21,7 @@ from infrastructure.security.scopes import Scope
 from infrastructure.security.service_tokens import DevServiceTokens
 from infrastructure.security.tokens import TokenIssuer
 from process_managers.ports import Eligibility, RegistryUnavailableError
+from tests.contract import pacts
 from tests.contract import registry_contract as contract
 from tests.contract.pacts import assert_matches_committed
 
@@ -82,3 +83,10 @@ def test_a_call_without_the_service_token_breaks_the_contract():
 
 def test_the_committed_pact_is_what_the_consumer_expects(tmp_path):
     assert_matches_committed(contract.build(), tmp_path)
+
+
+def test_a_changed_contract_shows_as_a_diff_against_the_committed_pact(tmp_path, monkeypatch):
+    monkeypatch.setattr(pacts, "UPDATE", False)  # never write this partial pact over the committed one
+    with pytest.raises(AssertionError, match="the consumer's contract changed") as changed:
+        assert_matches_committed(contract.build(contract.CASES[:-1]), tmp_path)
+    assert "-      \"description\": \"an eligibility check with a service token" in str(changed.value)
