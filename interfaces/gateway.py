@@ -1,7 +1,8 @@
 """The API gateway's nginx configuration: routes each part of ``/v1`` (and ``/v2``) to its context's service.
 
 It sets ``X-Correlation-Id`` when the client sent none (nginx's 32-hex ``$request_id``),
-passes it to the service, and serves the committed OpenAPI document. Rendered by
+passes it to the service, and serves the committed OpenAPI document and the deprecation guide
+(``/docs/deprecation.md``, where deprecated operations' ``Link`` headers point). Rendered by
 ``clinic gateway`` and by the tests; Kubernetes uses an Ingress with the same routes.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+
+from interfaces.http.deprecation import GUIDE
 
 SERVICES = ("registry", "scheduling", "consultations", "booking")
 
@@ -62,6 +65,7 @@ $upstreams
         proxy_next_upstream error timeout;
         location = /health/live { default_type application/json; return 200 '{"status":"ok"}'; }
         location = /schema/openapi.json { default_type application/json; alias $spec; }
+$guide
 $locations
         location / {
             default_type application/problem+json;
@@ -81,6 +85,8 @@ class Gateway:
     upstreams: dict[str, list[str]]
     runtime_dir: Path
     spec: Path
+    guide: Path | None = None
+    """docs/deprecation.md, served at ``/docs/deprecation.md`` (``deprecation.GUIDE``); none if ``None``."""
 
     def render(self) -> str:
         missing = [s for s in SERVICES if not self.upstreams.get(s)]
@@ -91,7 +97,13 @@ class Gateway:
             for name in SERVICES)
         locations = "\n".join(f"        location {where} {{ proxy_pass http://{service}; }}" for where, service in ROUTES)
         return _TEMPLATE.substitute(runtime=self.runtime_dir, listen=self.listen, upstreams=upstreams,
-                                    locations=locations, spec=self.spec)
+                                    locations=locations, spec=self.spec, guide=self._guide_location())
+
+    def _guide_location(self) -> str:
+        if self.guide is None:
+            return ""
+        return (f"        location = {GUIDE} {{ default_type text/markdown; charset utf-8; "
+                f"add_header X-Correlation-Id $correlation_id always; alias {self.guide}; }}")
 
     def write(self, path: Path) -> Path:
         self.runtime_dir.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,8 @@ def run_gateway(args: argparse.Namespace) -> int:
     from interfaces.gateway import SERVICES, Gateway
 
     upstreams = {service: [a for a in getattr(args, service).split(",") if a] for service in SERVICES}
-    gateway = Gateway(args.listen, upstreams, Path(args.runtime_dir).resolve(), Path(args.spec).resolve())
+    gateway = Gateway(args.listen, upstreams, Path(args.runtime_dir).resolve(), Path(args.spec).resolve(),
+                      Path(args.guide).resolve())
     path = gateway.write(Path(args.output))
     print(f"wrote {path}; run: nginx -e {gateway.runtime_dir}/error.log -p {gateway.runtime_dir} -c {path.resolve()}")
     return 0

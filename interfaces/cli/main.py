@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help=f"the {service} service's API replicas")
     gateway.add_argument("--runtime-dir", default=".clinic-data/gateway", help="nginx's pid, logs and temp files")
     gateway.add_argument("--spec", default="specs/openapi.json", help="the OpenAPI document to serve")
+    gateway.add_argument("--guide", default="docs/deprecation.md",
+                         help="the deprecation guide to serve at /docs/deprecation.md (deprecated operations link it)")
     gateway.add_argument("--output", default=".clinic-data/gateway/nginx.conf")
     gateway.set_defaults(run=_lazy("interfaces.cli.admin", "run_gateway"))
 

@@ -61,7 +61,7 @@ def stack(tmp_path_factory) -> Iterator[tuple[str, TokenIssuer]]:
     runtime = tmp_path_factory.mktemp("gateway")
     gateway_port = free_port()
     config = Gateway(f"127.0.0.1:{gateway_port}", {n: [f"127.0.0.1:{p}"] for n, p in ports.items()},
-                     runtime, ROOT / "specs" / "openapi.json").write(runtime / "nginx.conf")
+                     runtime, ROOT / "specs" / "openapi.json", ROOT / "docs" / "deprecation.md").write(runtime / "nginx.conf")
     process = subprocess.Popen([nginx, "-e", str(runtime / "error.log"), "-p", str(runtime), "-c", str(config)])
     try:
         for port in [*ports.values(), gateway_port]:
@@ -127,3 +127,19 @@ def test_the_gateway_serves_liveness_the_spec_and_a_problem_for_unknown_paths(st
     status, headers, problem = call(f"{base}/v2/nowhere")
     assert (status, problem["type"]) == (404, "urn:clinic:problem:not-found")
     assert headers["x-correlation-id"]
+
+
+def test_the_deprecated_v1_read_and_its_v2_successor_both_route_and_the_guide_is_served(stack):
+    base, issuer = stack
+    admin = issuer.issue("ops-1", ["ADMIN"])
+    missing = "0b7e3d1c-5a2f-4c6e-9d8b-7a1f2e3c4d5e"
+    v1_status, v1_headers, v1 = call(f"{base}/v1/consultations/{missing}", admin)
+    v2_status, v2_headers, v2 = call(f"{base}/v2/consultations/{missing}", admin)
+    assert (v1_status, v2_status) == (404, 404)
+    # the consultations service's problems (nginx's own 404 has no instance), v1's with the deprecation headers
+    assert (v1["instance"], v2["instance"]) == (f"/v1/consultations/{missing}", f"/v2/consultations/{missing}")
+    assert "deprecation" in v1_headers and "deprecation" not in v2_headers
+    guide = v1_headers["link"].split(">", 1)[0].lstrip("<").split("#", 1)[0]
+    with urllib.request.urlopen(base + guide, timeout=10) as response:
+        assert response.headers["content-type"].startswith("text/markdown")
+        assert response.read() == (ROOT / "docs" / "deprecation.md").read_bytes()
