@@ -13,7 +13,6 @@ from application.clinic import Clinic
 from application.read_models import parse_positions
 from application.views import ConsultationView
 from interfaces.http import access
-from interfaces.http.openapi import errors
 from interfaces.http.problems import VersionConflictError
 from interfaces.http.schemas import (
     AddNote,
@@ -40,8 +39,7 @@ class ConsultationController(Controller):
     path = "/v1/consultations"
     tags = ["consultations"]
 
-    @post(operation_id="bookConsultation", status_code=202, sync_to_thread=True,
-          responses=errors(401, 403, 422))
+    @post(operation_id="bookConsultation", summary="Book a consultation", status_code=202, sync_to_thread=True)
     def book(self, data: JSONBody[BookConsultation], clinic: NamedDependency[Clinic],
              request: Request[Principal, Any, Any]) -> Response[BookingAccepted]:
         """Request a consultation; the booking saga confirms or rejects it (poll its status)."""
@@ -52,8 +50,7 @@ class ConsultationController(Controller):
         return Response(body, status_code=202, headers={"Location": f"{self.path}/{accepted.consultation_id}",
                                                         EVENT_POSITION: clinic.position(clinic.consultations)})
 
-    @get("/{consultation_id:uuid}", operation_id="getConsultation", sync_to_thread=True,
-         responses=errors(401, 403, 404))
+    @get("/{consultation_id:uuid}", operation_id="getConsultation", summary="Read a consultation", sync_to_thread=True)
     def read(self, consultation_id: FromPath[UUID], clinic: NamedDependency[Clinic],
              request: Request[Principal, Any, Any], min_position: MinPosition = None) -> Response[Consultation]:
         """A consultation and its status, from the read model; visible to its patient, its doctor and admins."""
@@ -63,8 +60,8 @@ class ConsultationController(Controller):
         headers = {"ETag": f'"{view.version}"', **freshness_headers(clinic, "consultation_detail"), **stale}
         return Response(consultation_body(view), headers=headers)
 
-    @post("/{consultation_id:uuid}/cancel", operation_id="cancelConsultation", status_code=200,
-          sync_to_thread=True, responses=errors(401, 403, 404, 409, 422))
+    @post("/{consultation_id:uuid}/cancel", operation_id="cancelConsultation",
+          summary="Cancel a consultation", status_code=200, sync_to_thread=True)
     def cancel(self, consultation_id: FromPath[UUID], data: JSONBody[CancelConsultation], clinic: NamedDependency[Clinic],
                request: Request[Principal, Any, Any], if_match: IfMatch = None) -> Response[ConsultationCancelled]:
         """Cancel a confirmed consultation (its patient, or an admin for the clinic); frees the slot."""
@@ -75,8 +72,8 @@ class ConsultationController(Controller):
         return Response(ConsultationCancelled(consultation_id=consultation_id, status="CANCELLED"),
                         headers={EVENT_POSITION: clinic.position(clinic.consultations)})
 
-    @post("/{consultation_id:uuid}/notes", operation_id="addClinicalNote", status_code=201,
-          sync_to_thread=True, responses=errors(401, 403, 404, 409, 422))
+    @post("/{consultation_id:uuid}/notes", operation_id="addClinicalNote",
+          summary="Add a clinical note", status_code=201, sync_to_thread=True)
     def add_note(self, consultation_id: FromPath[UUID], data: JSONBody[AddNote], clinic: NamedDependency[Clinic],
                  request: Request[Principal, Any, Any]) -> NoteAdded:
         """Add a clinical note (its doctor or an admin) to a confirmed or completed consultation."""
@@ -84,8 +81,8 @@ class ConsultationController(Controller):
         clinic.consultations.add_note(consultation_id, request.user.sub, data.text)
         return NoteAdded(consultation_id=consultation_id)
 
-    @get("/{consultation_id:uuid}/notes", operation_id="listClinicalNotes", sync_to_thread=True,
-         responses=errors(401, 403, 404))
+    @get("/{consultation_id:uuid}/notes", operation_id="listClinicalNotes",
+         summary="List a consultation's clinical notes", sync_to_thread=True)
     def notes(self, consultation_id: FromPath[UUID], clinic: NamedDependency[Clinic], request: Request[Principal, Any, Any]) -> Notes:
         """The clinical notes, oldest first (its doctor or an admin only)."""
         self._readable(clinic, consultation_id, request.user, access.may_use_notes)

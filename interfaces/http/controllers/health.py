@@ -11,9 +11,14 @@ from __future__ import annotations
 from litestar.di import NamedDependency
 from litestar import Controller, Response, get
 from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import Example
 
 from application.clinic import Clinic
 from interfaces.http.schemas import Health
+
+
+NOT_READY = Example(summary="The event store did not answer within a second",
+                    value={"status": "unavailable", "checks": {"postgres": False, "runner": True}})
 
 
 class HealthController(Controller):
@@ -21,13 +26,14 @@ class HealthController(Controller):
     tags = ["health"]
     security = [{}]
 
-    @get("/live", operation_id="live")
+    @get("/live", operation_id="live", summary="Liveness probe")
     async def live(self) -> Health:
         """The process and its event loop answer (no dependency is asked)."""
         return Health(status="ok")
 
-    @get("/ready", operation_id="ready",
-         responses={503: ResponseSpec(data_container=Health, description="A dependency is not ready", generate_examples=False)})
+    @get("/ready", operation_id="ready", summary="Readiness probe",
+         responses={503: ResponseSpec(data_container=Health, description="A dependency is not ready",
+                                      generate_examples=False, examples=[NOT_READY])})
     async def ready(self, clinic: NamedDependency[Clinic]) -> Response[Health]:
         """Each dependency this service and role need answers (``checks``: one entry per dependency)."""
         checks = await clinic.readiness.check()

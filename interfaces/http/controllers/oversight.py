@@ -15,7 +15,6 @@ from application.clinic import Clinic
 from domain.values import Role
 from interfaces.http.access import requires_role
 from interfaces.http.controllers.consultations import MinPosition, freshness_headers, read_after
-from interfaces.http.openapi import errors
 from interfaces.http.schemas import AuditedEvent, AuditTrail, Saga, SagaStep
 from infrastructure.security.tokens import Principal
 
@@ -28,7 +27,7 @@ class SagaController(Controller):
     tags = ["oversight"]
     guards = [requires_role(Role.AUDITOR, Role.ADMIN)]
 
-    @get("/{saga_id:uuid}", operation_id="getSaga", sync_to_thread=True, responses=errors(401, 403, 404))
+    @get("/{saga_id:uuid}", operation_id="getSaga", summary="Read a booking saga", sync_to_thread=True)
     def read(self, saga_id: FromPath[UUID], clinic: NamedDependency[Clinic],
              min_position: MinPosition = None) -> Response[Saga]:
         """The booking saga's state and every step it took (from the read model)."""
@@ -44,12 +43,15 @@ class AuditController(Controller):
     tags = ["oversight"]
     guards = [requires_role(Role.AUDITOR, Role.ADMIN)]
 
-    @get("/{kind:str}/{aggregate_id:uuid}", operation_id="auditAggregate", sync_to_thread=True,
-         responses=errors(401, 403, 404))
+    @get("/{kind:str}/{aggregate_id:uuid}", operation_id="auditAggregate",
+         summary="Audit an aggregate's history", sync_to_thread=True)
     def trail(self, kind: AuditKind, aggregate_id: FromPath[UUID], clinic: NamedDependency[Clinic],
               request: Request[Principal, Any, Any],
-              version: Annotated[int | None, QueryParameter(ge=1, required=False)] = None,
-              as_of: Annotated[datetime | None, QueryParameter(required=False)] = None) -> AuditTrail:
+              version: Annotated[int | None, QueryParameter(
+                  ge=1, required=False, description="Rebuild the aggregate as it was at this version")] = None,
+              as_of: Annotated[datetime | None, QueryParameter(
+                  required=False, description="Rebuild it as it was at this moment (not with `version`)")] = None,
+              ) -> AuditTrail:
         """An aggregate rebuilt from its stream alone, at a version or a moment, with its history.
 
         Auditing a patient reads their personal data: that read is recorded in their access log.

@@ -14,7 +14,6 @@ from application.clinic import Clinic
 from domain.values import Role
 from interfaces.http import access
 from interfaces.http.controllers.consultations import MinPosition, consultation_body, freshness_headers, read_after
-from interfaces.http.openapi import errors
 from interfaces.http.schemas import Agenda, ConsultationPage
 from infrastructure.security.tokens import Principal
 
@@ -26,15 +25,19 @@ class PatientConsultationsController(Controller):
     path = "/v1/patients"
     tags = ["consultations"]
 
-    @get("/{patient_id:uuid}/consultations", operation_id="listPatientConsultations", sync_to_thread=True,
-         responses=errors(401, 403, 404))
+    @get("/{patient_id:uuid}/consultations", operation_id="listPatientConsultations",
+         summary="List a patient's consultations", sync_to_thread=True)
     def list(self, patient_id: FromPath[UUID], clinic: NamedDependency[Clinic], request: Request[Principal, Any, Any],
-             status: Annotated[str | None, QueryParameter(required=False, pattern="^(REQUESTED|CONFIRMED|REJECTED|"
-                                                          "CANCELLED|COMPLETED|NO_SHOW)$")] = None,
-             start_from: Annotated[datetime | None, QueryParameter(name="from", required=False)] = None,
-             start_to: Annotated[datetime | None, QueryParameter(name="to", required=False)] = None,
-             cursor: Annotated[str | None, QueryParameter(required=False)] = None,
-             limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+             status: Annotated[str | None, QueryParameter(
+                 required=False, pattern="^(REQUESTED|CONFIRMED|REJECTED|CANCELLED|COMPLETED|NO_SHOW)$",
+                 description="Only the consultations in this status")] = None,
+             start_from: Annotated[datetime | None, QueryParameter(
+                 name="from", required=False, description="Only those starting at or after this moment")] = None,
+             start_to: Annotated[datetime | None, QueryParameter(
+                 name="to", required=False, description="Only those starting before this moment")] = None,
+             cursor: Annotated[str | None, QueryParameter(
+                 required=False, description="The `next_cursor` of the previous page")] = None,
+             limit: Annotated[int, QueryParameter(ge=1, le=100, description="At most this many per page")] = 20,
              min_position: MinPosition = None) -> Response[ConsultationPage]:
         """The patient's consultations, newest first (by start); the patient themself or an admin."""
         access.allow(access.may_book_for(request.user, str(patient_id)), "only the patient or an admin")
@@ -49,8 +52,8 @@ class AgendaController(Controller):
     path = "/v1/doctors"
     tags = ["consultations"]
 
-    @get("/{doctor_id:uuid}/agenda", operation_id="getDoctorAgenda", sync_to_thread=True,
-         responses=errors(401, 403, 404))
+    @get("/{doctor_id:uuid}/agenda", operation_id="getDoctorAgenda",
+         summary="Read a doctor's agenda for a day", sync_to_thread=True)
     def agenda(self, doctor_id: FromPath[UUID], date: Day, clinic: NamedDependency[Clinic],
                request: Request[Principal, Any, Any], min_position: MinPosition = None) -> Response[Agenda]:
         """The doctor's consultations that day in time order; the doctor themself or an admin."""

@@ -16,7 +16,6 @@ from interfaces.http import access
 from interfaces.http.access import requires_role
 from interfaces.http.controllers.consultations import EVENT_POSITION, MinPosition, freshness_headers, read_after
 from interfaces.http.controllers.queries import Day
-from interfaces.http.openapi import errors
 from interfaces.http.schemas import (
     DoctorRegistered,
     DoctorSlots,
@@ -37,14 +36,14 @@ class PatientController(Controller):
     path = "/v1/patients"
     tags = ["registry"]
 
-    @post(operation_id="registerPatient", status_code=201, sync_to_thread=True, responses=errors(401, 403, 422),
+    @post(operation_id="registerPatient", summary="Register a patient", status_code=201, sync_to_thread=True,
           guards=[requires_role(Role.ADMIN)])
     def register(self, data: JSONBody[RegisterPatient], clinic: NamedDependency[Clinic]) -> PatientRegistered:
         """Register a patient with their consent to data processing."""
         patient_id = clinic.registry.register_patient(data.name, data.email, data.birth_date, data.consent)
         return PatientRegistered(patient_id=patient_id)
 
-    @get("/{patient_id:uuid}", operation_id="getPatient", sync_to_thread=True, responses=errors(401, 403, 404))
+    @get("/{patient_id:uuid}", operation_id="getPatient", summary="Read a patient's record", sync_to_thread=True)
     def read(self, patient_id: FromPath[UUID], clinic: NamedDependency[Clinic],
              request: Request[Principal, Any, Any]) -> PatientRecord:
         """The patient's record (the patient themself or an admin); every read is recorded in its access log."""
@@ -53,8 +52,8 @@ class PatientController(Controller):
         view = clinic.patient_records.read(patient_id, principal.sub, principal.roles, "getPatient")
         return PatientRecord(view.patient_id, view.name, view.email, view.birth_date, view.consent, view.erased)
 
-    @get("/{patient_id:uuid}/access-log", operation_id="listPatientRecordAccess", sync_to_thread=True,
-         responses=errors(401, 403, 404))
+    @get("/{patient_id:uuid}/access-log", operation_id="listPatientRecordAccess",
+         summary="List who read a patient's record", sync_to_thread=True)
     def access_log(self, patient_id: FromPath[UUID], clinic: NamedDependency[Clinic],
                    request: Request[Principal, Any, Any]) -> PatientRecordAccessLog:
         """Who read the patient's record, and when: the patient themself, auditors and admins."""
@@ -74,13 +73,13 @@ class DoctorController(Controller):
     tags = ["registry"]
     guards = [requires_role(Role.ADMIN)]
 
-    @post(operation_id="registerDoctor", status_code=201, sync_to_thread=True, responses=errors(401, 403, 422))
+    @post(operation_id="registerDoctor", summary="Register a doctor", status_code=201, sync_to_thread=True)
     def register(self, data: JSONBody[RegisterDoctor], clinic: NamedDependency[Clinic]) -> DoctorRegistered:
         """Register an active doctor."""
         return DoctorRegistered(doctor_id=clinic.registry.register_doctor(data.name, data.specialty))
 
-    @post("/{doctor_id:uuid}/deactivate", operation_id="deactivateDoctor", status_code=200,
-          sync_to_thread=True, responses=errors(401, 403, 404))
+    @post("/{doctor_id:uuid}/deactivate", operation_id="deactivateDoctor",
+          summary="Deactivate a doctor", status_code=200, sync_to_thread=True)
     def deactivate(self, doctor_id: FromPath[UUID], clinic: NamedDependency[Clinic]) -> DoctorStatus:
         """Stop a doctor taking new bookings (bookings in flight are compensated)."""
         clinic.registry.deactivate_doctor(doctor_id)
@@ -93,9 +92,11 @@ class SlotController(Controller):
     path = "/v1/doctors"
     tags = ["scheduling"]
 
-    @get("/{doctor_id:uuid}/slots", operation_id="listDoctorSlots", sync_to_thread=True, responses=errors(401, 403, 404))
+    @get("/{doctor_id:uuid}/slots", operation_id="listDoctorSlots",
+         summary="List a doctor's slots for a day", sync_to_thread=True)
     def list_slots(self, doctor_id: FromPath[UUID], date: Day, clinic: NamedDependency[Clinic],
-                   status: Annotated[Literal["available"] | None, QueryParameter(required=False)] = None,
+                   status: Annotated[Literal["available"] | None, QueryParameter(
+                       required=False, description="`available`: only the open slots a patient can book")] = None,
                    min_position: MinPosition = None) -> Response[DoctorSlots]:
         """The doctor's slots that day (read model); ``status=available``: the open ones a patient can pick."""
         stale = read_after(clinic, min_position)
@@ -104,8 +105,9 @@ class SlotController(Controller):
                                              for s in listings])
         return Response(body, headers={**freshness_headers(clinic, "doctor_slots"), **stale})
 
-    @post("/{doctor_id:uuid}/slots", operation_id="openSlots", status_code=201, sync_to_thread=True,
-          guards=[requires_role(Role.ADMIN)], responses=errors(401, 403, 404, 409, 422))
+    @post("/{doctor_id:uuid}/slots", operation_id="openSlots",
+          summary="Open slots in a doctor's agenda", status_code=201, sync_to_thread=True,
+          guards=[requires_role(Role.ADMIN)])
     def open_slots(self, doctor_id: FromPath[UUID], data: JSONBody[OpenSlots],
                    clinic: NamedDependency[Clinic]) -> Response[SlotsOpened]:
         """Open slots in the doctor's agenda, all or none; an existing slot is a 409."""
