@@ -185,3 +185,33 @@ def test_the_image_the_manifests_name_is_the_one_ci_builds(ci):
     base = REPO / "deployment" / "k8s" / "base"
     images = set(re.findall(r"^\s*image:\s*(\S+)", "".join(p.read_text() for p in base.glob("*.yaml")), re.M))
     assert images == {ci["env"]["IMAGE_NAME"]}
+
+
+def _selects(selector: str, labels: dict[str, str]) -> bool:
+    """A kubectl equality/existence label selector (`a=b,c`) applied to an object's labels."""
+    for term in selector.split(","):
+        key, _, value = term.partition("=")
+        if key not in labels or (value and labels[key] != value):
+            return False
+    return True
+
+
+def test_the_deploys_selectors_pick_the_right_objects_of_the_rendered_overlay(ci):
+    kubectl = require_tool("kubectl", "install kubectl >= 1.27 (kustomize v5 built in)")
+    rendered = subprocess.run([kubectl, "kustomize", str(REPO / ci["env"]["K8S_OVERLAY"])],
+                              capture_output=True, text=True, timeout=120)
+    assert rendered.returncode == 0, rendered.stderr
+    objects = [o for o in yaml.safe_load_all(rendered.stdout) if o]
+    env = ci["jobs"]["deploy"]["env"]
+
+    def picked(selector: str) -> set[tuple[str, str]]:
+        return {(o["kind"], o["metadata"]["name"]) for o in objects
+                if _selects(selector, o["metadata"].get("labels") or {})}
+
+    namespaces = {(o["kind"], o["metadata"]["name"]) for o in objects if o["kind"] == "Namespace"}
+    assert namespaces and picked(env["NAMESPACES"]) == namespaces
+    jobs = picked(env["MIGRATION_JOB"])
+    assert {kind for kind, _ in jobs} == {"Job"}, jobs
+    inputs = picked(env["MIGRATION_INPUTS"])
+    assert jobs <= inputs and {"ServiceAccount", "ConfigMap"} <= {kind for kind, _ in inputs}
+    assert not {kind for kind, _ in inputs} & {"Deployment", "Rollout"}, "the services must wait for the migration"
