@@ -11,6 +11,7 @@ from eventsourcing.system import System
 from application.audit import Auditor
 from application.clinic import Clinic
 from application.consultations import ConsultationsApplication
+from application.group_commit import GroupCommit
 from application.personal_data import mapper_factory, open_subject_keys
 from application.read_models import ReadModels
 from application.registry import RegistryApplication
@@ -61,8 +62,17 @@ def build_applications(settings: Settings, create_table: bool | None = None) -> 
     if settings.persistence == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     sealing = mapper_factory(open_subject_keys(settings, create_table))  # one key store for every context
-    return {cls.name: cls(env=settings.eventsourcing_env(cls.name, create_table), mapper_factory=sealing)
+    apps = {cls.name: cls(env=settings.eventsourcing_env(cls.name, create_table), mapper_factory=sealing)
             for cls in CONTEXTS}
+    for app in apps.values():
+        group_commits(app, settings)
+    return apps
+
+
+def group_commits(app: Any, settings: Settings) -> None:
+    """With ``CLINIC_GROUP_COMMIT=on``, concurrent saves to ``app`` share transactions."""
+    if settings.group_commit:
+        app.group_commit = GroupCommit(app)
 
 
 def migrate(settings: Settings) -> list[str]:

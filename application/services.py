@@ -24,6 +24,7 @@ from application.bootstrap import (
     SYSTEM,
     MigrationNeededError,
     build_auditor,
+    group_commits,
     observe_with,
     read_models,
     require_tables,
@@ -74,6 +75,7 @@ def build_service(service: str, settings: Settings, role: str = "all", metrics: 
     cls = SERVICES[service]
     sealing = mapper_factory(open_subject_keys(settings, create_table=False))
     app = cls(env=settings.eventsourcing_env(cls.name, create_table=False), mapper_factory=sealing)
+    group_commits(app, settings)
     require_tables({cls.name: app})
     observe_with({cls.name: app}, metrics)
     if isinstance(app, BookingProcessManager):

@@ -41,6 +41,9 @@ class Settings:
     """``CLINIC_AMQP_URL``: the RabbitMQ broker of distributed mode."""
     amqp_prefix: str = "clinic"
     """``CLINIC_AMQP_PREFIX``: names this deployment's exchange and queues (``<prefix>.events``)."""
+    group_commit: bool = False
+    """``CLINIC_GROUP_COMMIT``: ``on`` records the saves of concurrent commands to one context in shared
+    transactions (``application/group_commit.py``); ``off`` (default): one transaction per save."""
     amqp_bindings: str = "handled"
     """``CLINIC_AMQP_BINDINGS``: ``handled`` (each follower's queue binds only the events its policy handles)
     or ``all`` (``<leader>.#``: every event of each leader it follows, the ones it ignores too)."""
@@ -147,6 +150,7 @@ class Settings:
             amqp_url=env.get("CLINIC_AMQP_URL", cls.amqp_url),
             amqp_prefix=env.get("CLINIC_AMQP_PREFIX", cls.amqp_prefix),
             amqp_bindings=_choice(env, "CLINIC_AMQP_BINDINGS", cls.amqp_bindings, AMQP_BINDINGS),
+            group_commit=_choice(env, "CLINIC_GROUP_COMMIT", "off", SWITCH) == "on",
             registry_url=env.get("CLINIC_REGISTRY_URL", cls.registry_url),
             pki_dir=Path(env["CLINIC_PKI_DIR"]) if env.get("CLINIC_PKI_DIR") else None,
             redis_url=env.get("CLINIC_REDIS_URL") or None,

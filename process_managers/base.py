@@ -72,10 +72,18 @@ class ClinicStore:
     transaction timed for ``store_observer`` and traced (``eventstore.append``)."""
 
     store_observer: StoreObserver | None = None
+    group_commit: Any = None
+    """``application.group_commit.GroupCommit`` (``CLINIC_GROUP_COMMIT=on``): saves of concurrent callers
+    share a transaction. ``None``: each save is its own, as in the library."""
 
     def __init__(self, env: Any = None, *, mapper_factory: MapperFactory | None = None) -> None:
         self._mapper_factory = mapper_factory
         super().__init__(env)  # type: ignore[call-arg]
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording]:
+        if self.group_commit is None or kwargs:
+            return super().save(*objs, **kwargs)  # type: ignore[misc]
+        return self.group_commit.save(*objs)
 
     def construct_mapper(self) -> Mapper[Any]:
         """The mapper from ``mapper_factory`` if one was given (see ``application/personal_data.py``)."""
