@@ -20,7 +20,7 @@ def test_bench_writes_every_figure_beside_its_baseline(tmp_path, capsys):
     assert run["quick"] is True and run["failed"] == {} and run["skipped"] == {}
     assert {"cpu_count", "cpu_model", "python", "eventsourcing", "postgresql", "redis_server", "date"} <= set(
         run["machine"])
-    assert len(run["figures"]) == 2
+    assert len(run["figures"]) == 3  # 1 thread, 8 threads, group commit
     for figure in run["figures"]:
         assert figure["baseline"] and figure["value"] > 0 and figure["baseline_value"] > 0
         assert abs(figure["ratio"] - figure["value"] / figure["baseline_value"]) < 1e-9
