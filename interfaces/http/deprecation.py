@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any, Protocol
@@ -55,11 +56,13 @@ class Deprecation:
     def headers(self, path_params: dict[str, Any]) -> dict[str, str]:
         """The response headers: Deprecation (RFC 9745), Sunset (RFC 8594) and the two links."""
         successor = self.successor.format(**path_params)
-        return {
-            "Deprecation": f"@{int(self.deprecated_at.timestamp())}",
-            "Sunset": format_datetime(self.sunset.astimezone(UTC), usegmt=True),
-            "Link": f'<{self.guide}>; rel="deprecation"; type="text/markdown", <{successor}>; rel="successor-version"',
-        }
+        return {**self._dates, "Link": f'<{self.guide}>; rel="deprecation"; type="text/markdown", '
+                                       f'<{successor}>; rel="successor-version"'}
+
+    @cached_property
+    def _dates(self) -> dict[str, str]:
+        return {"Deprecation": f"@{int(self.deprecated_at.timestamp())}",
+                "Sunset": format_datetime(self.sunset.astimezone(UTC), usegmt=True)}
 
     def is_gone(self, now: datetime) -> bool:
         return now >= self.sunset
