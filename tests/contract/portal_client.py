@@ -25,14 +25,21 @@ class BookingReceipt(msgspec.Struct, frozen=True):
     location: str = ""
 
 
+class State(msgspec.Struct, frozen=True):
+    code: Status
+    reason: str | None = None
+
+
 class ConsultationStatus(msgspec.Struct, frozen=True):
+    """A consultation as API v2 shows it (v1's read is deprecated: docs/deprecation.md)."""
+
     consultation_id: UUID
+    version: int
     patient_id: UUID
     doctor_id: UUID
     start: datetime
-    status: Status
-    reason: str
-    rejection_reason: str | None
+    reason_for_visit: str
+    status: State
 
 
 class FieldError(msgspec.Struct, frozen=True):
@@ -74,7 +81,7 @@ class PortalClient:
 
     def consultation(self, consultation_id: UUID) -> ConsultationStatus:
         """A consultation's current state (the portal polls it after booking)."""
-        return self._read(f"/v1/consultations/{consultation_id}")
+        return self._read(f"/v2/consultations/{consultation_id}")
 
     def close(self) -> None:
         self._http.close()

@@ -27,7 +27,9 @@ CONSULTATION = "3c2b1a09-8f7e-4d6c-9b5a-4e3d2c1b0a11"
 START = "2027-01-05T09:00:00+00:00"
 TOKEN = ("eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCJ9.eyJzdWIiOiIwYjZjMWYxZSIsInJvbGVzIjpbIlBBVElFTlQiXX0"
          ".c2lnbmF0dXJl")
-CONSULTATION_PATH = rf"^/v1/consultations/{UUID[1:-1]}$"
+CONSULTATION_PATH = rf"^/v2/consultations/{UUID[1:-1]}$"
+LOCATION = rf"^/v[0-9]+/consultations/{UUID[1:-1]}$"
+"""The portal keeps the booking's ``Location`` but needs only that it names the consultation."""
 
 BOOK = "a booking request for the signed-in patient"
 READ = "a read of the patient's confirmed consultation"
@@ -54,7 +56,7 @@ def add_book(pact: Pact) -> None:
                  "start": match.regex(START, regex=DATETIME),
                  "reason": match.like("check-up")}, content_type="application/json")
      .will_respond_with(202)
-     .with_header("Location", match.regex(f"/v1/consultations/{CONSULTATION}", regex=CONSULTATION_PATH))
+     .with_header("Location", match.regex(f"/v1/consultations/{CONSULTATION}", regex=LOCATION))
      .with_body({"consultation_id": match.uuid(CONSULTATION, format="lowercase"),
                  "saga_id": match.uuid("9d8c7b6a-5f4e-5d3c-8b2a-1f0e9d8c7b11", format="lowercase"),
                  "status": "REQUESTED"}, content_type="application/json"))
@@ -62,18 +64,18 @@ def add_book(pact: Pact) -> None:
 
 def add_read(pact: Pact) -> None:
     interaction = (pact.upon_receiving(READ).given(CONFIRMED)
-                   .with_request("GET", injected(f"/v1/consultations/{CONSULTATION}",
-                                                 "/v1/consultations/${consultation_id}", CONSULTATION_PATH)))
+                   .with_request("GET", injected(f"/v2/consultations/{CONSULTATION}",
+                                                 "/v2/consultations/${consultation_id}", CONSULTATION_PATH)))
     _authorised(interaction)
     (interaction
      .will_respond_with(200)
      .with_body({"consultation_id": injected(CONSULTATION, "${consultation_id}", UUID),
+                 "version": match.int(2),
                  "patient_id": injected(PATIENT, "${patient_id}", UUID),
                  "doctor_id": match.uuid(DOCTOR, format="lowercase"),
                  "start": match.regex("2027-01-05T09:00:00Z", regex=DATETIME),
-                 "status": "CONFIRMED",
-                 "reason": match.like("check-up"),
-                 "rejection_reason": None}, content_type="application/json"))
+                 "reason_for_visit": match.like("check-up"),
+                 "status": {"code": "CONFIRMED"}}, content_type="application/json"))
 
 
 def _problem(slug: str, status: int, **extra: object) -> dict[str, object]:
@@ -83,8 +85,8 @@ def _problem(slug: str, status: int, **extra: object) -> dict[str, object]:
 
 def add_read_missing(pact: Pact) -> None:
     interaction = (pact.upon_receiving(READ_MISSING).given(PATIENT_SIGNED_IN).given(NO_CONSULTATION)
-                   .with_request("GET", injected(f"/v1/consultations/{CONSULTATION}",
-                                                 "/v1/consultations/${consultation_id}", CONSULTATION_PATH)))
+                   .with_request("GET", injected(f"/v2/consultations/{CONSULTATION}",
+                                                 "/v2/consultations/${consultation_id}", CONSULTATION_PATH)))
     _authorised(interaction)
     (interaction.will_respond_with(403)
      .with_body(_problem("forbidden", 403), content_type="application/problem+json"))

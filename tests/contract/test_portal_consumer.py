@@ -29,7 +29,7 @@ def test_the_portal_books_and_keeps_where_to_follow_the_booking():
 def test_the_portal_reads_a_confirmed_consultation():
     with contract.build(contract.READ).serve() as server, portal(server) as client:
         consultation = client.consultation(CONSULTATION)
-    assert (consultation.status, consultation.patient_id, consultation.start) == ("CONFIRMED", PATIENT, START)
+    assert (consultation.status.code, consultation.patient_id, consultation.start) == ("CONFIRMED", PATIENT, START)
 
 
 def test_the_portal_reports_a_consultation_it_may_not_see_by_its_problem_type():
