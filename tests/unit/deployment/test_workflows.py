@@ -127,7 +127,8 @@ def test_the_deploy_waits_for_the_production_environment(ci):
 
 def test_the_deploy_applies_the_manifests_rendered_with_the_pushed_image(ci):
     manifests = yaml.safe_dump(ci["jobs"]["manifests"]["steps"])
-    assert "kustomize edit set image" in manifests and "needs.publish.outputs.digest" in manifests
+    assert "kustomize edit set image" in manifests and "$IMAGE@$DIGEST" in manifests
+    assert ci["jobs"]["manifests"]["env"]["DIGEST"] == "${{ needs.publish.outputs.digest }}"
     assert "kubectl kustomize" in manifests and "actions/upload-artifact" in manifests
     assert "actions/download-artifact" in yaml.safe_dump(ci["jobs"]["deploy"]["steps"])
 
