@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 CLINIC = [sys.executable, "-m", "interfaces.cli.main"]
@@ -26,7 +27,7 @@ FAMILIES = {
     "clinic_sagas_timed_out", "clinic_saga_duration_seconds", "clinic_circuit_breaker_state",
     "clinic_circuit_breaker_transitions", "clinic_projection_position", "clinic_projection_lag_events",
     "clinic_projection_lag_seconds", "clinic_event_store_append_duration_seconds",
-    "clinic_event_store_appended_events",
+    "clinic_event_store_appended_events", "clinic_deprecated_api_requests",
 }
 """Every family of docs/observability-metrics.md (counters without their ``_total``)."""
 
@@ -93,6 +94,11 @@ def test_clinic_serve_exports_every_family_after_one_request(tmp_path):
                                                   "Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=5) as response:
             assert response.status == 201
+        deprecated = urllib.request.Request(f"{base}/v1/consultations/0b7e3d1c-5a2f-4c6e-9d8b-7a1f2e3c4d5e",
+                                            headers=request.headers)
+        with pytest.raises(urllib.error.HTTPError) as refused:  # no such consultation, but a deprecated operation
+            urllib.request.urlopen(deprecated, timeout=5)
+        assert refused.value.code == 404 and refused.value.headers["Deprecation"]
         families = scrape(base)
 
     assert FAMILIES <= set(families)
@@ -103,6 +109,8 @@ def test_clinic_serve_exports_every_family_after_one_request(tmp_path):
     assert value(families, "clinic_event_store_appended_events", "clinic_event_store_appended_events_total",
                  application="registry") == 1
     assert value(families, "clinic_sagas_started", "clinic_sagas_started_total", service="clinic") == 0
+    assert value(families, "clinic_deprecated_api_requests", "clinic_deprecated_api_requests_total", service="clinic",
+                 operation="getConsultation", client_id="clinic-cli") == 1  # `clinic token`'s client
 
 
 def test_clinic_run_auth_serves_its_http_metrics(tmp_path):
