@@ -7,8 +7,8 @@ import argparse
 import uvicorn
 
 from application.bootstrap import bootstrap
-from infrastructure.observability.metrics import Metrics
 from infrastructure.observability.logging import configure_logging
+from infrastructure.observability.metrics import Metrics
 from infrastructure.observability.tracing import configure_tracing, shutdown_tracing
 from interfaces.cli.main import settings
 from interfaces.http.app import create_app

@@ -13,6 +13,8 @@ from litestar.middleware import DefineMiddleware
 from opentelemetry.trace import TracerProvider
 
 from application.clinic import Clinic
+from infrastructure.observability.metrics import Metrics
+from infrastructure.security.tokens import TokenVerifier
 from interfaces.http.authorization import require_scope
 from interfaces.http.controllers.consultations import ConsultationController
 from interfaces.http.controllers.consultations_v2 import ConsultationV2Controller
@@ -21,6 +23,7 @@ from interfaces.http.controllers.oversight import AuditController, SagaControlle
 from interfaces.http.controllers.queries import AgendaController, PatientConsultationsController
 from interfaces.http.controllers.registry import DoctorController, PatientController, SlotController
 from interfaces.http.deprecation import deprecation_headers, refuse_after_sunset
+from interfaces.http.metrics import instrument
 from interfaces.http.middleware import (
     PUBLIC_PATHS,
     BearerAuthenticationMiddleware,
@@ -29,12 +32,9 @@ from interfaces.http.middleware import (
     event_metadata_middleware,
     security_headers,
 )
-from interfaces.http.metrics import instrument
 from interfaces.http.openapi import openapi_config
 from interfaces.http.problems import decode_strictly, problem_response
 from interfaces.http.tracing import route_span_names, tracing_plugins
-from infrastructure.observability.metrics import Metrics
-from infrastructure.security.tokens import TokenVerifier
 from process_managers.base import utc_now
 
 CONTROLLERS = [PatientController, DoctorController, SlotController, ConsultationController, SagaController,

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from functools import cached_property
 from typing import Any, Protocol
 
 from litestar.connection import ASGIConnection

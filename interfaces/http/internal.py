@@ -21,8 +21,8 @@ import ssl
 from typing import Annotated, Any
 from uuid import UUID
 
-import uvicorn
 import anyio.to_thread
+import uvicorn
 from litestar import Litestar, Request, Response, get
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State

@@ -17,11 +17,11 @@ from application.scheduling import SlotAlreadyOpenError
 from domain.base import NotFoundError
 from domain.consultation import ConsultationStateError
 from domain.slot import SlotInUseError
+from infrastructure.security.tokens import InvalidTokenError
 from interfaces.http.authorization import InsufficientScopeError
 from interfaces.http.deprecation import GoneError
 from interfaces.http.middleware import correlation_id_of
 from interfaces.http.schemas import Problem
-from infrastructure.security.tokens import InvalidTokenError
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "urn:clinic:problem:"

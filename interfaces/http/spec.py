@@ -9,9 +9,9 @@ from litestar.serialization import encode_json
 
 from application.bootstrap import bootstrap
 from application.settings import Settings
+from infrastructure.security.tokens import TokenVerifier, public_keys
 from interfaces.http.app import create_app
 from interfaces.http.openapi import complete
-from infrastructure.security.tokens import TokenVerifier, public_keys
 
 
 def openapi_document() -> dict[str, Any]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from litestar.di import NamedDependency
 from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody
 
 from application.clinic import Clinic
 from application.read_models import parse_positions
 from application.views import ConsultationView
+from infrastructure.security.tokens import Principal
 from interfaces.http import access
 from interfaces.http.problems import VersionConflictError
 from interfaces.http.schemas import (
@@ -25,7 +26,6 @@ from interfaces.http.schemas import (
     NoteAdded,
     Notes,
 )
-from infrastructure.security.tokens import Principal
 
 MinPosition = Annotated[str | None, HeaderParameter(
     name="X-Min-Position", required=False,

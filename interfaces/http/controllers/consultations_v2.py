@@ -15,10 +15,10 @@ from litestar.params import FromPath
 
 from application.clinic import Clinic
 from application.views import ConsultationView
+from infrastructure.security.tokens import Principal
 from interfaces.http import access
 from interfaces.http.controllers.consultations import NOT_ALLOWED, MinPosition, freshness_headers, read_after
 from interfaces.http.schemas import ConsultationState, ConsultationV2
-from infrastructure.security.tokens import Principal
 
 
 class ConsultationV2Controller(Controller):

@@ -8,14 +8,13 @@ a second, and caches the answer for a second.
 
 from __future__ import annotations
 
-from litestar.di import NamedDependency
 from litestar import Controller, Response, get
+from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import Example
 
 from application.clinic import Clinic
 from interfaces.http.schemas import Health
-
 
 NOT_READY = Example(summary="The event store did not answer within a second",
                     value={"status": "unavailable", "checks": {"postgres": False, "runner": True}})

@@ -6,17 +6,17 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from litestar.di import NamedDependency
 from litestar import Controller, Request, Response, get
+from litestar.di import NamedDependency
 from litestar.params import FromPath, PathParameter, QueryParameter
 
 from application.audit import plain
 from application.clinic import Clinic
 from domain.values import Role
+from infrastructure.security.tokens import Principal
 from interfaces.http.access import requires_role
 from interfaces.http.controllers.consultations import MinPosition, freshness_headers, read_after
 from interfaces.http.schemas import AuditedEvent, AuditTrail, Saga, SagaStep
-from infrastructure.security.tokens import Principal
 
 AuditKind = Annotated[str, PathParameter(description="consultation, slot, patient, doctor or saga",
                                      pattern="^(consultation|slot|patient|doctor|saga)$")]

@@ -12,10 +12,10 @@ from litestar.params import FromPath, QueryParameter
 
 from application.clinic import Clinic
 from domain.values import Role
+from infrastructure.security.tokens import Principal
 from interfaces.http import access
 from interfaces.http.controllers.consultations import MinPosition, consultation_body, freshness_headers, read_after
 from interfaces.http.schemas import Agenda, ConsultationPage
-from infrastructure.security.tokens import Principal
 
 Day = Annotated[date, QueryParameter(description="the day, YYYY-MM-DD (UTC)")]
 """A day in a query (agendas, slot lists)."""

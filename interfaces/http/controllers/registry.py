@@ -19,7 +19,6 @@ from interfaces.http.controllers.queries import Day
 from interfaces.http.schemas import (
     DoctorRegistered,
     DoctorSlots,
-    SlotListing,
     DoctorStatus,
     OpenSlots,
     PatientRecord,
@@ -28,6 +27,7 @@ from interfaces.http.schemas import (
     RecordReadEntry,
     RegisterDoctor,
     RegisterPatient,
+    SlotListing,
     SlotsOpened,
 )
 
