@@ -65,8 +65,8 @@ def eventually(condition: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def get(port: int, path: str, headers: dict[str, str] | None = None,
-        body: dict | None = None) -> tuple[int, dict[str, str], bytes]:
+def send(port: int, path: str, headers: dict[str, str] | None = None,
+         body: dict | None = None) -> tuple[int, dict[str, str], bytes]:
     """One request on its own connection; raises OSError (refused, reset) like a client would see."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
@@ -98,7 +98,7 @@ class Version:
     def readiness(self) -> int:
         """``/health/ready``'s status; 0 when nothing answers (the port is closed)."""
         try:
-            return get(self.port, "/health/ready")[0]
+            return send(self.port, "/health/ready")[0]
         except OSError:
             return 0
 
@@ -198,7 +198,7 @@ class Balancer:
     def _settled(self) -> bool:
         """nginx answers with the newest config, and the workers of the older ones are gone."""
         try:
-            status, _, body = get(self.port, "/__generation")
+            status, _, body = send(self.port, "/__generation")
         except OSError:
             return False
         return status == 200 and body.decode() == str(self.generation) and len(self._workers()) == 1
@@ -312,7 +312,7 @@ class Load:
     def _send(self, method: str, path: str, expected: int, body: dict | None = None) -> tuple[Result, bytes]:
         started = time.monotonic()
         try:
-            status, headers, payload = get(self.port, path, {"Authorization": f"Bearer {self.token}"}, body)
+            status, headers, payload = send(self.port, path, {"Authorization": f"Bearer {self.token}"}, body)
         except OSError as error:
             return Result(started, time.monotonic(), method, 0, None, f"{type(error).__name__}: {error}"), b""
         problem = None if status == expected else f"{status}: {payload[:200]!r}"
