@@ -78,6 +78,8 @@ def test_the_relations_follow_the_architecture():
     saga = components["clinic-booking-saga"]
     assert "api:clinic-registry-internal-api" in saga["consumesApis"]
     assert "api:clinic-registry-internal-api" in components["clinic-registry"]["providesApis"]
+    assert "api:clinic-events" in components["clinic-registry"]["providesApis"]  # its relay publishes
+    assert "consumesApis" not in components["clinic-registry"]  # no context's events reach it
     for follower in ("clinic-booking-saga", "clinic-scheduling", "clinic-consultations"):  # docs/messaging.md
         assert "api:clinic-events" in components[follower]["consumesApis"], follower
         assert "resource:clinic-rabbitmq" in components[follower]["dependsOn"], follower
