@@ -38,9 +38,9 @@ def test_mypy_finds_nothing_in_the_checked_packages():
     assert "Success" in result.stdout
 
 
-def test_mypy_checks_at_least_the_domain_and_application():
+def test_mypy_checks_at_least_the_inner_layers():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
-    assert {"domain", "application"} <= set(config["files"])
+    assert {"domain", "application", "process_managers", "infrastructure", "projections"} <= set(config["files"])
 
 
 def test_mypy_refuses_a_type_error_and_an_untyped_def_with_the_repository_config(tmp_path):
