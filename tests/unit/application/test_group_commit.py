@@ -211,7 +211,7 @@ def test_grouped_saves_end_as_if_each_had_been_saved_alone(plan, threads, max_ba
                  for *_, recordings, error in outcomes if error is None for r in recordings}
     initial = {(c.id, 1) for c in counters}
     assert stored == initial | succeeded
-    for kind, k, aggregate, recordings, error in outcomes:
+    for kind, _k, aggregate, recordings, error in outcomes:
         if kind == "new":
             assert error is None and [r.domain_event.originator_id for r in recordings] == [aggregate.id]
         elif error is None:
