@@ -4,7 +4,9 @@ kubernetes-validate knows no custom resources, so the rendered prod overlay's Ro
 AnalysisTemplates are checked here: against Argo Rollouts' own CRD schemas (v1.9.1, unknown fields
 refused), against the rules its controller validates (pkg/apis/rollouts/validation), against the
 manifests they name (Deployment, Services, Ingress, HPA), and their Prometheus queries with
-promtool and against the metrics the services really export. docs/runbook.md says how it runs.
+promtool (parsed, then evaluated by ``promtool test rules`` on series of a bad, a good, a quiet and an
+absent canary beside a bad stable pod) and against the metrics the services really export.
+docs/runbook.md says how it runs.
 """
 
 from __future__ import annotations
@@ -349,3 +351,77 @@ def test_the_analysis_queries_read_series_the_api_exports_with_labels_it_has(ren
                 if label == "pod":
                     assert re.fullmatch(value, f"{args['rollout']}-{SAMPLE_HASH}-7xk2q"), "a canary pod's name"
                     assert not re.fullmatch(value, f"{args['rollout']}-5c9d7b6f4-8mn3p"), "a stable pod's name"
+
+
+# What the queries compute, as Prometheus evaluates them (promtool test rules) --------------------------
+
+CANARY_POD = f"clinic-consultations-api-{SAMPLE_HASH}-7xk2q"
+STABLE_POD = "clinic-consultations-api-5c9d7b6f4-8mn3p"
+OK_ROUTE = {"method": "POST", "route": "/v1/consultations"}
+PROBE = {"method": "GET", "route": "/health/ready"}
+
+
+def series(name: str, namespace: str, pod: str, values: str, **labels: str) -> dict[str, str]:
+    selector = {"namespace": namespace, "pod": pod, "service": "consultations", **labels}
+    return {"series": name + "{" + ", ".join(f'{k}="{v}"' for k, v in selector.items()) + "}", "values": values}
+
+
+def histogram(namespace: str, pod: str, counts: dict[str, str], route: dict[str, str]) -> list[dict[str, str]]:
+    return [series("clinic_http_request_duration_seconds_bucket", namespace, pod, values, le=le, **route)
+            for le, values in counts.items()]
+
+
+def scenarios() -> list[dict[str, str]]:
+    """Four canaries, each in its own namespace, scraped every 15 s for 10 minutes."""
+    every = "x40"
+    fast = {"0.025": f"0+10{every}", "0.5": f"0+10{every}", "1.0": f"0+10{every}", "+Inf": f"0+10{every}"}
+    slow = {"0.025": f"0{every}", "0.5": f"0{every}", "1.0": f"0+4{every}", "+Inf": f"0+4{every}"}
+    flat = dict.fromkeys(fast, f"5{every}")
+    return [
+        # bad: a quarter of its answers are 5xx, and they take up to a second
+        series("clinic_http_requests_total", "bad", CANARY_POD, f"0+3{every}", status="202", **OK_ROUTE),
+        series("clinic_http_requests_total", "bad", CANARY_POD, f"0+1{every}", status="500", **OK_ROUTE),
+        *histogram("bad", CANARY_POD, slow, OK_ROUTE),
+        # good: fast and without 5xx; its probes answering 503 and a bad *stable* pod must not count
+        series("clinic_http_requests_total", "good", CANARY_POD, f"0+10{every}", status="202", **OK_ROUTE),
+        series("clinic_http_requests_total", "good", CANARY_POD, f"0+10{every}", status="503", **PROBE),
+        *histogram("good", CANARY_POD, fast, OK_ROUTE),
+        *histogram("good", CANARY_POD, slow, PROBE),
+        series("clinic_http_requests_total", "good", STABLE_POD, f"0+10{every}", status="500", **OK_ROUTE),
+        *histogram("good", STABLE_POD, slow, OK_ROUTE),
+        # quiet: the canary's series exist but no request reached it in the window
+        series("clinic_http_requests_total", "quiet", CANARY_POD, f"5{every}", status="202", **OK_ROUTE),
+        *histogram("quiet", CANARY_POD, flat, OK_ROUTE),
+        # absent: nothing was ever scraped from the canary
+    ]
+
+
+THRESHOLD = re.compile(r"result\[0\] > ([0-9.]+)")
+OUTCOMES = {"bad": (1, None), "good": (0, None), "quiet": (0, 1), "absent": (None, 1)}
+"""Per scenario: ``query > bool threshold`` (None: no sample), and whether there is no number to judge
+(0/0 or no series: Argo finds neither condition true, the measurement is inconclusive)."""
+
+
+def sample(name: str, value: int | None) -> list[dict[str, Any]]:
+    return [] if value is None else [{"labels": name, "value": value}]
+
+
+def test_the_queries_judge_only_the_canarys_requests_as_prometheus_evaluates_them(rendered, promtool, tmp_path):
+    rules, expected = [], []
+    for _, metric, args in metrics_of(rendered):
+        threshold = THRESHOLD.search(metric["failureCondition"]).group(1)  # type: ignore[union-attr]
+        for namespace, (over, no_data) in OUTCOMES.items():
+            query = substitute(metric["provider"]["prometheus"]["query"], args | {"namespace": namespace})
+            prefix = f"canary:{metric['name'].replace('-', '_')}_{namespace}"
+            rules += [{"record": f"{prefix}:over", "expr": f"({query}) > bool {threshold}"},
+                      {"record": f"{prefix}:no_data", "expr": f"absent(({query}) >= 0)"}]
+            expected += [{"expr": f"{prefix}:over", "eval_time": "10m", "exp_samples": sample(f"{prefix}:over", over)},
+                         {"expr": f"{prefix}:no_data", "eval_time": "10m",
+                          "exp_samples": sample(f"{prefix}:no_data", no_data)}]
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "canary", "rules": rules}]}))
+    (tmp_path / "test.yml").write_text(yaml.safe_dump({
+        "rule_files": ["rules.yml"], "evaluation_interval": "1m",
+        "tests": [{"interval": "15s", "input_series": scenarios(), "promql_expr_test": expected}]}))
+    result = subprocess.run([promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
