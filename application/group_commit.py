@@ -15,7 +15,9 @@ concurrent single-aggregate saves queue behind each other and each pays its own 
   recorded: each save of the batch is then recorded alone, so only the failing one raises, in
   its own caller, and the others succeed as if they had never been grouped.
 
-Each caller's pending events are collected in its own thread before it waits, exactly as
+The crypto-shredding mapper's subject links of a batch are written in one transaction before its
+events (a link without its events is harmless; events without their link are not). Each caller's
+pending events are collected in its own thread before it waits, exactly as
 ``Application.save`` would, and each gets the recordings of its own events only. The batch is
 one append span and one ``store_observer`` call, in the leader's trace. Saves with keyword
 arguments (none of ours) bypass the group.
@@ -65,13 +67,15 @@ class GroupCommit:
         processing_event: ProcessingEvent[Any] = ProcessingEvent()
         processing_event.collect_events(*objs)
         mine = _Save(processing_event)
+        batch: list[_Save] | None = None
         with self._lock:
             self._waiting.append(mine)
             if not self._committing:
                 self._committing = mine.leads = True
+                batch = self._take()  # no leader means nothing else waits: a batch of itself, at once
         while not mine.done:
             if mine.leads:
-                self._lead()
+                self._lead(batch)
             else:
                 mine.woken.wait()
                 mine.woken.clear()
@@ -79,10 +83,18 @@ class GroupCommit:
             raise mine.error
         return mine.recordings
 
-    def _lead(self) -> None:
-        """Commit one batch (the leader's own save is in it), then pass the lead on or give it up."""
-        with self._lock:
-            batch, self._waiting = self._waiting[:self.max_batch], self._waiting[self.max_batch:]
+    def _take(self) -> list[_Save]:
+        """The oldest waiting saves, at most ``max_batch`` (called holding the lock)."""
+        batch, self._waiting = self._waiting[:self.max_batch], self._waiting[self.max_batch:]
+        return batch
+
+    def _lead(self, batch: list[_Save] | None = None) -> None:
+        """Commit one batch (the leader's own save is in it), then pass the lead on or give it up.
+
+        A successor takes its batch when it wakes: whatever queued while the last batch committed."""
+        if batch is None:
+            with self._lock:
+                batch = self._take()
         try:
             self._commit(batch)
         except BaseException as error:  # e.g. KeyboardInterrupt mid-commit: no save of it may look successful
@@ -112,8 +124,10 @@ class GroupCommit:
         if len(batch) == 1:
             self._record_alone(batch[0])
             return
+        merged = _merged([save.processing_event for save in batch])
         try:
-            recordings = self._record(_merged([save.processing_event for save in batch]))
+            self._link_subjects(merged)
+            recordings = self._record(merged)
         except Exception:  # noqa: BLE001 - nothing of the batch was recorded: each save alone, below
             for save in batch:
                 self._record_alone(save)
@@ -121,6 +135,13 @@ class GroupCommit:
         owner = {id(event): save for save in batch for event in save.processing_event.events}
         for recording in recordings:
             owner[id(recording.domain_event)].recordings.append(recording)
+
+    def _link_subjects(self, processing_event: ProcessingEvent[Any]) -> None:
+        """The crypto-shredding mapper's links (consultation → patient) of the whole batch in one
+        transaction, before its events: else each is a transaction of its own, one after the other."""
+        link_subjects = getattr(self.app.mapper, "link_subjects", None)
+        if link_subjects is not None:
+            link_subjects(processing_event.events)
 
     def _record_alone(self, save: _Save) -> None:
         try:

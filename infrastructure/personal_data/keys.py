@@ -15,7 +15,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -75,6 +75,10 @@ class SubjectKeyStore(Protocol):
 
     def link(self, aggregate_id: str, subject_id: str) -> None:
         """Remember that ``aggregate_id``'s events are about ``subject_id`` (idempotent)."""
+        ...
+
+    def link_many(self, links: Sequence[tuple[str, str]]) -> None:
+        """``link`` each ``(aggregate_id, subject_id)``, all in one transaction (idempotent)."""
         ...
 
     def subject_of(self, aggregate_id: str) -> str | None:
@@ -193,6 +197,18 @@ class SubjectKeys:
         self.store.link(aggregate_id, subject_id)
         self._cache_link(aggregate_id, subject_id)
 
+    def link_many(self, links: Sequence[tuple[str, str]]) -> None:
+        """``link`` each pair not known yet, in one transaction of the store (group commit's batches)."""
+        first: dict[str, str] = {}
+        for aggregate_id, subject_id in links:
+            first.setdefault(aggregate_id, subject_id)  # first come, as the stores keep them
+        new = [(aggregate, subject) for aggregate, subject in first.items() if self._links.get(aggregate) != subject]
+        if not new:
+            return
+        self.store.link_many(new)
+        for aggregate_id, subject_id in new:
+            self._cache_link(aggregate_id, subject_id)
+
     def subject_of(self, aggregate_id: str) -> str | None:
         """The subject linked to ``aggregate_id``, or ``None``."""
         subject = self._links.get(aggregate_id)
@@ -267,6 +283,12 @@ class MemoryKeyStore:
         """Remember the subject of ``aggregate_id``."""
         with self._lock:
             self._links.setdefault(aggregate_id, subject_id)
+
+    def link_many(self, links: Sequence[tuple[str, str]]) -> None:
+        """Remember the subject of each aggregate."""
+        with self._lock:
+            for aggregate_id, subject_id in links:
+                self._links.setdefault(aggregate_id, subject_id)
 
     def subject_of(self, aggregate_id: str) -> str | None:
         """The subject linked to ``aggregate_id``, or ``None``."""

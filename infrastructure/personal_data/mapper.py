@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -118,6 +119,20 @@ class PersonalDataMapper(Mapper[Any]):
     def close(self) -> None:
         """Release the key store's connections."""
         self.keys.close()
+
+    def link_subjects(self, domain_events: Iterable[Any]) -> None:
+        """Link every aggregate these events open about a subject, in one transaction of the key store.
+
+        Group commit calls it for a batch before recording it, so each new consultation's link is not
+        a transaction of its own; ``to_stored_event`` then finds the links known.
+        """
+        links = []
+        for domain_event in domain_events:
+            field = subject_field(type(domain_event))
+            if field is not None and field != SUBJECT_IS_ORIGINATOR and field in vars(domain_event):
+                links.append((str(domain_event.originator_id), str(getattr(domain_event, field))))
+        if links:
+            self.keys.link_many(links)
 
     def _subject_for_writing(self, domain_event: Any) -> str:
         subject = self._link_subject(domain_event)

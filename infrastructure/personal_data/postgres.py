@@ -10,7 +10,7 @@ docs/gdpr.md).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -67,6 +67,17 @@ class PostgresKeyStore:
         self._run(lambda c: c.execute(sql.SQL(
             "INSERT INTO {} (aggregate_id, subject_id) VALUES (%s, %s) ON CONFLICT (aggregate_id) DO NOTHING"
         ).format(self.links), (aggregate_id, subject_id)))
+
+    def link_many(self, links: Sequence[tuple[str, str]]) -> None:
+        """Remember the subject of each aggregate, in one transaction."""
+        statement = sql.SQL("INSERT INTO {} (aggregate_id, subject_id) VALUES (%s, %s) "
+                            "ON CONFLICT (aggregate_id) DO NOTHING").format(self.links)
+
+        def insert(connection: psycopg.Connection[Any]) -> None:
+            with connection.transaction(), connection.cursor() as cursor:
+                cursor.executemany(statement, list(links))
+
+        self._run(insert)
 
     def subject_of(self, aggregate_id: str) -> str | None:
         """The subject linked to ``aggregate_id``, or ``None``."""

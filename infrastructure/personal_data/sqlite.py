@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -62,6 +63,19 @@ class SQLiteKeyStore:
         """Remember the subject of ``aggregate_id``."""
         self._execute("INSERT INTO aggregate_subjects (aggregate_id, subject_id) VALUES (?, ?) "
                       "ON CONFLICT (aggregate_id) DO NOTHING", (aggregate_id, subject_id))
+
+    def link_many(self, links: Sequence[tuple[str, str]]) -> None:
+        """Remember the subject of each aggregate, in one transaction."""
+        with self._lock:
+            connection = self._conn()
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.executemany("INSERT INTO aggregate_subjects (aggregate_id, subject_id) VALUES (?, ?) "
+                                       "ON CONFLICT (aggregate_id) DO NOTHING", list(links))
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
 
     def subject_of(self, aggregate_id: str) -> str | None:
         """The subject linked to ``aggregate_id``, or ``None``."""

@@ -75,6 +75,14 @@ def test_links_are_kept_first_come(store):
     assert (store.subject_of("agg-1"), store.subject_of("agg-2")) == ("s1", None)
 
 
+def test_many_links_at_once_are_kept_first_come_too(store):
+    store.link("c-1", "p-1")
+    store.link_many([("c-1", "p-9"), ("c-2", "p-2"), ("c-3", "p-3"), ("c-2", "p-8")])
+    assert [store.subject_of(c) for c in ("c-1", "c-2", "c-3")] == ["p-1", "p-2", "p-3"]
+    store.link_many([])
+    assert store.subject_of("c-4") is None
+
+
 def test_a_second_connection_sees_what_the_first_wrote_and_an_erasure_through_it(make_store):
     first, second = make_store(), make_store()
     kek = KeyEncryptionKey.from_text(KeyEncryptionKey.generate_text())

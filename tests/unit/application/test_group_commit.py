@@ -137,15 +137,23 @@ def test_a_context_application_groups_when_the_setting_is_on(tmp_path):
     try:
         assert isinstance(consultations.group_commit, GroupCommit)
         held_first_commit(consultations, consultations.group_commit, waiting=7)
+        store, calls = consultations.mapper.keys.store, []
+        link, link_many = store.link, store.link_many
+        store.link = lambda *pair: (calls.append(("link", 1)), link(*pair))[1]
+        store.link_many = lambda pairs: (calls.append(("link_many", len(pairs))), link_many(pairs))[1]
+        patients = [uuid4() for _ in range(8)]
 
         def request(i: int) -> UUID:
             with event_metadata(correlation_id=f"req-{i}"):
-                return consultations.request_consultation(uuid4(), uuid4(), START + timedelta(hours=i), "check-up")
+                return consultations.request_consultation(patients[i], uuid4(), START + timedelta(hours=i), "check-up")
 
         with ThreadPoolExecutor(8) as pool:
             ids = list(pool.map(request, range(8)))
 
         assert consultations.group_commit.largest_batch == 7
+        # the first save alone links its consultation itself; the batch's seven links are one transaction
+        assert calls == [("link", 1), ("link_many", 7)]
+        assert [store.subject_of(str(c)) for c in ids] == [str(p) for p in patients]
         for i, consultation_id in enumerate(ids):  # each consultation as its own caller made it, sealed and all
             view = consultations.consultation(consultation_id)
             assert (view.status, view.reason, view.start) == ("REQUESTED", "check-up", START + timedelta(hours=i))
