@@ -1,8 +1,8 @@
 """The Argo Rollouts canary of the consultations API (deployment/k8s/components/canary), checked offline.
 
 kubernetes-validate knows no custom resources, so the rendered prod overlay's Rollout and
-AnalysisTemplates are checked here: against Argo Rollouts' own CRD schemas (v1.9.1, unknown fields
-refused), against the rules its controller validates (pkg/apis/rollouts/validation), against the
+AnalysisTemplates are checked here: against the shape of the fields we use, written from Argo
+Rollouts' documentation (``argo_shapes.py``, unknown fields refused), against the rules its controller validates (pkg/apis/rollouts/validation), against the
 manifests they name (Deployment, Services, Ingress, HPA), and their Prometheus queries with
 promtool (parsed, then evaluated by ``promtool test rules`` on series of a bad, a good, a quiet and an
 absent canary beside a bad stable pod) and against the metrics the services really export.
@@ -26,12 +26,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from infrastructure.observability.metrics import Metrics
 from tests import services
+from tests.unit.deployment.argo_shapes import SHAPES
 
 ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "deployment" / "k8s"
 PROD = K8S / "overlays" / "prod"
 COMPONENT = K8S / "components" / "canary"
-SCHEMAS = Path(__file__).resolve().parent / "argo_rollouts"
 PROMETHEUS_CONFIG = ROOT / "deployment" / "prometheus" / "prometheus.yml"
 API = "argoproj.io/v1alpha1"
 STEP_KINDS = {"setWeight", "pause", "analysis", "experiment", "setCanaryScale", "setHeaderRoute", "setMirrorRoute",
@@ -70,22 +70,8 @@ def templates(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 # The custom resources' shape ------------------------------------------------------------------------
 
 
-def strict(schema: Any) -> Any:
-    """The CRD schema with unknown fields refused wherever the CRD does not say it keeps them."""
-    if isinstance(schema, dict):
-        schema = {key: strict(value) for key, value in schema.items()}
-        if "properties" in schema and "additionalProperties" not in schema \
-                and not schema.get("x-kubernetes-preserve-unknown-fields"):
-            schema["additionalProperties"] = False
-        return schema
-    if isinstance(schema, list):
-        return [strict(item) for item in schema]
-    return schema
-
-
 def schema_errors(document: dict[str, Any]) -> list[str]:
-    schema = strict(json.loads((SCHEMAS / f"{document['kind'].lower()}.schema.json").read_text()))
-    validator = jsonschema.Draft7Validator(schema)
+    validator = jsonschema.Draft7Validator(SHAPES[document["kind"]])
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]
 
 
@@ -94,7 +80,7 @@ def test_the_prod_overlay_lists_the_canary_component():
     assert "../../components/canary" in kustomization.get("components", [])
 
 
-def test_the_rendered_rollout_and_analysis_templates_match_argo_rollouts_crd_schemas(rendered):
+def test_the_rendered_rollout_and_analysis_templates_have_the_documented_shape(rendered):
     custom = [d for d in rendered if d["apiVersion"] == API]
     assert {d["kind"] for d in custom} == {"Rollout", "AnalysisTemplate"}
     for document in custom:
