@@ -597,10 +597,10 @@ def test_ingress_controller_and_prometheus_reach_what_they_need(name):
 # ---- Ingress ------------------------------------------------------------------------------------
 
 
-def ingress_routes(name: str) -> dict[str, str]:
+def ingress_routes(name: str, host: str = "api.") -> dict[str, str]:
     ingress = named(overlay(name), "Ingress", "clinic")
-    api = next(rule for rule in ingress["spec"]["rules"] if rule["host"].startswith("api."))
-    return {path["path"]: path["backend"]["service"]["name"] for path in api["http"]["paths"]}
+    rule = next(rule for rule in ingress["spec"]["rules"] if rule["host"].startswith(host))
+    return {path["path"]: path["backend"]["service"]["name"] for path in rule["http"]["paths"]}
 
 
 def gateway_location(location: str) -> str:
@@ -625,7 +625,9 @@ def concrete(template: str) -> list[str]:
 
 @pytest.mark.parametrize("name", OVERLAYS)
 def test_every_ingress_path_reaches_a_route_its_service_serves(name):
-    for path, backend in ingress_routes(name).items():
+    routes = ingress_routes(name) | ingress_routes(name, "auth.")
+    assert set(ingress_routes(name, "auth.").values()) == {"clinic-auth"}
+    for path, backend in routes.items():
         service = backend.removeprefix("clinic-").removesuffix("-api")
         samples = [sample for route in app_routes.served_paths(service) for sample in concrete(route)]
         assert any(re.match(path, sample) for sample in samples), (path, backend)
