@@ -70,7 +70,7 @@ OUTCOMES: dict[str, tuple[str, ...]] = {
     "ready": (),
     "registerPatient": ("forbidden",),
     "getPatient": ("forbidden", "not-found"),
-    "listPatientRecordAccess": ("forbidden", "not-found"),
+    "listPatientRecordAccess": ("forbidden",),  # an unknown patient's log is empty, not a 404
     "registerDoctor": ("forbidden",),
     "deactivateDoctor": ("forbidden", "not-found", "version-conflict"),
     "listDoctorSlots": (),
@@ -129,10 +129,15 @@ def errors(*statuses: int) -> dict[int, ResponseSpec]:
             for status in sorted({400, *statuses})}
 
 
+UNPARSED_HEADERS = frozenset({"If-Match"})
+"""Headers compared, never parsed: an unexpected value is a 409 (version-conflict), not a 400."""
+
+
 def framework_problems(operation: dict[str, Any]) -> list[str]:
     """The problem types any operation like this one can answer, whatever its handler does."""
     problems = []
-    places = {(p["in"], p.get("schema", {}).get("format")) for p in operation.get("parameters", [])}
+    places = {(p["in"], p.get("schema", {}).get("format")) for p in operation.get("parameters", [])
+              if p["name"] not in UNPARSED_HEADERS}
     if "requestBody" in operation:
         problems += ["malformed-body", "http-413", "invalid-input"]
     if any(where in ("query", "header") or (where == "path" and fmt != "uuid") for where, fmt in places):

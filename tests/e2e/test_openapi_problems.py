@@ -1,0 +1,150 @@
+"""The error responses the OpenAPI document promises really happen: nothing is documented for show.
+
+schemathesis proves the app answers no status the document lacks; these tests prove the
+reverse for the problem types ``interfaces/http/openapi.py`` documents: for every operation,
+each problem its kind can answer (``framework_problems``) is provoked and must come back with
+its status and type, as must every ``not-found`` of ``OUTCOMES``; ``forbidden`` is documented
+exactly where the authorization matrix has a persona who is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from joserfc.jwk import ECKey
+from litestar.testing import TestClient
+
+from application.bootstrap import bootstrap
+from application.settings import Settings
+from infrastructure.security.tokens import TokenIssuer
+from interfaces.http.app import create_app
+from interfaces.http.authorization import REQUIRED_SCOPE
+from interfaces.http.deprecation import DEPRECATIONS
+from interfaces.http.openapi import OUTCOMES, framework_problems
+from tests.e2e.conftest import assert_problem
+from tests.e2e.test_authorization_matrix import MATRIX, PERSONAS
+
+SPEC = json.loads((Path(__file__).resolve().parents[2] / "specs" / "openapi.json").read_text())
+OPERATIONS = {op["operationId"]: (path, method, op) for path, item in SPEC["paths"].items()
+              for method, op in item.items()}
+ISSUER = TokenIssuer(ECKey.generate_key("P-256", auto_kid=True), "clinic-dev", "clinic-api")
+ADMIN = {"Authorization": f"Bearer {ISSUER.issue('ops-1', ['ADMIN'])}"}
+BAD_VALUES = {"integer": "not-a-number", "date": "2027-13-45", "date-time": "yesterday"}
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[TestClient[Any]]:
+    clinic = bootstrap(Settings(persistence="memory", runner_tick_seconds=0.05))
+    with TestClient(create_app(clinic, ISSUER.verifier())) as client:
+        yield client
+    clinic.close()
+
+
+def url(path: str, operation: dict[str, Any], **override: str) -> str:
+    """``path`` with a fresh UUID for each id (or ``override``), and every required query parameter."""
+    values = {p["name"]: override.get(p["name"], "consultation" if p["name"] == "kind" else str(uuid.uuid4()))
+              for p in operation.get("parameters", []) if p["in"] == "path"}
+    query = {p["name"]: "2027-03-01" for p in operation.get("parameters", []) if p["in"] == "query" and p["required"]}
+    return path.format(**values) + ("?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else "")
+
+
+def example_body(operation: dict[str, Any]) -> Any:
+    if "requestBody" not in operation:
+        return None
+    return next(iter(operation["requestBody"]["content"]["application/json"]["examples"].values()))["value"]
+
+
+def call(api: TestClient[Any], name: str, headers: dict[str, str] | None = None, content: bytes | None = None,
+         **override: str) -> Any:
+    path, method, operation = OPERATIONS[name]
+    body = content if content is not None else (None if example_body(operation) is None
+                                                else json.dumps(example_body(operation)).encode())
+    sent = {"content-type": "application/json", **(ADMIN if headers is None else headers)}
+    return api.request(method.upper(), url(path, operation, **override), headers=sent, content=body)
+
+
+def provoke_invalid_parameter(api: TestClient[Any], name: str) -> Any:
+    """The first parameter that can be malformed: a header, a typed query parameter, a patterned path one."""
+    path, method, operation = OPERATIONS[name]
+    for parameter in operation.get("parameters", []):
+        schema = parameter.get("schema", {})
+        kind = schema.get("format") or schema.get("type")
+        if parameter["in"] == "header" and parameter["name"] == "X-Min-Position":
+            return api.request(method.upper(), url(path, operation), headers={**ADMIN, "X-Min-Position": "nonsense"})
+        if parameter["in"] == "path" and schema.get("pattern"):
+            return call(api, name, **{parameter["name"]: "nonsense"})
+        if parameter["in"] == "query" and kind in BAD_VALUES:
+            bad = url(path, operation) + ("&" if "?" in url(path, operation) else "?")
+            return api.request(method.upper(), f"{bad}{parameter['name']}={BAD_VALUES[kind]}", headers=ADMIN)
+    raise AssertionError(f"{name}: documents invalid-parameter but has no parameter this test can malform")
+
+
+def cases(slug: str) -> list[str]:
+    return [name for name, (_, _, op) in OPERATIONS.items() if slug in framework_problems(op)]
+
+
+@pytest.mark.parametrize("name", cases("unauthenticated"))
+def test_no_token_is_the_documented_401(api, name):
+    assert_problem(call(api, name, headers={}), 401, "unauthenticated")
+
+
+@pytest.mark.parametrize("name", cases("insufficient-scope"))
+def test_a_token_without_the_scope_is_the_documented_403(api, name):
+    unscoped = {"Authorization": f"Bearer {ISSUER.issue('ops-1', ['ADMIN'], scope=[])}"}
+    assert_problem(call(api, name, headers=unscoped), 403, "insufficient-scope")
+
+
+@pytest.mark.parametrize("name", cases("malformed-body"))
+def test_a_body_that_is_not_json_is_the_documented_400(api, name):
+    assert_problem(call(api, name, content=b'{"unterminated'), 400, "malformed-body")
+
+
+@pytest.mark.parametrize("name", cases("invalid-input"))
+def test_a_body_off_the_schema_is_the_documented_422(api, name):
+    assert_problem(call(api, name, content=b'{"no_such_field": 1}'), 422, "invalid-input")
+
+
+@pytest.mark.parametrize("name", cases("http-413"))
+def test_a_body_over_the_limit_is_the_documented_413(api, name):
+    assert_problem(call(api, name, content=b'{"text": "' + b"a" * 70_000 + b'"}'), 413, "http-413")
+
+
+@pytest.mark.parametrize("name", cases("http-404"))
+def test_a_path_id_that_is_not_a_uuid_is_the_documented_404(api, name):
+    _, _, operation = OPERATIONS[name]
+    ids = {p["name"]: "not-a-uuid" for p in operation["parameters"]
+           if p["in"] == "path" and p["schema"].get("format") == "uuid"}
+    assert_problem(call(api, name, **ids), 404, "http-404")
+
+
+@pytest.mark.parametrize("name", cases("invalid-parameter"))
+def test_a_malformed_parameter_is_the_documented_400(api, name):
+    assert_problem(provoke_invalid_parameter(api, name), 400, "invalid-parameter")
+
+
+@pytest.mark.parametrize("name", [name for name, slugs in OUTCOMES.items() if "not-found" in slugs])
+def test_an_unknown_id_is_the_documented_404(api, name):
+    assert_problem(call(api, name), 404, "not-found")
+
+
+@pytest.mark.parametrize("name", sorted(DEPRECATIONS))
+def test_a_deprecated_operation_past_its_sunset_is_the_documented_410(name):
+    clinic = bootstrap(Settings(persistence="memory"))
+    after_sunset = DEPRECATIONS[name].sunset.replace(year=DEPRECATIONS[name].sunset.year + 1)
+    try:
+        with TestClient(create_app(clinic, ISSUER.verifier(), clock=lambda: after_sunset)) as api:
+            assert "gone" in framework_problems(OPERATIONS[name][2])
+            assert_problem(call(api, name), 410, "gone")
+    finally:
+        clinic.close()
+
+
+def test_forbidden_is_documented_exactly_where_the_matrix_refuses_someone():
+    refuses = {name for name, row in MATRIX.items() if REQUIRED_SCOPE[name] and set(PERSONAS) - set(row.allowed)}
+    assert {name for name, slugs in OUTCOMES.items() if "forbidden" in slugs} == refuses
+
