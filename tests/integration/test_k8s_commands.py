@@ -98,6 +98,7 @@ def environment(tmp_path):
         "CLINIC_DATA_DIR": str(tmp_path / "data"), "CLINIC_DATA_KEK_FILE": str(kek),
         "CLINIC_DRAIN_SECONDS": "2",  # 10 in the ConfigMap; shorter here, same behaviour
     }
+    env.pop("CLINIC_OTLP_ENDPOINT")  # no collector here
     dsn = (f"host={services.POSTGRES_HOST} port={services.POSTGRES_PORT} dbname={services.POSTGRES_DB} "
            f"user={services.POSTGRES_USER}")
     with psycopg.connect(dsn, autocommit=True) as conn:

@@ -581,6 +581,17 @@ def test_data_service_flows(name):
 
 
 @pytest.mark.parametrize("name", OVERLAYS)
+def test_every_service_can_send_its_traces_to_the_collector_it_is_configured_with(name):
+    from urllib.parse import urlsplit
+
+    endpoint = urlsplit(config_map(overlay(name))["CLINIC_OTLP_ENDPOINT"])
+    service, namespace = endpoint.hostname.split(".")[:2]
+    for doc in deployments(name):
+        assert egress_to_namespace(name, doc["metadata"]["name"], namespace, ("app.kubernetes.io/name", service),
+                                   endpoint.port), doc["metadata"]["name"]
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
 def test_ingress_controller_and_prometheus_reach_what_they_need(name):
     def from_namespace(workload: str, namespace: str) -> bool:
         labels = pod_labels(name, workload)
