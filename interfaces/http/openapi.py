@@ -74,7 +74,7 @@ OUTCOMES: dict[str, tuple[str, ...]] = {
     "registerDoctor": ("forbidden",),
     "deactivateDoctor": ("forbidden", "not-found", "version-conflict"),
     "listDoctorSlots": (),
-    "openSlots": ("forbidden", "not-found", "slot-already-open", "version-conflict"),
+    "openSlots": ("forbidden", "not-found", "slot-already-open"),  # a racing duplicate is slot-already-open too
     "bookConsultation": ("forbidden",),
     "getConsultation": ("forbidden", "not-found"),
     "getConsultationV2": ("forbidden", "not-found"),

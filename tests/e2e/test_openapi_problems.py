@@ -25,8 +25,8 @@ from infrastructure.security.tokens import TokenIssuer
 from interfaces.http.app import create_app
 from interfaces.http.authorization import REQUIRED_SCOPE
 from interfaces.http.deprecation import DEPRECATIONS
-from interfaces.http.openapi import OUTCOMES, framework_problems
-from tests.e2e.conftest import assert_problem
+from interfaces.http.openapi import OUTCOMES, PROBLEM_TYPES, framework_problems
+from tests.e2e.conftest import START, assert_problem, book, open_slot, register_doctor, register_patient
 from tests.e2e.test_authorization_matrix import MATRIX, PERSONAS
 
 SPEC = json.loads((Path(__file__).resolve().parents[2] / "specs" / "openapi.json").read_text())
@@ -34,6 +34,8 @@ OPERATIONS = {op["operationId"]: (path, method, op) for path, item in SPEC["path
               for method, op in item.items()}
 ISSUER = TokenIssuer(ECKey.generate_key("P-256", auto_kid=True), "clinic-dev", "clinic-api")
 ADMIN = {"Authorization": f"Bearer {ISSUER.issue('ops-1', ['ADMIN'])}"}
+CONCURRENT_ONLY = {("deactivateDoctor", "version-conflict"), ("addClinicalNote", "version-conflict")}
+"""Outcomes only a concurrent write provokes (the save loses the race: IntegrityError), not this story."""
 BAD_VALUES = {"integer": "not-a-number", "date": "2027-13-45", "date-time": "yesterday"}
 
 
@@ -147,4 +149,40 @@ def test_a_deprecated_operation_past_its_sunset_is_the_documented_410(name):
 def test_forbidden_is_documented_exactly_where_the_matrix_refuses_someone():
     refuses = {name for name, row in MATRIX.items() if REQUIRED_SCOPE[name] and set(PERSONAS) - set(row.allowed)}
     assert {name for name, slugs in OUTCOMES.items() if "forbidden" in slugs} == refuses
+
+
+def test_every_conflict_and_query_outcome_happens_as_documented():
+    """One story provokes each remaining outcome of ``OUTCOMES``; none is left unproven but the racy ones."""
+    clinic = bootstrap(Settings(persistence="memory", runner_tick_seconds=0.05))
+    provoked: set[tuple[str, str]] = set()
+
+    def expect(name: str, response: Any, slug: str) -> None:
+        status = PROBLEM_TYPES[slug][0]
+        documented = OPERATIONS[name][2]["responses"][str(status)]["content"]["application/problem+json"]["examples"]
+        assert slug in documented
+        assert_problem(response, status, slug)
+        provoked.add((name, slug))
+
+    try:
+        with TestClient(create_app(clinic, ISSUER.verifier())) as api:
+            doctor, patient = register_doctor(api, ADMIN), register_patient(api, ADMIN)
+            open_slot(api, ADMIN, doctor)
+            slots = {"slots": [{"start": START, "duration_minutes": 30}]}
+            expect("openSlots", api.post(f"/v1/doctors/{doctor}/slots", json=slots, headers=ADMIN),
+                   "slot-already-open")
+            consultation = book(api, ADMIN, patient, doctor).json()["consultation_id"]
+            clinic.wait_until_settled()
+            cancel = f"/v1/consultations/{consultation}/cancel"
+            expect("cancelConsultation", api.post(cancel, json={"reason": "x"}, headers={**ADMIN, "If-Match": '"99"'}),
+                   "version-conflict")
+            assert api.post(cancel, json={"reason": "cannot come"}, headers=ADMIN).status_code == 200
+            expect("cancelConsultation", api.post(cancel, json={"reason": "again"}, headers=ADMIN), "invalid-state")
+            expect("addClinicalNote", api.post(f"/v1/consultations/{consultation}/notes", json={"text": "late"},
+                                               headers=ADMIN), "invalid-state")
+            audit = f"/v1/audit/consultation/{consultation}?version=1&as_of=2027-01-01T00:00:00Z"
+            expect("auditAggregate", api.get(audit, headers=ADMIN), "invalid-query")
+    finally:
+        clinic.close()
+    other = {(name, slug) for name, slugs in OUTCOMES.items() for slug in slugs if slug not in ("forbidden", "not-found")}
+    assert provoked | CONCURRENT_ONLY == other
 
