@@ -1,9 +1,11 @@
-"""The AsyncAPI reference parser (@asyncapi/parser) accepts specs/asyncapi.yaml with no error and no warning.
+"""The AsyncAPI reference parser (@asyncapi/parser) and redocly accept specs/asyncapi.yaml with no finding.
 
 ``scripts/validate-asyncapi.mjs`` runs the parser's validation: the AsyncAPI 2.6 schema,
 references, the spectral AsyncAPI ruleset, and every message example against its payload and
 headers schemas. It exits 1 on any error; this test also refuses warnings, and shows the
-script does fail a document with an invalid example.
+script does fail a document with an invalid example. redocly (``redocly.yaml``, its AsyncAPI 2
+rules) adds what the parser lets pass: unknown keys in a schema (a comma in a flow-style
+description once split it into two keys), operations without security, ``$ref`` siblings.
 """
 
 from __future__ import annotations
@@ -49,4 +51,14 @@ def test_the_parser_fails_an_invalid_example(tmp_path):
     assert status == 1
     assert [e["code"] for e in report["errors"]] == ["asyncapi2-message-examples"]
     assert report["errors"][0]["path"].startswith("components.messages.PatientRecordAccess.Read.examples")
+
+
+def test_redocly_finds_no_problem_either():
+    redocly = require_tool("redocly", HOW)
+    result = subprocess.run([redocly, "lint", str(SPEC), "--format=json", f"--config={REPO / 'redocly.yaml'}"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    report = json.JSONDecoder().raw_decode(result.stdout[result.stdout.index("{"):])[0]
+    found = [(p["ruleId"], p["location"][0]["pointer"], p["message"]) for p in report["problems"]]
+    assert found == [], "\n".join(map(str, found))
+    assert report["totals"] == {"errors": 0, "warnings": 0, "ignored": 0}
 
