@@ -46,6 +46,7 @@ openapi: $(STAMP)
 lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes -q -o requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes -q -o requirements-test.lock
+	$(BIN)/uv pip compile requirements-build.in --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes -q -o requirements-build.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache
