@@ -36,7 +36,7 @@ PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {
     "malformed-body": (400, "Malformed request body", "the body is not valid JSON: Input data was truncated"),
     "invalid-parameter": (400, "Invalid request parameter", "Validation failed for GET /v1/..."),
     "invalid-query": (400, "Invalid audit query", "give a version or a moment, not both"),
-    "unauthenticated": (401, "Authentication required", "invalid bearer token: the token has expired"),
+    "unauthenticated": (401, "Authentication required", "invalid bearer token: expired_token: The token is expired"),
     "insufficient-scope": (403, "Token scope insufficient",
                            "the token lacks the scope this operation requires: consultations:write"),
     "forbidden": (403, "Not allowed", "not allowed for this consultation (or there is no such consultation)"),
