@@ -152,6 +152,10 @@ def _servers(args: argparse.Namespace, config: Settings, clinic: Clinic,
         # always logged: service-to-service calls do not pass the gateway, whose line covers the public API
         servers.append(_server(internal, internal_server_config, Pki.open(config.pki), host=args.host,
                                port=args.internal_port))
+    if any(server.config.access_log for server in servers):
+        # uvicorn's Config(access_log=False) silences the "uvicorn.access" logger for the whole process: turn
+        # it back on for the servers that log (the others' own flag keeps them quiet)
+        logging.getLogger("uvicorn.access").propagate = True
     return servers
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 
 import pytest
 
@@ -36,3 +37,20 @@ def test_a_service_api_server_follows_the_setting(clinic, tmp_path, role, access
     args = argparse.Namespace(service="consultations", role=role, host="127.0.0.1", port=0)
     [server] = _servers(args, settings, clinic)
     assert server.config.access_log is access_log
+
+
+def test_the_registrys_internal_endpoint_logs_its_calls_while_its_public_api_does_not(tmp_path):
+    from infrastructure.tls import create_dev_pki
+
+    create_dev_pki(tmp_path / "pki")
+    settings = Settings(persistence="memory", data_dir=tmp_path, pki_dir=tmp_path / "pki")
+    apps = build_applications(settings)
+    try:
+        args = argparse.Namespace(service="registry", role="all", host="127.0.0.1", port=0, internal_port=0)
+        public, internal = _servers(args, settings, Clinic(registry=apps["Registry"]))
+        assert (public.config.access_log, internal.config.access_log) == (False, True)
+        # uvicorn's Config(access_log=False) had silenced the logger for the whole process
+        assert logging.getLogger("uvicorn.access").propagate is True
+    finally:
+        for app in apps.values():
+            app.close()
