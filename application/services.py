@@ -81,7 +81,7 @@ def build_service(service: str, settings: Settings, role: str = "all", metrics: 
     if isinstance(app, BookingProcessManager):
         policy = RegistryCallPolicy(reset_timeout=settings.registry_breaker_reset_seconds)
         tokens = service_tokens(settings, "booking", Scope.REGISTRY_ELIGIBILITY)
-        app.registry = HttpRegistryClient.from_pki(settings.registry_url, Pki.open(settings.pki), "booking",
+        app.registry = HttpRegistryClient.from_pki(settings.registry_url, Pki.open(settings.pki, services=("booking",)), "booking",
                                                    policy=policy, tokens=tokens, on_state_change=_breaker(metrics))
         app.saga_timeout = settings.saga_timeout
     queries, checks = None, {}

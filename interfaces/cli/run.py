@@ -150,7 +150,7 @@ def _servers(args: argparse.Namespace, config: Settings, clinic: Clinic,
     if args.service == "registry" and args.role != "worker":
         internal = create_internal_registry_app(clinic.registry, verifier, metrics, tracing)
         # always logged: service-to-service calls do not pass the gateway, whose line covers the public API
-        servers.append(_server(internal, internal_server_config, Pki.open(config.pki), host=args.host,
+        servers.append(_server(internal, internal_server_config, Pki.open(config.pki, services=("registry",)), host=args.host,
                                port=args.internal_port))
     if any(server.config.access_log for server in servers):
         # uvicorn's Config(access_log=False) silences the "uvicorn.access" logger for the whole process: turn

@@ -156,6 +156,20 @@ def test_every_pod_is_locked_down(name):
 
 
 @pytest.mark.parametrize("name", OVERLAYS)
+def test_a_pod_mounts_the_ca_and_only_its_own_service_key_pair(name):
+    mounted = 0
+    for doc in all_pods(name):
+        for volume in pod_spec(doc).get("volumes", []):
+            if volume.get("secret", {}).get("secretName") != "clinic-pki":
+                continue
+            service = doc["metadata"]["labels"]["clinic/service"]
+            paths = {item["path"] for item in volume["secret"]["items"]}
+            assert paths == {"ca.pem", f"{service}.pem", f"{service}-key.pem"}, doc["metadata"]["name"]
+            mounted += 1
+    assert mounted >= 2  # the registry's API and the booking saga
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
 def test_every_container_has_requests_and_limits(name):
     for doc in all_pods(name):
         for container in containers(doc):
