@@ -229,6 +229,9 @@ def _add_problem_examples(code: str, response: dict[str, Any], path: str) -> Non
 
 def _add_headers(code: str, response: dict[str, Any]) -> None:
     headers = response.setdefault("headers", {})
+    for header in headers.values():  # a handler's ResponseHeader: Litestar writes no schema (3.1 needs one)
+        if "schema" not in header and "content" not in header:
+            header["schema"] = {"type": "string"}
     headers["X-Correlation-Id"] = CORRELATION_HEADER
     if code in ("401", "403"):
         headers["WWW-Authenticate"] = CHALLENGE_HEADER

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody
 
@@ -34,12 +35,35 @@ MinPosition = Annotated[str | None, HeaderParameter(
 IfMatch = Annotated[str | None, HeaderParameter(name="If-Match", required=False,
                                           description='The ETag last read ("<version>"); 409 if it changed')]
 
+EVENT_POSITION = "X-Event-Position"
+"""On command responses: where the command's events stand in their log (``<Log>:<id>``)."""
+EVENT_POSITION_HEADER = ResponseHeader(
+    name=EVENT_POSITION, documentation_only=True, required=True, example="Consultations:42",
+    description="Where the command's events stand in their log (`<Log>:<id>`); send it back as `X-Min-Position` "
+                "to read your own write")
+ETAG_HEADER = ResponseHeader(
+    name="ETag", documentation_only=True, required=True, example='"3"',
+    description='The consultation\'s version, `"<version>"`; send it as `If-Match` to cancel only that version')
+FRESHNESS_HEADERS = [
+    ResponseHeader(name="X-Projection-Position", documentation_only=True, example="42",
+                   description="Events of the logs the answering views have applied (absent where this service "
+                               "cannot see the logs' heads)"),
+    ResponseHeader(name="X-Projection-Lag", documentation_only=True, example="0",
+                   description="Events recorded but not yet applied to those views (absent likewise)"),
+    ResponseHeader(name="X-Projection-Stale", documentation_only=True, example="true",
+                   description="`true` when the views had not reached `X-Min-Position` within the wait (1 s)"),
+]
+"""What a read-model answer says about its freshness (``freshness_headers`` and ``read_after``)."""
+
 
 class ConsultationController(Controller):
     path = "/v1/consultations"
     tags = ["consultations"]
 
-    @post(operation_id="bookConsultation", summary="Book a consultation", status_code=202, sync_to_thread=True)
+    @post(operation_id="bookConsultation", summary="Book a consultation", status_code=202, sync_to_thread=True,
+          response_headers=[EVENT_POSITION_HEADER, ResponseHeader(
+              name="Location", documentation_only=True, required=True, example="/v1/consultations/{consultation_id}",
+              description="The consultation to poll until the saga has decided")])
     def book(self, data: JSONBody[BookConsultation], clinic: NamedDependency[Clinic],
              request: Request[Principal, Any, Any]) -> Response[BookingAccepted]:
         """Request a consultation; the booking saga confirms or rejects it (poll its status)."""
@@ -50,7 +74,8 @@ class ConsultationController(Controller):
         return Response(body, status_code=202, headers={"Location": f"{self.path}/{accepted.consultation_id}",
                                                         EVENT_POSITION: clinic.position(clinic.consultations)})
 
-    @get("/{consultation_id:uuid}", operation_id="getConsultation", summary="Read a consultation", sync_to_thread=True)
+    @get("/{consultation_id:uuid}", operation_id="getConsultation", summary="Read a consultation", sync_to_thread=True,
+         response_headers=[ETAG_HEADER, *FRESHNESS_HEADERS])
     def read(self, consultation_id: FromPath[UUID], clinic: NamedDependency[Clinic],
              request: Request[Principal, Any, Any], min_position: MinPosition = None) -> Response[Consultation]:
         """A consultation and its status, from the read model; visible to its patient, its doctor and admins."""
@@ -61,7 +86,8 @@ class ConsultationController(Controller):
         return Response(consultation_body(view), headers=headers)
 
     @post("/{consultation_id:uuid}/cancel", operation_id="cancelConsultation",
-          summary="Cancel a consultation", status_code=200, sync_to_thread=True)
+          summary="Cancel a consultation", status_code=200, sync_to_thread=True,
+          response_headers=[EVENT_POSITION_HEADER])
     def cancel(self, consultation_id: FromPath[UUID], data: JSONBody[CancelConsultation], clinic: NamedDependency[Clinic],
                request: Request[Principal, Any, Any], if_match: IfMatch = None) -> Response[ConsultationCancelled]:
         """Cancel a confirmed consultation (its patient, or an admin for the clinic); frees the slot."""
@@ -95,8 +121,6 @@ class ConsultationController(Controller):
 
 
 NOT_ALLOWED = "not allowed for this consultation (or there is no such consultation)"
-EVENT_POSITION = "X-Event-Position"
-"""On command responses: where the command's events stand in their log (``<Log>:<id>``)."""
 
 
 def read_after(clinic: Clinic, min_position: str | None) -> dict[str, str]:

@@ -17,7 +17,14 @@ from application.clinic import Clinic
 from application.views import ConsultationView
 from infrastructure.security.tokens import Principal
 from interfaces.http import access
-from interfaces.http.controllers.consultations import NOT_ALLOWED, MinPosition, freshness_headers, read_after
+from interfaces.http.controllers.consultations import (
+    ETAG_HEADER,
+    FRESHNESS_HEADERS,
+    NOT_ALLOWED,
+    MinPosition,
+    freshness_headers,
+    read_after,
+)
 from interfaces.http.schemas import ConsultationState, ConsultationV2
 
 
@@ -26,7 +33,7 @@ class ConsultationV2Controller(Controller):
     tags = ["consultations"]
 
     @get("/{consultation_id:uuid}", operation_id="getConsultationV2", summary="Read a consultation (v2)",
-         sync_to_thread=True)
+         sync_to_thread=True, response_headers=[ETAG_HEADER, *FRESHNESS_HEADERS])
     def read(self, consultation_id: FromPath[UUID], clinic: NamedDependency[Clinic],
              request: Request[Principal, Any, Any], min_position: MinPosition = None) -> Response[ConsultationV2]:
         """A consultation, its status and the status's reason, from the read model; visible to its patient,

@@ -15,7 +15,7 @@ from application.clinic import Clinic
 from domain.values import Role
 from infrastructure.security.tokens import Principal
 from interfaces.http.access import requires_role
-from interfaces.http.controllers.consultations import MinPosition, freshness_headers, read_after
+from interfaces.http.controllers.consultations import FRESHNESS_HEADERS, MinPosition, freshness_headers, read_after
 from interfaces.http.schemas import AuditedEvent, AuditTrail, Saga, SagaStep
 
 AuditKind = Annotated[str, PathParameter(description="consultation, slot, patient, doctor or saga",
@@ -27,7 +27,8 @@ class SagaController(Controller):
     tags = ["oversight"]
     guards = [requires_role(Role.AUDITOR, Role.ADMIN)]
 
-    @get("/{saga_id:uuid}", operation_id="getSaga", summary="Read a booking saga", sync_to_thread=True)
+    @get("/{saga_id:uuid}", operation_id="getSaga", summary="Read a booking saga", sync_to_thread=True,
+         response_headers=FRESHNESS_HEADERS)
     def read(self, saga_id: FromPath[UUID], clinic: NamedDependency[Clinic],
              min_position: MinPosition = None) -> Response[Saga]:
         """The booking saga's state and every step it took (from the read model)."""

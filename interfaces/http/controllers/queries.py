@@ -14,7 +14,13 @@ from application.clinic import Clinic
 from domain.values import Role
 from infrastructure.security.tokens import Principal
 from interfaces.http import access
-from interfaces.http.controllers.consultations import MinPosition, consultation_body, freshness_headers, read_after
+from interfaces.http.controllers.consultations import (
+    FRESHNESS_HEADERS,
+    MinPosition,
+    consultation_body,
+    freshness_headers,
+    read_after,
+)
 from interfaces.http.schemas import Agenda, ConsultationPage
 
 Day = Annotated[date, QueryParameter(description="the day, YYYY-MM-DD (UTC)")]
@@ -26,7 +32,7 @@ class PatientConsultationsController(Controller):
     tags = ["consultations"]
 
     @get("/{patient_id:uuid}/consultations", operation_id="listPatientConsultations",
-         summary="List a patient's consultations", sync_to_thread=True)
+         summary="List a patient's consultations", sync_to_thread=True, response_headers=FRESHNESS_HEADERS)
     def list(self, patient_id: FromPath[UUID], clinic: NamedDependency[Clinic], request: Request[Principal, Any, Any],
              status: Annotated[str | None, QueryParameter(
                  required=False, pattern="^(REQUESTED|CONFIRMED|REJECTED|CANCELLED|COMPLETED|NO_SHOW)$",
@@ -53,7 +59,7 @@ class AgendaController(Controller):
     tags = ["consultations"]
 
     @get("/{doctor_id:uuid}/agenda", operation_id="getDoctorAgenda",
-         summary="Read a doctor's agenda for a day", sync_to_thread=True)
+         summary="Read a doctor's agenda for a day", sync_to_thread=True, response_headers=FRESHNESS_HEADERS)
     def agenda(self, doctor_id: FromPath[UUID], date: Day, clinic: NamedDependency[Clinic],
                request: Request[Principal, Any, Any], min_position: MinPosition = None) -> Response[Agenda]:
         """The doctor's consultations that day in time order; the doctor themself or an admin."""

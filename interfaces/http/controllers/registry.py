@@ -14,7 +14,14 @@ from domain.values import Role
 from infrastructure.security.tokens import Principal
 from interfaces.http import access
 from interfaces.http.access import requires_role
-from interfaces.http.controllers.consultations import EVENT_POSITION, MinPosition, freshness_headers, read_after
+from interfaces.http.controllers.consultations import (
+    EVENT_POSITION,
+    EVENT_POSITION_HEADER,
+    FRESHNESS_HEADERS,
+    MinPosition,
+    freshness_headers,
+    read_after,
+)
 from interfaces.http.controllers.queries import Day
 from interfaces.http.schemas import (
     DoctorRegistered,
@@ -93,7 +100,7 @@ class SlotController(Controller):
     tags = ["scheduling"]
 
     @get("/{doctor_id:uuid}/slots", operation_id="listDoctorSlots",
-         summary="List a doctor's slots for a day", sync_to_thread=True)
+         summary="List a doctor's slots for a day", sync_to_thread=True, response_headers=FRESHNESS_HEADERS)
     def list_slots(self, doctor_id: FromPath[UUID], date: Day, clinic: NamedDependency[Clinic],
                    status: Annotated[Literal["available"] | None, QueryParameter(
                        required=False, description="`available`: only the open slots a patient can book")] = None,
@@ -107,6 +114,7 @@ class SlotController(Controller):
 
     @post("/{doctor_id:uuid}/slots", operation_id="openSlots",
           summary="Open slots in a doctor's agenda", status_code=201, sync_to_thread=True,
+          response_headers=[EVENT_POSITION_HEADER],
           guards=[requires_role(Role.ADMIN)])
     def open_slots(self, doctor_id: FromPath[UUID], data: JSONBody[OpenSlots],
                    clinic: NamedDependency[Clinic]) -> Response[SlotsOpened]:

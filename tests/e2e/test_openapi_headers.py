@@ -1,0 +1,88 @@
+"""Every response header the API sends is in the OpenAPI document, and every required one is sent.
+
+One story calls every operation successfully (as an admin, reading after its own writes) and
+compares each answer's headers with those the committed document gives that status. Left out:
+the transport's own (``content-type``, ``content-length``, ``date``, ``server``) and the security
+headers every response carries (``middleware.SECURITY_HEADERS``, listed in docs/security.md).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from joserfc.jwk import ECKey
+from litestar.testing import TestClient
+
+from application.bootstrap import bootstrap
+from application.settings import Settings
+from infrastructure.security.tokens import TokenIssuer
+from interfaces.http.app import create_app
+from interfaces.http.middleware import SECURITY_HEADERS
+from tests.e2e.conftest import START, book, open_slot, register_doctor, register_patient
+
+SPEC = json.loads((Path(__file__).resolve().parents[2] / "specs" / "openapi.json").read_text())
+OPERATIONS = {op["operationId"]: (path, method) for path, item in SPEC["paths"].items() for method, op in item.items()}
+UNDOCUMENTED = {"content-type", "content-length", "date", "server"} | {name.lower() for name in SECURITY_HEADERS}
+ISSUER = TokenIssuer(ECKey.generate_key("P-256", auto_kid=True), "clinic-dev", "clinic-api")
+ADMIN = {"Authorization": f"Bearer {ISSUER.issue('ops-1', ['ADMIN'])}"}
+
+
+def documented(name: str, status: int) -> dict[str, dict[str, Any]]:
+    path, method = OPERATIONS[name]
+    headers = SPEC["paths"][path][method]["responses"][str(status)].get("headers", {})
+    return {header.lower(): spec for header, spec in headers.items()}
+
+
+def test_every_header_sent_is_documented_and_every_required_one_sent():
+    clinic = bootstrap(Settings(persistence="memory", runner_tick_seconds=0.05))
+    answers: dict[str, Any] = {}
+    try:
+        with TestClient(create_app(clinic, ISSUER.verifier())) as api:
+            answers |= story(api, clinic)
+    finally:
+        clinic.close()
+    assert set(answers) == set(OPERATIONS), "the story must call every operation"
+    for name, response in answers.items():
+        assert response.status_code < 300, (name, response.text)
+        promised = documented(name, response.status_code)
+        sent = {header.lower() for header in response.headers} - UNDOCUMENTED
+        assert sent <= set(promised), f"{name} sends undocumented headers: {sorted(sent - set(promised))}"
+        required = {header for header, spec in promised.items() if spec.get("required")}
+        assert required <= sent, f"{name} does not send {sorted(required - sent)}"
+
+
+def story(api: TestClient[Any], clinic: Any) -> dict[str, Any]:
+    answers: dict[str, Any] = {"live": api.get("/health/live"), "ready": api.get("/health/ready")}
+    registered = api.post("/v1/patients", json={"name": "Rita", "email": "rita@example.org",
+                                                 "birth_date": "1990-02-02", "consent": True}, headers=ADMIN)
+    answers["registerPatient"] = registered
+    patient, doctor = register_patient(api, ADMIN), register_doctor(api, ADMIN)
+    answers["registerDoctor"] = api.post("/v1/doctors", json={"name": "Dr Leo", "specialty": "gp"}, headers=ADMIN)
+    answers["openSlots"] = api.post(f"/v1/doctors/{doctor}/slots", headers=ADMIN, json={
+        "slots": [{"start": "2027-02-01T09:00:00Z", "duration_minutes": 30}]})
+    open_slot(api, ADMIN, doctor)
+    answers["bookConsultation"] = booked = book(api, ADMIN, patient, doctor)
+    consultation, saga = booked.json()["consultation_id"], booked.json()["saga_id"]
+    fresh = {**ADMIN, "X-Min-Position": booked.headers["X-Event-Position"]}
+    clinic.wait_until_settled()
+    day = START[:10]
+    answers |= {
+        "getPatient": api.get(f"/v1/patients/{patient}", headers=ADMIN),
+        "listPatientRecordAccess": api.get(f"/v1/patients/{patient}/access-log", headers=ADMIN),
+        "listDoctorSlots": api.get(f"/v1/doctors/{doctor}/slots?date={day}", headers=fresh),
+        "getConsultation": api.get(f"/v1/consultations/{consultation}", headers=fresh),
+        "getConsultationV2": api.get(f"/v2/consultations/{consultation}", headers=fresh),
+        "listPatientConsultations": api.get(f"/v1/patients/{patient}/consultations", headers=fresh),
+        "getDoctorAgenda": api.get(f"/v1/doctors/{doctor}/agenda?date={day}", headers=fresh),
+        "getSaga": api.get(f"/v1/sagas/{saga}", headers=fresh),
+        "auditAggregate": api.get(f"/v1/audit/consultation/{consultation}", headers=ADMIN),
+        "addClinicalNote": api.post(f"/v1/consultations/{consultation}/notes", json={"text": "BP 120/80"},
+                                    headers=ADMIN),
+        "listClinicalNotes": api.get(f"/v1/consultations/{consultation}/notes", headers=ADMIN),
+        "cancelConsultation": api.post(f"/v1/consultations/{consultation}/cancel", json={"reason": "cannot come"},
+                                       headers=ADMIN),
+        "deactivateDoctor": api.post(f"/v1/doctors/{doctor}/deactivate", headers=ADMIN),
+    }
+    return answers
