@@ -173,7 +173,17 @@ def _line(s: dict[str, Any]) -> str:
 
 def run_seconds(quick: bool) -> float:
     """How long each run of the sweep lasts (``--quick`` keeps the whole ``clinic bench`` under 5 minutes)."""
-    return 4.0 if quick else 15.0
+    return 3.0 if quick else 15.0
+
+
+def open_seconds(quick: bool) -> float:
+    """Each fixed load's window: past saturation its backlog is waited out before the next run."""
+    return 2.0 if quick else run_seconds(quick)
+
+
+def accept_seconds(quick: bool) -> float:
+    """The accept baseline's window: its backlog is drained after it, at the saga's pace (the longest wait)."""
+    return 2.0 if quick else run_seconds(quick)
 
 
 def sweep(load: Load, quick: bool, rates: tuple[float, ...]) -> dict[str, Any]:
@@ -182,7 +192,7 @@ def sweep(load: Load, quick: bool, rates: tuple[float, ...]) -> dict[str, Any]:
     # warm-up, waited out: the setup's events reach every follower first (Booking follows Scheduling,
     # so each opened slot is one message it must take before the first booking's), then caches fill
     load.run("accept", 2.0, clients=4)
-    results: dict[str, Any] = {"open": [load.run("open", duration, rate=r) for r in rates], "closed": []}
+    results: dict[str, Any] = {"open": [load.run("open", open_seconds(quick), rate=r) for r in rates], "closed": []}
     load.run("accept", 1.0, clients=1)  # an overloaded open run leaves a backlog: wait it out before the next
     best: dict[str, Any] | None = None
     for clients in (8, 16, 32, 64, 128)[: 2 if quick else 5]:
@@ -192,7 +202,7 @@ def sweep(load: Load, quick: bool, rates: tuple[float, ...]) -> dict[str, Any]:
             break
         best = run if best is None or run["decided_per_s"] > best["decided_per_s"] else best
     results["saturation"] = best
-    results["accept"] = load.run("accept", duration, clients=best["clients"])
+    results["accept"] = load.run("accept", accept_seconds(quick), clients=best["clients"])
     return results
 
 
