@@ -19,6 +19,7 @@ PROMETHEUS = ROOT / "deployment" / "prometheus"
 GRAFANA = ROOT / "deployment" / "grafana"
 RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.yml"))
 RULE_TESTS = sorted((PROMETHEUS / "tests").glob("*.yml"))
+SLAS_DOC = ROOT / "docs" / "slas.md"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 ALERTS_DOC = ROOT / "docs" / "observability-alerts.md"
 
@@ -41,9 +42,13 @@ def alerts() -> list[dict]:
     return [rule for rule in rules() if "alert" in rule]
 
 
-def recording_rules() -> dict[str, str]:
-    """Recorded name → its expression."""
-    return {rule["record"]: rule["expr"] for rule in rules() if "record" in rule}
+def recording_rules() -> dict[str, list[str]]:
+    """Recorded name → its expressions (one per ``slo`` label value for the SLO scheme's names)."""
+    recorded: dict[str, list[str]] = {}
+    for rule in rules():
+        if "record" in rule:
+            recorded.setdefault(rule["record"], []).append(str(rule["expr"]))
+    return recorded
 
 
 def rule_tests() -> list[dict]:
@@ -86,7 +91,7 @@ def names_in(expr: str) -> set[str]:
     return set(NAME.findall(STRING.sub('""', expr)))
 
 
-def metric_names(exprs: list[str], recorded: dict[str, str]) -> set[str]:
+def metric_names(exprs: list[str], recorded: dict[str, list[str]]) -> set[str]:
     """The ``clinic_…`` metric names ``exprs`` read, recording rules resolved to their own expressions."""
     found: set[str] = set()
     pending = [name for expr in exprs for name in names_in(expr)]
@@ -97,7 +102,7 @@ def metric_names(exprs: list[str], recorded: dict[str, str]) -> set[str]:
             continue
         seen.add(name)
         if name.startswith("clinic:"):
-            pending.extend(names_in(recorded[name]))
+            pending.extend(found_name for expr in recorded[name] for found_name in names_in(expr))
         else:
             found.add(name)
     return found

@@ -15,11 +15,11 @@ def test_names_are_metrics_and_recording_rules_not_label_values():
 
 
 def test_recording_rules_resolve_to_the_metrics_they_read():
-    recorded = {"clinic:a:rate5m": "sum(rate(clinic_a_total[5m]))",
-                "clinic:a:ratio": "clinic:a:rate5m / clinic:b:rate5m",
-                "clinic:b:rate5m": "sum(rate(clinic_b_bucket[5m]))"}
+    recorded = {"clinic:a:rate5m": ["sum(rate(clinic_a_total[5m]))"],
+                "clinic:a:ratio": ["clinic:a:rate5m / clinic:b:rate5m"],
+                "clinic:b:rate5m": ["sum(rate(clinic_b_bucket[5m]))", "sum(rate(clinic_d_count[5m]))"]}
     assert files.metric_names(["clinic:a:ratio + clinic_c"], recorded) == {
-        "clinic_a_total", "clinic_b_bucket", "clinic_c"}
+        "clinic_a_total", "clinic_b_bucket", "clinic_d_count", "clinic_c"}
 
 
 def test_grafana_variables_are_put_in_place():

@@ -6,6 +6,7 @@ tests skip loudly, or fail under CLINIC_REQUIRE_SERVICES=1.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -81,9 +82,13 @@ def test_every_alert_is_unit_tested_firing_and_quiet():
     assert (fired | quiet) - names == set(), "tests of alerts that do not exist"
 
 
-def test_every_recording_rule_is_unit_tested():
-    tested = {case["expr"] for test in files.rule_tests() for case in test.get("promql_expr_test", [])}
+def test_every_recording_rule_and_every_slo_is_unit_tested():
+    exprs = [case["expr"] for test in files.rule_tests() for case in test.get("promql_expr_test", [])]
+    tested = {name for expr in exprs for name in files.names_in(expr)}
     assert set(files.recording_rules()) - tested == set()
+    slos = {rule["labels"]["slo"] for rule in files.rules() if "slo" in rule.get("labels", {})}
+    tested_slos = {slo for expr in exprs for slo in re.findall(r'slo="([^"]+)"', expr)}
+    assert slos - tested_slos == set(), "SLOs whose SLI no promtool test evaluates"
 
 
 def test_rules_read_only_recorded_names_that_exist():
