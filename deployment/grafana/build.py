@@ -83,7 +83,27 @@ def services() -> dict:
     ]
     return dashboard("clinic-services", "Clinic — services", "HTTP traffic, latency and errors of each service.",
                      [("Traffic", traffic), ("Latency", latency), ("Errors", errors),
-                      ("Availability SLO (99.5 % non-5xx)", slo)])
+                      ("Availability SLO (99.5 % non-5xx)", slo), ("Every SLO (docs/slas.md)", slos())])
+
+
+def slos() -> list[dict]:
+    """Every SLO of deployment/prometheus/build.py: its error ratio, burn rate and the budget spent lately."""
+    legend = "{{slo}} {{service}} {{projection}}"
+    def burn(w: str) -> str:
+        return f"clinic:sli_error:ratio_rate{w}{{{S}}} / on (slo) group_left () clinic:slo_error_budget:ratio"
+    return [
+        timeseries("SLI error ratio (1 h)", "Share of each SLO's events that were bad over the last hour "
+                   "(5xx, slower than the target, timed out, stale).",
+                   [target(f"clinic:sli_error:ratio_rate1h{{{S}}}", legend)], "percentunit", width=8),
+        timeseries("Burn rate (1 h, 6 h)", "Error ratio / budget. Pages: 14.4 over 1h and 5m, 6 over 6h and 30m; "
+                   "ticket: 1 over 3d and 6h.",
+                   [target(burn("1h"), f"1h {legend}"), target(burn("6h"), f"6h {legend}")], "none", width=8,
+                   thresholds=(1, 6, 14.4)),
+        stat("Budget spent in the last 3 days", "Share of the 30-day error budget the last 3 days spent "
+             "(10 % = on track to spend it all; ticket above).",
+             [target(f"{burn('3d')} * 3 / 30", legend)], "percentunit", width=8, thresholds=(0.1,),
+             colors=("red",)),
+    ]
 
 
 def messaging_sagas() -> dict:
