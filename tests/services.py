@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import NoReturn
 
 import pytest
 
@@ -73,7 +74,7 @@ def redis_url() -> str:
     return f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
 
 
-def _skip_or_fail(message: str) -> None:
+def _skip_or_fail(message: str) -> NoReturn:
     if services_required():
         pytest.fail(message + " (CLINIC_REQUIRE_SERVICES is set)")
     pytest.skip(message)
@@ -110,10 +111,7 @@ def require_binary(name: str) -> str:
     path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
     if path:
         return path
-    message = f"{name} is not installed; install it with: apt-get install -y {name}"
-    if services_required():
-        pytest.fail(message + " (CLINIC_REQUIRE_SERVICES is set)")
-    pytest.skip(message)
+    _skip_or_fail(f"{name} is not installed; install it with: apt-get install -y {name}")
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -131,10 +129,7 @@ def require_tool(name: str, how: str) -> str:
     path = shutil.which(name, path=search)
     if path:
         return path
-    message = f"{name} is not installed; {how}"
-    if services_required():
-        pytest.fail(message + " (CLINIC_REQUIRE_SERVICES is set)")
-    pytest.skip(message)
+    _skip_or_fail(f"{name} is not installed; {how}")
 
 
 def amqp_url(vhost: str = "/") -> str:

@@ -42,7 +42,7 @@ from typing import Any
 
 import pytest
 
-from tests import services
+from tests import polling, services
 from tests.private_servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,13 +56,7 @@ SERVED_PER_PHASE = 40
 
 
 def eventually(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(POLL_SECONDS)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    return polling.eventually(condition, timeout, what, interval=POLL_SECONDS)
 
 
 def send(port: int, path: str, headers: dict[str, str] | None = None,

@@ -15,7 +15,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -27,6 +26,7 @@ import pytest
 import yaml
 
 from tests import services
+from tests.polling import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 CLINIC = [sys.executable, "-m", "interfaces.cli.main"]
@@ -60,13 +60,7 @@ def status(port: int, path: str) -> int:
 
 
 def until(condition: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    return eventually(condition, timeout, what)
 
 
 def with_local_servers(args: list[str], port: int) -> list[str]:

@@ -17,11 +17,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from infrastructure.security.scopes import PUBLIC_SCOPES
 from tests import services
 from tests.e2e.distributed.otlp import OtlpReceiver
 from tests.e2e.oauth import user_token
+from tests.polling import eventually
 
 ROOT = Path(__file__).resolve().parents[3]
 CLINIC = [sys.executable, "-m", "interfaces.cli.main"]
@@ -46,17 +46,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def eventually(condition: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
-    """Poll ``condition`` until it is truthy (a client of the 202 API polls too)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class Cluster:
