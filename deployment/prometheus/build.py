@@ -124,7 +124,8 @@ def window_rules(slo: Slo, w: str) -> list[dict]:
     only = f'{{slo="{slo.name}"}}'
     if slo is API_AVAILABILITY:
         api = f'{{service=~"{API_SERVICES}"}}'
-        return http_rules(w) + [
+        return [
+            *http_rules(w),
             record(f"clinic:sli_events:rate{w}", f"clinic:http_requests:rate{w}{api}", slo.name),
             record(f"clinic:sli_bad_events:rate{w}", f"clinic:http_errors:rate{w}{api}", slo.name),
             record(f"clinic:sli_error:ratio_rate{w}", f"clinic:http_errors:ratio_rate{w}{api}", slo.name)]
