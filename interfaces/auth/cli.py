@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator
 from datetime import timedelta
 
 import uvicorn
@@ -22,6 +20,7 @@ from interfaces.auth.app import create_auth_app
 from interfaces.auth.hashing import check_password, new_client_secret
 from interfaces.auth.keyring import KeyRingFile, utc_now
 from interfaces.auth.service import AuthService
+from interfaces.cli.graceful import GRACE_SECONDS, Server, serve_until_stopped
 from interfaces.cli.main import settings
 
 log = logging.getLogger("clinic.auth")
@@ -29,33 +28,21 @@ DEFAULT_PORT = 9000
 PASSWORD_VARIABLE = "CLINIC_AUTH_USER_PASSWORD"
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handlers: ``clinic run`` handles SIGTERM and SIGINT."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 async def serve_auth(args: argparse.Namespace, config: Settings, stop: asyncio.Event,
                      tracing: TracerProvider | None = None) -> int:
-    """Serve the authorization server until SIGTERM/SIGINT (``stop``); creates the key ring on first start.
+    """Serve the authorization server until SIGTERM/SIGINT (``stop``), then drain like an API (readiness 503,
+    still serving for ``CLINIC_DRAIN_SECONDS``); creates the key ring on first start.
     With ``tracing`` (``clinic run`` configures it), its requests are server spans."""
     configure_logging("auth", config.log_level, json=config.log_format == "json")
     service = AuthService.from_settings(config)
     if service.keys.init(utc_now()):
         log.info("created signing keys (current + next) in %s", service.keys.path)
+    service.checks["accepting"] = lambda: not stop.is_set()
     app = create_auth_app(service, Metrics.for_service("auth"), tracer_provider=tracing)
-    server = _Server(uvicorn.Config(app, host=args.host, port=args.port or DEFAULT_PORT, log_level="info",
-                                    log_config=None))
-    serving = asyncio.create_task(server.serve(), name="auth")
+    server = Server(uvicorn.Config(app, host=args.host, port=args.port or DEFAULT_PORT, log_level="info",
+                                   log_config=None, timeout_graceful_shutdown=GRACE_SECONDS))
     log.info("authorization server for issuer %s", service.issuer)
-    stopped = asyncio.create_task(stop.wait())
-    await asyncio.wait([serving, stopped], return_when=asyncio.FIRST_COMPLETED)
-    server.should_exit = True
-    stopped.cancel()
-    await asyncio.gather(serving, return_exceptions=True)
-    return 0 if stop.is_set() else 1
+    return await serve_until_stopped(server, stop, config.drain_seconds)
 
 
 def run_client_add(args: argparse.Namespace) -> int:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from authlib.common.security import is_secure_transport
@@ -28,6 +29,8 @@ class AuthService:
     keys: KeyRingFile
     limits: RateLimits
     issuer: str
+    checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
+    """Extra readiness checks added where the signals live (``clinic run auth``: ``accepting``)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, auth_dir: Path | None = None) -> AuthService:
@@ -80,15 +83,18 @@ class AuthService:
         return None, self.server.create_authorization_response(request, grant_user=user, grant=grant)
 
     def readiness(self) -> dict[str, bool]:
-        """Only the key ring: its file can be read now and holds a current signing key.
+        """The key ring (its file can be read now and holds a current signing key), plus :attr:`checks`.
 
-        Nothing else is a readiness dependency (docs/observability-health.md): the clients and
-        users files are read per request, and a missing entry is an OAuth error, not an outage.
+        No other dependency counts (docs/observability-health.md): the clients and users files are
+        read per request, and a missing entry is an OAuth error, not an outage.
         """
+        return {"key_ring": self._key_ring_readable()} | {name: check() for name, check in self.checks.items()}
+
+    def _key_ring_readable(self) -> bool:
         try:
             with self.keys.path.open("rb"):  # readable now, not only when it last changed
                 pass
             self.keys.ring().current()
         except (OSError, ValueError, KeyError, TypeError):
-            return {"key_ring": False}
-        return {"key_ring": True}
+            return False
+        return True

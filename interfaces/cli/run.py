@@ -5,18 +5,17 @@
 (one per context), and serves only the health probes; ``--role all`` does both in one
 process. On SIGTERM the service
 stops being ready, goes on serving HTTP for ``CLINIC_DRAIN_SECONDS`` (so load balancers stop
-sending), stops taking messages, lets in-flight work finish and be acked, then exits.
+sending), stops taking messages, lets in-flight work finish and be acked, then exits. The drain is
+interfaces/cli/graceful.py's, shared with ``clinic run auth`` and ``clinic serve``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import uvicorn
 from opentelemetry.sdk.trace import TracerProvider
@@ -28,6 +27,9 @@ from infrastructure.observability.logging import configure_logging
 from infrastructure.observability.metrics import Metrics
 from infrastructure.observability.tracing import configure_tracing, shutdown_tracing
 from infrastructure.tls import Pki
+from interfaces.cli.graceful import GRACE_SECONDS, drain, stop_on_signals
+from interfaces.cli.graceful import Server as _Server
+from interfaces.cli.graceful import until_stopped_or_failed as _until_stopped_or_failed
 from interfaces.cli.main import settings
 from interfaces.http.app import SERVICE_CONTROLLERS, create_app
 from interfaces.http.controllers.health import HealthController
@@ -35,16 +37,6 @@ from interfaces.http.internal import create_internal_registry_app, internal_serv
 from interfaces.security.trust import token_verifier
 
 log = logging.getLogger("clinic.service")
-GRACE_SECONDS = 5
-"""How long in-flight HTTP requests (and idle keep-alive clients) get to finish on SIGTERM."""
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handlers: the service shuts down in its own order."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def run_service(args: argparse.Namespace) -> int:
@@ -61,9 +53,7 @@ def run_service(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, config: Settings, tracing: TracerProvider | None = None) -> int:
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     if args.service == "auth":
         from interfaces.auth.cli import serve_auth
 
@@ -91,14 +81,6 @@ async def _run(args: argparse.Namespace, config: Settings, tracing: TracerProvid
     await asyncio.gather(*serving, return_exceptions=True)
     clinic.close()
     return 1 if failed else 0
-
-
-async def drain(serving: list[asyncio.Task[None]], seconds: float) -> None:
-    """Go on serving for ``seconds`` while readiness says 503 (or until a server ends by itself), so the load
-    balancers that follow readiness (Kubernetes endpoints, an ingress) stop sending before the port closes."""
-    if seconds > 0:
-        log.info("draining: not ready, still serving for %.1f s", seconds)
-        await asyncio.wait(serving, timeout=seconds)
 
 
 async def _run_projections(args: argparse.Namespace, config: Settings, stop: asyncio.Event) -> int:
@@ -164,13 +146,3 @@ def _server(app: object, make_config: Callable[..., uvicorn.Config], *args: obje
     return _Server(make_config(app, *args, log_level="info", log_config=None, timeout_graceful_shutdown=GRACE_SECONDS,
                                **options))
 
-
-async def _until_stopped_or_failed(stop: asyncio.Event, tasks: list[asyncio.Task[object]]) -> bool:
-    """Wait for SIGTERM/SIGINT, or for a part to end on its own (a failure: exit non-zero)."""
-    stopped = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    stopped.cancel()
-    failed = [t for t in done if t is not stopped]
-    for task in failed:
-        log.error("%s ended unexpectedly: %r", task.get_name(), task.exception())
-    return bool(failed)

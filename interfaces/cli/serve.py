@@ -1,15 +1,22 @@
-"""``clinic serve``: the HTTP API and the saga runner in one process (embedded mode)."""
+"""``clinic serve``: the HTTP API and the saga runner in one process (embedded mode).
+
+On SIGTERM/SIGINT it drains like ``clinic run``'s APIs (interfaces/cli/graceful.py): ``/health/ready`` says 503
+(``accepting: false``) while it goes on serving for ``CLINIC_DRAIN_SECONDS``, then it closes its port.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 
 import uvicorn
 
 from application.bootstrap import bootstrap
+from application.clinic import Clinic
 from infrastructure.observability.logging import configure_logging
 from infrastructure.observability.metrics import Metrics
 from infrastructure.observability.tracing import configure_tracing, shutdown_tracing
+from interfaces.cli.graceful import GRACE_SECONDS, Server, serve_until_stopped, stop_on_signals
 from interfaces.cli.main import settings
 from interfaces.http.app import create_app
 from interfaces.security.trust import token_verifier
@@ -24,8 +31,19 @@ def run_serve(args: argparse.Namespace) -> int:
     clinic = bootstrap(config, metrics=metrics)
     app = create_app(clinic, verifier, close_clinic_on_shutdown=True, max_request_bytes=config.max_request_bytes,
                      metrics=metrics, tracer_provider=tracing)
+    server = Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info", log_config=None,
+                                   access_log=config.access_log, timeout_graceful_shutdown=GRACE_SECONDS))
     print(f"clinic: serving on http://{args.host}:{args.port} ({config.persistence} stores in {config.data_dir}); "
           f"get a token with `clinic token --sub ID --role ADMIN`", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", log_config=None, access_log=config.access_log)
-    shutdown_tracing(tracing)
-    return 0
+    try:
+        # uvicorn's loop choice (uvloop when installed), as uvicorn.run would make it
+        with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+            return runner.run(_serve(server, clinic, config.drain_seconds))
+    finally:
+        shutdown_tracing(tracing)
+
+
+async def _serve(server: Server, clinic: Clinic, drain_seconds: float) -> int:
+    stop = stop_on_signals()
+    clinic.checks["accepting"] = lambda: not stop.is_set()
+    return await serve_until_stopped(server, stop, drain_seconds)

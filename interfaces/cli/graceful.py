@@ -1,0 +1,69 @@
+"""How a ``clinic`` server process stops on SIGTERM/SIGINT: readiness 503, a drain, then the port closes.
+
+One mechanism for every server: ``clinic run <context>`` (api, all), ``clinic run auth`` and ``clinic serve``.
+Each sets a readiness check to ``not stop.is_set()`` (``accepting``); after the signal the process goes on
+serving for ``CLINIC_DRAIN_SECONDS`` (:func:`drain`) so the load balancers that follow readiness stop
+sending before the port closes, then in-flight requests get uvicorn's graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+
+import uvicorn
+
+log = logging.getLogger("clinic.service")
+GRACE_SECONDS = 5
+"""How long in-flight HTTP requests (and idle keep-alive clients) get to finish once the port closes."""
+
+
+class Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: the process shuts down in its own order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT (call it inside the running loop)."""
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def drain(serving: list[asyncio.Task[None]], seconds: float) -> None:
+    """Go on serving for ``seconds`` while readiness says 503 (or until a server ends by itself), so the load
+    balancers that follow readiness (Kubernetes endpoints, an ingress) stop sending before the port closes."""
+    if seconds > 0:
+        log.info("draining: not ready, still serving for %.1f s", seconds)
+        await asyncio.wait(serving, timeout=seconds)
+
+
+async def until_stopped_or_failed(stop: asyncio.Event, tasks: list[asyncio.Task[object]]) -> bool:
+    """Wait for SIGTERM/SIGINT, or for a part to end on its own (a failure: exit non-zero)."""
+    stopped = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    failed = [t for t in done if t is not stopped]
+    for task in failed:
+        log.error("%s ended unexpectedly: %r", task.get_name(), task.exception())
+    return bool(failed)
+
+
+async def serve_until_stopped(server: uvicorn.Server, stop: asyncio.Event, drain_seconds: float) -> int:
+    """Serve until ``stop``; then readiness is 503 (the caller's ``accepting`` check reads ``stop``), a drain,
+    and the port closes. 0 after a signal, 1 if the server ended by itself."""
+    serving = asyncio.create_task(server.serve(), name=f"http:{server.config.port}")
+    failed = await until_stopped_or_failed(stop, [serving])
+    stop.set()  # readiness is false from here on
+    if not failed:
+        await drain([serving], drain_seconds)
+    server.should_exit = True
+    await asyncio.gather(serving, return_exceptions=True)
+    return 1 if failed else 0
