@@ -22,7 +22,7 @@ from projections.doctor_agenda import doctor_agenda_key
 from projections.doctor_slots import doctor_slots_key, slot_key
 from projections.patient_consultations import patient_consultations_key
 from projections.saga_status import saga_key, saga_steps_key
-from projections.store import ViewStore
+from projections.store import ServingRead, ViewStore
 
 HIDDEN_FROM_AGENDA = {"REJECTED", "CANCELLED"}
 MAX_PAGE = 100
@@ -55,6 +55,14 @@ class Freshness:
         return max(self.head - self.position, 0)
 
 
+@dataclass(frozen=True)
+class ConsultationRead:
+    """A consultation's view and the freshness of the version it was read from."""
+
+    view: ConsultationView
+    freshness: Freshness | None
+
+
 class ReadModels:
     """The read side: consultation detail, a patient's consultations, agendas, free slots, sagas."""
 
@@ -67,13 +75,18 @@ class ReadModels:
 
     def consultation(self, consultation_id: UUID) -> ConsultationView:
         """A consultation; one just accepted is waited for briefly while the views catch up."""
-        fields = self._fields("consultation_detail", consultation_key(consultation_id))
-        if not fields and self.catch_up("consultation_detail"):
-            fields = self._fields("consultation_detail", consultation_key(consultation_id))
-        if not fields:
+        return self.consultation_read(consultation_id).view
+
+    def consultation_read(self, consultation_id: UUID) -> ConsultationRead:
+        """A consultation and how fresh its view is: the serving version, the view and that version's
+        positions in one store read (one Redis round trip), then the leaders' heads."""
+        read = self._serving_read("consultation_detail", consultation_key(consultation_id))
+        if not read.fields and self.catch_up("consultation_detail"):
+            read = self._serving_read("consultation_detail", consultation_key(consultation_id))
+        if not read.fields:
             raise NotFoundError(f"consultation {consultation_id} not found (a just-accepted booking may "
                                 "take a moment to appear)")
-        return _consultation(fields)
+        return ConsultationRead(_consultation(read.fields), self._freshness_at("consultation_detail", read.positions))
 
     def patient_consultations(self, patient_id: UUID, status: str | None = None, start_from: datetime | None = None,
                               start_to: datetime | None = None, cursor: str | None = None, limit: int = 20) -> Page:
@@ -124,6 +137,14 @@ class ReadModels:
         positions = sum(self.store.position(name, self._version(name), leader) for name, leader in pairs)
         return Freshness(positions, sum(self.heads[leader]() or 0 for _, leader in pairs))
 
+    def _freshness_at(self, name: str, positions: Mapping[str, int]) -> Freshness | None:
+        """``freshness(name)`` from positions already read (``None``: a head is not visible here)."""
+        leaders = BY_NAME[name].leaders
+        if any(leader not in self.heads for leader in leaders):
+            return None
+        return Freshness(sum(positions[leader] for leader in leaders),
+                         sum(self.heads[leader]() or 0 for leader in leaders))
+
     def reached(self, leader: str, notification_id: int) -> bool:
         """Whether every view fed by ``leader`` has applied its events up to ``notification_id``."""
         names = [name for name, projection in BY_NAME.items() if leader in projection.leaders]
@@ -155,6 +176,9 @@ class ReadModels:
 
     def _version(self, name: str) -> int:
         return self.store.serving_version(name) or BY_NAME[name].version
+
+    def _serving_read(self, name: str, key: str) -> ServingRead:
+        return self.store.read_serving(name, BY_NAME[name].version, key, BY_NAME[name].leaders)
 
     def _fields(self, name: str, key: str) -> dict[str, str]:
         return self.store.get_fields(name, self._version(name), key)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from projections.ops import AddToIndex, AppendToList, CopyToMembers, Op, RemoveFromIndex, SetFields, SetFieldsIf
-from projections.store import INF, RebuildTarget
+from projections.store import INF, RebuildTarget, ServingRead
 
 
 class _Hash(dict):
@@ -66,6 +66,13 @@ class MemoryViewStore:
         """The hash at ``key`` (``{}`` if absent)."""
         with self._lock:
             return dict(self._get(name, version, key, _Hash))
+
+    def read_serving(self, name: str, default_version: int, key: str, leaders: Sequence[str]) -> ServingRead:
+        """The serving version's hash at ``key`` and its positions for ``leaders``, under one lock."""
+        with self._lock:
+            version = self._serving.get(name) or default_version
+            return ServingRead(version, dict(self._get(name, version, key, _Hash)),
+                               {leader: self._positions.get((name, version, leader), 0) for leader in leaders})
 
     def get_many_fields(self, name: str, version: int, keys: Sequence[str]) -> list[dict[str, str]]:
         """The hashes at ``keys``, in order."""

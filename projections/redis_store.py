@@ -23,7 +23,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 from projections.ops import AddToIndex, AppendToList, CopyToMembers, Op, RemoveFromIndex, SetFields, SetFieldsIf
-from projections.store import INF, RebuildTarget
+from projections.store import INF, RebuildTarget, ServingRead
 
 APPLY_SCRIPT = """
 local stored = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -70,6 +70,18 @@ redis.call('SET', KEYS[1], ARGV[2])
 return 1
 """
 APPLY_SHA = hashlib.sha1(APPLY_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+READ_SCRIPT = """
+local version = redis.call('GET', KEYS[1])
+if not version or tonumber(version) == 0 then version = ARGV[1] end
+local ns = ARGV[2] .. version .. ':'
+local positions = {}
+for i = 4, #ARGV do positions[#positions + 1] = redis.call('GET', ns .. 'position:' .. ARGV[i]) or '0' end
+return {version, redis.call('HGETALL', ns .. ARGV[3]), positions}
+"""
+"""``read_serving``: the serving version, the hash and that version's positions in one atomic call.
+The view and position keys depend on the serving version, so they are built in the script rather
+than declared: fine on one Redis (ours), not on Redis Cluster."""
+READ_SHA = hashlib.sha1(READ_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
 POSITION = "position:"
 DELETE_BATCH = 500
 
@@ -156,6 +168,16 @@ class RedisViewStore:
     def get_fields(self, name: str, version: int, key: str) -> dict[str, str]:
         """The hash at ``key`` (``{}`` if absent)."""
         return dict(self.client.hgetall(self._ns(name, version) + key))
+
+    def read_serving(self, name: str, default_version: int, key: str, leaders: Sequence[str]) -> ServingRead:
+        """The serving version's hash at ``key`` and its positions for ``leaders``: one EVALSHA."""
+        args = (self._serving(name), default_version, f"{self.prefix}{name}:v", key, *leaders)
+        try:
+            version, flat, positions = self.client.evalsha(READ_SHA, 1, *args)
+        except NoScriptError:
+            version, flat, positions = self.client.eval(READ_SCRIPT, 1, *args)  # loads it for the next EVALSHA
+        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        return ServingRead(int(version), fields, {leader: int(p) for leader, p in zip(leaders, positions, strict=True)})
 
     def get_many_fields(self, name: str, version: int, keys: Sequence[str]) -> list[dict[str, str]]:
         """The hashes at ``keys``, in order, in one pipelined round trip."""

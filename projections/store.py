@@ -24,6 +24,16 @@ class RebuildTarget:
     code_version: int
 
 
+@dataclass(frozen=True)
+class ServingRead:
+    """One hash of the serving version of a projection, with that version's positions, read together."""
+
+    version: int
+    fields: dict[str, str]
+    positions: dict[str, int]
+    """Leader name → the last notification id of it applied to ``version`` (0: none)."""
+
+
 class ViewStore(Protocol):
     """Applies projections' ops with their tracking position atomically; answers the queries."""
 
@@ -45,6 +55,11 @@ class ViewStore(Protocol):
 
     def get_fields(self, name: str, version: int, key: str) -> dict[str, str]:
         """The hash at ``key`` (``{}`` if absent)."""
+        ...
+
+    def read_serving(self, name: str, default_version: int, key: str, leaders: Sequence[str]) -> ServingRead:
+        """The hash at ``key`` in the serving version of ``name`` (``default_version`` if none is set)
+        and that version's positions for ``leaders``, as one consistent read (one round trip in Redis)."""
         ...
 
     def get_many_fields(self, name: str, version: int, keys: Sequence[str]) -> list[dict[str, str]]:

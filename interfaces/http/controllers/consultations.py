@@ -11,7 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody
 
 from application.clinic import Clinic
-from application.read_models import parse_positions
+from application.read_models import Freshness, parse_positions
 from application.views import ConsultationView
 from infrastructure.security.tokens import Principal
 from interfaces.http import access
@@ -79,10 +79,7 @@ class ConsultationController(Controller):
     def read(self, consultation_id: FromPath[UUID], clinic: NamedDependency[Clinic],
              request: Request[Principal, Any, Any], min_position: MinPosition = None) -> Response[Consultation]:
         """A consultation and its status, from the read model; visible to its patient, its doctor and admins."""
-        stale = read_after(clinic, min_position)
-        view = access.guarded(request.user, lambda: clinic.read_models.consultation(consultation_id),
-                              access.may_read, NOT_ALLOWED)
-        headers = {"ETag": f'"{view.version}"', **freshness_headers(clinic, "consultation_detail"), **stale}
+        view, headers = read_consultation(clinic, consultation_id, request.user, min_position)
         return Response(consultation_body(view), headers=headers)
 
     @post("/{consultation_id:uuid}/cancel", operation_id="cancelConsultation",
@@ -131,6 +128,16 @@ def read_after(clinic: Clinic, min_position: str | None) -> dict[str, str]:
     return {} if reached else {"X-Projection-Stale": "true"}
 
 
+def read_consultation(clinic: Clinic, consultation_id: UUID, principal: Principal,
+                      min_position: str | None) -> tuple[ConsultationView, dict[str, str]]:
+    """The view (if ``principal`` may read it) with its ETag and freshness headers (v1 and v2): the view
+    and its positions come from one Redis round trip."""
+    stale = read_after(clinic, min_position)
+    read = access.guarded(principal, lambda: clinic.read_models.consultation_read(consultation_id),
+                          lambda who, found: access.may_read(who, found.view), NOT_ALLOWED)
+    return read.view, {"ETag": f'"{read.view.version}"', **freshness_values(read.freshness), **stale}
+
+
 def consultation_body(view: ConsultationView) -> Consultation:
     return Consultation(view.consultation_id, view.patient_id, view.doctor_id, view.start,
                         view.status, view.reason, view.rejection_reason)  # type: ignore[arg-type]
@@ -138,7 +145,10 @@ def consultation_body(view: ConsultationView) -> Consultation:
 
 def freshness_headers(clinic: Clinic, *projections: str) -> dict[str, str]:
     """How fresh a read-model answer is: the views' position in the event logs and their lag."""
-    freshness = clinic.read_models.freshness(*projections)
+    return freshness_values(clinic.read_models.freshness(*projections))
+
+
+def freshness_values(freshness: Freshness | None) -> dict[str, str]:
     if freshness is None:
         return {}
     return {"X-Projection-Position": str(freshness.position), "X-Projection-Lag": str(freshness.lag)}

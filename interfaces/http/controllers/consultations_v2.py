@@ -16,15 +16,7 @@ from litestar.params import FromPath
 from application.clinic import Clinic
 from application.views import ConsultationView
 from infrastructure.security.tokens import Principal
-from interfaces.http import access
-from interfaces.http.controllers.consultations import (
-    ETAG_HEADER,
-    FRESHNESS_HEADERS,
-    NOT_ALLOWED,
-    MinPosition,
-    freshness_headers,
-    read_after,
-)
+from interfaces.http.controllers.consultations import ETAG_HEADER, FRESHNESS_HEADERS, MinPosition, read_consultation
 from interfaces.http.schemas import ConsultationState, ConsultationV2
 
 
@@ -38,10 +30,7 @@ class ConsultationV2Controller(Controller):
              request: Request[Principal, Any, Any], min_position: MinPosition = None) -> Response[ConsultationV2]:
         """A consultation, its status and the status's reason, from the read model; visible to its patient,
         its doctor and admins. The body's ``version`` is the ``ETag`` that ``If-Match`` takes."""
-        stale = read_after(clinic, min_position)
-        view = access.guarded(request.user, lambda: clinic.read_models.consultation(consultation_id),
-                              access.may_read, NOT_ALLOWED)
-        headers = {"ETag": f'"{view.version}"', **freshness_headers(clinic, "consultation_detail"), **stale}
+        view, headers = read_consultation(clinic, consultation_id, request.user, min_position)
         return Response(consultation_v2(view), headers=headers)
 
 

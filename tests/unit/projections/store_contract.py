@@ -100,6 +100,16 @@ class StoreContract:
         seeded(store)
         assert store.get_many_fields(NAME, V, ["h", "absent", "h"]) == [{"a": "1"}, {}, {"a": "1"}]
 
+    def test_a_serving_read_takes_the_hash_and_positions_of_the_serving_version(self, store):
+        seeded(store)
+        assert store.apply(NAME, V + 1, "Other", 3, [SetFields("h", {"a": "v2"})])
+        read = store.read_serving(NAME, V, "h", ["Leader", "Other"])
+        assert (read.version, read.fields, read.positions) == (V, {"a": "1"}, {"Leader": 5, "Other": 0})
+        store.set_serving_version(NAME, V + 1)
+        read = store.read_serving(NAME, V, "h", ["Leader", "Other"])
+        assert (read.version, read.fields, read.positions) == (V + 1, {"a": "v2"}, {"Leader": 0, "Other": 3})
+        assert store.read_serving(NAME, V, "absent", []).fields == {}
+
     def test_serving_version(self, store):
         assert store.serving_version(NAME) is None
         store.set_serving_version(NAME, 2)
