@@ -34,7 +34,8 @@ AMQP_URL = os.environ.get("CLINIC_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1
 PROGRAMS = ("wrk",)
 
 
-def _reachable(host: str, port: int) -> bool:
+def reachable(host: str, port: int) -> bool:
+    """Whether a TCP connection to the server opens within a second (the tests use it too)."""
     try:
         with socket.create_connection((host, port), timeout=1):
             return True
@@ -45,11 +46,11 @@ def _reachable(host: str, port: int) -> bool:
 def missing() -> dict[str, str]:
     """What is unavailable now, each with the reason a benchmark needing it is skipped."""
     absent = {}
-    if not _reachable(POSTGRES["host"], int(POSTGRES["port"])):
+    if not reachable(POSTGRES["host"], int(POSTGRES["port"])):
         absent["postgres"] = f"PostgreSQL at {POSTGRES['host']}:{POSTGRES['port']} is unreachable"
     for name, url, default in (("redis", REDIS_URL, 6379), ("rabbitmq", AMQP_URL, 5672)):
         parsed = urlparse(url)
-        if not _reachable(parsed.hostname or "127.0.0.1", parsed.port or default):
+        if not reachable(parsed.hostname or "127.0.0.1", parsed.port or default):
             absent[name] = f"{name} at {parsed.hostname}:{parsed.port or default} is unreachable"
     for program in PROGRAMS:
         if shutil.which(program) is None:

@@ -10,10 +10,11 @@ server into a failure.
 from __future__ import annotations
 
 import os
-import socket
 from typing import NoReturn
 
 import pytest
+
+from benchmarks.servers import reachable as _reachable
 
 POSTGRES_HOST = os.environ.get("CLINIC_TEST_POSTGRES_HOST", "127.0.0.1")
 POSTGRES_PORT = int(os.environ.get("CLINIC_TEST_POSTGRES_PORT", "5432"))
@@ -37,14 +38,6 @@ HOW_TO_START = {
     "redis": "start it with: redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save \"\" "
     "--appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log (or set CLINIC_TEST_REDIS_HOST/PORT/DB)",
 }
-
-
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def services_required() -> bool:
