@@ -101,7 +101,7 @@ def bootstrap(settings: Settings | None = None, clock: Callable[[], datetime] | 
     projections = ProjectionRunner(apps, view_store(settings), ALL_PROJECTIONS)
     projections.observer = metrics
     runner = EmbeddedRunner(SYSTEM, apps, settings.runner_tick_seconds, on_tick=booking.tick,
-                            catch_up=projections.catch_up)
+                            catch_up=projections.catch_up, topics=SUBSCRIPTIONS)
     runner.start()
     return Clinic(registry, apps[SchedulingApplication.name], apps[ConsultationsApplication.name], booking,
                   runner=runner, auditor=build_auditor(apps), read_models=read_models(projections.store, apps))

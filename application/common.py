@@ -6,6 +6,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.system import Leader
 
 from domain.base import NotFoundError
 from process_managers.base import ClinicStore
@@ -13,8 +14,9 @@ from process_managers.base import ClinicStore
 T = TypeVar("T")
 
 
-class ClinicApplication(ClinicStore, Application):
-    """A context's application that only records (it follows no one)."""
+class ClinicApplication(ClinicStore, Leader):
+    """A context's application that only records (it follows no one); it tells whoever leads it (the
+    embedded runner, the outbox relay) what it records."""
 
 
 def load(app: Application[Any], aggregate_id: UUID, cls: type[T], kind: str) -> T:

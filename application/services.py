@@ -35,6 +35,7 @@ from application.personal_data import mapper_factory, open_subject_keys
 from application.registry import RegistryApplication
 from application.scheduling import SchedulingApplication
 from application.settings import Settings, SettingsError
+from infrastructure.listen import EventsListener
 from infrastructure.messaging.connection import BrokerTls, connect
 from infrastructure.messaging.consumer import FollowerConsumer
 from infrastructure.messaging.relay import OutboxRelay
@@ -137,6 +138,34 @@ def _redis_views(settings: Settings, service: str) -> RedisViewStore:
     return RedisViewStore.from_url(settings.redis_url, prefix=settings.redis_prefix, **settings.redis_tls)
 
 
+async def follow_projections(runner: ProjectionRunner, apps: dict[str, Any], stop: asyncio.Event,
+                             poll_seconds: float = 0.05) -> None:
+    """The projection worker's loop: catch up whenever a log has new events (PostgreSQL's ``NOTIFY``; a
+    store that cannot tell is polled every ``poll_seconds``), until ``stop``. A failed catch-up is kept
+    in ``runner.last_error`` (readiness) and tried again with backoff."""
+    new_events = asyncio.Event()
+    listener = EventsListener.for_apps(apps)
+    listening = None
+    if listener is not None:
+        for name in apps:
+            listener.on_new_events(name, new_events.set)
+        listening = asyncio.create_task(listener.run(stop), name="listen for projections")
+    delay = 0.2
+    try:
+        while not stop.is_set():
+            new_events.clear()  # before reading: what is recorded meanwhile wakes the next round
+            try:
+                await asyncio.to_thread(runner.catch_up)
+                runner.last_error, delay, wait = None, 0.2, None if listener is not None else poll_seconds
+            except Exception as error:  # noqa: BLE001 - keep following; the error is logged and kept
+                runner.last_error, wait, delay = error, delay, min(delay * 2, 5.0)
+                log.exception("projection batch failed; retrying in %.1fs", wait)
+            await _first_of(stop.wait(), new_events.wait(), _sleep(wait))
+    finally:
+        if listening is not None:
+            await asyncio.gather(listening, return_exceptions=True)
+
+
 async def with_backoff(what: str, attempt: Callable[[], Awaitable[T]], stop: asyncio.Event,
                        first: float = 0.2, most: float = 5.0) -> T | None:
     """Retry ``attempt`` with jittered exponential backoff until it succeeds or ``stop`` is set."""
@@ -155,7 +184,8 @@ async def with_backoff(what: str, attempt: Callable[[], Awaitable[T]], stop: asy
 
 
 class Worker:
-    """Relays the context's events to the broker and feeds it the events it follows."""
+    """Relays the context's events to the broker, feeds it the events it follows and, for booking, runs
+    the saga timer; each wakes on a push (an in-process write, PostgreSQL's ``NOTIFY``, a delivery)."""
 
     def __init__(self, app: Any, settings: Settings, tick_seconds: float | None = None,
                  metrics: Metrics | None = None) -> None:
@@ -164,12 +194,16 @@ class Worker:
         self.settings = settings
         self.topology = Topology(prefix=settings.amqp_prefix)
         self.tick_seconds = tick_seconds or settings.runner_tick_seconds
+        """How often a store that cannot push (no ``NOTIFY``) is polled, by the relay and the timer."""
         self.connection: aiormq.abc.AbstractConnection | None = None
         self.consumer: FollowerConsumer | None = None
         self.relaying = False
-        self._prompts = RelayPrompts()
+        self.listener = EventsListener.for_apps({app.name: app})
+        self._prompts = Prompts()
         if isinstance(app, Leader):
-            app.lead(self._prompts)  # what this process records is relayed at once, not at the next poll
+            app.lead(self._prompts)  # what this process records is relayed at once
+        if self.listener is not None:
+            self.listener.on_new_events(app.name, self._prompts.prompt)  # and what API replicas record
 
     @property
     def ready(self) -> bool:
@@ -179,14 +213,15 @@ class Worker:
         return connected and self.relaying and consuming
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Until ``stop``: relay, consume, tick; then stop consuming, finish in-flight work, close.
+        """Until ``stop``: relay, consume, time sagas out; then stop consuming, finish in-flight work, close.
 
         A lost broker connection is made again (with backoff) and the relay and consumer restart
         on it; any other failure stops the worker and the service (crash-only: the orchestrator
         restarts it).
         """
-        timer = asyncio.create_task(self._tick(stop)) if isinstance(self.app, BookingProcessManager) else None
-        depths = self._measure_queue_depths(stop)
+        self._prompts.bind(asyncio.get_running_loop())
+        background = [task for task in (self._timer(stop), self._measure_queue_depths(stop), self._listen(stop))
+                      if task is not None]
         try:
             while not stop.is_set():
                 self.connection = await with_backoff(
@@ -202,10 +237,8 @@ class Worker:
             log.error("%s worker failed: %r", self.app.name, failed)
             raise
         finally:
-            if timer is not None:
-                await asyncio.gather(timer, return_exceptions=True)
-            if depths is not None:
-                await asyncio.gather(depths, return_exceptions=True)
+            stop.set()
+            await asyncio.gather(*background, return_exceptions=True)
 
     async def _while_connected(self, stop: asyncio.Event) -> None:
         """Consume and relay on ``self.connection`` until ``stop``, or until the connection is lost."""
@@ -230,6 +263,12 @@ class Worker:
         if self.connection.is_closed and not stop.is_set():
             log.warning("%s worker lost the broker connection; reconnecting", self.app.name)
 
+    def _listen(self, stop: asyncio.Event) -> asyncio.Task[None] | None:
+        """PostgreSQL's ``NOTIFY`` for this context's log: new events wake the relay and the timer."""
+        if self.listener is None:
+            return None
+        return asyncio.create_task(self.listener.run(stop), name=f"listen {self.app.name}")
+
     def _measure_queue_depths(self, stop: asyncio.Event) -> asyncio.Task[None] | None:
         """With metrics: the depth of the follower's queue, retry queues and DLQ, every few seconds."""
         if self.metrics is None or self.app.name not in {follower for _, follower in SYSTEM.edges}:
@@ -242,17 +281,30 @@ class Worker:
         # The whole system's queues, not only this context's: events published while a
         # follower is down or not yet started wait in its queue (services start in any order).
         self.consumer = None
-        topics = SUBSCRIPTIONS if self.settings.amqp_bindings == "handled" else None  # None: <leader>.#
-        queues = await declare_system(await self.connection.channel(), self.topology, SYSTEM.edges, topics)
+        queues = await declare_system(await self.connection.channel(), self.topology, SYSTEM.edges,
+                                      self._bindings())
         if self.app.name in queues:
             self.consumer = FollowerConsumer(self.app, await self.connection.channel(), queues[self.app.name],
                                              metrics=self.metrics)
             await self.consumer.start()
 
+    def _bindings(self) -> dict[tuple[str, str], tuple[str, ...]] | None:
+        """Per edge, the topics its queue binds (``None``: every event of each leader)."""
+        return SUBSCRIPTIONS if self.settings.amqp_bindings == "handled" else None
+
+    def _routed(self) -> set[str] | None:
+        """The topics of this context's events that some queue takes (``None``: all of them)."""
+        bindings = self._bindings()
+        edges = [edge for edge in SYSTEM.edges if edge[0] == self.app.name]
+        if bindings is None or any(edge not in bindings for edge in edges):
+            return None  # some queue binds this context whole
+        return {topic for edge in edges for topic in bindings[edge]}
+
     async def _relay(self, session: asyncio.Event) -> None:
         """The outbox relay on this connection; an event store outage is waited out, not a crash."""
+        poll = None if self.listener is not None else min(self.tick_seconds, 0.2)
         relay = OutboxRelay(self.app, await self.connection.channel(), self.topology.exchange,
-                            poll_interval=min(self.tick_seconds, 0.2), metrics=self.metrics)
+                            poll_interval=poll, metrics=self.metrics, topics=self._routed())
         self._prompts.relay = relay
         self.relaying = True
         delay = 0.2
@@ -268,28 +320,55 @@ class Worker:
         finally:
             self.relaying = False
 
-    async def _tick(self, stop: asyncio.Event) -> None:
-        """The saga timer: deadlines and deferred validations, also for sagas from before a restart."""
+    def _timer(self, stop: asyncio.Event) -> asyncio.Task[None] | None:
+        if not isinstance(self.app, BookingProcessManager):
+            return None
+        return asyncio.create_task(self._time_sagas(stop), name="saga timer")
+
+    async def _time_sagas(self, stop: asyncio.Event) -> None:
+        """The saga timer: deadlines and deferred validations, also for sagas from before a restart. It
+        sleeps until the next one is due, or until new saga events may have changed which one that is."""
         while not stop.is_set():
+            self._prompts.timer.clear()  # before reading: a prompt during the read is not lost
             try:
-                await asyncio.to_thread(self.app.tick)
+                due = await asyncio.to_thread(self.app.tick)
+                wait = None if due is None else max((due - self.app.clock()).total_seconds(), 0.0) + 0.01
             except Exception:  # noqa: BLE001 - the timer keeps going; the error is logged
-                log.exception("saga timer failed; retrying on the next tick")
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=self.tick_seconds)
-            except TimeoutError:
-                pass
+                log.exception("saga timer failed; retrying")
+                wait = self.tick_seconds
+            if self.listener is None:
+                wait = self.tick_seconds if wait is None else min(wait, self.tick_seconds)
+            await _first_of(stop.wait(), self._prompts.timer.wait(), _sleep(wait))
 
 
-class RelayPrompts(RecordingEventReceiver[Any]):
-    """Prompts the current relay whenever the application records events in this process."""
+class Prompts(RecordingEventReceiver[Any]):
+    """Wakes the relay and the saga timer when the application records events (from any thread), or
+    when PostgreSQL says another process did."""
 
     def __init__(self) -> None:
         self.relay: OutboxRelay | None = None
+        self.timer = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
 
     def receive_recording_event(self, new_recording_event: RecordingEvent[Any]) -> None:
+        self.prompt()
+
+    def prompt(self) -> None:
         if self.relay is not None:
             self.relay.prompt()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.timer.set)
+
+
+async def _sleep(seconds: float | None) -> None:
+    """``asyncio.sleep``, or forever (until cancelled) for ``None``."""
+    if seconds is None:
+        await asyncio.Event().wait()
+    else:
+        await asyncio.sleep(seconds)
 
 
 async def _first_of(*awaitables: Awaitable[object]) -> None:

@@ -185,11 +185,12 @@ class Settings:
         # after a later one (a redelivery); single-row tracking would refuse it silently.
         env = {"CREATE_TABLE": "y" if create else "n", "SINGLE_ROW_TRACKING": "n"}
         if self.persistence == "sqlite":
-            env |= {"PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            env |= {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "PROCESS_RECORDER_TOPIC": BATCH_RECORDERS["sqlite"],
                     "SQLITE_DBNAME": str(self.data_dir / f"{app_name.lower()}.sqlite"),
                     "SQLITE_LOCK_TIMEOUT": "10"}
         elif self.persistence == "postgres":
-            env |= {"PERSISTENCE_MODULE": "eventsourcing.postgres", **self.database}
+            env |= {"PERSISTENCE_MODULE": "eventsourcing.postgres", "PROCESS_RECORDER_TOPIC": BATCH_RECORDERS["postgres"],
+                    **self.database}
         elif self.persistence == "sqlalchemy":
             env |= {"PERSISTENCE_MODULE": "eventsourcing_sqlalchemy", **self._sqlalchemy_database()}
         else:
@@ -209,6 +210,12 @@ class Settings:
         if schema and url.startswith("postgresql") and "search_path" not in url:
             database["SQLALCHEMY_URL"] = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
         return database
+
+
+BATCH_RECORDERS = {"sqlite": "infrastructure.event_store:SQLiteBatchRecorder",
+                   "postgres": "infrastructure.event_store:PostgresBatchRecorder"}
+"""The process recorders that record a batch's tracking rows in its transaction and look them up exactly
+(a follower fed by a broker needs both); the other stores serve in-order delivery only."""
 
 
 def secret(env: Mapping[str, str], name: str) -> str | None:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
-from eventsourcing.application import NotificationLog, ProcessingEvent
+from eventsourcing.application import NotificationLog, ProcessingEvent, Repository
 from eventsourcing.persistence import Mapper, Recording, Tracking, Transcoder, Transcoding
 from eventsourcing.system import NotificationLogReader, ProcessApplication
 
 from domain.metadata import caused_by
-from process_managers.tracing import processing_span, recording_span
+from process_managers.tracing import in_batch_trace, processing_span, recording_span
+
+TRACKINGS = "trackings"
+"""The keyword a batch's tracking rows travel under to the recorder (``infrastructure/event_store.py``)."""
 
 
 def utc_now() -> datetime:
@@ -66,6 +72,48 @@ def close_mapper(mapper: Mapper[Any]) -> None:
     getattr(mapper, "close", lambda: None)()
 
 
+class OverlayRepository(Repository):
+    """The library's repository, but while a batch is processed an aggregate the batch already changed
+    is returned, to the thread processing it, as the batch left it (the store has it once the batch
+    commits; other threads, such as request handlers, keep reading the store)."""
+
+    _local: threading.local
+
+    def get(self, aggregate_id: Any, *, version: int | None = None, **kwargs: Any) -> Any:
+        overlay = getattr(self._local, "overlay", None)
+        if overlay is not None and version is None and aggregate_id in overlay:
+            return overlay[aggregate_id]
+        return super().get(aggregate_id, version=version, **kwargs)
+
+    @contextmanager
+    def batch(self) -> Iterator[dict[Any, Any]]:
+        """Within the block, aggregates put in the yielded dict are what ``get`` returns to this thread."""
+        overlay: dict[Any, Any] = {}
+        self._local.overlay = overlay
+        try:
+            yield overlay
+        finally:
+            self._local.overlay = None
+
+    @classmethod
+    def over(cls, library: Repository) -> OverlayRepository:
+        """This repository with the settings (cache, snapshots) of the one the library built."""
+        repository = cls.__new__(cls)
+        repository.__dict__.update(library.__dict__)
+        repository._local = threading.local()
+        return repository
+
+
+@dataclass(frozen=True)
+class Job:
+    """One event to process and its position in its leader's log; ``around`` (if given) is entered
+    around its processing (the transport's span and log context for the message that carried it)."""
+
+    event: Any
+    tracking: Tracking
+    around: Callable[[], AbstractContextManager[Any]] | None = None
+
+
 class ClinicStore:
     """What every context's application does with its store, mixed in before the library's class:
     the composition root's mapper (crypto-shredding), our transcodings, and each recorded
@@ -84,6 +132,10 @@ class ClinicStore:
         if self.group_commit is None or kwargs:
             return super().save(*objs, **kwargs)  # type: ignore[misc]
         return self.group_commit.save(*objs)
+
+    def construct_repository(self) -> OverlayRepository:
+        """The library's repository, able to see the aggregates a batch has changed (``record_batch``)."""
+        return OverlayRepository.over(super().construct_repository())  # type: ignore[misc]
 
     def construct_mapper(self) -> Mapper[Any]:
         """The mapper from ``mapper_factory`` if one was given (see ``application/personal_data.py``)."""
@@ -136,3 +188,40 @@ class ClinicProcessApplication(ClinicStore, ProcessApplication):
 
     def policy(self, domain_event: Any, processing_event: ProcessingEvent) -> None:
         """Ignore events this application does not react to."""
+
+    def record_batch(self, jobs: Sequence[Job], exact: bool = True) -> list[Recording]:
+        """Run the policy on each job in order, then record every event they produced with the jobs'
+        tracking in one transaction; nothing is recorded if any job raises.
+
+        Each job sees the aggregates as the earlier jobs of the batch left them. ``exact``: a tracking
+        row per job (a broker's deliveries: duplicates are then refused one by one, in any order);
+        else one row, the last job's (in-order delivery from one leader's log)."""
+        if exact and not hasattr(self.recorder, "processed"):
+            raise TypeError(f"{type(self.recorder).__name__} cannot record a tracking row per job: use a store "
+                            "with exact tracking (SQLite or PostgreSQL, as Settings configures them)")
+        batch: ProcessingEvent = ProcessingEvent()
+        traces: list[str | None] = []
+        with self.processing_lock, self.repository.batch() as changed:
+            for job in jobs:
+                processing, traceparent = self._run_policy(job)
+                changed.update(processing.aggregates)
+                batch.events.extend(processing.events)
+                batch.aggregates.update(processing.aggregates)
+                traces.append(traceparent)
+            if exact:
+                batch.saved_kwargs[TRACKINGS] = [job.tracking for job in jobs]
+            else:
+                batch.tracking = jobs[-1].tracking
+            with in_batch_trace(traces):
+                recordings = self._record(batch)
+        self._take_snapshots(batch)
+        self._notify(recordings)
+        return recordings
+
+    def _run_policy(self, job: Job) -> tuple[ProcessingEvent, str | None]:
+        """The job's event through the policy; its new events, and the trace they were recorded in."""
+        processing: ProcessingEvent = ProcessingEvent(job.tracking)
+        with job.around() if job.around is not None else nullcontext(), \
+                processing_span(self.name, job.event) as traceparent, caused_by(job.event, self.actor, traceparent):
+            self.policy(job.event, processing)
+        return processing, traceparent

@@ -149,10 +149,18 @@ class BookingProcessManager(ClinicProcessApplication):
 
     # Deadlines and deferred validations -----------------------------------------
 
-    def tick(self) -> None:
-        """Run by the runner or worker on a timer: compensate overdue sagas, retry validations."""
+    def tick(self) -> datetime | None:
+        """Run by the runner or worker on a timer: compensate overdue sagas, retry validations. Returns
+        when the timer is next due (the earliest deadline or retry of an open saga; ``None``: none open)."""
         self.time_out_overdue_sagas()
         self.retry_deferred_validations()
+        return self.next_due()
+
+    def next_due(self) -> datetime | None:
+        """The earliest deadline or validation retry of the open sagas known (``None``: none open)."""
+        with self.processing_lock:
+            moments = [moment for s in self._open.values() for moment in (s.deadline, s.retry_at) if moment is not None]
+        return min(moments, default=None)
 
     def time_out_overdue_sagas(self) -> list[UUID]:
         """Compensate every saga still open at its deadline; returns their ids.

@@ -31,7 +31,6 @@ from projections.tracing import batch_span
 
 log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 1000
-RUN_BATCHES = 20  # batches per leader between checks of the stop event
 OBSERVE_SECONDS = 1.0
 """``catch_up`` tells ``ProjectionRunner.observer`` the positions at most this often."""
 
@@ -94,8 +93,6 @@ class ProjectionRunner:
         self.observer: ProgressObserver | None = None
         """Told the positions and lags after a ``catch_up``, at most every ``OBSERVE_SECONDS``."""
         self._observed_at = float("-inf")
-        self.log_events = False
-        """Log one line per event read, with its correlation, causation and saga ids (the worker turns it on)."""
         self._lock = threading.Lock()
         self._versions: dict[str, int] = {}
         self._by_leader: dict[str, list[Projection]] = {}
@@ -134,20 +131,6 @@ class ProjectionRunner:
             sent, read = self._send_round(_applying_now(self.store), self._stored_positions())
             _accepted(sent)
             return read
-
-    def run(self, stop: threading.Event, poll_interval: float = 0.1) -> None:
-        """Catch up, then poll every ``poll_interval`` seconds until ``stop`` is set; errors are kept
-        in ``last_error``, logged, and retried after a pause."""
-        while not stop.is_set():
-            try:
-                read = self.catch_up(max_batches=RUN_BATCHES)
-                self.last_error = None
-            except Exception as error:  # noqa: BLE001 - keep following; the error is logged and kept
-                self.last_error = error
-                log.exception("projection batch failed; retrying")
-                read = 0
-            if read == 0:
-                stop.wait(poll_interval)
 
     def status(self) -> dict[str, ProjectionStatus]:
         """Each projection's position (in the version it writes), its leaders' heads and its lag, by name."""
@@ -244,10 +227,11 @@ class ProjectionRunner:
         batches: list[list[Op]] = [[] for _ in projections]
         uses = [(p.changes, position, ops) for p, position, ops in zip(projections, positions, batches, strict=True)]
         traces: list[str | None] = []
+        debugging = log.isEnabledFor(logging.DEBUG)  # a line per event only at DEBUG: counters otherwise
         for notification in notifications:
             event = app.mapper.to_domain_event(notification)
             traces.append(getattr(event, "traceparent", None))
-            if self.log_events:
+            if debugging:
                 _log_event(leader, notification, event)
             for changes, position, ops in uses:
                 if notification.id > position:
@@ -258,8 +242,8 @@ class ProjectionRunner:
 def _log_event(leader: str, notification: Any, event: Any) -> None:
     ids = {"correlation_id": getattr(event, "correlation_id", None), "saga_id": getattr(event, "saga_id", None),
            "causation_id": f"{notification.originator_id}@{notification.originator_version}"}
-    log.info("read %s notification %d (%s)", leader, notification.id, notification.topic,
-             extra={key: value for key, value in ids.items() if value is not None})
+    log.debug("read %s notification %d (%s)", leader, notification.id, notification.topic,
+              extra={key: value for key, value in ids.items() if value is not None})
 
 
 def _accepted(replies: Sequence[Callable[[], bool]]) -> bool:

@@ -3,7 +3,7 @@
 A batch of one trace (one booking's events) is written in that trace: the span's parent is the
 last event's stored ``traceparent``. A batch serving several traces starts its own trace and
 links to each event's context instead (a span has one parent). No tracing configured: the
-API's no-op span.
+nothing at all (not even the context and attributes).
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ _W3C = TraceContextTextMapPropagator()
 @contextmanager
 def batch_span(store: Any, projection: str, ops: int, traceparents: Sequence[Any]) -> Iterator[None]:
     """``redis.apply_batch`` (or ``<db system>.apply_batch``): a projection's ops and position, written."""
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):  # not tracing: nothing to build
+        yield
+        return
     system = getattr(store, "db_system", type(store).__name__)
     contexts = list({c.span_id: c for c in map(_span_context, traceparents) if c is not None}.values())
     one_trace = len({c.trace_id for c in contexts}) == 1

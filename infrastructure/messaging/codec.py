@@ -43,9 +43,12 @@ def message_id(app_name: str, notification_id: int) -> str:
 
 
 def encode(app_name: str, mapper: Mapper[Any], notification: Notification) -> OutgoingMessage:
-    """The message for one notification of application ``app_name``."""
-    event = mapper.to_domain_event(notification)
-    correlation_id = getattr(event, "correlation_id", None)
+    """The message for one notification of application ``app_name``.
+
+    The headers come from the stored state as the transcoder reads it: no event object is built and
+    no personal field is opened (that needs its subject's key), so relaying costs one JSON decode."""
+    state = event_state(mapper, notification.state)
+    correlation_id = state.get("correlation_id")
     headers = {
         "application": app_name,
         "notification_id": notification.id,
@@ -53,16 +56,26 @@ def encode(app_name: str, mapper: Mapper[Any], notification: Notification) -> Ou
         "originator_id": str(notification.originator_id),
         "originator_version": notification.originator_version,
         "correlation_id": correlation_id,
-        "causation_id": getattr(event, "causation_id", None),
-        "saga_id": getattr(event, "saga_id", None),
-        "traceparent": getattr(event, "traceparent", None),  # the relay's publish span replaces it
+        "causation_id": state.get("causation_id"),
+        "saga_id": state.get("saga_id"),
+        "traceparent": state.get("traceparent"),  # the relay's publish span replaces it
     }
     properties = Basic.Properties(
         content_type=CONTENT_TYPE, delivery_mode=PERSISTENT, message_id=message_id(app_name, notification.id),
         message_type=notification.topic, app_id=app_name, correlation_id=correlation_id,
-        timestamp=getattr(event, "timestamp", None), headers=headers,
+        timestamp=state.get("timestamp"), headers=headers,
     )
     return OutgoingMessage(routing_key(app_name, notification.topic), notification.state, properties)
+
+
+def event_state(mapper: Mapper[Any], state: bytes) -> dict[str, Any]:
+    """A stored event's state as its mapper's transcoder reads it (after the mapper's cipher and compressor)."""
+    if mapper.cipher is not None:
+        state = mapper.cipher.decrypt(state)
+    if mapper.compressor is not None:
+        state = mapper.compressor.decompress(state)
+    decoded = mapper.transcoder.decode(state)
+    return decoded if isinstance(decoded, dict) else {}
 
 
 def decode(mapper: Mapper[Any], body: bytes, properties: Basic.Properties) -> tuple[Any, Tracking]:

@@ -1,32 +1,38 @@
-"""Feeds one follower application from its queue, with retries and dead letters.
+"""Feeds one follower application from its queue, in batches, with retries and dead letters.
 
-For each message: decode it, ``deliver`` it to the follower in a worker thread (the
-follower is synchronous), then ack. A handler error republishes the message to the
-retry queue of the next delay level (its TTL brings it back to the follower's queue);
-after ``max_attempts`` it goes to the dead-letter queue. A message that cannot be
-decoded goes straight to the DLQ. The original is acked only once its copy is
-confirmed, so a message is never lost, and nothing waits behind a failing one. If the
-copy cannot be made (a retry queue deleted, a publish timeout) the original is rejected
-without requeue, and the queue's own dead-lettering moves it to the DLQ.
+Messages arriving while a batch is processed wait in a buffer (at most ``prefetch`` are unacked);
+the next batch takes up to ``batch_size`` of them: one at a time when traffic is light, many when it
+is heavy, and never a wait for a batch to fill. A batch goes to the delivery engine
+(``process_managers/delivery.py``) in a worker thread: every event it produces and every message's
+tracking row are recorded in one transaction. Then the batch is settled: a message that could not be
+decoded goes straight to the DLQ; one whose event failed is republished to the retry queue of the
+next delay level (its TTL brings it back to the follower's queue), or to the DLQ after
+``max_attempts``; once every copy is confirmed, the whole batch is acked with one ``multiple`` ack.
+So a message is never lost, and nothing waits behind a failing one. If a copy cannot be made (a retry
+queue deleted, a publish timeout) that message is rejected without requeue, and the queue's own
+dead-lettering moves it to the DLQ. While the event store is unreachable the batch is offered again
+with backoff, unacked: nothing is retried or dead-lettered for an outage.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from aiormq.abc import AbstractChannel, Basic, DeliveredMessage
-from eventsourcing.system import Follower
 
 from infrastructure.messaging.codec import PoisonMessageError, decode
-from infrastructure.messaging.delivery import deliver
 from infrastructure.messaging.topology import FollowerQueues
 from infrastructure.observability.logging import log_context
 from infrastructure.observability.metrics import Metrics
 from infrastructure.observability.tracing import consumer_span
+from process_managers.base import Job
+from process_managers.delivery import OUTAGES, Outcome, Result, deliver_batch
 
 log = logging.getLogger(__name__)
 
@@ -42,28 +48,38 @@ DEAD_LETTERED = "dead_lettered"
 REJECTED = "rejected"
 UNSETTLED = "unsettled"
 _MAX_ERROR_LENGTH = 1_000
+DEFAULT_PREFETCH = 256
+DEFAULT_BATCH_SIZE = 100
+OUTAGE_BACKOFF_SECONDS = (0.2, 5.0)
+"""First and longest wait before a batch is offered again while the event store is unreachable."""
 
 
 class FollowerConsumer:
-    """Consumes a follower's queue: manual acks, bounded prefetch, retries, DLQ.
+    """Consumes a follower's queue in batches: manual acks, bounded prefetch, retries, DLQ.
 
     ``outcomes`` counts messages by how they ended: ``processed``, ``duplicate``,
     ``retried``, ``dead_lettered``, ``rejected`` (could not be copied: dead-lettered by
     the broker), ``unsettled`` (channel lost) - for metrics, and for tests to wait on.
+    ``batches`` counts the batches delivered.
     """
 
-    def __init__(self, follower: Follower[Any], channel: AbstractChannel, queues: FollowerQueues,
-                 prefetch: int = 16, max_attempts: int = 5, publish_timeout: float = 10.0,
-                 metrics: Metrics | None = None) -> None:
+    def __init__(self, follower: Any, channel: AbstractChannel, queues: FollowerQueues,
+                 prefetch: int = DEFAULT_PREFETCH, batch_size: int = DEFAULT_BATCH_SIZE, max_attempts: int = 5,
+                 publish_timeout: float = 10.0, metrics: Metrics | None = None) -> None:
         self.follower = follower
         self.channel = channel
         self.queues = queues
         self.prefetch = prefetch
+        self.batch_size = batch_size
         self.max_attempts = max_attempts
         self.publish_timeout = publish_timeout
         self._consumer_tag: str | None = None
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._waiting: list[DeliveredMessage] = []
+        self._arrived = asyncio.Event()
+        self._settling: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self.outcomes: Counter[str] = Counter()
+        self.batches = 0
         self.metrics = metrics
         if metrics is not None:
             metrics.follow(queues.follower, len(queues.retries))
@@ -71,6 +87,7 @@ class FollowerConsumer:
     async def start(self) -> None:
         """Start consuming; at most ``prefetch`` messages are unacked at a time."""
         await self.channel.basic_qos(prefetch_count=self.prefetch)
+        self._settling = asyncio.create_task(self._settle_batches(), name=f"consume {self.queues.main}")
         consume_ok = await self.channel.basic_consume(self.queues.main, self._on_message, no_ack=False)
         self._consumer_tag = consume_ok.consumer_tag
 
@@ -80,48 +97,107 @@ class FollowerConsumer:
         return self._consumer_tag is not None
 
     async def stop(self, timeout: float = 30.0) -> None:
-        """Stop consuming, let in-flight messages finish and ack, then close the channel.
+        """Stop consuming, let the batch in flight finish and be acked, then close the channel.
 
-        Messages the broker had already sent but no handler had started return to the
-        queue when the channel closes.
+        Messages the broker had sent but no batch had taken return to the queue when the channel closes.
         """
         if self._consumer_tag is not None and not self.channel.is_closed:
             await self.channel.basic_cancel(self._consumer_tag)
         self._consumer_tag = None
-        await asyncio.sleep(0)  # let handlers of messages that arrived before the cancel start
-        if self._in_flight:
-            await asyncio.wait(set(self._in_flight), timeout=timeout)
+        self._stopping.set()
+        self._arrived.set()
+        if self._settling is not None:
+            await asyncio.wait({self._settling}, timeout=timeout)
+            self._settling.cancel()
         await self.channel.close()
 
     async def _on_message(self, message: DeliveredMessage) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._in_flight.add(task)
-        try:
-            with log_context(**message_ids(message.header.properties)):  # every line below names the message
-                started = time.perf_counter()
-                outcome = await self._settle(message)
-                self.outcomes[outcome] += 1
-                if self.metrics is not None:
-                    self.metrics.consumed(self.queues.follower, outcome)
-                log.info("message %s %s", message.header.properties.message_id, outcome, extra={
-                    "outcome": outcome, "message_type": message.header.properties.message_type,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
-        finally:
-            if task is not None:
-                self._in_flight.discard(task)
+        self._waiting.append(message)
+        self._arrived.set()
 
-    async def _settle(self, message: DeliveredMessage) -> str:
+    async def _settle_batches(self) -> None:
+        while not self._stopping.is_set():
+            await self._arrived.wait()
+            self._arrived.clear()
+            while self._waiting and not self._stopping.is_set():
+                batch, self._waiting = self._waiting[:self.batch_size], self._waiting[self.batch_size:]
+                await self._settle(batch)
+
+    async def _settle(self, batch: list[DeliveredMessage]) -> None:
         try:
-            properties = message.header.properties
-            with consumer_span(properties.headers, self.queues.main, properties.message_id) as span:
-                outcome = await self._handle(message)  # the follower's events continue this span's trace
-                span.set_attribute("clinic.outcome", outcome)
-            await self.channel.basic_ack(message.delivery_tag)
-            return outcome
-        except Exception:  # noqa: BLE001 - e.g. the retry queue is gone: reject instead (below)
-            log.exception("could not settle message %s; rejecting it", message.header.properties.message_id)
-            return await self._reject(message)
+            outcomes = await self._handle(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - e.g. the channel broke mid-settle: reject what is left, below
+            log.exception("could not settle a batch of %d from %s; rejecting it", len(batch), self.queues.main)
+            outcomes = [await self._reject(message) for message in batch]
+        self.batches += 1
+        for outcome in outcomes:
+            self.outcomes[outcome] += 1
+            if self.metrics is not None:
+                self.metrics.consumed(self.queues.follower, outcome)
+        log.debug("settled a batch of %d from %s: %s", len(batch), self.queues.main, dict(Counter(outcomes)))
+
+    async def _handle(self, batch: list[DeliveredMessage]) -> list[str]:
+        """Decode, deliver, retry or dead-letter each message of the batch, then ack them all at once."""
+        jobs: list[Job] = []
+        outcomes: list[str | None] = [None] * len(batch)
+        settling = []
+        for index, message in enumerate(batch):
+            try:
+                event, tracking = decode(self.follower.mapper, message.body, message.header.properties)
+            except PoisonMessageError as error:
+                log.error("poison message %s: %s", message.header.properties.message_id, error)
+                settling.append((index, self._dead_letter(message, POISON, error, _attempt(message))))
+                continue
+            jobs.append(Job(event, tracking, around=lambda m=message: self._message_context(m)))
+            outcomes[index] = ""  # delivered below
+        delivered = await self._deliver(jobs) if jobs else []
+        if delivered is None:  # stopped while the store was down: unacked, redelivered after the channel closes
+            return [UNSETTLED] * len(batch)
+        results = iter(delivered)
+        for index, message in enumerate(batch):
+            if outcomes[index] == "":
+                result = next(results)
+                if result.outcome is Outcome.FAILED:
+                    settling.append((index, self._retry_or_dead_letter(message, result)))
+                else:
+                    outcomes[index] = result.outcome.value
+        copied = await asyncio.gather(*(copy for _, copy in settling), return_exceptions=True)
+        for (index, _), outcome in zip(settling, copied, strict=True):
+            outcomes[index] = outcome if isinstance(outcome, str) else await self._copy_failed(batch[index], outcome)
+        await self.channel.basic_ack(batch[-1].delivery_tag, multiple=True)
+        return [outcome or UNSETTLED for outcome in outcomes]
+
+    async def _deliver(self, jobs: list[Job]) -> list[Result] | None:
+        """The engine's results for ``jobs``; while the store is unreachable, offered again with backoff
+        (``None``: the consumer was stopped meanwhile)."""
+        delay, longest = OUTAGE_BACKOFF_SECONDS
+        while True:
+            try:
+                return await asyncio.to_thread(deliver_batch, self.follower, jobs, exact=True)
+            except OUTAGES as error:
+                log.warning("%s: the event store failed (%s); offering the batch of %d again in %.1fs",
+                            self.queues.follower, error, len(jobs), delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+            if self._stopping.is_set():
+                return None
+            delay = min(delay * 2, longest)
+
+    @contextmanager
+    def _message_context(self, message: DeliveredMessage) -> Iterator[None]:
+        """Around one message's processing: its ids on every log line, and the CONSUMER span."""
+        properties = message.header.properties
+        with log_context(**message_ids(properties)), \
+                consumer_span(properties.headers, self.queues.main, properties.message_id):
+            log.debug("processing message %s (%s)", properties.message_id, properties.message_type)
+            yield
+
+    async def _copy_failed(self, message: DeliveredMessage, error: BaseException) -> str:
+        log.error("could not copy message %s to a retry queue or the DLQ (%r); rejecting it",
+                  message.header.properties.message_id, error)
+        return await self._reject(message)
 
     async def _reject(self, message: DeliveredMessage) -> str:
         """Reject without requeue: the queue's own dead-lettering moves it to the DLQ.
@@ -133,23 +209,8 @@ class FollowerConsumer:
         await self.channel.basic_reject(message.delivery_tag, requeue=False)
         return REJECTED
 
-    async def _handle(self, message: DeliveredMessage) -> str:
-        """Deliver, retry or dead-letter the message; returns the outcome."""
-        properties = message.header.properties
-        try:
-            domain_event, tracking = decode(self.follower.mapper, message.body, properties)
-        except PoisonMessageError as error:
-            log.error("poison message %s: %s", properties.message_id, error)
-            await self._dead_letter(message, POISON, error, attempts=_attempt(properties))
-            return DEAD_LETTERED
-        try:
-            delivery = await asyncio.to_thread(deliver, self.follower, domain_event, tracking)
-        except Exception as error:  # noqa: BLE001 - any handler error is retried, then dead-lettered
-            return await self._retry_or_dead_letter(message, error)
-        return delivery.value
-
-    async def _retry_or_dead_letter(self, message: DeliveredMessage, error: Exception) -> str:
-        attempt = _attempt(message.header.properties)
+    async def _retry_or_dead_letter(self, message: DeliveredMessage, result: Result) -> str:
+        attempt, error = _attempt(message), result.error or RuntimeError("failed")
         if attempt >= self.max_attempts:
             log.error("message %s failed %d times, dead-lettered: %r",
                       message.header.properties.message_id, attempt, error)
@@ -164,10 +225,11 @@ class FollowerConsumer:
             self.metrics.retried(self.queues.follower, level)
         return RETRIED
 
-    async def _dead_letter(self, message: DeliveredMessage, reason: str, error: Exception,
-                           attempts: int) -> None:
+    async def _dead_letter(self, message: DeliveredMessage, reason: str, error: BaseException,
+                           attempts: int) -> str:
         changes = {DEAD_LETTER_REASON: reason, ERROR: describe(error), ATTEMPTS: attempts}
         await self._republish(message, self.queues.dead_letters, changes)
+        return DEAD_LETTERED
 
     async def _republish(self, message: DeliveredMessage, queue: str, changes: dict[str, Any]) -> None:
         properties = message.header.properties
@@ -187,10 +249,10 @@ def message_ids(properties: Basic.Properties) -> dict[str, str | None]:
             "saga_id": headers.get("saga_id"), "message_id": properties.message_id}
 
 
-def _attempt(properties: Basic.Properties) -> int:
+def _attempt(message: DeliveredMessage) -> int:
     """This delivery's attempt number: 1 unless a retry said otherwise."""
     try:
-        return max(1, int((properties.headers or {}).get(ATTEMPT, 1)))
+        return max(1, int((message.header.properties.headers or {}).get(ATTEMPT, 1)))
     except (TypeError, ValueError):
         return 1
 

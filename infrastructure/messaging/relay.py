@@ -2,10 +2,13 @@
 
 The notification log *is* the outbox: every event an application records gets the
 next notification id in the same transaction. The relay reads the notifications
-after its saved position, publishes each (persistent, ``mandatory``, with publisher
-confirms) and saves the position only once the broker has confirmed them all. A
+after its saved position, a batch at a time, publishes those some follower's queue takes
+(``topics``; persistent, ``mandatory``, with publisher confirms, all of a batch in flight
+together) and saves the position only once the broker has confirmed them all. A
 crash between publishing and saving publishes the unconfirmed tail again when the
-relay restarts: at-least-once, and followers detect the duplicates exactly.
+relay restarts: at-least-once, and followers detect the duplicates exactly. It reads when
+told there is something new (``prompt``: an in-process write, or PostgreSQL's ``NOTIFY``
+through ``infrastructure/listen.py``); only a store that cannot tell is polled.
 
 Run one relay per application (a second one only publishes duplicates).
 """
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
 from aiormq.abc import AbstractChannel
@@ -67,14 +70,18 @@ class OutboxRelay:
     """Publishes one application's notifications to the exchange, in order, at least once."""
 
     def __init__(self, app: Application[Any], channel: AbstractChannel, exchange: str,
-                 position: PositionStore | None = None, batch_size: int = 100,
-                 poll_interval: float = 0.5, publish_timeout: float = 10.0, metrics: Metrics | None = None) -> None:
+                 position: PositionStore | None = None, batch_size: int = 500,
+                 poll_interval: float | None = 0.5, publish_timeout: float = 10.0, metrics: Metrics | None = None,
+                 topics: Collection[str] | None = None) -> None:
         self.app = app
         self.channel = channel
         self.exchange = exchange
         self.position = position or TrackingPosition(app)
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        """How long to wait for a ``prompt`` before reading anyway (``None``: wait for one)."""
+        self.topics = None if topics is None else frozenset(topics)
+        """The topics some queue takes (``None``: publish every event)."""
         self.publish_timeout = publish_timeout
         self.metrics = metrics
         if metrics is not None:
@@ -94,22 +101,27 @@ class OutboxRelay:
             self.app.recorder.select_notifications, start, self.batch_size, inclusive_of_start=False)
         if not notifications:
             return 0
-        results = await asyncio.gather(*(self._publish(n) for n in notifications), return_exceptions=True)
-        confirmed = _confirmed_prefix(notifications, results)
-        if confirmed:
-            await asyncio.to_thread(self.position.save, confirmed[-1].id)
+        routed = [n for n in notifications if self.topics is None or n.topic in self.topics]
+        results = await asyncio.gather(*(self._publish(n) for n in routed), return_exceptions=True)
+        confirmed = _confirmed_prefix(routed, results)
+        if len(confirmed) < len(routed):  # the position may pass only what came before the failed one
+            failed = routed[len(confirmed)]
+            done = [n for n in notifications if n.id < failed.id]
+        else:
+            done = list(notifications)
+        if done:
+            await asyncio.to_thread(self.position.save, done[-1].id)
             if self.metrics is not None:
                 self.metrics.published(self.app.name, len(confirmed))
-        if len(confirmed) < len(notifications):
+        if len(confirmed) < len(routed):
             raise results[len(confirmed)]
-        return len(confirmed)
+        return len(notifications)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Publish until ``stop`` is set, polling every ``poll_interval`` when caught up.
+        """Publish until ``stop`` is set; when caught up, wait for a :meth:`prompt` (or ``poll_interval``).
 
         Errors propagate (crash-only): the saved position is safe, and whoever runs the
-        relay restarts it with a fresh connection. A :meth:`prompt` ends the wait early (events
-        recorded in this process); events recorded elsewhere are found by the poll.
+        relay restarts it with a fresh connection.
         """
         self._loop, self._prompted = asyncio.get_running_loop(), asyncio.Event()
         while not stop.is_set():
@@ -151,8 +163,8 @@ def _unroutable(result: Any) -> bool:
     return isinstance(result, PublishError) and getattr(result.message.delivery, "reply_code", None) == NO_ROUTE
 
 
-async def _wait_either(stop: asyncio.Event, prompted: asyncio.Event, seconds: float) -> None:
-    """Until ``stop`` or ``prompted`` is set, or ``seconds`` have passed."""
+async def _wait_either(stop: asyncio.Event, prompted: asyncio.Event, seconds: float | None) -> None:
+    """Until ``stop`` or ``prompted`` is set, or ``seconds`` (if not ``None``) have passed."""
     waiting = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(prompted.wait())]
     try:
         await asyncio.wait(waiting, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)

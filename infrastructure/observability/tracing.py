@@ -33,7 +33,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Link, Span, SpanKind
 
-from process_managers.tracing import CORRELATION_ID, TRACEPARENT, context_of, current_traceparent  # re-exported
+from process_managers.tracing import (  # re-exported
+    CORRELATION_ID,
+    TRACEPARENT,
+    context_of,
+    current_traceparent,
+    tracing,
+)
 
 NAMESPACE = "clinic"
 UNTRACED_PATHS = ["^/health", "^/internal/health", "^/metrics"]
@@ -113,6 +119,9 @@ def instrument_http_client(client: httpx.Client) -> httpx.Client:
 def publish_span(headers: dict[str, Any], exchange: str, routing_key: str, message_id: str | None) -> Iterator[Span]:
     """The relay's PRODUCER span, child of the trace the event was recorded in; its own context
     replaces ``headers["traceparent"]`` (unchanged when this process does not trace)."""
+    if not tracing():
+        yield trace.INVALID_SPAN
+        return
     attributes = _messaging(headers, "send", exchange, message_id) | {
         "messaging.rabbitmq.destination.routing_key": routing_key}
     with tracer().start_as_current_span(f"publish {event_name(headers.get('topic'))}", kind=SpanKind.PRODUCER,
@@ -124,6 +133,9 @@ def publish_span(headers: dict[str, Any], exchange: str, routing_key: str, messa
 @contextmanager
 def consumer_span(headers: Mapping[str, Any] | None, queue: str, message_id: str | None) -> Iterator[Span]:
     """The consumer's CONSUMER span, child of the publisher's span named in the headers."""
+    if not tracing():
+        yield trace.INVALID_SPAN
+        return
     headers = headers or {}
     with tracer().start_as_current_span(f"process {event_name(headers.get('topic'))}", kind=SpanKind.CONSUMER,
                                         context=context_of(headers.get(TRACEPARENT)),

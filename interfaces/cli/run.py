@@ -14,14 +14,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import threading
 from collections.abc import Callable
 
 import uvicorn
 from opentelemetry.sdk.trace import TracerProvider
 
 from application.clinic import Clinic
-from application.services import Worker, build_projections, build_service, redis_answers, with_backoff
+from application.services import (
+    Worker,
+    build_projections,
+    build_service,
+    follow_projections,
+    redis_answers,
+    with_backoff,
+)
 from application.settings import Settings
 from infrastructure.observability.logging import configure_logging
 from infrastructure.observability.metrics import Metrics
@@ -91,9 +97,7 @@ async def _run_projections(args: argparse.Namespace, config: Settings, stop: asy
     if built is None:
         return 0
     runner, apps = built
-    runner.log_events = True  # one line per event, with its correlation id
-    halt = threading.Event()
-    following = asyncio.create_task(asyncio.to_thread(runner.run, halt, 0.05), name="projections")
+    following = asyncio.create_task(follow_projections(runner, apps, stop), name="projections")
     clinic = Clinic(*(apps[name] for name in ("Registry", "Scheduling", "Consultations", "Booking")), checks={
         "redis": redis_answers(runner.store),
         "projections": lambda: runner.last_error is None and not following.done(),
@@ -104,7 +108,6 @@ async def _run_projections(args: argparse.Namespace, config: Settings, stop: asy
     log.info("projections worker running")
     failed = await _until_stopped_or_failed(stop, [following, serving])
     stop.set()
-    halt.set()
     server.should_exit = True
     await asyncio.gather(following, serving, return_exceptions=True)
     clinic.close()

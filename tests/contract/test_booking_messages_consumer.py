@@ -2,7 +2,7 @@
 
 Each message is turned into AMQP properties as RabbitMQ delivers them, then handled exactly as
 ``FollowerConsumer`` handles a delivery: ``codec.decode`` with the booking application's own mapper,
-then ``delivery.deliver`` (tracking, exactly-once effect, the saga's policy). Each test gives the
+then the delivery engine (tracking, exactly-once effect, the saga's policy). Each test gives the
 saga the state the message finds it in, and checks what the saga did.
 """
 
@@ -20,9 +20,9 @@ from aiormq.abc import Basic
 from application.bootstrap import build_applications
 from application.settings import Settings
 from infrastructure.messaging.codec import PoisonMessageError, decode
-from infrastructure.messaging.delivery import Delivery, deliver
 from process_managers.booking import BookingProcessManager
 from process_managers.booking_saga import BookingSaga, SagaState
+from process_managers.delivery import Outcome, deliver
 from process_managers.ports import Eligibility
 from tests.contract import message_contract as contract
 from tests.contract.pacts import assert_matches_committed
@@ -63,7 +63,7 @@ def properties(metadata: dict[str, Any]) -> Basic.Properties:
                             message_type=headers.get("topic"), app_id=headers.get("application"))
 
 
-def handle(booking: BookingProcessManager, body: str | bytes | None, metadata: dict[str, Any]) -> tuple[Delivery, Any]:
+def handle(booking: BookingProcessManager, body: str | bytes | None, metadata: dict[str, Any]) -> tuple[Outcome, Any]:
     """What ``FollowerConsumer`` does with one delivered message, short of the ack; and the event."""
     raw = body.encode() if isinstance(body, str) else bytes(body or b"")
     domain_event, tracking = decode(booking.mapper, raw, properties(metadata))
@@ -114,14 +114,14 @@ def test_the_saga_acts_on_each_message_it_consumes(case, booking):
     # given the saga in the state the message finds it in
     if GIVEN[case.description] is not None:
         saga_in(booking, *GIVEN[case.description])
-    outcomes: list[tuple[Delivery, Any]] = []
+    outcomes: list[tuple[Outcome, Any]] = []
     # when the pact's message is delivered
     contract.build(case.provider, [case]).verify(lambda body, metadata: outcomes.append(handle(booking, body, metadata)),
                                                 "Async")
     # then it was processed and moved the saga on
     saga = booking.repository.get(contract.SAGA)
     [(delivery, event)] = outcomes
-    assert delivery == Delivery.PROCESSED
+    assert delivery == Outcome.PROCESSED
     assert saga.state == THEN[case.description]
     if case is contract.CASES[0]:
         assert (saga.patient_id, saga.doctor_id) == (contract.PATIENT, contract.DOCTOR)

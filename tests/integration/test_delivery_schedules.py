@@ -5,9 +5,12 @@ events interleaved in any causal order (an event is only ever published after th
 event that caused it was processed, so a saga's own chain keeps its order), message
 ids of one leader arriving out of order, duplicates anywhere after the first
 delivery (a lost ack, a crash between processing and ack, a redelivery), and
-deliveries that crash mid-processing (nothing commits, the broker redelivers). Each
-delivery goes through ``deliver``, the step every consumer uses. The sagas recorded
-must equal those of an in-order, exactly-once delivery.
+deliveries that crash mid-processing (nothing commits, the broker redelivers). The sagas
+recorded must equal those of an in-order, exactly-once delivery, both when each delivery is
+its own batch (``deliver``) and when the broker hands the delivery engine batches of any size
+(``deliver_batch``, as ``FollowerConsumer`` does), failed jobs being redelivered later. A second
+property checks how a batch is split: whichever of its jobs fail, exactly those fail and every
+other one takes effect.
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ from eventsourcing.persistence import Tracking
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from application.settings import BATCH_RECORDERS
 from domain.consultation import Consultation
 from domain.slot import Slot, SlotRequestRefused
 from domain.values import RejectionReason
-from infrastructure.messaging.delivery import Delivery, deliver
+from process_managers.base import Job
 from process_managers.booking import BookingProcessManager
-from process_managers.booking_saga import saga_id_for
+from process_managers.booking_saga import SagaState, saga_id_for
+from process_managers.delivery import Outcome, deliver, deliver_batch
 from process_managers.ports import Eligibility
 
 NOW = datetime(2027, 1, 4, 8, 0, tzinfo=UTC)
@@ -36,14 +41,16 @@ OUTCOMES = ["confirmed", "hold_refused", "patient_refused", "book_refused"]
 
 
 class CrashingRegistry:
-    """Answers from a table; raises (a crash mid-processing) while ``crash`` is set."""
+    """Answers from a table; raises (a crash mid-processing) while ``crash`` is set, or for the
+    patients in ``crashing``."""
 
     def __init__(self, refused: set[UUID]) -> None:
         self.refused = refused
         self.crash = False
+        self.crashing: set[UUID] = set()
 
     def booking_eligibility(self, patient_id: UUID, doctor_id: UUID) -> Eligibility:
-        if self.crash:
+        if self.crash or patient_id in self.crashing:
             raise RuntimeError("worker crashed while validating")
         if patient_id in self.refused:
             return Eligibility.refused(RejectionReason.PATIENT_NOT_ELIGIBLE)
@@ -126,6 +133,7 @@ def schedules(draw: st.DrawFn) -> tuple[World, list[Message], list[tuple[Message
 
 def process_manager(world: World, directory: Path) -> tuple[BookingProcessManager, CrashingRegistry]:
     pm = BookingProcessManager(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                                    "PROCESS_RECORDER_TOPIC": BATCH_RECORDERS["sqlite"],
                                     "SQLITE_DBNAME": str(directory / "booking.sqlite"),
                                     "SINGLE_ROW_TRACKING": "n"})
     pm.registry = CrashingRegistry(world.refused_patients)
@@ -156,7 +164,7 @@ def play(pm: BookingProcessManager, registry: CrashingRegistry, schedule: list[t
         except RuntimeError:
             pending.append((message, False))  # nothing committed: redelivered later
             continue
-        processed += outcome is Delivery.PROCESSED
+        processed += outcome is Outcome.PROCESSED
     return processed
 
 
@@ -175,4 +183,105 @@ def test_any_delivery_schedule_ends_as_in_order_exactly_once_delivery(generated)
             assert pm.recorder.max_notification_id() == reference.recorder.max_notification_id()
         finally:
             reference.close()
+            pm.close()
+
+
+@st.composite
+def batched_deliveries(draw: st.DrawFn) -> tuple[World, list[Message], list[tuple[list[Message], set[int]]]]:
+    """A broker's batches: each takes some of the messages it may send now (a chain's next event once
+    the one before it took effect, in any order across chains) and repeats of ones sent before; some
+    of its jobs crash. What does not take effect is sent again in a later batch."""
+    world = World()
+    outcomes = draw(st.lists(st.sampled_from(OUTCOMES), min_size=1, max_size=4))
+    world.chains = number([booking_chain(outcome, world) for outcome in outcomes])
+    in_order = [message for chain in world.chains for message in chain]
+    plan: list[tuple[list[int], list[int], set[int]]] = []  # per batch: chain picks, repeats, crashing picks
+    for _ in range(draw(st.integers(1, 8))):
+        picks = draw(st.lists(st.integers(0, len(world.chains) - 1), max_size=4))
+        repeats = draw(st.lists(st.integers(0, len(in_order) - 1), max_size=3))
+        crashing = set(draw(st.lists(st.integers(0, max(len(picks) - 1, 0)), max_size=2)))
+        plan.append((picks, repeats, crashing))
+    return world, in_order, plan
+
+
+def play_batches(pm: BookingProcessManager, registry: CrashingRegistry, world: World,
+                 plan: list[tuple[list[int], list[int], set[int]]]) -> int:
+    """Deliver the plan's batches, then whatever is left one chain step at a time; returns how many
+    jobs took effect."""
+    done = [0] * len(world.chains)  # per chain: how many of its events took effect
+    sent: list[Message] = []
+    processed = 0
+
+    def batch(messages: list[Message], crashing: set[int]) -> None:
+        nonlocal processed
+        registry.crashing = {world.chains[c][0].event.patient_id for c in crashing}
+        jobs = [Job(m.event, Tracking(m.leader, m.notification_id)) for m in messages]
+        results = deliver_batch(pm, jobs, exact=True)
+        registry.crashing = set()
+        for message, result in zip(messages, results, strict=True):
+            processed += result.outcome is Outcome.PROCESSED
+            if result.outcome is Outcome.PROCESSED:
+                chain = next(i for i, c in enumerate(world.chains) if message in c)
+                done[chain] = max(done[chain], world.chains[chain].index(message) + 1)
+        sent.extend(messages)
+
+    for picks, repeats, crashing in plan:
+        messages, chains = [], []
+        for chain in dict.fromkeys(picks):  # one step per chain: the next one needs this one to take effect
+            if done[chain] < len(world.chains[chain]):
+                messages.append(world.chains[chain][done[chain]])
+                chains.append(chain)
+        messages += [sent[r % len(sent)] for r in repeats if sent]
+        batch(messages, {chains[i] for i in crashing if i < len(chains)})
+    while any(d < len(chain) for d, chain in zip(done, world.chains, strict=True)):
+        batch([chain[d] for d, chain in zip(done, world.chains, strict=True) if d < len(chain)], set())
+    return processed
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batched_deliveries())
+def test_any_schedule_of_batches_ends_as_in_order_exactly_once_delivery(generated):
+    world, in_order, plan = generated
+    with tempfile.TemporaryDirectory() as expected_dir, tempfile.TemporaryDirectory() as actual_dir:
+        reference, reference_registry = process_manager(world, Path(expected_dir))
+        play(reference, reference_registry, [(message, False) for message in in_order])
+        pm, registry = process_manager(world, Path(actual_dir))
+        processed = play_batches(pm, registry, world, plan)
+        try:
+            assert sagas(pm, world) == sagas(reference, world)
+            assert processed == len(in_order)  # every message took effect exactly once
+            assert pm.recorder.max_notification_id() == reference.recorder.max_notification_id()
+        finally:
+            reference.close()
+            pm.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 12).flatmap(lambda n: st.tuples(st.just(n), st.sets(st.integers(0, n - 1)),
+                                                       st.booleans())))
+def test_a_failing_batch_is_split_so_only_its_poison_jobs_fail(case):
+    size, poison, in_order = case
+    # given sagas holding their slots, whose validations are delivered as one batch
+    world = World(chains=number([booking_chain("confirmed", World()) for _ in range(size)]))
+    with tempfile.TemporaryDirectory() as directory:
+        pm, registry = process_manager(world, Path(directory))
+        try:
+            requested = [Job(c[0].event, Tracking(c[0].leader, c[0].notification_id)) for c in world.chains]
+            assert {r.outcome for r in deliver_batch(pm, requested)} == {Outcome.PROCESSED}
+            # when the registry fails on the poison ones (an error the policy does not turn into an event)
+            registry.crashing = {world.chains[i][0].event.patient_id for i in poison}
+            held = [Job(c[1].event, Tracking(c[1].leader, c[1].notification_id)) for c in world.chains]
+            results = deliver_batch(pm, held, stop_at_failure=in_order)
+            # then exactly the poison jobs fail (in order: and the ones after the first are not tried)
+            first = min(poison, default=size)
+            expected = [Outcome.PENDING if in_order and i > first else Outcome.FAILED if i in poison
+                        else Outcome.PROCESSED for i in range(size)]
+            assert [r.outcome for r in results] == expected
+            assert all(isinstance(r.error, RuntimeError) for r in results if r.outcome is Outcome.FAILED)
+            # and every processed one took effect, once; the others left their saga as it was
+            for i, chain in enumerate(world.chains):
+                saga = pm.repository.get(saga_id_for(chain[0].event.originator_id))
+                took_effect = expected[i] is Outcome.PROCESSED
+                assert saga.state == (SagaState.BOOKING_SLOT if took_effect else SagaState.HOLDING_SLOT)
+        finally:
             pm.close()

@@ -13,10 +13,12 @@ import asyncio
 import json
 import threading
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import aiormq
+import pytest
 from eventsourcing.persistence import StoredEvent
 from joserfc import jws
 
@@ -25,6 +27,7 @@ from application.settings import Settings
 from infrastructure.messaging.topology import Topology
 from tests import services
 from tests.e2e import leaks
+from tests.e2e.distributed.cluster import deployed
 from tests.e2e.distributed.conftest import Cluster, eventually
 from tests.e2e.distributed.test_distributed_booking import settled
 
@@ -32,6 +35,14 @@ NAME, EMAIL, BIRTH_DATE = "Oriel Vantablack", "oriel.vantablack@unique.example",
 REASON, NOTE, CANCEL = "Axolotl-knee-9137", "Pangolin-note-4417", "Ibex-cancel-6620"
 SECRETS = [NAME, EMAIL, BIRTH_DATE, REASON, NOTE, CANCEL]
 _day = iter(range(1, 300))
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[Cluster]:
+    """The deployment logging at DEBUG, the level an operator turns on to follow one booking through
+    every service (at INFO no line is written per event or message: counters count them)."""
+    with deployed(tmp_path_factory.mktemp("cluster"), env={"CLINIC_LOG_LEVEL": "DEBUG"}) as deployment:
+        yield deployment
 
 
 def start_time() -> str:
@@ -147,8 +158,8 @@ def test_every_process_logs_json_naming_the_booking_by_its_correlation_id_and_ne
         headers={"X-Correlation-Id": correlation_id})
     assert status == 202, accepted
     assert settled(cluster, patient, accepted["consultation_id"])["status"] == "CONFIRMED"
-    # then every service that took part logged a line with that correlation id (the consumers' lines follow
-    # their acks, so wait for them)
+    # then every service that took part logged a line with that correlation id (at DEBUG: a consumer's line
+    # per message, the projection worker's per event; wait for them)
     took_part = {"consultations", "booking", "registry", "scheduling", "projections", "gateway"}
     eventually(lambda: took_part <= {line["service"] for line in _log_lines(cluster)
                                      if line.get("correlation_id") == correlation_id},

@@ -139,8 +139,9 @@ class FakeRegistry:
 class FlakyBooking(BookingProcessManager):
     """The booking process manager, made to fail on chosen consultations.
 
-    ``failures[consultation_id]`` is how many more times processing its events fails
-    (``None``: always); ``attempts`` counts every try; while ``gate`` is clear,
+    ``failures[consultation_id]`` is how many more deliveries of its events fail (``None``: always);
+    ``attempts`` counts the deliveries tried (a batch the delivery engine splits runs a failing event
+    more than once: it counts once it is tried alone, or succeeds); while ``gate`` is clear,
     processing waits for it (to hold a message in flight).
     """
 
@@ -151,16 +152,24 @@ class FlakyBooking(BookingProcessManager):
         self.registry = FakeRegistry()
         self.gate = threading.Event()
         self.gate.set()
+        self._alone = False
 
-    def process_event(self, domain_event: Any, tracking: Any) -> None:
-        key = domain_event.originator_id
-        self.attempts[key] = self.attempts.get(key, 0) + 1
-        self.gate.wait(timeout=30)
+    def record_batch(self, jobs: Any, exact: bool = True) -> Any:
+        self._alone = len(jobs) == 1
+        return super().record_batch(jobs, exact)
+
+    def _run_policy(self, job: Any) -> Any:  # one event's processing inside record_batch
+        key = job.event.originator_id
         left = self.failures.get(key, 0)
-        if left is None or left > 0:
-            self.failures[key] = None if left is None else left - 1
+        failing = left is None or left > 0
+        if self._alone or not failing:
+            self.attempts[key] = self.attempts.get(key, 0) + 1
+        self.gate.wait(timeout=30)
+        if failing:
+            if self._alone:
+                self.failures[key] = None if left is None else left - 1
             raise RuntimeError(f"simulated failure on {key}")
-        super().process_event(domain_event, tracking)
+        return super()._run_policy(job)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The relay publishes what its own process records at once, not at the next poll."""
+"""The relay publishes what its own process records at once: it is prompted, it does not poll."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from application.services import RelayPrompts
+from application.services import Prompts
 from infrastructure.messaging.relay import OutboxRelay
 from tests.integration.messaging.conftest import eventually, request_consultations
 
@@ -14,10 +14,10 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_events_recorded_in_this_process_are_published_without_waiting_for_the_poll(broker, consultations):
-    # given a caught-up relay that would poll only once a minute, prompted by the application it relays
+    # given a caught-up relay that never polls, prompted by the application it relays
     spy = await broker.declare("Spy", "Consultations")
-    relay = OutboxRelay(consultations, await broker.channel(), broker.topology.exchange, poll_interval=60)
-    prompts = RelayPrompts()
+    relay = OutboxRelay(consultations, await broker.channel(), broker.topology.exchange, poll_interval=None)
+    prompts = Prompts()
     prompts.relay = relay
     consultations.lead(prompts)
     stop = asyncio.Event()
@@ -27,7 +27,7 @@ async def test_events_recorded_in_this_process_are_published_without_waiting_for
     # when a request thread records an event
     await asyncio.to_thread(request_consultations, consultations, 1)
 
-    # then it is on the queue long before the poll would have found it
+    # then it is on the queue at once
     await eventually(lambda: broker.count(spy.main), timeout=5, what="the prompted publish")
     stop.set()
     await running

@@ -16,6 +16,7 @@ from projections.rebuild import Progress, RebuildError, rebuild
 from projections.redis_store import glob_escape
 from projections.runner import ProjectionRunner
 from projections.store import RebuildTarget
+from tests.projection_loop import LiveProjections
 
 START = datetime(2027, 1, 5, 8, 0, tzinfo=UTC)
 DETAIL = BY_NAME["consultation_detail"]
@@ -193,10 +194,9 @@ class Reader(threading.Thread):
 
 def test_readers_get_whole_answers_throughout_rebuilds_while_the_live_runner_runs(apps, live, booked):
     reader = Reader(live, booked.consultations_of)
-    follower, stop = ProjectionRunner(apps, live, ALL_PROJECTIONS), threading.Event()
-    threads = [reader, threading.Thread(target=follower.run, args=(stop, 0.01))]
-    for thread in threads:
-        thread.start()
+    follower = ProjectionRunner(apps, live, ALL_PROJECTIONS)
+    reader.start()
+    loop = LiveProjections(follower, apps).start()
     try:
         for name in ("consultation_detail", "patient_consultations", "consultation_detail"):
             before = reader.rounds
@@ -205,18 +205,16 @@ def test_readers_get_whole_answers_throughout_rebuilds_while_the_live_runner_run
             assert reader.rounds > before + 3  # reads ran while it built, switched and retired
     finally:
         reader.done.set()
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=10)
+        loop.stop()
+        reader.join(timeout=10)
     assert reader.failures == []
     assert (live.serving_version("consultation_detail"), live.serving_version("patient_consultations")) == (V + 2, 2)
     assert follower.last_error is None
 
 
 def test_the_live_runner_follows_the_switch_and_leaves_nothing_in_the_old_version(apps, live, booked):
-    follower, stop = ProjectionRunner(apps, live, ALL_PROJECTIONS), threading.Event()
-    thread = threading.Thread(target=follower.run, args=(stop, 0.01))
-    thread.start()
+    follower = ProjectionRunner(apps, live, ALL_PROJECTIONS)
+    loop = LiveProjections(follower, apps).start()
     try:
         rebuild(apps, live, DETAIL, retire_grace=0.1)
         patient = booked.registry.register_patient("Cy", "cy@example.org", date(1992, 1, 1), True)
@@ -228,8 +226,7 @@ def test_the_live_runner_follows_the_switch_and_leaves_nothing_in_the_old_versio
             assert time.monotonic() < deadline, "the live runner did not keep the new version up"
             time.sleep(0.01)
     finally:
-        stop.set()
-        thread.join(timeout=10)
+        loop.stop()
     assert follower.status()[DETAIL.name].version == V + 1 and follower.last_error is None
     assert keys_of(live, DETAIL.name, V) == []
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 from uuid import UUID
@@ -14,6 +13,7 @@ from application.views import ConsultationView, SagaStepView, SagaView, SlotView
 from projections.catalog import ALL_PROJECTIONS, BY_NAME
 from projections.runner import ProjectionRunner
 from tests.integration.projections.conftest import delete_prefix
+from tests.projection_loop import LiveProjections
 from tests.unit.projections.histories import dump_all
 
 START = datetime(2027, 1, 5, 9, 0, tzinfo=UTC)
@@ -109,9 +109,7 @@ def test_after_losing_every_key_a_rebuild_restores_the_same_views(clinic, store)
 def test_a_running_runner_shows_a_booking_well_within_a_second(clinic, store):
     runner = ProjectionRunner(apps_of(clinic), store, ALL_PROJECTIONS)
     runner.catch_up()
-    stop = threading.Event()
-    thread = threading.Thread(target=runner.run, args=(stop, 0.05), daemon=True)
-    thread.start()
+    loop = LiveProjections(runner, apps_of(clinic), poll_seconds=0.05).start()
     try:
         ana, _, rui = clinic.people
         consultation_id = clinic.book(ana, rui, START + timedelta(hours=24), "late").consultation_id
@@ -125,6 +123,5 @@ def test_a_running_runner_shows_a_booking_well_within_a_second(clinic, store):
             assert time.monotonic() < deadline
             time.sleep(0.005)
     finally:
-        stop.set()
-        thread.join(timeout=5)
+        loop.stop()
     assert runner.last_error is None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import timedelta
 from uuid import UUID
 
@@ -107,49 +105,3 @@ def test_a_projection_reading_an_application_not_given_is_refused(apps):
         ProjectionRunner({"Consultations": apps["Consultations"]}, MemoryViewStore(), ALL_PROJECTIONS)
 
 
-def test_run_follows_live_writes_within_a_fraction_of_a_second(apps):
-    store = MemoryViewStore()
-    runner = ProjectionRunner(apps, store, ALL_PROJECTIONS)
-    stop = threading.Event()
-    thread = threading.Thread(target=runner.run, args=(stop, 0.02), daemon=True)
-    thread.start()
-    try:
-        consultation = request(apps)[0]
-        written = time.monotonic()
-        while store.get_fields("consultation_detail", ConsultationDetail.version, f"consultation:{consultation.id}") == {}:
-            assert time.monotonic() - written < 1.0
-            time.sleep(0.005)
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-    assert not thread.is_alive()
-
-
-def test_run_keeps_the_error_and_retries(apps):
-    request(apps)
-
-    class FailsOnce(MemoryViewStore):
-        failed = False
-
-        def apply(self, *args):
-            if not self.failed:
-                self.failed = True
-                raise ConnectionError("store down")
-            return super().apply(*args)
-
-    store, stop = FailsOnce(), threading.Event()
-    runner = ProjectionRunner(apps, store, [ConsultationDetail()])
-    errors = []
-    original_wait = stop.wait
-
-    def wait(timeout):
-        errors.append(runner.last_error)
-        if runner.status()["consultation_detail"].lag == 0:
-            stop.set()
-        return original_wait(timeout)
-
-    stop.wait = wait
-    runner.run(stop, 0.001)
-    assert isinstance(errors[0], ConnectionError)
-    assert runner.last_error is None
-    assert runner.status()["consultation_detail"].lag == 0
