@@ -57,16 +57,27 @@ class MigrationNeededError(RuntimeError):
     """The event store's tables are missing: run ``clinic db migrate``."""
 
 
-def build_applications(settings: Settings, create_table: bool | None = None) -> dict[str, Any]:
-    """One eventsourcing application per context, each with its own store."""
+def build_applications(settings: Settings, create_table: bool | None = None,
+                       cache: str | None = None) -> dict[str, Any]:
+    """One eventsourcing application per context, each with its own store. With ``cache`` (see
+    ``Settings.eventsourcing_env``) the followers keep the aggregates they load that way, the registry
+    as ``shared`` (the CLI writes its store beside a running server)."""
     if settings.persistence == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     sealing = mapper_factory(open_subject_keys(settings, create_table))  # one key store for every context
-    apps = {cls.name: cls(env=settings.eventsourcing_env(cls.name, create_table), mapper_factory=sealing)
+    apps = {cls.name: cls(env=settings.eventsourcing_env(cls.name, create_table, _cache(cls.name, cache)),
+                          mapper_factory=sealing)
             for cls in CONTEXTS}
     for app in apps.values():
         group_commits(app, settings)
     return apps
+
+
+def _cache(name: str, followers: str | None) -> str | None:
+    """How context ``name`` caches aggregates when followers cache as ``followers``."""
+    if followers is None:
+        return None
+    return followers if name in SYSTEM.followers else "shared"
 
 
 def group_commits(app: Any, settings: Settings) -> None:
@@ -88,7 +99,7 @@ def bootstrap(settings: Settings | None = None, clock: Callable[[], datetime] | 
               metrics: Metrics | None = None) -> Clinic:
     """Build and start the clinic: applications, saga wiring, runner (observed by ``metrics`` if given)."""
     settings = settings or Settings.from_env()
-    apps = build_applications(settings)
+    apps = build_applications(settings, cache="private")  # this process is their stores' only writer
     require_tables(apps)
     observe_with(apps, metrics)
     registry: RegistryApplication = apps[RegistryApplication.name]

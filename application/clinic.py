@@ -71,8 +71,10 @@ class Clinic:
                         saga.deadline, steps)
 
     def position(self, app: Any) -> str:
-        """Where ``app``'s log stands now: a command's events are at or before it (read-your-writes)."""
-        return f"{app.name}:{app.recorder.max_notification_id() or 0}"
+        """Where ``app``'s log stands after this thread's last command: its events are at or before it
+        (read-your-writes). The position of the command's own last event if it recorded any, else the head."""
+        position = app.saved_position()
+        return f"{app.name}:{position if position is not None else app.recorder.max_notification_id() or 0}"
 
     def wait_until_settled(self, timeout: float = 10.0) -> None:
         """Block until every recorded event has been processed by its followers (embedded mode)."""

@@ -75,7 +75,8 @@ def build_service(service: str, settings: Settings, role: str = "all", metrics: 
     """
     cls = SERVICES[service]
     sealing = mapper_factory(open_subject_keys(settings, create_table=False))
-    app = cls(env=settings.eventsourcing_env(cls.name, create_table=False), mapper_factory=sealing)
+    # API replicas and the worker all write the store: a cached aggregate is fast-forwarded before use
+    app = cls(env=settings.eventsourcing_env(cls.name, create_table=False, cache="shared"), mapper_factory=sealing)
     group_commits(app, settings)
     require_tables({cls.name: app})
     observe_with({cls.name: app}, metrics)

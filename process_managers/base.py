@@ -130,8 +130,25 @@ class ClinicStore:
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording]:
         if self.group_commit is None or kwargs:
-            return super().save(*objs, **kwargs)  # type: ignore[misc]
-        return self.group_commit.save(*objs)
+            recordings: list[Recording] = super().save(*objs, **kwargs)  # type: ignore[misc]
+        else:
+            recordings = self.group_commit.save(*objs)
+        if recordings:
+            self._saved().position = recordings[-1].notification.id
+        return recordings
+
+    def saved_position(self) -> int | None:
+        """The notification id of the last event this thread's last ``save`` recorded, once (then ``None``):
+        a command's read-your-writes position, without asking the store for its head."""
+        saved = self._saved()
+        position, saved.position = getattr(saved, "position", None), None
+        return position
+
+    def _saved(self) -> threading.local:
+        local = self.__dict__.get("_saved_local")
+        if local is None:
+            local = self.__dict__.setdefault("_saved_local", threading.local())
+        return local
 
     def construct_repository(self) -> OverlayRepository:
         """The library's repository, able to see the aggregates a batch has changed (``record_batch``)."""
