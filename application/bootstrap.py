@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from eventsourcing.system import System
@@ -18,10 +19,12 @@ from application.registry import RegistryApplication
 from application.runner import EmbeddedRunner
 from application.scheduling import SchedulingApplication
 from application.settings import Settings
-from application.subscriptions import handled_topics
+from application.subscriptions import event_classes, handled_topics
+from application.view_changes import ViewChanges
 from domain.consultation import Consultation
 from domain.doctor import Doctor
 from domain.patient import Patient
+from domain.personal_data import personal_fields
 from domain.record_access import PatientRecordAccess
 from domain.slot import Slot, SlotRequestRefused
 from infrastructure.observability.metrics import Metrics
@@ -60,12 +63,11 @@ class MigrationNeededError(RuntimeError):
 def build_applications(settings: Settings, create_table: bool | None = None,
                        cache: str | None = None) -> dict[str, Any]:
     """One eventsourcing application per context, each with its own store. With ``cache`` (see
-    ``Settings.eventsourcing_env``) the followers keep the aggregates they load that way, the registry
-    as ``shared`` (the CLI writes its store beside a running server)."""
+    ``Settings.eventsourcing_env``) the followers keep the aggregates they load that way (``cache_for``)."""
     if settings.persistence == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     sealing = mapper_factory(open_subject_keys(settings, create_table))  # one key store for every context
-    apps = {cls.name: cls(env=settings.eventsourcing_env(cls.name, create_table, _cache(cls.name, cache)),
+    apps = {cls.name: cls(env=settings.eventsourcing_env(cls.name, create_table, cache_for(cls.name, cache)),
                           mapper_factory=sealing)
             for cls in CONTEXTS}
     for app in apps.values():
@@ -73,11 +75,18 @@ def build_applications(settings: Settings, create_table: bool | None = None,
     return apps
 
 
-def _cache(name: str, followers: str | None) -> str | None:
-    """How context ``name`` caches aggregates when followers cache as ``followers``."""
-    if followers is None:
+def cache_for(name: str, followers: str | None) -> str | None:
+    """How context ``name`` caches aggregates when followers cache as ``followers`` (non-followers as
+    ``shared``). Never a context whose aggregates hold personal data: a decrypted aggregate kept in memory
+    would outlive the patient's erasure (crypto-shredding forgets only keys)."""
+    if followers is None or holds_personal_data(name):
         return None
     return followers if name in SYSTEM.followers else "shared"
+
+
+def holds_personal_data(name: str) -> bool:
+    """Whether an event of an aggregate context ``name`` records has a personal field."""
+    return any(personal_fields(event) for aggregate in RECORDS[name] for event in event_classes(aggregate))
 
 
 def group_commits(app: Any, settings: Settings) -> None:
@@ -114,8 +123,9 @@ def bootstrap(settings: Settings | None = None, clock: Callable[[], datetime] | 
     runner = EmbeddedRunner(SYSTEM, apps, settings.runner_tick_seconds, on_tick=booking.tick,
                             catch_up=projections.catch_up, topics=SUBSCRIPTIONS)
     runner.start()
+    reads = read_models(projections.store, {name: partial(runner.head, name) for name in apps})
     return Clinic(registry, apps[SchedulingApplication.name], apps[ConsultationsApplication.name], booking,
-                  runner=runner, auditor=build_auditor(apps), read_models=read_models(projections.store, apps))
+                  runner=runner, auditor=build_auditor(apps), read_models=reads)
 
 
 def observe_with(apps: dict[str, Any], metrics: Metrics | None) -> None:
@@ -130,9 +140,13 @@ def observe_with(apps: dict[str, Any], metrics: Metrics | None) -> None:
             metrics.start_sagas()
 
 
-def read_models(store: ViewStore, apps: dict[str, Any]) -> ReadModels:
-    """Queries over ``store``, knowing the heads of the logs of ``apps`` (for freshness)."""
-    return ReadModels(store, heads={name: app.recorder.max_notification_id for name, app in apps.items()})
+def read_models(store: ViewStore, heads: dict[str, Callable[[], int | None]]) -> ReadModels:
+    """Queries over ``store``, knowing the ``heads`` of some logs (for freshness), kept current by the
+    store's change feed (a cache of consultations, waits woken by changes)."""
+    changes = ViewChanges()
+    reads = ReadModels(store, heads=heads, changes=changes)
+    reads.stop_watching = store.watch(changes)
+    return reads
 
 
 def view_store(settings: Settings) -> ViewStore:

@@ -97,6 +97,8 @@ class Clinic:
     def close(self) -> None:
         if self.runner is not None:
             self.runner.stop()
+        if self.read_models is not None:
+            self.read_models.close()
         for app in self.apps():
             app.close()
 

@@ -7,13 +7,17 @@ leaders' logs and how many events it still has to apply.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from time import monotonic, sleep
 from uuid import UUID
 
+from application.view_changes import POLL_SECONDS, ViewChanges
 from application.views import ConsultationView, SagaStepView, SagaView
 from domain.base import NotFoundError
 from projections.catalog import BY_NAME
@@ -25,6 +29,8 @@ from projections.saga_status import saga_key, saga_steps_key
 from projections.store import ServingRead, ViewStore
 
 HIDDEN_FROM_AGENDA = {"REJECTED", "CANCELLED"}
+CONSULTATION_CACHE_SIZE = 50_000
+"""Consultations a process keeps in memory (about 1 kB each)."""
 MAX_PAGE = 100
 
 
@@ -63,30 +69,120 @@ class ConsultationRead:
     freshness: Freshness | None
 
 
+DETAIL = "consultation_detail"
+UNDECIDED = "REQUESTED"
+"""A consultation's status while its booking saga has not decided."""
+
+
 class ReadModels:
-    """The read side: consultation detail, a patient's consultations, agendas, free slots, sagas."""
+    """The read side: consultation detail, a patient's consultations, agendas, free slots, sagas.
+
+    With ``changes`` (the store's change feed, ``application/view_changes.py``) consultations are kept
+    in a per-process cache, each entry served only while no change to its key has been told since it
+    was read, and waits wake on changes instead of polling the store."""
 
     def __init__(self, store: ViewStore, heads: Mapping[str, Callable[[], int | None]] | None = None,
-                 wait_seconds: float = 1.0) -> None:
+                 wait_seconds: float = 1.0, changes: ViewChanges | None = None,
+                 cache_size: int = CONSULTATION_CACHE_SIZE) -> None:
         self.store = store
         self.heads = dict(heads or {})
         """The head of each leader's log this process can see (leader name → notification id)."""
         self.wait_seconds = wait_seconds
+        self.changes = changes
+        self.stop_watching: Callable[[], None] | None = None
+        """Stops the store telling ``changes`` (set by the composition root that started it)."""
+        self._cache: OrderedDict[str, tuple[int, ServingRead]] = OrderedDict()
+        self._cache_size = cache_size
+        self._cache_lock = threading.Lock()
 
     def consultation(self, consultation_id: UUID) -> ConsultationView:
         """A consultation; one just accepted is waited for briefly while the views catch up."""
         return self.consultation_read(consultation_id).view
 
     def consultation_read(self, consultation_id: UUID) -> ConsultationRead:
-        """A consultation and how fresh its view is: the serving version, the view and that version's
-        positions in one store read (one Redis round trip), then the leaders' heads."""
-        read = self._serving_read("consultation_detail", consultation_key(consultation_id))
-        if not read.fields and self.catch_up("consultation_detail"):
-            read = self._serving_read("consultation_detail", consultation_key(consultation_id))
+        """A consultation and how fresh its view is: from the cache, else the serving version, the view
+        and that version's positions in one store read (one Redis round trip); then the leaders' heads."""
+        key = consultation_key(consultation_id)
+        read = self._cached(key) or self._read_and_cache(key)
+        if not read.fields and self.catch_up(DETAIL):
+            read = self._read_and_cache(key)
         if not read.fields:
             raise NotFoundError(f"consultation {consultation_id} not found (a just-accepted booking may "
                                 "take a moment to appear)")
-        return ConsultationRead(_consultation(read.fields), self._freshness_at("consultation_detail", read.positions))
+        return self._consultation_read(read)
+
+    def cached_consultation(self, consultation_id: UUID) -> ConsultationRead | None:
+        """The consultation from this process's cache, if a current copy is there (no I/O)."""
+        read = self._cached(consultation_key(consultation_id))
+        return self._consultation_read(read) if read is not None and read.fields else None
+
+    async def consultation_read_async(self, consultation_id: UUID) -> ConsultationRead:
+        """``consultation_read`` for a coroutine: from the cache at once, else from the store in a thread."""
+        cached = self.cached_consultation(consultation_id)
+        return cached if cached is not None else await asyncio.to_thread(self.consultation_read, consultation_id)
+
+    async def decided(self, consultation_id: UUID, timeout: float) -> ConsultationRead:
+        """The consultation once its saga has decided (no longer ``REQUESTED``), or as it is after
+        ``timeout`` seconds; woken by the change feed (``Prefer: wait``)."""
+        latest = [await self.consultation_read_async(consultation_id)]
+
+        async def decided_now() -> bool:
+            latest[0] = await self.consultation_read_async(consultation_id)
+            return latest[0].view.status != UNDECIDED
+
+        if latest[0].view.status == UNDECIDED and self.changes is not None:
+            await self.changes.wait_async(decided_now, timeout, topic=(DETAIL, consultation_key(consultation_id)))
+        return latest[0]
+
+    async def changes_of(self, consultation_id: UUID, since: int | None, timeout: float) -> ConsultationRead:
+        """The consultation once its version differs from ``since`` (at once if it already does), or as it
+        is after ``timeout`` seconds (a server-sent events stream's next event)."""
+        latest = [await self.consultation_read_async(consultation_id)]
+
+        async def moved() -> bool:
+            latest[0] = await self.consultation_read_async(consultation_id)
+            return latest[0].view.version != since
+
+        if since is not None and latest[0].view.version == since and self.changes is not None:
+            await self.changes.wait_async(moved, timeout, topic=(DETAIL, consultation_key(consultation_id)))
+        return latest[0]
+
+    def close(self) -> None:
+        """Stop following the store's change feed (the composition root started it)."""
+        if self.stop_watching is not None:
+            self.stop_watching()
+            self.stop_watching = None
+
+    def _cached(self, key: str) -> ServingRead | None:
+        stamp = self.changes.stamp(DETAIL, key) if self.changes is not None else None
+        if stamp is None:
+            return None
+        with self._cache_lock:
+            entry = self._cache.get(key)
+            if entry is None or entry[0] != stamp:
+                return None
+            self._cache.move_to_end(key)
+            return entry[1]
+
+    def _read_and_cache(self, key: str) -> ServingRead:
+        stamp = self.changes.stamp(DETAIL, key) if self.changes is not None else None  # before the read
+        read = self._serving_read(DETAIL, key)
+        if stamp is not None and read.fields:
+            with self._cache_lock:
+                self._cache[key] = (stamp, read)
+                self._cache.move_to_end(key)
+                if len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return read
+
+    def _consultation_read(self, read: ServingRead) -> ConsultationRead:
+        """The view and its freshness: the read's positions, or later ones the change feed told."""
+        positions = dict(read.positions)
+        if self.changes is not None:
+            for leader, position in read.positions.items():
+                told = self.changes.position(DETAIL, read.version, leader)
+                positions[leader] = max(position, told or 0)
+        return ConsultationRead(_consultation(read.fields), self._freshness_at(DETAIL, positions))
 
     def patient_consultations(self, patient_id: UUID, status: str | None = None, start_from: datetime | None = None,
                               start_to: datetime | None = None, cursor: str | None = None, limit: int = 20) -> Page:
@@ -147,31 +243,81 @@ class ReadModels:
 
     def reached(self, leader: str, notification_id: int) -> bool:
         """Whether every view fed by ``leader`` has applied its events up to ``notification_id``."""
+        return all(self.store.position(name, self._version(name), leader) >= notification_id
+                   for name in self._names_following(leader))
+
+    def wait_for(self, positions: list[tuple[str, int]], timeout: float | None = None) -> bool:
+        """Read-your-writes: wait (bounded) until the views reached these (leader, id) positions; woken by
+        the change feed (polling the store without one)."""
+        timeout = self.wait_seconds if timeout is None else timeout
+        reached = self._reached_all(positions)
+        if self.changes is not None:
+            return self.changes.wait(reached, timeout)
+        deadline = monotonic() + timeout
+        while not reached():
+            if monotonic() >= deadline:
+                return False
+            sleep(POLL_SECONDS)
+        return True
+
+    async def wait_for_async(self, positions: list[tuple[str, int]], timeout: float | None = None) -> bool:
+        """``wait_for`` for a coroutine: the store is read in a thread, at first and while the feed is down;
+        otherwise the positions the feed tells decide."""
+        timeout = self.wait_seconds if timeout is None else timeout
+        if self.changes is None:
+            return await asyncio.to_thread(self.wait_for, positions, timeout)
+        versions: dict[str, int] = {}
+
+        async def reached() -> bool:
+            if versions and self._reached_as_told(positions, versions):
+                return True
+            if versions and self.changes.live:  # type: ignore[union-attr]
+                return False
+            versions.update({name: self._version(name) for name in self._followers_of(positions)})
+            return await asyncio.to_thread(self._reached_all(positions))
+
+        return await self.changes.wait_async(reached, timeout)
+
+    def _reached_all(self, positions: list[tuple[str, int]]) -> Callable[[], bool]:
+        for leader, _ in positions:
+            self._names_following(leader)  # an unknown log is refused before any wait
+        return lambda: all(self.reached(leader, notification_id) for leader, notification_id in positions)
+
+    def _reached_as_told(self, positions: list[tuple[str, int]], versions: dict[str, int]) -> bool:
+        assert self.changes is not None
+        for leader, notification_id in positions:
+            for name in self._names_following(leader):
+                told = self.changes.position(name, versions[name], leader)
+                if told is None or told < notification_id:
+                    return False
+        return True
+
+    def _followers_of(self, positions: list[tuple[str, int]]) -> set[str]:
+        return {name for leader, _ in positions for name in self._names_following(leader)}
+
+    @staticmethod
+    def _names_following(leader: str) -> list[str]:
         names = [name for name, projection in BY_NAME.items() if leader in projection.leaders]
         if not names:
             raise UnknownPositionError(f"no read model follows {leader!r}")
-        return all(self.store.position(name, self._version(name), leader) >= notification_id for name in names)
-
-    def wait_for(self, positions: list[tuple[str, int]], timeout: float | None = None) -> bool:
-        """Read-your-writes: wait (bounded) until the views reached these (leader, id) positions."""
-        deadline = monotonic() + (self.wait_seconds if timeout is None else timeout)
-        while not all(self.reached(leader, notification_id) for leader, notification_id in positions):
-            if monotonic() >= deadline:
-                return False
-            sleep(0.01)  # the projection runner is another thread or process: poll its position
-        return True
+        return names
 
     def catch_up(self, *names: str) -> bool:
         """Wait (at most ``wait_seconds``) until the named views reached the heads seen now; True if they did."""
         target = self.freshness(*names)
         if target is None or target.lag == 0:
             return False
+        def caught_up() -> bool:
+            current = self.freshness(*names)
+            return current is not None and current.position >= target.head
+
+        if self.changes is not None:
+            return self.changes.wait(caught_up, self.wait_seconds)
         deadline = monotonic() + self.wait_seconds
         while monotonic() < deadline:
-            current = self.freshness(*names)
-            if current is not None and current.position >= target.head:
+            if caught_up():
                 return True
-            sleep(0.01)  # the projection runner is another thread or process: poll its position
+            sleep(POLL_SECONDS)
         return False
 
     def _version(self, name: str) -> int:

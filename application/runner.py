@@ -91,6 +91,12 @@ class EmbeddedRunner(RecordingEventReceiver[Any]):
     def is_alive(self) -> bool:
         return self._thread.is_alive()
 
+    def head(self, name: str) -> int:
+        """The last notification id recorded in ``name``'s log, as this process knows it (every writer of
+        an embedded store is in this process: no query)."""
+        with self._lock:
+            return self._heads.get(name, 0)
+
     def receive_recording_event(self, new_recording_event: RecordingEvent[Any]) -> None:
         if new_recording_event.recordings:
             head = new_recording_event.recordings[-1].notification.id

@@ -24,6 +24,7 @@ from application.bootstrap import (
     SYSTEM,
     MigrationNeededError,
     build_auditor,
+    cache_for,
     group_commits,
     observe_with,
     read_models,
@@ -76,7 +77,8 @@ def build_service(service: str, settings: Settings, role: str = "all", metrics: 
     cls = SERVICES[service]
     sealing = mapper_factory(open_subject_keys(settings, create_table=False))
     # API replicas and the worker all write the store: a cached aggregate is fast-forwarded before use
-    app = cls(env=settings.eventsourcing_env(cls.name, create_table=False, cache="shared"), mapper_factory=sealing)
+    app = cls(env=settings.eventsourcing_env(cls.name, create_table=False, cache=cache_for(cls.name, "shared")),
+              mapper_factory=sealing)
     group_commits(app, settings)
     require_tables({cls.name: app})
     observe_with({cls.name: app}, metrics)
@@ -89,7 +91,7 @@ def build_service(service: str, settings: Settings, role: str = "all", metrics: 
     queries, checks = None, {}
     if service in SERVES_QUERIES and role != "worker":
         views = _redis_views(settings, service)
-        queries, checks = read_models(views, {cls.name: app}), {"redis": redis_answers(views)}
+        queries, checks = read_models(views, {cls.name: app.recorder.max_notification_id}), {"redis": redis_answers(views)}
     return Clinic(**{service: app}, auditor=build_auditor({cls.name: app}), read_models=queries, checks=checks)
 
 

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from projections.ops import AddToIndex, AppendToList, CopyToMembers, Op, RemoveFromIndex, SetFields, SetFieldsIf
-from projections.store import INF, RebuildTarget, ServingRead
+from projections.ops import (
+    AddToIndex,
+    AppendToList,
+    CopyToMembers,
+    Op,
+    RemoveFromIndex,
+    SetFields,
+    SetFieldsIf,
+)
+from projections.store import INF, ChangeWatcher, RebuildTarget, ServingRead, ViewChange
 
 
 class _Hash(dict):
@@ -40,6 +48,7 @@ class MemoryViewStore:
         self._positions: dict[tuple[str, int, str], int] = {}
         self._serving: dict[str, int] = {}
         self._rebuilds: dict[str, RebuildTarget] = {}
+        self._watchers: list[ChangeWatcher] = []
 
     def apply(self, name: str, version: int, leader: str, last_notification_id: int, ops: Sequence[Op],
               expected_position: int | None = None) -> bool:
@@ -55,7 +64,24 @@ class MemoryViewStore:
             for op in ops:
                 _apply_op(view, op)
             self._positions[(name, version, leader)] = last_notification_id
-            return True
+            watchers = list(self._watchers)
+            change = ViewChange(name, version, leader, last_notification_id, _touched(view, ops)) if watchers else None
+        for watcher in watchers:
+            watcher.changed(change)  # type: ignore[arg-type]
+        return True
+
+    def watch(self, watcher: ChangeWatcher) -> Callable[[], None]:
+        """Tell ``watcher`` of every batch applied from now on (in the applying thread); live at once."""
+        with self._lock:
+            self._watchers.append(watcher)
+        watcher.reset()
+
+        def stop() -> None:
+            with self._lock:
+                if watcher in self._watchers:
+                    self._watchers.remove(watcher)
+
+        return stop
 
     def position(self, name: str, version: int, leader: str) -> int:
         """The last notification id of ``leader`` applied (0: none)."""
@@ -104,6 +130,9 @@ class MemoryViewStore:
         """Switch readers of ``name`` to ``version``."""
         with self._lock:
             self._serving[name] = version
+            watchers = list(self._watchers)
+        for watcher in watchers:
+            watcher.reset()
 
     def rebuild_target(self, name: str) -> RebuildTarget | None:
         """The rebuild of ``name`` in progress (``None``: none)."""
@@ -139,6 +168,18 @@ class MemoryViewStore:
         if not isinstance(value, kind):
             raise TypeError(f"WRONGTYPE {key} holds a {type(value).__name__.strip('_').lower()}")
         return value
+
+
+def _touched(view: dict[str, Any], ops: Sequence[Op]) -> tuple[str, ...]:
+    """The view keys ``ops`` wrote, once each; a copy onto an index's members wrote each member's hash
+    (when its source had fields)."""
+    keys: dict[str, None] = {}
+    for op in ops:
+        if type(op) is not CopyToMembers:
+            keys[op.key] = None
+        elif view.get(op.source):
+            keys.update((op.prefix + member, None) for member in view.get(op.index, {}))
+    return tuple(keys)
 
 
 def _check_kinds(view: dict[str, Any], ops: Sequence[Op]) -> None:

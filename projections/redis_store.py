@@ -6,13 +6,18 @@ hash: version, code_version). Ops travel as one compact JSON array (decoded in L
 with cjson): ``["h",key,f1,v1,...]`` set fields, ``["c",key,field,equals,f1,v1,...]`` set fields if,
 ``["z",key,score,member]`` add to index, ``["r",key,member]`` remove from index, ``["l",key,value]``
 append, ``["m",index,prefix,source]`` copy a hash onto every member's hash. The script checks every touched key's type before writing, so a bad batch changes nothing,
-and refuses a batch for a version older than the serving one (retired by a rebuild).
+and refuses a batch for a version older than the serving one (retired by a rebuild). Each batch
+applied is announced on the channel ``<prefix>changes`` (``{"n": name, "v": version, "l": leader,
+"p": position, "k": [view keys written]}``), a switch of serving version as ``{"reset": name}``: the
+read API's processes keep their caches and waiters by it (``watch``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain
@@ -23,13 +28,18 @@ import redis
 from redis.exceptions import NoScriptError
 
 from projections.ops import AddToIndex, AppendToList, CopyToMembers, Op, RemoveFromIndex, SetFields, SetFieldsIf
-from projections.store import INF, RebuildTarget, ServingRead
+from projections.store import INF, ChangeWatcher, RebuildTarget, ServingRead, ViewChange
+
+log = logging.getLogger(__name__)
 
 APPLY_SCRIPT = """
 local stored = tonumber(redis.call('GET', KEYS[1]) or '0')
 if stored >= tonumber(ARGV[2]) or (ARGV[3] ~= '' and stored ~= tonumber(ARGV[3])) then return 0 end
 if tonumber(ARGV[5]) < tonumber(redis.call('GET', KEYS[2]) or '0') then return 0 end
-local ns, ops, seen = ARGV[1], cjson.decode(ARGV[4]), {}
+local ns, ops, seen, touched, told = ARGV[1], cjson.decode(ARGV[4]), {}, {}, {}
+local function touch(key)
+  if told[key] == nil then told[key] = true; touched[#touched + 1] = key end
+end
 local kinds = {h='hash', c='hash', z='zset', r='zset', l='list', m='zset'}
 local function fits(key, want)
   if seen[key] == nil then
@@ -53,6 +63,7 @@ end
 for i = 1, #ops do
   local op = ops[i]
   local kind, key = op[1], ns .. op[2]
+  if kind ~= 'm' then touch(op[2]) end
   if kind == 'h' then redis.call('HSET', key, unpack(op, 3))
   elseif kind == 'z' then redis.call('ZADD', key, op[3], op[4])
   elseif kind == 'l' then redis.call('RPUSH', key, op[3])
@@ -61,12 +72,17 @@ for i = 1, #ops do
     local fields = redis.call('HGETALL', ns .. op[4])
     if #fields > 0 then
       local members = redis.call('ZRANGE', key, 0, -1)
-      for j = 1, #members do redis.call('HSET', ns .. op[3] .. members[j], unpack(fields)) end
+      for j = 1, #members do
+        redis.call('HSET', ns .. op[3] .. members[j], unpack(fields))
+        touch(op[3] .. members[j])
+      end
     end
   elseif redis.call('HGET', key, op[3]) == op[4] then redis.call('HSET', key, unpack(op, 5))
   end
 end
 redis.call('SET', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[6], cjson.encode({n = ARGV[7], v = tonumber(ARGV[5]), l = ARGV[8], p = tonumber(ARGV[2]),
+                                             k = touched}))
 return 1
 """
 APPLY_SHA = hashlib.sha1(APPLY_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
@@ -169,6 +185,46 @@ class RedisViewStore:
         """The hash at ``key`` (``{}`` if absent)."""
         return dict(self.client.hgetall(self._ns(name, version) + key))
 
+    def watch(self, watcher: ChangeWatcher) -> Callable[[], None]:
+        """Tell ``watcher`` of the changes announced on ``<prefix>changes``, from a thread of its own that
+        subscribes again (with backoff) after a lost connection: ``lost`` then, ``reset`` once back."""
+        stop = threading.Event()
+        thread = threading.Thread(target=self._feed, args=(watcher, stop), name="view-changes", daemon=True)
+        thread.start()
+
+        def stopping() -> None:
+            stop.set()
+            thread.join(timeout=5)
+
+        return stopping
+
+    def _feed(self, watcher: ChangeWatcher, stop: threading.Event) -> None:
+        delay = 0.2
+        while not stop.is_set():
+            pubsub = self.client.pubsub()
+            try:
+                pubsub.subscribe(self.changes_channel)
+                while not stop.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is None:
+                        continue
+                    if message["type"] == "subscribe":
+                        watcher.reset()
+                        delay = 0.2
+                    elif message["type"] == "message":
+                        _tell(watcher, message["data"])
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
+                log.warning("the read models' change feed was lost (%s); subscribing again in %.1fs", error, delay)
+                watcher.lost()
+            finally:
+                pubsub.close()
+            stop.wait(delay)
+            delay = min(delay * 2, 5.0)
+
+    @property
+    def changes_channel(self) -> str:
+        return f"{self.prefix}changes"
+
     def read_serving(self, name: str, default_version: int, key: str, leaders: Sequence[str]) -> ServingRead:
         """The serving version's hash at ``key`` and its positions for ``leaders``: one EVALSHA."""
         args = (self._serving(name), default_version, f"{self.prefix}{name}:v", key, *leaders)
@@ -207,8 +263,9 @@ class RedisViewStore:
         return None if value is None else int(value)
 
     def set_serving_version(self, name: str, version: int) -> None:
-        """Switch readers of ``name`` to ``version`` (one SET)."""
+        """Switch readers of ``name`` to ``version`` (one SET), and announce it."""
         self.client.set(self._serving(name), version)
+        self.client.publish(self.changes_channel, json.dumps({"reset": name}))
 
     def rebuild_target(self, name: str) -> RebuildTarget | None:
         """The rebuild of ``name`` in progress (``None``: none)."""
@@ -249,7 +306,8 @@ class RedisViewStore:
                      expected_position: int | None = None) -> tuple[Any, ...]:
         ns = self._ns(name, version)
         return (ns + POSITION + leader, self._serving(name), ns, last_notification_id,
-                "" if expected_position is None else expected_position, encode_ops(ops), version)
+                "" if expected_position is None else expected_position, encode_ops(ops), version,
+                self.changes_channel, name, leader)
 
     def _scan(self, name: str, version: int) -> Iterator[str]:
         return self.client.scan_iter(match=glob_escape(self._ns(name, version)) + "*", count=1000)
@@ -259,6 +317,21 @@ class RedisViewStore:
 
     def _ns(self, name: str, version: int) -> str:
         return f"{self.prefix}{name}:v{version}:"
+
+
+def _tell(watcher: ChangeWatcher, data: str) -> None:
+    """Hand one announcement to ``watcher`` (one it cannot read is a reset: nothing is trusted blindly)."""
+    try:
+        message = json.loads(data)
+        if "reset" in message:
+            watcher.reset()
+            return
+        keys = message["k"]
+        watcher.changed(ViewChange(message["n"], int(message["v"]), message["l"], int(message["p"]),
+                                   tuple(keys) if isinstance(keys, list) else ()))
+    except (ValueError, KeyError, TypeError):
+        log.warning("an unreadable read-model change announcement: %.200s", data)
+        watcher.reset()
 
 
 def encode_ops(ops: Sequence[Op]) -> str:

@@ -7,7 +7,7 @@ progress leaves a ``RebuildTarget`` marker, so an interrupted one resumes into t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,6 +22,34 @@ class RebuildTarget:
 
     version: int
     code_version: int
+
+
+@dataclass(frozen=True)
+class ViewChange:
+    """One batch applied: the projection version, its leader and new position there, and the view keys
+    the batch wrote."""
+
+    name: str
+    version: int
+    leader: str
+    position: int
+    keys: tuple[str, ...]
+
+
+class ChangeWatcher(Protocol):
+    """Told of the changes a store makes (``ViewStore.watch``), from whichever thread learns of them."""
+
+    def changed(self, change: ViewChange) -> None:
+        """A batch was applied."""
+        ...
+
+    def reset(self) -> None:
+        """Anything may have changed (a serving version switched, or the feed was (re)connected)."""
+        ...
+
+    def lost(self) -> None:
+        """The feed is down: changes are not being told until the next ``reset``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -93,6 +121,11 @@ class ViewStore(Protocol):
 
     def delete_version(self, name: str, version: int) -> int:
         """Delete every key of this projection version, positions included; returns how many."""
+        ...
+
+    def watch(self, watcher: ChangeWatcher) -> Callable[[], None]:
+        """Tell ``watcher`` of every batch applied from now on, by any writer (``reset`` first, once the
+        feed is live); returns the function that stops telling it."""
         ...
 
     def dump(self, name: str, version: int) -> dict[str, Any]:

@@ -78,6 +78,7 @@ OUTCOMES: dict[str, tuple[str, ...]] = {
     "bookConsultation": ("forbidden",),
     "getConsultation": ("forbidden", "not-found"),
     "getConsultationV2": ("forbidden", "not-found"),
+    "streamConsultationEvents": ("forbidden", "not-found"),
     "cancelConsultation": ("forbidden", "not-found", "invalid-state", "version-conflict"),
     "listPatientConsultations": ("forbidden",),
     "getDoctorAgenda": ("forbidden",),
@@ -129,8 +130,9 @@ def errors(*statuses: int) -> dict[int, ResponseSpec]:
             for status in sorted({400, *statuses})}
 
 
-UNPARSED_HEADERS = frozenset({"If-Match"})
-"""Headers compared, never parsed: an unexpected value is a 409 (version-conflict), not a 400."""
+UNPARSED_HEADERS = frozenset({"If-Match", "Prefer", "Last-Event-ID"})
+"""Headers compared or read leniently, never refused: an unexpected ``If-Match`` is a 409 (version-conflict);
+a ``Prefer`` or ``Last-Event-ID`` the API cannot read is ignored (RFC 7240, the SSE standard)."""
 
 
 def framework_problems(operation: dict[str, Any]) -> list[str]:
@@ -238,11 +240,30 @@ def _add_headers(code: str, response: dict[str, Any]) -> None:
 
 
 def _add_examples(holder: dict[str, Any], examples: dict[str, Any]) -> None:
-    """Give every JSON media type whose schema is a named component its example (if it has none)."""
-    for media in holder.get("content", {}).values():
+    """Give every JSON media type whose schema is a named component its example (if it has none), and a
+    server-sent event stream its shape and an example."""
+    for media_type, media in holder.get("content", {}).items():
+        if media_type == EVENT_STREAM:
+            _describe_event_stream(media, examples)
+            continue
         name = media.get("schema", {}).get("$ref", "").rpartition("/")[2]
         if "examples" not in media and name in examples:
             media["examples"] = {name[0].lower() + name[1:]: {"value": examples[name]}}
+
+
+EVENT_STREAM = "text/event-stream"
+
+
+def _describe_event_stream(media: dict[str, Any], examples: dict[str, Any]) -> None:
+    """``text/event-stream`` (the consultation's events): a string of events, each ``event: consultation``,
+    ``id:`` its version and ``data:`` the consultation as JSON, with keep-alive comments between."""
+    consultation = msgspec.json.encode(examples["Consultation"]).decode()
+    media["schema"] = {"type": "string", "description": "Server-sent events (WHATWG HTML): `event: consultation`, "
+                       "`id:` the consultation's version, `data:` the consultation as `getConsultation` returns it; "
+                       "`: keep-alive` comments between"}
+    media.setdefault("examples", {"consultationEvents": {"value": (
+        f"event: consultation\r\ndata: {consultation.replace('CONFIRMED', 'REQUESTED')}\r\nid: 1\r\n\r\n"
+        f": keep-alive\r\n\r\nevent: consultation\r\ndata: {consultation}\r\nid: 2\r\n\r\n")}})
 
 
 class CompletedJsonRenderPlugin(JsonRenderPlugin):

@@ -68,6 +68,9 @@ MATRIX: dict[str, Operation] = {
                                  ("own patient", "assigned doctor", "admin")),
     "getConsultationV2": Operation("GET", "/v2/consultations/{consultation}",
                                    ("own patient", "assigned doctor", "admin")),
+    # a stream stays open while its consultation may still change: the rejected one's ends after one event
+    "streamConsultationEvents": Operation("GET", "/v1/consultations/{rejected}/events",
+                                          ("own patient", "assigned doctor", "admin")),
     "cancelConsultation": Operation("POST", "/v1/consultations/{consultation}/cancel", ("own patient", "admin"),
                                     {"reason": "cannot come"}),
     "listPatientConsultations": Operation("GET", "/v1/patients/{patient}/consultations", ("own patient", "admin")),
@@ -80,8 +83,8 @@ MATRIX: dict[str, Operation] = {
 }
 PERSONAS = ("own patient", "other patient", "assigned doctor", "other doctor", "auditor", "admin")
 PROTECTED = [name for name, op in MATRIX.items() if REQUIRED_SCOPE.get(name)]
-ON_A_RESOURCE = [name for name in PROTECTED if "{consultation}" in MATRIX[name].path
-                 or "{saga}" in MATRIX[name].path]
+ON_A_RESOURCE = [name for name in PROTECTED if any(f"{{{kind}}}" in MATRIX[name].path
+                                                   for kind in ("consultation", "rejected", "saga"))]
 
 
 @dataclass
@@ -120,9 +123,11 @@ def world() -> Iterator[World]:
         doctor, other_doctor = register_doctor(api, admin), register_doctor(api, admin, "Dr Leo")
         open_slot(api, admin, doctor)
         booked = book(api, admin, patient, doctor).json()
+        rejected = book(api, admin, patient, doctor, start="2027-05-01T09:00:00Z").json()  # no slot there
         clinic.wait_until_settled()
         ids = {"patient": patient, "doctor": doctor, "other_doctor": other_doctor,
-               "consultation": booked["consultation_id"], "saga": booked["saga_id"]}
+               "consultation": booked["consultation_id"], "saga": booked["saga_id"],
+               "rejected": rejected["consultation_id"]}
         subjects = {"own patient": (patient, "PATIENT"), "other patient": (other_patient, "PATIENT"),
                     "assigned doctor": (doctor, "DOCTOR"), "other doctor": (other_doctor, "DOCTOR"),
                     "auditor": ("auditor-1", "AUDITOR"), "admin": ("ops-1", "ADMIN")}
@@ -172,8 +177,8 @@ def test_a_refusal_does_not_tell_whether_the_resource_exists(world, name):
     for persona in set(PERSONAS) - set(MATRIX[name].allowed):
         headers = world.headers(persona)
         theirs = assert_problem(world.call(name, headers), 403)
-        missing = assert_problem(world.call(name, headers, consultation=str(uuid.uuid4()), saga=str(uuid.uuid4())),
-                                 403)
+        missing = assert_problem(world.call(name, headers, consultation=str(uuid.uuid4()), saga=str(uuid.uuid4()),
+                                            rejected=str(uuid.uuid4())), 403)
         assert (theirs["type"], theirs["detail"]) == (missing["type"], missing["detail"]), persona
 
 

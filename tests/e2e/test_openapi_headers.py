@@ -2,7 +2,7 @@
 
 One story calls every operation successfully (as an admin, reading after its own writes) and
 compares each answer's headers with those the committed document gives that status. Left out:
-the transport's own (``content-type``, ``content-length``, ``date``, ``server``) and the security
+the transport's own (``content-type``, ``content-length``, ``date``, ``server``, ``connection``) and the security
 headers every response carries (``middleware.SECURITY_HEADERS``, listed in docs/security.md).
 """
 
@@ -24,7 +24,7 @@ from tests.e2e.conftest import START, book, open_slot, register_doctor, register
 
 SPEC = json.loads((Path(__file__).resolve().parents[2] / "specs" / "openapi.json").read_text())
 OPERATIONS = {op["operationId"]: (path, method) for path, item in SPEC["paths"].items() for method, op in item.items()}
-UNDOCUMENTED = {"content-type", "content-length", "date", "server"} | {name.lower() for name in SECURITY_HEADERS}
+UNDOCUMENTED = {"content-type", "content-length", "date", "server", "connection"} | {name.lower() for name in SECURITY_HEADERS}
 ISSUER = TokenIssuer(ECKey.generate_key("P-256", auto_kid=True), "clinic-dev", "clinic-api")
 ADMIN = {"Authorization": f"Bearer {ISSUER.issue('ops-1', ['ADMIN'])}"}
 
@@ -72,7 +72,7 @@ def story(api: TestClient[Any], clinic: Any) -> dict[str, Any]:
         "getPatient": api.get(f"/v1/patients/{patient}", headers=ADMIN),
         "listPatientRecordAccess": api.get(f"/v1/patients/{patient}/access-log", headers=ADMIN),
         "listDoctorSlots": api.get(f"/v1/doctors/{doctor}/slots?date={day}", headers=fresh),
-        "getConsultation": api.get(f"/v1/consultations/{consultation}", headers=fresh),
+        "getConsultation": api.get(f"/v1/consultations/{consultation}", headers={**fresh, "Prefer": "wait=1"}),
         "getConsultationV2": api.get(f"/v2/consultations/{consultation}", headers=fresh),
         "listPatientConsultations": api.get(f"/v1/patients/{patient}/consultations", headers=fresh),
         "getDoctorAgenda": api.get(f"/v1/doctors/{doctor}/agenda?date={day}", headers=fresh),
@@ -85,4 +85,6 @@ def story(api: TestClient[Any], clinic: Any) -> dict[str, Any]:
                                        headers=ADMIN),
         "deactivateDoctor": api.post(f"/v1/doctors/{doctor}/deactivate", headers=ADMIN),
     }
+    clinic.wait_until_settled()  # cancelled: its stream of events ends after the one it has
+    answers["streamConsultationEvents"] = api.get(f"/v1/consultations/{consultation}/events", headers=ADMIN)
     return answers

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import re
+import time
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from uuid import UUID
 
+import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
+from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromPath, HeaderParameter, JSONBody
+from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from application.clinic import Clinic
-from application.read_models import Freshness, parse_positions
+from application.read_models import ConsultationRead, Freshness, parse_positions
 from application.views import ConsultationView
+from domain.base import NotFoundError
+from domain.values import Role
 from infrastructure.security.tokens import Principal
 from interfaces.http import access
 from interfaces.http.problems import VersionConflictError
@@ -32,6 +40,14 @@ MinPosition = Annotated[str | None, HeaderParameter(
     name="X-Min-Position", required=False,
     description="Read-your-writes: an X-Event-Position a command returned; the answer waits (≤1 s) for the views "
                 "to reach it, else says X-Projection-Stale: true")]
+PreferWait = Annotated[str | None, HeaderParameter(
+    name="Prefer", required=False,
+    description="`wait=N` (RFC 7240): while the booking saga has not decided (status `REQUESTED`), answer once it "
+                "has, or after N seconds (at most 30); `Preference-Applied` says it was honoured")]
+LastEventId = Annotated[str | None, HeaderParameter(
+    name="Last-Event-ID", required=False,
+    description="The `id` of the last event a reconnecting client saw (the consultation's version): the stream "
+                "starts with the next change instead of the current state")]
 IfMatch = Annotated[str | None, HeaderParameter(name="If-Match", required=False,
                                           description='The ETag last read ("<version>"); 409 if it changed')]
 
@@ -44,6 +60,9 @@ EVENT_POSITION_HEADER = ResponseHeader(
 ETAG_HEADER = ResponseHeader(
     name="ETag", documentation_only=True, required=True, example='"3"',
     description='The consultation\'s version, `"<version>"`; send it as `If-Match` to cancel only that version')
+PREFERENCE_APPLIED_HEADER = ResponseHeader(
+    name="Preference-Applied", documentation_only=True, example="wait=10",
+    description="The `Prefer` preference honoured (RFC 7240): `wait=N` when the answer waited for the decision")
 FRESHNESS_HEADERS = [
     ResponseHeader(name="X-Projection-Position", documentation_only=True, example="42",
                    description="Events of the logs the answering views have applied (absent where this service "
@@ -74,13 +93,34 @@ class ConsultationController(Controller):
         return Response(body, status_code=202, headers={"Location": f"{self.path}/{accepted.consultation_id}",
                                                         EVENT_POSITION: clinic.position(clinic.consultations)})
 
-    @get("/{consultation_id:uuid}", operation_id="getConsultation", summary="Read a consultation", sync_to_thread=True,
-         response_headers=[ETAG_HEADER, *FRESHNESS_HEADERS])
-    def read(self, consultation_id: FromPath[UUID], clinic: NamedDependency[Clinic],
-             request: Request[Principal, Any, Any], min_position: MinPosition = None) -> Response[Consultation]:
-        """A consultation and its status, from the read model; visible to its patient, its doctor and admins."""
-        view, headers = read_consultation(clinic, consultation_id, request.user, min_position)
+    @get("/{consultation_id:uuid}", operation_id="getConsultation", summary="Read a consultation",
+         response_headers=[ETAG_HEADER, *FRESHNESS_HEADERS, PREFERENCE_APPLIED_HEADER])
+    async def read(self, consultation_id: FromPath[UUID], clinic: NamedDependency[Clinic],
+                   request: Request[Principal, Any, Any], min_position: MinPosition = None,
+                   prefer: PreferWait = None) -> Response[Consultation]:
+        """A consultation and its status, from the read model; visible to its patient, its doctor and admins.
+        With ``Prefer: wait=N`` a booking not yet decided is answered once the saga decides (or after N s)."""
+        view, headers = await read_consultation(clinic, consultation_id, request.user, min_position, prefer)
         return Response(consultation_body(view), headers=headers)
+
+    @get("/{consultation_id:uuid}/events", operation_id="streamConsultationEvents",
+         summary="Follow a consultation's status (server-sent events)", media_type="text/event-stream",
+         response_headers=[
+             ResponseHeader(name="Cache-Control", documentation_only=True, example="no-store",
+                            description="Events are never cached"),
+             ResponseHeader(name="X-Accel-Buffering", documentation_only=True, example="no",
+                            description="Tells a buffering proxy (nginx) to pass each event on as it comes")])
+    async def events(self, consultation_id: FromPath[UUID], clinic: NamedDependency[Clinic],
+                     request: Request[Principal, Any, Any],
+                     last_event_id: LastEventId = None) -> ServerSentEvent:
+        """The consultation now, then again at every change of it, as server-sent events (``event:
+        consultation``, ``id:`` its version, ``data:`` the consultation as ``getConsultation`` returns it);
+        a comment every 15 s keeps the connection open. The stream ends once the consultation can change no
+        more (rejected, cancelled, completed, no-show) or after 5 minutes; reconnect with ``Last-Event-ID``
+        to skip what you saw. Visible to whoever may read the consultation."""
+        first = await readable(clinic, consultation_id, request.user)
+        since = _version_in(last_event_id)
+        return ServerSentEvent(status_stream(clinic, first, since), headers=STREAM_HEADERS)
 
     @post("/{consultation_id:uuid}/cancel", operation_id="cancelConsultation",
           summary="Cancel a consultation", status_code=200, sync_to_thread=True,
@@ -128,14 +168,86 @@ def read_after(clinic: Clinic, min_position: str | None) -> dict[str, str]:
     return {} if reached else {"X-Projection-Stale": "true"}
 
 
-def read_consultation(clinic: Clinic, consultation_id: UUID, principal: Principal,
-                      min_position: str | None) -> tuple[ConsultationView, dict[str, str]]:
-    """The view (if ``principal`` may read it) with its ETag and freshness headers (v1 and v2): the view
-    and its positions come from one Redis round trip."""
-    stale = read_after(clinic, min_position)
-    read = access.guarded(principal, lambda: clinic.read_models.consultation_read(consultation_id),
-                          lambda who, found: access.may_read(who, found.view), NOT_ALLOWED)
-    return read.view, {"ETag": f'"{read.view.version}"', **freshness_values(read.freshness), **stale}
+async def read_after_async(clinic: Clinic, min_position: str | None) -> dict[str, str]:
+    """``read_after`` on the event loop: woken by the read models' change feed."""
+    if not min_position:
+        return {}
+    reached = await clinic.read_models.wait_for_async(parse_positions(min_position))
+    return {} if reached else {"X-Projection-Stale": "true"}
+
+
+async def read_consultation(clinic: Clinic, consultation_id: UUID, principal: Principal, min_position: str | None,
+                            prefer: str | None = None) -> tuple[ConsultationView, dict[str, str]]:
+    """The view (if ``principal`` may read it) with its ETag and freshness headers (v1 and v2): from this
+    process's cache, else with its positions in one Redis round trip; with ``Prefer: wait=N``, once decided."""
+    stale = await read_after_async(clinic, min_position)
+    read = await readable(clinic, consultation_id, principal)
+    applied = {}
+    wait = prefer_wait(prefer)
+    if wait is not None:
+        read = await clinic.read_models.decided(consultation_id, wait)
+        applied = {PREFERENCE_APPLIED: f"wait={wait:g}"}
+    return read.view, {"ETag": f'"{read.view.version}"', **freshness_values(read.freshness), **stale, **applied}
+
+
+async def readable(clinic: Clinic, consultation_id: UUID, principal: Principal) -> ConsultationRead:
+    """The consultation if ``principal`` may read it; to one who may not read every consultation, a
+    missing one is refused exactly like someone else's (``access.guarded``'s rule)."""
+    try:
+        read = await clinic.read_models.consultation_read_async(consultation_id)
+    except NotFoundError:
+        if principal.has_role(Role.ADMIN):
+            raise
+        raise PermissionDeniedException(NOT_ALLOWED) from None
+    access.allow(access.may_read(principal, read.view), NOT_ALLOWED)
+    return read
+
+
+PREFERENCE_APPLIED = "Preference-Applied"
+MAX_WAIT_SECONDS = 30.0
+"""The longest ``Prefer: wait`` honoured; a longer one waits this long."""
+_WAIT = re.compile(r"(?:^|[;,\s])wait\s*=\s*\"?(\d+(?:\.\d+)?)\"?", re.IGNORECASE)
+
+
+def prefer_wait(prefer: str | None) -> float | None:
+    """The seconds a ``Prefer`` header's ``wait`` preference asks for, at most ``MAX_WAIT_SECONDS``
+    (``None``: none asked; RFC 7240 says a preference the server cannot read is ignored)."""
+    found = _WAIT.search(prefer or "")
+    return min(float(found.group(1)), MAX_WAIT_SECONDS) if found else None
+
+
+STREAM_SECONDS = 300.0
+KEEP_ALIVE_SECONDS = 15.0
+SETTLED = frozenset({"REJECTED", "CANCELLED", "COMPLETED", "NO_SHOW"})
+"""Statuses a consultation never leaves: its stream ends there."""
+STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+"""Never cached, and never buffered by the gateway (nginx): each event goes out as it happens."""
+
+
+async def status_stream(clinic: Clinic, first: ConsultationRead, since: int | None) -> AsyncIterator[ServerSentEventMessage]:
+    """The consultation's events: now (unless ``since`` is its version), then at each change, with a
+    keep-alive comment between, until it is settled or ``STREAM_SECONDS`` have passed."""
+    deadline = time.monotonic() + STREAM_SECONDS
+    read = first
+    while True:
+        if read.view.version != since:
+            since = read.view.version
+            yield ServerSentEventMessage(data=msgspec.json.encode(consultation_body(read.view)).decode(),
+                                         event="consultation", id=str(since))
+            if read.view.status in SETTLED:
+                return
+        elif time.monotonic() < deadline:
+            yield ServerSentEventMessage(comment="keep-alive")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        read = await clinic.read_models.changes_of(read.view.consultation_id, since,
+                                                   min(KEEP_ALIVE_SECONDS, remaining))
+
+
+def _version_in(last_event_id: str | None) -> int | None:
+    """The version a reconnecting client saw last (``Last-Event-ID``; anything else: none)."""
+    return int(last_event_id) if last_event_id and last_event_id.isdigit() else None
 
 
 def consultation_body(view: ConsultationView) -> Consultation:

@@ -16,7 +16,14 @@ from litestar.params import FromPath
 from application.clinic import Clinic
 from application.views import ConsultationView
 from infrastructure.security.tokens import Principal
-from interfaces.http.controllers.consultations import ETAG_HEADER, FRESHNESS_HEADERS, MinPosition, read_consultation
+from interfaces.http.controllers.consultations import (
+    ETAG_HEADER,
+    FRESHNESS_HEADERS,
+    PREFERENCE_APPLIED_HEADER,
+    MinPosition,
+    PreferWait,
+    read_consultation,
+)
 from interfaces.http.schemas import ConsultationState, ConsultationV2
 
 
@@ -25,12 +32,14 @@ class ConsultationV2Controller(Controller):
     tags = ["consultations"]
 
     @get("/{consultation_id:uuid}", operation_id="getConsultationV2", summary="Read a consultation (v2)",
-         sync_to_thread=True, response_headers=[ETAG_HEADER, *FRESHNESS_HEADERS])
-    def read(self, consultation_id: FromPath[UUID], clinic: NamedDependency[Clinic],
-             request: Request[Principal, Any, Any], min_position: MinPosition = None) -> Response[ConsultationV2]:
+         response_headers=[ETAG_HEADER, *FRESHNESS_HEADERS, PREFERENCE_APPLIED_HEADER])
+    async def read(self, consultation_id: FromPath[UUID], clinic: NamedDependency[Clinic],
+                   request: Request[Principal, Any, Any], min_position: MinPosition = None,
+                   prefer: PreferWait = None) -> Response[ConsultationV2]:
         """A consultation, its status and the status's reason, from the read model; visible to its patient,
-        its doctor and admins. The body's ``version`` is the ``ETag`` that ``If-Match`` takes."""
-        view, headers = read_consultation(clinic, consultation_id, request.user, min_position)
+        its doctor and admins. The body's ``version`` is the ``ETag`` that ``If-Match`` takes. With
+        ``Prefer: wait=N`` a booking not yet decided is answered once the saga decides (or after N s)."""
+        view, headers = await read_consultation(clinic, consultation_id, request.user, min_position, prefer)
         return Response(consultation_v2(view), headers=headers)
 
 

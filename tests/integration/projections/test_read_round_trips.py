@@ -3,19 +3,23 @@ version's positions come from one script, counted on the wire (every send of a c
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from uuid import uuid4
 
 import pytest
+import redis
 from redis.connection import Connection
 
 from application.read_models import ReadModels
+from application.view_changes import ViewChanges
 from domain.base import NotFoundError
 from projections import redis_store
 from projections.catalog import BY_NAME
 from projections.consultation_detail import consultation_key
 from projections.ops import SetFields
 from projections.redis_store import RedisViewStore
+from tests import services
 
 DETAIL = "consultation_detail"
 VERSION = BY_NAME[DETAIL].version
@@ -94,3 +98,47 @@ def test_an_unknown_script_is_loaded_and_answers_the_same(store, monkeypatch):
     monkeypatch.setattr(redis_store, "READ_SHA", "0" * 40)  # as after SCRIPT FLUSH or a failover
     read = read_models(store, {"Consultations": 7, "Registry": 2}).consultation_read(consultation_id)
     assert (read.view.status, read.freshness.lag) == ("CONFIRMED", 0)
+
+
+def test_a_cached_consultation_takes_no_round_trip_until_the_change_feed_tells_of_a_change(store, sends):
+    consultation_id = booked(store, VERSION, {"Consultations": 7, "Registry": 2})
+    other = booked(store, VERSION, {"Consultations": 8, "Registry": 3})
+    changes, name = ViewChanges(), f"read-cache-{uuid4().hex[:8]}"
+    watched = RedisViewStore(redis.Redis.from_url(services.redis_url(), decode_responses=True, client_name=name),
+                             store.prefix)  # the same keys, through a client this test can find and cut
+    reads = ReadModels(store, changes=changes)
+    reads.stop_watching = watched.watch(changes)
+    try:
+        until(lambda: changes.live)
+        # the first read goes to Redis; the next is served from the cache
+        assert reads.consultation_read(consultation_id).view.status == "CONFIRMED"
+        sends.clear()
+        assert reads.consultation_read(consultation_id).view.status == "CONFIRMED"
+        assert sends == []
+        # a change to another consultation leaves it cached; a change to it is read anew
+        told = changes.stamp(DETAIL, consultation_key(consultation_id))
+        assert store.apply(DETAIL, VERSION, "Consultations", 9, [SetFields(consultation_key(other), {"version": "4"})])
+        assert store.apply(DETAIL, VERSION, "Consultations", 10, [
+            SetFields(consultation_key(consultation_id), {"status": "CANCELLED", "version": "4"})])
+        until(lambda: changes.stamp(DETAIL, consultation_key(consultation_id)) != told)
+        sends.clear()
+        assert reads.consultation_read(consultation_id).view.status == "CANCELLED"
+        assert len(sends) == 1
+        # a lost feed forgets the cache: once subscribed again (a reset) every entry is read anew
+        cached_under = changes.stamp(DETAIL, consultation_key(consultation_id))
+        [subscriber] = [c["id"] for c in store.client.client_list(_type="pubsub") if c["name"] == name]
+        store.client.client_kill_filter(_id=subscriber)
+        until(lambda: changes.stamp(DETAIL, consultation_key(consultation_id)) not in (None, cached_under))
+        sends.clear()
+        assert reads.consultation_read(consultation_id).view.status == "CANCELLED"
+        assert len(sends) == 1
+    finally:
+        reads.close()
+        watched.close()
+
+
+def until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "not in time"
+        time.sleep(0.005)

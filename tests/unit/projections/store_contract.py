@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from projections.ops import AddToIndex, AppendToList, CopyToMembers, RemoveFromIndex, SetFields, SetFieldsIf
@@ -171,3 +173,49 @@ class StoreContract:
             store.apply(NAME, V, "Leader", 2, [CopyToMembers("item:a", "item:", "erasure")])
         assert store.dump(NAME, V) == before
         assert store.position(NAME, V, "Leader") == 1
+
+    def test_a_watcher_is_told_each_batch_with_the_keys_it_wrote_and_a_reset_on_a_switch(self, store):
+        watcher = Watcher()
+        stop = store.watch(watcher)
+        try:
+            watcher.until(lambda: watcher.resets == 1)  # the feed is live
+            seeded(store)
+            store.apply(NAME, V, "Leader", 6, [SetFields("erasure", {"a": "gone"}), AddToIndex("z", "n", 3.0),
+                                               CopyToMembers("z", "member:", "erasure")])
+            watcher.until(lambda: len(watcher.changes) == 2)
+            assert [(c.name, c.version, c.leader, c.position) for c in watcher.changes] == [
+                (NAME, V, "Leader", 5), (NAME, V, "Leader", 6)]
+            assert set(watcher.changes[0].keys) == {"h", "z", "l"}
+            assert set(watcher.changes[1].keys) == {"erasure", "z", "member:m", "member:n"}  # each member copied onto
+            assert store.apply(NAME, V, "Leader", 6, [AppendToList("l", "refused")]) is False
+            store.set_serving_version(NAME, V + 1)
+            watcher.until(lambda: watcher.resets == 2)
+            assert len(watcher.changes) == 2  # a refused batch is no change
+        finally:
+            stop()
+        assert store.apply(NAME, V + 1, "Leader", 1, [SetFields("h", {"a": "2"})])
+        assert len(watcher.changes) == 2  # stopped (its listener is gone once stop returns): told nothing more
+
+
+class Watcher:
+    """A ``ChangeWatcher`` that keeps what it is told (from whichever thread tells it)."""
+
+    def __init__(self) -> None:
+        self.changes: list = []
+        self.resets = 0
+        self.losses = 0
+
+    def changed(self, change) -> None:
+        self.changes.append(change)
+
+    def reset(self) -> None:
+        self.resets += 1
+
+    def lost(self) -> None:
+        self.losses += 1
+
+    def until(self, condition, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, "not told in time"
+            time.sleep(0.005)
