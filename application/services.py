@@ -36,7 +36,8 @@ from application.personal_data import mapper_factory, open_subject_keys
 from application.registry import RegistryApplication
 from application.scheduling import SchedulingApplication
 from application.settings import Settings, SettingsError
-from infrastructure.listen import EventsListener
+from infrastructure.leadership import Leadership, while_leading
+from infrastructure.listen import CONNECTION_PARAMETERS, EventsListener
 from infrastructure.messaging.connection import BrokerTls, connect
 from infrastructure.messaging.consumer import FollowerConsumer
 from infrastructure.messaging.relay import OutboxRelay
@@ -195,25 +196,29 @@ class Worker:
         self.app = app
         self.metrics = metrics
         self.settings = settings
-        self.topology = Topology(prefix=settings.amqp_prefix)
+        self.topology = Topology(prefix=settings.amqp_prefix, partitions=settings.partitions)
         self.tick_seconds = tick_seconds or settings.runner_tick_seconds
         """How often a store that cannot push (no ``NOTIFY``) is polled, by the relay and the timer."""
         self.connection: aiormq.abc.AbstractConnection | None = None
         self.consumer: FollowerConsumer | None = None
         self.relaying = False
-        self.listener = EventsListener.for_apps({app.name: app})
+        self.leadership = leadership_of(app, settings)
+        """Which of the context's workers relays and runs the timer, hearing the context's ``NOTIFY`` while
+        it does (``None``: a store without advisory locks or ``NOTIFY``, which has one worker and is polled)."""
         self._prompts = Prompts()
         if isinstance(app, Leader):
             app.lead(self._prompts)  # what this process records is relayed at once
-        if self.listener is not None:
-            self.listener.on_new_events(app.name, self._prompts.prompt)  # and what API replicas record
+        if self.leadership is not None:
+            self.leadership.on_notify(app.recorder.channel_name, self._prompts.prompt)  # and what others record
 
     @property
     def ready(self) -> bool:
-        """Connected to the broker, relaying, and consuming if it follows anyone (the ``rabbitmq`` check)."""
+        """Connected to the broker, consuming if it follows anyone, and relaying if it leads (the
+        ``rabbitmq`` check: a worker standing by for the leadership is ready)."""
         connected = self.connection is not None and not self.connection.is_closed
         consuming = self.consumer is None or self.consumer.consuming
-        return connected and self.relaying and consuming
+        leads = self.leadership is None or self.leadership.held.is_set()
+        return connected and consuming and (self.relaying or not leads)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop``: relay, consume, time sagas out; then stop consuming, finish in-flight work, close.
@@ -223,9 +228,10 @@ class Worker:
         restarts it).
         """
         self._prompts.bind(asyncio.get_running_loop())
-        background = [task for task in (self._timer(stop), self._measure_queue_depths(stop), self._listen(stop))
+        background = [task for task in (self._timer(stop), self._measure_queue_depths(stop), self._lead(stop))
                       if task is not None]
         try:
+            await self._slotted(stop)
             while not stop.is_set():
                 self.connection = await with_backoff(
                     "the broker", lambda: connect(self.settings.amqp_url, broker_tls(self.settings)), stop)
@@ -266,18 +272,30 @@ class Worker:
         if self.connection.is_closed and not stop.is_set():
             log.warning("%s worker lost the broker connection; reconnecting", self.app.name)
 
-    def _listen(self, stop: asyncio.Event) -> asyncio.Task[None] | None:
-        """PostgreSQL's ``NOTIFY`` for this context's log: new events wake the relay and the timer."""
-        if self.listener is None:
+    def _lead(self, stop: asyncio.Event) -> asyncio.Task[None] | None:
+        if self.leadership is None:
             return None
-        return asyncio.create_task(self.listener.run(stop), name=f"listen {self.app.name}")
+        return asyncio.create_task(self.leadership.run(stop), name=f"leadership {self.app.name}")
+
+    async def _slotted(self, stop: asyncio.Event, seconds: float = 5.0) -> None:
+        """Wait (bounded) to know this worker's slot, so it registers first on its own partitions."""
+        if self.leadership is not None and self.topology.partitions > 1:
+            await _first_of(self.leadership.slotted.wait(), stop.wait(), _sleep(seconds))
+
+    def _preferred(self) -> set[str] | None:
+        """The partitions this worker registers on first: those of its slot (``None``: all at once)."""
+        queues = self.topology.queues(self.app.name)
+        slot = None if self.leadership is None else self.leadership.slot
+        if not queues.partitions or slot is None:
+            return None
+        return {queue for index, queue in enumerate(queues.partitions) if index % self.settings.workers == slot}
 
     def _measure_queue_depths(self, stop: asyncio.Event) -> asyncio.Task[None] | None:
         """With metrics: the depth of the follower's queue, retry queues and DLQ, every few seconds."""
         if self.metrics is None or self.app.name not in {follower for _, follower in SYSTEM.edges}:
             return None
         queues: FollowerQueues = self.topology.queues(self.app.name)
-        sampler = QueueDepthSampler(self.metrics, [queues.main, *queues.retries, queues.dead_letters])
+        sampler = QueueDepthSampler(self.metrics, [*queues.consumed, *queues.retries, queues.dead_letters])
         return asyncio.create_task(sampler.run(lambda: self.connection, stop))
 
     async def _start(self) -> None:
@@ -289,7 +307,7 @@ class Worker:
         if self.app.name in queues:
             self.consumer = FollowerConsumer(self.app, await self.connection.channel(), queues[self.app.name],
                                              metrics=self.metrics)
-            await self.consumer.start()
+            await self.consumer.start(preferred=self._preferred())
 
     def _bindings(self) -> dict[tuple[str, str], tuple[str, ...]] | None:
         """Per edge, the topics its queue binds (``None``: every event of each leader)."""
@@ -304,33 +322,41 @@ class Worker:
         return {topic for edge in edges for topic in bindings[edge]}
 
     async def _relay(self, session: asyncio.Event) -> None:
-        """The outbox relay on this connection; an event store outage is waited out, not a crash."""
-        poll = None if self.listener is not None else min(self.tick_seconds, 0.2)
+        """The outbox relay on this connection, while this worker leads the context."""
+        await while_leading(self.leadership, session, self._relay_until)
+
+    async def _relay_until(self, until: asyncio.Event) -> None:
+        """Relay until ``until``; an event store outage is waited out, not a crash."""
+        poll = None if self.leadership is not None else min(self.tick_seconds, 0.2)
         relay = OutboxRelay(self.app, await self.connection.channel(), self.topology.exchange,
                             poll_interval=poll, metrics=self.metrics, topics=self._routed())
         self._prompts.relay = relay
         self.relaying = True
         delay = 0.2
         try:
-            while not session.is_set():
+            while not until.is_set():
                 try:
-                    await relay.run(session)
+                    await relay.run(until)
                 except (OperationalError, InterfaceError) as error:
                     log.warning("relay: the event store failed (%s); retrying in %.1fs", error, delay)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(session.wait(), timeout=delay)
+                        await asyncio.wait_for(until.wait(), timeout=delay)
                     delay = min(delay * 2, 5.0)
         finally:
             self.relaying = False
+            self._prompts.relay = None
+            with contextlib.suppress(Exception):
+                await relay.channel.close()
 
     def _timer(self, stop: asyncio.Event) -> asyncio.Task[None] | None:
         if not isinstance(self.app, BookingProcessManager):
             return None
-        return asyncio.create_task(self._time_sagas(stop), name="saga timer")
+        return asyncio.create_task(while_leading(self.leadership, stop, self._time_sagas), name="saga timer")
 
     async def _time_sagas(self, stop: asyncio.Event) -> None:
-        """The saga timer: deadlines and deferred validations, also for sagas from before a restart. It
-        sleeps until the next one is due, or until new saga events may have changed which one that is."""
+        """The saga timer (while this worker leads): deadlines and deferred validations, also for sagas from
+        before a restart. It sleeps until the next one is due, or until new saga events may have changed
+        which one that is."""
         while not stop.is_set():
             self._prompts.timer.clear()  # before reading: a prompt during the read is not lost
             try:
@@ -339,9 +365,20 @@ class Worker:
             except Exception:  # noqa: BLE001 - the timer keeps going; the error is logged
                 log.exception("saga timer failed; retrying")
                 wait = self.tick_seconds
-            if self.listener is None:
+            if self.leadership is None:  # nothing pushes: poll
                 wait = self.tick_seconds if wait is None else min(wait, self.tick_seconds)
             await _first_of(stop.wait(), self._prompts.timer.wait(), _sleep(wait))
+
+
+def leadership_of(app: Any, settings: Settings) -> Leadership | None:
+    """The advisory lock the context's workers contend for, on the context's PostgreSQL database (``None``
+    on other stores); named by the schema, so deployments sharing a database do not contend."""
+    pool = getattr(getattr(app.recorder, "datastore", None), "pool", None)
+    if pool is None or not hasattr(app.recorder, "channel_name"):
+        return None
+    schema = app.recorder.datastore.schema
+    connection = {key: pool.kwargs[key] for key in CONNECTION_PARAMETERS if key in pool.kwargs}
+    return Leadership(connection, f"clinic|{schema}|{app.name}", slots=settings.workers)
 
 
 class Prompts(RecordingEventReceiver[Any]):

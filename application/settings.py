@@ -47,6 +47,12 @@ class Settings:
     amqp_bindings: str = "handled"
     """``CLINIC_AMQP_BINDINGS``: ``handled`` (each follower's queue binds only the events its policy handles)
     or ``all`` (``<leader>.#``: every event of each leader it follows, the ones it ignores too)."""
+    partitions: int = 1
+    """``CLINIC_PARTITIONS``: queues each follower's events are split into (by saga, else aggregate), each
+    consumed by one worker at a time, in order; above 1 it needs RabbitMQ's consistent-hash exchange plugin."""
+    workers: int = 1
+    """``CLINIC_WORKERS``: how many workers each context runs (its partitions are shared among them; one of
+    them, chosen by an advisory lock, relays and runs the saga timer)."""
     registry_url: str = "https://127.0.0.1:8443"
     """``CLINIC_REGISTRY_URL``: the registry service's internal mTLS endpoint."""
     registry_breaker_reset_seconds: float = 15.0
@@ -150,6 +156,8 @@ class Settings:
             amqp_url=env.get("CLINIC_AMQP_URL", cls.amqp_url),
             amqp_prefix=env.get("CLINIC_AMQP_PREFIX", cls.amqp_prefix),
             amqp_bindings=_choice(env, "CLINIC_AMQP_BINDINGS", cls.amqp_bindings, AMQP_BINDINGS),
+            partitions=_whole(env, "CLINIC_PARTITIONS", 1),
+            workers=_whole(env, "CLINIC_WORKERS", 1),
             group_commit=_choice(env, "CLINIC_GROUP_COMMIT", "off", SWITCH) == "on",
             registry_url=env.get("CLINIC_REGISTRY_URL", cls.registry_url),
             pki_dir=Path(env["CLINIC_PKI_DIR"]) if env.get("CLINIC_PKI_DIR") else None,
@@ -275,6 +283,14 @@ def _logging(env: Mapping[str, str]) -> dict[str, str]:
     if form not in LOG_FORMATS:
         raise SettingsError(f"CLINIC_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
     return {"log_level": level, "log_format": form}
+
+
+def _whole(env: Mapping[str, str], key: str, default: int) -> int:
+    """A positive whole number from ``key``."""
+    value = _number(env, key, default)
+    if value != int(value):
+        raise SettingsError(f"{key} must be a whole number")
+    return int(value)
 
 
 def _number(env: Mapping[str, str], key: str, default: float, allow_zero: bool = False) -> float:

@@ -22,7 +22,9 @@ for service in "${wanted[@]}"; do
       wait_for 6379 Redis || status=1 ;;
     rabbitmq)
       up 5672 || { command -v rabbitmq-server >/dev/null && rabbitmq-server -detached; }
-      wait_for 5672 RabbitMQ || status=1 ;;
+      wait_for 5672 RabbitMQ || status=1
+      # partitioned followers (CLINIC_PARTITIONS > 1) route through consistent-hash exchanges
+      command -v rabbitmq-plugins >/dev/null && rabbitmq-plugins enable --quiet rabbitmq_consistent_hash_exchange >/dev/null ;;
     *) echo "ensure-services: unknown service $service" >&2; status=1 ;;
   esac
 done

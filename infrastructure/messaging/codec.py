@@ -17,7 +17,7 @@ from uuid import UUID
 from aiormq.abc import Basic
 from eventsourcing.persistence import Mapper, Notification, StoredEvent, Tracking
 
-from infrastructure.messaging.topology import routing_key
+from infrastructure.messaging.topology import ORDERING_KEY, routing_key
 
 CONTENT_TYPE = "application/json"
 PERSISTENT = 2
@@ -59,6 +59,7 @@ def encode(app_name: str, mapper: Mapper[Any], notification: Notification) -> Ou
         "causation_id": state.get("causation_id"),
         "saga_id": state.get("saga_id"),
         "traceparent": state.get("traceparent"),  # the relay's publish span replaces it
+        ORDERING_KEY: str(state.get("saga_id") or notification.originator_id),  # the partition, if partitioned
     }
     properties = Basic.Properties(
         content_type=CONTENT_TYPE, delivery_mode=PERSISTENT, message_id=message_id(app_name, notification.id),

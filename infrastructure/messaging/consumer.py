@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -50,6 +50,8 @@ UNSETTLED = "unsettled"
 _MAX_ERROR_LENGTH = 1_000
 DEFAULT_PREFETCH = 256
 DEFAULT_BATCH_SIZE = 100
+STANDBY_SECONDS = 2.0
+"""How long a worker waits before standing by on the partitions it does not prefer (see ``start``)."""
 OUTAGE_BACKOFF_SECONDS = (0.2, 5.0)
 """First and longest wait before a batch is offered again while the event store is unreachable."""
 
@@ -73,7 +75,9 @@ class FollowerConsumer:
         self.batch_size = batch_size
         self.max_attempts = max_attempts
         self.publish_timeout = publish_timeout
-        self._consumer_tag: str | None = None
+        self._consumer_tags: list[str] = []
+        self._queues: dict[str, str] = {}
+        self._standing_by: asyncio.Task[None] | None = None
         self._waiting: list[DeliveredMessage] = []
         self._arrived = asyncio.Event()
         self._settling: asyncio.Task[None] | None = None
@@ -84,27 +88,53 @@ class FollowerConsumer:
         if metrics is not None:
             metrics.follow(queues.follower, len(queues.retries))
 
-    async def start(self) -> None:
-        """Start consuming; at most ``prefetch`` messages are unacked at a time."""
+    async def start(self, preferred: Collection[str] | None = None, standby_delay: float = STANDBY_SECONDS) -> None:
+        """Start consuming; at most ``prefetch`` messages are unacked at a time.
+
+        A partitioned follower consumes every partition; each has one active consumer at a time (the
+        first to register; the next takes over when it goes). So that the workers of a context share the
+        partitions, this one registers at once on the ``preferred`` ones (all, if ``None``) and only
+        ``standby_delay`` seconds later on the others, by then their preferred workers' (fail-over)."""
         await self.channel.basic_qos(prefetch_count=self.prefetch)
         self._settling = asyncio.create_task(self._settle_batches(), name=f"consume {self.queues.main}")
-        consume_ok = await self.channel.basic_consume(self.queues.main, self._on_message, no_ack=False)
-        self._consumer_tag = consume_ok.consumer_tag
+        first = [queue for queue in self.queues.consumed if preferred is None or queue in preferred]
+        await self._consume(first)
+        rest = [queue for queue in self.queues.consumed if queue not in first]
+        if rest:
+            self._standing_by = asyncio.create_task(self._consume_later(rest, standby_delay))
+
+    async def _consume(self, queues: Iterable[str]) -> None:
+        for queue in queues:
+            consume_ok = await self.channel.basic_consume(queue, self._on_message, no_ack=False)
+            self._consumer_tags.append(consume_ok.consumer_tag)
+            self._queues[consume_ok.consumer_tag] = queue
+
+    def queue_of(self, consumer_tag: str) -> str | None:
+        """The queue (partition) a delivery with this consumer tag came from."""
+        return self._queues.get(consumer_tag)
+
+    async def _consume_later(self, queues: list[str], delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+        if not self._stopping.is_set():
+            await self._consume(queues)
 
     @property
     def consuming(self) -> bool:
         """Whether the broker may still send this consumer messages."""
-        return self._consumer_tag is not None
+        return bool(self._consumer_tags)
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Stop consuming, let the batch in flight finish and be acked, then close the channel.
 
         Messages the broker had sent but no batch had taken return to the queue when the channel closes.
         """
-        if self._consumer_tag is not None and not self.channel.is_closed:
-            await self.channel.basic_cancel(self._consumer_tag)
-        self._consumer_tag = None
         self._stopping.set()
+        if self._standing_by is not None:
+            await asyncio.gather(self._standing_by, return_exceptions=True)
+        while self._consumer_tags and not self.channel.is_closed:
+            await self.channel.basic_cancel(self._consumer_tags.pop())
+        self._consumer_tags.clear()
         self._arrived.set()
         if self._settling is not None:
             await asyncio.wait({self._settling}, timeout=timeout)

@@ -104,7 +104,7 @@ class DeadLetterQueue:
         async with self._channel() as channel:
             for message in await _take(channel, self.queues.dead_letters):
                 if wanted(message):
-                    await _publish_reset(channel, message, self.queues.main)
+                    await _publish_reset(channel, message, *self.queues.inbox)
                     await channel.basic_ack(message.delivery_tag)
                     count += 1
         return count
@@ -132,8 +132,9 @@ async def _take(channel: AbstractChannel, queue: str, limit: int | None = None) 
     return messages
 
 
-async def _publish_reset(channel: AbstractChannel, message: DeliveredMessage, queue: str) -> None:
+async def _publish_reset(channel: AbstractChannel, message: DeliveredMessage, exchange: str, routing_key: str) -> None:
+    """Back to the follower (its queue, or through its exchange to the message's partition), attempts reset."""
     headers = {k: v for k, v in (message.header.properties.headers or {}).items() if k not in _RESET_ON_REDRIVE}
     headers[REDRIVES] = int(headers.get(REDRIVES, 0)) + 1
-    await channel.basic_publish(message.body, exchange="", routing_key=queue, mandatory=True,
+    await channel.basic_publish(message.body, exchange=exchange, routing_key=routing_key, mandatory=True,
                                 properties=with_headers(message.header.properties, headers))

@@ -1,4 +1,4 @@
-"""The broker's shape: one topic exchange, and per follower a queue, retry queues and a DLQ.
+"""The broker's shape: one topic exchange, and per follower its queue (or partitions), retry queues, a DLQ.
 
 Names (``prefix`` isolates one deployment or test run from another)::
 
@@ -6,6 +6,19 @@ Names (``prefix`` isolates one deployment or test run from another)::
     <prefix>.<follower>                  the follower's durable queue, bound to its leaders
     <prefix>.<follower>.retry.<ms>ms     one per delay level: TTL, then back to the queue
     <prefix>.<follower>.dlq              dead letters, kept until an operator acts
+
+With ``partitions`` above 1 (several workers per context), the follower's queue is split so that
+each partition is consumed by one worker at a time and keeps its order::
+
+    <prefix>.<follower>                  a consistent-hash exchange (RabbitMQ's
+                                         rabbitmq_consistent_hash_exchange plugin), bound to the
+                                         events exchange with the follower's routing keys, hashing
+                                         the ``x-ordering-key`` header the relay sets
+    <prefix>.<follower>.p<i>             partition i: a durable single-active-consumer queue
+
+The ordering key is the event's saga id, else its aggregate's id: every event of one booking saga,
+and every event of one aggregate outside a saga, lands in one partition, in order. Retries and
+re-driven dead letters go back through the follower's exchange, so to the same partition.
 
 A routing key is ``<leader>.<event class qualname>``, e.g.
 ``consultations.Consultation.Requested``. A follower binds one key per event its policy
@@ -26,6 +39,8 @@ from aiormq.abc import AbstractChannel
 
 DEFAULT_PREFIX = "clinic"
 DEFAULT_DELAYS_MS = (1_000, 5_000, 30_000)
+ORDERING_KEY = "x-ordering-key"
+"""The header a partitioned follower's exchange hashes: the saga id, else the aggregate id."""
 
 
 def routing_key(leader_name: str, topic: str) -> str:
@@ -47,24 +62,42 @@ def binding_keys(leader_name: str, topics: Collection[str] | None) -> list[str]:
 
 @dataclass(frozen=True)
 class FollowerQueues:
-    """The queues of one follower: where it consumes, retries (per delay level) and dead-letters."""
+    """The queues of one follower: where it consumes, retries (per delay level) and dead-letters.
+
+    ``main`` names the follower's queue, or (partitioned) its exchange; ``partitions`` are the queues
+    it consumes (``(main,)`` unless partitioned); a message goes back in (a retry, a re-drive) by
+    ``inbox``: an exchange and routing key that lead it to the queue it belongs to."""
 
     follower: str
     main: str
     retries: tuple[str, ...]
     dead_letters: str
+    partitions: tuple[str, ...] = ()
+
+    @property
+    def consumed(self) -> tuple[str, ...]:
+        """The queues the follower consumes."""
+        return self.partitions or (self.main,)
+
+    @property
+    def inbox(self) -> tuple[str, str]:
+        """``(exchange, routing key)`` that bring a message back to its queue (or partition)."""
+        return (self.main, "") if self.partitions else ("", self.main)
 
 
 @dataclass(frozen=True)
 class Topology:
-    """The names of one deployment's exchange and queues, and its retry delays."""
+    """The names of one deployment's exchange and queues, its retry delays and partitions per follower."""
 
     prefix: str = DEFAULT_PREFIX
     delays_ms: tuple[int, ...] = DEFAULT_DELAYS_MS
+    partitions: int = 1
 
     def __post_init__(self) -> None:
         if not self.delays_ms or any(delay <= 0 for delay in self.delays_ms):
             raise ValueError("delays_ms needs at least one positive delay")
+        if self.partitions < 1:
+            raise ValueError("partitions must be at least 1")
 
     @property
     def exchange(self) -> str:
@@ -73,7 +106,8 @@ class Topology:
     def queues(self, follower_name: str) -> FollowerQueues:
         main = f"{self.prefix}.{follower_name.lower()}"
         retries = tuple(f"{main}.retry.{delay}ms" for delay in self.delays_ms)
-        return FollowerQueues(follower_name, main, retries, f"{main}.dlq")
+        partitions = tuple(f"{main}.p{i}" for i in range(self.partitions)) if self.partitions > 1 else ()
+        return FollowerQueues(follower_name, main, retries, f"{main}.dlq", partitions)
 
 
 async def declare_exchange(channel: AbstractChannel, topology: Topology) -> None:
@@ -93,17 +127,37 @@ async def declare_follower(channel: AbstractChannel, topology: Topology, followe
     queues = topology.queues(follower_name)
     await channel.queue_declare(queues.dead_letters, durable=True)
     # Safety net: a message rejected without requeue goes to the DLQ, never to nowhere.
-    await channel.queue_declare(queues.main, durable=True, arguments=_dead_letter_to(queues.dead_letters))
+    if queues.partitions:
+        await _declare_partitions(channel, topology, queues)
+    else:
+        await channel.queue_declare(queues.main, durable=True, arguments=_dead_letter_to(queues.dead_letters))
+    bind, unbind = ((channel.exchange_bind, channel.exchange_unbind) if queues.partitions
+                    else (channel.queue_bind, channel.queue_unbind))
     for leader_name in leader_names:
         keys = binding_keys(leader_name, None if topics is None else topics.get(leader_name))
         for key in keys:
-            await channel.queue_bind(queues.main, topology.exchange, routing_key=key)
+            await bind(queues.main, topology.exchange, routing_key=key)
         if binding_key(leader_name) not in keys:
-            await channel.queue_unbind(queues.main, topology.exchange, routing_key=binding_key(leader_name))
+            await unbind(queues.main, topology.exchange, routing_key=binding_key(leader_name))
+    exchange, routing_key = queues.inbox
     for delay, retry_queue in zip(topology.delays_ms, queues.retries, strict=True):
-        arguments = {"x-message-ttl": delay, **_dead_letter_to(queues.main)}
+        arguments = {"x-message-ttl": delay, "x-dead-letter-exchange": exchange,
+                     **({"x-dead-letter-routing-key": routing_key} if routing_key else {})}
         await channel.queue_declare(retry_queue, durable=True, arguments=arguments)
     return queues
+
+
+async def _declare_partitions(channel: AbstractChannel, topology: Topology, queues: FollowerQueues) -> None:
+    """The follower's consistent-hash exchange and its partitions, one active consumer each."""
+    await channel.exchange_declare(queues.main, exchange_type=CONSISTENT_HASH, durable=True,
+                                   arguments={"hash-header": ORDERING_KEY})
+    for partition in queues.partitions:
+        await channel.queue_declare(partition, durable=True, arguments={
+            "x-single-active-consumer": True, **_dead_letter_to(queues.dead_letters)})
+        await channel.queue_bind(partition, queues.main, routing_key="1")  # equal weights
+
+
+CONSISTENT_HASH = "x-consistent-hash"
 
 
 async def declare_system(channel: AbstractChannel, topology: Topology, edges: Iterable[tuple[str, str]],

@@ -98,8 +98,10 @@ class Broker:
     async def clean_up(self) -> None:
         channel = await self.channel()
         for queues in self.followers:
-            for queue in (queues.main, *queues.retries, queues.dead_letters):
+            for queue in (*queues.consumed, *queues.retries, queues.dead_letters):
                 await channel.queue_delete(queue)
+            if queues.partitions:
+                await channel.exchange_delete(queues.main)
         await channel.exchange_delete(self.topology.exchange)
         await channel.close()
 

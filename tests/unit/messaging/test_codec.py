@@ -48,6 +48,7 @@ def test_given_a_notification_when_encoded_then_the_message_names_it_and_carries
         "originator_id": str(notification.originator_id), "originator_version": 1,
         "correlation_id": "corr-1", "causation_id": "req-1", "saga_id": None,
         "traceparent": TRACEPARENT,  # the trace the event was recorded in (the relay's span replaces it)
+        "x-ordering-key": str(notification.originator_id),  # no saga yet: the aggregate orders it
     }
 
 
