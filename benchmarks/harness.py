@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 from benchmarks import servers
 
-NOT_BENCHMARKS = {"harness", "servers", "serialisation"}
+NOT_BENCHMARKS = {"harness", "servers", "serialisation", "cpu", "idle", "end_to_end_load"}
 """Modules of this package that register nothing (``serialisation`` is the standalone ADR 0002 script)."""
 
 
@@ -47,6 +47,14 @@ class Figure:
     met: bool | None = None
     """Whether ``target`` is met (None when there is no target)."""
     higher_is_better: bool = True
+    fields: dict[str, Any] = field(default_factory=dict)
+    """More of the run behind the figure, written as top-level keys of its JSON (an end-to-end run's
+    ``confirmed_per_s``, ``cpu_ms_per_booking``, ``p50_ms``...); none may be named like a field above."""
+
+    def __post_init__(self) -> None:
+        clash = set(self.fields) & ({f.name for f in dataclasses.fields(self)} | {"ratio"})
+        if clash:
+            raise ValueError(f"figure fields {sorted(clash)} would hide the figure's own")
 
     @property
     def ratio(self) -> float:
@@ -54,7 +62,8 @@ class Figure:
         return self.value / self.baseline_value if self.baseline_value else 0.0
 
     def as_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self) | {"ratio": self.ratio}
+        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "fields"}
+        return own | {"ratio": self.ratio} | self.fields
 
 
 BenchmarkFunction = Callable[..., list[Figure]]

@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import shutil
-import socket
 import sys
 import uuid
 from collections.abc import Iterator
@@ -21,6 +19,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+
+from interfaces.local_deployment.servers import Servers, program, reachable
 
 POSTGRES = {
     "host": os.environ.get("CLINIC_BENCH_POSTGRES_HOST", "127.0.0.1"),
@@ -31,16 +31,7 @@ POSTGRES = {
 }
 REDIS_URL = os.environ.get("CLINIC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 AMQP_URL = os.environ.get("CLINIC_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-PROGRAMS = ("wrk",)
-
-
-def reachable(host: str, port: int) -> bool:
-    """Whether a TCP connection to the server opens within a second (the tests use it too)."""
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
+PROGRAMS = ("wrk", "nginx")
 
 
 def missing() -> dict[str, str]:
@@ -52,14 +43,38 @@ def missing() -> dict[str, str]:
         parsed = urlparse(url)
         if not reachable(parsed.hostname or "127.0.0.1", parsed.port or default):
             absent[name] = f"{name} at {parsed.hostname}:{parsed.port or default} is unreachable"
-    for program in PROGRAMS:
-        if shutil.which(program) is None:
-            absent[program] = f"{program} is not installed (apt-get install -y {program})"
+    for name in PROGRAMS:
+        if program(name) is None:
+            absent[name] = f"{name} is not installed (apt-get install -y {name})"
     return absent
 
 
-def postgres_conninfo() -> str:
-    return " ".join(f"{k}={v}" for k, v in POSTGRES.items() if v)
+def postgres_conninfo(dbname: str | None = None) -> str:
+    """libpq's connection string for the benchmarks' database (or ``dbname`` on the same server)."""
+    return " ".join(f"{k}={v}" for k, v in (POSTGRES | ({"dbname": dbname} if dbname else {})).items() if v)
+
+
+def deployment_servers(dbname: str | None = None) -> Servers:
+    """The servers for a local distributed deployment (in ``dbname`` instead of the benchmarks' database)."""
+    return Servers(postgres_host=POSTGRES["host"], postgres_port=int(POSTGRES["port"]),
+                   postgres_db=dbname or POSTGRES["dbname"], postgres_user=POSTGRES["user"],
+                   postgres_password=POSTGRES["password"], amqp_url=AMQP_URL, redis_url=REDIS_URL)
+
+
+@contextlib.contextmanager
+def postgres_database(label: str) -> Iterator[str]:
+    """A fresh database ``bench_<label>_<random>``, so ``pg_stat_database`` counts only what runs in it;
+    dropped afterwards (its connections closed first)."""
+    import psycopg
+
+    name = f"bench_{label}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_conninfo(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with psycopg.connect(postgres_conninfo(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     if args.list:
         for bench in harness.discover().values():
-            print(f"{bench.name:24} needs {', '.join(bench.needs) or 'nothing':22} {bench.summary}")
+            print(f"{bench.name:24} needs {', '.join(bench.needs) or 'nothing':33} {bench.summary}")
         return 0
     result = harness.run(args.only, quick=args.quick, scale=args.scale, out=sys.stderr)
     print(harness.table(result.figures))

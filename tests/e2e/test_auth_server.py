@@ -21,9 +21,9 @@ from joserfc import jws
 
 from infrastructure.security.jwks import JwksKeySource, discover_jwks_url
 from infrastructure.security.tokens import TokenVerifier
+from interfaces.local_deployment import oauth_client as oauth
+from interfaces.local_deployment.oauth_client import pkce
 from tests.clocks import SecondsClock
-from tests.e2e import oauth
-from tests.e2e.oauth import pkce
 
 CLINIC = [sys.executable, "-m", "interfaces.cli.main"]
 ROOT = Path(__file__).resolve().parents[2]

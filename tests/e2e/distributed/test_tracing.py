@@ -1,7 +1,7 @@
 """One booking is one trace across the deployed services (OS processes, RabbitMQ, mTLS).
 
 Every service exports its spans over OTLP/HTTP to a receiver in this process
-(``tests/e2e/distributed/otlp.py``); the test finds the booking's trace by the correlation id on
+(``interfaces/local_deployment/otlp.py``); the test finds the booking's trace by the correlation id on
 its root span, as an operator would, and waits until every hop has arrived.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import urllib.request
 
+from interfaces.local_deployment.otlp import ReceivedSpan
 from tests.e2e.distributed.conftest import Cluster, eventually
-from tests.e2e.distributed.otlp import ReceivedSpan
 from tests.e2e.distributed.test_distributed_booking import settled, setup
 
 CORRELATION_ID = "trace-e2e-booking-1"

@@ -1,4 +1,4 @@
-"""An OTLP/HTTP traces receiver in the test process: what a collector would get from the services.
+"""An OTLP/HTTP traces receiver in this process: what a collector would get from the services.
 
 Each service exports with the real OTLP/HTTP exporter (protobuf over HTTP POST to
 ``/v1/traces``); this server decodes each ``ExportTraceServiceRequest`` (opentelemetry-proto) and
@@ -107,7 +107,7 @@ def _handler(receiver: OtlpReceiver) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(answer)
 
-        def log_message(self, *args: Any) -> None:  # quiet: the test's output is the services' logs
+        def log_message(self, *args: Any) -> None:  # quiet: the services' own logs say what happened
             pass
 
     return Handler

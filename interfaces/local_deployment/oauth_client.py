@@ -1,4 +1,4 @@
-"""What an OAuth2 client does in the tests: PKCE, the browser's sign-in, the code exchange."""
+"""What an OAuth2 public client does to get a person's token: PKCE, the browser's sign-in, the code exchange."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ import secrets
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+
+
+class SignInError(RuntimeError):
+    """The authorization server did not give the expected form, redirect or token."""
 
 
 def pkce() -> tuple[str, str]:
@@ -22,13 +26,15 @@ def sign_in(browser: httpx.Client, issuer: str, query: dict[str, str], username:
             follow_redirects: bool = True) -> httpx.Response:
     """What a browser does: GET the login form, POST it back with the credentials (and its CSRF token)."""
     form = browser.get(f"{issuer}/oauth/authorize", params=query)
-    assert form.status_code == 200, form.text
-    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    if form.status_code != 200 or csrf is None:
+        raise SignInError(f"no login form at {issuer}/oauth/authorize: {form.status_code} {form.text[:300]}")
     return browser.post(f"{issuer}/oauth/authorize", follow_redirects=follow_redirects,
-                        data={**query, "csrf": csrf, "username": username, "password": password})
+                        data={**query, "csrf": csrf.group(1), "username": username, "password": password})
 
 
 def query_of(url: str) -> dict[str, list[str]]:
+    """The query parameters of ``url`` (a redirect's ``code`` and ``state``)."""
     return parse_qs(urlsplit(url).query)
 
 
@@ -39,10 +45,12 @@ def user_token(issuer: str, client_id: str, redirect_uri: str, username: str, pa
              "state": secrets.token_urlsafe(8), "code_challenge": challenge, "code_challenge_method": "S256"}
     with httpx.Client(timeout=10) as browser:
         redirect = sign_in(browser, issuer, query, username, password, follow_redirects=False)
-        assert redirect.status_code in (302, 303), redirect.text
+        if redirect.status_code not in (302, 303):
+            raise SignInError(f"sign-in as {username} was not redirected: {redirect.status_code} {redirect.text[:300]}")
         code = query_of(redirect.headers["location"])["code"][0]
         response = browser.post(f"{issuer}/oauth/token", data={
             "grant_type": "authorization_code", "code": code, "client_id": client_id, "redirect_uri": redirect_uri,
             "code_verifier": verifier})
-    assert response.status_code == 200, response.text
+    if response.status_code != 200:
+        raise SignInError(f"the code exchange failed: {response.status_code} {response.text[:300]}")
     return response.json()["access_token"]

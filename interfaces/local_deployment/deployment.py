@@ -1,0 +1,311 @@
+"""A whole distributed deployment on this machine: four services, the authorization server, nginx,
+on PostgreSQL, RabbitMQ and Redis.
+
+Each service is a separate OS process (``clinic run``); the deployment is isolated by its own
+PostgreSQL schema, AMQP prefix, Redis key prefix, data directory (auth files, certificates) and
+ports, and everything is removed afterwards. Security is as in production: people log in to
+``clinic run auth`` (code flow + PKCE) for their tokens; every service finds the issuer's keys
+by discovery; the booking service gets its own client-credentials token for the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from application.bootstrap import SYSTEM
+from infrastructure.messaging.topology import Topology
+from infrastructure.security.scopes import PUBLIC_SCOPES
+from interfaces.local_deployment.oauth_client import user_token
+from interfaces.local_deployment.otlp import OtlpReceiver
+from interfaces.local_deployment.servers import DeploymentError, Servers, free_port, program, wait_for
+
+CLINIC = [sys.executable, "-m", "interfaces.cli.main"]
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+"""The source checkout, when the package runs from one: its committed OpenAPI document and deprecation guide."""
+DEADLINE_SECONDS = 6
+WEB_CLIENT = "e2e-web"
+REDIRECT_URI = "http://127.0.0.1:9/callback"
+"""Never visited: the sign-in reads the code from the redirect's Location header, as an app's handler would."""
+PASSWORD = "e2e password, long enough"
+READY_SECONDS = 60
+
+
+class LocalDeployment:
+    """The running deployment and the handles needed to use it, measure it or break it."""
+
+    def __init__(self, tmp: Path, schema: str, servers: Servers, env: dict[str, str] | None = None,
+                 tracing: bool = True) -> None:
+        self.tmp = tmp
+        self.servers = servers
+        self.prefix = f"e2e{uuid.uuid4().hex[:8]}"
+        self.ports: dict[str, int] = {}
+        """Each process's HTTP port (the API, or a worker's health probes), by process name."""
+        self.roles: dict[str, tuple[str, str]] = {}
+        self.internal_port = free_port()
+        self.gateway_port = free_port()
+        self.auth_port = free_port()
+        self.users: set[tuple[str, str]] = set()
+        self.otlp = OtlpReceiver().start() if tracing else None
+        """Every span the services export (OTLP/HTTP); ``None`` without tracing."""
+        self.env = {**os.environ, **self._settings(schema), **(env or {})}
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.gateway: subprocess.Popen[bytes] | None = None
+
+    def _settings(self, schema: str) -> dict[str, str]:
+        """The services' environment: this deployment's stores, prefixes, issuer and short timeouts."""
+        return {
+            "CLINIC_DATA_DIR": str(self.tmp / "data"), "CLINIC_PERSISTENCE": "postgres",
+            **self.servers.postgres_env(schema),
+            "POSTGRES_POOL_SIZE": "2", "POSTGRES_MAX_OVERFLOW": "4",  # other users share the server's connections
+            "CLINIC_AMQP_URL": self.servers.amqp_url, "CLINIC_AMQP_PREFIX": self.prefix,
+            "CLINIC_REGISTRY_URL": f"https://127.0.0.1:{self.internal_port}",
+            "CLINIC_SAGA_DEADLINE_SECONDS": str(DEADLINE_SECONDS), "CLINIC_RUNNER_TICK_SECONDS": "0.2",
+            "CLINIC_REGISTRY_BREAKER_RESET_SECONDS": "1",
+            "CLINIC_REDIS_URL": self.servers.redis_url, "CLINIC_REDIS_PREFIX": f"{self.prefix}:views:",
+            "CLINIC_JWT_ISSUER": self.issuer, "CLINIC_OAUTH_TOKEN_URL": f"{self.issuer}/oauth/token",
+            "CLINIC_CLIENT_ID": "booking",
+            # every client signs in from 127.0.0.1: the per-IP limits would stop a test suite or a benchmark
+            "CLINIC_AUTH_LOGIN_RATE_LIMIT": "10000/minute", "CLINIC_AUTH_TOKEN_RATE_LIMIT": "10000/minute",
+            **({"OTEL_EXPORTER_OTLP_ENDPOINT": self.otlp.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
+               if self.otlp is not None else {}),
+        }
+
+    @property
+    def base(self) -> str:
+        """The gateway's URL: the API, as clients see it."""
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def issuer(self) -> str:
+        return f"http://127.0.0.1:{self.auth_port}"
+
+    def start_auth(self) -> None:
+        """The authorization server, with the booking service's client and a public web client."""
+        secret = self.clinic("auth", "client", "add", "booking", "--scope", "registry:eligibility")
+        path = self.tmp / "booking-client-secret"  # as Kubernetes mounts a Secret
+        path.write_text(secret + "\n")
+        path.chmod(0o600)
+        self.env["CLINIC_CLIENT_SECRET_FILE"] = str(path)
+        self.clinic("auth", "client", "add", WEB_CLIENT, "--public", "--redirect-uri", REDIRECT_URI,
+                    *[arg for scope in sorted(PUBLIC_SCOPES) for arg in ("--scope", scope)])
+        self.ports["auth"] = self.auth_port
+        self.start("auth")
+
+    def clinic(self, *args: str, stdin: str | None = None) -> str:
+        """Run a ``clinic`` command with the deployment's settings; its output (raises if it fails)."""
+        result = subprocess.run([*CLINIC, *args], cwd=self.tmp, env=self.env, capture_output=True, text=True,
+                                timeout=60, input=stdin)
+        if result.returncode != 0:
+            raise DeploymentError(f"clinic {' '.join(args)} exited {result.returncode}: "
+                                  f"{result.stdout}{result.stderr}")
+        return result.stdout.strip()
+
+    def start(self, name: str, service: str | None = None, role: str = "all") -> None:
+        """Start process ``name`` (default: the service of that name, API and worker in one); wait until ready."""
+        service, role = self.roles.setdefault(name, (service or name, role))
+        port = self.ports.setdefault(name, free_port())
+        with open(self.tmp / f"{name}.log", "a") as log:  # the child keeps its own descriptor
+            self.processes[name] = subprocess.Popen(
+                [*CLINIC, "run", service, "--role", role, "--port", str(port),
+                 "--internal-port", str(self.internal_port)],
+                cwd=self.tmp, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(lambda: self.ready(name), timeout=READY_SECONDS, what=f"{name} ready")
+
+    def upstreams(self) -> dict[str, list[str]]:
+        """Each service's API replicas, for the gateway."""
+        replicas: dict[str, list[str]] = {}
+        for name, (service, role) in self.roles.items():
+            if role != "worker" and service != "auth":  # the issuer has its own address, not behind /v1
+                replicas.setdefault(service, []).append(f"127.0.0.1:{self.ports[name]}")
+        return replicas
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> int:
+        """Send ``sig`` to process ``name`` and wait for it; its exit status."""
+        process = self.processes.pop(name)
+        process.send_signal(sig)
+        return process.wait(timeout=30)
+
+    def ready(self, name: str) -> bool:
+        """Whether process ``name`` answers 200 on ``/health/ready`` (raises if it exited)."""
+        process = self.processes[name]
+        if process.poll() is not None:
+            raise DeploymentError(f"{name} exited: {(self.tmp / f'{name}.log').read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[name]}/health/ready", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def start_gateway(self) -> None:
+        """nginx with the config ``clinic gateway`` writes (as an operator would run it)."""
+        nginx = program("nginx")
+        if nginx is None:
+            raise DeploymentError("nginx is not installed (apt-get install -y nginx)")
+        runtime, config = self.tmp / "gateway", self.tmp / "gateway" / "nginx.conf"
+        self.clinic("gateway", "--listen", f"127.0.0.1:{self.gateway_port}", "--runtime-dir", str(runtime),
+                    "--output", str(config), *self._documents(),
+                    *[arg for service, addresses in self.upstreams().items()
+                      for arg in (f"--{service}", ",".join(addresses))])
+        self.gateway = subprocess.Popen([nginx, "-e", str(runtime / "error.log"), "-p", str(runtime),
+                                         "-c", str(config)])
+        wait_for(lambda: self.call("GET", "/health/live")[0] == 200, timeout=30, what="gateway live")
+
+    def _documents(self) -> list[str]:
+        """The gateway's ``--spec`` and ``--guide``: the source checkout's, else a generated OpenAPI document."""
+        spec, guide = SOURCE_ROOT / "specs" / "openapi.json", SOURCE_ROOT / "docs" / "deprecation.md"
+        if not spec.is_file():
+            spec = self.tmp / "openapi.json"
+            self.clinic("openapi", "--output", str(spec))
+        return ["--spec", str(spec), *(["--guide", str(guide)] if guide.is_file() else [])]
+
+    def token(self, sub: str, role: str) -> str:
+        """Sign in as ``sub`` (registered on first use) with the code flow, as a person's app would."""
+        if (sub, role) not in self.users:
+            self.clinic("auth", "user", "add", f"{sub}-{role.lower()}", "--sub", sub, "--role", role,
+                        "--password-stdin", stdin=PASSWORD + "\n")
+            self.users.add((sub, role))
+        return user_token(self.issuer, WEB_CLIENT, REDIRECT_URI, f"{sub}-{role.lower()}", PASSWORD,
+                          " ".join(sorted(PUBLIC_SCOPES)))
+
+    def call(self, method: str, path: str, token: str | None = None, body: Any = None,
+             headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        """One request through the gateway: its status and JSON body (0 and None when nothing answered)."""
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {}),
+                   **(headers or {})}
+        request = urllib.request.Request(self.base + path, method=method, headers=headers,
+                                         data=json.dumps(body).encode() if body is not None else None)
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+        except OSError:
+            return 0, None
+
+    def queue_depths(self) -> dict[str, int]:
+        """Messages ready in each of the deployment's queues (followers' queues, retry queues, DLQs)."""
+        return asyncio.run(_queue_depths(self.servers.amqp_url, _queue_names(self.prefix)))
+
+    def shut_down(self) -> None:
+        """Stop every process, then delete the deployment's exchange, queues and Redis keys."""
+        for name in list(self.processes):
+            self.stop(name)
+        if self.gateway is not None:
+            self.gateway.terminate()
+            self.gateway.wait(timeout=10)
+        asyncio.run(_delete_broker_objects(self.servers.amqp_url, self.prefix))
+        _delete_redis_keys(self.servers.redis_url, f"{self.prefix}:views:")
+        if self.otlp is not None:
+            self.otlp.stop()
+
+
+def _queue_names(prefix: str) -> list[str]:
+    topology = Topology(prefix=prefix)
+    names: list[str] = []
+    for follower in sorted({follower for _, follower in SYSTEM.edges}):
+        queues = topology.queues(follower)
+        names += [queues.main, *queues.retries, queues.dead_letters]
+    return names
+
+
+async def _queue_depths(url: str, queues: list[str]) -> dict[str, int]:
+    """A passive declare per queue; a queue not declared yet holds nothing (the broker closes the channel)."""
+    import aiormq
+
+    connection = await aiormq.connect(url)
+    depths = {}
+    try:
+        channel = await connection.channel()
+        for queue in queues:
+            try:
+                depths[queue] = (await channel.queue_declare(queue, passive=True)).message_count or 0
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                depths[queue] = 0
+                channel = await connection.channel()
+    finally:
+        await connection.close()
+    return depths
+
+
+async def _delete_broker_objects(url: str, prefix: str) -> None:
+    import aiormq
+
+    connection = await aiormq.connect(url)
+    channel = await connection.channel()
+    for queue in _queue_names(prefix):
+        await channel.queue_delete(queue)
+    await channel.exchange_delete(Topology(prefix=prefix).exchange)
+    await connection.close()
+
+
+def _delete_redis_keys(url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.unlink(*keys)
+    client.close()
+
+
+@contextmanager
+def postgres_schema(servers: Servers) -> Iterator[str]:
+    """A fresh schema in the servers' database, dropped (with everything in it) afterwards."""
+    import psycopg
+
+    schema = f"clinic_e2e_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(servers.postgres_conninfo(), autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield schema
+    finally:
+        with psycopg.connect(servers.postgres_conninfo(), autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@contextmanager
+def deployed(tmp: Path, servers: Servers, env: dict[str, str] | None = None,
+             tracing: bool = True) -> Iterator[LocalDeployment]:
+    """The whole deployment in its own schema, prefixes and ports, under ``tmp``; removed on exit.
+
+    ``env`` overrides the services' settings (a benchmark's pool sizes, deadline, log level);
+    ``tracing=False`` exports no spans (no OTLP receiver). Raises :class:`DeploymentError` when a
+    server does not answer or nginx is not installed.
+    """
+    missing = servers.unreachable() + ([] if program("nginx") else ["nginx is not installed (apt-get install -y nginx)"])
+    if missing:
+        raise DeploymentError("cannot deploy: " + "; ".join(missing))
+    with postgres_schema(servers) as schema:
+        deployment = LocalDeployment(tmp, schema, servers, env, tracing)
+        try:
+            _start_every_process(deployment)
+            yield deployment
+        finally:
+            deployment.shut_down()
+
+
+def _start_every_process(deployment: LocalDeployment) -> None:
+    """Migrations, certificates, the issuer, every service (two consultations APIs apart from its worker), nginx."""
+    deployment.clinic("db", "migrate")
+    deployment.clinic("certs", "init")
+    deployment.start_auth()
+    deployment.start("registry")
+    deployment.start("scheduling")
+    deployment.start("consultations-api-1", "consultations", "api")
+    deployment.start("consultations-api-2", "consultations", "api")
+    deployment.start("consultations-worker", "consultations", "worker")
+    deployment.start("booking")
+    deployment.start("projections", "projections", "worker")
+    deployment.start_gateway()
