@@ -61,13 +61,13 @@ class MigrationNeededError(RuntimeError):
 
 
 def build_applications(settings: Settings, create_table: bool | None = None,
-                       cache: str | None = None) -> dict[str, Any]:
-    """One eventsourcing application per context, each with its own store. With ``cache`` (see
-    ``Settings.eventsourcing_env``) the followers keep the aggregates they load that way (``cache_for``)."""
+                       cache: bool = False) -> dict[str, Any]:
+    """One eventsourcing application per context, each with its own store. With ``cache`` (this process
+    is their stores' only writer) the contexts ``cached`` names keep the aggregates they load."""
     if settings.persistence == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     sealing = mapper_factory(open_subject_keys(settings, create_table))  # one key store for every context
-    apps = {cls.name: cls(env=settings.eventsourcing_env(cls.name, create_table, cache_for(cls.name, cache)),
+    apps = {cls.name: cls(env=settings.eventsourcing_env(cls.name, create_table, cache and cached(cls.name)),
                           mapper_factory=sealing)
             for cls in CONTEXTS}
     for app in apps.values():
@@ -75,13 +75,11 @@ def build_applications(settings: Settings, create_table: bool | None = None,
     return apps
 
 
-def cache_for(name: str, followers: str | None) -> str | None:
-    """How context ``name`` caches aggregates when followers cache as ``followers`` (non-followers as
-    ``shared``). Never a context whose aggregates hold personal data: a decrypted aggregate kept in memory
-    would outlive the patient's erasure (crypto-shredding forgets only keys)."""
-    if followers is None or holds_personal_data(name):
-        return None
-    return followers if name in SYSTEM.followers else "shared"
+def cached(name: str) -> bool:
+    """Whether context ``name`` may keep aggregates in memory: a follower (whose batches load them again and
+    again) whose aggregates hold no personal data (a decrypted aggregate kept in memory would outlive the
+    patient's erasure: crypto-shredding forgets only keys)."""
+    return name in SYSTEM.followers and not holds_personal_data(name)
 
 
 def holds_personal_data(name: str) -> bool:
@@ -108,7 +106,7 @@ def bootstrap(settings: Settings | None = None, clock: Callable[[], datetime] | 
               metrics: Metrics | None = None) -> Clinic:
     """Build and start the clinic: applications, saga wiring, runner (observed by ``metrics`` if given)."""
     settings = settings or Settings.from_env()
-    apps = build_applications(settings, cache="private")  # this process is their stores' only writer
+    apps = build_applications(settings, cache=True)  # this process is their stores' only writer
     require_tables(apps)
     observe_with(apps, metrics)
     registry: RegistryApplication = apps[RegistryApplication.name]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -53,6 +54,12 @@ class ConsultationsApplication(ClinicProcessApplication):
 
     def _get(self, consultation_id: UUID) -> Consultation:
         return load(self, consultation_id, Consultation, "consultation")
+
+    def aggregates_for(self, domain_event: Any) -> Iterable[UUID]:
+        """The consultation each saga verdict loads (a batch loads them with one query)."""
+        if isinstance(domain_event, (BookingSaga.Completed, BookingSaga.Rejected)):
+            return (domain_event.consultation_id,)
+        return ()
 
     @singledispatchmethod
     def policy(self, domain_event: Any, processing_event: ProcessingEvent) -> None:

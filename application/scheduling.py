@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -48,6 +48,12 @@ class SchedulingApplication(ClinicProcessApplication):
     def slot(self, slot_id: UUID) -> SlotView:
         s = load(self, slot_id, Slot, "slot")
         return SlotView(s.id, s.doctor_id, s.start, s.duration_minutes, str(s.status), s.booking_id)
+
+    def aggregates_for(self, domain_event: Any) -> Iterable[UUID]:
+        """The slot each saga command the policy handles loads (a batch loads them with one query)."""
+        commands = (BookingSaga.Started, BookingSaga.RegistrantsValidated, BookingSaga.Rejected,
+                    BookingSaga.SlotReleaseRequested)
+        return (domain_event.slot_id,) if isinstance(domain_event, commands) else ()
 
     @singledispatchmethod
     def policy(self, domain_event: Any, processing_event: ProcessingEvent) -> None:

@@ -24,7 +24,6 @@ from application.bootstrap import (
     SYSTEM,
     MigrationNeededError,
     build_auditor,
-    cache_for,
     group_commits,
     observe_with,
     read_models,
@@ -77,9 +76,8 @@ def build_service(service: str, settings: Settings, role: str = "all", metrics: 
     """
     cls = SERVICES[service]
     sealing = mapper_factory(open_subject_keys(settings, create_table=False))
-    # API replicas and the worker all write the store: a cached aggregate is fast-forwarded before use
-    app = cls(env=settings.eventsourcing_env(cls.name, create_table=False, cache=cache_for(cls.name, "shared")),
-              mapper_factory=sealing)
+    # API replicas and the workers all write the store: no cache (a worker's batch loads its aggregates at once)
+    app = cls(env=settings.eventsourcing_env(cls.name, create_table=False), mapper_factory=sealing)
     group_commits(app, settings)
     require_tables({cls.name: app})
     observe_with({cls.name: app}, metrics)
@@ -128,8 +126,9 @@ def broker_tls(settings: Settings) -> BrokerTls:
 def build_projections(settings: Settings, metrics: Metrics | None = None) -> tuple[ProjectionRunner, dict[str, Any]]:
     """The projection worker: every context's store read-only, the views in Redis; positions in ``metrics``."""
     sealing = mapper_factory(open_subject_keys(settings, create_table=False))  # shared by every leader's mapper
-    apps = {cls.name: cls(env=settings.eventsourcing_env(cls.name, create_table=False), mapper_factory=sealing)
-            for cls in SERVICES.values()}
+    one_reader = {"POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "1"}  # it reads one log at a time
+    apps = {cls.name: cls(env=settings.eventsourcing_env(cls.name, create_table=False) | one_reader,
+                          mapper_factory=sealing) for cls in SERVICES.values()}
     require_tables(apps)
     runner = ProjectionRunner(apps, _redis_views(settings, "projections"), ALL_PROJECTIONS)
     runner.observer = metrics

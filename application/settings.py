@@ -187,20 +187,18 @@ class Settings:
         )
 
     def eventsourcing_env(self, app_name: str, create_table: bool | None = None,
-                          cache: str | None = None) -> dict[str, str]:
+                          cache: bool = False) -> dict[str, str]:
         """The eventsourcing library's variables for one context's application.
 
-        ``cache``: ``None`` loads every aggregate from the store; ``"private"`` keeps the aggregates this
-        process loaded or saved and trusts them (only for a store no other process writes: every save
-        here updates the cache); ``"shared"`` keeps them too but reads the events others added since
-        (fast-forward), for a store other processes write."""
+        ``cache``: keep the aggregates this process loaded or saved, and trust them: only for a store
+        no other process writes (every save here updates the cache). Else every aggregate is loaded from
+        the store (a follower's batch loads all it needs with one query)."""
         create = self.create_tables if create_table is None else create_table
         # Multi-row tracking: a follower fed by a broker may see an earlier notification
         # after a later one (a redelivery); single-row tracking would refuse it silently.
         env = {"CREATE_TABLE": "y" if create else "n", "SINGLE_ROW_TRACKING": "n"}
-        if cache is not None:
-            env |= {"AGGREGATE_CACHE_MAXSIZE": str(AGGREGATE_CACHE_SIZE),
-                    "AGGREGATE_CACHE_FASTFORWARD": "y" if cache == "shared" else "n"}
+        if cache:
+            env |= {"AGGREGATE_CACHE_MAXSIZE": str(AGGREGATE_CACHE_SIZE), "AGGREGATE_CACHE_FASTFORWARD": "n"}
         if self.persistence == "sqlite":
             env |= {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "PROCESS_RECORDER_TOPIC": BATCH_RECORDERS["sqlite"],
                     "SQLITE_DBNAME": str(self.data_dir / f"{app_name.lower()}.sqlite"),
@@ -230,7 +228,7 @@ class Settings:
 
 
 AGGREGATE_CACHE_SIZE = 10_000
-"""Aggregates a context keeps in memory (``eventsourcing_env(cache=...)``): those of the bookings in flight."""
+"""Aggregates a context keeps in memory (``eventsourcing_env(cache=True)``): those of the bookings in flight."""
 BATCH_RECORDERS = {"sqlite": "infrastructure.event_store:SQLiteBatchRecorder",
                    "postgres": "infrastructure.event_store:PostgresBatchRecorder"}
 """The process recorders that record a batch's tracking rows in its transaction and look them up exactly

@@ -22,6 +22,8 @@ from benchmarks.harness import Figure
 IDLE_SECONDS = 10.0
 SETTLE_SECONDS = 60.0
 """How long the deployment may take to settle; past it, it is measured anyway (``settled`` false)."""
+QUIET_SECONDS = 3.0
+"""Seconds without a transaction in the run's database before the window starts."""
 STEADY_PERCENT = 1.0
 """Settled: two consecutive seconds in which its processes' CPU differs by at most this (% of a core):
 one clock tick (``/proc`` counts CPU in 10 ms ticks), where a starting deployment moves by tens."""
@@ -99,25 +101,33 @@ def rates(before: Sample, after: Sample) -> dict[str, Any]:
     }
 
 
-def settle(depths: Callable[[], dict[str, int]], timeout: float = SETTLE_SECONDS) -> dict[str, Any]:
-    """Wait until no message waits in a queue (dead letters aside) and the run's own processes' CPU
-    stops changing (two consecutive seconds within ``STEADY_PERCENT``), at most ``timeout`` s."""
-    started, last = time.monotonic(), None
-    while time.monotonic() - started < timeout:
-        before, began = cpu.snapshot(), time.monotonic()
-        time.sleep(1.0)  # one second's CPU, the quantity being watched
-        used = sum(s for kind, s in cpu.spent(before, cpu.snapshot()).items() if cpu.own(kind))
-        percent = 100 * used / (time.monotonic() - began)
-        queued = sum(n for queue, n in depths().items() if not queue.endswith(".dlq"))
-        if queued == 0 and last is not None and abs(percent - last) <= STEADY_PERCENT:
-            return {"settled": True, "settle_s": round(time.monotonic() - started, 1)}
-        last = percent
+def settle(depths: Callable[[], dict[str, int]], database: str, timeout: float = SETTLE_SECONDS) -> dict[str, Any]:
+    """Wait until no message waits in a queue (dead letters aside), the run's own processes' CPU stops
+    changing (two consecutive seconds within ``STEADY_PERCENT``) and ``database``'s transaction count
+    stops moving for ``QUIET_SECONDS`` (a backend publishes its counts up to 10 s after its last
+    statement: the start-up's connections and catalog reads arrive late), at most ``timeout`` s. A
+    deployment that queries periodically never settles: it is measured anyway, ``settled`` false."""
+    started, last, quiet_since = time.monotonic(), None, None
+    with counters(database) as reader:
+        while time.monotonic() - started < timeout:
+            before, began = reader.sample(), time.monotonic()
+            time.sleep(1.0)  # one second's CPU and counts, the quantities being watched
+            after = reader.sample()
+            used = sum(s for kind, s in cpu.spent(before.cpu, after.cpu).items() if cpu.own(kind))
+            percent = 100 * used / (time.monotonic() - began)
+            queued = sum(n for queue, n in depths().items() if not queue.endswith(".dlq"))
+            moved = after.postgres["xact_commit"] != before.postgres["xact_commit"]
+            quiet_since = None if moved else quiet_since or began
+            steady = last is not None and abs(percent - last) <= STEADY_PERCENT
+            if queued == 0 and steady and quiet_since is not None and time.monotonic() - quiet_since >= QUIET_SECONDS:
+                return {"settled": True, "settle_s": round(time.monotonic() - started, 1)}
+            last = percent
     return {"settled": False, "settle_s": round(time.monotonic() - started, 1)}
 
 
 def measure(depths: Callable[[], dict[str, int]], database: str, seconds: float = IDLE_SECONDS) -> dict[str, Any]:
     """Settle, then one window."""
-    settled = settle(depths)
+    settled = settle(depths, database)
     return settled | window(database, seconds)
 
 

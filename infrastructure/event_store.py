@@ -1,5 +1,6 @@
-"""The event store's process recorders: a whole batch's tracking rows in its transaction, and an
-exact answer to "which of these notifications were processed already?".
+"""The event store's process recorders: a whole batch's tracking rows in its transaction, an exact
+answer to "which of these notifications were processed already?", and the events of many aggregates
+in one query (a batch loads every aggregate its events will touch at once).
 
 The library's process recorders take one ``tracking`` per transaction. A follower fed by a broker
 records a *batch* of notifications in one transaction, and may see them out of order (a
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent, Tracking
 from eventsourcing.postgres import PostgresProcessRecorder
@@ -45,6 +47,17 @@ class SQLiteBatchRecorder(SQLiteProcessRecorder):
                 {"application_name": t.application_name, "notification_id": t.notification_id} for t in trackings])
         return returning
 
+    def select_events_of(self, originator_ids: Sequence[UUID]) -> dict[Any, list[StoredEvent]]:
+        """Every event of each of these aggregates, in version order, in one query (absent: no events)."""
+        ids = [i.hex if isinstance(i, UUID) else i for i in originator_ids]
+        statement = (f"SELECT * FROM {self.events_table_name} WHERE originator_id IN "  # noqa: S608
+                     f"({','.join('?' * len(ids))}) ORDER BY originator_id, originator_version")
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(statement, ids)
+            return _grouped(StoredEvent(originator_id=self.convert_originator_id(row["originator_id"]),
+                                        originator_version=row["originator_version"], topic=row["topic"],
+                                        state=row["state"]) for row in cursor.fetchall())
+
     def processed(self, trackings: Sequence[Tracking]) -> set[tuple[str, int]]:
         """The ``(leader, notification id)`` of ``trackings`` already recorded."""
         found: set[tuple[str, int]] = set()
@@ -57,6 +70,13 @@ class SQLiteBatchRecorder(SQLiteProcessRecorder):
         return found
 
 
+def _grouped(rows: Iterable[StoredEvent]) -> dict[Any, list[StoredEvent]]:
+    events: dict[Any, list[StoredEvent]] = {}
+    for row in rows:
+        events.setdefault(row.originator_id, []).append(row)
+    return events
+
+
 class PostgresBatchRecorder(PostgresProcessRecorder):
     """PostgreSQL: every tracking row of a batch inserted in its transaction's pipeline; exact lookups."""
 
@@ -67,6 +87,17 @@ class PostgresBatchRecorder(PostgresProcessRecorder):
             curs.executemany(self.insert_tracking_statement, [
                 {"application_name": t.application_name, "notification_id": t.notification_id} for t in trackings])
         super()._insert_events(curs, stored_events, **kwargs)
+
+    def select_events_of(self, originator_ids: Sequence[UUID]) -> dict[Any, list[StoredEvent]]:
+        """Every event of each of these aggregates, in version order, in one query (absent: no events)."""
+        statement = SQL("SELECT * FROM {0}.{1} WHERE originator_id = ANY(%s) ORDER BY originator_id, "
+                        "originator_version").format(Identifier(self.datastore.schema),
+                                                      Identifier(self.events_table_name))
+        with self.datastore.get_connection() as connection, connection.cursor() as cursor:
+            cursor.execute(statement, (list(originator_ids),), prepare=True)
+            return _grouped(StoredEvent(originator_id=row["originator_id"],
+                                        originator_version=row["originator_version"], topic=row["topic"],
+                                        state=bytes(row["state"])) for row in cursor.fetchall())
 
     def processed(self, trackings: Sequence[Tracking]) -> set[tuple[str, int]]:
         """The ``(leader, notification id)`` of ``trackings`` already recorded (one query per leader)."""

@@ -8,7 +8,7 @@ every failure becomes an event (a rejection), never an exception that stops it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -58,6 +58,15 @@ class BookingProcessManager(ClinicProcessApplication):
         super().__init__(env, mapper_factory=mapper_factory)
         self._open: dict[UUID, OpenSaga] = {}
         self._read_upto = 0
+
+    def aggregates_for(self, domain_event: Any) -> Iterable[UUID]:
+        """The saga each event the policy handles loads (a batch loads them with one query)."""
+        if isinstance(domain_event, (Consultation.Requested, Consultation.CancelledByPatient,
+                                     Consultation.CancelledByClinic)):
+            return (saga_id_for(domain_event.originator_id),)
+        if isinstance(domain_event, (Slot.Held, Slot.Booked, SlotRequestRefused.Recorded)):
+            return (domain_event.booking_id,)
+        return ()
 
     @singledispatchmethod
     def policy(self, domain_event: Any, processing_event: ProcessingEvent) -> None:

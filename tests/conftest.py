@@ -58,7 +58,7 @@ def settings_for(backend: str, tmp_path, request: pytest.FixtureRequest) -> Sett
         database = {"POSTGRES_DBNAME": services.POSTGRES_DB, "POSTGRES_HOST": services.POSTGRES_HOST,
                     "POSTGRES_PORT": str(services.POSTGRES_PORT), "POSTGRES_USER": services.POSTGRES_USER,
                     "POSTGRES_PASSWORD": "", "POSTGRES_SCHEMA": schema,
-                    "POSTGRES_POOL_SIZE": "3", "POSTGRES_MAX_OVERFLOW": "5"}  # parallel tiers share 100 connections
+                    "POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "4"}  # parallel tiers share 100 connections
     else:
         url = (f"postgresql+psycopg://{services.POSTGRES_USER}@{services.POSTGRES_HOST}:"
                f"{services.POSTGRES_PORT}/{services.POSTGRES_DB}")

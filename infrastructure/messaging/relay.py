@@ -4,9 +4,10 @@ The notification log *is* the outbox: every event an application records gets th
 next notification id in the same transaction. The relay reads the notifications
 after its saved position, a batch at a time, publishes those some follower's queue takes
 (``topics``; persistent, ``mandatory``, with publisher confirms, all of a batch in flight
-together) and saves the position only once the broker has confirmed them all. A
-crash between publishing and saving publishes the unconfirmed tail again when the
-relay restarts: at-least-once, and followers detect the duplicates exactly. It reads when
+together) and moves its position only past what the broker confirmed; it saves that position
+at most every ``SAVE_SECONDS`` while it keeps publishing, and within that time of being caught up. A
+crash before a save publishes the tail again when the relay restarts: at-least-once, and
+followers detect the duplicates exactly. It reads when
 told there is something new (``prompt``: an in-process write, or PostgreSQL's ``NOTIFY``
 through ``infrastructure/listen.py``); only a store that cannot tell is polled.
 
@@ -16,7 +17,9 @@ Run one relay per application (a second one only publishes duplicates).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
@@ -30,6 +33,9 @@ from infrastructure.observability.metrics import Metrics
 from infrastructure.observability.tracing import publish_span
 
 NO_ROUTE = 312
+SAVE_SECONDS = 0.2
+"""While publishing continuously, the position is saved at most this often (and once the relay is caught
+up): a crash republishes at most this much, which followers recognise as duplicates."""
 
 log = logging.getLogger(__name__)
 
@@ -88,17 +94,23 @@ class OutboxRelay:
             metrics.published(app.name, 0)  # the series exists before the first event
         self._prompted: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._position: int | None = None
+        """The last notification id published (or passed): read from ``position`` once, then kept here."""
+        self._saved: int | None = None
+        self._saved_at = float("-inf")
 
     def prompt(self) -> None:
         """New events were recorded (callable from any thread): publish now, not at the next poll."""
         if self._loop is not None and self._prompted is not None:
             self._loop.call_soon_threadsafe(self._prompted.set)
 
-    async def run_once(self) -> int:
-        """Publish the next batch after the saved position; returns how many were confirmed."""
-        start = await asyncio.to_thread(self.position.get)
+    async def run_once(self, save: bool = True) -> int:
+        """Publish the next batch after the position; returns how many notifications it read. ``save``:
+        save the position now (``run`` saves it at most every ``SAVE_SECONDS`` instead)."""
+        if self._position is None:
+            self._position = self._saved = await asyncio.to_thread(self.position.get)
         notifications = await asyncio.to_thread(
-            self.app.recorder.select_notifications, start, self.batch_size, inclusive_of_start=False)
+            self.app.recorder.select_notifications, self._position, self.batch_size, inclusive_of_start=False)
         if not notifications:
             return 0
         routed = [n for n in notifications if self.topics is None or n.topic in self.topics]
@@ -110,12 +122,19 @@ class OutboxRelay:
         else:
             done = list(notifications)
         if done:
-            await asyncio.to_thread(self.position.save, done[-1].id)
+            self._position = done[-1].id
             if self.metrics is not None:
                 self.metrics.published(self.app.name, len(confirmed))
+        if save or len(confirmed) < len(routed):
+            await self._save()
         if len(confirmed) < len(routed):
             raise results[len(confirmed)]
         return len(notifications)
+
+    async def _save(self) -> None:
+        if self._position is not None and self._position != self._saved:
+            await asyncio.to_thread(self.position.save, self._position)
+            self._saved, self._saved_at = self._position, time.monotonic()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until ``stop`` is set; when caught up, wait for a :meth:`prompt` (or ``poll_interval``).
@@ -124,11 +143,22 @@ class OutboxRelay:
         relay restarts it with a fresh connection.
         """
         self._loop, self._prompted = asyncio.get_running_loop(), asyncio.Event()
-        while not stop.is_set():
-            self._prompted.clear()  # before reading: a prompt during the read is not lost
-            published = await self.run_once()
-            if published < self.batch_size:
-                await _wait_either(stop, self._prompted, self.poll_interval)
+        try:
+            while not stop.is_set():
+                self._prompted.clear()  # before reading: a prompt during the read is not lost
+                published = await self.run_once(save=False)
+                due = self._saved_at + SAVE_SECONDS - time.monotonic()
+                if due <= 0:
+                    await self._save()
+                if published < self.batch_size:
+                    dirty = self._position != self._saved
+                    waiting = max(due, 0) if dirty else self.poll_interval
+                    if self.poll_interval is not None and waiting is not None:
+                        waiting = min(waiting, self.poll_interval)
+                    await _wait_either(stop, self._prompted, waiting)
+        finally:
+            with contextlib.suppress(Exception):  # an older saved position is safe: a restart republishes
+                await self._save()
 
     async def _publish(self, notification: Notification) -> None:
         # Called for a whole batch at once: each call takes the channel's lock in turn, so

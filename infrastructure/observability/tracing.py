@@ -108,8 +108,11 @@ def event_name(topic: Any) -> str:
 # HTTP clients ------------------------------------------------------------------------------
 
 def instrument_http_client(client: httpx.Client) -> httpx.Client:
-    """A client span per request, and the current trace sent on in ``traceparent``."""
-    HTTPXClientInstrumentor().instrument_client(client)
+    """A client span per request, and the current trace sent on in ``traceparent``, when this process traces
+    (a provider is installed before the client is made, as the composition root does); else the client as it
+    is: the instrumentation's wrapper costs a request more than a span is worth with nothing to record."""
+    if tracing():
+        HTTPXClientInstrumentor().instrument_client(client)
     return client
 
 

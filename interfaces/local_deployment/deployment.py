@@ -68,7 +68,7 @@ class LocalDeployment:
         return {
             "CLINIC_DATA_DIR": str(self.tmp / "data"), "CLINIC_PERSISTENCE": "postgres",
             **self.servers.postgres_env(schema),
-            "POSTGRES_POOL_SIZE": "2", "POSTGRES_MAX_OVERFLOW": "4",  # other users share the server's connections
+            "POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "3",  # other users share the server's 100 connections
             "CLINIC_AMQP_URL": self.servers.amqp_url, "CLINIC_AMQP_PREFIX": self.prefix,
             "CLINIC_REGISTRY_URL": f"https://127.0.0.1:{self.internal_port}",
             "CLINIC_SAGA_DEADLINE_SECONDS": str(DEADLINE_SECONDS), "CLINIC_RUNNER_TICK_SECONDS": "0.2",

@@ -100,7 +100,7 @@ def test_an_idle_deployment_is_measured_beside_the_servers_alone():
     with servers.postgres_database("smoke") as database:
         alone = idle.window(database, seconds=1.0)
         with end_to_end.embedded({}), idle.counters(database) as reader:
-            settled = idle.settle(dict)  # clinic serve has started: its CPU stops moving; no queue to drain
+            settled = idle.settle(dict, database)  # clinic serve has started: its CPU stops moving; no queue, no commits
             before = reader.sample()
             _commit_and_ping(database, commits=3, pings=5)
             # a backend publishes its counts when it exits, a moment after the client disconnected

@@ -1,21 +1,19 @@
-"""Which contexts keep aggregates in memory: never one whose events hold personal data (a decrypted
-aggregate would outlive the patient's erasure), the others as the mode asks."""
+"""Which contexts keep aggregates in memory: only followers whose events hold no personal data (a
+decrypted aggregate would outlive the patient's erasure), and only in the embedded clinic."""
 
 from __future__ import annotations
 
-from application.bootstrap import CONTEXTS, build_applications, cache_for
+from application.bootstrap import CONTEXTS, build_applications, cached
 from application.settings import Settings
 
 
-def test_contexts_holding_personal_data_never_cache_and_the_others_cache_as_asked():
-    assert {cls.name: cache_for(cls.name, "private") for cls in CONTEXTS} == {
-        "Registry": None, "Consultations": None, "Scheduling": "private", "Booking": "private"}
-    assert {cls.name: cache_for(cls.name, None) for cls in CONTEXTS} == dict.fromkeys(
-        ("Registry", "Consultations", "Scheduling", "Booking"))
+def test_only_followers_without_personal_data_keep_aggregates():
+    assert {cls.name: cached(cls.name) for cls in CONTEXTS} == {
+        "Registry": False, "Consultations": False, "Scheduling": True, "Booking": True}
 
 
 def test_the_embedded_clinic_trusts_its_cache_and_the_tools_keep_none():
-    embedded = build_applications(Settings(persistence="memory"), cache="private")
+    embedded = build_applications(Settings(persistence="memory"), cache=True)
     tools = build_applications(Settings(persistence="memory"))
     try:
         assert embedded["Booking"].repository.cache is not None and not embedded["Booking"].repository.fastforward

@@ -102,3 +102,25 @@ def test_the_settings_name_batch_recorders_of_the_library_s_process_recorders(st
     recorder = resolve_topic(BATCH_RECORDERS[store])
     assert recorder.__name__.endswith("BatchRecorder") and hasattr(recorder, "processed")
     assert Settings(persistence=store).eventsourcing_env("Booking")["PROCESS_RECORDER_TOPIC"] == BATCH_RECORDERS[store]
+
+
+def test_a_batch_loads_every_aggregate_its_events_touch_with_one_query(tmp_path):
+    apps = build_applications(Settings(persistence="sqlite", data_dir=tmp_path))
+    scheduling = apps["Scheduling"]
+    try:
+        doctors = [uuid.uuid4() for _ in range(5)]
+        for doctor_id in doctors:
+            scheduling.open_slots(doctor_id, [(START, 30)])
+        one_by_one, at_once = [], []
+        scheduling.recorder.select_events = lambda *a, **k: one_by_one.append(a) or []
+        original = scheduling.recorder.select_events_of
+        scheduling.recorder.select_events_of = lambda ids: at_once.append(list(ids)) or original(ids)
+        # when five sagas' holds of five slots (and one of a slot nobody opened) come in one batch
+        jobs = [started(doctor_id, n) for n, doctor_id in enumerate([*doctors, uuid.uuid4()], start=1)]
+        recordings = scheduling.record_batch(jobs, exact=True)
+        # then the six slots were read with one query, none alone, and each job saw its own
+        assert len(at_once) == 1 and len(at_once[0]) == 6 and one_by_one == []
+        assert [type(r.domain_event) for r in recordings] == [Slot.Held] * 5 + [SlotRequestRefused.Recorded]
+    finally:
+        for app in apps.values():
+            app.close()
