@@ -5,8 +5,9 @@
 - ``ours``: the consultations service's API as ``clinic run consultations --role api`` builds it
   (``build_service`` over Redis read models, ``create_app`` with ``SERVICE_CONTROLLERS``,
   metrics, JSON logs);
-- ``trivial-in-app``: the same app plus ``GET /bench/trivial`` returning a constant, with
-  authentication and the scope guard off for that route (every other middleware still runs);
+- ``trivial-in-app``: the same app plus ``GET /bench/trivial`` returning a constant, public and
+  excluded from authentication (everything else still runs: correlation id, headers, metrics, the
+  app-wide checks, the event metadata);
 - ``trivial-bare``: a Litestar app with only that route.
 
 The uvicorn config is the one ``clinic run`` uses (``log_level="info"``, ``log_config=None``, the access

@@ -12,13 +12,23 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
 
 import uvicorn
+from uvicorn.loops.auto import auto_loop_factory
 
 log = logging.getLogger("clinic.service")
+T = TypeVar("T")
 GRACE_SECONDS = 5
 """How long in-flight HTTP requests (and idle keep-alive clients) get to finish once the port closes."""
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` to completion on the event loop ``uvicorn.run`` would pick (``loop="auto"``: uvloop
+    when installed, else asyncio's), so every server process serves on the same loop."""
+    with asyncio.Runner(loop_factory=auto_loop_factory(use_subprocess=False)) as runner:
+        return runner.run(main)
 
 
 class Server(uvicorn.Server):

@@ -33,7 +33,7 @@ from infrastructure.observability.logging import configure_logging
 from infrastructure.observability.metrics import Metrics
 from infrastructure.observability.tracing import configure_tracing, shutdown_tracing
 from infrastructure.tls import Pki
-from interfaces.cli.graceful import GRACE_SECONDS, drain, stop_on_signals
+from interfaces.cli.graceful import GRACE_SECONDS, drain, run, stop_on_signals
 from interfaces.cli.graceful import Server as _Server
 from interfaces.cli.graceful import until_stopped_or_failed as _until_stopped_or_failed
 from interfaces.cli.main import settings
@@ -53,7 +53,7 @@ def run_service(args: argparse.Namespace) -> int:
     configure_logging(args.service, config.log_level, json=config.log_format == "json")
     tracing = configure_tracing(args.service, config)
     try:
-        return asyncio.run(_run(args, config, tracing))
+        return run(_run(args, config, tracing))  # uvloop, as uvicorn.run and ``clinic serve`` run
     finally:
         shutdown_tracing(tracing)  # the last spans are flushed before exit
 

@@ -7,7 +7,6 @@ On SIGTERM/SIGINT it drains like ``clinic run``'s APIs (interfaces/cli/graceful.
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 import uvicorn
 
@@ -16,7 +15,7 @@ from application.clinic import Clinic
 from infrastructure.observability.logging import configure_logging
 from infrastructure.observability.metrics import Metrics
 from infrastructure.observability.tracing import configure_tracing, shutdown_tracing
-from interfaces.cli.graceful import GRACE_SECONDS, Server, serve_until_stopped, stop_on_signals
+from interfaces.cli.graceful import GRACE_SECONDS, Server, run, serve_until_stopped, stop_on_signals
 from interfaces.cli.main import settings
 from interfaces.http.app import create_app
 from interfaces.security.trust import token_verifier
@@ -36,9 +35,7 @@ def run_serve(args: argparse.Namespace) -> int:
     print(f"clinic: serving on http://{args.host}:{args.port} ({config.persistence} stores in {config.data_dir}); "
           f"get a token with `clinic token --sub ID --role ADMIN`", flush=True)
     try:
-        # uvicorn's loop choice (uvloop when installed), as uvicorn.run would make it
-        with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
-            return runner.run(_serve(server, clinic, config.drain_seconds))
+        return run(_serve(server, clinic, config.drain_seconds))  # uvloop, as uvicorn.run would pick it
     finally:
         shutdown_tracing(tracing)
 

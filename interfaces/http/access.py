@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from litestar.connection import ASGIConnection
@@ -14,14 +14,16 @@ from domain.base import NotFoundError
 from domain.values import Role
 from infrastructure.security.tokens import Principal
 
-Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Coroutine[Any, Any, None]]
+"""A Litestar guard; a coroutine function, so Litestar runs it on the event loop (a plain function would
+take a worker thread for every request)."""
 T = TypeVar("T")
 
 
 def requires_role(*roles: Role) -> Guard:
     """A guard that lets through callers holding any of ``roles``."""
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         principal = connection.user
         if not isinstance(principal, Principal) or not principal.has_role(*roles):
             raise PermissionDeniedException(f"requires one of the roles: {', '.join(roles)}")

@@ -23,15 +23,8 @@ from interfaces.http.controllers.oversight import AuditController, SagaControlle
 from interfaces.http.controllers.queries import AgendaController, PatientConsultationsController
 from interfaces.http.controllers.registry import DoctorController, PatientController, SlotController
 from interfaces.http.deprecation import deprecation_headers, refuse_after_sunset
-from interfaces.http.metrics import instrument
-from interfaces.http.middleware import (
-    PUBLIC_PATHS,
-    BearerAuthenticationMiddleware,
-    correlation_middleware,
-    echo_correlation_id,
-    event_metadata_middleware,
-    security_headers,
-)
+from interfaces.http.metrics import serve_metrics
+from interfaces.http.middleware import ApiMiddleware, RoutedRequestMiddleware
 from interfaces.http.openapi import openapi_config
 from interfaces.http.problems import decode_strictly, problem_response
 from interfaces.http.tracing import route_span_names, tracing_plugins
@@ -69,31 +62,34 @@ def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutd
                clock: Callable[[], datetime] = utc_now) -> Litestar:
     """The HTTP API over ``clinic`` (all of it, or ``controllers``); tokens are checked with ``verifier``.
 
-    Every operation's scope is checked by one guard (``authorization.REQUIRED_SCOPE``) before
-    its handler applies the role and ownership rules (``access``). With ``metrics``, every request is
-    counted and timed and ``/metrics`` is served (``interfaces/http/metrics.py``). With
-    ``tracer_provider``, every request but probes and scrapes is a server span (``interfaces/http/tracing.py``).
+    Every request passes ``ApiMiddleware`` (correlation id, response headers, metrics); once routed,
+    ``RoutedRequestMiddleware`` checks the bearer token and the operation's scope
+    (``authorization.REQUIRED_SCOPE``) before its handler applies the role and ownership rules
+    (``access``). With ``metrics``, every request is counted and timed and ``/metrics`` is served
+    (``interfaces/http/metrics.py``). With ``tracer_provider``, every request but probes and scrapes is a
+    server span (``interfaces/http/tracing.py``); without one, no span is named and no ``traceparent`` read.
     Deprecated operations (``deprecation.DEPRECATIONS``) carry their headers, are counted per client in
-    ``metrics``, and answer 410 once ``clock`` passes their sunset.
+    ``metrics``, and answer 410 once ``clock`` passes their sunset. Nothing of this takes a worker thread:
+    only a handler declared ``sync_to_thread`` and the verification of a token not seen recently do.
     """
-    on_shutdown = [clinic.close] if close_clinic_on_shutdown else []
-    return instrument(Litestar(
+    app = Litestar(
         route_handlers=controllers or CONTROLLERS,
         dependencies={"clinic": Provide(lambda: clinic, use_cache=True, sync_to_thread=False)},
         middleware=[
-            correlation_middleware,
-            route_span_names,
-            DefineMiddleware(BearerAuthenticationMiddleware, exclude=PUBLIC_PATHS),
-            event_metadata_middleware,
+            *([route_span_names] if tracer_provider is not None else []),  # no server span to name otherwise
+            DefineMiddleware(RoutedRequestMiddleware, checks=[require_scope, refuse_after_sunset],
+                             traced=tracer_provider is not None),
         ],
         before_request=strict_body,
-        guards=[require_scope, refuse_after_sunset],
         request_max_body_size=max_request_bytes,
-        before_send=[echo_correlation_id, security_headers, deprecation_headers(metrics)],
         exception_handlers={Exception: problem_response},
         logging_config=None,  # logs go through the root logger's JSON handler (configure_logging)
         openapi_config=openapi_config(),
         state=State({"verifier": verifier, "clock": clock}),
-        on_shutdown=on_shutdown,
+        on_shutdown=[clinic.close] if close_clinic_on_shutdown else [],
         plugins=tracing_plugins(tracer_provider),
-    ), metrics)
+    )
+    if metrics is not None:
+        serve_metrics(app, metrics)
+    app.asgi_handler = ApiMiddleware(app.asgi_handler, metrics, [deprecation_headers(metrics)])
+    return app

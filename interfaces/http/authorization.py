@@ -1,4 +1,4 @@
-"""The scope each operation requires: one table, checked for every request by one guard.
+"""The scope each operation requires: one table, checked for every routed request by one check.
 
 Authorization is two checks, both needed: the token carries the operation's scope (what
 the *client* was granted, checked here before the handler runs), and the caller's roles
@@ -10,11 +10,8 @@ operation without a row.
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar.connection import ASGIConnection
 from litestar.exceptions import PermissionDeniedException
-from litestar.handlers.base import BaseRouteHandler
+from litestar.types import Scope as AsgiScope
 
 from infrastructure.security.scopes import Scope
 from infrastructure.security.tokens import Principal
@@ -56,10 +53,13 @@ class InsufficientScopeError(PermissionDeniedException):
         self.scopes = scopes
 
 
-def require_scope(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """App-wide guard: the handler's operation must be in the table and the token hold its scope."""
-    if connection.scope["path"].startswith(DOCUMENTATION):  # the OpenAPI document: public, no operation id
+def require_scope(scope: AsgiScope) -> None:
+    """App-wide check of a routed, authenticated request (``middleware.RoutedRequestMiddleware``): the
+    handler's operation must be in the table and the token hold its scope. Plain and synchronous: nothing in
+    it waits, so it runs on the event loop, never on a worker thread."""
+    if scope["path"].startswith(DOCUMENTATION):  # the OpenAPI document: public, no operation id
         return
+    handler = scope["route_handler"]
     if handler.opt.get("public") is True:  # undocumented and public: /metrics (interfaces/http/metrics.py)
         return
     operation = handler.operation_id if isinstance(handler.operation_id, str) else None
@@ -68,6 +68,6 @@ def require_scope(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseR
     scopes = REQUIRED_SCOPE[operation]
     if not scopes:
         return
-    principal = connection.user
+    principal = scope.get("user")
     if not isinstance(principal, Principal) or not any(principal.has_scope(s) for s in scopes):
         raise InsufficientScopeError(scopes)

@@ -6,10 +6,10 @@ migrate, and the route that succeeds it. From the row alone:
 
 - every response of the operation, errors included, carries ``Deprecation: @<unix seconds>``
   (RFC 9745), ``Sunset: <HTTP-date>`` (RFC 8594) and ``Link: <guide>; rel="deprecation",
-  <successor>; rel="successor-version"`` (``deprecation_headers``, a ``before_send`` hook);
+  <successor>; rel="successor-version"`` (``deprecation_headers``, a response header hook);
 - from the sunset on (by the app's clock) the operation answers ``410 Gone`` to every caller
-  its scope lets through, with the same headers (``refuse_after_sunset``, a guard after the
-  scope guard, so a caller without the scope still gets 401/403);
+  its scope lets through, with the same headers (``refuse_after_sunset``, checked after the
+  operation's scope, so a caller without the scope still gets 401/403);
 - each response is counted by operation and the token's ``client_id`` (``DeprecatedUseObserver``);
 - the OpenAPI document marks the operation ``deprecated`` and documents the headers on every
   response (``document_deprecations``).
@@ -26,11 +26,8 @@ from email.utils import format_datetime
 from functools import cached_property
 from typing import Any, Protocol
 
-from litestar.connection import ASGIConnection
-from litestar.datastructures import MutableScopeHeaders
 from litestar.exceptions import HTTPException
-from litestar.handlers.base import BaseRouteHandler
-from litestar.types import Message, Scope
+from litestar.types import Scope
 
 from infrastructure.security.tokens import Principal
 
@@ -108,34 +105,32 @@ def client_of(scope: Scope) -> str:
     return user.client_id or UNIDENTIFIED
 
 
-def deprecation_headers(observer: DeprecatedUseObserver | None) -> Callable[[Message, Scope], Any]:
-    """A ``before_send`` hook: the headers on every response of a deprecated operation, and its count."""
+def deprecation_headers(observer: DeprecatedUseObserver | None) -> Callable[[Scope], dict[str, str] | None]:
+    """A response header hook (``middleware.ApiMiddleware``): the headers of every response of a deprecated
+    operation, which it counts in ``observer``; ``None`` for any other request."""
 
-    async def hook(message: Message, scope: Scope) -> None:
-        if message["type"] != "http.response.start":
-            return
+    def hook(scope: Scope) -> dict[str, str] | None:
         found = deprecation_of(scope)
         if found is None:
-            return
+            return None
         operation, deprecation = found
-        headers = MutableScopeHeaders.from_message(message)
-        for name, value in deprecation.headers(scope.get("path_params", {})).items():
-            headers[name] = value
         if observer is not None:
             observer.deprecated_request(operation, client_of(scope))
+        return deprecation.headers(scope.get("path_params", {}))
 
     return hook
 
 
-def refuse_after_sunset(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """App-wide guard (after the scope guard): a deprecated operation past its sunset is 410 Gone."""
-    found = deprecation_of(connection.scope)
+def refuse_after_sunset(scope: Scope) -> None:
+    """App-wide check of a routed request (after the scope check): a deprecated operation past its sunset is
+    410 Gone. Plain and synchronous: nothing in it waits, so it runs on the event loop."""
+    found = deprecation_of(scope)
     if found is None:
         return
     operation, deprecation = found
-    clock: Callable[[], datetime] = connection.app.state.clock
+    clock: Callable[[], datetime] = scope["app"].state.clock
     if deprecation.is_gone(clock()):
-        raise GoneError(gone_detail(operation, deprecation, connection.path_params))
+        raise GoneError(gone_detail(operation, deprecation, scope.get("path_params", {})))
 
 
 def gone_detail(operation: str, deprecation: Deprecation, path_params: dict[str, Any]) -> str:
