@@ -13,6 +13,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
 import aiormq
@@ -201,7 +202,7 @@ class Worker:
         self.connection: aiormq.abc.AbstractConnection | None = None
         self.consumer: FollowerConsumer | None = None
         self.relaying = False
-        self.leadership = leadership_of(app, settings)
+        self.leadership = leadership_of(app, settings, metrics)
         """Which of the context's workers relays and runs the timer, hearing the context's ``NOTIFY`` while
         it does (``None``: a store without advisory locks or ``NOTIFY``, which has one worker and is polled)."""
         self._prompts = Prompts()
@@ -369,15 +370,19 @@ class Worker:
             await _first_of(stop.wait(), self._prompts.timer.wait(), _sleep(wait))
 
 
-def leadership_of(app: Any, settings: Settings) -> Leadership | None:
+def leadership_of(app: Any, settings: Settings, metrics: Metrics | None = None) -> Leadership | None:
     """The advisory lock the context's workers contend for, on the context's PostgreSQL database (``None``
-    on other stores); named by the schema, so deployments sharing a database do not contend."""
+    on other stores); named by the schema, so deployments sharing a database do not contend. With
+    ``metrics``, ``clinic_worker_leading`` says which worker leads."""
     pool = getattr(getattr(app.recorder, "datastore", None), "pool", None)
     if pool is None or not hasattr(app.recorder, "channel_name"):
         return None
     schema = app.recorder.datastore.schema
     connection = {key: pool.kwargs[key] for key in CONNECTION_PARAMETERS if key in pool.kwargs}
-    return Leadership(connection, f"clinic|{schema}|{app.name}", slots=settings.workers)
+    on_change = None if metrics is None else partial(metrics.leading, app.name)
+    if metrics is not None:
+        metrics.leading(app.name, False)  # the series exists from the start
+    return Leadership(connection, f"clinic|{schema}|{app.name}", slots=settings.workers, on_change=on_change)
 
 
 class Prompts(RecordingEventReceiver[Any]):

@@ -33,8 +33,11 @@ def lock_key(name: str) -> int:
 class Leadership:
     """Holds, or waits for, the advisory lock ``name`` on a connection of its own; ``held`` while it has it."""
 
-    def __init__(self, connection: Mapping[str, Any], name: str, slots: int = 1) -> None:
+    def __init__(self, connection: Mapping[str, Any], name: str, slots: int = 1,
+                 on_change: Callable[[bool], None] | None = None) -> None:
         self.connection = dict(connection)
+        self.on_change = on_change
+        """Told ``True`` when this worker starts leading, ``False`` when it stops (the metrics)."""
         self.name = name
         self.key = lock_key(name)
         self.slots = slots
@@ -78,6 +81,8 @@ class Leadership:
             log.info("leadership %s: this worker leads", self.name)
             self.released.clear()
             self.held.set()
+            if self.on_change is not None:
+                self.on_change(True)
             self._wake(self._channels)  # whatever was recorded before this worker led
             await _first(self._hear(connection), stop)  # raises when the connection breaks
 
@@ -102,6 +107,8 @@ class Leadership:
     def _release(self) -> None:
         if self.held.is_set():
             log.info("leadership %s: this worker no longer leads", self.name)
+            if self.on_change is not None:
+                self.on_change(False)
         self.held.clear()
         self.released.set()
 

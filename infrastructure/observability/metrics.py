@@ -100,6 +100,8 @@ class Metrics:
                                                 "dead-letter queue", ["follower"])
         self.amqp_queue_depth = self._gauge("clinic_amqp_queue_depth", "Messages ready in a queue (passive declare)",
                                             ["queue"], "livemostrecent")
+        self.worker_leading = self._gauge("clinic_worker_leading", "1 while this worker leads its context (relays "
+                                          "its events, runs its saga timer), else 0", ["application"], "livemax")
 
     def _sagas(self) -> None:
         self.sagas_started = self._counter("clinic_sagas_started_total", "Booking sagas started")
@@ -140,6 +142,10 @@ class Metrics:
         """One answered HTTP request (``route`` is the template, or ``unmatched``)."""
         self.http_requests.labels(self.service, method, route, str(status)).inc()
         self.http_duration.labels(self.service, method, route).observe(seconds)
+
+    def leading(self, application: str, leads: bool) -> None:
+        """Whether this worker holds ``application``'s leadership now."""
+        self.worker_leading.labels(self.service, application.lower()).set(1 if leads else 0)
 
     def published(self, application: str, count: int = 1) -> None:
         """``count`` events of ``application``'s log confirmed by the broker."""

@@ -137,6 +137,24 @@ class LocalDeployment:
         process.send_signal(sig)
         return process.wait(timeout=30)
 
+    def workers_of(self, service: str) -> list[str]:
+        """The processes running a worker of ``service`` (role ``worker`` or ``all``)."""
+        return [name for name, (of, role) in self.roles.items() if of == service and role != "api"
+                and name in self.processes]
+
+    def leader_of(self, service: str) -> str | None:
+        """Which of ``service``'s workers leads it now (``clinic_worker_leading`` on its ``/metrics``)."""
+        leading = [name for name in self.workers_of(service) if self._leads(name, service)]
+        return leading[0] if len(leading) == 1 else None
+
+    def _leads(self, name: str, service: str) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[name]}/metrics", timeout=2) as response:
+                text = response.read().decode()
+        except OSError:
+            return False
+        return any(line.startswith("clinic_worker_leading{") and line.endswith(" 1.0") for line in text.splitlines())
+
     def ready(self, name: str) -> bool:
         """Whether process ``name`` answers 200 on ``/health/ready`` (raises if it exited)."""
         process = self.processes[name]
@@ -277,35 +295,46 @@ def postgres_schema(servers: Servers) -> Iterator[str]:
 
 @contextmanager
 def deployed(tmp: Path, servers: Servers, env: dict[str, str] | None = None,
-             tracing: bool = True) -> Iterator[LocalDeployment]:
+             tracing: bool = True, workers: int = 1) -> Iterator[LocalDeployment]:
     """The whole deployment in its own schema, prefixes and ports, under ``tmp``; removed on exit.
 
     ``env`` overrides the services' settings (a benchmark's pool sizes, deadline, log level);
-    ``tracing=False`` exports no spans (no OTLP receiver). Raises :class:`DeploymentError` when a
-    server does not answer or nginx is not installed.
+    ``tracing=False`` exports no spans (no OTLP receiver); ``workers`` above 1 runs that many workers of
+    each follower context (booking, scheduling, consultations) sharing partitioned queues
+    (``CLINIC_WORKERS``, and ``CLINIC_PARTITIONS`` twice that unless ``env`` says). Raises
+    :class:`DeploymentError` when a server does not answer or nginx is not installed.
     """
+    if workers > 1:
+        env = {"CLINIC_WORKERS": str(workers), "CLINIC_PARTITIONS": str(2 * workers), **(env or {})}
     missing = servers.unreachable() + ([] if program("nginx") else ["nginx is not installed (apt-get install -y nginx)"])
     if missing:
         raise DeploymentError("cannot deploy: " + "; ".join(missing))
     with postgres_schema(servers) as schema:
         deployment = LocalDeployment(tmp, schema, servers, env, tracing)
         try:
-            _start_every_process(deployment)
+            _start_every_process(deployment, workers)
             yield deployment
         finally:
             deployment.shut_down()
 
 
-def _start_every_process(deployment: LocalDeployment) -> None:
-    """Migrations, certificates, the issuer, every service (two consultations APIs apart from its worker), nginx."""
+def _start_every_process(deployment: LocalDeployment, workers: int = 1) -> None:
+    """Migrations, certificates, the issuer, every service (two consultations APIs apart from its worker), the
+    extra workers of the follower contexts, nginx."""
     deployment.clinic("db", "migrate")
     deployment.clinic("certs", "init")
     deployment.start_auth()
     deployment.start("registry")
-    deployment.start("scheduling")
-    deployment.start("consultations-api-1", "consultations", "api")
-    deployment.start("consultations-api-2", "consultations", "api")
-    deployment.start("consultations-worker", "consultations", "worker")
-    deployment.start("booking")
+    if workers == 1:
+        deployment.start("scheduling")
+        deployment.start("consultations-api-1", "consultations", "api")
+        deployment.start("consultations-api-2", "consultations", "api")
+        deployment.start("consultations-worker", "consultations", "worker")
+        deployment.start("booking")
+    else:  # APIs apart from the workers, so a worker can be killed without its API
+        for service in ("scheduling", "consultations", "booking"):
+            deployment.start(f"{service}-api", service, "api")
+            for number in range(1, workers + 1):
+                deployment.start(f"{service}-worker-{number}", service, "worker")
     deployment.start("projections", "projections", "worker")
     deployment.start_gateway()

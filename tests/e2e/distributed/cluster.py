@@ -25,14 +25,15 @@ def servers_for_tests() -> Servers:
 
 
 @contextmanager
-def deployed(tmp: Path, env: dict[str, str] | None = None, tracing: bool = True) -> Iterator[Cluster]:
+def deployed(tmp: Path, env: dict[str, str] | None = None, tracing: bool = True, workers: int = 1) -> Iterator[Cluster]:
     """The whole deployment in its own schema, prefixes and ports; removed on exit.
 
-    ``env`` overrides the services' settings; ``tracing=False`` exports no spans (no OTLP receiver).
+    ``env`` overrides the services' settings; ``tracing=False`` exports no spans (no OTLP receiver);
+    ``workers``: the workers of each follower context (partitioned queues above 1).
     """
     services.require_postgres()
     services.require_rabbitmq()
     services.require_binary("nginx")
     services.require_redis()
-    with deployment.deployed(tmp, servers_for_tests(), env, tracing) as running:
+    with deployment.deployed(tmp, servers_for_tests(), env, tracing, workers) as running:
         yield running
