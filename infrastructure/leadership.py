@@ -22,6 +22,8 @@ from typing import Any
 import psycopg
 from psycopg.sql import SQL, Identifier
 
+from infrastructure.listen import notified_channels
+
 log = logging.getLogger(__name__)
 
 
@@ -96,8 +98,8 @@ class Leadership:
 
     async def _hear(self, connection: psycopg.AsyncConnection[Any]) -> None:
         """The notifications, until the server or the network closes the connection (raises then)."""
-        async for notify in connection.notifies():
-            self._wake([notify.channel])
+        async for channel in notified_channels(connection):
+            self._wake([channel])
 
     def _wake(self, channels: Iterable[str]) -> None:
         for channel in channels:

@@ -15,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import psycopg
+from psycopg import generators
 from psycopg.sql import SQL, Identifier
 
 log = logging.getLogger(__name__)
@@ -85,10 +86,23 @@ class EventsListener:
                     await hearing  # raises what broke the connection, if it broke
 
     async def _hear(self, connection: psycopg.AsyncConnection[Any], by_channel: dict[str, list[str]]) -> None:
-        async for notify in connection.notifies():
-            for name in by_channel.get(notify.channel, ()):
+        async for channel in notified_channels(connection):
+            for name in by_channel.get(channel, ()):
                 self._wake(name)
 
     def _wake(self, name: str) -> None:
         for callback in self._callbacks[name]:
             callback()
+
+
+IDLE_WAKE_SECONDS = 60.0
+"""While waiting for a notification, wake this often only (psycopg's own ``notifies()`` wakes ten times a
+second to check for interrupts: in an idle process that is most of what it does)."""
+
+
+async def notified_channels(connection: psycopg.AsyncConnection[Any]) -> AsyncIterator[str]:
+    """The channel of each ``NOTIFY`` the connection receives, until it breaks (raises then)."""
+    while True:
+        received = await connection.wait(generators.notifies(connection.pgconn), interval=IDLE_WAKE_SECONDS)
+        for notification in received:
+            yield notification.relname.decode()

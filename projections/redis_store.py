@@ -99,6 +99,8 @@ The view and position keys depend on the serving version, so they are built in t
 than declared: fine on one Redis (ours), not on Redis Cluster."""
 READ_SHA = hashlib.sha1(READ_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
 POSITION = "position:"
+FEED_WAKE_SECONDS = 5.0
+"""The change feed's subscriber wakes this often when nothing is announced (to see that it must stop)."""
 DELETE_BATCH = 500
 
 
@@ -194,7 +196,7 @@ class RedisViewStore:
 
         def stopping() -> None:
             stop.set()
-            thread.join(timeout=5)
+            thread.join(timeout=FEED_WAKE_SECONDS + 2)
 
         return stopping
 
@@ -205,7 +207,7 @@ class RedisViewStore:
             try:
                 pubsub.subscribe(self.changes_channel)
                 while not stop.is_set():
-                    message = pubsub.get_message(timeout=1.0)
+                    message = pubsub.get_message(timeout=FEED_WAKE_SECONDS)  # wakes to see ``stop``
                     if message is None:
                         continue
                     if message["type"] == "subscribe":

@@ -32,11 +32,41 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 
 
 class Server(uvicorn.Server):
-    """uvicorn without its own signal handlers: the process shuts down in its own order."""
+    """uvicorn without its own signal handlers (the process shuts down in its own order), and ticking once a
+    second instead of ten times: uvicorn's tick refreshes the ``Date`` header (to the second) and notices
+    ``should_exit``; this one wakes at once when ``should_exit`` is set, so an idle process sleeps."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    @property
+    def should_exit(self) -> bool:
+        return self.__dict__.get("_should_exit", False)
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self.__dict__["_should_exit"] = value
+        exiting = self.__dict__.get("_exiting")
+        if value and exiting is not None:
+            exiting.set()
+
+    async def main_loop(self) -> None:
+        self.__dict__["_exiting"] = exiting = asyncio.Event()
+        if self.should_exit:
+            exiting.set()
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + TICKS_PER_WAKE) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(exiting.wait(), timeout=TICK_SECONDS)
+            should_exit = await self.on_tick(counter)
+
+
+TICK_SECONDS = 1.0
+TICKS_PER_WAKE = 10
+"""uvicorn counts its ticks in tenths of a second (the ``Date`` header is refreshed every 10)."""
 
 
 def stop_on_signals() -> asyncio.Event:
