@@ -41,9 +41,10 @@ class Settings:
     """``CLINIC_AMQP_URL``: the RabbitMQ broker of distributed mode."""
     amqp_prefix: str = "clinic"
     """``CLINIC_AMQP_PREFIX``: names this deployment's exchange and queues (``<prefix>.events``)."""
-    group_commit: bool = False
-    """``CLINIC_GROUP_COMMIT``: ``on`` records the saves of concurrent commands to one context in shared
-    transactions (``application/group_commit.py``); ``off`` (default): one transaction per save."""
+    group_commit: bool = True
+    """``CLINIC_GROUP_COMMIT``: ``on`` (default) records the saves of concurrent commands to one context in
+    shared transactions (``application/group_commit.py``; 0.89-0.93× the CPU per distributed booking,
+    docs/performance.md); ``off``: one transaction per save."""
     amqp_bindings: str = "handled"
     """``CLINIC_AMQP_BINDINGS``: ``handled`` (each follower's queue binds only the events its policy handles)
     or ``all`` (``<leader>.#``: every event of each leader it follows, the ones it ignores too)."""
@@ -158,7 +159,7 @@ class Settings:
             amqp_bindings=_choice(env, "CLINIC_AMQP_BINDINGS", cls.amqp_bindings, AMQP_BINDINGS),
             partitions=_whole(env, "CLINIC_PARTITIONS", 1),
             workers=_whole(env, "CLINIC_WORKERS", 1),
-            group_commit=_choice(env, "CLINIC_GROUP_COMMIT", "off", SWITCH) == "on",
+            group_commit=_choice(env, "CLINIC_GROUP_COMMIT", "on", SWITCH) == "on",
             registry_url=env.get("CLINIC_REGISTRY_URL", cls.registry_url),
             pki_dir=Path(env["CLINIC_PKI_DIR"]) if env.get("CLINIC_PKI_DIR") else None,
             redis_url=env.get("CLINIC_REDIS_URL") or None,

@@ -2,10 +2,10 @@
 
 Runs in its own process (``python benchmarks/end_to_end_load.py PLAN.json``), so its CPU is not the
 server's; the driver (benchmarks/end_to_end.py) pins it to a core with ``taskset``. A booking is
-``POST /v1/consultations`` (202), then ``GET /v1/consultations/{id}`` every ``poll`` seconds until
-its status is no longer ``REQUESTED``: the saga's outcome is visible in the read model. The
-``X-Min-Position`` header cannot stand in for the poll: the POST's ``X-Event-Position`` is the
-request's own event, not the confirmation, which comes several events later in other logs.
+``POST /v1/consultations`` (202), then ``GET /v1/consultations/{id}`` with ``Prefer: wait`` (RFC 7240),
+which the API answers once the saga has decided: as a client should learn the outcome, without polling.
+A read that comes back undecided (the wait ran out) or 404 (not projected yet) is asked again, after
+``poll`` seconds for a 404.
 
 Modes (the plan's ``mode``):
 
@@ -38,11 +38,11 @@ DECIDED_TIMEOUT = 30.0
 DRAIN_TIMEOUT = 600.0
 """``accept`` mode: how long the backlog may take to drain."""
 POLL_SECONDS = 0.05
-"""How often a client asks whether its booking is decided: the latencies' resolution. Every poll is a
-request the server must answer too (JWT check, read model), as a real client's would be."""
+"""How soon a client asks again after a 404 (the booking not projected yet: rare, the read waits ≤ 1 s for it)."""
+WAIT_SECONDS = 30
+"""The longest ``Prefer: wait`` the API honours: each read waits at most this long for the decision."""
 DRAIN_POLL_SECONDS = 0.25
-"""``accept`` mode's polls: its run is where CPU per booking is read, so few reads are mixed in (one or two
-per booking while the backlog drains); its latencies have this resolution."""
+"""``accept`` mode's pause after a 404 while its backlog drains."""
 
 
 @dataclass
@@ -103,7 +103,7 @@ class Booker:
         else:
             self.undecided.append((response.json()["consultation_id"], due))
 
-    async def drain(self, concurrency: int = 8) -> None:
+    async def drain(self, concurrency: int = 64) -> None:
         """Wait until every booking accepted without waiting is decided."""
         pending = iter(self.undecided)
 
@@ -117,8 +117,9 @@ class Booker:
         path = f"/v1/consultations/{consultation_id}"
         while time.perf_counter() - due < timeout:
             self.outcomes.polls += 1
+            wait = max(1, min(WAIT_SECONDS, int(timeout - (time.perf_counter() - due))))
             try:
-                response = await self.client.get(path, headers=self.headers)
+                response = await self.client.get(path, headers={**self.headers, "Prefer": f"wait={wait}"})
             except httpx.HTTPError as error:
                 self.outcomes.error(f"GET {type(error).__name__}")
                 await asyncio.sleep(self.poll)
@@ -132,7 +133,8 @@ class Booker:
                 return
             if response.status_code not in (200, 404):  # 404: not yet projected
                 self.outcomes.error(f"GET {response.status_code}")
-            await asyncio.sleep(self.poll)
+            if response.status_code != 200:  # a 200 still REQUESTED has waited already: ask again at once
+                await asyncio.sleep(self.poll)
         self.outcomes.error("not decided in time")
         self.outcomes.censored_ms.append(timeout * 1000)
 

@@ -33,6 +33,9 @@ class ReceivedSpan:
     span_id: str
     parent_span_id: str
     attributes: dict[str, Any] = field(default_factory=dict)
+    start_ns: int = 0
+    """When the span started and ended (Unix nanoseconds): where a booking's time went."""
+    end_ns: int = 0
 
 
 class OtlpReceiver:
@@ -75,7 +78,8 @@ class OtlpReceiver:
 def _spans(resource_spans: Any) -> list[ReceivedSpan]:
     service = str(_attributes(resource_spans.resource.attributes).get("service.name"))
     return [ReceivedSpan(service, span.name, KINDS.get(span.kind, str(span.kind)), span.trace_id.hex(),
-                         span.span_id.hex(), span.parent_span_id.hex(), _attributes(span.attributes))
+                         span.span_id.hex(), span.parent_span_id.hex(), _attributes(span.attributes),
+                         span.start_time_unix_nano, span.end_time_unix_nano)
             for scope_spans in resource_spans.scope_spans for span in scope_spans.spans]
 
 

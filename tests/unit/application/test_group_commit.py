@@ -164,11 +164,17 @@ def test_a_context_application_groups_when_the_setting_is_on(tmp_path):
             app.close()
 
 
-def test_the_setting_is_off_by_default(tmp_path):
-    assert Settings.from_env({}).group_commit is False
-    assert Settings.from_env({"CLINIC_GROUP_COMMIT": "on"}).group_commit is True
-    apps = build_applications(Settings(persistence="memory", data_dir=tmp_path))
-    assert all(app.group_commit is None for app in apps.values())
+def test_the_setting_is_on_by_default(tmp_path):
+    assert Settings.from_env({}).group_commit is True
+    assert Settings.from_env({"CLINIC_GROUP_COMMIT": "off"}).group_commit is False
+    grouped = build_applications(Settings(persistence="memory", data_dir=tmp_path))
+    alone = build_applications(Settings(persistence="memory", data_dir=tmp_path, group_commit=False))
+    try:
+        assert all(app.group_commit is not None for app in grouped.values())
+        assert all(app.group_commit is None for app in alone.values())
+    finally:
+        for app in [*grouped.values(), *alone.values()]:
+            app.close()
 
 
 def test_max_batch_must_be_positive():
