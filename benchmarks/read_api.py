@@ -216,12 +216,11 @@ def read_api(quick: bool, scale: float = 1.0) -> list[Figure]:
         Figure("read API GET /v1/consultations/{id} vs bare trivial app", ours.rate, "req/s",
                "trivial endpoint, bare Litestar app", bare.rate, f"{load}; p50 {ours.p50:.1f} ms; server CPU {ours.cpu_ms:.2f} ms/request (bare trivial: "
                f"{bare.cpu_ms:.2f})",
-               ">= 0.6x baseline", ours.rate >= 0.6 * bare.rate),
+               ">= 0.5x baseline", ours.rate >= 0.5 * bare.rate),
         Figure("read API GET /v1/consultations/{id} vs trivial endpoint in our app", ours.rate, "req/s",
-               "trivial endpoint inside our app, auth off", in_app.rate, f"isolates the handler's cost; server CPU {in_app.cpu_ms:.2f} ms/request",
-               ">= 0.6x baseline", ours.rate >= 0.6 * in_app.rate),
+               "trivial endpoint inside our app, auth off", in_app.rate, f"isolates the handler's cost; server CPU {in_app.cpu_ms:.2f} ms/request"),
         Figure("read API p99 latency at 32 connections", ours.p99, "ms", "trivial endpoint, bare app, p99",
-               bare.p99, f"p90 {ours.p90:.1f} ms", "<= 25 ms", ours.p99 <= 25, higher_is_better=False),
+               bare.p99, f"p90 {ours.p90:.1f} ms", "<= 10 ms", ours.p99 <= 10, higher_is_better=False),
         Figure("trivial endpoint inside our app vs bare app", in_app.rate, "req/s", "trivial endpoint, bare app",
                bare.rate, f"our HTTP stack (correlation id, headers, metrics, checks, event metadata; no token); "
                f"server CPU {in_app.cpu_ms:.3f} vs {bare.cpu_ms:.3f} ms/request (CPU ratio "

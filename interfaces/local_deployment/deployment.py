@@ -83,6 +83,11 @@ class LocalDeployment:
         }
 
     @property
+    def partitions(self) -> int:
+        """How many partitions each follower's queue is split into (``CLINIC_PARTITIONS``)."""
+        return int(self.env.get("CLINIC_PARTITIONS", "1"))
+
+    @property
     def base(self) -> str:
         """The gateway's URL: the API, as clients see it."""
         return f"http://127.0.0.1:{self.gateway_port}"
@@ -214,7 +219,7 @@ class LocalDeployment:
 
     def queue_depths(self) -> dict[str, int]:
         """Messages ready in each of the deployment's queues (followers' queues, retry queues, DLQs)."""
-        return asyncio.run(_queue_depths(self.servers.amqp_url, _queue_names(self.prefix)))
+        return asyncio.run(_queue_depths(self.servers.amqp_url, queue_names(self.prefix, self.partitions)))
 
     def shut_down(self) -> None:
         """Stop every process, then delete the deployment's exchange, queues and Redis keys."""
@@ -223,19 +228,24 @@ class LocalDeployment:
         if self.gateway is not None:
             self.gateway.terminate()
             self.gateway.wait(timeout=10)
-        asyncio.run(_delete_broker_objects(self.servers.amqp_url, self.prefix))
+        asyncio.run(_delete_broker_objects(self.servers.amqp_url, self.prefix, self.partitions))
         _delete_redis_keys(self.servers.redis_url, f"{self.prefix}:views:")
         if self.otlp is not None:
             self.otlp.stop()
 
 
-def _queue_names(prefix: str) -> list[str]:
-    topology = Topology(prefix=prefix)
+def queue_names(prefix: str, partitions: int = 1) -> list[str]:
+    """Every queue of a deployment under ``prefix``: each follower's queue or partitions, retries, DLQ."""
+    topology = Topology(prefix=prefix, partitions=partitions)
     names: list[str] = []
-    for follower in sorted({follower for _, follower in SYSTEM.edges}):
+    for follower in _followers():
         queues = topology.queues(follower)
-        names += [queues.main, *queues.retries, queues.dead_letters]
+        names += [*queues.consumed, *queues.retries, queues.dead_letters]
     return names
+
+
+def _followers() -> list[str]:
+    return sorted({follower for _, follower in SYSTEM.edges})
 
 
 async def _queue_depths(url: str, queues: list[str]) -> dict[str, int]:
@@ -257,14 +267,18 @@ async def _queue_depths(url: str, queues: list[str]) -> dict[str, int]:
     return depths
 
 
-async def _delete_broker_objects(url: str, prefix: str) -> None:
+async def _delete_broker_objects(url: str, prefix: str, partitions: int) -> None:
     import aiormq
 
     connection = await aiormq.connect(url)
     channel = await connection.channel()
-    for queue in _queue_names(prefix):
+    for queue in queue_names(prefix, partitions):
         await channel.queue_delete(queue)
-    await channel.exchange_delete(Topology(prefix=prefix).exchange)
+    topology = Topology(prefix=prefix, partitions=partitions)
+    if partitions > 1:  # each follower's consistent-hash exchange
+        for follower in _followers():
+            await channel.exchange_delete(topology.queues(follower).main)
+    await channel.exchange_delete(topology.exchange)
     await connection.close()
 
 

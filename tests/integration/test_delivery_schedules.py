@@ -16,6 +16,7 @@ other one takes effect.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -172,11 +173,18 @@ def play(pm: BookingProcessManager, registry: CrashingRegistry, schedule: list[t
 @given(schedules())
 def test_any_delivery_schedule_ends_as_in_order_exactly_once_delivery(generated):
     world, in_order, schedule = generated
+    assert_ends_as_in_order_delivery(world, in_order, lambda pm, registry: play(pm, registry, schedule))
+
+
+def assert_ends_as_in_order_delivery(world: World, in_order: list[Message],
+                                     deliver_all: Callable[[Any, Any], int]) -> None:
+    """``deliver_all(pm, registry)`` (returning how many deliveries took effect) leaves the saga store
+    as delivering ``in_order`` once each does."""
     with tempfile.TemporaryDirectory() as expected_dir, tempfile.TemporaryDirectory() as actual_dir:
         reference, reference_registry = process_manager(world, Path(expected_dir))
         play(reference, reference_registry, [(message, False) for message in in_order])
         pm, registry = process_manager(world, Path(actual_dir))
-        processed = play(pm, registry, schedule)
+        processed = deliver_all(pm, registry)
         try:
             assert sagas(pm, world) == sagas(reference, world)
             assert processed == len(in_order)  # every message took effect exactly once
@@ -242,18 +250,7 @@ def play_batches(pm: BookingProcessManager, registry: CrashingRegistry, world: W
 @given(batched_deliveries())
 def test_any_schedule_of_batches_ends_as_in_order_exactly_once_delivery(generated):
     world, in_order, plan = generated
-    with tempfile.TemporaryDirectory() as expected_dir, tempfile.TemporaryDirectory() as actual_dir:
-        reference, reference_registry = process_manager(world, Path(expected_dir))
-        play(reference, reference_registry, [(message, False) for message in in_order])
-        pm, registry = process_manager(world, Path(actual_dir))
-        processed = play_batches(pm, registry, world, plan)
-        try:
-            assert sagas(pm, world) == sagas(reference, world)
-            assert processed == len(in_order)  # every message took effect exactly once
-            assert pm.recorder.max_notification_id() == reference.recorder.max_notification_id()
-        finally:
-            reference.close()
-            pm.close()
+    assert_ends_as_in_order_delivery(world, in_order, lambda pm, registry: play_batches(pm, registry, world, plan))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -22,9 +22,10 @@ import pytest
 from eventsourcing.persistence import StoredEvent
 from joserfc import jws
 
-from application.bootstrap import SYSTEM, build_applications
+from application.bootstrap import build_applications
 from application.settings import Settings
 from infrastructure.messaging.topology import Topology
+from interfaces.local_deployment.deployment import queue_names
 from tests import services
 from tests.e2e import leaks
 from tests.e2e.distributed.cluster import deployed
@@ -139,7 +140,7 @@ def test_after_erasure_nothing_readable_remains_in_any_service_store_queue_or_lo
     # and nothing readable remains: every row of the schema, every view, every queued message, every log
     assert leaks.in_postgres_schema(cluster.env["POSTGRES_SCHEMA"], SECRETS) == []
     assert leaks.in_redis(cluster.env["CLINIC_REDIS_URL"], cluster.env["CLINIC_REDIS_PREFIX"], SECRETS) == []
-    read, queued = leaks.in_queues(_queues(cluster.prefix), SECRETS)
+    read, queued = leaks.in_queues(queue_names(cluster.prefix), SECRETS)
     assert read >= 2 and queued == []
     after = decoded(cluster, letters)  # the dead letters' sealed fields are gone with the key
     assert [(e.name, e.email, e.birth_date) for e in after["Registry"]] == [("[erased]", "[erased]", None)]
@@ -255,12 +256,3 @@ async def _dead_letters(prefix: str) -> list[dict]:
                            if k in ("application", "topic", "originator_id", "originator_version")}})
     await connection.close()
     return letters
-
-
-def _queues(prefix: str) -> list[str]:
-    topology = Topology(prefix=prefix)
-    names: list[str] = []
-    for follower in sorted({follower for _, follower in SYSTEM.edges}):
-        queues = topology.queues(follower)
-        names += [queues.main, *queues.retries, queues.dead_letters]
-    return names
