@@ -20,6 +20,8 @@ from uuid import UUID
 from application.view_changes import POLL_SECONDS, ViewChanges
 from application.views import ConsultationView, SagaStepView, SagaView
 from domain.base import NotFoundError
+from domain.consultation import ConsultationStatus
+from domain.slot import SlotStatus
 from projections.catalog import BY_NAME
 from projections.consultation_detail import consultation_key
 from projections.doctor_agenda import doctor_agenda_key
@@ -70,7 +72,7 @@ class ConsultationRead:
 
 
 DETAIL = "consultation_detail"
-UNDECIDED = "REQUESTED"
+UNDECIDED = ConsultationStatus.REQUESTED.value
 """A consultation's status while its booking saga has not decided."""
 
 
@@ -213,7 +215,7 @@ class ReadModels:
         keys = [slot_key(member) for member, _ in index]
         hashes = self.store.get_many_fields("doctor_slots", self._version("doctor_slots"), keys) if keys else []
         listings = [_slot(fields) for fields in hashes if fields]
-        return [s for s in listings if s.status == "OPEN"] if available_only else listings
+        return [s for s in listings if s.status == SlotStatus.OPEN] if available_only else listings
 
     def saga(self, saga_id: UUID) -> SagaView:
         version = self._version("saga_status")

@@ -1,10 +1,16 @@
-"""A consultation: requested → confirmed | rejected; confirmed → cancelled, completed, no-show."""
+"""A consultation: requested → confirmed | rejected; confirmed → cancelled, completed, no-show.
+
+``LIFECYCLE`` is the one statement of those moves: the aggregate's commands check it, its events
+apply it, and the consultation read model (``projections/consultation_detail.py``) derives the
+status each event leaves from it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import event
@@ -27,12 +33,43 @@ class ConsultationStateError(DomainError):
 
 
 @dataclass(frozen=True)
+class Transition:
+    """An event a consultation records in one of ``sources``, leaving it ``target`` (``None``: unchanged)."""
+
+    sources: frozenset[ConsultationStatus]
+    target: ConsultationStatus | None
+
+
+_S = ConsultationStatus
+LIFECYCLE: dict[str, Transition] = {
+    "Confirmed": Transition(frozenset({_S.REQUESTED}), _S.CONFIRMED),
+    "Rejected": Transition(frozenset({_S.REQUESTED}), _S.REJECTED),
+    "CancelledByPatient": Transition(frozenset({_S.CONFIRMED}), _S.CANCELLED),
+    "CancelledByClinic": Transition(frozenset({_S.CONFIRMED}), _S.CANCELLED),
+    "Completed": Transition(frozenset({_S.CONFIRMED}), _S.COMPLETED),
+    "MarkedNoShow": Transition(frozenset({_S.CONFIRMED}), _S.NO_SHOW),
+    "NoteAdded": Transition(frozenset({_S.CONFIRMED, _S.COMPLETED}), None),
+}
+"""Every event after ``Requested`` (which leaves it ``REQUESTED``), by its class name."""
+
+
+@dataclass(frozen=True)
 class ClinicalNote:
     """A note written by the doctor on a confirmed or completed consultation."""
 
     author: str
     text: str
     written_at: datetime
+
+
+class LifecycleEvent(ClinicAggregate.Event):
+    """An event of ``LIFECYCLE``: applying it sets the status the table says. (Declared outside the
+    aggregate, so that the aggregate's namespace holds only the events it records.)"""
+
+    def apply(self, aggregate: Any) -> None:
+        target = LIFECYCLE[type(self).__name__].target
+        if target is not None:
+            aggregate.status = target
 
 
 class Consultation(ClinicAggregate):
@@ -48,30 +85,46 @@ class Consultation(ClinicAggregate):
         start: datetime
         reason: str
 
-    class Confirmed(ClinicAggregate.Event):
+    class Confirmed(LifecycleEvent):
         pass
 
-    class Rejected(ClinicAggregate.Event):
+    class Rejected(LifecycleEvent):
         reason: str
 
-    class CancelledByPatient(ClinicAggregate.Event):
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.rejection_reason = self.reason
+
+    class CancelledByPatient(LifecycleEvent):
         personal_data = ("reason",)
         reason: str
 
-    class CancelledByClinic(ClinicAggregate.Event):
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.cancellation_reason = self.reason
+
+    class CancelledByClinic(LifecycleEvent):
         personal_data = ("reason",)
         reason: str
 
-    class Completed(ClinicAggregate.Event):
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.cancellation_reason = self.reason
+
+    class Completed(LifecycleEvent):
         pass
 
-    class MarkedNoShow(ClinicAggregate.Event):
+    class MarkedNoShow(LifecycleEvent):
         pass
 
-    class NoteAdded(ClinicAggregate.Event):
+    class NoteAdded(LifecycleEvent):
         personal_data = ("text",)
         author: str
         text: str
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.notes.append(ClinicalNote(author=self.author, text=self.text, written_at=self.timestamp))
 
     @event(Requested)
     def __init__(self, patient_id: UUID, doctor_id: UUID, start: datetime, reason: str) -> None:
@@ -86,73 +139,34 @@ class Consultation(ClinicAggregate):
 
     def confirm(self) -> None:
         """Confirm a requested consultation; confirming again is a no-op."""
-        if self.status == ConsultationStatus.CONFIRMED:
-            return
-        self._require(ConsultationStatus.REQUESTED, "confirm")
-        self._confirmed()
+        if self.status != ConsultationStatus.CONFIRMED:
+            self._move(Consultation.Confirmed, "confirm")
 
     def reject(self, reason: str) -> None:
         """Reject a requested consultation; rejecting again is a no-op."""
-        if self.status == ConsultationStatus.REJECTED:
-            return
-        self._require(ConsultationStatus.REQUESTED, "reject")
-        self._rejected(reason=reason)
+        if self.status != ConsultationStatus.REJECTED:
+            self._move(Consultation.Rejected, "reject", reason=reason)
 
     def cancel_by_patient(self, reason: str) -> None:
-        self._require(ConsultationStatus.CONFIRMED, "cancel")
-        self._cancelled_by_patient(reason=reason)
+        self._move(Consultation.CancelledByPatient, "cancel", reason=reason)
 
     def cancel_by_clinic(self, reason: str) -> None:
-        self._require(ConsultationStatus.CONFIRMED, "cancel")
-        self._cancelled_by_clinic(reason=reason)
+        self._move(Consultation.CancelledByClinic, "cancel", reason=reason)
 
     def complete(self) -> None:
-        self._require(ConsultationStatus.CONFIRMED, "complete")
-        self._completed()
+        self._move(Consultation.Completed, "complete")
 
     def mark_no_show(self) -> None:
-        self._require(ConsultationStatus.CONFIRMED, "mark as no-show")
-        self._marked_no_show()
+        self._move(Consultation.MarkedNoShow, "mark as no-show")
 
     def add_note(self, author: str, text: str) -> None:
         """Add a clinical note; only confirmed or completed consultations take notes."""
-        if self.status not in (ConsultationStatus.CONFIRMED, ConsultationStatus.COMPLETED):
-            raise ConsultationStateError(f"cannot add a note to a {self.status} consultation")
-        if not text.strip():
+        if self.status in LIFECYCLE["NoteAdded"].sources and not text.strip():
             raise ValueError("a note needs text")
-        self._note_added(author=author, text=text)
+        self._move(Consultation.NoteAdded, "add a note to", author=author, text=text)
 
-    def _require(self, status: ConsultationStatus, action: str) -> None:
-        if self.status != status:
+    def _move(self, event_class: type[LifecycleEvent], action: str, **fields: Any) -> None:
+        """Record ``event_class`` if ``LIFECYCLE`` allows it from the current status, else refuse ``action``."""
+        if self.status not in LIFECYCLE[event_class.__name__].sources:
             raise ConsultationStateError(f"cannot {action} a {self.status} consultation")
-
-    @event(Confirmed)
-    def _confirmed(self) -> None:
-        self.status = ConsultationStatus.CONFIRMED
-
-    @event(Rejected)
-    def _rejected(self, reason: str) -> None:
-        self.status = ConsultationStatus.REJECTED
-        self.rejection_reason = reason
-
-    @event(CancelledByPatient)
-    def _cancelled_by_patient(self, reason: str) -> None:
-        self.status = ConsultationStatus.CANCELLED
-        self.cancellation_reason = reason
-
-    @event(CancelledByClinic)
-    def _cancelled_by_clinic(self, reason: str) -> None:
-        self.status = ConsultationStatus.CANCELLED
-        self.cancellation_reason = reason
-
-    @event(Completed)
-    def _completed(self) -> None:
-        self.status = ConsultationStatus.COMPLETED
-
-    @event(MarkedNoShow)
-    def _marked_no_show(self) -> None:
-        self.status = ConsultationStatus.NO_SHOW
-
-    @event(NoteAdded)
-    def _note_added(self, author: str, text: str) -> None:
-        self.notes.append(ClinicalNote(author=author, text=text, written_at=self.modified_on))
+        self.trigger_event(event_class, **fields)

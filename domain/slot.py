@@ -21,6 +21,17 @@ class SlotStatus(StrEnum):
     CLOSED = "CLOSED"
 
 
+STATUS_AFTER: dict[str, SlotStatus] = {
+    "Opened": SlotStatus.OPEN,
+    "Held": SlotStatus.HELD,
+    "Booked": SlotStatus.BOOKED,
+    "Released": SlotStatus.OPEN,
+    "Closed": SlotStatus.CLOSED,
+}
+"""The status each of a slot's events leaves it in (by class name): its mutators and the slot read model
+(``projections/doctor_slots.py``) both read it."""
+
+
 class SlotUnavailableError(DomainError):
     """The slot is held or booked by another booking, or closed."""
 
@@ -72,7 +83,7 @@ class Slot(ClinicAggregate):
         self.doctor_id = doctor_id
         self.start = require_aware(start, "start")
         self.duration_minutes = duration_minutes
-        self.status = SlotStatus.OPEN
+        self.status = STATUS_AFTER["Opened"]
         self.booking_id: UUID | None = None
         self.hold_expires_at: datetime | None = None
 
@@ -120,24 +131,24 @@ class Slot(ClinicAggregate):
 
     @event(Held)
     def _held(self, booking_id: UUID, expires_at: datetime) -> None:
-        self.status = SlotStatus.HELD
+        self.status = STATUS_AFTER["Held"]
         self.booking_id = booking_id
         self.hold_expires_at = expires_at
 
     @event(Booked)
     def _booked(self, booking_id: UUID) -> None:
-        self.status = SlotStatus.BOOKED
+        self.status = STATUS_AFTER["Booked"]
         self.hold_expires_at = None
 
     @event(Released)
     def _released(self, booking_id: UUID, reason: str) -> None:
-        self.status = SlotStatus.OPEN
+        self.status = STATUS_AFTER["Released"]
         self.booking_id = None
         self.hold_expires_at = None
 
     @event(Closed)
     def _closed(self) -> None:
-        self.status = SlotStatus.CLOSED
+        self.status = STATUS_AFTER["Closed"]
 
 
 class SlotRequestRefused(ClinicAggregate):

@@ -18,12 +18,13 @@ from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Notification, Recording
 
+from domain.booking_saga_table import BOOKING_SAGA
 from domain.consultation import Consultation
 from domain.metadata import event_metadata
 from domain.slot import Slot, SlotRequestRefused, slot_id_for
 from domain.values import RejectionReason
 from process_managers.base import ClinicProcessApplication, MapperFactory
-from process_managers.booking_saga import BookingSaga, SagaState, saga_id_for
+from process_managers.booking_saga import SAGA_EVENT_BY_TOPIC, BookingSaga, SagaState, saga_id_for
 from process_managers.ports import RegistryPort, RegistryUnavailableError
 from process_managers.tracing import current_traceparent, describe_sagas, saga_span, saga_step
 
@@ -207,18 +208,21 @@ class BookingProcessManager(ClinicProcessApplication):
     def _catch_up_open_sagas(self) -> None:
         """Keep the index of open sagas up with the saga log (rebuilt from it after a restart)."""
         for notification in self._new_saga_notifications():
-            kind = notification.topic.rsplit(".", 1)[-1]
-            if kind == "Started":
+            kind = SAGA_EVENT_BY_TOPIC.get(notification.topic)
+            if kind is None:
+                continue
+            if BOOKING_SAGA.starts(kind):
                 started = self.mapper.to_domain_event(notification)
                 self._open[started.originator_id] = OpenSaga(started.originator_id, started.deadline,
                                                              started.correlation_id, traceparent=started.traceparent)
-            elif kind == "ValidationUnavailable" and notification.originator_id in self._open:
-                unavailable = self.mapper.to_domain_event(notification)
-                self._open[notification.originator_id].retry_at = unavailable.retry_at
-            elif kind == "RegistrantsValidated" and notification.originator_id in self._open:
-                self._open[notification.originator_id].retry_at = None
-            elif kind in ("Completed", "Rejected"):
-                self._open.pop(notification.originator_id, None)
+            elif (open_saga := self._open.get(notification.originator_id)) is None:
+                continue
+            elif BOOKING_SAGA.ends(kind):
+                del self._open[notification.originator_id]
+            elif BOOKING_SAGA.schedules_retry(kind):
+                open_saga.retry_at = self.mapper.to_domain_event(notification).retry_at
+            elif BOOKING_SAGA.clears_retry(kind):
+                open_saga.retry_at = None
 
     def _new_saga_notifications(self) -> Iterator[Notification]:
         while batch := self.recorder.select_notifications(

@@ -1,8 +1,9 @@
 """The booking saga's persisted state machine.
 
-Its events are also the commands other contexts follow: ``Started`` asks scheduling
-to hold the slot, ``RegistrantsValidated`` to book it, ``Completed`` asks
-consultations to confirm, ``Rejected`` to reject (and scheduling to release a held
+Its moves are the rows of ``domain.booking_saga_table.BOOKING_SAGA``: each event below applies its
+row (the state it moves to, the steps it appends). Its events are also the commands other contexts
+follow: ``Started`` asks scheduling to hold the slot, ``RegistrantsValidated`` to book it,
+``Completed`` asks consultations to confirm, ``Rejected`` to reject (and scheduling to release a held
 slot), ``SlotReleaseRequested`` to give a slot back.
 """
 
@@ -10,29 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import event
+from eventsourcing.utils import get_topic
 
 from domain.base import ClinicAggregate
+from domain.booking_saga_table import BOOKING_SAGA, OPEN_STATES, Move, SagaState, Step
 from domain.metadata import event_metadata
 from domain.values import RejectionReason
 
+__all__ = ["OPEN_STATES", "SAGA_EVENT_BY_TOPIC", "BookingSaga", "SagaState", "SagaStep", "saga_id_for"]
+
 SAGA_NAMESPACE = uuid5(NAMESPACE_URL, "urn:clinic:booking-saga")
-
-
-class SagaState(StrEnum):
-    HOLDING_SLOT = "HOLDING_SLOT"
-    VALIDATING = "VALIDATING"
-    BOOKING_SLOT = "BOOKING_SLOT"
-    COMPLETED = "COMPLETED"
-    REJECTED = "REJECTED"
-    CANCELLED = "CANCELLED"
-
-
-OPEN_STATES = (SagaState.HOLDING_SLOT, SagaState.VALIDATING, SagaState.BOOKING_SLOT)
 
 
 @dataclass(frozen=True)
@@ -44,9 +36,21 @@ class SagaStep:
     at: datetime
 
 
+class SagaMoveError(Exception):
+    """An event the saga's table has no row for in the saga's state: a defect, never a user error."""
+
+
 def saga_id_for(consultation_id: UUID) -> UUID:
     """The one saga that books ``consultation_id``."""
     return uuid5(SAGA_NAMESPACE, str(consultation_id))
+
+
+class SagaMove(ClinicAggregate.Event):
+    """An event of the saga's table after its start: applying it makes its row's move. (Declared
+    outside the aggregate, so that the aggregate's namespace holds only the events it records.)"""
+
+    def apply(self, aggregate: Any) -> None:
+        aggregate.make_move(type(self).__name__)
 
 
 class BookingSaga(ClinicAggregate):
@@ -59,31 +63,49 @@ class BookingSaga(ClinicAggregate):
         slot_id: UUID
         deadline: datetime
 
-    class SlotHeld(ClinicAggregate.Event):
+    class SlotHeld(SagaMove):
         pass
 
-    class ValidationUnavailable(ClinicAggregate.Event):
+    class ValidationUnavailable(SagaMove):
         error: str
         retry_at: datetime
 
-    class RegistrantsValidated(ClinicAggregate.Event):
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.validation_attempts += 1
+            aggregate.validation_retry_at = self.retry_at
+
+    class RegistrantsValidated(SagaMove):
         slot_id: UUID
 
-    class Completed(ClinicAggregate.Event):
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.validation_retry_at = None
+
+    class Completed(SagaMove):
         consultation_id: UUID
 
-    class Rejected(ClinicAggregate.Event):
+    class Rejected(SagaMove):
         consultation_id: UUID
         slot_id: UUID
         reason: str
         release_slot: bool
         failed_step: str = ""
         """The step that failed (``hold_slot``, ``validate_registrants``, ``book_slot``); empty in
-        events recorded before it existed."""
+        events recorded before it existed (the table's row for the saga's state names it)."""
 
-    class SlotReleaseRequested(ClinicAggregate.Event):
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.rejection_reason = self.reason
+            aggregate.release_requested = self.release_slot
+
+    class SlotReleaseRequested(SagaMove):
         slot_id: UUID
         reason: str
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.release_requested = True
 
     @staticmethod
     def create_id(
@@ -100,12 +122,12 @@ class BookingSaga(ClinicAggregate):
         self.doctor_id = doctor_id
         self.slot_id = slot_id
         self.deadline = deadline
-        self.state = SagaState.HOLDING_SLOT
         self.rejection_reason: str | None = None
         self.release_requested = False
         self.validation_attempts = 0
         self.validation_retry_at: datetime | None = None
-        self.steps = [SagaStep("hold_slot", "requested", self.modified_on)]
+        self.steps: list[SagaStep] = []
+        self._apply(_move(None, "Started"))
 
     def trigger_event(self, event_class: Any, **kwargs: Any) -> None:
         with event_metadata(saga_id=str(self.id)):
@@ -122,30 +144,27 @@ class BookingSaga(ClinicAggregate):
 
     def record_slot_held(self) -> None:
         """The slot is held: go on to validation, or give back a hold that came too late."""
-        if self.state == SagaState.HOLDING_SLOT:
-            self._slot_held()
-        elif self.state == SagaState.REJECTED and not self.release_requested:
-            self._slot_release_requested(slot_id=self.slot_id, reason="hold_after_rejection")
+        if self.state == SagaState.REJECTED and not self.release_requested:
+            self._record(BookingSaga.SlotReleaseRequested, slot_id=self.slot_id, reason="hold_after_rejection")
+        else:
+            self._record(BookingSaga.SlotHeld)
 
     def record_validation_unavailable(self, error: str, retry_at: datetime) -> None:
         """The registry could not answer: validation is retried at ``retry_at``, until the deadline."""
-        if self.state == SagaState.VALIDATING:
-            self._validation_unavailable(error=error, retry_at=retry_at)
+        self._record(BookingSaga.ValidationUnavailable, error=error, retry_at=retry_at)
 
     def record_registrants_valid(self) -> None:
-        if self.state == SagaState.VALIDATING:
-            self._registrants_validated(slot_id=self.slot_id)
+        self._record(BookingSaga.RegistrantsValidated, slot_id=self.slot_id)
 
     def record_slot_booked(self) -> None:
-        if self.state == SagaState.BOOKING_SLOT:
-            self._completed(consultation_id=self.consultation_id)
+        self._record(BookingSaga.Completed, consultation_id=self.consultation_id)
 
     def reject(self, reason: RejectionReason) -> None:
         """Compensate: release the slot if held, reject the consultation. Idempotent."""
-        if self.is_open:
-            held = self.state != SagaState.HOLDING_SLOT
-            self._rejected(consultation_id=self.consultation_id, slot_id=self.slot_id, reason=str(reason),
-                           release_slot=held, failed_step=self.steps[-1].name)
+        move = BOOKING_SAGA.move(self.state, "Rejected")
+        if move is not None:
+            self.trigger_event(BookingSaga.Rejected, consultation_id=self.consultation_id, slot_id=self.slot_id,
+                               reason=str(reason), release_slot=move.releases_slot, failed_step=move.failed_step)
 
     def time_out(self, now: datetime) -> None:
         """Compensate a saga still open at its deadline (``validation_unavailable`` if the
@@ -157,50 +176,32 @@ class BookingSaga(ClinicAggregate):
     def release_after_cancellation(self, reason: str) -> None:
         """The confirmed consultation was cancelled: give its slot back, once."""
         if self.state == SagaState.COMPLETED:
-            self._slot_release_requested(slot_id=self.slot_id, reason=reason)
+            self._record(BookingSaga.SlotReleaseRequested, slot_id=self.slot_id, reason=reason)
 
-    def _step(self, name: str, status: str) -> None:
-        self.steps.append(SagaStep(name, status, self.modified_on))
+    def make_move(self, event_name: str) -> None:
+        """Apply the table's row for ``event_name`` in the current state (the events' mutator)."""
+        self._apply(_move(self.state, event_name))
 
-    @event(SlotHeld)
-    def _slot_held(self) -> None:
-        self.state = SagaState.VALIDATING
-        self._step("hold_slot", "succeeded")
-        self._step("validate_registrants", "requested")
+    def _record(self, event_class: type[SagaMove], **fields: Any) -> None:
+        """Record ``event_class`` if the table has a move for it in this state; otherwise do nothing."""
+        if BOOKING_SAGA.move(self.state, event_class.__name__) is not None:
+            self.trigger_event(event_class, **fields)
 
-    @event(ValidationUnavailable)
-    def _validation_unavailable(self, error: str, retry_at: datetime) -> None:
-        self.validation_attempts += 1
-        self.validation_retry_at = retry_at
-        self._step("validate_registrants", "unavailable")
+    def _apply(self, move: Move) -> None:
+        self.state = move.target
+        self.steps.extend(_saga_step(step, self.modified_on) for step in move.steps)
 
-    @event(RegistrantsValidated)
-    def _registrants_validated(self, slot_id: UUID) -> None:
-        self.state = SagaState.BOOKING_SLOT
-        self.validation_retry_at = None
-        self._step("validate_registrants", "succeeded")
-        self._step("book_slot", "requested")
 
-    @event(Completed)
-    def _completed(self, consultation_id: UUID) -> None:
-        self.state = SagaState.COMPLETED
-        self._step("book_slot", "succeeded")
-        self._step("confirm_consultation", "requested")
+def _move(state: SagaState | None, event_name: str) -> Move:
+    move = BOOKING_SAGA.move(state, event_name)
+    if move is None:
+        raise SagaMoveError(f"the booking saga has no move for {event_name} in {state or 'no state'}")
+    return move
 
-    @event(Rejected)
-    def _rejected(self, consultation_id: UUID, slot_id: UUID, reason: str, release_slot: bool,
-                  failed_step: str = "") -> None:
-        self._step(failed_step or self.steps[-1].name, "failed")
-        self.state = SagaState.REJECTED
-        self.rejection_reason = reason
-        self.release_requested = release_slot
-        if release_slot:
-            self._step("release_slot", "requested")
-        self._step("reject_consultation", "requested")
 
-    @event(SlotReleaseRequested)
-    def _slot_release_requested(self, slot_id: UUID, reason: str) -> None:
-        if self.state == SagaState.COMPLETED:
-            self.state = SagaState.CANCELLED
-        self.release_requested = True
-        self._step("release_slot", "requested")
+def _saga_step(step: Step, at: datetime) -> SagaStep:
+    return SagaStep(step.name, step.status.value, at)
+
+
+SAGA_EVENT_BY_TOPIC: dict[str, str] = {get_topic(getattr(BookingSaga, kind)): kind for kind in BOOKING_SAGA.events}
+"""The table's event name of each stored saga topic (the timer reads the log without decoding all of it)."""

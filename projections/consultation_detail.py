@@ -10,20 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.consultation import Consultation
+from domain.consultation import LIFECYCLE, Consultation, ConsultationStatus
 from domain.patient import Patient
 from domain.personal_data import ERASED
 from projections.ops import AddToIndex, CopyToMembers, Op, SetFields
 from projections.values import epoch, iso
 
-STATUS_AFTER: dict[type, str] = {
-    Consultation.Confirmed: "CONFIRMED",
-    Consultation.Rejected: "REJECTED",
-    Consultation.CancelledByPatient: "CANCELLED",
-    Consultation.CancelledByClinic: "CANCELLED",
-    Consultation.Completed: "COMPLETED",
-    Consultation.MarkedNoShow: "NO_SHOW",
-}
+STATUS_AFTER: dict[type, str] = {getattr(Consultation, name): transition.target.value
+                                  for name, transition in LIFECYCLE.items() if transition.target is not None}
+"""The status each event leaves a consultation in, from the aggregate's own table."""
+VERSION_ONLY: frozenset[type] = frozenset(getattr(Consultation, name) for name, transition in LIFECYCLE.items()
+                                          if transition.target is None)
+"""Events that change the consultation but not its status: the view records their version."""
 
 
 def consultation_key(consultation_id: object) -> str:
@@ -62,7 +60,7 @@ class ConsultationDetail:
                     _redact(event.patient_id)]
         if kind is Patient.PersonalDataErased:
             return [SetFields(patient_erasure_key(event.originator_id), REDACTED), _redact(event.originator_id)]
-        if kind not in STATUS_AFTER and kind is not Consultation.NoteAdded:
+        if kind not in STATUS_AFTER and kind not in VERSION_ONLY:
             return []
         fields = {"version": str(event.originator_version)}
         if kind in STATUS_AFTER:
@@ -78,7 +76,7 @@ def _requested_fields(event: Any) -> dict[str, str]:
         "patient_id": str(event.patient_id),
         "doctor_id": str(event.doctor_id),
         "start": iso(event.start),
-        "status": "REQUESTED",
+        "status": ConsultationStatus.REQUESTED.value,
         "reason": event.reason,
         "rejection_reason": "",
         "version": str(event.originator_version),

@@ -5,16 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from domain.slot import STATUS_AFTER as SLOT_STATUS_AFTER
 from domain.slot import Slot
 from projections.ops import AddToIndex, Op, SetFields
 from projections.values import epoch, iso, utc_day
 
-STATUS_AFTER: dict[type, str] = {
-    Slot.Held: "HELD",
-    Slot.Booked: "BOOKED",
-    Slot.Released: "OPEN",
-    Slot.Closed: "CLOSED",
-}
+STATUS_AFTER: dict[type, str] = {getattr(Slot, name): status.value for name, status in SLOT_STATUS_AFTER.items()
+                                  if name != "Opened"}
+"""The status each later event leaves a slot in, from the aggregate's own table."""
 
 
 def slot_key(slot_id: object) -> str:
@@ -58,6 +56,6 @@ def _opened_fields(event: Any) -> dict[str, str]:
         "doctor_id": str(event.doctor_id),
         "start": iso(event.start),
         "duration_minutes": str(event.duration_minutes),
-        "status": "OPEN",
+        "status": SLOT_STATUS_AFTER["Opened"].value,
         "booking_id": "",
     }

@@ -1,6 +1,8 @@
 """``saga:<id>`` (state of a booking saga) and ``saga:<id>:steps`` (its steps, as ``BookingSaga.steps``).
 
-Saga events are recognised by topic: projections and process managers are independent layers.
+What each event writes comes from the saga's table (``domain.booking_saga_table.BOOKING_SAGA``), the
+one the aggregate's mutators apply. Saga events are recognised by their class name on the saga
+aggregate: projections and process managers are independent layers.
 Each step is JSON ``{"name", "status", "at"}`` with ``at`` the event's timestamp (ISO, UTC).
 """
 
@@ -10,20 +12,14 @@ import json
 from functools import lru_cache
 from typing import Any
 
+from domain.booking_saga_table import BOOKING_SAGA, Move, SagaState
+from domain.values import RejectionReason
 from projections.ops import AppendToList, Op, SetFields, SetFieldsIf
-from projections.values import iso, topic_of
+from projections.values import iso
 
-SAGA = "process_managers.booking_saga:BookingSaga."
-REGISTRY_REASONS = ("doctor_inactive", "doctor_not_found", "patient_not_eligible", "validation_unavailable")
-
-# The steps each event appends and the state it moves to (None: unchanged), as the saga's mutators do.
-SIMPLE = {
-    SAGA + "SlotHeld": ("VALIDATING", [("hold_slot", "succeeded"), ("validate_registrants", "requested")]),
-    SAGA + "ValidationUnavailable": (None, [("validate_registrants", "unavailable")]),
-    SAGA + "RegistrantsValidated": ("BOOKING_SLOT", [("validate_registrants", "succeeded"),
-                                                      ("book_slot", "requested")]),
-    SAGA + "Completed": ("COMPLETED", [("book_slot", "succeeded"), ("confirm_consultation", "requested")]),
-}
+REGISTRY_REASONS = frozenset({RejectionReason.DOCTOR_INACTIVE, RejectionReason.DOCTOR_NOT_FOUND,
+                              RejectionReason.PATIENT_NOT_ELIGIBLE, RejectionReason.VALIDATION_UNAVAILABLE})
+"""The rejections only a validating saga records (to infer the failed step of older events)."""
 
 
 def saga_key(saga_id: object) -> str:
@@ -45,42 +41,46 @@ class SagaStatus:
 
     def changes(self, event: Any) -> list[Op]:
         """The state and steps the saga's mutator for ``event`` sets and appends."""
-        topic = topic_of(event)
-        if not topic.startswith(SAGA):
+        owner, _, kind = type(event).__qualname__.partition(".")
+        if owner != BOOKING_SAGA.aggregate or kind not in BOOKING_SAGA.events:
             return []
         saga_id = str(event.originator_id)
-        if topic in SIMPLE:
-            state, steps = SIMPLE[topic]
-            ops: list[Op] = [SetFields(saga_key(saga_id), {"state": state})] if state else []
-            return ops + _steps(event, saga_id, steps)
-        if topic == SAGA + "Started":
-            return [SetFields(saga_key(saga_id), _started_fields(event)),
-                    *_steps(event, saga_id, [("hold_slot", "requested")])]
-        if topic == SAGA + "Rejected":
-            return _rejected(event, saga_id)
-        if topic == SAGA + "SlotReleaseRequested":
-            cancelled = SetFieldsIf(saga_key(saga_id), "state", "COMPLETED", {"state": "CANCELLED"})
-            return [cancelled, *_steps(event, saga_id, [("release_slot", "requested")])]
-        return []
+        moves = _moves_for(event, kind)
+        steps = _steps(event, saga_id, moves[0])
+        if BOOKING_SAGA.starts(kind):
+            return [SetFields(saga_key(saga_id), _started_fields(event, moves[0].target)), *steps]
+        return [*_state_ops(event, saga_id, moves), *steps]
 
 
-def _started_fields(event: Any) -> dict[str, str]:
+def _moves_for(event: Any, kind: str) -> list[Move]:
+    """The table's rows ``event`` may be; a rejection names its row by the step that failed."""
+    moves = BOOKING_SAGA.moves_of(kind)
+    if len(moves) > 1 and hasattr(event, "failed_step"):
+        failed = event.failed_step or _legacy_failed_step(event)
+        return [move for move in moves if move.failed_step == failed]
+    return list(moves)
+
+
+def _state_ops(event: Any, saga_id: str, moves: list[Move]) -> list[Op]:
+    """One row: set its state; several (the saga's state decides): a conditional write per row that moves."""
+    key = saga_key(saga_id)
+    if len(moves) == 1:
+        fields = {"state": moves[0].target.value} if moves[0].source != moves[0].target else {}
+        if moves[0].target is SagaState.REJECTED:
+            fields["rejection_reason"] = event.reason
+        return [SetFields(key, fields)] if fields else []
+    return [SetFieldsIf(key, "state", move.source.value, {"state": move.target.value})
+            for move in moves if move.source is not None and move.source != move.target]
+
+
+def _started_fields(event: Any, state: SagaState) -> dict[str, str]:
     return {
         "saga_id": str(event.originator_id),
         "consultation_id": str(event.consultation_id),
-        "state": "HOLDING_SLOT",
+        "state": state.value,
         "rejection_reason": "",
         "deadline": iso(event.deadline),
     }
-
-
-def _rejected(event: Any, saga_id: str) -> list[Op]:
-    steps = [(event.failed_step or _legacy_failed_step(event), "failed")]
-    if event.release_slot:
-        steps.append(("release_slot", "requested"))
-    steps.append(("reject_consultation", "requested"))
-    fields = {"state": "REJECTED", "rejection_reason": event.reason}
-    return [SetFields(saga_key(saga_id), fields), *_steps(event, saga_id, steps)]
 
 
 def _legacy_failed_step(event: Any) -> str:
@@ -94,10 +94,10 @@ def _legacy_failed_step(event: Any) -> str:
     return "validate_registrants" if event.reason in REGISTRY_REASONS else "book_slot"
 
 
-def _steps(event: Any, saga_id: str, steps: list[tuple[str, str]]) -> list[Op]:
+def _steps(event: Any, saga_id: str, move: Move) -> list[Op]:
     at = iso(event.timestamp)
     key = saga_steps_key(saga_id)
-    return [AppendToList(key, _step_head(name, status) + at + '"}') for name, status in steps]
+    return [AppendToList(key, _step_head(step.name, step.status.value) + at + '"}') for step in move.steps]
 
 
 @lru_cache(maxsize=256)
