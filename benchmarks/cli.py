@@ -1,4 +1,8 @@
-"""``clinic bench``: measure the clinic's figures, each beside its baseline, in one run."""
+"""``clinic bench``: measure the clinic's figures, each beside its baseline, in one run.
+
+The one module of ``benchmarks`` the product names (the ``clinic`` command loads it by name when
+``bench`` is run); nothing in the product imports the benchmarks (an import contract in pyproject.toml).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,13 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks import harness
+
 DEFAULT_DIR = Path(".clinic-data/bench")
 
 
 def run_bench(args: argparse.Namespace) -> int:
     """Run the benchmarks (all, or ``--only``), print one table, write the run as JSON."""
-    from benchmarks import harness
-
     if args.list:
         for bench in harness.discover().values():
             print(f"{bench.name:24} needs {', '.join(bench.needs) or 'nothing':33} {bench.summary}")
