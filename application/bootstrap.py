@@ -7,11 +7,10 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from eventsourcing.system import System
-
 from application.audit import Auditor
 from application.clinic import Clinic
 from application.consultations import ConsultationsApplication
+from application.contexts import CONTEXTS, audited_kinds, records_of, system_of
 from application.group_commit import GroupCommit
 from application.personal_data import mapper_factory, open_subject_keys
 from application.read_models import ReadModels
@@ -21,36 +20,20 @@ from application.scheduling import SchedulingApplication
 from application.settings import Settings
 from application.subscriptions import event_classes, handled_topics
 from application.view_changes import ViewChanges
-from domain.consultation import Consultation
-from domain.doctor import Doctor
-from domain.patient import Patient
 from domain.personal_data import personal_fields
-from domain.record_access import PatientRecordAccess
-from domain.slot import Slot, SlotRequestRefused
 from infrastructure.observability.metrics import Metrics
 from process_managers.booking import BookingProcessManager
-from process_managers.booking_saga import BookingSaga
 from projections.catalog import ALL_PROJECTIONS
 from projections.memory_store import MemoryViewStore
 from projections.redis_store import RedisViewStore
 from projections.runner import ProjectionRunner
 from projections.store import ViewStore
 
-CONTEXTS = (RegistryApplication, SchedulingApplication, ConsultationsApplication, BookingProcessManager)
-
-SYSTEM = System(pipes=[
-    [ConsultationsApplication, BookingProcessManager, ConsultationsApplication],
-    [SchedulingApplication, BookingProcessManager, SchedulingApplication],
-])
+SYSTEM = system_of(CONTEXTS)
 """Who follows whom: the saga follows consultations and scheduling, which follow the saga."""
 
-RECORDS: dict[str, tuple[type, ...]] = {
-    RegistryApplication.name: (Patient, Doctor, PatientRecordAccess),
-    SchedulingApplication.name: (Slot, SlotRequestRefused),
-    ConsultationsApplication.name: (Consultation,),
-    BookingProcessManager.name: (BookingSaga,),
-}
-"""The aggregates whose events each context records (tests/unit/application/test_subscriptions.py checks it)."""
+RECORDS: dict[str, tuple[type, ...]] = records_of(CONTEXTS)
+"""The aggregates whose events each context records, by application name."""
 
 SUBSCRIPTIONS = handled_topics(SYSTEM, RECORDS)
 """Per ``(leader, follower)``: the topics the follower's policy handles; its queue binds only these."""
@@ -69,7 +52,7 @@ def build_applications(settings: Settings, create_table: bool | None = None,
     sealing = mapper_factory(open_subject_keys(settings, create_table))  # one key store for every context
     apps = {cls.name: cls(env=settings.eventsourcing_env(cls.name, create_table, cache and cached(cls.name)),
                           mapper_factory=sealing)
-            for cls in CONTEXTS}
+            for cls in (context.application for context in CONTEXTS)}
     for app in apps.values():
         group_commits(app, settings)
     return apps
@@ -154,13 +137,7 @@ def view_store(settings: Settings) -> ViewStore:
     return MemoryViewStore()
 
 
-AUDITED_KINDS = {
-    "patient": (RegistryApplication.name, Patient),
-    "doctor": (RegistryApplication.name, Doctor),
-    "slot": (SchedulingApplication.name, Slot),
-    "consultation": (ConsultationsApplication.name, Consultation),
-    "saga": (BookingProcessManager.name, BookingSaga),
-}
+AUDITED_KINDS = audited_kinds(CONTEXTS)
 
 
 def build_auditor(apps: dict[str, Any]) -> Auditor:

@@ -31,10 +31,8 @@ from application.bootstrap import (
     require_tables,
 )
 from application.clinic import Clinic
-from application.consultations import ConsultationsApplication
+from application.contexts import BY_SERVICE, CONTEXTS
 from application.personal_data import mapper_factory, open_subject_keys
-from application.registry import RegistryApplication
-from application.scheduling import SchedulingApplication
 from application.settings import Settings, SettingsError
 from infrastructure.leadership import Leadership, while_leading
 from infrastructure.listen import CONNECTION_PARAMETERS, EventsListener
@@ -57,15 +55,7 @@ from projections.runner import ProjectionRunner
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SERVICES: dict[str, type] = {
-    "registry": RegistryApplication,
-    "scheduling": SchedulingApplication,
-    "consultations": ConsultationsApplication,
-    "booking": BookingProcessManager,
-}
-
-
-SERVES_QUERIES = {"scheduling", "consultations", "booking"}
+SERVES_QUERIES = frozenset(context.service for context in CONTEXTS if context.read_models)
 """Services whose part of the API answers from the read models (Redis, kept by ``clinic run projections``)."""
 
 
@@ -75,7 +65,7 @@ def build_service(service: str, settings: Settings, role: str = "all", metrics: 
     Readiness: the event store always; Redis when the role serves queries from the read models.
     The registry the booking saga calls is deliberately no readiness dependency (docs/observability-health.md).
     """
-    cls = SERVICES[service]
+    cls = BY_SERVICE[service].application
     sealing = mapper_factory(open_subject_keys(settings, create_table=False))
     # API replicas and the workers all write the store: no cache (a worker's batch loads its aggregates at once)
     app = cls(env=settings.eventsourcing_env(cls.name, create_table=False), mapper_factory=sealing)
@@ -129,7 +119,7 @@ def build_projections(settings: Settings, metrics: Metrics | None = None) -> tup
     sealing = mapper_factory(open_subject_keys(settings, create_table=False))  # shared by every leader's mapper
     one_reader = {"POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "1"}  # it reads one log at a time
     apps = {cls.name: cls(env=settings.eventsourcing_env(cls.name, create_table=False) | one_reader,
-                          mapper_factory=sealing) for cls in SERVICES.values()}
+                          mapper_factory=sealing) for cls in (context.application for context in CONTEXTS)}
     require_tables(apps)
     runner = ProjectionRunner(apps, _redis_views(settings, "projections"), ALL_PROJECTIONS)
     runner.observer = metrics

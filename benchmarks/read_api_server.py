@@ -30,7 +30,8 @@ from application.settings import Settings
 from infrastructure.observability.logging import configure_logging
 from infrastructure.observability.metrics import Metrics
 from infrastructure.security.tokens import TokenVerifier
-from interfaces.http.app import SERVICE_CONTROLLERS, create_app
+from interfaces.http.app import create_app
+from interfaces.http.contexts import SERVICE_CONTROLLERS
 from interfaces.security.trust import token_verifier
 
 TRIVIAL_PATH = "/bench/trivial"

@@ -37,7 +37,8 @@ from interfaces.cli.graceful import GRACE_SECONDS, drain, run, stop_on_signals
 from interfaces.cli.graceful import Server as _Server
 from interfaces.cli.graceful import until_stopped_or_failed as _until_stopped_or_failed
 from interfaces.cli.main import settings
-from interfaces.http.app import SERVICE_CONTROLLERS, create_app
+from interfaces.http.app import create_app
+from interfaces.http.contexts import SERVICE_CONTROLLERS
 from interfaces.http.controllers.health import HealthController
 from interfaces.http.internal import create_internal_registry_app, internal_server_config
 from interfaces.security.trust import token_verifier

@@ -16,12 +16,7 @@ from application.clinic import Clinic
 from infrastructure.observability.metrics import Metrics
 from infrastructure.security.tokens import TokenVerifier
 from interfaces.http.authorization import require_scope
-from interfaces.http.controllers.consultations import ConsultationController
-from interfaces.http.controllers.consultations_v2 import ConsultationV2Controller
-from interfaces.http.controllers.health import HealthController
-from interfaces.http.controllers.oversight import AuditController, SagaController
-from interfaces.http.controllers.queries import AgendaController, PatientConsultationsController
-from interfaces.http.controllers.registry import DoctorController, PatientController, SlotController
+from interfaces.http.contexts import CONTROLLERS
 from interfaces.http.deprecation import deprecation_headers, refuse_after_sunset
 from interfaces.http.metrics import serve_metrics
 from interfaces.http.middleware import ApiMiddleware, RoutedRequestMiddleware
@@ -29,20 +24,6 @@ from interfaces.http.openapi import openapi_config
 from interfaces.http.problems import decode_strictly, problem_response
 from interfaces.http.tracing import route_span_names, tracing_plugins
 from process_managers.base import utc_now
-
-CONTROLLERS = [PatientController, DoctorController, SlotController, ConsultationController, SagaController,
-               AuditController, HealthController, PatientConsultationsController, AgendaController,
-               ConsultationV2Controller]
-"""Embedded mode: the whole public API in one process."""
-
-SERVICE_CONTROLLERS: dict[str, list[type]] = {
-    "registry": [PatientController, DoctorController, AuditController, HealthController],
-    "scheduling": [SlotController, AuditController, HealthController],
-    "consultations": [ConsultationController, ConsultationV2Controller, PatientConsultationsController,
-                      AgendaController, AuditController, HealthController],
-    "booking": [SagaController, AuditController, HealthController],
-}
-"""Distributed mode: each context's service serves its part of ``/v1`` (the gateway routes)."""
 
 
 async def strict_body(request: Request[Any, Any, Any]) -> None:

@@ -24,7 +24,8 @@ from application.bootstrap import bootstrap
 from application.settings import Settings
 from infrastructure.security.tokens import TokenIssuer
 from interfaces.gateway import SERVICES, Gateway
-from interfaces.http.app import SERVICE_CONTROLLERS, create_app
+from interfaces.http.app import create_app
+from interfaces.http.contexts import SERVICE_CONTROLLERS
 from tests import services
 
 ROOT = Path(__file__).resolve().parents[2]

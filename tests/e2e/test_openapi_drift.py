@@ -21,7 +21,8 @@ from litestar.testing import TestClient
 from application.bootstrap import bootstrap
 from application.settings import Settings
 from infrastructure.security.tokens import TokenIssuer
-from interfaces.http.app import SERVICE_CONTROLLERS, create_app
+from interfaces.http.app import create_app
+from interfaces.http.contexts import SERVICE_CONTROLLERS
 from interfaces.http.spec import openapi_document
 
 SPEC = Path(__file__).resolve().parents[2] / "specs" / "openapi.json"

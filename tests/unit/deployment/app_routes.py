@@ -21,7 +21,7 @@ def controller_paths(controllers: list[type]) -> set[str]:
 
 def served_paths(service: str, role: str = "api") -> set[str]:
     """What ``clinic run <service> --role <role>`` answers on its HTTP port (interfaces/cli/run.py)."""
-    from interfaces.http.app import SERVICE_CONTROLLERS
+    from interfaces.http.contexts import SERVICE_CONTROLLERS
     from interfaces.http.controllers.health import HealthController
     from interfaces.http.metrics import METRICS_PATH
 

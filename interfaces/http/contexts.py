@@ -1,0 +1,94 @@
+"""Each bounded context's part of the public API, declared once: the embedded app's controllers, each
+service's controllers and the gateway's routes are derived from ``CONTEXT_CONTROLLERS``.
+
+Every service also serves ``SHARED_CONTROLLERS``: its probes, and the audit of the kinds its
+context records (``BoundedContext.audited``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
+
+from litestar import Controller
+
+from application.contexts import BOOKING, BY_SERVICE, CONSULTATIONS, REGISTRY, SCHEDULING
+from interfaces.http.controllers.consultations import ConsultationController
+from interfaces.http.controllers.consultations_v2 import ConsultationV2Controller
+from interfaces.http.controllers.health import HealthController
+from interfaces.http.controllers.oversight import AuditController, SagaController
+from interfaces.http.controllers.queries import AgendaController, PatientConsultationsController
+from interfaces.http.controllers.registry import DoctorController, PatientController, SlotController
+
+CONTEXT_CONTROLLERS: Mapping[str, tuple[type[Controller], ...]] = MappingProxyType({
+    REGISTRY.service: (PatientController, DoctorController),
+    SCHEDULING.service: (SlotController,),
+    CONSULTATIONS.service: (ConsultationController, PatientConsultationsController, AgendaController,
+                            ConsultationV2Controller),
+    BOOKING.service: (SagaController,),
+})
+"""The controllers of each context's own resources, by service."""
+
+SHARED_CONTROLLERS: tuple[type[Controller], ...] = (AuditController, HealthController)
+
+SERVICE_CONTROLLERS: Mapping[str, list[type[Controller]]] = MappingProxyType(
+    {service: [*own, *SHARED_CONTROLLERS] for service, own in CONTEXT_CONTROLLERS.items()})
+"""Distributed mode: each context's service serves its part of ``/v1`` (the gateway routes)."""
+
+CONTROLLERS: list[type[Controller]] = [*(c for own in CONTEXT_CONTROLLERS.values() for c in own), *SHARED_CONTROLLERS]
+"""Embedded mode: the whole public API in one process."""
+
+_PARAMETER = re.compile(r"\{[^}]+\}")
+
+
+def gateway_routes() -> list[tuple[str, str]]:
+    """``(nginx location, service)`` for every context's resources: a prefix per controller path whose
+    root one service owns; a regular expression (tried first by nginx) for each route another service
+    serves below it; one for each service's audited kinds."""
+    owners = _prefix_owners()
+    exact = [(f"~ ^{_PARAMETER.sub('[^/]+', path)}$", service) for path, service in context_routes()
+             if owners.get(_prefix(path), service) != service]
+    prefixes = [(prefix, service) for prefix, service in owners.items()]
+    audits = [(f"~ ^/v1/audit/{_alternatives(BY_SERVICE[service].audited)}/", service)
+              for service in CONTEXT_CONTROLLERS if BY_SERVICE[service].audited]
+    return [*dict.fromkeys(exact), *prefixes, *audits]
+
+
+def context_routes() -> Iterator[tuple[str, str]]:
+    """Every path a context's own controllers serve (``/v1/doctors/{doctor_id:uuid}/slots``), with its service."""
+    for service, controllers in CONTEXT_CONTROLLERS.items():
+        for controller in controllers:
+            for handler in _handlers(controller):
+                for path in handler.paths:
+                    yield (controller.path + path).rstrip("/") or "/", service
+
+
+def _handlers(controller: type[Controller]) -> Iterator[object]:
+    for value in vars(controller).values():
+        if hasattr(value, "paths") and hasattr(value, "http_methods"):
+            yield value
+
+
+def _prefix(path: str) -> str:
+    """The resource collection a path belongs to: ``/v1/doctors/{id}/slots`` → ``/v1/doctors``."""
+    return "/".join(path.split("/")[:3])
+
+
+def _prefix_owners() -> dict[str, str]:
+    """Each collection's owner: the service that serves the collection itself, or else its only server."""
+    servers: dict[str, list[str]] = {}
+    for path, service in context_routes():
+        servers.setdefault(_prefix(path), []).append(service)
+    owners = {path: service for path, service in context_routes() if path == _prefix(path)}
+    for prefix, services in servers.items():
+        owners.setdefault(prefix, services[0] if len(set(services)) == 1 else "")
+    unowned = [prefix for prefix, owner in owners.items() if not owner]
+    if unowned:
+        raise ValueError(f"no service serves the collections {unowned} themselves: the gateway cannot route them")
+    return owners
+
+
+def _alternatives(kinds: Mapping[str, type]) -> str:
+    names = list(kinds)
+    return names[0] if len(names) == 1 else f"({'|'.join(names)})"
