@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from eventsourcing.persistence import Mapper, Transcoder
-from psycopg.conninfo import make_conninfo
 
 from application.settings import Settings, SettingsError
 from infrastructure.personal_data.keys import KeyEncryptionKey, MemoryKeyStore, SubjectKeys, SubjectKeyStore
@@ -45,10 +44,10 @@ def key_store(settings: Settings) -> SubjectKeyStore:
     if settings.persistence == "memory":
         return MemoryKeyStore()
     if settings.persistence == "postgres":
-        return PostgresKeyStore(_postgres_conninfo(settings.database), settings.database.get("POSTGRES_SCHEMA"))
+        return PostgresKeyStore.for_database(settings.database)
     url = settings.database.get("SQLALCHEMY_URL", "")
     if settings.persistence == "sqlalchemy" and url.startswith("postgresql"):
-        return PostgresKeyStore(_libpq_url(url), settings.database.get("SQLALCHEMY_SCHEMA"))
+        return PostgresKeyStore.for_sqlalchemy_url(url, settings.database.get("SQLALCHEMY_SCHEMA"))
     return SQLiteKeyStore(settings.data_dir / KEY_STORE_FILE)
 
 
@@ -84,15 +83,3 @@ def load_or_create_dev_kek(data_dir: Path) -> str:
         finally:
             temporary.unlink()
     return path.read_text().strip()
-
-
-def _postgres_conninfo(database: dict[str, str] | Any) -> str:
-    names = {"POSTGRES_DBNAME": "dbname", "POSTGRES_HOST": "host", "POSTGRES_PORT": "port",
-             "POSTGRES_USER": "user", "POSTGRES_PASSWORD": "password"}
-    return make_conninfo(**{kw: database[var] for var, kw in names.items() if database.get(var)})
-
-
-def _libpq_url(url: str) -> str:
-    """``postgresql+psycopg://…`` (SQLAlchemy's) as libpq reads it (``postgresql://…``)."""
-    scheme, rest = url.split("://", 1)
-    return f"postgresql://{rest}" if scheme.startswith("postgresql") else url

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
 
-import aiormq
 from eventsourcing.persistence import InterfaceError, OperationalError
 from eventsourcing.system import Leader, RecordingEvent, RecordingEventReceiver
 
@@ -36,7 +35,7 @@ from application.personal_data import mapper_factory, open_subject_keys
 from application.settings import Settings, SettingsError
 from infrastructure.leadership import Leadership, while_leading
 from infrastructure.listen import CONNECTION_PARAMETERS, EventsListener
-from infrastructure.messaging.connection import BrokerTls, connect
+from infrastructure.messaging.connection import BrokerConnection, BrokerError, BrokerTls, connect
 from infrastructure.messaging.consumer import FollowerConsumer
 from infrastructure.messaging.relay import OutboxRelay
 from infrastructure.messaging.topology import FollowerQueues, Topology, declare_system
@@ -167,7 +166,7 @@ async def with_backoff(what: str, attempt: Callable[[], Awaitable[T]], stop: asy
     while not stop.is_set():
         try:
             return await attempt()
-        except (OSError, MigrationNeededError, aiormq.exceptions.AMQPError) as error:
+        except (OSError, MigrationNeededError, BrokerError) as error:
             log.warning("waiting for %s: %s (retrying in %.1fs)", what, error, delay)
         try:
             await asyncio.wait_for(stop.wait(), timeout=delay * random.uniform(0.5, 1.0))
@@ -189,7 +188,7 @@ class Worker:
         self.topology = Topology(prefix=settings.amqp_prefix, partitions=settings.partitions)
         self.tick_seconds = tick_seconds or settings.runner_tick_seconds
         """How often a store that cannot push (no ``NOTIFY``) is polled, by the relay and the timer."""
-        self.connection: aiormq.abc.AbstractConnection | None = None
+        self.connection: BrokerConnection | None = None
         self.consumer: FollowerConsumer | None = None
         self.relaying = False
         self.leadership = leadership_of(app, settings, metrics)

@@ -21,7 +21,7 @@ from eventsourcing.persistence import Mapper, Recording, Tracking, Transcoder, T
 from eventsourcing.system import NotificationLogReader, ProcessApplication
 
 from domain.metadata import caused_by
-from process_managers.tracing import in_batch_trace, processing_span, recording_span
+from process_managers.spans import spans
 
 TRACKINGS = "trackings"
 """The keyword a batch's tracking rows travel under to the recorder (``infrastructure/event_store.py``)."""
@@ -203,7 +203,7 @@ class ClinicStore:
 
     def _record(self, processing_event: ProcessingEvent) -> list[Recording]:
         """Every save and every processed event is recorded here: timed for ``store_observer``, traced."""
-        with recording_span(self, processing_event):
+        with spans().recording(self, processing_event):
             return timed_record(self, super()._record, processing_event)  # type: ignore[misc]
 
     def register_transcodings(self, transcoder: Transcoder) -> None:
@@ -238,7 +238,7 @@ class ClinicProcessApplication(ClinicStore, ProcessApplication):
         return f"service:{self.name.lower()}"
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
-        with processing_span(self.name, domain_event) as traceparent, \
+        with spans().processing(self.name, domain_event) as traceparent, \
                 caused_by(domain_event, self.actor, traceparent):
             super().process_event(domain_event, tracking)
 
@@ -274,7 +274,7 @@ class ClinicProcessApplication(ClinicStore, ProcessApplication):
                 batch.saved_kwargs[TRACKINGS] = [job.tracking for job in jobs]
             else:
                 batch.tracking = jobs[-1].tracking
-            with in_batch_trace(traces):
+            with spans().in_batch(traces):
                 recordings = self._record(batch)
         self._take_snapshots(batch)
         self._notify(recordings)
@@ -284,6 +284,6 @@ class ClinicProcessApplication(ClinicStore, ProcessApplication):
         """The job's event through the policy; its new events, and the trace they were recorded in."""
         processing: ProcessingEvent = ProcessingEvent(job.tracking)
         with job.around() if job.around is not None else nullcontext(), \
-                processing_span(self.name, job.event) as traceparent, caused_by(job.event, self.actor, traceparent):
+                spans().processing(self.name, job.event) as traceparent, caused_by(job.event, self.actor, traceparent):
             self.policy(job.event, processing)
         return processing, traceparent

@@ -26,7 +26,7 @@ from domain.values import RejectionReason
 from process_managers.base import ClinicProcessApplication, MapperFactory
 from process_managers.booking_saga import SAGA_EVENT_BY_TOPIC, BookingSaga, SagaState, saga_id_for
 from process_managers.ports import RegistryPort, RegistryUnavailableError
-from process_managers.tracing import current_traceparent, describe_sagas, saga_span, saga_step
+from process_managers.spans import saga_step, spans
 
 DEFAULT_SAGA_TIMEOUT = timedelta(seconds=30)
 TIMER_STEPS = {"deadline": "compensate", "validation-retry": "validate_registrants"}
@@ -197,12 +197,12 @@ class BookingProcessManager(ClinicProcessApplication):
 
     def _under(self, open_saga: OpenSaga, cause: str, action: Callable[[BookingSaga], None]) -> None:
         """Act on a saga outside any event, stamped with its booking's correlation id, in its trace."""
-        with saga_span(TIMER_STEPS[cause.partition(":")[0]], open_saga.traceparent) as span, event_metadata(
+        with spans().saga(TIMER_STEPS[cause.partition(":")[0]], open_saga.traceparent) as span, event_metadata(
                 correlation_id=open_saga.correlation_id, causation_id=cause, actor=self.actor,
-                traceparent=current_traceparent()):
+                traceparent=spans().current_traceparent()):
             saga = self.repository.get(open_saga.saga_id)
             action(saga)
-            describe_sagas(span, [saga])
+            span.describe_sagas([saga])
             self.save(saga)
 
     def _catch_up_open_sagas(self) -> None:

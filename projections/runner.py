@@ -26,8 +26,8 @@ from typing import Any, Protocol
 
 from projections.base import Projection
 from projections.ops import Op
+from projections.spans import batch_spans
 from projections.store import ViewStore
-from projections.tracing import batch_span
 
 log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 1000
@@ -211,7 +211,7 @@ class ProjectionRunner:
             for projection, key, ops in zip(projections, keys, batches, strict=True):
                 if positions[key] < last_id:
                     applied = [t for n, t in zip(notifications, traces, strict=True) if n.id > positions[key]]
-                    with batch_span(self.store, projection.name, len(ops), applied):  # in the events' trace
+                    with batch_spans().batch(self.store, projection.name, len(ops), applied):  # in the events' trace
                         sent.append(send(projection.name, key[1], leader, last_id, ops, positions[key]))
                     positions[key] = last_id
         return sent, read

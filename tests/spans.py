@@ -19,7 +19,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.util._once import Once
 
 from application.settings import Settings
-from infrastructure.observability.tracing import build_tracer_provider
+from infrastructure.observability.tracing import OpenTelemetrySpans, build_tracer_provider
+from process_managers.spans import install_spans
+from projections.spans import install_batch_spans
 
 
 @dataclass
@@ -40,15 +42,20 @@ class Spans:
 
 @contextmanager
 def installed_spans(service: str = "test") -> Iterator[Spans]:
-    """A provider kept in memory, global for the block (then the no-op API again)."""
+    """A provider kept in memory, global for the block, with the process managers' and projections' spans over
+    it, as ``configure_tracing`` installs them (then the no-op API and no spans again)."""
     exporter = InMemorySpanExporter()
     provider = build_tracer_provider(service, Settings(), exporter=exporter)
     assert provider is not None
     _set_global(provider)
+    install_spans(OpenTelemetrySpans())
+    install_batch_spans(OpenTelemetrySpans())
     try:
         yield Spans(provider, exporter)
     finally:
         provider.shutdown()
+        install_spans(None)
+        install_batch_spans(None)
         _set_global(None)
 
 

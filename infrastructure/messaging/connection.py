@@ -20,6 +20,11 @@ from yarl import URL
 
 from infrastructure.tls import make_client_context
 
+BrokerConnection = AbstractConnection
+"""A connection to the broker, as the application's runner holds it."""
+BrokerError = aiormq.exceptions.AMQPError
+"""Any failure the broker or the AMQP protocol reports (a lost connection, a refused operation)."""
+
 
 @dataclass(frozen=True)
 class BrokerTls:

@@ -20,27 +20,27 @@ kept at import), so they follow whichever provider is installed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import httpx
 from opentelemetry import trace
+from opentelemetry.context import Context, attach, detach
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Link, Span, SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from process_managers.tracing import (  # re-exported
-    CORRELATION_ID,
-    TRACEPARENT,
-    context_of,
-    current_traceparent,
-    tracing,
-)
+from process_managers.spans import install_spans
+from projections.spans import install_batch_spans
 
+TRACEPARENT = "traceparent"
+CORRELATION_ID = "clinic.correlation_id"
 NAMESPACE = "clinic"
 UNTRACED_PATHS = ["^/health", "^/internal/health", "^/metrics"]
 """Probes and scrapes make no spans."""
@@ -69,10 +69,13 @@ def build_tracer_provider(service: str, settings: TracingSettings,
 
 
 def configure_tracing(service: str, settings: TracingSettings) -> TracerProvider | None:
-    """Install this process's provider (once, by the composition root); ``None``: tracing is off."""
+    """Install this process's provider (once, by the composition root) and the spans of the process managers
+    and projections over it; ``None``: tracing is off (their spans then pass stored contexts on)."""
     provider = build_tracer_provider(service, settings)
     if provider is not None:
         trace.set_tracer_provider(provider)
+    install_spans(OpenTelemetrySpans())
+    install_batch_spans(OpenTelemetrySpans())
     return provider
 
 
@@ -91,7 +94,33 @@ def tracer() -> trace.Tracer:
     return trace.get_tracer(__name__)
 
 
-# The trace as a string (``current_traceparent``, ``context_of``: process_managers/tracing.py) --------
+# The trace as a string -------------------------------------------------------------------------
+
+_W3C = TraceContextTextMapPropagator()
+
+
+def tracing() -> bool:
+    """Whether this process records spans (a provider is installed). When it does not, no span is started
+    and no attribute built: the stored trace context passes on unchanged, as the no-op API would pass it."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+def current_traceparent() -> str | None:
+    """The W3C ``traceparent`` of the current span, or ``None`` outside any trace."""
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier)
+    return carrier.get(TRACEPARENT)
+
+
+def context_of(traceparent: Any) -> Context | None:
+    """A context whose parent span is ``traceparent`` (``None``: absent or malformed)."""
+    if isinstance(traceparent, bytes):
+        traceparent = traceparent.decode("latin-1")
+    if not isinstance(traceparent, str) or not traceparent:
+        return None
+    context = _W3C.extract({TRACEPARENT: traceparent}, context=Context())
+    return context if trace.get_current_span(context).get_span_context().is_valid else None
+
 
 def links_to(traceparents: Iterable[str | None]) -> list[Link]:
     """A link to each distinct span among ``traceparents`` (a batch serving several traces)."""
@@ -170,3 +199,123 @@ def name_server_span(scope: Mapping[str, Any]) -> None:
     correlation_id = scope.get("state", {}).get("correlation_id")
     if correlation_id:
         span.set_attribute(CORRELATION_ID, correlation_id)
+
+
+# Events: processing, recording, saga steps, projection batches ----------------------------------
+
+_DB_SYSTEMS = {"eventsourcing.postgres": "postgresql", "eventsourcing.sqlite": "sqlite",
+               "eventsourcing.popo": "memory", "eventsourcing_sqlalchemy": "sqlalchemy"}
+MAX_LINKS = 64
+"""A projection batch of up to 1000 events links to at most this many of their spans."""
+_batch_links: ContextVar[tuple[str | None, ...]] = ContextVar("batch_links", default=())
+
+
+class OpenTelemetrySpans:
+    """The process managers' and projections' spans (their ports: ``process_managers/spans.py``,
+    ``projections/spans.py``) in OpenTelemetry. An event carries the ``traceparent`` of the span it was
+    recorded in; a follower processing it continues that trace: inside a consumer's span (distributed
+    mode) that span is the processing span; elsewhere (the embedded runner) a ``process`` span starts as
+    a child of the stored context. Not tracing: no span, no attribute, the stored context passed on."""
+
+    @contextmanager
+    def processing(self, follower: str, domain_event: Any) -> Iterator[str | None]:
+        if trace.get_current_span().get_span_context().is_valid:  # a consumer's span already
+            yield current_traceparent()
+            return
+        if not tracing():
+            yield getattr(domain_event, TRACEPARENT, None)
+            return
+        name = type(domain_event).__qualname__
+        attributes = {"clinic.follower": follower, "clinic.event.topic": name,
+                      CORRELATION_ID: getattr(domain_event, "correlation_id", None)}
+        with tracer().start_as_current_span(
+                f"process {name}", context=context_of(getattr(domain_event, TRACEPARENT, None)),
+                attributes={key: value for key, value in attributes.items() if value is not None}):
+            yield current_traceparent()
+
+    @contextmanager
+    def recording(self, app: Any, processing_event: Any) -> Iterator[None]:
+        """``eventstore.append``; for a batch (``in_batch``), in the first job's trace, linked to the others'."""
+        if not tracing():
+            yield
+            return
+        events = processing_event.events
+        attributes = {"eventstore.application": app.name, "eventstore.events": len(events),
+                      "eventstore.topics": sorted({type(event).__qualname__ for event in events}),
+                      "db.system": db_system(app.recorder)}
+        with tracer().start_as_current_span("eventstore.append", attributes=attributes,
+                                            links=links_to(_batch_links.get())):
+            yield
+
+    @contextmanager
+    def in_batch(self, traceparents: Sequence[str | None]) -> Iterator[None]:
+        if not tracing() or not traceparents:
+            yield
+            return
+        first, others = context_of(traceparents[0]), tuple(t for t in traceparents[1:] if t != traceparents[0])
+        token = attach(first) if first is not None else None
+        links = _batch_links.set(others)
+        try:
+            yield
+        finally:
+            _batch_links.reset(links)
+            if token is not None:
+                detach(token)
+
+    @contextmanager
+    def saga(self, step: str, parent_traceparent: str | None = None) -> Iterator[SagaStepSpan]:
+        if not tracing():
+            yield SagaStepSpan(trace.INVALID_SPAN)
+            return
+        with tracer().start_as_current_span(f"saga.{step}", context=context_of(parent_traceparent)) as span:
+            yield SagaStepSpan(span)
+
+    def current_traceparent(self) -> str | None:
+        return current_traceparent()
+
+    @contextmanager
+    def batch(self, store: Any, projection: str, ops: int, traceparents: Sequence[Any]) -> Iterator[None]:
+        """``redis.apply_batch`` (or ``<db system>.apply_batch``): a projection's ops and position, written. A
+        batch of one trace is written in it; one serving several starts its own and links to each."""
+        if not tracing():
+            yield
+            return
+        system = getattr(store, "db_system", type(store).__name__)
+        contexts = list({c.span_id: c for c in map(_span_context, traceparents) if c is not None}.values())
+        one_trace = len({c.trace_id for c in contexts}) == 1
+        parent = trace.set_span_in_context(trace.NonRecordingSpan(contexts[-1]), Context()) if one_trace else None
+        links = [] if one_trace else [Link(c) for c in contexts[:MAX_LINKS]]
+        attributes = {"db.system": system, "projection.name": projection, "projection.ops": ops,
+                      "projection.events": len(traceparents)}
+        with tracer().start_as_current_span(f"{system}.apply_batch", context=parent, links=links,
+                                            attributes=attributes):
+            yield
+
+
+class SagaStepSpan:
+    """A ``saga.<step>`` span, described by where the step left its sagas."""
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+
+    def describe_sagas(self, sagas: Iterable[Any]) -> None:
+        """The saga, its consultation and where the step left it (``saga.outcome``, ``rejection.reason``)."""
+        if not self.span.is_recording():
+            return
+        self.span.set_attribute("saga.outcome", "unchanged")
+        for saga in sagas:
+            self.span.set_attributes({"saga.id": str(saga.id), "consultation.id": str(saga.consultation_id),
+                                      "saga.outcome": str(saga.state)})
+            if getattr(saga, "rejection_reason", None):
+                self.span.set_attribute("rejection.reason", saga.rejection_reason)
+
+
+def db_system(recorder: Any) -> str:
+    """``postgresql``, ``sqlite``, ``memory`` or ``sqlalchemy``: where ``recorder`` writes."""
+    module = type(recorder).__module__
+    return next((system for prefix, system in _DB_SYSTEMS.items() if module.startswith(prefix)), module)
+
+
+def _span_context(traceparent: Any) -> trace.SpanContext | None:
+    context = context_of(traceparent)
+    return trace.get_current_span(context).get_span_context() if context is not None else None

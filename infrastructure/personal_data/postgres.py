@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from infrastructure.personal_data.keys import KeyRecord
 
@@ -32,6 +33,20 @@ class PostgresKeyStore:
         self.links = sql.Identifier(*prefix, "clinic_aggregate_subjects")
         self._lock = threading.Lock()
         self._connection: psycopg.Connection[Any] | None = None
+
+    @classmethod
+    def for_database(cls, database: dict[str, str] | Any) -> PostgresKeyStore:
+        """Beside the events of the library's ``POSTGRES_*`` settings (``CLINIC_PERSISTENCE=postgres``)."""
+        names = {"POSTGRES_DBNAME": "dbname", "POSTGRES_HOST": "host", "POSTGRES_PORT": "port",
+                 "POSTGRES_USER": "user", "POSTGRES_PASSWORD": "password"}
+        conninfo = make_conninfo(**{kw: database[var] for var, kw in names.items() if database.get(var)})
+        return cls(conninfo, database.get("POSTGRES_SCHEMA"))
+
+    @classmethod
+    def for_sqlalchemy_url(cls, url: str, schema: str | None = None) -> PostgresKeyStore:
+        """Beside the events of ``postgresql+psycopg://…`` (SQLAlchemy's URL; libpq reads ``postgresql://…``)."""
+        scheme, rest = url.split("://", 1)
+        return cls(f"postgresql://{rest}" if scheme.startswith("postgresql") else url, schema)
 
     def create_tables(self) -> None:
         """Create the tables if missing (run by ``clinic db migrate``, not by servers)."""

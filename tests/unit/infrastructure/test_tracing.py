@@ -11,15 +11,15 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 
 from application.settings import Settings
 from infrastructure.observability.tracing import (
+    OpenTelemetrySpans,
     build_tracer_provider,
     consumer_span,
     current_traceparent,
     publish_span,
     traces_url,
 )
-from process_managers.tracing import processing_span
+from process_managers.spans import PassThrough
 from projections.memory_store import MemoryViewStore
-from projections.tracing import batch_span
 from tests.spans import Spans, installed_spans
 
 TRACE = "5b1c0e2a6f1d4c3b8a7e9f0d1c2b3a49"
@@ -96,7 +96,7 @@ def test_consuming_is_a_child_of_the_publish_span_named_in_the_headers(spans):
 
 def test_processing_outside_any_span_starts_one_from_the_stored_trace(spans):
     event = SimpleNamespace(traceparent=STORED, correlation_id="c-1")
-    with processing_span("Booking", event) as stamped:
+    with OpenTelemetrySpans().processing("Booking", event) as stamped:
         pass
     [process] = spans.finished()
     assert process.name == "process SimpleNamespace"
@@ -107,19 +107,29 @@ def test_processing_outside_any_span_starts_one_from_the_stored_trace(spans):
 def test_processing_inside_a_consumers_span_uses_that_span(spans):
     consumer = SpanContext(int(TRACE, 16), 0x1111, is_remote=False, trace_flags=TraceFlags(1))
     with trace.use_span(NonRecordingSpan(consumer)), \
-            processing_span("Booking", SimpleNamespace(traceparent=OTHER)) as stamped:
+            OpenTelemetrySpans().processing("Booking", SimpleNamespace(traceparent=OTHER)) as stamped:
         pass
     assert spans.finished() == []
     assert stamped == f"00-{TRACE}-0000000000001111-01"
 
 
 def test_a_batch_of_one_trace_is_written_in_it_and_a_mixed_batch_links_to_each(spans):
-    with batch_span(MemoryViewStore(), "consultation_detail", 3, [STORED, None, STORED]):
+    with OpenTelemetrySpans().batch(MemoryViewStore(), "consultation_detail", 3, [STORED, None, STORED]):
         pass
-    with batch_span(MemoryViewStore(), "consultation_detail", 2, [STORED, OTHER]):
+    with OpenTelemetrySpans().batch(MemoryViewStore(), "consultation_detail", 2, [STORED, OTHER]):
         pass
     single, mixed = spans.finished()
     assert single.name == "memory.apply_batch" and format(single.parent.span_id, "016x") == "8f3e2d1c0b9a8776"
     assert single.attributes["projection.ops"] == 3
     assert mixed.parent is None
     assert {format(link.context.trace_id, "032x") for link in mixed.links} == {TRACE, OTHER.split("-")[1]}
+
+
+@pytest.mark.parametrize("implementation", [PassThrough(), OpenTelemetrySpans()], ids=["no spans", "no provider"])
+def test_without_tracing_processing_stamps_the_stored_trace_and_opens_no_span(implementation):
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    with implementation.processing("Booking", SimpleNamespace(traceparent=STORED)) as stamped, \
+            implementation.saga("confirm") as step:
+        step.describe_sagas([])
+        inside = implementation.current_traceparent()
+    assert (stamped, inside) == (STORED, None)
