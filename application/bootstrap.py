@@ -22,10 +22,10 @@ from application.subscriptions import event_classes, handled_topics
 from application.view_changes import ViewChanges
 from domain.personal_data import personal_fields
 from infrastructure.observability.metrics import Metrics
+from infrastructure.read_models.redis_store import RedisViewStore
 from process_managers.booking import BookingProcessManager
 from projections.catalog import ALL_PROJECTIONS
 from projections.memory_store import MemoryViewStore
-from projections.redis_store import RedisViewStore
 from projections.runner import ProjectionRunner
 from projections.store import ViewStore
 

@@ -41,6 +41,7 @@ from infrastructure.messaging.relay import OutboxRelay
 from infrastructure.messaging.topology import FollowerQueues, Topology, declare_system
 from infrastructure.observability.metrics import Metrics
 from infrastructure.observability.queue_depth import QueueDepthSampler
+from infrastructure.read_models.redis_store import RedisViewStore
 from infrastructure.registry_client import HttpRegistryClient, RegistryCallPolicy
 from infrastructure.security.scopes import Scope
 from infrastructure.security.service_tokens import ClientCredentialsTokens, DevServiceTokens, ServiceTokens
@@ -48,7 +49,6 @@ from infrastructure.security.tokens import TokenIssuer, load_or_create_dev_key
 from infrastructure.tls import Pki
 from process_managers.booking import BookingProcessManager
 from projections.catalog import ALL_PROJECTIONS
-from projections.redis_store import RedisViewStore
 from projections.runner import ProjectionRunner
 
 log = logging.getLogger(__name__)

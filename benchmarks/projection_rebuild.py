@@ -25,10 +25,10 @@ from application.bootstrap import build_applications
 from application.settings import Settings
 from domain.consultation import Consultation
 from domain.slot import Slot
+from infrastructure.read_models.redis_store import RedisViewStore, glob_escape
 from process_managers.booking_saga import BookingSaga
 from projections.catalog import ALL_PROJECTIONS
 from projections.memory_store import MemoryViewStore
-from projections.redis_store import RedisViewStore, glob_escape
 from projections.runner import ProjectionRunner
 
 from benchmarks.harness import Figure, benchmark

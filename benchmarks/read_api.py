@@ -31,9 +31,9 @@ import httpx
 
 from application.bootstrap import build_applications, migrate
 from application.settings import Settings
+from infrastructure.read_models.redis_store import RedisViewStore, glob_escape
 from interfaces.security.trust import dev_issuer
 from projections.catalog import ALL_PROJECTIONS
-from projections.redis_store import RedisViewStore, glob_escape
 from projections.runner import ProjectionRunner
 
 from benchmarks import servers

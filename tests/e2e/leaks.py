@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from application.settings import Settings
-from projections.redis_store import RedisViewStore
+from infrastructure.read_models.redis_store import RedisViewStore
 from tests import services
 
 Leak = tuple[str, list[str]]

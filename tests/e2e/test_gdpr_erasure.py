@@ -21,8 +21,8 @@ from application.bootstrap import bootstrap, migrate
 from application.clinic import Clinic
 from application.settings import Settings
 from infrastructure.personal_data.keys import KeyEncryptionKey
+from infrastructure.read_models.redis_store import RedisViewStore
 from interfaces.cli.main import main
-from projections.redis_store import RedisViewStore
 from tests import services
 from tests.e2e import leaks
 from tests.integration.projections.conftest import delete_prefix

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from infrastructure.read_models.redis_store import RedisViewStore
 from projections.catalog import BY_NAME
-from projections.redis_store import RedisViewStore
 from projections.runner import ProjectionRunner
 from projections.store import RebuildTarget
 from tests import services

@@ -11,7 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
-from projections.redis_store import RedisViewStore
+from infrastructure.read_models.redis_store import RedisViewStore
 from tests import services
 from tests.e2e.test_processes import _free_port, _wait_until_live, call
 from tests.integration.projections.conftest import delete_prefix

@@ -20,9 +20,9 @@ import redis
 
 from application.bootstrap import view_store
 from application.settings import Settings, SettingsError
+from infrastructure.read_models.redis_store import RedisViewStore
 from infrastructure.tls import Pki, create_dev_pki
 from projections.ops import SetFields
-from projections.redis_store import RedisViewStore
 
 WAIT = 10.0
 

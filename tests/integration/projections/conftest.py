@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from projections.redis_store import RedisViewStore, glob_escape
+from infrastructure.read_models.redis_store import RedisViewStore, glob_escape
 from tests import services
 
 

@@ -6,7 +6,7 @@ import uuid
 
 from hypothesis import HealthCheck, given, settings
 
-from projections.redis_store import RedisViewStore
+from infrastructure.read_models.redis_store import RedisViewStore
 from tests import services
 from tests.integration.projections.conftest import delete_prefix
 from tests.unit.projections.incremental import check_incremental_equals_rebuild, histories, plans

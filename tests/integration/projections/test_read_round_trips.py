@@ -14,11 +14,11 @@ from redis.connection import Connection
 from application.read_models import ReadModels
 from application.view_changes import ViewChanges
 from domain.base import NotFoundError
-from projections import redis_store
+from infrastructure.read_models import redis_store
+from infrastructure.read_models.redis_store import RedisViewStore
 from projections.catalog import BY_NAME
 from projections.consultation_detail import consultation_key
 from projections.ops import SetFields
-from projections.redis_store import RedisViewStore
 from tests import services
 
 DETAIL = "consultation_detail"

@@ -10,10 +10,10 @@ from uuid import UUID
 import pytest
 
 from application.read_models import ReadModels
+from infrastructure.read_models.redis_store import glob_escape
 from projections.catalog import ALL_PROJECTIONS, BY_NAME
 from projections.memory_store import MemoryViewStore
 from projections.rebuild import Progress, RebuildError, rebuild
-from projections.redis_store import glob_escape
 from projections.runner import ProjectionRunner
 from projections.store import RebuildTarget
 from tests.projection_loop import LiveProjections

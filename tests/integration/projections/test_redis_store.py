@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import redis
 
-from projections import redis_store
+from infrastructure.read_models import redis_store
+from infrastructure.read_models.redis_store import RedisViewStore
 from projections.ops import AddToIndex, AppendToList, SetFields
-from projections.redis_store import RedisViewStore
 from tests import services
 from tests.integration.projections.conftest import delete_prefix
 from tests.unit.projections.store_contract import NAME, StoreContract, V, seeded

@@ -8,9 +8,9 @@ from uuid import UUID
 import pytest
 
 from domain.consultation import Consultation
+from infrastructure.read_models.redis_store import RedisViewStore
 from process_managers.booking_saga import BookingSaga
 from projections.catalog import ALL_PROJECTIONS
-from projections.redis_store import RedisViewStore
 from projections.runner import ProjectionRunner
 from tests.unit.projections.events import DEADLINE, DOCTOR, PATIENT, START
 from tests.unit.projections.histories import dump_all, memory_apps
@@ -67,7 +67,7 @@ def test_a_connection_left_with_unread_replies_is_closed_not_reused(store):
 
 
 def test_deferred_sends_fall_back_to_eval_when_the_script_is_unknown(store, monkeypatch):
-    from projections import redis_store
+    from infrastructure.read_models import redis_store
 
     monkeypatch.setattr(redis_store, "APPLY_SHA", "0" * 40)
     with store.deferred() as send:

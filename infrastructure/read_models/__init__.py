@@ -1,0 +1,1 @@
+"""The read models' stores outside the process (Redis)."""
