@@ -23,6 +23,7 @@ from application.runner import EmbeddedRunner
 from application.scheduling import SchedulingApplication
 from application.views import BookingAccepted, SagaStepView, SagaView
 from domain.base import NotFoundError
+from infrastructure.event_store import storage_backend
 from process_managers.booking import BookingProcessManager
 from process_managers.booking_saga import saga_id_for
 
@@ -88,7 +89,7 @@ class Clinic:
         """
         stores: dict[str, list[Any]] = {}
         for app in self.apps():
-            stores.setdefault(_store_kind(app), []).append(app)
+            stores.setdefault(storage_backend(app.factory), []).append(app)
         checks: dict[str, Check] = {kind: _stores_answer(apps) for kind, apps in stores.items()}
         if self.runner is not None:
             checks["runner"] = lambda: self.runner.is_alive and self.runner.last_error is None
@@ -106,17 +107,6 @@ class Clinic:
         """The contexts' applications hosted by this process."""
         hosted = [self.registry, self.scheduling, self.consultations, self.booking]
         return [app for app in hosted if app is not None]
-
-
-STORE_KINDS = {"eventsourcing.postgres": "postgres", "eventsourcing.sqlite": "sqlite", "eventsourcing.popo": "memory"}
-
-
-def _store_kind(app: Any) -> str:
-    """The event store's backend, from the recorder factory the application was built with."""
-    module = type(app.factory).__module__
-    if module.startswith("eventsourcing_sqlalchemy"):
-        return "sqlalchemy"
-    return STORE_KINDS.get(module, "event_store")
 
 
 def _stores_answer(apps: list[Any]) -> Check:

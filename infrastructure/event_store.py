@@ -26,6 +26,19 @@ from psycopg.sql import SQL, Identifier
 
 from process_managers.base import TRACKINGS
 
+BACKENDS = {"eventsourcing.postgres": "postgres", "eventsourcing.sqlite": "sqlite", "eventsourcing.popo": "memory",
+            "eventsourcing_sqlalchemy": "sqlalchemy"}
+
+
+def storage_backend(component: Any) -> str:
+    """``postgres``, ``sqlite``, ``sqlalchemy`` or ``memory``: the store an application's recorder or
+    factory belongs to, told by the library module that defines its class or a base (``event_store``: unknown)."""
+    for cls in type(component).__mro__:
+        backend = next((name for prefix, name in BACKENDS.items() if cls.__module__.startswith(prefix)), None)
+        if backend:
+            return backend
+    return "event_store"
+
 
 def _by_leader(trackings: Iterable[Tracking]) -> dict[str, list[int]]:
     leaders: dict[str, list[int]] = {}

@@ -36,6 +36,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Link, Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from infrastructure.event_store import storage_backend
 from process_managers.spans import install_spans
 from projections.spans import install_batch_spans
 
@@ -203,8 +204,8 @@ def name_server_span(scope: Mapping[str, Any]) -> None:
 
 # Events: processing, recording, saga steps, projection batches ----------------------------------
 
-_DB_SYSTEMS = {"eventsourcing.postgres": "postgresql", "eventsourcing.sqlite": "sqlite",
-               "eventsourcing.popo": "memory", "eventsourcing_sqlalchemy": "sqlalchemy"}
+_DB_SYSTEMS = {"postgres": "postgresql"}
+"""OpenTelemetry's ``db.system`` where it differs from our name of the backend."""
 MAX_LINKS = 64
 """A projection batch of up to 1000 events links to at most this many of their spans."""
 _batch_links: ContextVar[tuple[str | None, ...]] = ContextVar("batch_links", default=())
@@ -312,8 +313,8 @@ class SagaStepSpan:
 
 def db_system(recorder: Any) -> str:
     """``postgresql``, ``sqlite``, ``memory`` or ``sqlalchemy``: where ``recorder`` writes."""
-    module = type(recorder).__module__
-    return next((system for prefix, system in _DB_SYSTEMS.items() if module.startswith(prefix)), module)
+    backend = storage_backend(recorder)
+    return _DB_SYSTEMS.get(backend, backend)
 
 
 def _span_context(traceparent: Any) -> trace.SpanContext | None:
