@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
@@ -43,6 +42,7 @@ from infrastructure.observability.metrics import Metrics
 from infrastructure.observability.queue_depth import QueueDepthSampler
 from infrastructure.read_models.redis_store import RedisViewStore
 from infrastructure.registry_client import HttpRegistryClient, RegistryCallPolicy
+from infrastructure.resilience import Backoff
 from infrastructure.security.scopes import Scope
 from infrastructure.security.service_tokens import ClientCredentialsTokens, DevServiceTokens, ServiceTokens
 from infrastructure.security.tokens import TokenIssuer, load_or_create_dev_key
@@ -143,15 +143,16 @@ async def follow_projections(runner: ProjectionRunner, apps: dict[str, Any], sto
         for name in apps:
             listener.on_new_events(name, new_events.set)
         listening = asyncio.create_task(listener.run(stop), name="listen for projections")
-    delay = 0.2
+    backoff = Backoff()
     try:
         while not stop.is_set():
             new_events.clear()  # before reading: what is recorded meanwhile wakes the next round
             try:
                 await asyncio.to_thread(runner.catch_up)
-                runner.last_error, delay, wait = None, 0.2, None if listener is not None else poll_seconds
+                runner.last_error, wait = None, None if listener is not None else poll_seconds
+                backoff.reset()
             except Exception as error:  # noqa: BLE001 - keep following; the error is logged and kept
-                runner.last_error, wait, delay = error, delay, min(delay * 2, 5.0)
+                runner.last_error, wait = error, backoff.next()
                 log.exception("projection batch failed; retrying in %.1fs", wait)
             await _first_of(stop.wait(), new_events.wait(), _sleep(wait))
     finally:
@@ -162,17 +163,14 @@ async def follow_projections(runner: ProjectionRunner, apps: dict[str, Any], sto
 async def with_backoff(what: str, attempt: Callable[[], Awaitable[T]], stop: asyncio.Event,
                        first: float = 0.2, most: float = 5.0) -> T | None:
     """Retry ``attempt`` with jittered exponential backoff until it succeeds or ``stop`` is set."""
-    delay = first
+    backoff = Backoff(first, most, jitter=True)
     while not stop.is_set():
         try:
             return await attempt()
         except (OSError, MigrationNeededError, BrokerError) as error:
-            log.warning("waiting for %s: %s (retrying in %.1fs)", what, error, delay)
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=delay * random.uniform(0.5, 1.0))
-        except TimeoutError:
-            pass
-        delay = min(delay * 2, most)
+            log.warning("waiting for %s: %s (retrying in %.1fs)", what, error, backoff.delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=backoff.next())
     return None
 
 
@@ -321,16 +319,15 @@ class Worker:
                             poll_interval=poll, metrics=self.metrics, topics=self._routed())
         self._prompts.relay = relay
         self.relaying = True
-        delay = 0.2
+        backoff = Backoff()
         try:
             while not until.is_set():
                 try:
                     await relay.run(until)
                 except (OperationalError, InterfaceError) as error:
-                    log.warning("relay: the event store failed (%s); retrying in %.1fs", error, delay)
+                    log.warning("relay: the event store failed (%s); retrying in %.1fs", error, backoff.delay)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(until.wait(), timeout=delay)
-                    delay = min(delay * 2, 5.0)
+                        await asyncio.wait_for(until.wait(), timeout=backoff.next())
         finally:
             self.relaying = False
             self._prompts.relay = None

@@ -23,6 +23,7 @@ import psycopg
 from psycopg.sql import SQL, Identifier
 
 from infrastructure.listen import notified_channels
+from infrastructure.resilience import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -59,18 +60,17 @@ class Leadership:
 
     async def run(self, stop: asyncio.Event, first_retry: float = 0.2, longest_retry: float = 5.0) -> None:
         """Until ``stop``: wait for the lock, hold it while the connection lives; again after losing it."""
-        delay = first_retry
+        backoff = Backoff(first_retry, longest_retry)
         while not stop.is_set():
             try:
                 await self._hold(stop)
-                delay = first_retry
+                backoff = Backoff(first_retry, longest_retry)
             except (psycopg.OperationalError, OSError) as error:
-                log.warning("leadership %s: the connection failed (%s); asking again in %.1fs", self.name, error, delay)
+                log.warning("leadership %s: the connection failed (%s); asking again in %.1fs", self.name, error, backoff.delay)
             finally:
                 self._release()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            delay = min(delay * 2, longest_retry)
+                await asyncio.wait_for(stop.wait(), timeout=backoff.next())
 
     async def _hold(self, stop: asyncio.Event) -> None:
         async with await psycopg.AsyncConnection.connect(**self.connection, autocommit=True) as connection:

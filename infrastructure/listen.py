@@ -22,6 +22,8 @@ import psycopg
 from psycopg import generators
 from psycopg.sql import SQL, Identifier
 
+from infrastructure.resilience import Backoff
+
 log = logging.getLogger(__name__)
 CONNECTION_PARAMETERS = ("dbname", "host", "port", "user", "password")
 
@@ -52,18 +54,17 @@ class EventsListener:
 
     async def run(self, stop: asyncio.Event, first_retry: float = 0.2, longest_retry: float = 5.0) -> None:
         """Listen until ``stop``; a lost connection is made again with backoff."""
-        delay = first_retry
+        backoff = Backoff(first_retry, longest_retry)
         while not stop.is_set():
             try:
                 await self._listen(stop)
-                delay = first_retry
+                backoff = Backoff(first_retry, longest_retry)
             except (psycopg.OperationalError, OSError) as error:
-                log.warning("listening for new events failed (%s); again in %.1fs", error, delay)
+                log.warning("listening for new events failed (%s); again in %.1fs", error, backoff.delay)
             finally:
                 self.listening = False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            delay = min(delay * 2, longest_retry)
+                await asyncio.wait_for(stop.wait(), timeout=backoff.next())
 
     async def _listen(self, stop: asyncio.Event) -> None:
         async with await psycopg.AsyncConnection.connect(**self.connection, autocommit=True) as connection:

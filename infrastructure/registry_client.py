@@ -44,6 +44,7 @@ from infrastructure.tls import Pki, client_ssl_context
 from process_managers.ports import Eligibility, RegistryUnavailableError
 
 ELIGIBILITY_PATH = "/internal/v1/eligibility"
+"""The registry's internal route the booking saga asks (served by ``interfaces/http/internal.py``)."""
 log = logging.getLogger(__name__)
 
 

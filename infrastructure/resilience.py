@@ -9,6 +9,7 @@ half-open breaker on one), emits CLOSED -> CLOSED events, and reads the wall clo
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -203,6 +204,27 @@ class Bulkhead:
             with self._count_lock:
                 self._in_flight -= 1
             self._slots.release()
+
+
+class Backoff:
+    """The waits of a loop that retries a lost connection or a failed step: ``first`` seconds, doubling
+    after each wait up to ``most``, back to ``first`` after a success. ``jitter``: each wait is drawn
+    from [½, 1] of it, so that processes that failed together do not retry together."""
+
+    def __init__(self, first: float = 0.2, most: float = 5.0, jitter: bool = False) -> None:
+        self.first, self.most, self.jitter = first, most, jitter
+        self.delay = first
+        """The next wait (before jitter)."""
+
+    def next(self) -> float:
+        """The wait before the next attempt; the one after is twice as long (at most ``most``)."""
+        wait = self.delay * random.uniform(0.5, 1.0) if self.jitter else self.delay
+        self.delay = min(self.delay * 2, self.most)
+        return wait
+
+    def reset(self) -> None:
+        """It worked: the next failure waits ``first`` again."""
+        self.delay = self.first
 
 
 def backoff_delay(attempt: int, base: float, cap: float, random: Callable[[], float]) -> float:

@@ -31,6 +31,7 @@ from infrastructure.messaging.topology import FollowerQueues
 from infrastructure.observability.logging import log_context
 from infrastructure.observability.metrics import Metrics
 from infrastructure.observability.tracing import consumer_span
+from infrastructure.resilience import Backoff
 from process_managers.base import Job
 from process_managers.delivery import OUTAGES, Outcome, Result, deliver_batch
 
@@ -202,18 +203,17 @@ class FollowerConsumer:
     async def _deliver(self, jobs: list[Job]) -> list[Result] | None:
         """The engine's results for ``jobs``; while the store is unreachable, offered again with backoff
         (``None``: the consumer was stopped meanwhile)."""
-        delay, longest = OUTAGE_BACKOFF_SECONDS
+        backoff = Backoff(*OUTAGE_BACKOFF_SECONDS)
         while True:
             try:
                 return await asyncio.to_thread(deliver_batch, self.follower, jobs, exact=True)
             except OUTAGES as error:
                 log.warning("%s: the event store failed (%s); offering the batch of %d again in %.1fs",
-                            self.queues.follower, error, len(jobs), delay)
+                            self.queues.follower, error, len(jobs), backoff.delay)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                await asyncio.wait_for(self._stopping.wait(), timeout=backoff.next())
             if self._stopping.is_set():
                 return None
-            delay = min(delay * 2, longest)
 
     @contextmanager
     def _message_context(self, message: DeliveredMessage) -> Iterator[None]:

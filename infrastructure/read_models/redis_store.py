@@ -27,6 +27,7 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError
 
+from infrastructure.resilience import Backoff
 from projections.ops import AddToIndex, AppendToList, CopyToMembers, Op, RemoveFromIndex, SetFields, SetFieldsIf
 from projections.store import INF, ChangeWatcher, RebuildTarget, ServingRead, ViewChange
 
@@ -201,7 +202,7 @@ class RedisViewStore:
         return stopping
 
     def _feed(self, watcher: ChangeWatcher, stop: threading.Event) -> None:
-        delay = 0.2
+        backoff = Backoff()
         while not stop.is_set():
             pubsub = self.client.pubsub()
             try:
@@ -212,16 +213,15 @@ class RedisViewStore:
                         continue
                     if message["type"] == "subscribe":
                         watcher.reset()
-                        delay = 0.2
+                        backoff.reset()
                     elif message["type"] == "message":
                         _tell(watcher, message["data"])
             except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
-                log.warning("the read models' change feed was lost (%s); subscribing again in %.1fs", error, delay)
+                log.warning("the read models' change feed was lost (%s); subscribing again in %.1fs", error, backoff.delay)
                 watcher.lost()
             finally:
                 pubsub.close()
-            stop.wait(delay)
-            delay = min(delay * 2, 5.0)
+            stop.wait(backoff.next())
 
     @property
     def changes_channel(self) -> str:

@@ -35,6 +35,7 @@ from opentelemetry.trace import TracerProvider
 
 from application.registry import RegistryApplication
 from infrastructure.observability.metrics import Metrics
+from infrastructure.registry_client import ELIGIBILITY_PATH
 from infrastructure.security.scopes import Scope
 from infrastructure.security.tokens import InvalidTokenError, Principal, TokenVerifier
 from infrastructure.tls import Pki, server_ssl_context
@@ -45,7 +46,6 @@ from interfaces.http.problems import problem_response
 from interfaces.http.schemas import Health
 from interfaces.http.tracing import route_span_names, tracing_plugins
 
-ELIGIBILITY_PATH = "/internal/v1/eligibility"
 HEALTH_PATH = "/internal/health"
 REALM = "clinic-internal"
 
