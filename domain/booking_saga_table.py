@@ -101,7 +101,7 @@ class SagaTable:
         """Every row that records ``event`` (the saga's state picks one)."""
         return self._by_event.get(event, ())
 
-    @property
+    @cached_property
     def events(self) -> frozenset[str]:
         return frozenset(self._by_event)
 

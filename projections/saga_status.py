@@ -1,15 +1,16 @@
 """``saga:<id>`` (state of a booking saga) and ``saga:<id>:steps`` (its steps, as ``BookingSaga.steps``).
 
 What each event writes comes from the saga's table (``domain.booking_saga_table.BOOKING_SAGA``), the
-one the aggregate's mutators apply. Saga events are recognised by their class name on the saga
-aggregate: projections and process managers are independent layers.
+one the aggregate's mutators apply, turned once into a ``Plan`` per event (and, for a rejection, per
+failed step). Saga events are recognised by their class name on the saga aggregate: projections and
+process managers are independent layers.
 Each step is JSON ``{"name", "status", "at"}`` with ``at`` the event's timestamp (ISO, UTC).
 """
 
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from dataclasses import dataclass
 from typing import Any
 
 from domain.booking_saga_table import BOOKING_SAGA, Move, SagaState
@@ -32,6 +33,22 @@ def saga_steps_key(saga_id: object) -> str:
     return f"saga:{saga_id}:steps"
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What one saga event writes, from the table's rows it may be."""
+
+    starts: str | None
+    """The state a starting event creates the saga in (``None``: it does not start one)."""
+    state: str | None
+    """The state it sets whatever the saga's state (one row that moves; ``None``: none)."""
+    conditional: tuple[tuple[str, str], ...]
+    """``(source, target)`` per row that moves, when the saga's state picks the row."""
+    rejects: bool
+    """It records ``rejection_reason``."""
+    step_heads: tuple[str, ...]
+    """Each step it appends, as JSON up to its time: ``{"name":…,"status":…,"at":"``."""
+
+
 class SagaStatus:
     """What operators follow of a booking: its state, why it was rejected, each step and when."""
 
@@ -41,43 +58,51 @@ class SagaStatus:
 
     def changes(self, event: Any) -> list[Op]:
         """The state and steps the saga's mutator for ``event`` sets and appends."""
-        owner, _, kind = type(event).__qualname__.partition(".")
-        if owner != BOOKING_SAGA.aggregate or kind not in BOOKING_SAGA.events:
+        plans = _PLANS.get(type(event).__qualname__)
+        if plans is None:
             return []
+        plan = plans[event.failed_step or _legacy_failed_step(event)] if len(plans) > 1 else plans[""]
         saga_id = str(event.originator_id)
-        moves = _moves_for(event, kind)
-        steps = _steps(event, saga_id, moves[0])
-        if BOOKING_SAGA.starts(kind):
-            return [SetFields(saga_key(saga_id), _started_fields(event, moves[0].target)), *steps]
-        return [*_state_ops(event, saga_id, moves), *steps]
+        key = saga_key(saga_id)
+        at = iso(event.timestamp)
+        steps_key = saga_steps_key(saga_id)
+        steps: list[Op] = [AppendToList(steps_key, head + at + '"}') for head in plan.step_heads]
+        if plan.starts is not None:
+            return [SetFields(key, _started_fields(event, plan.starts)), *steps]
+        if plan.state is not None:
+            fields = {"state": plan.state}
+            if plan.rejects:
+                fields["rejection_reason"] = event.reason
+            return [SetFields(key, fields), *steps]
+        return [*(SetFieldsIf(key, "state", source, {"state": target}) for source, target in plan.conditional), *steps]
 
 
-def _moves_for(event: Any, kind: str) -> list[Move]:
-    """The table's rows ``event`` may be; a rejection names its row by the step that failed."""
+def _plan(moves: tuple[Move, ...]) -> Plan:
+    moving = [move for move in moves if move.source != move.target]
+    one = moving[0] if len(moves) == 1 and moving else None
+    return Plan(
+        starts=moves[0].target.value if moves[0].source is None else None,
+        state=one.target.value if one is not None and one.source is not None else None,
+        conditional=tuple((m.source.value, m.target.value) for m in moving if m.source is not None) if len(moves) > 1
+        else (),
+        rejects=moves[0].target is SagaState.REJECTED and len(moves) == 1,
+        step_heads=tuple(_step_head(step.name, step.status.value) for step in moves[0].steps),
+    )
+
+
+def _plans(kind: str) -> dict[str, Plan]:
+    """One plan per failed step when the event names its row by it (a rejection), else one ("")."""
     moves = BOOKING_SAGA.moves_of(kind)
-    if len(moves) > 1 and hasattr(event, "failed_step"):
-        failed = event.failed_step or _legacy_failed_step(event)
-        return [move for move in moves if move.failed_step == failed]
-    return list(moves)
+    if len(moves) > 1 and len({move.failed_step for move in moves}) == len(moves):
+        return {move.failed_step: _plan((move,)) for move in moves}
+    return {"": _plan(moves)}
 
 
-def _state_ops(event: Any, saga_id: str, moves: list[Move]) -> list[Op]:
-    """One row: set its state; several (the saga's state decides): a conditional write per row that moves."""
-    key = saga_key(saga_id)
-    if len(moves) == 1:
-        fields = {"state": moves[0].target.value} if moves[0].source != moves[0].target else {}
-        if moves[0].target is SagaState.REJECTED:
-            fields["rejection_reason"] = event.reason
-        return [SetFields(key, fields)] if fields else []
-    return [SetFieldsIf(key, "state", move.source.value, {"state": move.target.value})
-            for move in moves if move.source is not None and move.source != move.target]
-
-
-def _started_fields(event: Any, state: SagaState) -> dict[str, str]:
+def _started_fields(event: Any, state: str) -> dict[str, str]:
     return {
         "saga_id": str(event.originator_id),
         "consultation_id": str(event.consultation_id),
-        "state": state.value,
+        "state": state,
         "rejection_reason": "",
         "deadline": iso(event.deadline),
     }
@@ -94,13 +119,10 @@ def _legacy_failed_step(event: Any) -> str:
     return "validate_registrants" if event.reason in REGISTRY_REASONS else "book_slot"
 
 
-def _steps(event: Any, saga_id: str, move: Move) -> list[Op]:
-    at = iso(event.timestamp)
-    key = saga_steps_key(saga_id)
-    return [AppendToList(key, _step_head(step.name, step.status.value) + at + '"}') for step in move.steps]
-
-
-@lru_cache(maxsize=256)
 def _step_head(name: str, status: str) -> str:
     """``{"name":…,"status":…,"at":"`` as ``json.dumps`` writes it (the ISO time needs no escaping)."""
     return json.dumps({"name": name, "status": status, "at": ""}, separators=(",", ":"))[:-2]
+
+
+_PLANS: dict[str, dict[str, Plan]] = {f"{BOOKING_SAGA.aggregate}.{kind}": _plans(kind) for kind in BOOKING_SAGA.events}
+"""Each saga event's plans, by its class ``__qualname__`` (``BookingSaga.SlotHeld``)."""
