@@ -95,7 +95,7 @@ class SagaTable:
 
     def move(self, source: SagaState | None, event: str) -> Move | None:
         """The row for recording ``event`` in ``source`` (``None``: the saga may not record it there)."""
-        return next((m for m in self.moves if m.source == source and m.event == event), None)
+        return self._by_key.get((source, event))
 
     def moves_of(self, event: str) -> tuple[Move, ...]:
         """Every row that records ``event`` (the saga's state picks one)."""
@@ -104,6 +104,10 @@ class SagaTable:
     @cached_property
     def events(self) -> frozenset[str]:
         return frozenset(self._by_event)
+
+    @cached_property
+    def _by_key(self) -> dict[tuple[SagaState | None, str], Move]:
+        return {(m.source, m.event): m for m in self.moves}
 
     @cached_property
     def _by_event(self) -> dict[str, tuple[Move, ...]]:
