@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import ApplicationRecorder
 
 from application.audit import Auditor
+from application.common import load
 from application.consultations import ConsultationsApplication
+from application.contexts import CONTEXTS
 from application.read_models import ReadModels
 from application.readiness import Check, Readiness
 from application.record_access import PatientRecords
@@ -22,10 +24,28 @@ from application.registry import RegistryApplication
 from application.runner import EmbeddedRunner
 from application.scheduling import SchedulingApplication
 from application.views import BookingAccepted, SagaStepView, SagaView
-from domain.base import NotFoundError
 from infrastructure.event_store import storage_backend
 from process_managers.booking import BookingProcessManager
-from process_managers.booking_saga import saga_id_for
+from process_managers.booking_saga import BookingSaga, saga_id_for
+
+Part = TypeVar("Part")
+
+
+class NotHostedError(RuntimeError):
+    """A use case asked for a context (or the read side) this process does not host: a route or command
+    mounted on the wrong service."""
+
+
+class Log(Protocol):
+    """A context application as a log: what ``Clinic.position`` reads."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def recorder(self) -> ApplicationRecorder: ...
+
+    def saved_position(self) -> int | None: ...
 
 
 class Clinic:
@@ -54,24 +74,21 @@ class Clinic:
         """Open a doctor's slots, all or none; checks the doctor when the registry is hosted here."""
         if self.registry is not None:
             self.registry.doctor(doctor_id)
-        return self.scheduling.open_slots(doctor_id, slots)
+        return self.require(SchedulingApplication).open_slots(doctor_id, slots)
 
     def book(self, patient_id: UUID, doctor_id: UUID, start: datetime, reason: str) -> BookingAccepted:
         """Request a consultation; the booking saga confirms or rejects it."""
-        consultation_id = self.consultations.request_consultation(patient_id, doctor_id, start, reason)
+        consultation_id = self.require(ConsultationsApplication).request_consultation(patient_id, doctor_id, start, reason)
         return BookingAccepted(consultation_id, saga_id_for(consultation_id), "REQUESTED")
 
     def saga(self, saga_id: UUID) -> SagaView:
         """The booking saga's state and steps, as operators follow it."""
-        try:
-            saga = self.booking.repository.get(saga_id)
-        except AggregateNotFoundError:
-            raise NotFoundError(f"saga {saga_id} not found") from None
+        saga = load(self.require(BookingProcessManager), saga_id, BookingSaga, "saga")
         steps = [SagaStepView(s.name, s.status, s.at) for s in saga.steps]
         return SagaView(saga.id, saga.consultation_id, str(saga.state), saga.rejection_reason,
                         saga.deadline, steps)
 
-    def position(self, app: Any) -> str:
+    def position(self, app: Log) -> str:
         """Where ``app``'s log stands after this thread's last command: its events are at or before it
         (read-your-writes). The position of the command's own last event if it recorded any, else the head."""
         position = app.saved_position()
@@ -79,7 +96,29 @@ class Clinic:
 
     def wait_until_settled(self, timeout: float = 10.0) -> None:
         """Block until every recorded event has been processed by its followers (embedded mode)."""
+        if self.runner is None:
+            raise NotHostedError(f"the embedded runner is not hosted by the {self.service} service")
         self.runner.wait_until_idle(timeout)
+
+    def require(self, part: type[Part]) -> Part:
+        """The hosted part of type ``part``: a context's application, ``ReadModels`` or ``PatientRecords``.
+
+        Raises ``NotHostedError`` naming the part and this service when the process does not host it.
+        """
+        hosted = (self.registry, self.scheduling, self.consultations, self.booking, self.read_models,
+                  self.patient_records)
+        for candidate in hosted:
+            if isinstance(candidate, part):
+                return candidate
+        raise NotHostedError(f"{part.__name__} is not hosted by the {self.service} service")
+
+    @property
+    def service(self) -> str:
+        """The service this process is: ``embedded`` when it hosts every context, else its contexts' services."""
+        hosted = [context.service for context in CONTEXTS if getattr(self, context.service) is not None]
+        if len(hosted) == len(CONTEXTS):
+            return "embedded"
+        return "+".join(hosted) or "no-context"
 
     def readiness_checks(self) -> dict[str, Check]:
         """What this process needs to serve: its event store(s), the runner, and the composition root's checks.
@@ -91,8 +130,9 @@ class Clinic:
         for app in self.apps():
             stores.setdefault(storage_backend(app.factory), []).append(app)
         checks: dict[str, Check] = {kind: _stores_answer(apps) for kind, apps in stores.items()}
-        if self.runner is not None:
-            checks["runner"] = lambda: self.runner.is_alive and self.runner.last_error is None
+        runner = self.runner
+        if runner is not None:
+            checks["runner"] = lambda: runner.is_alive and runner.last_error is None
         return checks | self.checks
 
     def close(self) -> None:

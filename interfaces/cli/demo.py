@@ -16,6 +16,9 @@ from uuid import UUID
 
 from application.bootstrap import bootstrap
 from application.clinic import Clinic
+from application.consultations import ConsultationsApplication
+from application.registry import RegistryApplication
+from application.scheduling import SchedulingApplication
 from application.settings import Settings
 from domain.metadata import event_metadata
 from domain.slot import slot_id_for
@@ -42,11 +45,11 @@ class Walkthrough:
         return accepted.consultation_id
 
     def status(self, consultation_id: UUID) -> tuple[str, str | None]:
-        view = self.clinic.consultations.consultation(consultation_id)
+        view = self.clinic.require(ConsultationsApplication).consultation(consultation_id)
         return view.status, view.rejection_reason
 
     def slot_status(self, doctor: UUID, start: datetime) -> str:
-        return self.clinic.scheduling.slot(slot_id_for(doctor, start)).status
+        return self.clinic.require(SchedulingApplication).slot(slot_id_for(doctor, start)).status
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -70,11 +73,12 @@ def _walk(data_dir: Path) -> int:
 
 def _script(demo: Walkthrough) -> None:
     clinic = demo.clinic
+    registry = clinic.require(RegistryApplication)
     with event_metadata(correlation_id="demo-setup", actor="demo-admin"):
-        ana = clinic.registry.register_patient("Ana Silva", "ana@example.org", date(1988, 3, 14), True)
-        rui = clinic.registry.register_patient("Rui Costa", "rui@example.org", date(1975, 9, 2), True)
-        cardio = clinic.registry.register_doctor("Dr. Marta Reis", "cardiology")
-        derma = clinic.registry.register_doctor("Dr. João Lima", "dermatology")
+        ana = registry.register_patient("Ana Silva", "ana@example.org", date(1988, 3, 14), True)
+        rui = registry.register_patient("Rui Costa", "rui@example.org", date(1975, 9, 2), True)
+        cardio = registry.register_doctor("Dr. Marta Reis", "cardiology")
+        derma = registry.register_doctor("Dr. João Lima", "dermatology")
         slots = [MONDAY_9AM, MONDAY_9AM + timedelta(minutes=30)]
         clinic.open_slots(cardio, [(s, 30) for s in slots])
         clinic.open_slots(derma, [(MONDAY_9AM, 30)])
@@ -90,7 +94,7 @@ def _script(demo: Walkthrough) -> None:
 
     print("\n3. Dr. Lima is deactivated, then Rui books him: the held slot is released")
     with event_metadata(correlation_id="demo-deactivate", actor="demo-admin"):
-        clinic.registry.deactivate_doctor(derma)
+        registry.deactivate_doctor(derma)
     third = demo.book(rui, derma, MONDAY_9AM, "demo-booking-3")
     demo.expect("consultation", demo.status(third), ("REJECTED", "doctor_inactive"))
     slot_trail = clinic.auditor.trail("slot", slot_id_for(derma, MONDAY_9AM))
@@ -101,7 +105,7 @@ def _script(demo: Walkthrough) -> None:
     fourth = demo.book(rui, cardio, slots[1], "demo-booking-4")
     demo.expect("consultation", demo.status(fourth), ("CONFIRMED", None))
     with event_metadata(correlation_id="demo-cancel", actor=str(rui)):
-        clinic.consultations.cancel(fourth, "cannot make it", by_patient=True)
+        clinic.require(ConsultationsApplication).cancel(fourth, "cannot make it", by_patient=True)
     clinic.wait_until_settled()
     demo.expect("consultation", demo.status(fourth), ("CANCELLED", None))
     demo.expect("slot", demo.slot_status(cardio, slots[1]), "OPEN")

@@ -17,7 +17,8 @@ from litestar.params import FromPath, HeaderParameter, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from application.clinic import Clinic
-from application.read_models import ConsultationRead, Freshness, parse_positions
+from application.consultations import ConsultationsApplication
+from application.read_models import ConsultationRead, Freshness, ReadModels, parse_positions
 from application.views import ConsultationView
 from domain.base import NotFoundError
 from domain.values import Role
@@ -91,7 +92,7 @@ class ConsultationController(Controller):
         accepted = clinic.book(data.patient_id, data.doctor_id, data.start, data.reason)
         body = BookingAccepted(accepted.consultation_id, accepted.saga_id, accepted.status)  # type: ignore[arg-type]
         return Response(body, status_code=202, headers={"Location": f"{self.path}/{accepted.consultation_id}",
-                                                        EVENT_POSITION: clinic.position(clinic.consultations)})
+                                                        EVENT_POSITION: clinic.position(clinic.require(ConsultationsApplication))})
 
     @get("/{consultation_id:uuid}", operation_id="getConsultation", summary="Read a consultation",
          response_headers=[ETAG_HEADER, *FRESHNESS_HEADERS, PREFERENCE_APPLIED_HEADER])
@@ -131,9 +132,10 @@ class ConsultationController(Controller):
         view = self._readable(clinic, consultation_id, request.user, access.may_cancel)
         _check_version(view, if_match)
         by_patient = str(view.patient_id) == request.user.sub
-        clinic.consultations.cancel(consultation_id, data.reason, by_patient=by_patient)
+        consultations = clinic.require(ConsultationsApplication)
+        consultations.cancel(consultation_id, data.reason, by_patient=by_patient)
         return Response(ConsultationCancelled(consultation_id=consultation_id, status="CANCELLED"),
-                        headers={EVENT_POSITION: clinic.position(clinic.consultations)})
+                        headers={EVENT_POSITION: clinic.position(consultations)})
 
     @post("/{consultation_id:uuid}/notes", operation_id="addClinicalNote",
           summary="Add a clinical note", status_code=201, sync_to_thread=True)
@@ -141,7 +143,7 @@ class ConsultationController(Controller):
                  request: Request[Principal, Any, Any]) -> NoteAdded:
         """Add a clinical note (its doctor or an admin) to a confirmed or completed consultation."""
         self._readable(clinic, consultation_id, request.user, access.may_use_notes)
-        clinic.consultations.add_note(consultation_id, request.user.sub, data.text)
+        clinic.require(ConsultationsApplication).add_note(consultation_id, request.user.sub, data.text)
         return NoteAdded(consultation_id=consultation_id)
 
     @get("/{consultation_id:uuid}/notes", operation_id="listClinicalNotes",
@@ -149,12 +151,14 @@ class ConsultationController(Controller):
     def notes(self, consultation_id: FromPath[UUID], clinic: NamedDependency[Clinic], request: Request[Principal, Any, Any]) -> Notes:
         """The clinical notes, oldest first (its doctor or an admin only)."""
         self._readable(clinic, consultation_id, request.user, access.may_use_notes)
-        notes = [Note(n.author, n.text, n.written_at) for n in clinic.consultations.notes(consultation_id)]
+        notes = [Note(n.author, n.text, n.written_at)
+                 for n in clinic.require(ConsultationsApplication).notes(consultation_id)]
         return Notes(consultation_id=consultation_id, notes=notes)
 
     @staticmethod
     def _readable(clinic: NamedDependency[Clinic], consultation_id: FromPath[UUID], principal: Principal, rule: Any) -> ConsultationView:
-        return access.guarded(principal, lambda: clinic.consultations.consultation(consultation_id), rule, NOT_ALLOWED)
+        consultations = clinic.require(ConsultationsApplication)
+        return access.guarded(principal, lambda: consultations.consultation(consultation_id), rule, NOT_ALLOWED)
 
 
 NOT_ALLOWED = "not allowed for this consultation (or there is no such consultation)"
@@ -164,7 +168,7 @@ def read_after(clinic: Clinic, min_position: str | None) -> dict[str, str]:
     """Wait (bounded) for the views to reach a position a command returned; say so if they did not."""
     if not min_position:
         return {}
-    reached = clinic.read_models.wait_for(parse_positions(min_position))
+    reached = clinic.require(ReadModels).wait_for(parse_positions(min_position))
     return {} if reached else {"X-Projection-Stale": "true"}
 
 
@@ -172,7 +176,7 @@ async def read_after_async(clinic: Clinic, min_position: str | None) -> dict[str
     """``read_after`` on the event loop: woken by the read models' change feed."""
     if not min_position:
         return {}
-    reached = await clinic.read_models.wait_for_async(parse_positions(min_position))
+    reached = await clinic.require(ReadModels).wait_for_async(parse_positions(min_position))
     return {} if reached else {"X-Projection-Stale": "true"}
 
 
@@ -185,7 +189,7 @@ async def read_consultation(clinic: Clinic, consultation_id: UUID, principal: Pr
     applied = {}
     wait = prefer_wait(prefer)
     if wait is not None:
-        read = await clinic.read_models.decided(consultation_id, wait)
+        read = await clinic.require(ReadModels).decided(consultation_id, wait)
         applied = {PREFERENCE_APPLIED: f"wait={wait:g}"}
     return read.view, {"ETag": f'"{read.view.version}"', **freshness_values(read.freshness), **stale, **applied}
 
@@ -194,7 +198,7 @@ async def readable(clinic: Clinic, consultation_id: UUID, principal: Principal) 
     """The consultation if ``principal`` may read it; to one who may not read every consultation, a
     missing one is refused exactly like someone else's (``access.guarded``'s rule)."""
     try:
-        read = await clinic.read_models.consultation_read_async(consultation_id)
+        read = await clinic.require(ReadModels).consultation_read_async(consultation_id)
     except NotFoundError:
         if principal.has_role(Role.ADMIN):
             raise
@@ -241,7 +245,7 @@ async def status_stream(clinic: Clinic, first: ConsultationRead, since: int | No
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return
-        read = await clinic.read_models.changes_of(read.view.consultation_id, since,
+        read = await clinic.require(ReadModels).changes_of(read.view.consultation_id, since,
                                                    min(KEEP_ALIVE_SECONDS, remaining))
 
 
@@ -257,7 +261,7 @@ def consultation_body(view: ConsultationView) -> Consultation:
 
 def freshness_headers(clinic: Clinic, *projections: str) -> dict[str, str]:
     """How fresh a read-model answer is: the views' position in the event logs and their lag."""
-    return freshness_values(clinic.read_models.freshness(*projections))
+    return freshness_values(clinic.require(ReadModels).freshness(*projections))
 
 
 def freshness_values(freshness: Freshness | None) -> dict[str, str]:

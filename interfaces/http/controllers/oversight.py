@@ -12,6 +12,7 @@ from litestar.params import FromPath, PathParameter, QueryParameter
 
 from application.audit import plain
 from application.clinic import Clinic
+from application.read_models import ReadModels
 from domain.values import Role
 from infrastructure.security.tokens import Principal
 from interfaces.http.access import requires_role
@@ -33,7 +34,7 @@ class SagaController(Controller):
              min_position: MinPosition = None) -> Response[Saga]:
         """The booking saga's state and every step it took (from the read model)."""
         stale = read_after(clinic, min_position)
-        view = clinic.read_models.saga(saga_id)
+        view = clinic.require(ReadModels).saga(saga_id)
         steps = [SagaStep(s.name, s.status, s.at) for s in view.steps]
         body = Saga(view.saga_id, view.consultation_id, view.state, view.rejection_reason, view.deadline, steps)
         return Response(body, headers={**freshness_headers(clinic, "saga_status"), **stale})

@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
 from application.clinic import Clinic
+from application.read_models import ReadModels
 from domain.values import Role
 from infrastructure.security.tokens import Principal
 from interfaces.http import access
@@ -48,7 +49,7 @@ class PatientConsultationsController(Controller):
         """The patient's consultations, newest first (by start); the patient themself or an admin."""
         access.allow(access.may_book_for(request.user, str(patient_id)), "only the patient or an admin")
         stale = read_after(clinic, min_position)
-        page = clinic.read_models.patient_consultations(patient_id, status, start_from, start_to, cursor, limit)
+        page = clinic.require(ReadModels).patient_consultations(patient_id, status, start_from, start_to, cursor, limit)
         body = ConsultationPage([consultation_body(v) for v in page.items], page.next_cursor)
         return Response(body, headers={**freshness_headers(clinic, "patient_consultations", "consultation_detail"),
                                        **stale})
@@ -65,6 +66,6 @@ class AgendaController(Controller):
         """The doctor's consultations that day in time order; the doctor themself or an admin."""
         access.allow(access.is_self_or_admin(request.user, str(doctor_id), Role.DOCTOR), "only the doctor or an admin")
         stale = read_after(clinic, min_position)
-        views = clinic.read_models.agenda(doctor_id, date)
+        views = clinic.require(ReadModels).agenda(doctor_id, date)
         body = Agenda(doctor_id, date, [consultation_body(v) for v in views])
         return Response(body, headers={**freshness_headers(clinic, "doctor_agenda", "consultation_detail"), **stale})

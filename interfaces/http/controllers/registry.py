@@ -10,6 +10,10 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from application.clinic import Clinic
+from application.read_models import ReadModels
+from application.record_access import PatientRecords
+from application.registry import RegistryApplication
+from application.scheduling import SchedulingApplication
 from domain.values import Role
 from infrastructure.security.tokens import Principal
 from interfaces.http import access
@@ -47,7 +51,7 @@ class PatientController(Controller):
           guards=[requires_role(Role.ADMIN)])
     def register(self, data: JSONBody[RegisterPatient], clinic: NamedDependency[Clinic]) -> PatientRegistered:
         """Register a patient with their consent to data processing."""
-        patient_id = clinic.registry.register_patient(data.name, data.email, data.birth_date, data.consent)
+        patient_id = clinic.require(RegistryApplication).register_patient(data.name, data.email, data.birth_date, data.consent)
         return PatientRegistered(patient_id=patient_id)
 
     @get("/{patient_id:uuid}", operation_id="getPatient", summary="Read a patient's record", sync_to_thread=True)
@@ -56,7 +60,7 @@ class PatientController(Controller):
         """The patient's record (the patient themself or an admin); every read is recorded in its access log."""
         principal = request.user
         access.allow(access.is_self_or_admin(principal, str(patient_id), Role.PATIENT), NOT_ALLOWED)
-        view = clinic.patient_records.read(patient_id, principal.sub, principal.roles, "getPatient")
+        view = clinic.require(PatientRecords).read(patient_id, principal.sub, principal.roles, "getPatient")
         return PatientRecord(view.patient_id, view.name, view.email, view.birth_date, view.consent, view.erased)
 
     @get("/{patient_id:uuid}/access-log", operation_id="listPatientRecordAccess",
@@ -68,7 +72,7 @@ class PatientController(Controller):
         access.allow(principal.has_role(Role.AUDITOR) or access.is_self_or_admin(principal, str(patient_id),
                                                                                  Role.PATIENT), NOT_ALLOWED)
         reads = [RecordReadEntry(r.reader, r.roles, r.operation, r.read_at)
-                 for r in clinic.patient_records.accesses(patient_id)]
+                 for r in clinic.require(PatientRecords).accesses(patient_id)]
         return PatientRecordAccessLog(patient_id, reads)
 
 
@@ -83,13 +87,13 @@ class DoctorController(Controller):
     @post(operation_id="registerDoctor", summary="Register a doctor", status_code=201, sync_to_thread=True)
     def register(self, data: JSONBody[RegisterDoctor], clinic: NamedDependency[Clinic]) -> DoctorRegistered:
         """Register an active doctor."""
-        return DoctorRegistered(doctor_id=clinic.registry.register_doctor(data.name, data.specialty))
+        return DoctorRegistered(doctor_id=clinic.require(RegistryApplication).register_doctor(data.name, data.specialty))
 
     @post("/{doctor_id:uuid}/deactivate", operation_id="deactivateDoctor",
           summary="Deactivate a doctor", status_code=200, sync_to_thread=True)
     def deactivate(self, doctor_id: FromPath[UUID], clinic: NamedDependency[Clinic]) -> DoctorStatus:
         """Stop a doctor taking new bookings (bookings in flight are compensated)."""
-        clinic.registry.deactivate_doctor(doctor_id)
+        clinic.require(RegistryApplication).deactivate_doctor(doctor_id)
         return DoctorStatus(doctor_id=doctor_id, active=False)
 
 
@@ -107,7 +111,7 @@ class SlotController(Controller):
                    min_position: MinPosition = None) -> Response[DoctorSlots]:
         """The doctor's slots that day (read model); ``status=available``: the open ones a patient can pick."""
         stale = read_after(clinic, min_position)
-        listings = clinic.read_models.slots(doctor_id, date, available_only=status == "available")
+        listings = clinic.require(ReadModels).slots(doctor_id, date, available_only=status == "available")
         body = DoctorSlots(doctor_id, date, [SlotListing(s.slot_id, s.start, s.duration_minutes, s.status)
                                              for s in listings])
         return Response(body, headers={**freshness_headers(clinic, "doctor_slots"), **stale})
@@ -121,4 +125,4 @@ class SlotController(Controller):
         """Open slots in the doctor's agenda, all or none; an existing slot is a 409."""
         slot_ids = clinic.open_slots(doctor_id, [(s.start, s.duration_minutes) for s in data.slots])
         return Response(SlotsOpened(slot_ids=slot_ids), status_code=201,
-                        headers={EVENT_POSITION: clinic.position(clinic.scheduling)})
+                        headers={EVENT_POSITION: clinic.position(clinic.require(SchedulingApplication))})
