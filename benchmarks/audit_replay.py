@@ -20,10 +20,11 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from eventsourcing.persistence import Transcoder, Transcoding
+from eventsourcing.persistence import JSONTranscoder, Transcoder, Transcoding
 
 from application.audit import Auditor
 from application.consultations import ConsultationsApplication
@@ -55,6 +56,8 @@ class SnapshottingConsultations(ConsultationsApplication):
 
     def register_transcodings(self, transcoder: Transcoder) -> None:
         super().register_transcodings(transcoder)
+        if not isinstance(transcoder, JSONTranscoder):
+            raise TypeError("the clinic's mappers transcode with a JSONTranscoder")
         transcoder.register(ClinicalNoteAsDict())
 
 
@@ -107,12 +110,14 @@ def measure(plain: ConsultationsApplication, snapshotting: SnapshottingConsultat
     if snapshotting.snapshots is None or not list(snapshotting.snapshots.get(consultation_id, desc=True, limit=1)):
         raise RuntimeError("take_snapshot stored no snapshot")
     half = events // 2
-    get = {name: milliseconds(lambda a=app: a.repository.get(consultation_id), rounds)
-           for name, app in (("plain", plain), ("snapshot", snapshotting))}
-    trail = {name: milliseconds(lambda a=app: Auditor({"consultation": (a, Consultation)}).trail(
-        "consultation", consultation_id), rounds) for name, app in (("plain", plain), ("snapshot", snapshotting))}
-    earlier = {name: milliseconds(lambda a=app: a.repository.get(consultation_id, version=half), rounds)
-               for name, app in (("plain", plain), ("snapshot", snapshotting))}
+    apps = {"plain": plain, "snapshot": snapshotting}
+
+    def timed(action: Callable[[ConsultationsApplication], object]) -> dict[str, float]:
+        return {name: milliseconds(partial(action, app), rounds) for name, app in apps.items()}
+
+    get = timed(lambda app: app.repository.get(consultation_id))
+    trail = timed(lambda app: Auditor({"consultation": (app, Consultation)}).trail("consultation", consultation_id))
+    earlier = timed(lambda app: app.repository.get(consultation_id, version=half))
     label = f"{events:,}-event consultation"
     return [
         Figure(f"repository.get of a {label}, snapshot at the head", get["snapshot"], "ms", "no snapshot (replay)",

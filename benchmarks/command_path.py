@@ -71,7 +71,10 @@ def ours(app: ConsultationsApplication) -> Callable[[int], None]:
 
 
 def raw(app: Application, aggregates: Sequence[Consultation]) -> Callable[[int], None]:
-    return lambda i: app.save(aggregates[i])
+    def save(i: int) -> None:
+        app.save(aggregates[i])
+
+    return save
 
 
 def built(first: int, count: int) -> list[Consultation]:
@@ -123,7 +126,8 @@ def compare(settings: Settings, store: str, count: int) -> tuple[list[Figure], d
         for at in range(0, count, 10):
             library.save(*batch[at:at + 10])
         rates["raw_10_per_save"] = count / (time.perf_counter() - began)
-        rates |= group_commit_ab(app, first, count)
+        ab, group_notes = group_commit_ab(app, first, count)
+        rates |= ab
     finally:
         app.close()
         library.close()
@@ -132,7 +136,7 @@ def compare(settings: Settings, store: str, count: int) -> tuple[list[Figure], d
                       rates[f"raw_{threads}"], f"{count} commands each") for threads in (1, THREADS)]
     figures.append(Figure(f"command path, {store}, {GROUP_THREADS} threads, group commit (CLINIC_GROUP_COMMIT=on)",
                           rates["grouped"], "commands/s", f"ours, {GROUP_THREADS} threads, a transaction per save",
-                          rates["ungrouped"], rates["group_notes"]))
+                          rates["ungrouped"], group_notes))
     return figures, rates
 
 
@@ -140,8 +144,10 @@ GROUP_THREADS = 16
 """Concurrent callers in the group-commit A/B (an API process's worker threads; anyio's default is 40)."""
 
 
-def group_commit_ab(app: ConsultationsApplication, first: int, count: int, pairs: int = 2) -> dict:
-    """Ours with group commit beside ours without, ``GROUP_THREADS`` threads, interleaved (ABAB): means."""
+def group_commit_ab(app: ConsultationsApplication, first: int, count: int,
+                    pairs: int = 2) -> tuple[dict[str, float], str]:
+    """Ours with group commit beside ours without, ``GROUP_THREADS`` threads, interleaved (ABAB): the means,
+    and notes on the runs."""
     runs: dict[str, list[tuple[float, float]]] = {"ungrouped": [], "grouped": []}
     batches = saves = 0
     for _ in range(pairs):
@@ -158,8 +164,8 @@ def group_commit_ab(app: ConsultationsApplication, first: int, count: int, pairs
     pair_ratios = ", ".join(f"{g[0] / u[0]:.2f}x" for u, g in zip(runs["ungrouped"], runs["grouped"], strict=True))
     notes = (f"{pairs} interleaved pairs of {count} commands, means; pair ratios {pair_ratios}; {saves / batches:.1f} "
              f"saves per transaction; client CPU {cpu['grouped']:.2f} vs {cpu['ungrouped']:.2f} ms/command")
-    return {"grouped": mean["grouped"], "ungrouped": mean["ungrouped"], "group_notes": notes,
-            "grouped_cpu_ms": cpu["grouped"], "ungrouped_cpu_ms": cpu["ungrouped"]}
+    return {"grouped": mean["grouped"], "ungrouped": mean["ungrouped"],
+            "grouped_cpu_ms": cpu["grouped"], "ungrouped_cpu_ms": cpu["ungrouped"]}, notes
 
 
 @benchmark("command_path_sqlite", summary="booking commands/s through our application layer vs raw saves, SQLite")

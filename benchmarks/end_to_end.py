@@ -191,13 +191,15 @@ def sweep(load: Load, quick: bool, rates: tuple[float, ...], scale: float = 1.0)
     load.run("accept", 1.0 * scale, clients=1)  # an overloaded open run leaves a backlog: wait it out first
     results["one_client"] = load.run("closed", duration, clients=1, poll=ONE_CLIENT_POLL)
     results["closed"] = []
-    best: dict[str, Any] | None = None
-    for clients in (8, 16, 32, 64, 128)[: 2 if quick else 5]:
+    first, *more = (8, 16, 32, 64, 128)[: 2 if quick else 5]
+    best: dict[str, Any] = load.run("closed", duration, clients=first)
+    results["closed"].append(best)
+    for clients in more:
         run = load.run("closed", duration, clients=clients)
         results["closed"].append(run)
-        if best is not None and run["confirmed_per_s"] < best["confirmed_per_s"] * 1.05:
+        if run["confirmed_per_s"] < best["confirmed_per_s"] * 1.05:
             break
-        best = run if best is None or run["confirmed_per_s"] > best["confirmed_per_s"] else best
+        best = run if run["confirmed_per_s"] > best["confirmed_per_s"] else best
     results["saturation"] = best
     results["accept"] = load.run("accept", accept_seconds(quick) * scale, clients=best["clients"])
     return results

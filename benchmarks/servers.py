@@ -138,7 +138,8 @@ def _postgres_version() -> str:
     import psycopg
 
     with psycopg.connect(postgres_conninfo(), connect_timeout=2) as conn:
-        return conn.execute("SHOW server_version").fetchone()[0]
+        row = conn.execute("SHOW server_version").fetchone()
+        return str(row[0]) if row is not None else "unknown"
 
 
 def _redis_version() -> str:
@@ -159,7 +160,7 @@ def _rabbitmq_version() -> str:
     async def probe() -> str:
         connection = await asyncio.wait_for(aiormq.connect(AMQP_URL), 3)
         try:
-            return connection.server_properties.get("version", "unknown")
+            return str(connection.server_properties.get("version", "unknown"))
         finally:
             await connection.close()
 

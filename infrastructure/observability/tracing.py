@@ -50,8 +50,11 @@ UNTRACED_PATHS = ["^/health", "^/internal/health", "^/metrics"]
 class TracingSettings(Protocol):
     """What ``configure_tracing`` reads from the process's settings."""
 
-    otlp_endpoint: str | None
-    deployment_environment: str
+    @property
+    def otlp_endpoint(self) -> str | None: ...
+
+    @property
+    def deployment_environment(self) -> str: ...
 
 
 def build_tracer_provider(service: str, settings: TracingSettings,

@@ -61,9 +61,9 @@ async def authorize_form(request: Request) -> Response:
     auth = _auth(request)
     params = {name: request.query_params.getall(name) for name in request.query_params}
     oauth = FormRequest("GET", auth.url(AUTHORIZE_PATH), request.headers, params)
-    grant, error = auth.consent(oauth)
-    if grant is None:
-        return _response(error)  # type: ignore[arg-type]
+    grant = auth.consent(oauth)
+    if isinstance(grant, OAuthResponse):
+        return _response(grant)
     return _login_page(auth, oauth, grant.request.scope, request.cookies.get(CSRF_COOKIE))
 
 
@@ -82,9 +82,9 @@ async def authorize_login(request: Request) -> Response:
     oauth = FormRequest("POST", auth.url(AUTHORIZE_PATH), request.headers,
                         {name: values for name, values in params.items() if name in OAUTH_FIELDS})
     username = _first(params, "username") or ""
-    grant, outcome = await anyio.to_thread.run_sync(auth.sign_in, oauth, username, _first(params, "password") or "")
-    if outcome is not None:
-        return _response(outcome)
+    grant = await anyio.to_thread.run_sync(auth.sign_in, oauth, username, _first(params, "password") or "")
+    if isinstance(grant, OAuthResponse):
+        return _response(grant)
     return _login_page(auth, oauth, grant.request.scope, cookie, "Wrong username or password.", username)
 
 

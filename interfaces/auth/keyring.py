@@ -26,6 +26,8 @@ from interfaces.auth.files import Watched, exclusive, read_json, write_private_j
 NEXT, CURRENT, RETIRED = "next", "current", "retired"
 ALGORITHM = "ES256"
 KEY_RING_FILE = "signing-keys.json"
+Jwk = dict[str, str | list[str]]
+"""A key as a JWK (RFC 7517) document: string members, and lists (``key_ops``)."""
 
 
 class KeyRingMissingError(ValueError):
@@ -39,20 +41,22 @@ class SigningKey:
     kid: str
     state: str
     created_at: datetime
-    jwk: dict[str, str] = field(repr=False)
+    jwk: Jwk = field(repr=False)
     activated_at: datetime | None = None
     retired_at: datetime | None = None
 
     @classmethod
     def generate(cls, now: datetime, state: str) -> SigningKey:
         key = ECKey.generate_key("P-256", auto_kid=True)
+        if key.kid is None:
+            raise RuntimeError("joserfc generated a key without a kid (auto_kid=True)")
         return cls(kid=key.kid, state=state, created_at=now, jwk=key.as_dict(private=True),
                    activated_at=now if state == CURRENT else None)
 
     def private_key(self) -> ECKey:
         return ECKey.import_key(self.jwk)
 
-    def public_jwk(self) -> dict[str, str]:
+    def public_jwk(self) -> Jwk:
         """The public half, as a JWKS entry (``kid``, ``alg``, ``use``)."""
         public = self.private_key().as_dict(private=False)
         return {**public, "kid": self.kid, "alg": ALGORITHM, "use": "sig"}
@@ -81,7 +85,7 @@ class KeyRing:
     def current(self) -> SigningKey:
         return next(key for key in self.keys if key.state == CURRENT)
 
-    def published(self) -> dict[str, list[dict[str, str]]]:
+    def published(self) -> dict[str, list[Jwk]]:
         """The JWKS document: current, next and retired keys' public halves."""
         order = {CURRENT: 0, NEXT: 1, RETIRED: 2}
         return {"keys": [key.public_jwk() for key in sorted(self.keys, key=lambda k: order[k.state])]}
@@ -111,7 +115,7 @@ class KeyRing:
         if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
             raise ValueError("a key ring file holds {\"keys\": [...]}")
         try:
-            return cls(tuple(SigningKey(kid=k["kid"], state=k["state"], created_at=_moment(k["created_at"]),
+            return cls(tuple(SigningKey(kid=k["kid"], state=k["state"], created_at=datetime.fromisoformat(k["created_at"]),
                                         jwk=k["jwk"], activated_at=_moment(k.get("activated_at")),
                                         retired_at=_moment(k.get("retired_at"))) for k in document["keys"]))
         except (KeyError, TypeError) as error:

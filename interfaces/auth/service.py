@@ -64,23 +64,24 @@ class AuthService:
             "scopes_supported": sorted(str(s) for s in Scope),
         }
 
-    def consent(self, request: FormRequest) -> tuple[grants.AuthorizationCodeGrant | None, OAuthResponse | None]:
+    def consent(self, request: FormRequest) -> grants.AuthorizationCodeGrant | OAuthResponse:
         """The validated code grant, or the error to answer (a redirect to the client when it is safe)."""
         try:
-            return self.server.get_consent_grant(request), None
+            return self.server.get_consent_grant(request)
         except OAuth2Error as error:
-            return None, self.server.handle_error_response(request, error)
+            return self.server.handle_error_response(request, error)
 
     def sign_in(self, request: FormRequest, username: str, password: str
-                ) -> tuple[grants.AuthorizationCodeGrant | None, OAuthResponse | None]:
-        """A redirect with a code (or an error) when the user is who they say; ``(grant, None)`` when not."""
-        grant, error = self.consent(request)
-        if grant is None:
-            return None, error
+                ) -> grants.AuthorizationCodeGrant | OAuthResponse:
+        """A redirect with a code (or an error) when the user is who they say; the grant again (to show the
+        form again) when not."""
+        grant = self.consent(request)
+        if isinstance(grant, OAuthResponse):
+            return grant
         user = self.accounts.user(username)
         if not verify_secret(user.password_hash if user else None, password):
-            return grant, None
-        return None, self.server.create_authorization_response(request, grant_user=user, grant=grant)
+            return grant
+        return self.server.create_authorization_response(request, grant_user=user, grant=grant)
 
     def readiness(self) -> dict[str, bool]:
         """The key ring (its file can be read now and holds a current signing key), plus :attr:`checks`.

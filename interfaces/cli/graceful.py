@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
 
 import uvicorn
@@ -85,7 +85,7 @@ async def drain(serving: list[asyncio.Task[None]], seconds: float) -> None:
         await asyncio.wait(serving, timeout=seconds)
 
 
-async def until_stopped_or_failed(stop: asyncio.Event, tasks: list[asyncio.Task[object]]) -> bool:
+async def until_stopped_or_failed(stop: asyncio.Event, tasks: Sequence[asyncio.Task[object]]) -> bool:
     """Wait for SIGTERM/SIGINT, or for a part to end on its own (a failure: exit non-zero)."""
     stopped = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)

@@ -20,6 +20,7 @@ import uvicorn
 from opentelemetry.sdk.trace import TracerProvider
 
 from application.clinic import Clinic
+from application.registry import RegistryApplication
 from application.services import (
     Worker,
     build_projections,
@@ -32,6 +33,7 @@ from application.settings import Settings
 from infrastructure.observability.logging import configure_logging
 from infrastructure.observability.metrics import Metrics
 from infrastructure.observability.tracing import configure_tracing, shutdown_tracing
+from infrastructure.read_models.redis_store import RedisViewStore
 from infrastructure.tls import Pki
 from interfaces.cli.graceful import GRACE_SECONDS, drain, run, stop_on_signals
 from interfaces.cli.graceful import Server as _Server
@@ -78,7 +80,7 @@ async def _run(args: argparse.Namespace, config: Settings, tracing: TracerProvid
     servers = _servers(args, config, clinic, metrics, tracing)
     serving = [asyncio.create_task(server.serve(), name=f"http:{server.config.port}") for server in servers]
     log.info("%s service running (role %s)", args.service, args.role)
-    failed = await _until_stopped_or_failed(stop, workers + serving)
+    failed = await _until_stopped_or_failed(stop, [*workers, *serving])
     stop.set()  # readiness is false from here on
     if not failed and args.role != "worker":
         await drain(serving, config.drain_seconds)
@@ -99,8 +101,11 @@ async def _run_projections(args: argparse.Namespace, config: Settings, stop: asy
         return 0
     runner, apps = built
     following = asyncio.create_task(follow_projections(runner, apps, stop), name="projections")
-    clinic = Clinic(*(apps[name] for name in ("Registry", "Scheduling", "Consultations", "Booking")), checks={
-        "redis": redis_answers(runner.store),
+    store = runner.store
+    if not isinstance(store, RedisViewStore):
+        raise TypeError(f"the projection worker keeps its views in Redis, not in {type(store).__name__}")
+    clinic = Clinic(apps["Registry"], apps["Scheduling"], apps["Consultations"], apps["Booking"], checks={
+        "redis": redis_answers(store),
         "projections": lambda: runner.last_error is None and not following.done(),
         "accepting": lambda: not stop.is_set()})
     server = _server(create_app(clinic, token_verifier(config), controllers=[HealthController], metrics=metrics),
@@ -125,7 +130,7 @@ def _start_worker(args: argparse.Namespace, config: Settings, clinic: Clinic,
 
 
 def _servers(args: argparse.Namespace, config: Settings, clinic: Clinic,
-             metrics: Metrics | None = None, tracing: TracerProvider | None = None) -> list[uvicorn.Server]:
+             metrics: Metrics | None = None, tracing: TracerProvider | None = None) -> list[_Server]:
     """The public API (api, all), or only the health probes (worker), and ``/metrics``; plus registry's
     mTLS endpoint."""
     verifier = token_verifier(config)
@@ -134,7 +139,7 @@ def _servers(args: argparse.Namespace, config: Settings, clinic: Clinic,
                                   metrics=metrics, tracer_provider=tracing), uvicorn.Config, host=args.host,
                        port=args.port, access_log=config.access_log)]
     if args.service == "registry" and args.role != "worker":
-        internal = create_internal_registry_app(clinic.registry, verifier, metrics, tracing)
+        internal = create_internal_registry_app(clinic.require(RegistryApplication), verifier, metrics, tracing)
         # always logged: service-to-service calls do not pass the gateway, whose line covers the public API
         servers.append(_server(internal, internal_server_config, Pki.open(config.pki, services=("registry",)), host=args.host,
                                port=args.internal_port))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +10,7 @@ from litestar import Litestar, Request
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
+from litestar.types import ControllerRouterHandler
 from opentelemetry.trace import TracerProvider
 
 from application.clinic import Clinic
@@ -38,7 +39,7 @@ MAX_REQUEST_BYTES = 65536
 
 
 def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutdown: bool = False,
-               controllers: list[type] | None = None, max_request_bytes: int = MAX_REQUEST_BYTES,
+               controllers: Sequence[ControllerRouterHandler] | None = None, max_request_bytes: int = MAX_REQUEST_BYTES,
                metrics: Metrics | None = None, tracer_provider: TracerProvider | None = None,
                clock: Callable[[], datetime] = utc_now) -> Litestar:
     """The HTTP API over ``clinic`` (all of it, or ``controllers``); tokens are checked with ``verifier``.

@@ -11,6 +11,7 @@ operation without a row.
 from __future__ import annotations
 
 from litestar.exceptions import PermissionDeniedException
+from litestar.handlers import HTTPRouteHandler
 from litestar.types import Scope as AsgiScope
 
 from infrastructure.security.scopes import Scope
@@ -62,7 +63,8 @@ def require_scope(scope: AsgiScope) -> None:
     handler = scope["route_handler"]
     if handler.opt.get("public") is True:  # undocumented and public: /metrics (interfaces/http/metrics.py)
         return
-    operation = handler.operation_id if isinstance(handler.operation_id, str) else None
+    operation = handler.operation_id if isinstance(handler, HTTPRouteHandler) and isinstance(handler.operation_id, str) \
+        else None
     if operation not in REQUIRED_SCOPE:
         raise PermissionDeniedException(f"operation {operation or handler.handler_name} has no authorization rule")
     scopes = REQUIRED_SCOPE[operation]

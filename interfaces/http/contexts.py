@@ -7,11 +7,13 @@ context records (``BoundedContext.audited``).
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 
 from litestar import Controller
+from litestar.handlers import HTTPRouteHandler
 
 from application.contexts import BOOKING, BY_SERVICE, CONSULTATIONS, REGISTRY, SCHEDULING
 from interfaces.http.controllers.consultations import ConsultationController
@@ -61,13 +63,21 @@ def context_routes() -> Iterator[tuple[str, str]]:
         for controller in controllers:
             for handler in _handlers(controller):
                 for path in handler.paths:
-                    yield (controller.path + path).rstrip("/") or "/", service
+                    yield (_path_of(controller) + path).rstrip("/") or "/", service
 
 
-def _handlers(controller: type[Controller]) -> Iterator[object]:
+def _handlers(controller: type[Controller]) -> Iterator[HTTPRouteHandler]:
     for value in vars(controller).values():
-        if hasattr(value, "paths") and hasattr(value, "http_methods"):
+        if isinstance(value, HTTPRouteHandler):
             yield value
+
+
+def _path_of(controller: type[Controller]) -> str:
+    """The controller's path: Litestar declares ``path`` as an instance slot, each controller sets it on its class."""
+    path = inspect.getattr_static(controller, "path")
+    if not isinstance(path, str):
+        raise TypeError(f"{controller.__name__} sets no path")
+    return path
 
 
 def _prefix(path: str) -> str:

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from litestar import Litestar, Response, get
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from infrastructure.observability.metrics import UNMATCHED_ROUTE, Metrics
@@ -54,7 +55,7 @@ class HttpMetricsMiddleware:
         self.observe = RequestMetrics(metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()

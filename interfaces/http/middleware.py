@@ -20,8 +20,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import anyio.to_thread
 from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 
 from domain.metadata import event_metadata
 from infrastructure.observability.logging import log_context
@@ -102,7 +103,7 @@ def correlation_middleware(app: ASGIApp) -> ASGIApp:
     ``ApiMiddleware``)."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         with log_context(correlation_id=correlation_id_of(scope)):  # every log line of the request, 401s too
@@ -153,7 +154,7 @@ class ApiMiddleware:
         self.hooks = tuple(hooks)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         correlation_id = correlation_id_of(scope)
@@ -175,7 +176,7 @@ class ApiMiddleware:
                 route = scope.get("path_template") or UNMATCHED_ROUTE
                 self.observe(scope["method"], route, status, time.perf_counter() - started)
 
-    def add_headers(self, scope: Scope, message: Message, correlation_id: str) -> None:
+    def add_headers(self, scope: Scope, message: HTTPResponseStartEvent, correlation_id: str) -> None:
         """The echoed correlation id, the security headers the response lacks, then the hooks' headers."""
         headers = _header_list(message)
         present = {name.lower() for name, _ in headers}
@@ -195,10 +196,10 @@ def _missing_security_headers(present: set[bytes], documentation: bool) -> list[
     return [(name, value) for name, value in wanted if name not in present]
 
 
-def _header_list(message: Message) -> list[tuple[bytes, bytes]]:
-    headers = message.get("headers")
+def _header_list(message: HTTPResponseStartEvent) -> list[tuple[bytes, bytes]]:
+    headers = message.get("headers")  # ASGI lets it be missing, or any iterable
     if not isinstance(headers, list):
-        headers = message["headers"] = list(headers or ())  # type: ignore[typeddict-unknown-key]
+        headers = message["headers"] = list(headers or ())
     return headers
 
 
@@ -251,7 +252,7 @@ class RoutedRequestMiddleware:
 
     def needs_token(self, scope: Scope) -> bool:
         """Whether this routed request must carry a valid bearer token."""
-        return not (scope["route_handler"].opt.get(EXCLUDE_FROM_AUTH) or scope["method"] == "OPTIONS"
+        return not (scope["route_handler"].opt.get(EXCLUDE_FROM_AUTH) or (scope["type"] == ScopeType.HTTP and scope["method"] == "OPTIONS")
                     or self.public.search(scope["path"]))
 
 

@@ -21,7 +21,7 @@ class RequestBody(Struct, forbid_unknown_fields=True, frozen=True):
     """Requests refuse unknown fields, so a misspelt field is an error, not ignored."""
 
 
-class RegisterPatient(RequestBody):
+class RegisterPatient(RequestBody, frozen=True):
     name: Name
     email: Email
     birth_date: date
@@ -58,7 +58,7 @@ class PatientRecordAccessLog(Struct):
     reads: list[RecordReadEntry]
 
 
-class RegisterDoctor(RequestBody):
+class RegisterDoctor(RequestBody, frozen=True):
     name: Name
     specialty: Name
 
@@ -72,12 +72,12 @@ class DoctorStatus(Struct):
     active: bool
 
 
-class SlotToOpen(RequestBody):
+class SlotToOpen(RequestBody, frozen=True):
     start: AwareDatetime
     duration_minutes: Minutes
 
 
-class OpenSlots(RequestBody):
+class OpenSlots(RequestBody, frozen=True):
     slots: Annotated[list[SlotToOpen], Meta(min_length=1, max_length=500)]
 
 
@@ -85,7 +85,7 @@ class SlotsOpened(Struct):
     slot_ids: list[UUID]
 
 
-class BookConsultation(RequestBody):
+class BookConsultation(RequestBody, frozen=True):
     patient_id: UUID
     doctor_id: UUID
     start: AwareDatetime
@@ -108,7 +108,7 @@ class Consultation(Struct):
     rejection_reason: str | None
 
 
-class CancelConsultation(RequestBody):
+class CancelConsultation(RequestBody, frozen=True):
     reason: Text
 
 
@@ -117,7 +117,7 @@ class ConsultationCancelled(Struct):
     status: ConsultationStatus
 
 
-class AddNote(RequestBody):
+class AddNote(RequestBody, frozen=True):
     text: Text
 
 

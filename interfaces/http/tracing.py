@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from litestar.enums import ScopeType
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.types import ASGIApp, Receive, Scope, Send
 from opentelemetry.trace import TracerProvider
@@ -29,7 +30,7 @@ def route_span_names(app: ASGIApp) -> ASGIApp:
     """Middleware (after routing): the server span is named by the route template."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == ScopeType.HTTP:
             name_server_span(scope)
         await app(scope, receive, send)
 

@@ -9,7 +9,7 @@ from joserfc.jwk import KeySet
 from application.settings import Settings
 from infrastructure.security.jwks import JwksKeySource, discover_jwks_url
 from infrastructure.security.token_cache import CachingTokenVerifier
-from infrastructure.security.tokens import TokenIssuer, TokenVerifier, load_or_create_dev_key
+from infrastructure.security.tokens import KeySource, TokenIssuer, TokenVerifier, load_or_create_dev_key
 
 
 class DiscoveredJwks:
@@ -36,6 +36,7 @@ def token_verifier(settings: Settings) -> TokenVerifier:
 
     Verified tokens are remembered for a while (``CachingTokenVerifier``: bounded, never past ``exp``).
     """
+    keys: KeySource
     if settings.jwks_url:
         keys = JwksKeySource(settings.jwks_url)
     elif settings.jwt_issuer.startswith(("https://", "http://")):
