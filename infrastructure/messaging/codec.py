@@ -17,6 +17,7 @@ from uuid import UUID
 from aiormq.abc import Basic
 from eventsourcing.persistence import Mapper, Notification, StoredEvent, Tracking
 
+from infrastructure.messaging.headers import integer
 from infrastructure.messaging.topology import ORDERING_KEY, routing_key
 
 CONTENT_TYPE = "application/json"
@@ -88,11 +89,11 @@ def decode(mapper: Mapper[Any], body: bytes, properties: Basic.Properties) -> tu
     try:
         stored = StoredEvent(
             originator_id=_originator_id(headers["originator_id"]),
-            originator_version=int(headers["originator_version"]),
+            originator_version=integer(headers["originator_version"]),
             topic=str(headers["topic"]),
             state=bytes(body),
         )
-        tracking = Tracking(str(headers["application"]), int(headers["notification_id"]))
+        tracking = Tracking(str(headers["application"]), integer(headers["notification_id"]))
         domain_event = mapper.to_domain_event(stored)
     except Exception as error:  # noqa: BLE001 - whatever the mapper raises, the message is unusable
         raise PoisonMessageError(f"{type(error).__name__}: {error}") from error

@@ -22,11 +22,13 @@ import logging
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from aiormq.abc import AbstractChannel, Basic, DeliveredMessage
 
 from infrastructure.messaging.codec import PoisonMessageError, decode
+from infrastructure.messaging.headers import integer, text
 from infrastructure.messaging.topology import FollowerQueues
 from infrastructure.observability.logging import log_context
 from infrastructure.observability.metrics import Metrics
@@ -107,8 +109,11 @@ class FollowerConsumer:
     async def _consume(self, queues: Iterable[str]) -> None:
         for queue in queues:
             consume_ok = await self.channel.basic_consume(queue, self._on_message, no_ack=False)
-            self._consumer_tags.append(consume_ok.consumer_tag)
-            self._queues[consume_ok.consumer_tag] = queue
+            tag = consume_ok.consumer_tag
+            if tag is None:
+                raise RuntimeError(f"the broker named no consumer tag for {queue}")
+            self._consumer_tags.append(tag)
+            self._queues[tag] = queue
 
     def queue_of(self, consumer_tag: str) -> str | None:
         """The queue (partition) a delivery with this consumer tag came from."""
@@ -181,7 +186,7 @@ class FollowerConsumer:
                 log.error("poison message %s: %s", message.header.properties.message_id, error)
                 settling.append((index, self._dead_letter(message, POISON, error, _attempt(message))))
                 continue
-            jobs.append(Job(event, tracking, around=lambda m=message: self._message_context(m)))
+            jobs.append(Job(event, tracking, around=partial(self._message_context, message)))
             outcomes[index] = ""  # delivered below
         delivered = await self._deliver(jobs) if jobs else []
         if delivered is None:  # stopped while the store was down: unacked, redelivered after the channel closes
@@ -197,7 +202,7 @@ class FollowerConsumer:
         copied = await asyncio.gather(*(copy for _, copy in settling), return_exceptions=True)
         for (index, _), outcome in zip(settling, copied, strict=True):
             outcomes[index] = outcome if isinstance(outcome, str) else await self._copy_failed(batch[index], outcome)
-        await self.channel.basic_ack(batch[-1].delivery_tag, multiple=True)
+        await self.channel.basic_ack(delivery_tag(batch[-1]), multiple=True)
         return [outcome or UNSETTLED for outcome in outcomes]
 
     async def _deliver(self, jobs: list[Job]) -> list[Result] | None:
@@ -236,7 +241,7 @@ class FollowerConsumer:
         """
         if self.channel.is_closed:
             return UNSETTLED
-        await self.channel.basic_reject(message.delivery_tag, requeue=False)
+        await self.channel.basic_reject(delivery_tag(message), requeue=False)
         return REJECTED
 
     async def _retry_or_dead_letter(self, message: DeliveredMessage, result: Result) -> str:
@@ -272,17 +277,25 @@ class FollowerConsumer:
 
 def message_ids(properties: Basic.Properties) -> dict[str, str | None]:
     """The message's correlation and saga ids, and its event as the cause (``<originator id>@<version>``)."""
-    headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in (properties.headers or {}).items()}
+    headers = {k: text(v) for k, v in (properties.headers or {}).items()}
     origin, version = headers.get("originator_id"), headers.get("originator_version")
     return {"correlation_id": properties.correlation_id or headers.get("correlation_id"),
             "causation_id": f"{origin}@{version}" if origin is not None and version is not None else None,
             "saga_id": headers.get("saga_id"), "message_id": properties.message_id}
 
 
+def delivery_tag(message: DeliveredMessage) -> int:
+    """The tag to ack or reject ``message`` by (a delivered message always has one)."""
+    tag = message.delivery_tag
+    if tag is None:
+        raise ValueError("a delivered message without a delivery tag")
+    return tag
+
+
 def _attempt(message: DeliveredMessage) -> int:
     """This delivery's attempt number: 1 unless a retry said otherwise."""
     try:
-        return max(1, int((message.header.properties.headers or {}).get(ATTEMPT, 1)))
+        return max(1, integer((message.header.properties.headers or {}).get(ATTEMPT, 1)))
     except (TypeError, ValueError):
         return 1
 

@@ -23,8 +23,10 @@ from infrastructure.messaging.consumer import (
     DEAD_LETTER_REASON,
     ERROR,
     ORIGINAL_ROUTING_KEY,
+    delivery_tag,
     with_headers,
 )
+from infrastructure.messaging.headers import integer, text
 from infrastructure.messaging.topology import FollowerQueues
 
 REDRIVES = "x-redrives"
@@ -51,9 +53,11 @@ class DeadLetter:
     @classmethod
     def of(cls, message: DeliveredMessage) -> DeadLetter:
         headers = dict(message.header.properties.headers or {})
-        reason = headers.get(DEAD_LETTER_REASON) or _broker_reason(headers)
-        return cls(message.header.properties.message_id, reason, headers.get(ERROR), headers.get(ATTEMPTS),
-                   headers.get(ORIGINAL_ROUTING_KEY), headers, bytes(message.body))
+        reason = text(headers.get(DEAD_LETTER_REASON)) or _broker_reason(headers)
+        attempts = headers.get(ATTEMPTS)
+        return cls(message.header.properties.message_id, reason, text(headers.get(ERROR)),
+                   integer(attempts) if attempts is not None else None, text(headers.get(ORIGINAL_ROUTING_KEY)),
+                   headers, bytes(message.body))
 
 
 def _broker_reason(headers: dict[str, Any]) -> str | None:
@@ -97,7 +101,7 @@ class DeadLetterQueue:
         """Delete every dead letter. Returns how many were deleted."""
         async with self._channel() as channel:
             purge_ok = await channel.queue_purge(self.queues.dead_letters)
-            return purge_ok.message_count
+            return purge_ok.message_count or 0
 
     async def _redrive(self, wanted: Callable[[DeliveredMessage], bool]) -> int:
         count = 0
@@ -105,7 +109,7 @@ class DeadLetterQueue:
             for message in await _take(channel, self.queues.dead_letters):
                 if wanted(message):
                     await _publish_reset(channel, message, *self.queues.inbox)
-                    await channel.basic_ack(message.delivery_tag)
+                    await channel.basic_ack(delivery_tag(message))
                     count += 1
         return count
 
@@ -122,7 +126,8 @@ class DeadLetterQueue:
 async def _take(channel: AbstractChannel, queue: str, limit: int | None = None) -> list[DeliveredMessage]:
     """Up to ``limit`` of the messages in ``queue`` now, taken unacked (in queue order)."""
     declare_ok = await channel.queue_declare(queue, passive=True)
-    wanted = declare_ok.message_count if limit is None else min(limit, declare_ok.message_count)
+    available = declare_ok.message_count or 0
+    wanted = available if limit is None else min(limit, available)
     messages = []
     for _ in range(wanted):
         message = await channel.basic_get(queue, no_ack=False)
@@ -135,6 +140,6 @@ async def _take(channel: AbstractChannel, queue: str, limit: int | None = None) 
 async def _publish_reset(channel: AbstractChannel, message: DeliveredMessage, exchange: str, routing_key: str) -> None:
     """Back to the follower (its queue, or through its exchange to the message's partition), attempts reset."""
     headers = {k: v for k, v in (message.header.properties.headers or {}).items() if k not in _RESET_ON_REDRIVE}
-    headers[REDRIVES] = int(headers.get(REDRIVES, 0)) + 1
+    headers[REDRIVES] = integer(headers.get(REDRIVES, 0)) + 1
     await channel.basic_publish(message.body, exchange=exchange, routing_key=routing_key, mandatory=True,
                                 properties=with_headers(message.header.properties, headers))

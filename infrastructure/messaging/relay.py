@@ -128,7 +128,8 @@ class OutboxRelay:
         if save or len(confirmed) < len(routed):
             await self._save()
         if len(confirmed) < len(routed):
-            raise results[len(confirmed)]
+            failure = results[len(confirmed)]
+            raise failure if isinstance(failure, BaseException) else RuntimeError(f"publishing {routed[len(confirmed)].id} failed")
         return len(notifications)
 
     async def _save(self) -> None:
@@ -164,7 +165,10 @@ class OutboxRelay:
         # Called for a whole batch at once: each call takes the channel's lock in turn, so
         # the frames go out in notification order, and the confirms are awaited together.
         message = encode(self.app.name, self.app.mapper, notification)
-        with publish_span(message.properties.headers, self.exchange, message.routing_key,
+        headers = message.properties.headers
+        if headers is None:
+            raise ValueError("an encoded message carries its headers")
+        with publish_span(headers, self.exchange, message.routing_key,
                           message.properties.message_id):  # no await before the publish: order is kept
             await self.channel.basic_publish(
                 message.body, exchange=self.exchange, routing_key=message.routing_key,
@@ -190,7 +194,8 @@ def _confirmed_prefix(notifications: Sequence[Notification], results: Sequence[A
 
 
 def _unroutable(result: Any) -> bool:
-    return isinstance(result, PublishError) and getattr(result.message.delivery, "reply_code", None) == NO_ROUTE
+    return (isinstance(result, PublishError) and result.message is not None
+            and getattr(result.message.delivery, "reply_code", None) == NO_ROUTE)
 
 
 async def _wait_either(stop: asyncio.Event, prompted: asyncio.Event, seconds: float | None) -> None:

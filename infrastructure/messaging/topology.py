@@ -36,6 +36,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from aiormq.abc import AbstractChannel
+from pamqp.common import FieldTable
 
 DEFAULT_PREFIX = "clinic"
 DEFAULT_DELAYS_MS = (1_000, 5_000, 30_000)
@@ -141,7 +142,7 @@ async def declare_follower(channel: AbstractChannel, topology: Topology, followe
             await unbind(queues.main, topology.exchange, routing_key=binding_key(leader_name))
     exchange, routing_key = queues.inbox
     for delay, retry_queue in zip(topology.delays_ms, queues.retries, strict=True):
-        arguments = {"x-message-ttl": delay, "x-dead-letter-exchange": exchange,
+        arguments: FieldTable = {"x-message-ttl": delay, "x-dead-letter-exchange": exchange,
                      **({"x-dead-letter-routing-key": routing_key} if routing_key else {})}
         await channel.queue_declare(retry_queue, durable=True, arguments=arguments)
     return queues
@@ -183,5 +184,5 @@ def _of_follower(topics: Mapping[tuple[str, str], Collection[str]] | None,
     return {leader: handled for (leader, follower), handled in topics.items() if follower == follower_name}
 
 
-def _dead_letter_to(queue: str) -> dict[str, str]:
+def _dead_letter_to(queue: str) -> FieldTable:
     return {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue}

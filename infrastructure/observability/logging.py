@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import structlog
 from opentelemetry import trace
+from structlog.typing import EventDict
 
 from domain.metadata import current_metadata
 
@@ -116,13 +117,13 @@ class LogContext:
         structlog.contextvars.reset_contextvars(**self.tokens)
 
 
-def add_service(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def add_service(logger: Any, method: str, event_dict: EventDict) -> EventDict:
     """``service``: the process's service name."""
     event_dict.setdefault("service", _service["name"])
     return event_dict
 
 
-def add_event_ids(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def add_event_ids(logger: Any, method: str, event_dict: EventDict) -> EventDict:
     """Correlation, causation and saga ids of the events being caused now (explicit fields win)."""
     metadata = current_metadata()
     for key in EVENT_IDS:
@@ -132,7 +133,7 @@ def add_event_ids(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[
     return event_dict
 
 
-def add_trace_ids(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def add_trace_ids(logger: Any, method: str, event_dict: EventDict) -> EventDict:
     """``trace_id`` and ``span_id`` (hex) of the current span, if there is a valid one."""
     context = trace.get_current_span().get_span_context()
     if context.is_valid:
@@ -141,7 +142,7 @@ def add_trace_ids(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[
     return event_dict
 
 
-def render_exception(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def render_exception(logger: Any, method: str, event_dict: EventDict) -> EventDict:
     """``exc_info`` (``True``, an exception or a ``sys.exc_info()`` tuple) as the traceback's text."""
     exc_info = event_dict.pop("exc_info", None)
     if exc_info is True:
@@ -153,7 +154,7 @@ def render_exception(logger: Any, method: str, event_dict: dict[str, Any]) -> di
     return event_dict
 
 
-def access_fields(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def access_fields(logger: Any, method: str, event_dict: EventDict) -> EventDict:
     """uvicorn's access records as fields (method, path, status); the client's address is dropped."""
     for copy in ("color_message", "message", "asctime"):  # uvicorn's coloured copy; another formatter's
         event_dict.pop(copy, None)
@@ -177,7 +178,7 @@ def redact_query(path: str) -> str:
     return f"{base}?{urlencode(pairs, safe='[]:/')}"
 
 
-def redact(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact(logger: Any, method: str, event_dict: EventDict) -> EventDict:
     """Secret keys' values replaced; JWTs, bearer tokens, URL passwords and e-mails removed from strings."""
     return {key: REDACTED if _sensitive(key) else _scrub(value) for key, value in event_dict.items()}
 
@@ -194,7 +195,7 @@ def scrub_text(text: str) -> str:
     return text
 
 
-def first_fields(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def first_fields(logger: Any, method: str, event_dict: EventDict) -> EventDict:
     """The standard fields first, in a fixed order, so lines read alike."""
     return {**{key: event_dict[key] for key in FIRST_FIELDS if key in event_dict}, **event_dict}
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal
 
 from prometheus_client import (
     CONTENT_TYPE_PLAIN_0_0_4,
@@ -43,6 +44,9 @@ BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 BREAKER_TRANSITIONS = (("closed", "open"), ("open", "half_open"), ("half_open", "closed"), ("half_open", "open"))
 SAGA_OUTCOMES = ("confirmed", "compensated")
 UNMATCHED_ROUTE = "unmatched"
+MultiprocessMode = Literal["all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum", "mostrecent",
+                           "livemostrecent"]
+"""How a gauge is aggregated over processes (prometheus_client's ``multiprocess_mode``)."""
 ACKED_OUTCOMES = frozenset({"processed", "duplicate"})
 DEAD_LETTER_OUTCOMES = frozenset({"dead_lettered", "rejected"})
 MAX_DEPRECATED_API_CLIENTS = 200
@@ -75,7 +79,7 @@ class Metrics:
     def _counter(self, name: str, help_text: str, labels: Iterable[str] = ()) -> Counter:
         return Counter(name, help_text, ["service", *labels], registry=self.registry)
 
-    def _gauge(self, name: str, help_text: str, labels: Iterable[str], mode: str) -> Gauge:
+    def _gauge(self, name: str, help_text: str, labels: Iterable[str], mode: MultiprocessMode) -> Gauge:
         return Gauge(name, help_text, ["service", *labels], registry=self.registry, multiprocess_mode=mode)
 
     def _histogram(self, name: str, help_text: str, labels: Iterable[str], buckets: tuple[float, ...]) -> Histogram:

@@ -37,8 +37,8 @@ class QueueDepthSampler:
         depths = {}
         for queue in self.queues:
             declared = await self._channel.queue_declare(queue, passive=True)
-            depths[queue] = declared.message_count
-            self.metrics.queue_depth(queue, declared.message_count)
+            depths[queue] = declared.message_count or 0
+            self.metrics.queue_depth(queue, depths[queue])
         return depths
 
     async def run(self, connection: Callable[[], AbstractConnection | None], stop: asyncio.Event) -> None:

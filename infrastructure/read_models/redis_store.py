@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
@@ -186,7 +186,7 @@ class RedisViewStore:
 
     def get_fields(self, name: str, version: int, key: str) -> dict[str, str]:
         """The hash at ``key`` (``{}`` if absent)."""
-        return dict(self.client.hgetall(self._ns(name, version) + key))
+        return _fields(self.client.hgetall(self._ns(name, version) + key))
 
     def watch(self, watcher: ChangeWatcher) -> Callable[[], None]:
         """Tell ``watcher`` of the changes announced on ``<prefix>changes``, from a thread of its own that
@@ -229,7 +229,7 @@ class RedisViewStore:
 
     def read_serving(self, name: str, default_version: int, key: str, leaders: Sequence[str]) -> ServingRead:
         """The serving version's hash at ``key`` and its positions for ``leaders``: one EVALSHA."""
-        args = (self._serving(name), default_version, f"{self.prefix}{name}:v", key, *leaders)
+        args: tuple[str | int, ...] = (self._serving(name), default_version, f"{self.prefix}{name}:v", key, *leaders)
         try:
             version, flat, positions = self.client.evalsha(READ_SHA, 1, *args)
         except NoScriptError:
@@ -247,17 +247,15 @@ class RedisViewStore:
     def range_by_score(self, name: str, version: int, key: str, min: float = -INF, max: float = INF,  # noqa: A002
                        reverse: bool = False, offset: int = 0, count: int | None = None) -> list[tuple[str, float]]:
         """Members scored within [min, max] (ZRANGEBYSCORE / ZREVRANGEBYSCORE with LIMIT)."""
-        limit = {} if offset == 0 and count is None else {"start": offset, "num": -1 if count is None else count}
+        start, num = (None, None) if offset == 0 and count is None else (offset, -1 if count is None else count)
         full = self._ns(name, version) + key
         if reverse:
-            pairs = self.client.zrevrangebyscore(full, max, min, withscores=True, **limit)
-        else:
-            pairs = self.client.zrangebyscore(full, min, max, withscores=True, **limit)
-        return [(member, float(score)) for member, score in pairs]
+            return _scored(self.client.zrevrangebyscore(full, max, min, start=start, num=num, withscores=True))
+        return _scored(self.client.zrangebyscore(full, min, max, start=start, num=num, withscores=True))
 
     def list_items(self, name: str, version: int, key: str, start: int = 0, stop: int = -1) -> list[str]:
         """Items ``start``..``stop`` inclusive (LRANGE)."""
-        return list(self.client.lrange(self._ns(name, version) + key, start, stop))
+        return [_text(item) for item in self.client.lrange(self._ns(name, version) + key, start, stop)]
 
     def serving_version(self, name: str) -> int | None:
         """The version readers of ``name`` use."""
@@ -300,7 +298,7 @@ class RedisViewStore:
         for key in keys:
             pipe.type(key)
         readers = {"hash": self.client.hgetall, "list": lambda k: self.client.lrange(k, 0, -1),
-                   "zset": lambda k: [(m, float(s)) for m, s in self.client.zrange(k, 0, -1, withscores=True)]}
+                   "zset": lambda k: _scored(self.client.zrange(k, 0, -1, withscores=True))}
         return {key[len(ns):]: readers[kind](key) for key, kind in zip(keys, pipe.execute(), strict=True)
                 if kind in readers}
 
@@ -336,26 +334,46 @@ def _tell(watcher: ChangeWatcher, data: str) -> None:
         watcher.reset()
 
 
+def _text(reply: bytes | str) -> str:
+    """A reply of the store's client: text (``decode_responses=True``), bytes only as redis-py types it."""
+    return reply if isinstance(reply, str) else reply.decode()
+
+
+def _fields(reply: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
+    """An HGETALL reply as text fields."""
+    return {_text(field): _text(value) for field, value in reply.items()}
+
+
+def _scored(reply: Iterable[bytes | str | tuple[bytes | str, Any] | list[Any]]) -> list[tuple[str, float]]:
+    """A WITHSCORES reply (pairs in RESP2, two-item lists in RESP3) as (member, score) pairs."""
+    pairs = []
+    for item in reply:
+        if isinstance(item, bytes | str):
+            raise TypeError("a sorted-set reply without scores")
+        member, score = item
+        pairs.append((_text(member), float(score)))
+    return pairs
+
+
 def encode_ops(ops: Sequence[Op]) -> str:
     """The batch as the JSON array the script decodes (an unknown op raises before anything is sent)."""
     encoded: list[list[str]] = []
     for op in ops:
-        kind = type(op)
-        if kind is SetFields:
+        if type(op) is SetFields:
             if op.fields:
                 encoded.append(["h", op.key, *_flat(op.fields)])
-        elif kind is AddToIndex:
+        elif type(op) is AddToIndex:
             if op.score != op.score:
                 raise ValueError(f"NaN score for {op.member!r} in {op.key!r}")  # Redis would fail mid-script
             encoded.append(["z", op.key, repr(float(op.score)), op.member])
-        elif kind is AppendToList:
+        elif type(op) is AppendToList:
             encoded.append(["l", op.key, op.value])
-        elif kind is RemoveFromIndex:
+        elif type(op) is RemoveFromIndex:
             encoded.append(["r", op.key, op.member])
-        elif kind is SetFieldsIf:
+        elif type(op) is SetFieldsIf:
             if op.fields:
                 encoded.append(["c", op.key, op.field, op.equals, *_flat(op.fields)])
-        elif kind is CopyToMembers:
+        elif type(op) is CopyToMembers:
             encoded.append(["m", op.index, op.prefix, op.source])
         else:
             raise TypeError(f"not a view op: {op!r}")

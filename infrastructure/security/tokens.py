@@ -89,7 +89,10 @@ class TokenVerifier:
     def verify(self, token: str) -> Principal:
         try:
             header = _header(token)
-            decoded = jwt.decode(token, self.keys.keys_for(header.get("kid")), algorithms=list(ALGORITHMS))
+            kid = header.get("kid")
+            if kid is not None and not isinstance(kid, str):
+                raise ValueError(f"key id {kid!r} is not a string")
+            decoded = jwt.decode(token, self.keys.keys_for(kid), algorithms=list(ALGORITHMS))
             self.claims.validate(decoded.claims)
         except (JoseError, ValueError) as error:
             raise InvalidTokenError(_describe(error)) from None
