@@ -10,6 +10,7 @@ import ipaddress
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin
@@ -122,21 +123,29 @@ class Accounts:
     @staticmethod
     def _add(path: Path, kind: str, key: str, entry: dict[str, object]) -> None:
         with exclusive(path):
-            document = read_json(path, {kind: []})
-            if any(existing[key] == entry[key] for existing in document[kind]):  # type: ignore[index]
+            document, entries = _document(path, kind)
+            if any(existing[key] == entry[key] for existing in entries):
                 raise AccountExistsError(f"{entry[key]!r} is registered already in {path}")
-            document[kind].append(entry)  # type: ignore[index]
+            entries.append(entry)
             write_private_json(path, document)
 
 
+def _document(path: Path, kind: str) -> tuple[dict[str, Any], list[Any]]:
+    """The accounts file at ``path`` (an empty one when there is none) and its ``kind`` entries."""
+    document = read_json(path, {kind: []})
+    if not isinstance(document, dict) or not isinstance(document.get(kind), list):
+        raise ValueError(f"{path} holds no {kind!r} list")
+    return document, document[kind]
+
+
 def _load_clients(path: Path) -> dict[str, Client]:
-    entries = read_json(path, {"clients": []})["clients"]  # type: ignore[index]
+    _, entries = _document(path, "clients")
     return {e["client_id"]: Client(**{**e, **{k: tuple(e[k]) for k in ("scopes", "redirect_uris", "roles")}})
             for e in entries}
 
 
 def _load_users(path: Path) -> dict[str, User]:
-    entries = read_json(path, {"users": []})["users"]  # type: ignore[index]
+    _, entries = _document(path, "users")
     return {e["username"]: User(**{**e, "roles": tuple(e["roles"])}) for e in entries}
 
 
