@@ -10,12 +10,17 @@ from projections.ops import Op
 class Projection(Protocol):
     """Turns events into view changes; never loads aggregates, never issues commands."""
 
-    name: str
-    """Stable name, used in keys and by operators (``clinic projections rebuild <name>``)."""
-    version: int
-    """Bumped when ``changes`` changes: a new version is built into fresh keys."""
-    leaders: tuple[str, ...]
-    """The applications whose notification logs it reads (e.g. ``("Consultations",)``)."""
+    @property
+    def name(self) -> str:
+        """Stable name, used in keys and by operators (``clinic projections rebuild <name>``)."""
+
+    @property
+    def version(self) -> int:
+        """Bumped when ``changes`` changes: a new version is built into fresh keys."""
+
+    @property
+    def leaders(self) -> tuple[str, ...]:
+        """The applications whose notification logs it reads (e.g. ``("Consultations",)``)."""
 
     def changes(self, event: Any) -> list[Op]:
         """The view changes ``event`` makes (``[]`` for events it ignores)."""

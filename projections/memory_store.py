@@ -175,7 +175,7 @@ def _touched(view: dict[str, Any], ops: Sequence[Op]) -> tuple[str, ...]:
     (when its source had fields)."""
     keys: dict[str, None] = {}
     for op in ops:
-        if type(op) is not CopyToMembers:
+        if not isinstance(op, CopyToMembers):
             keys[op.key] = None
         elif view.get(op.source):
             keys.update((op.prefix + member, None) for member in view.get(op.index, {}))
@@ -189,14 +189,13 @@ def _check_kinds(view: dict[str, Any], ops: Sequence[Op]) -> None:
         kind = KIND_OF_OP.get(type(op))
         if kind is None:
             raise TypeError(f"not a view op: {op!r}")
-        key = op.index if type(op) is CopyToMembers else op.key
-        _plan(view, planned, key, kind)
-        if type(op) is CopyToMembers:
+        _plan(view, planned, op.index if isinstance(op, CopyToMembers) else op.key, kind)
+        if isinstance(op, CopyToMembers):
             _plan(view, planned, op.source, _Hash)
             index = view.get(op.index)
             for member in index if isinstance(index, _ZSet) else ():
                 _plan(view, planned, op.prefix + member, _Hash)
-        if kind is _ZSet and type(op) is AddToIndex and op.score != op.score:
+        if isinstance(op, AddToIndex) and op.score != op.score:
             raise ValueError(f"NaN score for {op.member!r} in {op.key!r}")
 
 
@@ -208,19 +207,18 @@ def _plan(view: dict[str, Any], planned: dict[str, type], key: str, kind: type) 
 
 
 def _apply_op(view: dict[str, Any], op: Op) -> None:
-    kind = type(op)
-    if kind is SetFields:
+    if isinstance(op, SetFields):
         view.setdefault(op.key, _Hash()).update({f: str(v) for f, v in op.fields.items()})
-    elif kind is AddToIndex:
+    elif isinstance(op, AddToIndex):
         view.setdefault(op.key, _ZSet())[op.member] = float(op.score)
-    elif kind is RemoveFromIndex:
+    elif isinstance(op, RemoveFromIndex):
         index = view.get(op.key, {})
         index.pop(op.member, None)
         if not index:
             view.pop(op.key, None)
-    elif kind is AppendToList:
+    elif isinstance(op, AppendToList):
         view.setdefault(op.key, _List()).append(op.value)
-    elif kind is CopyToMembers:
+    elif isinstance(op, CopyToMembers):
         fields = dict(view.get(op.source, {}))
         for member in view.get(op.index, {}) if fields else ():
             view.setdefault(op.prefix + member, _Hash()).update(fields)

@@ -108,7 +108,8 @@ class ProjectionRunner:
         number read after each round that read some (it may raise to stop: positions stay consistent)."""
         total, rounds = 0, 0
         with self._lock, _sender(self.store) as send:
-            positions, in_flight = self._stored_positions(), []
+            positions = self._stored_positions()
+            in_flight: list[Callable[[], bool]] = []
             while max_batches is None or rounds < max_batches:
                 sent, read = self._send_round(send, positions)  # sent before the last round's replies are read
                 accepted, in_flight = _accepted(in_flight), sent
