@@ -9,14 +9,12 @@ from typing import Any
 
 from application.audit import Auditor
 from application.clinic import Clinic
-from application.consultations import ConsultationsApplication
 from application.contexts import CONTEXTS, audited_kinds, records_of, system_of
 from application.group_commit import GroupCommit
 from application.personal_data import mapper_factory, open_subject_keys
 from application.read_models import ReadModels
 from application.registry import RegistryApplication
 from application.runner import EmbeddedRunner
-from application.scheduling import SchedulingApplication
 from application.settings import Settings
 from application.subscriptions import event_classes, handled_topics
 from application.view_changes import ViewChanges
@@ -105,8 +103,7 @@ def bootstrap(settings: Settings | None = None, clock: Callable[[], datetime] | 
                             catch_up=projections.catch_up, topics=SUBSCRIPTIONS)
     runner.start()
     reads = read_models(projections.store, {name: partial(runner.head, name) for name in apps})
-    return Clinic(registry, apps[SchedulingApplication.name], apps[ConsultationsApplication.name], booking,
-                  runner=runner, auditor=build_auditor(apps), read_models=reads)
+    return Clinic.hosting(apps, runner=runner, auditor=build_auditor(apps), read_models=reads)
 
 
 def observe_with(apps: dict[str, Any], metrics: Metrics | None) -> None:

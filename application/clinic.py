@@ -6,7 +6,7 @@ hosts one context, and the interfaces mount only that context's routes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
@@ -50,6 +50,12 @@ class Log(Protocol):
 
 class Clinic:
     """Book, cancel, read and audit consultations; register people; open slots."""
+
+    @classmethod
+    def hosting(cls, apps: Mapping[str, Any], **parts: Any) -> Clinic:
+        """A Clinic of the contexts' applications in ``apps`` (by application name: all of them embedded,
+        one in a service), with the other ``parts`` (runner, auditor, checks, read models)."""
+        return cls(**{context.service: apps[context.name] for context in CONTEXTS if context.name in apps}, **parts)
 
     def __init__(self, registry: RegistryApplication | None = None, scheduling: SchedulingApplication | None = None,
                  consultations: ConsultationsApplication | None = None, booking: BookingProcessManager | None = None,

@@ -81,7 +81,7 @@ def build_service(service: str, settings: Settings, role: str = "all", metrics: 
     if service in SERVES_QUERIES and role != "worker":
         views = _redis_views(settings, service)
         queries, checks = read_models(views, {cls.name: app.recorder.max_notification_id}), {"redis": redis_answers(views)}
-    return Clinic(**{service: app}, auditor=build_auditor({cls.name: app}), read_models=queries, checks=checks)
+    return Clinic.hosting({cls.name: app}, auditor=build_auditor({cls.name: app}), read_models=queries, checks=checks)
 
 
 def redis_answers(views: RedisViewStore) -> Callable[[], bool]:

@@ -104,7 +104,7 @@ async def _run_projections(args: argparse.Namespace, config: Settings, stop: asy
     store = runner.store
     if not isinstance(store, RedisViewStore):
         raise TypeError(f"the projection worker keeps its views in Redis, not in {type(store).__name__}")
-    clinic = Clinic(apps["Registry"], apps["Scheduling"], apps["Consultations"], apps["Booking"], checks={
+    clinic = Clinic.hosting(apps, checks={
         "redis": redis_answers(store),
         "projections": lambda: runner.last_error is None and not following.done(),
         "accepting": lambda: not stop.is_set()})
