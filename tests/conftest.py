@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from application.bootstrap import bootstrap, migrate
 from application.clinic import Clinic
@@ -14,6 +16,24 @@ from application.settings import Settings
 from tests import services
 
 BACKENDS = ["memory", "sqlite", "postgres", "sqlalchemy"]
+
+# Hypothesis profiles. A property's own @settings(max_examples=...) wins over both: those budgets are
+# sized for the CI run and stay as they are; a profile sets the budget of every property that
+# does not name one (the aggregates' state machines built on tests/kit/machines.py among them).
+# "quick" is the default on a developer's machine; "thorough" runs in CI (CI or
+# CLINIC_REQUIRE_SERVICES set, as .ci/run does); HYPOTHESIS_PROFILE chooses either explicitly.
+settings.register_profile("quick", max_examples=20, stateful_step_count=20, deadline=None)
+settings.register_profile("thorough", max_examples=200, stateful_step_count=40, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+
+
+def hypothesis_profile(env: Mapping[str, str] = os.environ) -> str:
+    if env.get("HYPOTHESIS_PROFILE"):
+        return env["HYPOTHESIS_PROFILE"]
+    return "thorough" if env.get("CI") or env.get("CLINIC_REQUIRE_SERVICES") else "quick"
+
+
+settings.load_profile(hypothesis_profile())
 
 
 class ManualClock:
