@@ -10,7 +10,7 @@ import sys
 
 from interfaces.cli.main import main
 from tests import services
-from tests.polling import eventually
+from tests.kit import eventually
 
 from benchmarks import end_to_end, idle, servers
 

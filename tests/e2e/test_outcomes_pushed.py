@@ -11,7 +11,6 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 from uuid import UUID
 
 import httpx
@@ -24,32 +23,20 @@ from application.clinic import Clinic
 from application.settings import Settings
 from infrastructure.security.tokens import TokenIssuer
 from interfaces.http.app import create_app
-from process_managers.ports import Eligibility
 from tests.e2e.conftest import START, assert_problem
 from tests.integration.http_servers import uvicorn_server
+from tests.kit import FakeRegistry
 
 ISSUER = TokenIssuer(ECKey.generate_key("P-256", auto_kid=True), "clinic-dev", "clinic-api")
 ADMIN = {"Authorization": f"Bearer {ISSUER.issue('ops-1', ['ADMIN'])}"}
 
 
-class GatedRegistry:
-    """The registry the saga asks, answering only once ``gate`` is open."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.gate = threading.Event()
-
-    def booking_eligibility(self, patient_id: UUID, doctor_id: UUID) -> Eligibility:
-        assert self.gate.wait(10), "the test never opened the gate"
-        return self.inner.booking_eligibility(patient_id, doctor_id)
-
-
 @pytest.fixture
 def clinic() -> Iterator[Clinic]:
     clinic = bootstrap(Settings(persistence="memory", runner_tick_seconds=0.05))
-    clinic.booking.registry = GatedRegistry(clinic.booking.registry)
+    clinic.booking.registry = FakeRegistry(inner=clinic.booking.registry, gated=True)  # the test opens it
     yield clinic
-    clinic.booking.registry.gate.set()
+    clinic.booking.registry.open()
     clinic.close()
 
 
@@ -76,7 +63,7 @@ def booked(api: httpx.Client) -> tuple[str, dict[str, str]]:
 
 
 def open_gate_after(clinic: Clinic, seconds: float) -> threading.Thread:
-    opener = threading.Timer(seconds, clinic.booking.registry.gate.set)
+    opener = threading.Timer(seconds, clinic.booking.registry.open)
     opener.start()
     return opener
 
@@ -110,7 +97,7 @@ def test_the_stream_sends_the_consultation_then_each_change_and_ends_when_it_is_
         assert stream.headers["content-type"].startswith("text/event-stream")
         events = iter_events(stream)
         assert next(events) == ("consultation", "1", "REQUESTED")
-        clinic.booking.registry.gate.set()
+        clinic.booking.registry.open()
         assert next(events) == ("consultation", "2", "CONFIRMED")
         cancelled = api.post(f"/v1/consultations/{consultation_id}/cancel", headers=patient,
                              json={"reason": "cannot come"})

@@ -38,11 +38,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests import polling, services
+from tests import services
+from tests.kit import eventually
 from tests.private_servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,10 +53,6 @@ POLL_SECONDS = 0.05
 CLIENTS = 6
 SERVED_PER_PHASE = 40
 """Requests each phase must see served before the next step (a count, not a time)."""
-
-
-def eventually(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    return polling.eventually(condition, timeout, what, interval=POLL_SECONDS)
 
 
 def send(port: int, path: str, headers: dict[str, str] | None = None,

@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from tests import services
-from tests.polling import eventually
+from tests.kit import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 CLINIC = [sys.executable, "-m", "interfaces.cli.main"]

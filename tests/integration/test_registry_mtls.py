@@ -46,6 +46,7 @@ from infrastructure.tls import (
 from interfaces.http.internal import create_internal_registry_app, internal_server_config
 from process_managers.ports import Eligibility, RegistryUnavailableError
 from tests.integration.http_servers import TokenEndpoint, uvicorn_server
+from tests.kit import FakeRegistry
 
 WAIT = 5.0
 """Upper bound on any wait for something that should happen at once."""
@@ -120,25 +121,6 @@ class MuteTlsServer:
                 conn.close()
 
 
-class FlakyRegistry:
-    """A registry that fails (HTTP 500) as scripted, then answers like the real one; counts calls."""
-
-    def __init__(self, real: RegistryApplication) -> None:
-        self._real = real
-        self.failures_left = 0
-        self.calls = 0
-        self._lock = threading.Lock()
-
-    def booking_eligibility(self, patient_id: uuid.UUID, doctor_id: uuid.UUID) -> Eligibility:
-        with self._lock:
-            self.calls += 1
-            failing = self.failures_left > 0
-            self.failures_left -= failing
-        if failing:
-            raise RuntimeError("scripted registry failure")
-        return self._real.booking_eligibility(patient_id, doctor_id)
-
-
 # Fixtures -------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -187,8 +169,9 @@ def registry_url(registry, pki) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def flaky(registry) -> FlakyRegistry:
-    return FlakyRegistry(registry)
+def flaky(registry) -> FakeRegistry:
+    """The real registry behind a fake that fails (HTTP 500) as scripted and counts calls."""
+    return FakeRegistry(inner=registry)
 
 
 @pytest.fixture(scope="module")
@@ -198,8 +181,8 @@ def flaky_url(flaky, pki) -> Iterator[str]:
 
 
 @pytest.fixture
-def reset_flaky(flaky) -> FlakyRegistry:
-    flaky.failures_left, flaky.calls = 0, 0
+def reset_flaky(flaky) -> FakeRegistry:
+    flaky.reset()
     return flaky
 
 

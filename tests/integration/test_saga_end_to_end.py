@@ -17,9 +17,10 @@ from application.bootstrap import migrate
 from application.clinic import Clinic
 from domain.metadata import event_metadata
 from domain.slot import slot_id_for
-from process_managers.ports import Eligibility, RegistryUnavailableError
+from process_managers.ports import RegistryUnavailableError
 from tests import services
 from tests.conftest import BACKENDS, settings_for
+from tests.kit import FakeRegistry
 
 START = datetime(2027, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -55,13 +56,6 @@ def given_an_open_slot(make_clinic, backend: str, consent: bool = True) -> Given
     doctor = clinic.registry.register_doctor("Dr. Rui", "cardiology")
     clinic.open_slots(doctor, [(START, 30)])
     return Given(clinic, patient, doctor, slot_id_for(doctor, START))
-
-
-class UnavailableRegistry:
-    """A registry port that never answers in time."""
-
-    def booking_eligibility(self, patient_id: UUID, doctor_id: UUID) -> Eligibility:
-        raise RegistryUnavailableError("registry timed out")
 
 
 on_every_backend = pytest.mark.parametrize("backend", BACKENDS)
@@ -155,7 +149,7 @@ def test_booking_a_slot_of_an_unregistered_doctor_is_rejected_doctor_not_found(m
 def test_a_registry_down_until_the_deadline_compensates_validation_unavailable(make_clinic, backend, clock):
     # Given a registry that cannot answer
     given = given_an_open_slot(make_clinic, backend)
-    given.clinic.booking.registry = UnavailableRegistry()
+    given.clinic.booking.registry = FakeRegistry(RegistryUnavailableError("registry timed out"))
     # When a booking is made, it waits with its slot held
     consultation_id, _ = given.book()
     given.clinic.wait_until_settled()
@@ -173,7 +167,7 @@ def test_a_registry_back_before_the_deadline_confirms_the_waiting_booking(make_c
     # Given a booking waiting on an unavailable registry
     given = given_an_open_slot(make_clinic, backend)
     in_process_registry = given.clinic.booking.registry
-    given.clinic.booking.registry = UnavailableRegistry()
+    given.clinic.booking.registry = FakeRegistry(RegistryUnavailableError("registry timed out"))
     consultation_id, _ = given.book()
     given.clinic.wait_until_settled()
     # When the registry is back and the retry is due

@@ -11,7 +11,7 @@ from interfaces.local_deployment import deployment
 from interfaces.local_deployment.deployment import DEADLINE_SECONDS, LocalDeployment
 from interfaces.local_deployment.servers import Servers, free_port
 from tests import services
-from tests.polling import eventually
+from tests.kit import eventually
 
 Cluster = LocalDeployment
 __all__ = ["DEADLINE_SECONDS", "Cluster", "deployed", "eventually", "free_port", "servers_for_tests"]

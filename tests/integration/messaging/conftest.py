@@ -7,13 +7,11 @@ each test deletes its own exchange and queues. Tests are ``async`` (anyio's plug
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
 import threading
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,8 +27,8 @@ from application.consultations import ConsultationsApplication
 from application.settings import Settings
 from infrastructure.messaging.topology import FollowerQueues, Topology, declare_exchange, declare_follower
 from process_managers.booking import BookingProcessManager
-from process_managers.ports import Eligibility
 from tests import services
+from tests.kit import FakeRegistry
 
 TEST_DELAYS_MS = (50, 100)
 START = datetime(2027, 1, 5, 9, 0, tzinfo=UTC)
@@ -115,27 +113,6 @@ async def broker(rabbitmq_vhost: str) -> AsyncIterator[Broker]:
     yield broker
     await broker.clean_up()
     await connection.close()
-
-
-async def eventually(condition: Callable[[], Any], timeout: float = 10.0, what: str = "") -> None:
-    """Poll ``condition`` (sync or async) until true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true after {timeout}s: {what or condition}")
-        await asyncio.sleep(0.02)
-
-
-class FakeRegistry:
-    """A RegistryPort that lets everyone book."""
-
-    def booking_eligibility(self, patient_id: UUID, doctor_id: UUID) -> Eligibility:
-        return Eligibility.ok()
 
 
 class FlakyBooking(BookingProcessManager):

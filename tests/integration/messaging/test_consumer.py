@@ -18,7 +18,8 @@ from infrastructure.messaging.dlq import DeadLetterQueue
 from infrastructure.messaging.relay import OutboxRelay
 from process_managers.booking_saga import BookingSaga, saga_id_for
 from process_managers.delivery import processed_among
-from tests.integration.messaging.conftest import MemoryPosition, eventually, request_consultations
+from tests.integration.messaging.conftest import MemoryPosition, request_consultations
+from tests.kit import eventually_async
 
 pytestmark = pytest.mark.anyio
 
@@ -51,7 +52,7 @@ async def test_a_requested_consultation_starts_a_saga_through_the_broker(wired, 
     await relay.run_once()
 
     # then the booking process manager starts its saga and tracks the notification
-    await eventually(lambda: consumer.outcomes["processed"] == 1, what="processed")
+    await eventually_async(lambda: consumer.outcomes["processed"] == 1, what="processed")
     saga = booking.repository.get(saga_id_for(consultation_id))
     assert isinstance(saga, BookingSaga)
     assert saga.consultation_id == consultation_id
@@ -67,7 +68,7 @@ async def test_the_same_message_published_twice_has_one_effect(wired, booking, b
     await OutboxRelay(relay.app, await broker.channel(), broker.topology.exchange, MemoryPosition()).run_once()
 
     # then it is processed once and acknowledged as a duplicate once
-    await eventually(lambda: consumer.outcomes["processed"] + consumer.outcomes["duplicate"] == 2)
+    await eventually_async(lambda: consumer.outcomes["processed"] + consumer.outcomes["duplicate"] == 2)
     assert (consumer.outcomes["processed"], consumer.outcomes["duplicate"]) == (1, 1)
     assert saga_event_count(booking, consultation_id) == 1
 
@@ -82,7 +83,7 @@ async def test_a_handler_failing_twice_goes_through_the_retry_queues_and_is_proc
     await relay.run_once()
 
     # then the second is not held up, and the first succeeds on its third attempt, once
-    await eventually(lambda: has_saga(booking, first) and has_saga(booking, second), what="both sagas")
+    await eventually_async(lambda: has_saga(booking, first) and has_saga(booking, second), what="both sagas")
     assert booking.attempts[first] == 3
     assert consumer.outcomes["retried"] == 2
     assert saga_event_count(booking, first) == 1
@@ -98,7 +99,7 @@ async def test_a_message_that_always_fails_ends_in_the_dlq_and_the_rest_flows(wi
     await relay.run_once()
 
     # then the others are processed and the first is dead-lettered after max_attempts
-    await eventually(lambda: consumer.outcomes["dead_lettered"] == 1, what="dead-lettered")
+    await eventually_async(lambda: consumer.outcomes["dead_lettered"] == 1, what="dead-lettered")
     assert all(has_saga(booking, other) for other in others)
     assert not has_saga(booking, first)
     [dead] = await DeadLetterQueue(broker.connection, queues).list_messages()
@@ -119,8 +120,8 @@ async def test_a_poison_message_goes_straight_to_the_dlq_and_the_rest_flows(wire
     await relay.run_once()
 
     # then the request is processed, and the garbage dead-lettered on its first attempt, with why
-    await eventually(lambda: has_saga(booking, consultation_id), what="saga")
-    await eventually(lambda: consumer.outcomes["dead_lettered"] == 1, what="dead-lettered")
+    await eventually_async(lambda: has_saga(booking, consultation_id), what="saga")
+    await eventually_async(lambda: consumer.outcomes["dead_lettered"] == 1, what="dead-lettered")
     [dead] = await DeadLetterQueue(broker.connection, queues).list_messages()
     assert (dead.message_id, dead.reason, dead.attempts) == ("garbage:1", "poison", 1)
     assert dead.error.startswith("PoisonMessageError: missing headers: notification_id")
@@ -135,11 +136,11 @@ async def test_stopping_lets_the_message_in_flight_finish_and_ack(broker, consul
     booking.gate.clear()
     [consultation_id] = request_consultations(consultations, 1)
     await OutboxRelay(consultations, await broker.channel(), broker.topology.exchange).run_once()
-    await eventually(lambda: booking.attempts.get(consultation_id), what="processing started")
+    await eventually_async(lambda: booking.attempts.get(consultation_id), what="processing started")
 
     # when the consumer is asked to stop
     stopping = asyncio.create_task(consumer.stop())
-    await eventually(lambda: consumer.consuming is False, what="basic_cancel done")
+    await eventually_async(lambda: consumer.consuming is False, what="basic_cancel done")
 
     # then it waits for the message, which then finishes and is acked (nothing returns to the queue)
     assert not stopping.done()
@@ -163,7 +164,7 @@ async def test_a_failing_message_that_cannot_be_copied_for_retry_is_dead_lettere
     await relay.run_once()
 
     # then the failing one is rejected into the DLQ by the queue's own dead-lettering, the other flows
-    await eventually(lambda: consumer.outcomes["rejected"] == 1, what="rejected")
-    await eventually(lambda: has_saga(booking, second), what="second saga")
+    await eventually_async(lambda: consumer.outcomes["rejected"] == 1, what="rejected")
+    await eventually_async(lambda: has_saga(booking, second), what="second saga")
     [dead] = await DeadLetterQueue(broker.connection, queues).list_messages()
     assert (dead.message_id, dead.reason) == ("Consultations:1", "rejected")

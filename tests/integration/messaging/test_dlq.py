@@ -8,7 +8,8 @@ from infrastructure.messaging.consumer import FollowerConsumer
 from infrastructure.messaging.dlq import DeadLetterNotFoundError, DeadLetterQueue
 from infrastructure.messaging.relay import OutboxRelay
 from process_managers.booking_saga import saga_id_for
-from tests.integration.messaging.conftest import eventually, request_consultations
+from tests.integration.messaging.conftest import request_consultations
+from tests.kit import eventually_async
 
 pytestmark = pytest.mark.anyio
 
@@ -23,7 +24,7 @@ async def three_dead_letters(broker, consultations, booking):
     ids = request_consultations(consultations, 3)
     booking.failures.update(dict.fromkeys(ids))
     await OutboxRelay(consultations, await broker.channel(), broker.topology.exchange).run_once()
-    await eventually(lambda: consumer.outcomes["dead_lettered"] == 3, what="three dead letters")
+    await eventually_async(lambda: consumer.outcomes["dead_lettered"] == 3, what="three dead letters")
     yield DeadLetterQueue(broker.connection, queues), consumer, ids
     await consumer.stop()
 
@@ -63,7 +64,7 @@ async def test_a_redriven_message_is_processed_once_fixed_and_the_others_stay(th
     assert await dlq.redrive("Consultations:2") == 1
 
     # then it is processed, and the other two stay in the DLQ in their order
-    await eventually(lambda: saga_id_for(ids[1]) in booking.repository, what="redriven saga")
+    await eventually_async(lambda: saga_id_for(ids[1]) in booking.repository, what="redriven saga")
     assert message_ids(await dlq.list_messages()) == ["Consultations:1", "Consultations:3"]
 
 
@@ -76,8 +77,8 @@ async def test_redriving_all_resets_attempts_and_a_still_failing_message_comes_b
     assert await dlq.redrive_all() == 3
 
     # then two are processed, and the third is back, attempts counted afresh, redrive recorded
-    await eventually(lambda: consumer.outcomes["processed"] == 2, what="two processed")
-    await eventually(lambda: consumer.outcomes["dead_lettered"] == 4, what="third back in the DLQ")
+    await eventually_async(lambda: consumer.outcomes["processed"] == 2, what="two processed")
+    await eventually_async(lambda: consumer.outcomes["dead_lettered"] == 4, what="third back in the DLQ")
     [back] = await dlq.list_messages()
     assert (back.message_id, back.attempts, back.headers["x-redrives"]) == ("Consultations:3", 1, 1)
 

@@ -19,7 +19,8 @@ from infrastructure.messaging.dlq import DeadLetterQueue
 from infrastructure.messaging.relay import OutboxRelay
 from infrastructure.messaging.topology import ORDERING_KEY
 from process_managers.booking_saga import saga_id_for
-from tests.integration.messaging.conftest import MemoryPosition, eventually, request_consultations
+from tests.integration.messaging.conftest import MemoryPosition, request_consultations
+from tests.kit import eventually_async
 
 pytestmark = pytest.mark.anyio
 PARTITIONS = 4
@@ -49,7 +50,7 @@ async def test_each_key_s_messages_land_together_and_in_order_in_one_partition(p
     for sequence in range(4):
         for key in keys:
             await publish(partitioned, key, sequence)
-    await eventually(lambda: _total(partitioned, queues, 48), what="48 messages routed")
+    await eventually_async(lambda: _total(partitioned, queues, 48), what="48 messages routed")
     by_partition = await drained(partitioned, queues)
     where = {}
     for partition, bodies in by_partition.items():
@@ -81,12 +82,12 @@ async def test_a_retry_and_a_redriven_dead_letter_come_back_to_their_partition(p
     consumer._on_message = noting
     await consumer.start()
     await OutboxRelay(consultations, await partitioned.channel(), partitioned.topology.exchange, MemoryPosition()).run_once()
-    await eventually(lambda: consumer.outcomes["dead_lettered"] == 1, what="dead-lettered after a retry")
+    await eventually_async(lambda: consumer.outcomes["dead_lettered"] == 1, what="dead-lettered after a retry")
     [letter] = await DeadLetterQueue(partitioned.connection, queues).list_messages()
     assert letter.headers[ORDERING_KEY] == str(consultation_id)
     booking.failures[consultation_id] = 0
     assert await DeadLetterQueue(partitioned.connection, queues).redrive_all() == 1
-    await eventually(lambda: saga_id_for(consultation_id) in booking.repository, what="processed after the re-drive")
+    await eventually_async(lambda: saga_id_for(consultation_id) in booking.repository, what="processed after the re-drive")
     await consumer.stop()
     assert len(seen) == 3 and len(set(seen)) == 1  # first delivery, retry, re-drive: one partition
 
@@ -100,12 +101,12 @@ async def test_each_partition_has_one_active_consumer_and_the_next_takes_over(pa
     request_consultations(consultations, 8)
     relay = OutboxRelay(consultations, await partitioned.channel(), partitioned.topology.exchange, MemoryPosition())
     await relay.run_once()
-    await eventually(lambda: first.outcomes["processed"] == 8, what="all taken by the active consumer")
+    await eventually_async(lambda: first.outcomes["processed"] == 8, what="all taken by the active consumer")
     assert second.outcomes["processed"] == 0
     await first.stop()
     request_consultations(consultations, 8)
     await relay.run_once()
-    await eventually(lambda: second.outcomes["processed"] == 8, what="taken over by the one standing by")
+    await eventually_async(lambda: second.outcomes["processed"] == 8, what="taken over by the one standing by")
     await second.stop()
 
 
@@ -119,7 +120,7 @@ async def test_a_worker_registers_first_on_its_own_partitions(partitioned, consu
     request_consultations(consultations, 24)
     await OutboxRelay(consultations, await partitioned.channel(), partitioned.topology.exchange,
                       MemoryPosition()).run_once()
-    await eventually(lambda: early.outcomes["processed"] + late.outcomes["processed"] == 24, what="all processed")
+    await eventually_async(lambda: early.outcomes["processed"] + late.outcomes["processed"] == 24, what="all processed")
     assert early.outcomes["processed"] > 0 and late.outcomes["processed"] > 0  # shared
     await early.stop()
     await late.stop()

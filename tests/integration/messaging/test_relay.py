@@ -8,7 +8,8 @@ import pytest
 
 from application.consultations import ConsultationsApplication
 from infrastructure.messaging.relay import OutboxRelay, TrackingPosition
-from tests.integration.messaging.conftest import eventually, request_consultations
+from tests.integration.messaging.conftest import request_consultations
+from tests.kit import eventually_async
 
 pytestmark = pytest.mark.anyio
 
@@ -105,9 +106,9 @@ async def test_the_running_relay_publishes_what_is_recorded_while_it_runs_until_
 
     # when requests are recorded while it runs
     request_consultations(consultations, 2)
-    await eventually(lambda: relay.position.get() == 2, what="relay caught up")
+    await eventually_async(lambda: relay.position.get() == 2, what="relay caught up")
     request_consultations(consultations, 1)
-    await eventually(lambda: relay.position.get() == 3, what="relay caught up again")
+    await eventually_async(lambda: relay.position.get() == 3, what="relay caught up again")
 
     # then it published them all, and stops when asked
     stop.set()

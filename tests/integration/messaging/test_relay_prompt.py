@@ -8,7 +8,8 @@ import pytest
 
 from application.services import Prompts
 from infrastructure.messaging.relay import OutboxRelay
-from tests.integration.messaging.conftest import eventually, request_consultations
+from tests.integration.messaging.conftest import request_consultations
+from tests.kit import eventually_async
 
 pytestmark = pytest.mark.anyio
 
@@ -22,13 +23,13 @@ async def test_events_recorded_in_this_process_are_published_without_waiting_for
     consultations.lead(prompts)
     stop = asyncio.Event()
     running = asyncio.create_task(relay.run(stop))
-    await eventually(lambda: relay._prompted is not None, what="relay running")
+    await eventually_async(lambda: relay._prompted is not None, what="relay running")
 
     # when a request thread records an event
     await asyncio.to_thread(request_consultations, consultations, 1)
 
     # then it is on the queue at once
-    await eventually(lambda: broker.count(spy.main), timeout=5, what="the prompted publish")
+    await eventually_async(lambda: broker.count(spy.main), timeout=5, what="the prompted publish")
     stop.set()
     await running
 

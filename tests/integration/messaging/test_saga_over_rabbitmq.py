@@ -18,7 +18,8 @@ from infrastructure.messaging.consumer import FollowerConsumer
 from infrastructure.messaging.relay import OutboxRelay
 from infrastructure.messaging.topology import declare_system
 from process_managers.booking_saga import saga_id_for
-from tests.integration.messaging.conftest import START, FakeRegistry, eventually
+from tests.integration.messaging.conftest import START
+from tests.kit import FakeRegistry, eventually_async
 
 pytestmark = pytest.mark.anyio
 
@@ -56,7 +57,7 @@ async def test_a_booking_is_confirmed_across_the_broker_with_one_correlation_id(
         consultation_id = consultations.request_consultation(uuid.uuid4(), doctor_id, START, "checkup")
 
     # then the saga runs over RabbitMQ: the slot is booked and the consultation confirmed
-    await eventually(lambda: consultations.consultation(consultation_id).status == "CONFIRMED",
+    await eventually_async(lambda: consultations.consultation(consultation_id).status == "CONFIRMED",
                      timeout=20, what="consultation confirmed")
     assert scheduling.slot(slot_id).status == "BOOKED"
     # and every event of the booking, in every context, carries the request's correlation id
@@ -73,15 +74,15 @@ async def test_a_refused_booking_and_a_cancellation_compensate_across_the_broker
     doctor_id = uuid.uuid4()
     [slot_id] = scheduling.open_slots(doctor_id, [(START, 30)])
     first = consultations.request_consultation(uuid.uuid4(), doctor_id, START, "checkup")
-    await eventually(lambda: consultations.consultation(first).status == "CONFIRMED", timeout=20,
+    await eventually_async(lambda: consultations.consultation(first).status == "CONFIRMED", timeout=20,
                      what="first booking confirmed")
 
     # when another patient requests the same slot, then the first one cancels
     second = consultations.request_consultation(uuid.uuid4(), doctor_id, START, "checkup")
-    await eventually(lambda: consultations.consultation(second).status == "REJECTED", timeout=20,
+    await eventually_async(lambda: consultations.consultation(second).status == "REJECTED", timeout=20,
                      what="second booking rejected (slot refused)")
     consultations.cancel(first, "moved away", by_patient=True)
 
     # then the saga releases the slot: the refusal and the cancellation reached their followers
-    await eventually(lambda: scheduling.slot(slot_id).status == "OPEN", timeout=20, what="slot released")
+    await eventually_async(lambda: scheduling.slot(slot_id).status == "OPEN", timeout=20, what="slot released")
     assert consultations.consultation(first).status == "CANCELLED"

@@ -7,7 +7,7 @@ from aiormq.abc import Basic
 
 from application.bootstrap import SUBSCRIPTIONS, SYSTEM
 from infrastructure.messaging.topology import declare_system
-from tests.integration.messaging.conftest import eventually
+from tests.kit import eventually_async
 
 pytestmark = pytest.mark.anyio
 
@@ -100,7 +100,7 @@ async def test_a_retry_queue_hands_its_message_back_to_the_follower_queue_after_
         await channel.basic_publish(retry_queue.encode(), routing_key=retry_queue, mandatory=True,
                                     properties=Basic.Properties(delivery_mode=2))
 
-    await eventually(lambda: _count_is(broker, queues.main, 2), what="both back in the follower's queue")
+    await eventually_async(lambda: _count_is(broker, queues.main, 2), what="both back in the follower's queue")
     assert sorted(m.body.decode() for m in await broker.drain(queues.main)) == sorted(queues.retries)
 
 
