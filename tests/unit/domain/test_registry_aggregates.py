@@ -8,6 +8,8 @@ import pytest
 
 from domain.doctor import Doctor
 from domain.patient import Patient
+from tests.kit import given, that
+from tests.kit.gwt import That
 
 
 def patient(consent: bool) -> Patient:
@@ -16,12 +18,8 @@ def patient(consent: bool) -> Patient:
     return registered
 
 
-def doctor(active: bool = True) -> Doctor:
-    registered = Doctor(name="Gregory House", specialty="diagnostics")
-    if not active:
-        registered.deactivate()
-    registered.collect_events()
-    return registered
+def registered_with(consent: bool) -> That:
+    return that(Patient.Registered, name="Ada", email="ada@example.org", birth_date=date(1990, 5, 1), consent=consent)
 
 
 # Patient
@@ -50,101 +48,39 @@ def test_given_v1_registration_when_upcast_then_consent_not_given():
     assert state["consent"] is False
 
 
-def test_given_patient_without_consent_when_consent_given_then_may_book():
-    # given
-    registered = patient(consent=False)
-    # when
-    registered.give_consent()
-    # then
-    [event] = registered.collect_events()
-    assert isinstance(event, Patient.ConsentGiven)
-    assert registered.may_book
-
-
-def test_given_patient_with_consent_when_consent_given_again_then_no_event():
-    # given
-    registered = patient(consent=True)
-    # when
-    registered.give_consent()
-    # then
-    assert registered.collect_events() == []
-    assert registered.may_book
-
-
-def test_given_patient_with_consent_when_consent_withdrawn_then_may_not_book():
-    # given
-    registered = patient(consent=True)
-    # when
-    registered.withdraw_consent()
-    # then
-    [event] = registered.collect_events()
-    assert isinstance(event, Patient.ConsentWithdrawn)
-    assert not registered.may_book
-
-
-def test_given_patient_without_consent_when_consent_withdrawn_then_no_event():
-    # given
-    registered = patient(consent=False)
-    # when
-    registered.withdraw_consent()
-    # then
-    assert registered.collect_events() == []
-    assert not registered.may_book
+@pytest.mark.parametrize(("consent", "command", "recorded", "may_book"), [
+    (False, Patient.give_consent, [Patient.ConsentGiven], True),
+    (True, Patient.give_consent, [], True),
+    (True, Patient.withdraw_consent, [Patient.ConsentWithdrawn], False),
+    (False, Patient.withdraw_consent, [], False),
+])
+def test_consent_is_given_and_withdrawn_once(consent, command, recorded, may_book):
+    registered = given(registered_with(consent)).when(command).then(*recorded)
+    assert registered.may_book is may_book
 
 
 # Doctor
 
 
 def test_given_nothing_when_doctor_registered_then_active():
-    # when
-    registered = Doctor(name="Gregory House", specialty="diagnostics")
-    # then
-    [event] = registered.collect_events()
-    assert isinstance(event, Doctor.Registered)
-    assert (event.name, event.specialty) == ("Gregory House", "diagnostics")
+    registered = given().when(lambda _: Doctor(name="Gregory House", specialty="diagnostics")).then(
+        that(Doctor.Registered, name="Gregory House", specialty="diagnostics"))
     assert registered.active
 
 
-def test_given_active_doctor_when_deactivated_then_inactive():
-    # given
-    registered = doctor(active=True)
-    # when
-    registered.deactivate()
-    # then
-    [event] = registered.collect_events()
-    assert isinstance(event, Doctor.Deactivated)
-    assert not registered.active
+ACTIVE = (that(Doctor.Registered, name="Gregory House", specialty="diagnostics"),)
+INACTIVE = (*ACTIVE, Doctor.Deactivated)
 
 
-def test_given_inactive_doctor_when_deactivated_again_then_no_event():
-    # given
-    registered = doctor(active=False)
-    # when
-    registered.deactivate()
-    # then
-    assert registered.collect_events() == []
-    assert not registered.active
-
-
-def test_given_inactive_doctor_when_reactivated_then_active():
-    # given
-    registered = doctor(active=False)
-    # when
-    registered.reactivate()
-    # then
-    [event] = registered.collect_events()
-    assert isinstance(event, Doctor.Reactivated)
-    assert registered.active
-
-
-def test_given_active_doctor_when_reactivated_then_no_event():
-    # given
-    registered = doctor(active=True)
-    # when
-    registered.reactivate()
-    # then
-    assert registered.collect_events() == []
-    assert registered.active
+@pytest.mark.parametrize(("history", "command", "recorded", "active"), [
+    (ACTIVE, Doctor.deactivate, [Doctor.Deactivated], False),
+    (INACTIVE, Doctor.deactivate, [], False),
+    (INACTIVE, Doctor.reactivate, [Doctor.Reactivated], True),
+    (ACTIVE, Doctor.reactivate, [], True),
+], ids=["deactivated", "deactivated-again", "reactivated", "reactivated-while-active"])
+def test_a_doctor_is_deactivated_and_reactivated_once(history, command, recorded, active):
+    registered = given(*history).when(command).then(*recorded)
+    assert registered.active is active
 
 
 # Patient: erasure of personal data

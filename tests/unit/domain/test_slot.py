@@ -1,4 +1,8 @@
-"""Slot rules: open → held (with expiry) → booked, or released; closed."""
+"""Slot rules: open → held (with expiry) → booked, or released; closed.
+
+The commands' tests are given a slot's history (replayed through its mutators), run one command
+and check the events it records (tests/kit/gwt.py).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from domain.slot import (
     SlotUnavailableError,
     slot_id_for,
 )
+from tests.kit import given, that
+from tests.kit.gwt import Given
 
 DOCTOR = uuid4()
 START = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
@@ -22,32 +28,28 @@ NOW = datetime(2027, 1, 4, 8, 0, tzinfo=UTC)
 EXPIRES = NOW + timedelta(minutes=10)
 A, B = uuid4(), uuid4()
 
-
-def open_slot() -> Slot:
-    slot = Slot(doctor_id=DOCTOR, start=START, duration_minutes=30)
-    slot.collect_events()
-    return slot
+OPENED = that(Slot.Opened, doctor_id=DOCTOR, start=START, duration_minutes=30)
 
 
-def held_slot(booking=A) -> Slot:
-    slot = open_slot()
-    slot.hold(booking, EXPIRES, now=NOW)
-    slot.collect_events()
-    return slot
+def held_by(booking):
+    return (OPENED, that(Slot.Held, booking_id=booking, expires_at=EXPIRES))
 
 
-def booked_slot(booking=A) -> Slot:
-    slot = held_slot(booking)
-    slot.book(booking)
-    slot.collect_events()
-    return slot
+def booked_by(booking):
+    return (*held_by(booking), that(Slot.Booked, booking_id=booking))
 
 
-def closed_slot() -> Slot:
-    slot = open_slot()
-    slot.close()
-    slot.collect_events()
-    return slot
+HISTORIES = {
+    "open": (OPENED,),
+    "held": held_by(A),
+    "booked": booked_by(A),
+    "closed": (OPENED, Slot.Closed),
+}
+
+
+def a_slot(history: str) -> Given:
+    """Given: a slot with this history (held and booked by booking A)."""
+    return given(*HISTORIES[history])
 
 
 # Identity and opening
@@ -95,144 +97,79 @@ def test_given_nothing_when_opened_with_naive_start_then_refused():
 
 
 def test_given_open_slot_when_held_then_held_with_expiry():
-    # given
-    slot = open_slot()
-    # when
-    slot.hold(A, EXPIRES, now=NOW)
-    # then
-    [held] = slot.collect_events()
-    assert isinstance(held, Slot.Held)
-    assert (held.booking_id, held.expires_at) == (A, EXPIRES)
+    slot = a_slot("open").when(lambda s: s.hold(A, EXPIRES, now=NOW)).then(
+        that(Slot.Held, booking_id=A, expires_at=EXPIRES))
     assert (slot.status, slot.booking_id, slot.hold_expires_at) == (SlotStatus.HELD, A, EXPIRES)
 
 
 def test_given_held_slot_when_same_booking_holds_again_then_no_event():
-    # given
-    slot = held_slot(A)
-    # when
-    slot.hold(A, EXPIRES + timedelta(minutes=5), now=NOW)
-    # then
-    assert slot.collect_events() == []
+    slot = a_slot("held").when(lambda s: s.hold(A, EXPIRES + timedelta(minutes=5), now=NOW)).then_nothing()
     assert slot.hold_expires_at == EXPIRES
 
 
 def test_given_held_slot_when_another_booking_holds_then_refused():
-    # given
-    slot = held_slot(A)
-    # when / then
-    with pytest.raises(SlotUnavailableError):
-        slot.hold(B, EXPIRES, now=NOW + timedelta(minutes=5))
+    a_slot("held").when(lambda s: s.hold(B, EXPIRES, now=NOW + timedelta(minutes=5))).then_refused(
+        SlotUnavailableError)
 
 
 def test_given_expired_hold_when_another_booking_holds_then_held_by_it():
-    # given
-    slot = held_slot(A)
-    # when
-    slot.hold(B, EXPIRES + timedelta(minutes=10), now=EXPIRES + timedelta(seconds=1))
-    # then
-    [held] = slot.collect_events()
-    assert isinstance(held, Slot.Held)
-    assert held.booking_id == B
+    slot = a_slot("held").when(
+        lambda s: s.hold(B, EXPIRES + timedelta(minutes=10), now=EXPIRES + timedelta(seconds=1)),
+    ).then(that(Slot.Held, booking_id=B))
     assert slot.booking_id == B
 
 
 def test_given_booked_slot_when_another_booking_holds_then_refused():
-    # given
-    slot = booked_slot(A)
-    # when / then
-    with pytest.raises(SlotUnavailableError):
-        slot.hold(B, EXPIRES, now=EXPIRES + timedelta(hours=1))
+    a_slot("booked").when(lambda s: s.hold(B, EXPIRES, now=EXPIRES + timedelta(hours=1))).then_refused(
+        SlotUnavailableError)
 
 
 def test_given_closed_slot_when_held_then_refused():
-    # given
-    slot = closed_slot()
-    # when / then
-    with pytest.raises(SlotUnavailableError):
-        slot.hold(A, EXPIRES, now=NOW)
+    a_slot("closed").when(lambda s: s.hold(A, EXPIRES, now=NOW)).then_refused(SlotUnavailableError)
 
 
 def test_given_open_slot_when_held_with_naive_expiry_then_refused():
-    # given
-    slot = open_slot()
-    # when / then
-    with pytest.raises(ValueError):
-        slot.hold(A, EXPIRES.replace(tzinfo=None), now=NOW)
+    a_slot("open").when(lambda s: s.hold(A, EXPIRES.replace(tzinfo=None), now=NOW)).then_refused(ValueError)
 
 
 def test_given_open_slot_when_held_with_naive_now_then_refused():
-    # given
-    slot = open_slot()
-    # when / then
-    with pytest.raises(ValueError):
-        slot.hold(A, EXPIRES, now=NOW.replace(tzinfo=None))
+    a_slot("open").when(lambda s: s.hold(A, EXPIRES, now=NOW.replace(tzinfo=None))).then_refused(ValueError)
 
 
 # Booking
 
 
 def test_given_held_slot_when_holder_books_then_booked():
-    # given
-    slot = held_slot(A)
-    # when
-    slot.book(A)
-    # then
-    [booked] = slot.collect_events()
-    assert isinstance(booked, Slot.Booked)
-    assert booked.booking_id == A
+    slot = a_slot("held").when(lambda s: s.book(A)).then(that(Slot.Booked, booking_id=A))
     assert (slot.status, slot.booking_id) == (SlotStatus.BOOKED, A)
 
 
 def test_given_held_slot_when_another_booking_books_then_refused():
-    # given
-    slot = held_slot(A)
-    # when / then
-    with pytest.raises(SlotNotHeldError):
-        slot.book(B)
+    a_slot("held").when(lambda s: s.book(B)).then_refused(SlotNotHeldError)
 
 
 def test_given_open_slot_when_booked_then_refused():
-    # given
-    slot = open_slot()
-    # when / then
-    with pytest.raises(SlotNotHeldError):
-        slot.book(A)
+    a_slot("open").when(lambda s: s.book(A)).then_refused(SlotNotHeldError)
 
 
 def test_given_booked_slot_when_holder_books_again_then_no_event():
-    # given
-    slot = booked_slot(A)
-    # when
-    slot.book(A)
-    # then
-    assert slot.collect_events() == []
+    slot = a_slot("booked").when(lambda s: s.book(A)).then_nothing()
     assert slot.status == SlotStatus.BOOKED
 
 
 # Releasing
 
 
-@pytest.mark.parametrize("given", [held_slot, booked_slot])
-def test_given_taken_slot_when_holder_releases_then_released_and_open(given):
-    # given
-    slot = given(A)
-    # when
-    slot.release(A, reason="cancelled")
-    # then
-    [released] = slot.collect_events()
-    assert isinstance(released, Slot.Released)
-    assert (released.booking_id, released.reason) == (A, "cancelled")
+@pytest.mark.parametrize("history", ["held", "booked"])
+def test_given_taken_slot_when_holder_releases_then_released_and_open(history):
+    slot = a_slot(history).when(lambda s: s.release(A, reason="cancelled")).then(
+        that(Slot.Released, booking_id=A, reason="cancelled"))
     assert (slot.status, slot.booking_id, slot.hold_expires_at) == (SlotStatus.OPEN, None, None)
 
 
-@pytest.mark.parametrize("given", [held_slot, booked_slot])
-def test_given_taken_slot_when_another_booking_releases_then_no_event(given):
-    # given
-    slot = given(A)
-    # when
-    slot.release(B, reason="cancelled")
-    # then
-    assert slot.collect_events() == []
+@pytest.mark.parametrize("history", ["held", "booked"])
+def test_given_taken_slot_when_another_booking_releases_then_no_event(history):
+    slot = a_slot(history).when(lambda s: s.release(B, reason="cancelled")).then_nothing()
     assert slot.booking_id == A
 
 
@@ -240,29 +177,14 @@ def test_given_taken_slot_when_another_booking_releases_then_no_event(given):
 
 
 def test_given_open_slot_when_closed_then_closed():
-    # given
-    slot = open_slot()
-    # when
-    slot.close()
-    # then
-    [closed] = slot.collect_events()
-    assert isinstance(closed, Slot.Closed)
+    slot = a_slot("open").when(Slot.close).then(Slot.Closed)
     assert (slot.status, slot.booking_id) == (SlotStatus.CLOSED, None)
 
 
-@pytest.mark.parametrize("given", [held_slot, booked_slot])
-def test_given_taken_slot_when_closed_then_refused(given):
-    # given
-    slot = given(A)
-    # when / then
-    with pytest.raises(SlotInUseError):
-        slot.close()
+@pytest.mark.parametrize("history", ["held", "booked"])
+def test_given_taken_slot_when_closed_then_refused(history):
+    a_slot(history).when(Slot.close).then_refused(SlotInUseError)
 
 
 def test_given_closed_slot_when_closed_again_then_no_event():
-    # given
-    slot = closed_slot()
-    # when
-    slot.close()
-    # then
-    assert slot.collect_events() == []
+    a_slot("closed").when(Slot.close).then_nothing()
