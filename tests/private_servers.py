@@ -21,7 +21,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests import services
+from tests.kit import eventually
 
 START_TIMEOUT = 30
 
@@ -47,15 +47,6 @@ def listening(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def wait_for(condition: object, what: str, timeout: float = START_TIMEOUT) -> None:
-    """Poll ``condition()`` until it is true, or fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def missing(message: str) -> None:
@@ -119,7 +110,7 @@ class PrivateRedis:
         self.process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.root)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(lambda: listening(self.port), f"redis on port {self.port}")
+        eventually(lambda: listening(self.port), START_TIMEOUT, f"redis on port {self.port}")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -158,7 +149,7 @@ class PrivateRabbitMQ:
         log = open(self.root / "rabbitmq.out", "ab")  # noqa: SIM115 - kept by the process
         self.process = subprocess.Popen([self.binary], env=self.env, stdin=subprocess.DEVNULL, stdout=log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(lambda: self._exited_early() or listening(self.port), f"rabbitmq on port {self.port}")
+        eventually(lambda: self._exited_early() or listening(self.port), START_TIMEOUT, f"rabbitmq on port {self.port}")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -7,13 +7,14 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.kit import eventually
 
 CLINIC = [sys.executable, "-m", "interfaces.cli.main"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,16 +73,16 @@ def served(tmp_path) -> Iterator[tuple[str, dict[str, str]]]:
 
 
 def _wait_until_live(base: str, process: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def live() -> bool:
         if process.poll() is not None:
             raise AssertionError("clinic serve exited (see serve.log in the test's tmp_path)")
         try:
             with urllib.request.urlopen(f"{base}/health/live", timeout=1):
-                return
+                return True
         except OSError:
-            time.sleep(0.1)  # polling a port that is not bound yet: nothing to wait on but time
-    raise AssertionError("clinic serve did not become live")
+            return False  # the port is not bound yet
+
+    eventually(live, timeout, what="clinic serve to become live", interval=0.1)
 
 
 def call(base: str, method: str, path: str, token: str, body: dict | None = None) -> tuple[int, dict]:
@@ -114,11 +115,10 @@ def test_served_api_books_with_tokens_from_the_cli(served):
 
 
 def _poll_status(base: str, consultation_id: str, token: str, timeout: float = 20) -> str:
-    """A client of the 202 API polls the resource until the saga has decided."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        _, body = call(base, "GET", f"/v1/consultations/{consultation_id}", token)
-        if body["status"] != "REQUESTED":
-            return body["status"]
-        time.sleep(0.05)  # the API offers no push; a real client polls too
-    return "REQUESTED"
+    """A client of the 202 API that polls the resource until the saga has decided."""
+
+    def decided() -> str | None:
+        status = call(base, "GET", f"/v1/consultations/{consultation_id}", token)[1]["status"]
+        return None if status == "REQUESTED" else status
+
+    return eventually(decided, timeout, what=f"consultation {consultation_id} to be decided")

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from infrastructure.read_models.redis_store import RedisViewStore
 from tests import services
 from tests.e2e.test_processes import _free_port, _wait_until_live, call
 from tests.integration.projections.conftest import delete_prefix
+from tests.kit import eventually
 
 CLINIC = [sys.executable, "-m", "interfaces.cli.main"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,10 +79,8 @@ def test_rebuilding_every_projection_under_read_load_fails_no_read(tmp_path):
 
 
 def _until_complete(base: str, token: str, paths: list[str], expected: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def caught_up() -> bool:  # the projections run in the server process: poll what it serves
         bodies = [call(base, "GET", path, token)[1] for path in paths]
-        if all(len(body.get("items", body.get("slots", []))) == expected for body in bodies):
-            return
-        time.sleep(0.05)  # the projections run in the server process: poll what it serves
-    raise AssertionError("the views did not catch up with the bookings")
+        return all(len(body.get("items", body.get("slots", []))) == expected for body in bodies)
+
+    eventually(caught_up, timeout, what="the views to catch up with the bookings")

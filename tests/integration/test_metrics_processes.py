@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.kit import eventually
 
 CLINIC = [sys.executable, "-m", "interfaces.cli.main"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,16 +56,19 @@ def running(*args: str, env: dict[str, str], log: Path, port: int | None = None)
 
 
 def _wait_until_live(base: str, process: subprocess.Popen, log: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def live() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"the process exited: {log.read_text()[-2000:]}")
         try:
             with urllib.request.urlopen(f"{base}/health/live", timeout=1):
-                return
+                return True
         except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.05)
-    raise AssertionError(f"not live after {timeout}s: {log.read_text()[-2000:]}")
+            return False
+
+    try:
+        eventually(live, timeout, what="the process to be live")
+    except AssertionError as error:
+        raise AssertionError(f"{error}: {log.read_text()[-2000:]}") from None
 
 
 def scrape(base: str) -> dict[str, object]:
