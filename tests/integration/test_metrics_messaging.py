@@ -16,11 +16,11 @@ from tests.integration.messaging.conftest import (  # noqa: F401 - fixtures
     booking,
     broker,
     consultations,
-    eventually,
     rabbitmq_vhost,
     request_consultations,
     settings,
 )
+from tests.kit.eventually import eventually_async
 
 pytestmark = pytest.mark.anyio
 
@@ -46,7 +46,7 @@ async def test_every_outcome_of_a_message_is_counted_by_follower(broker, consult
         booking.failures[poisoned] = None  # fails every time: 2 retries, then the DLQ
 
         assert await relay.run_once() == 3
-        await eventually(lambda: sum(consumer.outcomes.values()) == 1 + 2 + 3, what="six deliveries settled")
+        await eventually_async(lambda: sum(consumer.outcomes.values()) == 1 + 2 + 3, what="six deliveries settled")
 
         assert metrics.sample("clinic_amqp_published_total", application="consultations") == 3
         assert metrics.sample("clinic_amqp_consumed_total", follower="booking") == 6
@@ -63,7 +63,7 @@ async def test_queue_depths_are_measured_by_a_passive_declare(broker, consultati
     relay = OutboxRelay(consultations, await broker.channel(), broker.topology.exchange, MemoryPosition())
     request_consultations(consultations, 2)
     await relay.run_once()
-    await eventually(lambda: broker.count(queues.main), what="published")  # nobody consumes: they wait
+    await eventually_async(lambda: broker.count(queues.main), what="published")  # nobody consumes: they wait
     missing = f"{queues.main}.missing"
     sampler = QueueDepthSampler(metrics, [queues.main, queues.dead_letters])
 
@@ -75,9 +75,9 @@ async def test_queue_depths_are_measured_by_a_passive_declare(broker, consultati
     broken = QueueDepthSampler(metrics, [missing], interval=0.05)
     stop = asyncio.Event()
     task = asyncio.create_task(broken.run(lambda: broker.connection, stop))
-    await eventually(lambda: broken._channel is None or broken._channel.is_closed, what="channel closed")
+    await eventually_async(lambda: broken._channel is None or broken._channel.is_closed, what="channel closed")
     broken.queues = (queues.main,)
     await broker.drain(queues.main)
-    await eventually(lambda: metrics.sample("clinic_amqp_queue_depth", queue=queues.main) == 0, what="re-measured")
+    await eventually_async(lambda: metrics.sample("clinic_amqp_queue_depth", queue=queues.main) == 0, what="re-measured")
     stop.set()
     await task
