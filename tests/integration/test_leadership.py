@@ -46,6 +46,7 @@ def test_one_contender_leads_and_the_other_takes_over_when_its_connection_dies()
         stop = asyncio.Event()
         tasks = [asyncio.create_task(a.run(stop, first_retry=0.05)), asyncio.create_task(b.run(stop, first_retry=0.05))]
         await until(lambda: a.held.is_set() or b.held.is_set(), what="a leader")
+        await until(lambda: a.slotted.is_set() and b.slotted.is_set(), what="both contenders' slots")
         leader, other = (a, b) if a.held.is_set() else (b, a)
         assert not other.held.is_set() and {a.slot, b.slot} == {0, 1}  # each its own slot
         # when the leader's session ends (kill -9 of its process does the same), the other leads
