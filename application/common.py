@@ -19,6 +19,16 @@ class ClinicApplication(ClinicStore, Leader):
     embedded runner, the outbox relay) what it records."""
 
 
+class VersionConflictError(Exception):
+    """The resource changed since the version the client based its request on."""
+
+
+def expect_version(aggregate: Any, expected: int | None, kind: str) -> None:
+    """Refuse to act on ``aggregate`` unless it is at ``expected`` (``None``: at any version)."""
+    if expected is not None and aggregate.version != expected:
+        raise VersionConflictError(f"the {kind} is at version {aggregate.version}, not {expected}")
+
+
 def load(app: Application[Any], aggregate_id: UUID, cls: type[T], kind: str) -> T:
     """The aggregate ``aggregate_id`` of type ``cls``, or ``NotFoundError`` naming ``kind``."""
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -10,11 +10,19 @@ from uuid import UUID
 from eventsourcing.application import ProcessingEvent
 from eventsourcing.dispatch import singledispatchmethod
 
-from application.common import load
+from application.common import expect_version, load
 from application.views import ConsultationView, NoteView
 from domain.consultation import Consultation
 from process_managers.base import ClinicProcessApplication
 from process_managers.booking_saga import BookingSaga
+
+Check = Callable[[ConsultationView], None]
+"""A caller's right to act on a consultation, judged on the consultation as loaded: it raises to refuse.
+The interfaces pass their authorisation rule, so a command loads its aggregate once."""
+
+
+def anyone(_: ConsultationView) -> None:
+    """The check of a trusted caller (the CLI, the demo, tests): nothing is refused."""
 
 
 class ConsultationsApplication(ClinicProcessApplication):
@@ -28,32 +36,34 @@ class ConsultationsApplication(ClinicProcessApplication):
         self.save(consultation)
         return consultation.id
 
-    def consultation(self, consultation_id: UUID) -> ConsultationView:
-        c = self._get(consultation_id)
-        return ConsultationView(
-            c.id, c.patient_id, c.doctor_id, c.start, str(c.status), c.reason, c.rejection_reason, c.version
-        )
+    def consultation(self, consultation_id: UUID, check: Check = anyone) -> ConsultationView:
+        return _view(self._get(consultation_id, check))
 
-    def cancel(self, consultation_id: UUID, reason: str, by_patient: bool) -> None:
-        """Cancel a confirmed consultation; the saga then releases its slot."""
-        consultation = self._get(consultation_id)
+    def cancel(self, consultation_id: UUID, reason: str, by_patient: bool, *, expected_version: int | None = None,
+               check: Check = anyone) -> None:
+        """Cancel a confirmed consultation (only at ``expected_version`` if given); the saga then releases
+        its slot."""
+        consultation = self._get(consultation_id, check)
+        expect_version(consultation, expected_version, "consultation")
         if by_patient:
             consultation.cancel_by_patient(reason)
         else:
             consultation.cancel_by_clinic(reason)
         self.save(consultation)
 
-    def add_note(self, consultation_id: UUID, author: str, text: str) -> None:
+    def add_note(self, consultation_id: UUID, author: str, text: str, check: Check = anyone) -> None:
         """Add the doctor's clinical note to a confirmed or completed consultation."""
-        consultation = self._get(consultation_id)
+        consultation = self._get(consultation_id, check)
         consultation.add_note(author, text)
         self.save(consultation)
 
-    def notes(self, consultation_id: UUID) -> list[NoteView]:
-        return [NoteView(n.author, n.text, n.written_at) for n in self._get(consultation_id).notes]
+    def notes(self, consultation_id: UUID, check: Check = anyone) -> list[NoteView]:
+        return [NoteView(n.author, n.text, n.written_at) for n in self._get(consultation_id, check).notes]
 
-    def _get(self, consultation_id: UUID) -> Consultation:
-        return load(self, consultation_id, Consultation, "consultation")
+    def _get(self, consultation_id: UUID, check: Check = anyone) -> Consultation:
+        consultation = load(self, consultation_id, Consultation, "consultation")
+        check(_view(consultation))
+        return consultation
 
     def aggregates_for(self, domain_event: Any) -> Iterable[UUID]:
         """The consultation each saga verdict loads (a batch loads them with one query)."""
@@ -79,3 +89,8 @@ class ConsultationsApplication(ClinicProcessApplication):
 
     def _consultation_of(self, saga_event: Any) -> Consultation:
         return self._get(saga_event.consultation_id)
+
+
+def _view(c: Consultation) -> ConsultationView:
+    return ConsultationView(c.id, c.patient_id, c.doctor_id, c.start, str(c.status), c.reason, c.rejection_reason,
+                            c.version)

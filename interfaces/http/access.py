@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from litestar.connection import ASGIConnection
@@ -36,17 +37,16 @@ def allow(condition: bool, why: str) -> None:
         raise PermissionDeniedException(why)
 
 
-def guarded(principal: Principal, load: Callable[[], T], rule: Callable[[Principal, T], bool], why: str) -> T:
-    """Load a resource and apply ``rule``; to a caller who may not see every such resource, a missing
-    one is refused exactly like someone else's, so a 403 never tells whether it exists."""
+@contextmanager
+def masking(principal: Principal, why: str) -> Iterator[None]:
+    """Refuse a missing resource, to a caller who may not see every such resource, exactly like someone
+    else's, so a 403 never tells whether it exists."""
     try:
-        resource = load()
+        yield
     except NotFoundError:
         if principal.has_role(Role.ADMIN):
             raise
         raise PermissionDeniedException(why) from None
-    allow(rule(principal, resource), why)
-    return resource
 
 
 def is_self_or_admin(principal: Principal, subject_id: str, role: Role) -> bool:

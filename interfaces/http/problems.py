@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, Permissio
 from litestar.exceptions import ValidationException as LitestarValidationException
 
 from application.audit import AuditQueryError
+from application.common import VersionConflictError
 from application.read_models import CursorError, UnknownPositionError
 from application.scheduling import SlotAlreadyOpenError
 from domain.base import NotFoundError
@@ -26,10 +27,6 @@ from interfaces.http.schemas import Problem
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "urn:clinic:problem:"
 log = logging.getLogger(__name__)
-
-
-class VersionConflictError(Exception):
-    """The resource changed since the version the client based its request on."""
 
 
 class InvalidBodyError(Exception):

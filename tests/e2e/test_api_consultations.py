@@ -153,9 +153,20 @@ def test_a_patient_cancelling_frees_the_slot_for_a_new_booking(api, clinic, worl
     assert api.get(f"/v1/consultations/{again}", headers=patient).json()["status"] == "CONFIRMED"
 
 
-def test_an_admin_may_cancel_for_the_clinic(api, admin, confirmed):
+def test_an_admin_may_cancel_for_the_clinic(api, clinic, admin, confirmed):
     response = api.post(f"/v1/consultations/{confirmed}/cancel", json={"reason": "doctor ill"}, headers=admin)
     assert response.status_code == 200
+    assert last_event(clinic, confirmed) == "CancelledByClinic"
+
+
+def test_a_patient_cancels_as_the_patient(api, clinic, patient, confirmed):
+    response = api.post(f"/v1/consultations/{confirmed}/cancel", json={"reason": "ill"}, headers=patient)
+    assert response.status_code == 200
+    assert last_event(clinic, confirmed) == "CancelledByPatient"
+
+
+def last_event(clinic, consultation_id):
+    return clinic.auditor.trail("consultation", uuid.UUID(consultation_id)).events[-1].type.split(".")[-1]
 
 
 def test_cancelling_with_the_current_version_in_if_match_succeeds(api, patient, confirmed):
@@ -163,6 +174,20 @@ def test_cancelling_with_the_current_version_in_if_match_succeeds(api, patient, 
     response = api.post(f"/v1/consultations/{confirmed}/cancel", json={"reason": "x"},
                         headers=patient | {"If-Match": etag})
     assert response.status_code == 200
+
+
+def test_cancelling_with_if_match_any_version_succeeds(api, patient, confirmed):
+    response = api.post(f"/v1/consultations/{confirmed}/cancel", json={"reason": "x"},
+                        headers=patient | {"If-Match": "*"})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("tag", ['"abc"', '"-1"', "", 'W/"x2"'])
+def test_cancelling_with_an_if_match_naming_no_version_is_409_and_cancels_nothing(api, patient, confirmed, tag):
+    response = api.post(f"/v1/consultations/{confirmed}/cancel", json={"reason": "x"},
+                        headers=patient | {"If-Match": tag})
+    assert_problem(response, 409, "version-conflict")
+    assert api.get(f"/v1/consultations/{confirmed}", headers=patient).json()["status"] == "CONFIRMED"
 
 
 def test_cancelling_with_a_stale_if_match_is_409_version_conflict(api, patient, confirmed):

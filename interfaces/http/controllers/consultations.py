@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -12,19 +12,17 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
-from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromPath, HeaderParameter, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from application.clinic import Clinic
-from application.consultations import ConsultationsApplication
+from application.common import VersionConflictError
+from application.consultations import Check, ConsultationsApplication
 from application.read_models import ConsultationRead, Freshness, ReadModels, parse_positions
 from application.views import ConsultationView
-from domain.base import NotFoundError
 from domain.values import Role
 from infrastructure.security.tokens import Principal
 from interfaces.http import access
-from interfaces.http.problems import VersionConflictError
 from interfaces.http.schemas import (
     AddNote,
     BookConsultation,
@@ -129,11 +127,12 @@ class ConsultationController(Controller):
     def cancel(self, consultation_id: FromPath[UUID], data: JSONBody[CancelConsultation], clinic: NamedDependency[Clinic],
                request: Request[Principal, Any, Any], if_match: IfMatch = None) -> Response[ConsultationCancelled]:
         """Cancel a confirmed consultation (its patient, or an admin for the clinic); frees the slot."""
-        view = self._readable(clinic, consultation_id, request.user, access.may_cancel)
-        _check_version(view, if_match)
-        by_patient = str(view.patient_id) == request.user.sub
         consultations = clinic.require(ConsultationsApplication)
-        consultations.cancel(consultation_id, data.reason, by_patient=by_patient)
+        principal = request.user
+        with access.masking(principal, NOT_ALLOWED):
+            consultations.cancel(consultation_id, data.reason, by_patient=not principal.has_role(Role.ADMIN),
+                                 expected_version=_expected_version(if_match),
+                                 check=_rule(principal, access.may_cancel))
         return Response(ConsultationCancelled(consultation_id=consultation_id, status="CANCELLED"),
                         headers={EVENT_POSITION: clinic.position(consultations)})
 
@@ -142,23 +141,19 @@ class ConsultationController(Controller):
     def add_note(self, consultation_id: FromPath[UUID], data: JSONBody[AddNote], clinic: NamedDependency[Clinic],
                  request: Request[Principal, Any, Any]) -> NoteAdded:
         """Add a clinical note (its doctor or an admin) to a confirmed or completed consultation."""
-        self._readable(clinic, consultation_id, request.user, access.may_use_notes)
-        clinic.require(ConsultationsApplication).add_note(consultation_id, request.user.sub, data.text)
+        consultations, principal = clinic.require(ConsultationsApplication), request.user
+        with access.masking(principal, NOT_ALLOWED):
+            consultations.add_note(consultation_id, principal.sub, data.text, _rule(principal, access.may_use_notes))
         return NoteAdded(consultation_id=consultation_id)
 
     @get("/{consultation_id:uuid}/notes", operation_id="listClinicalNotes",
          summary="List a consultation's clinical notes", sync_to_thread=True)
     def notes(self, consultation_id: FromPath[UUID], clinic: NamedDependency[Clinic], request: Request[Principal, Any, Any]) -> Notes:
         """The clinical notes, oldest first (its doctor or an admin only)."""
-        self._readable(clinic, consultation_id, request.user, access.may_use_notes)
-        notes = [Note(n.author, n.text, n.written_at)
-                 for n in clinic.require(ConsultationsApplication).notes(consultation_id)]
-        return Notes(consultation_id=consultation_id, notes=notes)
-
-    @staticmethod
-    def _readable(clinic: NamedDependency[Clinic], consultation_id: FromPath[UUID], principal: Principal, rule: Any) -> ConsultationView:
-        consultations = clinic.require(ConsultationsApplication)
-        return access.guarded(principal, lambda: consultations.consultation(consultation_id), rule, NOT_ALLOWED)
+        consultations, principal = clinic.require(ConsultationsApplication), request.user
+        with access.masking(principal, NOT_ALLOWED):
+            written = consultations.notes(consultation_id, _rule(principal, access.may_use_notes))
+        return Notes(consultation_id=consultation_id, notes=[Note(n.author, n.text, n.written_at) for n in written])
 
 
 NOT_ALLOWED = "not allowed for this consultation (or there is no such consultation)"
@@ -196,13 +191,9 @@ async def read_consultation(clinic: Clinic, consultation_id: UUID, principal: Pr
 
 async def readable(clinic: Clinic, consultation_id: UUID, principal: Principal) -> ConsultationRead:
     """The consultation if ``principal`` may read it; to one who may not read every consultation, a
-    missing one is refused exactly like someone else's (``access.guarded``'s rule)."""
-    try:
+    missing one is refused exactly like someone else's (``access.masking``)."""
+    with access.masking(principal, NOT_ALLOWED):
         read = await clinic.require(ReadModels).consultation_read_async(consultation_id)
-    except NotFoundError:
-        if principal.has_role(Role.ADMIN):
-            raise
-        raise PermissionDeniedException(NOT_ALLOWED) from None
     access.allow(access.may_read(principal, read.view), NOT_ALLOWED)
     return read
 
@@ -270,6 +261,16 @@ def freshness_values(freshness: Freshness | None) -> dict[str, str]:
     return {"X-Projection-Position": str(freshness.position), "X-Projection-Lag": str(freshness.lag)}
 
 
-def _check_version(view: ConsultationView, if_match: str | None) -> None:
-    if if_match is not None and if_match.strip().strip('W/').strip('"') != str(view.version):
-        raise VersionConflictError(f"the consultation is at version {view.version}, not {if_match}")
+def _rule(principal: Principal, rule: Callable[[Principal, ConsultationView], bool]) -> Check:
+    """``rule`` for ``principal`` as the application's check of the consultation it loads."""
+    return lambda view: access.allow(rule(principal, view), NOT_ALLOWED)
+
+
+def _expected_version(if_match: str | None) -> int | None:
+    """The version an ``If-Match`` ETag names (``*`` or none: any version)."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    tag = if_match.strip().removeprefix("W/").strip('"')
+    if not tag.isdecimal():
+        raise VersionConflictError(f"If-Match {if_match} names no version of the consultation")
+    return int(tag)
