@@ -23,7 +23,7 @@ from application.record_access import PatientRecords
 from application.registry import RegistryApplication
 from application.runner import EmbeddedRunner
 from application.scheduling import SchedulingApplication
-from application.views import BookingAccepted, SagaStepView, SagaView
+from application.views import BookingAccepted, Saga, SagaStep
 from infrastructure.event_store import storage_backend
 from process_managers.booking import BookingProcessManager
 from process_managers.booking_saga import BookingSaga, saga_id_for
@@ -87,11 +87,11 @@ class Clinic:
         consultation_id = self.require(ConsultationsApplication).request_consultation(patient_id, doctor_id, start, reason)
         return BookingAccepted(consultation_id, saga_id_for(consultation_id), "REQUESTED")
 
-    def saga(self, saga_id: UUID) -> SagaView:
+    def saga(self, saga_id: UUID) -> Saga:
         """The booking saga's state and steps, as operators follow it."""
         saga = load(self.require(BookingProcessManager), saga_id, BookingSaga, "saga")
-        steps = [SagaStepView(s.name, s.status, s.at) for s in saga.steps]
-        return SagaView(saga.id, saga.consultation_id, str(saga.state), saga.rejection_reason,
+        steps = [SagaStep(s.name, s.status, s.at) for s in saga.steps]
+        return Saga(saga.id, saga.consultation_id, str(saga.state), saga.rejection_reason,
                         saga.deadline, steps)
 
     def position(self, app: Log) -> str:

@@ -11,7 +11,7 @@ from eventsourcing.application import ProcessingEvent
 from eventsourcing.dispatch import singledispatchmethod
 
 from application.common import expect_version, load
-from application.views import ConsultationView, NoteView
+from application.views import ConsultationView, Note
 from domain.consultation import Consultation
 from process_managers.base import ClinicProcessApplication
 from process_managers.booking_saga import BookingSaga
@@ -57,8 +57,8 @@ class ConsultationsApplication(ClinicProcessApplication):
         consultation.add_note(author, text)
         self.save(consultation)
 
-    def notes(self, consultation_id: UUID, check: Check = anyone) -> list[NoteView]:
-        return [NoteView(n.author, n.text, n.written_at) for n in self._get(consultation_id, check).notes]
+    def notes(self, consultation_id: UUID, check: Check = anyone) -> list[Note]:
+        return [Note(n.author, n.text, n.written_at) for n in self._get(consultation_id, check).notes]
 
     def _get(self, consultation_id: UUID, check: Check = anyone) -> Consultation:
         consultation = load(self, consultation_id, Consultation, "consultation")

@@ -18,7 +18,7 @@ from time import monotonic, sleep
 from uuid import UUID
 
 from application.view_changes import POLL_SECONDS, ViewChanges
-from application.views import ConsultationView, SagaStepView, SagaView
+from application.views import ConsultationView, Saga, SagaStep
 from domain.base import NotFoundError
 from domain.consultation import ConsultationStatus
 from domain.slot import SlotStatus
@@ -217,15 +217,15 @@ class ReadModels:
         listings = [_slot(fields) for fields in hashes if fields]
         return [s for s in listings if s.status == SlotStatus.OPEN] if available_only else listings
 
-    def saga(self, saga_id: UUID) -> SagaView:
+    def saga(self, saga_id: UUID) -> Saga:
         version = self._version("saga_status")
         fields = self.store.get_fields("saga_status", version, saga_key(saga_id))
         if not fields:
             raise NotFoundError(f"saga {saga_id} not found")
         steps = [json.loads(item) for item in self.store.list_items("saga_status", version, saga_steps_key(saga_id))]
-        return SagaView(UUID(fields["saga_id"]), UUID(fields["consultation_id"]), fields["state"],
+        return Saga(UUID(fields["saga_id"]), UUID(fields["consultation_id"]), fields["state"],
                         fields.get("rejection_reason") or None, datetime.fromisoformat(fields["deadline"]),
-                        [SagaStepView(s["name"], s["status"], datetime.fromisoformat(s["at"])) for s in steps])
+                        [SagaStep(s["name"], s["status"], datetime.fromisoformat(s["at"])) for s in steps])
 
     def freshness(self, *names: str) -> Freshness | None:
         """Position and head summed over the named projections' leaders (``None``: a head is not visible here)."""

@@ -50,7 +50,7 @@ class ConsultationView:
 
 
 @dataclass(frozen=True)
-class NoteView:
+class Note:
     author: str
     text: str
     written_at: datetime
@@ -64,20 +64,20 @@ class BookingAccepted:
 
 
 @dataclass(frozen=True)
-class SagaStepView:
+class SagaStep:
     name: str
     status: str
     at: datetime
 
 
 @dataclass(frozen=True)
-class SagaView:
+class Saga:
     saga_id: UUID
     consultation_id: UUID
     state: str
     rejection_reason: str | None
     deadline: datetime
-    steps: list[SagaStepView]
+    steps: list[SagaStep]
 
 
 @dataclass(frozen=True)

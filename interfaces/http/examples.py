@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from application import views
 from interfaces.http import schemas
 
 EXAMPLE_IDS = {
@@ -64,7 +65,7 @@ EXAMPLES: dict[type, Any] = {
          "written_at": "2027-03-01T09:25:00Z"}]},
     schemas.ConsultationPage: {"items": [CONSULTATION], "next_cursor": None},
     schemas.Agenda: {"doctor_id": EXAMPLE_IDS["doctor"], "date": "2027-03-01", "consultations": [CONSULTATION]},
-    schemas.Saga: {"saga_id": EXAMPLE_IDS["saga"], "consultation_id": EXAMPLE_IDS["consultation"],
+    views.Saga: {"saga_id": EXAMPLE_IDS["saga"], "consultation_id": EXAMPLE_IDS["consultation"],
                    "state": "COMPLETED", "rejection_reason": None, "deadline": "2027-02-27T10:00:30Z", "steps": [
                        {"name": step, "status": status, "at": "2027-02-27T10:00:00Z"} for step, status in [
                            ("hold_slot", "requested"), ("hold_slot", "succeeded"),

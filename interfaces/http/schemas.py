@@ -9,6 +9,8 @@ from uuid import UUID
 import msgspec
 from msgspec import Meta, Struct
 
+from application.views import AuditedEvent, Note
+
 AwareDatetime = Annotated[datetime, Meta(tz=True, description="RFC 3339 date-time with a timezone offset")]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Text = Annotated[str, Meta(min_length=1, max_length=10_000)]
@@ -121,12 +123,6 @@ class AddNote(RequestBody, frozen=True):
     text: Text
 
 
-class Note(Struct):
-    author: str
-    text: str
-    written_at: datetime
-
-
 class NoteAdded(Struct):
     consultation_id: UUID
 
@@ -134,32 +130,6 @@ class NoteAdded(Struct):
 class Notes(Struct):
     consultation_id: UUID
     notes: list[Note]
-
-
-class SagaStep(Struct):
-    name: str
-    status: str
-    at: datetime
-
-
-class Saga(Struct):
-    saga_id: UUID
-    consultation_id: UUID
-    state: str
-    rejection_reason: str | None
-    deadline: datetime
-    steps: list[SagaStep]
-
-
-class AuditedEvent(Struct):
-    type: str
-    version: int
-    timestamp: datetime
-    correlation_id: str | None
-    causation_id: str | None
-    saga_id: str | None
-    actor: str | None
-    data: dict[str, Any]
 
 
 class AuditTrail(Struct):

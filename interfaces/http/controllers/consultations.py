@@ -30,7 +30,6 @@ from interfaces.http.schemas import (
     CancelConsultation,
     Consultation,
     ConsultationCancelled,
-    Note,
     NoteAdded,
     Notes,
 )
@@ -153,7 +152,7 @@ class ConsultationController(Controller):
         consultations, principal = clinic.require(ConsultationsApplication), request.user
         with access.masking(principal, NOT_ALLOWED):
             written = consultations.notes(consultation_id, _rule(principal, access.may_use_notes))
-        return Notes(consultation_id=consultation_id, notes=[Note(n.author, n.text, n.written_at) for n in written])
+        return Notes(consultation_id=consultation_id, notes=written)
 
 
 NOT_ALLOWED = "not allowed for this consultation (or there is no such consultation)"

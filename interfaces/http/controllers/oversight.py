@@ -13,11 +13,12 @@ from litestar.params import FromPath, PathParameter, QueryParameter
 from application.audit import plain
 from application.clinic import Clinic
 from application.read_models import ReadModels
+from application.views import Saga
 from domain.values import Role
 from infrastructure.security.tokens import Principal
 from interfaces.http.access import requires_role
 from interfaces.http.controllers.consultations import FRESHNESS_HEADERS, MinPosition, freshness_headers, read_after
-from interfaces.http.schemas import AuditedEvent, AuditTrail, Saga, SagaStep
+from interfaces.http.schemas import AuditTrail
 
 AuditKind = Annotated[str, PathParameter(description="consultation, slot, patient, doctor or saga",
                                      pattern="^(consultation|slot|patient|doctor|saga)$")]
@@ -34,10 +35,8 @@ class SagaController(Controller):
              min_position: MinPosition = None) -> Response[Saga]:
         """The booking saga's state and every step it took (from the read model)."""
         stale = read_after(clinic, min_position)
-        view = clinic.require(ReadModels).saga(saga_id)
-        steps = [SagaStep(s.name, s.status, s.at) for s in view.steps]
-        body = Saga(view.saga_id, view.consultation_id, view.state, view.rejection_reason, view.deadline, steps)
-        return Response(body, headers={**freshness_headers(clinic, "saga_status"), **stale})
+        saga = clinic.require(ReadModels).saga(saga_id)
+        return Response(saga, headers={**freshness_headers(clinic, "saga_status"), **stale})
 
 
 class AuditController(Controller):
@@ -61,6 +60,4 @@ class AuditController(Controller):
         trail = clinic.auditor.trail(kind, aggregate_id, version=version, as_of=as_of)
         if kind == "patient" and clinic.patient_records is not None:
             clinic.patient_records.record_read(aggregate_id, request.user.sub, request.user.roles, "auditAggregate")
-        events = [AuditedEvent(e.type, e.version, e.timestamp, e.correlation_id, e.causation_id, e.saga_id,
-                               e.actor, e.data) for e in trail.events]
-        return AuditTrail(kind, trail.aggregate_id, trail.version, plain(trail.state), events)
+        return AuditTrail(kind, trail.aggregate_id, trail.version, plain(trail.state), trail.events)

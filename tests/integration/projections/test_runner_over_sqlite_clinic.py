@@ -9,7 +9,7 @@ from uuid import UUID
 
 import pytest
 
-from application.views import ConsultationView, SagaStepView, SagaView, SlotView
+from application.views import ConsultationView, Saga, SagaStep, SlotView
 from projections.catalog import ALL_PROJECTIONS, BY_NAME
 from projections.runner import ProjectionRunner
 from tests.integration.projections.conftest import delete_prefix
@@ -28,10 +28,10 @@ def consultation_view(f: dict[str, str]) -> ConsultationView:
                             f["rejection_reason"] or None, int(f["version"]))
 
 
-def saga_view(f: dict[str, str], steps: list[str]) -> SagaView:
-    return SagaView(UUID(f["saga_id"]), UUID(f["consultation_id"]), f["state"], f["rejection_reason"] or None,
+def saga_view(f: dict[str, str], steps: list[str]) -> Saga:
+    return Saga(UUID(f["saga_id"]), UUID(f["consultation_id"]), f["state"], f["rejection_reason"] or None,
                     datetime.fromisoformat(f["deadline"]),
-                    [SagaStepView(s["name"], s["status"], datetime.fromisoformat(s["at"]))
+                    [SagaStep(s["name"], s["status"], datetime.fromisoformat(s["at"]))
                      for s in map(json.loads, steps)])
 
 
