@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from functools import partial
 from typing import Any
 
 from application.audit import Auditor
 from application.clinic import Clinic
-from application.contexts import CONTEXTS, audited_kinds, records_of, system_of
+from application.contexts import CONTEXTS, BoundedContext, audited_kinds, records_of, system_of
 from application.group_commit import GroupCommit
 from application.personal_data import mapper_factory, open_subject_keys
 from application.read_models import ReadModels
@@ -41,16 +41,19 @@ class MigrationNeededError(RuntimeError):
     """The event store's tables are missing: run ``clinic db migrate``."""
 
 
-def build_applications(settings: Settings, create_table: bool | None = None,
-                       cache: bool = False) -> dict[str, Any]:
-    """One eventsourcing application per context, each with its own store. With ``cache`` (this process
-    is their stores' only writer) the contexts ``cached`` names keep the aggregates they load."""
+def build_applications(settings: Settings, contexts: Iterable[BoundedContext] = CONTEXTS,
+                       create_table: bool | None = None, cache: bool = False,
+                       env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The eventsourcing application of each of ``contexts`` (every context, embedded; one, in a service),
+    each with its own store and all sharing one key store. With ``cache`` (this process is their stores'
+    only writer) the contexts ``cached`` names keep the aggregates they load; ``env`` adds to each store's
+    settings."""
     if settings.persistence == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    sealing = mapper_factory(open_subject_keys(settings, create_table))  # one key store for every context
-    apps = {cls.name: cls(env=settings.eventsourcing_env(cls.name, create_table, cache and cached(cls.name)),
-                          mapper_factory=sealing)
-            for cls in (context.application for context in CONTEXTS)}
+    sealing = mapper_factory(open_subject_keys(settings, create_table))
+    apps = {cls.name: cls(env=settings.eventsourcing_env(cls.name, create_table, cache and cached(cls.name))
+                          | dict(env or {}), mapper_factory=sealing)
+            for cls in (context.application for context in contexts)}
     for app in apps.values():
         group_commits(app, settings)
     return apps

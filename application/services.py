@@ -22,15 +22,14 @@ from application.bootstrap import (
     SUBSCRIPTIONS,
     SYSTEM,
     MigrationNeededError,
+    build_applications,
     build_auditor,
-    group_commits,
     observe_with,
     read_models,
     require_tables,
 )
 from application.clinic import Clinic
 from application.contexts import BY_SERVICE, CONTEXTS
-from application.personal_data import mapper_factory, open_subject_keys
 from application.settings import Settings, SettingsError
 from infrastructure.leadership import Leadership, while_leading
 from infrastructure.listen import CONNECTION_PARAMETERS, EventsListener
@@ -64,13 +63,11 @@ def build_service(service: str, settings: Settings, role: str = "all", metrics: 
     Readiness: the event store always; Redis when the role serves queries from the read models.
     The registry the booking saga calls is deliberately no readiness dependency (docs/observability-health.md).
     """
-    cls = BY_SERVICE[service].application
-    sealing = mapper_factory(open_subject_keys(settings, create_table=False))
     # API replicas and the workers all write the store: no cache (a worker's batch loads its aggregates at once)
-    app = cls(env=settings.eventsourcing_env(cls.name, create_table=False), mapper_factory=sealing)
-    group_commits(app, settings)
-    require_tables({cls.name: app})
-    observe_with({cls.name: app}, metrics)
+    apps = build_applications(settings, [BY_SERVICE[service]], create_table=False)
+    [app] = apps.values()
+    require_tables(apps)
+    observe_with(apps, metrics)
     if isinstance(app, BookingProcessManager):
         policy = RegistryCallPolicy(reset_timeout=settings.registry_breaker_reset_seconds)
         tokens = service_tokens(settings, "booking", Scope.REGISTRY_ELIGIBILITY)
@@ -80,8 +77,8 @@ def build_service(service: str, settings: Settings, role: str = "all", metrics: 
     queries, checks = None, {}
     if service in SERVES_QUERIES and role != "worker":
         views = _redis_views(settings, service)
-        queries, checks = read_models(views, {cls.name: app.recorder.max_notification_id}), {"redis": redis_answers(views)}
-    return Clinic.hosting({cls.name: app}, auditor=build_auditor({cls.name: app}), read_models=queries, checks=checks)
+        queries, checks = read_models(views, {app.name: app.recorder.max_notification_id}), {"redis": redis_answers(views)}
+    return Clinic.hosting(apps, auditor=build_auditor(apps), read_models=queries, checks=checks)
 
 
 def redis_answers(views: RedisViewStore) -> Callable[[], bool]:
@@ -115,10 +112,8 @@ def broker_tls(settings: Settings) -> BrokerTls:
 
 def build_projections(settings: Settings, metrics: Metrics | None = None) -> tuple[ProjectionRunner, dict[str, Any]]:
     """The projection worker: every context's store read-only, the views in Redis; positions in ``metrics``."""
-    sealing = mapper_factory(open_subject_keys(settings, create_table=False))  # shared by every leader's mapper
     one_reader = {"POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "1"}  # it reads one log at a time
-    apps = {cls.name: cls(env=settings.eventsourcing_env(cls.name, create_table=False) | one_reader,
-                          mapper_factory=sealing) for cls in (context.application for context in CONTEXTS)}
+    apps = build_applications(settings, create_table=False, env=one_reader)
     require_tables(apps)
     runner = ProjectionRunner(apps, _redis_views(settings, "projections"), ALL_PROJECTIONS)
     runner.observer = metrics
