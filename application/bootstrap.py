@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any
 
 from application.audit import Auditor
-from application.clinic import Clinic
+from application.clinic import READ_MODELS_CHECK, Clinic
 from application.contexts import CONTEXTS, BoundedContext, audited_kinds, records_of, system_of
 from application.group_commit import GroupCommit
 from application.personal_data import mapper_factory, open_subject_keys
@@ -20,6 +20,7 @@ from application.subscriptions import event_classes, handled_topics
 from application.view_changes import ViewChanges
 from domain.personal_data import personal_fields
 from infrastructure.observability.metrics import Metrics
+from infrastructure.outages import explain, is_outage
 from infrastructure.read_models.redis_store import RedisViewStore
 from process_managers.booking import BookingProcessManager
 from projections.catalog import ALL_PROJECTIONS
@@ -37,12 +38,17 @@ SUBSCRIPTIONS = handled_topics(SYSTEM, RECORDS)
 """Per ``(leader, follower)``: the topics the follower's policy handles; its queue binds only these."""
 
 
-class MigrationNeededError(RuntimeError):
-    """The event store's tables are missing: run ``clinic db migrate``."""
+class StoreNotReadyError(RuntimeError):
+    """An event store answers but cannot serve as configured (its tables are missing: run ``clinic db
+    migrate``; it refuses our login): retrying alone does not mend it."""
 
 
-def build_applications(settings: Settings, contexts: Iterable[BoundedContext] = CONTEXTS,
-                       create_table: bool | None = None, cache: bool = False,
+class StoreUnavailableError(RuntimeError):
+    """An event store cannot be reached now (down, refusing connections, timing out): retry later."""
+
+
+def build_applications(settings: Settings, create_table: bool | None = None, cache: bool = False, *,
+                       contexts: Iterable[BoundedContext] = CONTEXTS,
                        env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The eventsourcing application of each of ``contexts`` (every context, embedded; one, in a service),
     each with its own store and all sharing one key store. With ``cache`` (this process is their stores'
@@ -51,9 +57,15 @@ def build_applications(settings: Settings, contexts: Iterable[BoundedContext] = 
     if settings.persistence == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     sealing = mapper_factory(open_subject_keys(settings, create_table))
-    apps = {cls.name: cls(env=settings.eventsourcing_env(cls.name, create_table, cache and cached(cls.name))
-                          | dict(env or {}), mapper_factory=sealing)
-            for cls in (context.application for context in contexts)}
+    apps = {}
+    for cls in (context.application for context in contexts):
+        store = settings.eventsourcing_env(cls.name, create_table, cache and cached(cls.name)) | dict(env or {})
+        try:
+            apps[cls.name] = cls(env=store, mapper_factory=sealing)
+        except Exception as error:  # noqa: BLE001 - reported with the cause and the fix
+            for app in apps.values():
+                app.close()
+            raise store_error(f"the {cls.name} event store", error, store) from error
     for app in apps.values():
         group_commits(app, settings)
     return apps
@@ -106,7 +118,13 @@ def bootstrap(settings: Settings | None = None, clock: Callable[[], datetime] | 
                             catch_up=projections.catch_up, topics=SUBSCRIPTIONS)
     runner.start()
     reads = read_models(projections.store, {name: partial(runner.head, name) for name in apps})
-    return Clinic.hosting(apps, runner=runner, auditor=build_auditor(apps), read_models=reads)
+    checks = {READ_MODELS_CHECK: redis_answers(projections.store)} if isinstance(projections.store, RedisViewStore) else {}
+    return Clinic.hosting(apps, runner=runner, auditor=build_auditor(apps), read_models=reads, checks=checks)
+
+
+def redis_answers(views: RedisViewStore) -> Callable[[], bool]:
+    """The readiness check of the read models' Redis: a ``PING`` on the store's own client (and pool)."""
+    return lambda: bool(views.client.ping())
 
 
 def observe_with(apps: dict[str, Any], metrics: Metrics | None) -> None:
@@ -158,14 +176,20 @@ def open_auditor(settings: Settings) -> tuple[Auditor, Callable[[], None]]:
 
 
 def require_tables(apps: dict[str, Any]) -> None:
+    """Each store answers and has its tables; else an error that names the cause and the fix."""
     for app in apps.values():
         try:
             app.recorder.max_notification_id()
-        except Exception as error:  # noqa: BLE001 - reported with the fix
-            raise MigrationNeededError(
-                f"the {app.name} event store is not ready ({error.__class__.__name__}); run `clinic db migrate`"
-            ) from error
+        except Exception as error:  # noqa: BLE001 - reported with the cause and the fix
+            raise store_error(f"the {app.name} event store", error, app.env) from error
         require_key_store(app)
+
+
+def store_error(what: str, error: BaseException, env: Any = None) -> Exception:
+    """``StoreUnavailableError`` for an outage, ``StoreNotReadyError`` for anything else, naming the cause."""
+    if is_outage(error):
+        return StoreUnavailableError(f"{what} cannot be reached: {explain(error, env)}")
+    return StoreNotReadyError(f"{what} is not ready: {explain(error)}")
 
 
 def require_key_store(app: Any) -> None:
@@ -175,7 +199,5 @@ def require_key_store(app: Any) -> None:
         return
     try:
         keys.store.record("")
-    except Exception as error:  # noqa: BLE001 - reported with the fix
-        raise MigrationNeededError(
-            f"the subject key store is not ready ({error.__class__.__name__}); run `clinic db migrate`"
-        ) from error
+    except Exception as error:  # noqa: BLE001 - reported with the cause and the fix
+        raise store_error("the subject key store", error, app.env) from error

@@ -31,6 +31,10 @@ from process_managers.booking_saga import BookingSaga, saga_id_for
 Part = TypeVar("Part")
 
 
+READ_MODELS_CHECK = "redis"
+"""The readiness check of the read models' store: derived state, so failing it degrades, never unreadies."""
+
+
 class NotHostedError(RuntimeError):
     """A use case asked for a context (or the read side) this process does not host: a route or command
     mounted on the wrong service."""
@@ -73,8 +77,9 @@ class Clinic:
         """Reads of patient records, each recorded in the patient's access log."""
         self.checks = dict(checks or {})
         """Extra readiness checks by dependency (``redis``, ``rabbitmq``, ``accepting``), added by the composition root."""
-        self.readiness = Readiness(self.readiness_checks)
-        """The readiness probe over :meth:`readiness_checks`: concurrent, each bounded to 1 s, cached 1 s."""
+        self.readiness = Readiness(self.readiness_checks, degradable=lambda: {READ_MODELS_CHECK})
+        """The readiness probe over :meth:`readiness_checks`: concurrent, each bounded to 0.8 s, kept 1 s; the
+        read models' store only degrades it (queries answer 503, commands are served)."""
 
     def open_slots(self, doctor_id: UUID, slots: Sequence[tuple[datetime, int]]) -> list[UUID]:
         """Open a doctor's slots, all or none; checks the doctor when the registry is hosted here."""

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from time import monotonic, sleep
 from uuid import UUID
+
+from eventsourcing.persistence import InterfaceError, OperationalError
 
 from application.view_changes import POLL_SECONDS, ViewChanges
 from application.views import ConsultationView, Saga, SagaStep
@@ -30,7 +33,11 @@ from projections.patient_consultations import patient_consultations_key
 from projections.saga_status import saga_key, saga_steps_key
 from projections.store import ServingRead, ViewStore
 
+log = logging.getLogger(__name__)
+
 HIDDEN_FROM_AGENDA = {"REJECTED", "CANCELLED"}
+HEADS_RETRY_SECONDS = 5.0
+"""After the event store failed to tell its heads, how long reads go without freshness before asking again."""
 CONSULTATION_CACHE_SIZE = 50_000
 """Consultations a process keeps in memory (about 1 kB each)."""
 MAX_PAGE = 100
@@ -96,6 +103,7 @@ class ReadModels:
         self._cache: OrderedDict[str, tuple[int, ServingRead]] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
+        self._heads_unanswered_until = 0.0
 
     def consultation(self, consultation_id: UUID) -> ConsultationView:
         """A consultation; one just accepted is waited for briefly while the views catch up."""
@@ -233,15 +241,29 @@ class ReadModels:
         if any(leader not in self.heads for _, leader in pairs):
             return None
         positions = sum(self.store.position(name, self._version(name), leader) for name, leader in pairs)
-        return Freshness(positions, sum(self.heads[leader]() or 0 for _, leader in pairs))
+        head = self._head(leader for _, leader in pairs)
+        return None if head is None else Freshness(positions, head)
 
     def _freshness_at(self, name: str, positions: Mapping[str, int]) -> Freshness | None:
         """``freshness(name)`` from positions already read (``None``: a head is not visible here)."""
         leaders = BY_NAME[name].leaders
         if any(leader not in self.heads for leader in leaders):
             return None
-        return Freshness(sum(positions[leader] for leader in leaders),
-                         sum(self.heads[leader]() or 0 for leader in leaders))
+        head = self._head(leaders)
+        return None if head is None else Freshness(sum(positions[leader] for leader in leaders), head)
+
+    def _head(self, leaders: Iterable[str]) -> int | None:
+        """The leaders' heads summed; ``None`` while their event store does not answer (a read from the views
+        is then served without its freshness, and the store is not asked again for ``HEADS_RETRY_SECONDS``)."""
+        if monotonic() < self._heads_unanswered_until:
+            return None
+        try:
+            return sum(self.heads[leader]() or 0 for leader in leaders)
+        except (OperationalError, InterfaceError) as error:
+            self._heads_unanswered_until = monotonic() + HEADS_RETRY_SECONDS
+            log.warning("serving reads without freshness for %ss: the event store did not answer (%s)",
+                        HEADS_RETRY_SECONDS, error)
+            return None
 
     def reached(self, leader: str, notification_id: int) -> bool:
         """Whether every view fed by ``leader`` has applied its events up to ``notification_id``."""

@@ -1,12 +1,16 @@
 """Readiness: named dependency checks, run concurrently off the event loop, bounded and cached.
 
 Each check is a plain callable answering ``True`` when its dependency can serve (a store
-query, a Redis ``PING``, the broker connection's state). A probe runs them all at once, each
-in its own daemon thread, waits at most ``timeout`` seconds, and counts a check that has not
-answered by then as failed. A check still running from an earlier probe (a hung dependency)
-is not started again: the new probe waits on the same run, so a hung dependency holds one
-thread, never one per probe. The answer is cached for ``ttl`` seconds and concurrent probes
-share one evaluation, so probes cannot load a dependency however often they come.
+query, a Redis ``PING``, the broker connection's state). An evaluation runs them all at once,
+each in its own daemon thread, waits at most ``timeout`` seconds, and counts a check that has not
+answered by then as failed; so a probe answers within ``timeout`` whatever is down. A check still
+running from an earlier evaluation (a hung dependency) is not started again: the new one waits on
+the same run, so a hung dependency holds one thread, never one per probe. The answer is stamped
+when it is known and kept for ``ttl`` seconds; probes arriving during an evaluation share it, so
+probes cannot load a dependency however often they come.
+
+A *degradable* check is of derived state (the read models' Redis): failing, it is reported and the
+process answers "degraded" but stays ready, since what it writes does not depend on it.
 """
 
 from __future__ import annotations
@@ -14,36 +18,49 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from time import monotonic
+from typing import Literal
 
 log = logging.getLogger(__name__)
 
 Check = Callable[[], bool]
+Status = Literal["ok", "degraded", "unavailable"]
 
 
 class Readiness:
-    """Whether this process's dependencies answer now (cached ``ttl`` seconds)."""
+    """Whether this process's dependencies answer now (kept ``ttl`` seconds)."""
 
-    def __init__(self, checks: Callable[[], Mapping[str, Check]], timeout: float = 1.0, ttl: float = 1.0,
-                 clock: Callable[[], float] = monotonic) -> None:
+    def __init__(self, checks: Callable[[], Mapping[str, Check]], timeout: float = 0.8, ttl: float = 1.0,
+                 clock: Callable[[], float] = monotonic,
+                 degradable: Callable[[], Collection[str]] = frozenset) -> None:
         self.checks = checks
         """The checks by name, asked for on each evaluation (the composition root may add some late)."""
         self.timeout = timeout
+        """How long an evaluation waits for its checks: below the probe's own timeout (Kubernetes: 1 s)."""
         self.ttl = ttl
         self.clock = clock
+        self.degradable = degradable
+        """The names of checks whose failure degrades this process without making it unready."""
         self._answer: tuple[float, dict[str, bool]] | None = None
+        self._evaluation: asyncio.Future[dict[str, bool]] | None = None
         self._running: dict[str, asyncio.Future[bool]] = {}
-        self._lock: asyncio.Lock | None = None
 
     async def check(self) -> dict[str, bool]:
-        """Each check's result: a fresh evaluation at most every ``ttl`` seconds."""
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            if self._answer is None or self.clock() - self._answer[0] >= self.ttl:
-                self._answer = (self.clock(), await self._evaluate())
+        """Each check's result: the last answer if younger than ``ttl``, else the evaluation under way
+        (one is started if none is)."""
+        if self._answer is not None and self.clock() - self._answer[0] < self.ttl:
             return dict(self._answer[1])
+        if self._evaluation is None or self._evaluation.done():
+            self._evaluation = asyncio.ensure_future(self._evaluate())
+        return dict(await asyncio.shield(self._evaluation))
+
+    def status(self, results: Mapping[str, bool]) -> Status:
+        """``ok``; ``degraded`` (only degradable checks failed: still ready); or ``unavailable``."""
+        failed = {name for name, passed in results.items() if not passed}
+        if not failed:
+            return "ok"
+        return "degraded" if failed <= set(self.degradable()) else "unavailable"
 
     async def _evaluate(self) -> dict[str, bool]:
         checks = dict(self.checks())
@@ -54,6 +71,7 @@ class Readiness:
         for name, passed in results.items():
             if not passed:
                 log.warning("readiness check %s failed%s", name, "" if runs[name].done() else " (timed out)")
+        self._answer = (self.clock(), results)  # stamped when known, so it is kept a whole ttl
         return results
 
     def _start(self, name: str, check: Check) -> asyncio.Future[bool]:

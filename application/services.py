@@ -21,14 +21,16 @@ from eventsourcing.system import Leader, RecordingEvent, RecordingEventReceiver
 from application.bootstrap import (
     SUBSCRIPTIONS,
     SYSTEM,
-    MigrationNeededError,
+    StoreNotReadyError,
+    StoreUnavailableError,
     build_applications,
     build_auditor,
     observe_with,
     read_models,
+    redis_answers,
     require_tables,
 )
-from application.clinic import Clinic
+from application.clinic import READ_MODELS_CHECK, Clinic
 from application.contexts import BY_SERVICE, CONTEXTS
 from application.settings import Settings, SettingsError
 from infrastructure.leadership import Leadership, while_leading
@@ -64,7 +66,7 @@ def build_service(service: str, settings: Settings, role: str = "all", metrics: 
     The registry the booking saga calls is deliberately no readiness dependency (docs/observability-health.md).
     """
     # API replicas and the workers all write the store: no cache (a worker's batch loads its aggregates at once)
-    apps = build_applications(settings, [BY_SERVICE[service]], create_table=False)
+    apps = build_applications(settings, create_table=False, contexts=[BY_SERVICE[service]])
     [app] = apps.values()
     require_tables(apps)
     observe_with(apps, metrics)
@@ -77,13 +79,8 @@ def build_service(service: str, settings: Settings, role: str = "all", metrics: 
     queries, checks = None, {}
     if service in SERVES_QUERIES and role != "worker":
         views = _redis_views(settings, service)
-        queries, checks = read_models(views, {app.name: app.recorder.max_notification_id}), {"redis": redis_answers(views)}
+        queries, checks = read_models(views, {app.name: app.recorder.max_notification_id}), {READ_MODELS_CHECK: redis_answers(views)}
     return Clinic.hosting(apps, auditor=build_auditor(apps), read_models=queries, checks=checks)
-
-
-def redis_answers(views: RedisViewStore) -> Callable[[], bool]:
-    """The readiness check of the read models' Redis: a ``PING`` on the store's own client (and pool)."""
-    return lambda: bool(views.client.ping())
 
 
 def _breaker(metrics: Metrics | None) -> Callable[..., None] | None:
@@ -162,7 +159,7 @@ async def with_backoff(what: str, attempt: Callable[[], Awaitable[T]], stop: asy
     while not stop.is_set():
         try:
             return await attempt()
-        except (OSError, MigrationNeededError, BrokerError) as error:
+        except (OSError, StoreNotReadyError, StoreUnavailableError, BrokerError) as error:
             log.warning("waiting for %s: %s (retrying in %.1fs)", what, error, backoff.delay)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=backoff.next())

@@ -9,6 +9,10 @@ from datetime import timedelta
 from pathlib import Path
 
 PERSISTENCE_CHOICES = ("sqlite", "postgres", "sqlalchemy", "memory")
+STORE_WAIT_SECONDS = 1
+"""The longest one attempt waits for a pooled PostgreSQL connection (``POSTGRES_CONNECT_TIMEOUT`` overrides it;
+the library's default is 30 s). With the recorders' two attempts, a request answers 503 about 2 s into an
+outage instead of holding its thread for minutes."""
 _NEVER_PASSED = {"POSTGRES_ENABLE_DB_FUNCTIONS"}  # lost events under concurrent writers (LIBRARY-NOTES)
 
 
@@ -206,7 +210,7 @@ class Settings:
                     "SQLITE_LOCK_TIMEOUT": "10"}
         elif self.persistence == "postgres":
             env |= {"PERSISTENCE_MODULE": "eventsourcing.postgres", "PROCESS_RECORDER_TOPIC": BATCH_RECORDERS["postgres"],
-                    **self.database}
+                    **FAIL_FAST_RECORDERS, "POSTGRES_CONNECT_TIMEOUT": str(STORE_WAIT_SECONDS), **self.database}
         elif self.persistence == "sqlalchemy":
             env |= {"PERSISTENCE_MODULE": "eventsourcing_sqlalchemy", **self._sqlalchemy_database()}
         else:
@@ -234,6 +238,9 @@ BATCH_RECORDERS = {"sqlite": "infrastructure.event_store:SQLiteBatchRecorder",
                    "postgres": "infrastructure.event_store:PostgresBatchRecorder"}
 """The process recorders that record a batch's tracking rows in its transaction and look them up exactly
 (a follower fed by a broker needs both); the other stores serve in-order delivery only."""
+FAIL_FAST_RECORDERS = {"APPLICATION_RECORDER_TOPIC": "infrastructure.event_store:PostgresStoreRecorder",
+                       "TRACKING_RECORDER_TOPIC": "infrastructure.event_store:PostgresPositionRecorder"}
+"""PostgreSQL's other recorders, trying a query twice instead of ten times (``event_store.STORE_ATTEMPTS``)."""
 
 
 def secret(env: Mapping[str, str], name: str) -> str | None:

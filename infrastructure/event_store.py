@@ -14,17 +14,20 @@ stores keep the library's recorders: they serve in-order delivery only (the embe
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent, Tracking
-from eventsourcing.postgres import PostgresProcessRecorder
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent, Tracking
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresProcessRecorder, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
+from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from process_managers.base import TRACKINGS
+
+T = TypeVar("T")
 
 BACKENDS = {"eventsourcing.postgres": "postgres", "eventsourcing.sqlite": "sqlite", "eventsourcing.popo": "memory",
             "eventsourcing_sqlalchemy": "sqlalchemy"}
@@ -90,6 +93,38 @@ def _grouped(rows: Iterable[StoredEvent]) -> dict[Any, list[StoredEvent]]:
     return events
 
 
+STORE_ATTEMPTS = 2
+"""How many times a PostgreSQL recorder tries a query before the error reaches its caller. The library
+tries ten times, 0.2 s apart, each time waiting for a pooled connection: during an outage a request
+would hang for many seconds. Two attempts still ride out a connection dropped by a restarted server
+(the second takes a fresh one); the callers (the API's 503, the followers' backoff) handle the rest."""
+
+_RETRIED = ("insert_events", "select_events", "select_notifications", "max_notification_id", "insert_tracking",
+            "max_tracking_id", "has_tracking_id")
+"""The recorder methods the library wraps in its retry decorator."""
+
+
+def fewer_attempts(cls: type[T]) -> type[T]:
+    """``cls`` with each of the library's retried methods trying ``STORE_ATTEMPTS`` times, 0.1 s apart."""
+    for name in _RETRIED:
+        method = getattr(cls, name, None)
+        if method is not None and hasattr(method, "__wrapped__"):
+            setattr(cls, name, retry((InterfaceError, OperationalError), max_attempts=STORE_ATTEMPTS,
+                                     wait=0.1)(method.__wrapped__))
+    return cls
+
+
+@fewer_attempts
+class PostgresStoreRecorder(PostgresApplicationRecorder):
+    """PostgreSQL: a context's event log, failing fast (``STORE_ATTEMPTS``) when the server is out."""
+
+
+@fewer_attempts
+class PostgresPositionRecorder(PostgresTrackingRecorder):
+    """PostgreSQL: a relay's saved positions, failing fast (``STORE_ATTEMPTS``) when the server is out."""
+
+
+@fewer_attempts
 class PostgresBatchRecorder(PostgresProcessRecorder):
     """PostgreSQL: every tracking row of a batch inserted in its transaction's pipeline; exact lookups."""
 

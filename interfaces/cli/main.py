@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from uuid import UUID
 
-from application.bootstrap import MigrationNeededError
+from application.bootstrap import StoreNotReadyError, StoreUnavailableError
 from application.settings import Settings, SettingsError
 from domain.base import DomainError
 from domain.values import Role
@@ -20,7 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (DomainError, SettingsError, MigrationNeededError, ValueError) as error:
+    except (DomainError, SettingsError, StoreNotReadyError, StoreUnavailableError, ValueError) as error:
         print(f"clinic: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -29,7 +29,13 @@ from litestar.openapi.spec import Components, Contact, License, SecurityScheme, 
 from interfaces.http.authorization import REQUIRED_SCOPE
 from interfaces.http.deprecation import DEPRECATIONS, document_deprecations, gone_detail
 from interfaces.http.examples import EXAMPLE_IDS, EXAMPLES, PATH_EXAMPLES, schema_examples
-from interfaces.http.problems import PROBLEM_BASE, PROBLEM_JSON
+from interfaces.http.problems import (
+    PROBLEM_BASE,
+    PROBLEM_JSON,
+    RETRY_AFTER_SECONDS,
+    UNAVAILABLE,
+    UNAVAILABLE_DETAIL,
+)
 from interfaces.http.schemas import Problem
 
 PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {
@@ -50,6 +56,7 @@ PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {
     "gone": (410, "Operation withdrawn", gone_detail("getConsultation", DEPRECATIONS["getConsultation"],
                                                      {"consultation_id": EXAMPLE_IDS["consultation"]})),
     "invalid-input": (422, "Invalid request body", "Expected `str`, got `int` - at `$.reason`"),
+    "unavailable": (UNAVAILABLE[0], UNAVAILABLE[2], UNAVAILABLE_DETAIL),
 }
 """Each problem type (``urn:clinic:problem:<slug>``) an operation can answer: status, title and an
 example detail, as ``problems.py`` writes them (``tests/e2e/test_openapi_lint.py`` checks titles)."""
@@ -63,6 +70,8 @@ STATUS_DESCRIPTIONS = {
     410: "Gone: the operation was withdrawn at its sunset; `Link` names its successor and migration guide",
     413: "The request body is over the size limit (64 KiB by default)",
     422: "The body does not match the schema; `errors` names the field",
+    503: "A store or service this operation needs is not answering (an outage, not a defect): nothing was "
+         "done; retry after `Retry-After` seconds",
 }
 
 OUTCOMES: dict[str, tuple[str, ...]] = {
@@ -115,6 +124,11 @@ CORRELATION_HEADER = {
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:\\-]{1,128}$"},
     "example": "3b0e6f2a-9a51-4c39-8f43-0f6d2a7c1d55",
 }
+RETRY_AFTER_HEADER = {
+    "description": "Seconds to wait before retrying (RFC 9110 §10.2.3)",
+    "schema": {"type": "integer", "minimum": 1},
+    "example": RETRY_AFTER_SECONDS,
+}
 CHALLENGE_HEADER = {
     "description": "RFC 6750 challenge: how to authenticate, or (403) which scope was missing",
     "schema": {"type": "string"},
@@ -150,6 +164,8 @@ def framework_problems(operation: dict[str, Any]) -> list[str]:
         problems.append("http-404")  # a path id that is not a UUID matches no route
     if operation.get("operationId") in DEPRECATIONS:
         problems.append("gone")  # past its sunset (interfaces/http/deprecation.py)
+    if "health" not in operation.get("tags", ()):
+        problems.append("unavailable")  # a store outage (probes answer it themselves)
     return problems
 
 
@@ -237,6 +253,8 @@ def _add_headers(code: str, response: dict[str, Any]) -> None:
     headers["X-Correlation-Id"] = CORRELATION_HEADER
     if code in ("401", "403"):
         headers["WWW-Authenticate"] = CHALLENGE_HEADER
+    if code == "503" and PROBLEM_JSON in response.get("content", {}):
+        headers["Retry-After"] = RETRY_AFTER_HEADER
 
 
 def _add_examples(holder: dict[str, Any], examples: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from application.scheduling import SlotAlreadyOpenError
 from domain.base import NotFoundError
 from domain.consultation import ConsultationStateError
 from domain.slot import SlotInUseError
+from infrastructure.outages import cause, is_outage
 from infrastructure.security.tokens import InvalidTokenError
 from interfaces.http.authorization import InsufficientScopeError
 from interfaces.http.deprecation import GoneError
@@ -57,6 +58,12 @@ PROBLEMS: dict[type[Exception], tuple[int, str, str]] = {
 }
 
 
+RETRY_AFTER_SECONDS = 5
+"""What a 503 tells the client to wait before retrying (``Retry-After``)."""
+UNAVAILABLE = (503, "unavailable", "Service unavailable")
+UNAVAILABLE_DETAIL = "A service this request needs is not answering now; retry after the Retry-After seconds."
+
+
 def problem_response(request: Request[Any, Any, Any], error: Exception) -> Response[Problem]:
     status, slug, title = _classify(error)
     errors = None
@@ -64,7 +71,9 @@ def problem_response(request: Request[Any, Any, Any], error: Exception) -> Respo
         errors = [{"field": error.field or "$", "message": str(error)}]
     elif isinstance(error, LitestarValidationException) and isinstance(error.extra, list):
         errors = [{"field": str(e.get("key", "$")), "message": str(e.get("message", ""))} for e in error.extra]
-    if status >= 500:
+    if status == 503:
+        log.warning("answered 503: %s", cause(error))
+    elif status >= 500:
         log.exception("unhandled error", exc_info=error)
     problem = Problem(
         type=PROBLEM_BASE + slug, title=title, status=status, detail=_detail(error, status),
@@ -75,7 +84,10 @@ def problem_response(request: Request[Any, Any, Any], error: Exception) -> Respo
 
 
 def _challenge(error: Exception, status: int) -> dict[str, str] | None:
-    """RFC 6750 §3: how to authenticate (401), or which scope was missing (403 insufficient_scope)."""
+    """RFC 6750 §3: how to authenticate (401), or which scope was missing (403 insufficient_scope);
+    RFC 9110 §10.2.3: when to retry (503)."""
+    if status == 503:
+        return {"Retry-After": str(RETRY_AFTER_SECONDS)}
     if status == 401:
         return {"WWW-Authenticate": 'Bearer realm="clinic"'}
     if isinstance(error, InsufficientScopeError):
@@ -85,6 +97,8 @@ def _challenge(error: Exception, status: int) -> dict[str, str] | None:
 
 
 def _classify(error: Exception) -> tuple[int, str, str]:
+    if is_outage(error):
+        return UNAVAILABLE
     for cls in type(error).__mro__:
         if cls in PROBLEMS:
             return PROBLEMS[cls]
@@ -99,6 +113,8 @@ def _classify(error: Exception) -> tuple[int, str, str]:
 
 
 def _detail(error: Exception, status: int) -> str:
+    if status == 503:
+        return UNAVAILABLE_DETAIL
     if status >= 500:
         return "An unexpected error occurred; quote the correlation id when reporting it."
     if isinstance(error, HTTPException):

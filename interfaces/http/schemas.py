@@ -9,6 +9,7 @@ from uuid import UUID
 import msgspec
 from msgspec import Meta, Struct
 
+from application.readiness import Status
 from application.views import AuditedEvent, Note
 
 AwareDatetime = Annotated[datetime, Meta(tz=True, description="RFC 3339 date-time with a timezone offset")]
@@ -141,9 +142,11 @@ class AuditTrail(Struct):
 
 
 class Health(Struct):
-    """A probe's answer; for readiness, ``checks`` names each dependency asked and whether it answered in time."""
+    """A probe's answer; for readiness, ``checks`` names each dependency asked and whether it answered in time.
+    ``degraded``: only derived state (the read models' Redis) is down, so queries answer 503 while commands
+    are served; the process stays ready."""
 
-    status: Literal["ok", "unavailable"]
+    status: Status
     checks: dict[str, bool] = msgspec.field(default_factory=dict)
 
 

@@ -97,11 +97,13 @@ def test_every_body_and_success_response_has_an_example(path, method, operation)
 
 @pytest.mark.parametrize(("path", "method", "operation"), operations(), ids=ids())
 def test_every_operation_documents_its_errors_as_problems_with_examples(path, method, operation):
-    documented = {code: r for code, r in operation["responses"].items() if code.startswith("4")}
+    documented = {code: r for code, r in operation["responses"].items()
+                  if code.startswith("4") or (code == "503" and "health" not in operation["tags"])}
     expected = {str(PROBLEM_TYPES[slug][0]) for slug in problems_of(operation)}
     assert set(documented) == expected
     if REQUIRED_SCOPE[operation["operationId"]]:
-        assert {"401", "403"} <= set(documented)
+        assert {"401", "403", "503"} <= set(documented)
+        assert documented["503"]["headers"]["Retry-After"]["schema"]["type"] == "integer"
     if "requestBody" in operation:
         assert {"400", "413", "422"} <= set(documented)
     for code, response in documented.items():
@@ -120,7 +122,7 @@ def test_every_operation_has_a_row_of_outcomes_beside_its_scope():
 
 
 def test_the_problem_types_are_the_ones_problems_py_writes():
-    for status, slug, title in problems.PROBLEMS.values():
+    for status, slug, title in [*problems.PROBLEMS.values(), problems.UNAVAILABLE]:
         assert PROBLEM_TYPES[slug][:2] == (status, title), slug
 
 

@@ -3,7 +3,7 @@
 Liveness answers from the event loop and touches nothing else: a dependency being down must
 never restart the pod. Readiness asks the dependencies this service and role need (see
 ``Clinic.readiness_checks`` and docs/observability-health.md), concurrently, each for at most
-a second, and caches the answer for a second.
+0.8 s, and keeps the answer for a second; a failing read-model store only degrades it.
 """
 
 from __future__ import annotations
@@ -36,5 +36,5 @@ class HealthController(Controller):
     async def ready(self, clinic: NamedDependency[Clinic]) -> Response[Health]:
         """Each dependency this service and role need answers (``checks``: one entry per dependency)."""
         checks = await clinic.readiness.check()
-        ok = all(checks.values())
-        return Response(Health(status="ok" if ok else "unavailable", checks=checks), status_code=200 if ok else 503)
+        status = clinic.readiness.status(checks)
+        return Response(Health(status=status, checks=checks), status_code=503 if status == "unavailable" else 200)

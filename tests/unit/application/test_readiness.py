@@ -96,3 +96,30 @@ def test_each_role_is_checked_for_exactly_the_dependencies_it_uses(tmp_path):
     # the worker's broker check and "accepting" are added where the worker and the signals live (clinic run)
     assert checks == {("registry", "api"): ["memory"], ("registry", "worker"): ["memory"],
                       ("scheduling", "api"): ["memory", "redis"], ("scheduling", "worker"): ["memory"]}
+
+
+def test_an_answer_is_stamped_when_it_is_known_so_a_slow_evaluation_is_kept_a_whole_ttl():
+    clock = SecondsClock(100.0)
+
+    class Slow(Counted):
+        def __call__(self) -> bool:
+            clock.now += 0.9  # the dependency takes most of a ttl to answer
+            return super().__call__()
+
+    slow = Slow()
+    readiness = Readiness(lambda: {"postgres": slow}, timeout=5, ttl=1.0, clock=clock)
+
+    async def scenario() -> None:
+        await readiness.check()
+        clock.now += 0.5  # 1.4 s after the evaluation started, 0.5 s after its answer
+        await readiness.check()
+
+    asyncio.run(scenario())
+    assert slow.calls == 1  # stamped at its start, the answer would have been stale at once
+
+
+def test_only_degradable_checks_failing_is_degraded_not_unavailable():
+    readiness = Readiness(dict, degradable=lambda: {"redis"})
+    assert readiness.status({"postgres": True, "redis": True}) == "ok"
+    assert readiness.status({"postgres": True, "redis": False}) == "degraded"
+    assert readiness.status({"postgres": False, "redis": False}) == "unavailable"

@@ -37,7 +37,7 @@ def only_operation(document: dict[str, Any]) -> dict[str, Any]:
 
 def test_a_scoped_operation_with_a_body_and_an_id_gets_every_error_its_kind_can_answer():
     operation = only_operation(complete(generated("cancelConsultation")))
-    assert set(operation["responses"]) == {"200", "400", "401", "403", "404", "409", "413", "422"}
+    assert set(operation["responses"]) == {"200", "400", "401", "403", "404", "409", "413", "422", "503"}
     for code, response in operation["responses"].items():
         assert "X-Correlation-Id" in response["headers"]
         if code.startswith("4"):
@@ -58,7 +58,7 @@ def test_litestars_default_400_is_replaced_and_examples_come_from_the_structs():
 
 def test_an_operation_without_an_outcomes_row_still_gets_what_its_kind_answers():
     operation = only_operation(complete(generated("someNewOperation")))
-    assert set(operation["responses"]) == {"200", "400", "404", "413", "422"}  # unscoped: no 401/403
+    assert set(operation["responses"]) == {"200", "400", "404", "413", "422", "503"}  # unscoped: no 401/403
 
 
 def test_a_4xx_the_handler_declared_is_kept_and_given_examples():
