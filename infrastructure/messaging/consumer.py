@@ -65,7 +65,8 @@ class FollowerConsumer:
     ``outcomes`` counts messages by how they ended: ``processed``, ``duplicate``,
     ``retried``, ``dead_lettered``, ``rejected`` (could not be copied: dead-lettered by
     the broker), ``unsettled`` (channel lost) - for metrics, and for tests to wait on.
-    ``batches`` counts the batches delivered.
+    ``batches`` counts the batches delivered; ``store_outages`` the times a batch found the event store
+    out and was held, unacked and with no retry counted, to be offered again.
     """
 
     def __init__(self, follower: Any, channel: AbstractChannel, queues: FollowerQueues,
@@ -87,6 +88,7 @@ class FollowerConsumer:
         self._stopping = asyncio.Event()
         self.outcomes: Counter[str] = Counter()
         self.batches = 0
+        self.store_outages = 0
         self.metrics = metrics
         if metrics is not None:
             metrics.follow(queues.follower, len(queues.retries))
@@ -213,6 +215,7 @@ class FollowerConsumer:
             try:
                 return await asyncio.to_thread(deliver_batch, self.follower, jobs, exact=True)
             except OUTAGES as error:
+                self.store_outages += 1
                 log.warning("%s: the event store failed (%s); offering the batch of %d again in %.1fs",
                             self.queues.follower, error, len(jobs), backoff.delay)
             with contextlib.suppress(TimeoutError):

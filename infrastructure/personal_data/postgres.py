@@ -15,12 +15,15 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from infrastructure.personal_data.keys import KeyRecord
 
 T = TypeVar("T")
+CONNECT_SECONDS = 2
+"""How long opening the key store's connection may take before the server counts as out."""
 
 
 class PostgresKeyStore:
@@ -108,17 +111,27 @@ class PostgresKeyStore:
                 self._connection = None
 
     def _run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """Run ``work`` on the connection; a connection found broken is reopened and ``work`` tried once more."""
+        """Run ``work`` on the connection; a connection found broken is reopened and ``work`` tried once more.
+        The server being out is raised as the event store's ``OperationalError`` (what the followers and the
+        API treat as an outage), not as a failure of the event being processed."""
         with self._lock:
             try:
-                return work(self._conn())
-            except psycopg.OperationalError:
-                if self._connection is not None and not self._connection.closed:
-                    raise
-                self._connection = None
-                return work(self._conn())
+                return self._run_once_more_if_broken(work)
+            except psycopg.OperationalError as error:
+                raise OperationalError(str(error)) from error
+            except psycopg.InterfaceError as error:
+                raise InterfaceError(str(error)) from error
+
+    def _run_once_more_if_broken(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        try:
+            return work(self._conn())
+        except psycopg.OperationalError:
+            if self._connection is not None and not self._connection.closed:
+                raise
+            self._connection = None
+            return work(self._conn())
 
     def _conn(self) -> psycopg.Connection[Any]:
         if self._connection is None or self._connection.closed:
-            self._connection = psycopg.connect(self.conninfo, autocommit=True)
+            self._connection = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=CONNECT_SECONDS)
         return self._connection
