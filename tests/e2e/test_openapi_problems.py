@@ -19,15 +19,17 @@ import pytest
 from joserfc.jwk import ECKey
 from litestar.testing import TestClient
 
-from application.bootstrap import bootstrap
+from application.bootstrap import bootstrap, migrate
 from application.settings import Settings
 from infrastructure.security.tokens import TokenIssuer
 from interfaces.http.app import create_app
 from interfaces.http.authorization import REQUIRED_SCOPE
 from interfaces.http.deprecation import DEPRECATIONS
 from interfaces.http.openapi import OUTCOMES, PROBLEM_TYPES, framework_problems
+from interfaces.http.problems import RETRY_AFTER_SECONDS
 from tests.e2e.conftest import START, assert_problem, book, open_slot, register_doctor, register_patient
 from tests.e2e.test_authorization_matrix import MATRIX, PERSONAS
+from tests.private_servers import PrivatePostgres, PrivateRedis, private_postgres, private_redis  # noqa: F401
 
 SPEC = json.loads((Path(__file__).resolve().parents[2] / "specs" / "openapi.json").read_text())
 OPERATIONS = {op["operationId"]: (path, method, op) for path, item in SPEC["paths"].items()
@@ -186,3 +188,24 @@ def test_every_conflict_and_query_outcome_happens_as_documented():
     other = {(name, slug) for name, slugs in OUTCOMES.items() for slug in slugs if slug not in ("forbidden", "not-found")}
     assert provoked | CONCURRENT_ONLY == other
 
+
+
+def test_every_operation_answers_the_documented_503_when_its_stores_are_out(
+        private_postgres: PrivatePostgres, private_redis: PrivateRedis, tmp_path: Path):  # noqa: F811 - fixtures
+    settings = Settings(persistence="postgres", database=private_postgres.env, redis_url=private_redis.url,
+                        data_dir=tmp_path, runner_tick_seconds=0.05)
+    migrate(settings)
+    clinic = bootstrap(settings)
+    try:
+        with TestClient(create_app(clinic, ISSUER.verifier())) as api:
+            # given the event store and the read models' Redis both out
+            private_postgres.stop()
+            private_redis.stop()
+            # when every operation is called as an admin, then each is the documented 503, never a 500
+            answers = {name: call(api, name) for name, (_, _, op) in OPERATIONS.items()
+                       if "unavailable" in framework_problems(op)}
+    finally:
+        clinic.close()
+    seen = {name: (r.status_code, r.json().get("type"), r.headers.get("retry-after")) for name, r in answers.items()}
+    unavailable = (503, "urn:clinic:problem:unavailable", str(RETRY_AFTER_SECONDS))
+    assert seen == dict.fromkeys(answers, unavailable)
