@@ -66,3 +66,24 @@ def test_refused_credentials_are_no_outage():
 def test_a_defect_is_no_outage():
     assert not is_outage(KeyError("slot"))
     assert not is_outage(ValueError("bad start"))
+
+
+def test_every_query_the_library_retries_ten_times_is_tried_twice_by_our_postgres_recorders():
+    from eventsourcing.postgres import PostgresApplicationRecorder, PostgresProcessRecorder, PostgresTrackingRecorder
+
+    from infrastructure.event_store import (
+        _RETRIED,
+        PostgresBatchRecorder,
+        PostgresPositionRecorder,
+        PostgresStoreRecorder,
+    )
+
+    pairs = [(PostgresStoreRecorder, PostgresApplicationRecorder), (PostgresPositionRecorder, PostgresTrackingRecorder),
+             (PostgresBatchRecorder, PostgresProcessRecorder)]
+    for ours, library in pairs:
+        retried = [name for name in _RETRIED if hasattr(getattr(library, name, None), "__wrapped__")]
+        assert retried, library  # a library upgrade that renamed them would leave ours retrying ten times
+        for name in retried:
+            assert getattr(ours, name) is not getattr(library, name), (ours, name)
+    assert {name for _, library in pairs for name in _RETRIED
+            if hasattr(getattr(library, name, None), "__wrapped__")} == set(_RETRIED)
