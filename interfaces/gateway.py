@@ -1,13 +1,15 @@
 """The API gateway's nginx configuration: routes each part of ``/v1`` (and ``/v2``) to its context's service.
 
 It sets ``X-Correlation-Id`` when the client sent none (nginx's 32-hex ``$request_id``),
-passes it to the service, and serves the committed OpenAPI document and the deprecation guide
+passes it to the service, answers the API's ``503 unavailable`` problem (with ``Retry-After``)
+when no replica of a service answers, and serves the committed OpenAPI document and the deprecation guide
 (``/docs/deprecation.md``, where deprecated operations' ``Link`` headers point). Rendered by
 ``clinic gateway`` and by the tests; Kubernetes uses an Ingress with the same routes.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -15,8 +17,12 @@ from string import Template
 from application.contexts import SERVICE_NAMES
 from interfaces.http.contexts import gateway_routes
 from interfaces.http.deprecation import GUIDE
+from interfaces.http.problems import PROBLEM_BASE, RETRY_AFTER_SECONDS, UNAVAILABLE, UNAVAILABLE_DETAIL
 
 SERVICES = SERVICE_NAMES
+_UNAVAILABLE_BODY = json.dumps({"type": PROBLEM_BASE + UNAVAILABLE[1], "title": UNAVAILABLE[2], "status": UNAVAILABLE[0],
+                                "detail": UNAVAILABLE_DETAIL}, separators=(",", ":"))
+"""What the gateway answers when no replica of a service answers: the services' own outage problem."""
 
 ROUTES = gateway_routes()  # (nginx location, service): regular expressions are tried before prefixes
 
@@ -53,6 +59,13 @@ $upstreams
         proxy_read_timeout 30s;
         proxy_next_upstream error timeout;
         location = /health/live { default_type application/json; return 200 '{"status":"ok"}'; }
+        error_page 502 504 = @unavailable;  # no replica answered: the API's outage problem, not nginx's page
+        location @unavailable {
+            default_type application/problem+json;
+            add_header X-Correlation-Id $$correlation_id always;
+            add_header Retry-After $retry_after always;
+            return 503 '$unavailable';
+        }
         location = /schema/openapi.json { default_type application/json; alias $spec; }
 $guide
 $locations
@@ -86,7 +99,8 @@ class Gateway:
             for name in SERVICES)
         locations = "\n".join(f"        location {where} {{ proxy_pass http://{service}; }}" for where, service in ROUTES)
         return _TEMPLATE.substitute(runtime=self.runtime_dir, listen=self.listen, upstreams=upstreams,
-                                    locations=locations, spec=self.spec, guide=self._guide_location())
+                                    locations=locations, spec=self.spec, guide=self._guide_location(),
+                                    retry_after=RETRY_AFTER_SECONDS, unavailable=_UNAVAILABLE_BODY)
 
     def _guide_location(self) -> str:
         if self.guide is None:

@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,3 +145,21 @@ def test_the_deprecated_v1_read_and_its_v2_successor_both_route_and_the_guide_is
     with urllib.request.urlopen(base + guide, timeout=10) as response:
         assert response.headers["content-type"].startswith("text/markdown")
         assert response.read() == (ROOT / "docs" / "deprecation.md").read_bytes()
+
+
+def test_a_service_with_no_replica_answering_is_the_apis_503_problem_with_retry_after(tmp_path):
+    nginx = services.require_binary("nginx")
+    gateway_port, nobody = free_port(), free_port()  # nothing listens on ``nobody``
+    config = Gateway(f"127.0.0.1:{gateway_port}", {name: [f"127.0.0.1:{nobody}"] for name in SERVICES},
+                     tmp_path, ROOT / "specs" / "openapi.json").write(tmp_path / "nginx.conf")
+    process = subprocess.Popen([nginx, "-e", str(tmp_path / "error.log"), "-p", str(tmp_path), "-c", str(config)])
+    try:
+        wait_for_port(gateway_port)
+        status, headers, problem = call(f"http://127.0.0.1:{gateway_port}/v1/sagas/{uuid.uuid4()}",
+                                        headers={"X-Correlation-Id": "outage-1"})
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert (status, problem["type"], problem["status"]) == (503, "urn:clinic:problem:unavailable", 503)
+    assert headers["retry-after"] == "5" and headers["x-correlation-id"] == "outage-1"
+    assert headers["content-type"] == "application/problem+json"

@@ -684,3 +684,15 @@ def test_docs_commands_are_real():
     for command in ("certs init --dir ./pki", "auth client add booking --scope registry:eligibility",
                     "db migrate", "keys rotate"):
         build_parser().parse_args(shlex.split(command))
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_ingress_answers_the_gateways_503_problem_when_no_replica_answers(name):
+    from interfaces.gateway import _UNAVAILABLE_BODY
+    from interfaces.http.problems import RETRY_AFTER_SECONDS
+
+    annotations = named(overlay(name), "Ingress", "clinic")["metadata"]["annotations"]
+    assert "error_page 502 504 = @clinic_unavailable;" in annotations["nginx.ingress.kubernetes.io/configuration-snippet"]
+    server = annotations["nginx.ingress.kubernetes.io/server-snippet"]
+    assert f"return 503 '{_UNAVAILABLE_BODY}';" in server
+    assert f'more_set_headers "Retry-After: {RETRY_AFTER_SECONDS}";' in server
