@@ -1,4 +1,4 @@
-"""The ``clinic`` command: serve, run, demo, audit, token, db migrate, certs init, openapi, bench."""
+"""The ``clinic`` command: serve, run, demo, audit, token, db migrate, certs init, openapi, chaos, bench."""
 
 from __future__ import annotations
 
@@ -98,6 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the deprecation guide to serve at /docs/deprecation.md (deprecated operations link it)")
     gateway.add_argument("--output", default=".clinic-data/gateway/nginx.conf")
     gateway.set_defaults(run=_lazy("interfaces.cli.admin", "run_gateway"))
+
+    chaos = commands.add_parser("chaos", help="the distributed deployment on private servers under steady bookings "
+                                "and a seeded schedule of faults; then checks the invariants (docs/runbook.md)")
+    chaos.add_argument("--minutes", type=_positive_number, default=10.0, help="how long the load runs (default 10)")
+    chaos.add_argument("--seed", type=int, default=1, help="the schedule's seed: the same seed, the same faults")
+    chaos.add_argument("--rate", type=_positive_number, default=2.0, help="bookings per second (default 2)")
+    chaos.add_argument("--every", type=_positive_number, default=30.0,
+                       help="seconds between faults: the next starts every/2 to every after one ends (default 30)")
+    chaos.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    chaos.set_defaults(run=_lazy("interfaces.cli.chaos", "run_chaos"))
 
     bench = commands.add_parser("bench", help="measure the figures of docs/performance.md, each beside its baseline")
     bench.add_argument("--quick", action="store_true", help="smaller runs: the whole suite in under 5 minutes")
@@ -222,6 +232,16 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be above 0")
     return value
 
 
