@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -24,7 +26,7 @@ every = st.floats(min_value=2, max_value=120, allow_nan=False)
 def test_faults_come_one_at_a_time_inside_the_run_and_leave_it_time_to_settle(seed, length, spacing):
     injections = schedule(seed, length, spacing)
     assert [i.at for i in injections] == sorted(i.at for i in injections)
-    for first, second in zip(injections, injections[1:], strict=False):
+    for first, second in pairwise(injections):
         assert first.at + first.seconds < second.at  # repaired before the next starts
     for injection in injections:
         assert injection.at >= WARM_UP_SECONDS
