@@ -19,6 +19,7 @@ from application.settings import Settings
 from application.subscriptions import event_classes, handled_topics
 from application.view_changes import ViewChanges
 from domain.personal_data import personal_fields
+from infrastructure.messaging.attempts import PostgresDeliveryAttempts
 from infrastructure.observability.metrics import Metrics
 from infrastructure.outages import explain, is_outage
 from infrastructure.read_models.redis_store import RedisViewStore
@@ -94,6 +95,9 @@ def migrate(settings: Settings) -> list[str]:
     apps = build_applications(settings, create_table=True)
     for app in apps.values():
         app.factory.tracking_recorder()  # the outbox relay keeps its position there (distributed mode)
+        attempts = PostgresDeliveryAttempts.of(app)  # a follower's consumer counts redeliveries there
+        if attempts is not None:
+            attempts.create_table()
         app.close()
     return list(apps)
 

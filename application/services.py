@@ -35,6 +35,7 @@ from application.contexts import BY_SERVICE, CONTEXTS
 from application.settings import Settings, SettingsError
 from infrastructure.leadership import Leadership, while_leading
 from infrastructure.listen import CONNECTION_PARAMETERS, EventsListener
+from infrastructure.messaging.attempts import PostgresDeliveryAttempts
 from infrastructure.messaging.connection import BrokerConnection, BrokerError, BrokerTls, connect
 from infrastructure.messaging.consumer import FollowerConsumer
 from infrastructure.messaging.relay import OutboxRelay
@@ -285,7 +286,7 @@ class Worker:
                                       self._bindings())
         if self.app.name in queues:
             self.consumer = FollowerConsumer(self.app, await self.connection.channel(), queues[self.app.name],
-                                             metrics=self.metrics)
+                                             metrics=self.metrics, attempts=PostgresDeliveryAttempts.of(self.app))
             await self.consumer.start(preferred=self._preferred())
 
     def _bindings(self) -> dict[tuple[str, str], tuple[str, ...]] | None:

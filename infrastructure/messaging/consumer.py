@@ -11,7 +11,9 @@ next delay level (its TTL brings it back to the follower's queue), or to the DLQ
 So a message is never lost, and nothing waits behind a failing one. If a copy cannot be made (a retry
 queue deleted, a publish timeout) that message is rejected without requeue, and the queue's own
 dead-lettering moves it to the DLQ. While the event store is unreachable the batch is offered again
-with backoff, unacked: nothing is retried or dead-lettered for an outage.
+with backoff, unacked: nothing is retried or dead-lettered for an outage. A message delivered again
+unsettled (its consumer died on it) is counted (``attempts.py``); past ``DELIVERY_LIMIT`` deliveries it
+is dead-lettered unprocessed, so a message that crashes its consumer cannot crash them for ever.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from aiormq.abc import AbstractChannel, Basic, DeliveredMessage
 
+from infrastructure.messaging.attempts import DeliveryAttempts
 from infrastructure.messaging.codec import PoisonMessageError, decode
 from infrastructure.messaging.headers import integer, text
 from infrastructure.messaging.topology import FollowerQueues
@@ -38,6 +41,7 @@ from process_managers.base import Job
 from process_managers.delivery import OUTAGES, Outcome, Result, deliver_batch
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ATTEMPT = "x-attempt"
 ERROR = "x-error"
@@ -46,6 +50,10 @@ ATTEMPTS = "x-attempts"
 ORIGINAL_ROUTING_KEY = "x-original-routing-key"
 POISON = "poison"
 MAX_ATTEMPTS_REACHED = "max-attempts"
+DELIVERY_LIMIT_REACHED = "delivery-limit"
+DELIVERY_LIMIT = 5
+"""The most deliveries of one message that go unsettled (each one's consumer died) before the next is
+dead-lettered unprocessed (``attempts.py``)."""
 RETRIED = "retried"
 DEAD_LETTERED = "dead_lettered"
 REJECTED = "rejected"
@@ -71,7 +79,8 @@ class FollowerConsumer:
 
     def __init__(self, follower: Any, channel: AbstractChannel, queues: FollowerQueues,
                  prefetch: int = DEFAULT_PREFETCH, batch_size: int = DEFAULT_BATCH_SIZE, max_attempts: int = 5,
-                 publish_timeout: float = 10.0, metrics: Metrics | None = None) -> None:
+                 publish_timeout: float = 10.0, metrics: Metrics | None = None,
+                 attempts: DeliveryAttempts | None = None, delivery_limit: int = DELIVERY_LIMIT) -> None:
         self.follower = follower
         self.channel = channel
         self.queues = queues
@@ -89,6 +98,9 @@ class FollowerConsumer:
         self.outcomes: Counter[str] = Counter()
         self.batches = 0
         self.store_outages = 0
+        self.attempts = attempts
+        """Where redeliveries are counted (``None``: not counted, redelivered for ever like the queue does)."""
+        self.delivery_limit = delivery_limit
         self.metrics = metrics
         if metrics is not None:
             metrics.follow(queues.follower, len(queues.retries))
@@ -181,7 +193,15 @@ class FollowerConsumer:
         jobs: list[Job] = []
         outcomes: list[str | None] = [None] * len(batch)
         settling = []
+        redelivered = [message_id(m) for m in batch if m.redelivered and message_id(m)]
+        counted = await self._count_redeliveries(redelivered)
+        if counted is None:  # stopped while the store was down
+            return [UNSETTLED] * len(batch)
         for index, message in enumerate(batch):
+            deliveries = counted.get(message_id(message), 1)
+            if deliveries > self.delivery_limit:
+                settling.append((index, self._dead_letter_unsettled(message, deliveries)))
+                continue
             try:
                 event, tracking = decode(self.follower.mapper, message.body, message.header.properties)
             except PoisonMessageError as error:
@@ -205,19 +225,41 @@ class FollowerConsumer:
         for (index, _), outcome in zip(settling, copied, strict=True):
             outcomes[index] = outcome if isinstance(outcome, str) else await self._copy_failed(batch[index], outcome)
         await self.channel.basic_ack(delivery_tag(batch[-1]), multiple=True)
+        if redelivered and self.attempts is not None:
+            await asyncio.to_thread(self.attempts.forget, self.queues.follower, redelivered)
         return [outcome or UNSETTLED for outcome in outcomes]
+
+    async def _count_redeliveries(self, message_ids: list[str]) -> dict[str, int] | None:
+        """Each redelivered message's deliveries so far, counted once more; held like a batch while the
+        store is out (``None``: stopped meanwhile)."""
+        if not message_ids or self.attempts is None:
+            return {}
+        attempts = self.attempts
+        return await self._while_store_out(lambda: attempts.count(self.queues.follower, message_ids),
+                                           f"counting {len(message_ids)} redeliveries")
+
+    async def _dead_letter_unsettled(self, message: DeliveredMessage, deliveries: int) -> str:
+        error = RuntimeError(f"delivered {deliveries} times without being settled: it may crash its consumer")
+        log.error("message %s dead-lettered unprocessed: %s", message_id(message), error)
+        return await self._dead_letter(message, DELIVERY_LIMIT_REACHED, error, attempts=deliveries)
 
     async def _deliver(self, jobs: list[Job]) -> list[Result] | None:
         """The engine's results for ``jobs``; while the store is unreachable, offered again with backoff
         (``None``: the consumer was stopped meanwhile)."""
+        return await self._while_store_out(lambda: deliver_batch(self.follower, jobs, exact=True),
+                                           f"the batch of {len(jobs)}")
+
+    async def _while_store_out(self, work: Callable[[], T], what: str) -> T | None:
+        """``work`` in a thread; while the event store is unreachable, again with backoff, no retry counted
+        (``None``: the consumer was stopped meanwhile)."""
         backoff = Backoff(*OUTAGE_BACKOFF_SECONDS)
         while True:
             try:
-                return await asyncio.to_thread(deliver_batch, self.follower, jobs, exact=True)
+                return await asyncio.to_thread(work)
             except OUTAGES as error:
                 self.store_outages += 1
-                log.warning("%s: the event store failed (%s); offering the batch of %d again in %.1fs",
-                            self.queues.follower, error, len(jobs), backoff.delay)
+                log.warning("%s: the event store failed (%s); offering %s again in %.1fs",
+                            self.queues.follower, error, what, backoff.delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=backoff.next())
             if self._stopping.is_set():
@@ -285,6 +327,11 @@ def message_ids(properties: Basic.Properties) -> dict[str, str | None]:
     return {"correlation_id": properties.correlation_id or headers.get("correlation_id"),
             "causation_id": f"{origin}@{version}" if origin is not None and version is not None else None,
             "saga_id": headers.get("saga_id"), "message_id": properties.message_id}
+
+
+def message_id(message: DeliveredMessage) -> str:
+    """The message's id (the relay sets one on every event; ``""`` if a publisher did not)."""
+    return str(message.header.properties.message_id or "")
 
 
 def delivery_tag(message: DeliveredMessage) -> int:
