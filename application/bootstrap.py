@@ -167,16 +167,12 @@ def build_auditor(apps: dict[str, Any]) -> Auditor:
     return Auditor({kind: (apps[name], cls) for kind, (name, cls) in AUDITED_KINDS.items() if name in apps})
 
 
-def open_auditor(settings: Settings) -> tuple[Auditor, Callable[[], None]]:
-    """An auditor over the stores, with no runner: reading changes nothing. Returns it and a closer."""
+def open_stores(settings: Settings) -> Clinic:
+    """Every context's store, hosted with no runner and no read models: for an operator's tools (``clinic
+    audit``), which change nothing but the access logs their reads of personal data go to. Close it after."""
     apps = build_applications(settings, create_table=False)
     require_tables(apps)
-
-    def close() -> None:
-        for app in apps.values():
-            app.close()
-
-    return build_auditor(apps), close
+    return Clinic.hosting(apps, auditor=build_auditor(apps))
 
 
 def require_tables(apps: dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ hosts one context, and the interfaces mount only that context's routes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
@@ -23,7 +23,7 @@ from application.record_access import PatientRecords
 from application.registry import RegistryApplication
 from application.runner import EmbeddedRunner
 from application.scheduling import SchedulingApplication
-from application.views import BookingAccepted, Saga, SagaStep
+from application.views import AuditTrail, BookingAccepted, Saga, SagaStep
 from infrastructure.event_store import storage_backend
 from process_managers.booking import BookingProcessManager
 from process_managers.booking_saga import BookingSaga, saga_id_for
@@ -91,6 +91,16 @@ class Clinic:
         """Request a consultation; the booking saga confirms or rejects it."""
         consultation_id = self.require(ConsultationsApplication).request_consultation(patient_id, doctor_id, start, reason)
         return BookingAccepted(consultation_id, saga_id_for(consultation_id), "REQUESTED")
+
+    def audit(self, kind: str, aggregate_id: UUID, reader: str, roles: Iterable[str], operation: str,
+              version: int | None = None, as_of: datetime | None = None) -> AuditTrail:
+        """An aggregate rebuilt from its stream alone, at a version or a moment, with its history. Auditing a
+        patient reads their personal data: the read is recorded in their access log (``reader`` doing
+        ``operation``), wherever this process hosts the registry."""
+        trail = self.auditor.trail(kind, aggregate_id, version=version, as_of=as_of)
+        if kind == "patient" and self.patient_records is not None:
+            self.patient_records.record_read(aggregate_id, reader, roles, operation)
+        return trail
 
     def saga(self, saga_id: UUID) -> Saga:
         """The booking saga's state and steps, as operators follow it."""

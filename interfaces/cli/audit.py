@@ -1,22 +1,25 @@
-"""``clinic audit``: an aggregate rebuilt from its stream, for auditors at a terminal."""
+"""``clinic audit``: an aggregate rebuilt from its stream, for auditors at a terminal. Auditing a patient
+reads their personal data: the read goes to their access log as ``cli:<OS user>``, as the API's does."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 
 from application.audit import plain
-from application.bootstrap import open_auditor
+from application.bootstrap import open_stores
 from application.views import AuditTrail
 from interfaces.cli.main import settings
 
 
 def run_audit(args: argparse.Namespace) -> int:
-    auditor, close = open_auditor(settings())
+    clinic = open_stores(settings())
     try:
-        trail = auditor.trail(args.kind, args.id, version=args.version, as_of=args.as_of)
+        trail = clinic.audit(args.kind, args.id, reader=f"cli:{getpass.getuser()}", roles=(), operation="clinic audit",
+                             version=args.version, as_of=args.as_of)
     finally:
-        close()
+        clinic.close()
     print(json.dumps(plain(trail), indent=2) if args.json else render(trail))
     return 0
 

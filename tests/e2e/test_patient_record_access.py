@@ -45,3 +45,28 @@ def test_the_access_log_of_another_patient_is_refused(api, admin, token):
 
 def test_an_admin_asking_for_an_unknown_patient_gets_404(api, admin):
     assert_problem(api.get(f"/v1/patients/{uuid.uuid4()}", headers=admin), 404, "not-found")
+
+
+def test_an_auditors_audit_of_a_patient_at_the_terminal_is_logged_as_the_os_user(tmp_path):
+    import getpass
+    from datetime import date
+
+    from application.bootstrap import migrate, open_stores
+    from application.settings import Settings
+    from tests.e2e.test_processes import run_clinic
+
+    settings = Settings(persistence="sqlite", data_dir=tmp_path)
+    migrate(settings)
+    clinic = open_stores(settings)
+    try:
+        patient_id = clinic.registry.register_patient("Ana", "ana@example.org", date(1990, 1, 1), True)
+    finally:
+        clinic.close()
+    audited = run_clinic("audit", "patient", str(patient_id), env={"CLINIC_DATA_DIR": str(tmp_path)})
+    assert audited.returncode == 0, audited.stderr
+    clinic = open_stores(settings)
+    try:
+        reads = clinic.patient_records.accesses(patient_id)
+    finally:
+        clinic.close()
+    assert [(r.reader, r.operation) for r in reads] == [(f"cli:{getpass.getuser()}", "clinic audit")]

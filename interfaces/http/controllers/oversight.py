@@ -57,7 +57,6 @@ class AuditController(Controller):
 
         Auditing a patient reads their personal data: that read is recorded in their access log.
         """
-        trail = clinic.auditor.trail(kind, aggregate_id, version=version, as_of=as_of)
-        if kind == "patient" and clinic.patient_records is not None:
-            clinic.patient_records.record_read(aggregate_id, request.user.sub, request.user.roles, "auditAggregate")
+        trail = clinic.audit(kind, aggregate_id, request.user.sub, request.user.roles, "auditAggregate",
+                             version=version, as_of=as_of)
         return AuditTrail(kind, trail.aggregate_id, trail.version, plain(trail.state), trail.events)
