@@ -58,6 +58,7 @@ PROBLEMS: dict[type[Exception], tuple[int, str, str]] = {
 }
 
 
+CONCURRENT_WRITE_DETAIL = "Another request changed this resource at the same moment; read it again and retry."
 RETRY_AFTER_SECONDS = 5
 """What a 503 tells the client to wait before retrying (``Retry-After``)."""
 UNAVAILABLE = (503, "unavailable", "Service unavailable")
@@ -115,6 +116,8 @@ def _classify(error: Exception) -> tuple[int, str, str]:
 def _detail(error: Exception, status: int) -> str:
     if status == 503:
         return UNAVAILABLE_DETAIL
+    if isinstance(error, IntegrityError):  # its text is the driver's (SQL, constraint names): never shown
+        return CONCURRENT_WRITE_DETAIL
     if status >= 500:
         return "An unexpected error occurred; quote the correlation id when reporting it."
     if isinstance(error, HTTPException):
