@@ -50,14 +50,14 @@ class StoreUnavailableError(RuntimeError):
 
 def build_applications(settings: Settings, create_table: bool | None = None, cache: bool = False, *,
                        contexts: Iterable[BoundedContext] = CONTEXTS,
-                       env: Mapping[str, str] | None = None) -> dict[str, Any]:
+                       env: Mapping[str, str] | None = None, serving: bool = False) -> dict[str, Any]:
     """The eventsourcing application of each of ``contexts`` (every context, embedded; one, in a service),
     each with its own store and all sharing one key store. With ``cache`` (this process is their stores'
     only writer) the contexts ``cached`` names keep the aggregates they load; ``env`` adds to each store's
-    settings."""
+    settings; ``serving`` (a long-running process) forgets a data key as soon as its subject is erased."""
     if settings.persistence == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    sealing = mapper_factory(open_subject_keys(settings, create_table))
+    sealing = mapper_factory(open_subject_keys(settings, create_table, watch=serving))
     apps = {}
     for cls in (context.application for context in contexts):
         store = settings.eventsourcing_env(cls.name, create_table, cache and cached(cls.name)) | dict(env or {})
@@ -106,7 +106,7 @@ def bootstrap(settings: Settings | None = None, clock: Callable[[], datetime] | 
               metrics: Metrics | None = None) -> Clinic:
     """Build and start the clinic: applications, saga wiring, runner (observed by ``metrics`` if given)."""
     settings = settings or Settings.from_env()
-    apps = build_applications(settings, cache=True)  # this process is their stores' only writer
+    apps = build_applications(settings, cache=True, serving=True)  # this process is their stores' only writer
     require_tables(apps)
     observe_with(apps, metrics)
     registry: RegistryApplication = apps[RegistryApplication.name]

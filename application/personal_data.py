@@ -25,13 +25,17 @@ KEY_STORE_FILE = "keys.sqlite"
 MapperFactory = Callable[[Transcoder], Mapper[Any]]
 
 
-def open_subject_keys(settings: Settings, create_table: bool | None = None) -> SubjectKeys:
-    """The process's data keys: the store for ``settings.persistence`` and the KEK."""
+def open_subject_keys(settings: Settings, create_table: bool | None = None, watch: bool = False) -> SubjectKeys:
+    """The process's data keys: the store for ``settings.persistence`` and the KEK. ``watch``: a serving
+    process forgets a key the moment any process erases its subject (PostgreSQL tells it)."""
     store = key_store(settings)
     create = settings.create_tables if create_table is None else create_table
     if create or not isinstance(store, PostgresKeyStore):  # a local file or memory: no migration step
         store.create_tables()
-    return SubjectKeys(store, key_encryption_key(settings), cache_seconds=settings.data_key_cache_seconds)
+    keys = SubjectKeys(store, key_encryption_key(settings), cache_seconds=settings.data_key_cache_seconds)
+    if watch:
+        keys.watch()
+    return keys
 
 
 def mapper_factory(keys: SubjectKeys) -> MapperFactory:

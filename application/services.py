@@ -67,7 +67,7 @@ def build_service(service: str, settings: Settings, role: str = "all", metrics: 
     The registry the booking saga calls is deliberately no readiness dependency (docs/observability-health.md).
     """
     # API replicas and the workers all write the store: no cache (a worker's batch loads its aggregates at once)
-    apps = build_applications(settings, create_table=False, contexts=[BY_SERVICE[service]])
+    apps = build_applications(settings, create_table=False, contexts=[BY_SERVICE[service]], serving=True)
     [app] = apps.values()
     require_tables(apps)
     observe_with(apps, metrics)
@@ -111,7 +111,7 @@ def broker_tls(settings: Settings) -> BrokerTls:
 def build_projections(settings: Settings, metrics: Metrics | None = None) -> tuple[ProjectionRunner, dict[str, Any]]:
     """The projection worker: every context's store read-only, the views in Redis; positions in ``metrics``."""
     one_reader = {"POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "1"}  # it reads one log at a time
-    apps = build_applications(settings, create_table=False, env=one_reader)
+    apps = build_applications(settings, create_table=False, env=one_reader, serving=True)
     require_tables(apps)
     runner = ProjectionRunner(apps, _redis_views(settings, "projections"), ALL_PROJECTIONS)
     runner.observer = metrics

@@ -135,8 +135,9 @@ class SubjectKeys:
     """The data keys the mapper uses: made on first write, unwrapped, cached for ``cache_seconds``.
 
     A cached key lets this process read a subject's data for at most ``cache_seconds`` after
-    another process erased them (this process's own erasures drop it at once). Erasures and
-    links never change back, so they are cached for good.
+    another process erased them (this process's own erasures drop it at once); where the store tells
+    erasures (PostgreSQL), ``watch`` drops it as soon as the erasure commits. Erasures and links never
+    change back, so they are cached for good.
     """
 
     def __init__(self, store: SubjectKeyStore, kek: KeyEncryptionKey, cache_seconds: float = 5.0,
@@ -149,6 +150,23 @@ class SubjectKeys:
         self._keys: dict[str, tuple[bytes, float]] = {}
         self._erased: set[str] = set()
         self._links: dict[str, str] = {}
+        self._stop_watching: Callable[[], None] | None = None
+
+    def watch(self) -> None:
+        """Forget a subject's key the moment any process erases them, if the store can tell (else the
+        cache's ``cache_seconds`` bound it)."""
+        watch_erasures = getattr(self.store, "watch_erasures", None)
+        if watch_erasures is not None and self._stop_watching is None:
+            self._stop_watching = watch_erasures(self.forget)
+
+    def forget(self, subject_id: str | None) -> None:
+        """Drop the subject's cached key, now erased (``None``: every cached key, erasures unknown)."""
+        with self._lock:
+            if subject_id is None:
+                self._keys.clear()
+            else:
+                self._keys.pop(subject_id, None)
+                self._erased.add(subject_id)
 
     def key_for_writing(self, subject_id: str) -> bytes | None:
         """The subject's data key, made now if they have none; ``None`` if they were erased."""
@@ -219,7 +237,10 @@ class SubjectKeys:
         return subject
 
     def close(self) -> None:
-        """Close the store's connections (reopened if used again)."""
+        """Stop watching erasures; close the store's connections (reopened if used again)."""
+        if self._stop_watching is not None:
+            self._stop_watching()
+            self._stop_watching = None
         self.store.close()
 
     def _unwrap(self, subject_id: str, record: KeyRecord) -> bytes:

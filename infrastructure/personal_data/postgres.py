@@ -9,6 +9,7 @@ docs/gdpr.md).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -20,8 +21,14 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from infrastructure.personal_data.keys import KeyRecord
+from infrastructure.resilience import Backoff
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+ERASURES = "clinic_subject_erased"
+"""The ``NOTIFY`` channel an erasure is told on (payload: the subject id); every process ``LISTEN``s."""
+WAKE_SECONDS = 1.0
+"""How often the listening thread wakes to see whether it must stop."""
 CONNECT_SECONDS = 2
 """How long opening the key store's connection may take before the server counts as out."""
 
@@ -36,6 +43,8 @@ class PostgresKeyStore:
         self.links = sql.Identifier(*prefix, "clinic_aggregate_subjects")
         self._lock = threading.Lock()
         self._connection: psycopg.Connection[Any] | None = None
+        self.hearing_erasures = threading.Event()
+        """Set while ``watch_erasures`` listens (cleared while it reconnects)."""
 
     @classmethod
     def for_database(cls, database: dict[str, str] | Any) -> PostgresKeyStore:
@@ -73,12 +82,46 @@ class PostgresKeyStore:
         return None if row is None else KeyRecord(row[0], bytes(row[1]) if row[1] is not None else None, row[2])
 
     def erase(self, subject_id: str, now: datetime) -> bool:
-        """Overwrite the subject's key with a tombstone; ``False`` if already erased."""
-        cursor = self._run(lambda c: c.execute(sql.SQL(
-            "INSERT INTO {0} (subject_id, kek_id, wrapped_key, created_at, erased_at) VALUES (%s, NULL, NULL, %s, %s) "
-            "ON CONFLICT (subject_id) DO UPDATE SET kek_id = NULL, wrapped_key = NULL, erased_at = EXCLUDED.erased_at "
-            "WHERE {0}.erased_at IS NULL").format(self.keys), (subject_id, now, now)))
-        return cursor.rowcount > 0
+        """Overwrite the subject's key with a tombstone and tell every process (``ERASURES``) in the same
+        transaction; ``False`` if already erased."""
+        def erase_and_tell(connection: psycopg.Connection[Any]) -> int:
+            with connection.transaction():
+                cursor = connection.execute(sql.SQL(
+                    "INSERT INTO {0} (subject_id, kek_id, wrapped_key, created_at, erased_at) "
+                    "VALUES (%s, NULL, NULL, %s, %s) ON CONFLICT (subject_id) DO UPDATE SET kek_id = NULL, "
+                    "wrapped_key = NULL, erased_at = EXCLUDED.erased_at WHERE {0}.erased_at IS NULL").format(self.keys),
+                    (subject_id, now, now))
+                connection.execute("SELECT pg_notify(%s, %s)", (ERASURES, subject_id))
+                return cursor.rowcount
+
+        return self._run(erase_and_tell) > 0
+
+    def watch_erasures(self, forget: Callable[[str | None], None]) -> Callable[[], None]:
+        """Call ``forget(subject_id)`` on every erasure any process makes, from a thread that ``LISTEN``s;
+        ``forget(None)`` after each (re)connection (what was erased while nobody listened is unknown).
+        Returns what stops it."""
+        stop = threading.Event()
+        thread = threading.Thread(target=self._listen, args=(forget, stop), name="erasures", daemon=True)
+        thread.start()
+
+        return stop.set  # the thread ends within WAKE_SECONDS, closing its connection
+
+    def _listen(self, forget: Callable[[str | None], None], stop: threading.Event) -> None:
+        backoff = Backoff(0.2, 5.0, jitter=True)
+        while not stop.is_set():
+            try:
+                with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=CONNECT_SECONDS) as connection:
+                    connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(ERASURES)))
+                    forget(None)
+                    self.hearing_erasures.set()
+                    backoff.reset()
+                    while not stop.is_set():
+                        for notification in connection.notifies(timeout=WAKE_SECONDS):
+                            forget(notification.payload)
+            except psycopg.Error as error:
+                self.hearing_erasures.clear()
+                log.warning("not hearing erasures (%s); listening again in %.1fs", error, backoff.delay)
+                stop.wait(backoff.next())
 
     def link(self, aggregate_id: str, subject_id: str) -> None:
         """Remember the subject of ``aggregate_id``."""

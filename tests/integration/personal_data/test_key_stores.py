@@ -127,3 +127,29 @@ def test_sqlite_erasure_leaves_no_copy_of_the_wrapped_key_in_its_files(tmp_path)
     store.erase("s1", NOW)
     assert [p.name for p in tmp_path.iterdir() if wrapped in p.read_bytes()] == []
     store.close()
+
+
+def test_an_erasure_in_one_process_is_unreadable_in_another_within_a_second(request):
+    """Two processes' views of one PostgreSQL key store: the reader's cached key goes as the erasure commits
+    (told by ``NOTIFY``), long before its cache would expire."""
+    from tests.kit import eventually
+
+    schema = request.getfixturevalue("postgres_schema")
+    kek = KeyEncryptionKey(b"k" * 32)
+    reading_store, erasing_store = PostgresKeyStore(postgres_conninfo(), schema), PostgresKeyStore(
+        postgres_conninfo(), schema)
+    reading_store.create_tables()
+    reader = SubjectKeys(reading_store, kek, cache_seconds=3600)
+    eraser = SubjectKeys(erasing_store, kek, cache_seconds=3600)
+    try:
+        reader.watch()
+        assert reading_store.hearing_erasures.wait(10), "the reader listening for erasures"
+        subject = str(uuid.uuid4())
+        assert reader.key_for_writing(subject) is not None  # cached for an hour
+        eraser.erase(subject)
+        eventually(lambda: reader.key_for_reading(subject) is None, timeout=1.0,
+                   what="the reader to forget the erased subject's key")
+    finally:
+        reader.close()
+        eraser.close()
+
