@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 PERSISTENCE_CHOICES = ("sqlite", "postgres", "sqlalchemy", "memory")
 STORE_WAIT_SECONDS = 1
@@ -124,6 +126,17 @@ class Settings:
     access_log: bool = False
     """``CLINIC_ACCESS_LOG``: ``on`` writes uvicorn's line per request on the public API servers; ``off``
     (default): the gateway logs every request, metrics and traces count them (docs/observability-logs.md)."""
+    trusted_proxies: tuple[str, ...] = ()
+    """``CLINIC_TRUSTED_PROXIES``: the addresses or networks (comma-separated) of the proxies whose
+    ``X-Forwarded-For`` names the client (the gateway, the Ingress controller); none by default: the
+    client is the peer, whatever a request claims (the per-address rate limits key on it)."""
+
+    @property
+    def proxy_options(self) -> dict[str, Any]:
+        """uvicorn's options for ``trusted_proxies``: forwarded headers read only from them."""
+        if not self.trusted_proxies:
+            return {"proxy_headers": False}
+        return {"proxy_headers": True, "forwarded_allow_ips": list(self.trusted_proxies)}
 
     @property
     def pki(self) -> Path:
@@ -186,6 +199,7 @@ class Settings:
             auth_login_rate_limit=env.get("CLINIC_AUTH_LOGIN_RATE_LIMIT", cls.auth_login_rate_limit),
             **_logging(env),
             access_log=_choice(env, "CLINIC_ACCESS_LOG", "off", SWITCH) == "on",
+            trusted_proxies=_addresses(env, "CLINIC_TRUSTED_PROXIES"),
             otlp_endpoint=env.get("CLINIC_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             deployment_environment=env.get("CLINIC_ENVIRONMENT", cls.deployment_environment),
             drain_seconds=_number(env, "CLINIC_DRAIN_SECONDS", 0, allow_zero=True),
@@ -297,6 +311,18 @@ def _whole(env: Mapping[str, str], key: str, default: int) -> int:
     if value != int(value):
         raise SettingsError(f"{key} must be a whole number")
     return int(value)
+
+
+def _addresses(env: Mapping[str, str], key: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses or networks (``10.0.0.0/8``); a malformed one names itself."""
+    found = []
+    for text in filter(None, (part.strip() for part in env.get(key, "").split(","))):
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise SettingsError(f"{key}: {text!r} is not an IP address or network") from None
+        found.append(text)
+    return tuple(found)
 
 
 def _number(env: Mapping[str, str], key: str, default: float, allow_zero: bool = False) -> float:

@@ -2,7 +2,8 @@
 
 It sets ``X-Correlation-Id`` when the client sent none (nginx's 32-hex ``$request_id``),
 passes it to the service, answers the API's ``503 unavailable`` problem (with ``Retry-After``)
-when no replica of a service answers, and serves the committed OpenAPI document and the deprecation guide
+when no replica of a service answers, limits the rate per client address and per bearer token
+(``429 too-many-requests`` with ``Retry-After``), and serves the committed OpenAPI document and the deprecation guide
 (``/docs/deprecation.md``, where deprecated operations' ``Link`` headers point). Rendered by
 ``clinic gateway`` and by the tests; Kubernetes uses an Ingress with the same routes.
 """
@@ -17,12 +18,23 @@ from string import Template
 from application.contexts import SERVICE_NAMES
 from interfaces.http.contexts import gateway_routes
 from interfaces.http.deprecation import GUIDE
-from interfaces.http.problems import PROBLEM_BASE, RETRY_AFTER_SECONDS, UNAVAILABLE, UNAVAILABLE_DETAIL
+from interfaces.http.problems import (
+    PROBLEM_BASE,
+    RETRY_AFTER_SECONDS,
+    TOO_MANY,
+    TOO_MANY_DETAIL,
+    UNAVAILABLE,
+    UNAVAILABLE_DETAIL,
+)
 
 SERVICES = SERVICE_NAMES
 _UNAVAILABLE_BODY = json.dumps({"type": PROBLEM_BASE + UNAVAILABLE[1], "title": UNAVAILABLE[2], "status": UNAVAILABLE[0],
                                 "detail": UNAVAILABLE_DETAIL}, separators=(",", ":"))
 """What the gateway answers when no replica of a service answers: the services' own outage problem."""
+PER_ADDRESS, PER_TOKEN = 50, 20
+"""Default rate limits (requests per second; bursts of twice that) per client address and per token."""
+_TOO_MANY_BODY = json.dumps({"type": PROBLEM_BASE + TOO_MANY[1], "title": TOO_MANY[2], "status": TOO_MANY[0],
+                             "detail": TOO_MANY_DETAIL}, separators=(",", ":"))
 
 ROUTES = gateway_routes()  # (nginx location, service): regular expressions are tried before prefixes
 
@@ -49,6 +61,11 @@ http {
         default $$http_x_correlation_id;
         ""      $$request_id;
     }
+    # rate limits at the edge: per client address, and per bearer token (a request without one is
+    # counted by address only); a request over both its rate and its burst is answered 429
+    limit_req_zone $$binary_remote_addr zone=per_address:10m rate=${per_address}r/s;
+    limit_req_zone $$http_authorization zone=per_token:10m rate=${per_token}r/s;
+    limit_req_status 429;
 $upstreams
     server {
         listen $listen;
@@ -59,6 +76,15 @@ $upstreams
         proxy_read_timeout 30s;
         proxy_next_upstream error timeout;
         location = /health/live { default_type application/json; return 200 '{"status":"ok"}'; }
+        limit_req zone=per_address burst=${address_burst} nodelay;
+        limit_req zone=per_token burst=${token_burst} nodelay;
+        error_page 429 = @too_many;
+        location @too_many {
+            default_type application/problem+json;
+            add_header X-Correlation-Id $$correlation_id always;
+            add_header Retry-After 1 always;
+            return 429 '$too_many';
+        }
         error_page 502 504 = @unavailable;  # no replica answered: the API's outage problem, not nginx's page
         location @unavailable {
             default_type application/problem+json;
@@ -89,6 +115,10 @@ class Gateway:
     spec: Path
     guide: Path | None = None
     """docs/deprecation.md, served at ``/docs/deprecation.md`` (``deprecation.GUIDE``); none if ``None``."""
+    per_address: int = PER_ADDRESS
+    """Requests per second from one client address, each with a burst of twice that."""
+    per_token: int = PER_TOKEN
+    """Requests per second with one bearer token, each with a burst of twice that."""
 
     def render(self) -> str:
         missing = [s for s in SERVICES if not self.upstreams.get(s)]
@@ -100,7 +130,9 @@ class Gateway:
         locations = "\n".join(f"        location {where} {{ proxy_pass http://{service}; }}" for where, service in ROUTES)
         return _TEMPLATE.substitute(runtime=self.runtime_dir, listen=self.listen, upstreams=upstreams,
                                     locations=locations, spec=self.spec, guide=self._guide_location(),
-                                    retry_after=RETRY_AFTER_SECONDS, unavailable=_UNAVAILABLE_BODY)
+                                    retry_after=RETRY_AFTER_SECONDS, unavailable=_UNAVAILABLE_BODY,
+                                    per_address=self.per_address, address_burst=2 * self.per_address,
+                                    per_token=self.per_token, token_burst=2 * self.per_token, too_many=_TOO_MANY_BODY)
 
     def _guide_location(self) -> str:
         if self.guide is None:

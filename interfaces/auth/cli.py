@@ -40,7 +40,7 @@ async def serve_auth(args: argparse.Namespace, config: Settings, stop: asyncio.E
     service.checks["accepting"] = lambda: not stop.is_set()
     app = create_auth_app(service, Metrics.for_service("auth"), tracer_provider=tracing)
     server = Server(uvicorn.Config(app, host=args.host, port=args.port or DEFAULT_PORT, log_level="info",
-                                   log_config=None, timeout_graceful_shutdown=GRACE_SECONDS))
+                                   log_config=None, timeout_graceful_shutdown=GRACE_SECONDS, **config.proxy_options))
     log.info("authorization server for issuer %s", service.issuer)
     return await serve_until_stopped(server, stop, config.drain_seconds)
 

@@ -42,7 +42,7 @@ def run_gateway(args: argparse.Namespace) -> int:
 
     upstreams = {service: [a for a in getattr(args, service).split(",") if a] for service in SERVICES}
     gateway = Gateway(args.listen, upstreams, Path(args.runtime_dir).resolve(), Path(args.spec).resolve(),
-                      Path(args.guide).resolve())
+                      Path(args.guide).resolve(), per_address=args.per_address, per_token=args.per_token)
     path = gateway.write(Path(args.output))
     print(f"wrote {path}; run: nginx -e {gateway.runtime_dir}/error.log -p {gateway.runtime_dir} -c {path.resolve()}")
     return 0

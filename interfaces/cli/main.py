@@ -13,6 +13,7 @@ from application.bootstrap import StoreNotReadyError, StoreUnavailableError
 from application.settings import Settings, SettingsError
 from domain.base import DomainError
 from domain.values import Role
+from interfaces.gateway import PER_ADDRESS, PER_TOKEN
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--guide", default="docs/deprecation.md",
                          help="the deprecation guide to serve at /docs/deprecation.md (deprecated operations link it)")
     gateway.add_argument("--output", default=".clinic-data/gateway/nginx.conf")
+    gateway.add_argument("--per-address", type=_positive_int, default=PER_ADDRESS,
+                         help=f"requests per second from one client address (burst: twice that); default {PER_ADDRESS}")
+    gateway.add_argument("--per-token", type=_positive_int, default=PER_TOKEN,
+                         help=f"requests per second with one bearer token (burst: twice that); default {PER_TOKEN}")
     gateway.set_defaults(run=_lazy("interfaces.cli.admin", "run_gateway"))
 
     chaos = commands.add_parser("chaos", help="the distributed deployment on private servers under steady bookings "

@@ -137,12 +137,12 @@ def _servers(args: argparse.Namespace, config: Settings, clinic: Clinic,
     controllers = SERVICE_CONTROLLERS[args.service] if args.role != "worker" else [HealthController]
     servers = [_server(create_app(clinic, verifier, controllers=controllers, max_request_bytes=config.max_request_bytes,
                                   metrics=metrics, tracer_provider=tracing), uvicorn.Config, host=args.host,
-                       port=args.port, access_log=config.access_log)]
+                       port=args.port, access_log=config.access_log, **config.proxy_options)]
     if args.service == "registry" and args.role != "worker":
         internal = create_internal_registry_app(clinic.require(RegistryApplication), verifier, metrics, tracing)
         # always logged: service-to-service calls do not pass the gateway, whose line covers the public API
         servers.append(_server(internal, internal_server_config, Pki.open(config.pki, services=("registry",)), host=args.host,
-                               port=args.internal_port))
+                               port=args.internal_port, proxy_headers=False))  # callers come straight, never via a proxy
     if any(server.config.access_log for server in servers):
         # uvicorn's Config(access_log=False) silences the "uvicorn.access" logger for the whole process: turn
         # it back on for the servers that log (the others' own flag keeps them quiet)

@@ -31,7 +31,8 @@ def run_serve(args: argparse.Namespace) -> int:
     app = create_app(clinic, verifier, close_clinic_on_shutdown=True, max_request_bytes=config.max_request_bytes,
                      metrics=metrics, tracer_provider=tracing)
     server = Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info", log_config=None,
-                                   access_log=config.access_log, timeout_graceful_shutdown=GRACE_SECONDS))
+                                   access_log=config.access_log, timeout_graceful_shutdown=GRACE_SECONDS,
+                                   **config.proxy_options))
     print(f"clinic: serving on http://{args.host}:{args.port} ({config.persistence} stores in {config.data_dir}); "
           f"get a token with `clinic token --sub ID --role ADMIN`", flush=True)
     try:

@@ -62,6 +62,9 @@ CONCURRENT_WRITE_DETAIL = "Another request changed this resource at the same mom
 RETRY_AFTER_SECONDS = 5
 """What a 503 tells the client to wait before retrying (``Retry-After``)."""
 UNAVAILABLE = (503, "unavailable", "Service unavailable")
+TOO_MANY = (429, "too-many-requests", "Too many requests")
+TOO_MANY_DETAIL = "Over the rate this address or token may send; retry after the Retry-After seconds."
+"""Answered by the gateway (and the Ingress), never by a service."""
 UNAVAILABLE_DETAIL = "A service this request needs is not answering now; retry after the Retry-After seconds."
 
 

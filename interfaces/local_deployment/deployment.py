@@ -40,6 +40,8 @@ REDIRECT_URI = "http://127.0.0.1:9/callback"
 """Never visited: the sign-in reads the code from the redirect's Location header, as an app's handler would."""
 PASSWORD = "e2e password, long enough"
 READY_SECONDS = 60
+LOAD_RATE_LIMIT = 10_000
+"""The gateway's rate limits here: every load comes from one address with a few tokens (benchmarks, soaks)."""
 
 
 class LocalDeployment:
@@ -178,7 +180,8 @@ class LocalDeployment:
             raise DeploymentError("nginx is not installed (apt-get install -y nginx)")
         runtime, config = self.tmp / "gateway", self.tmp / "gateway" / "nginx.conf"
         self.clinic("gateway", "--listen", f"127.0.0.1:{self.gateway_port}", "--runtime-dir", str(runtime),
-                    "--output", str(config), *self._documents(),
+                    "--output", str(config), *self._documents(), "--per-address", str(LOAD_RATE_LIMIT),
+                    "--per-token", str(LOAD_RATE_LIMIT),
                     *[arg for service, addresses in self.upstreams().items()
                       for arg in (f"--{service}", ",".join(addresses))])
         self.gateway = subprocess.Popen([nginx, "-e", str(runtime / "error.log"), "-p", str(runtime),

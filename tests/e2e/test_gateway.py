@@ -163,3 +163,26 @@ def test_a_service_with_no_replica_answering_is_the_apis_503_problem_with_retry_
     assert (status, problem["type"], problem["status"]) == (503, "urn:clinic:problem:unavailable", 503)
     assert headers["retry-after"] == "5" and headers["x-correlation-id"] == "outage-1"
     assert headers["content-type"] == "application/problem+json"
+
+
+def test_a_burst_over_the_rate_limit_is_answered_429_with_retry_after_and_other_tokens_still_pass(tmp_path):
+    nginx = services.require_binary("nginx")
+    gateway_port, nobody = free_port(), free_port()
+    config = Gateway(f"127.0.0.1:{gateway_port}", {name: [f"127.0.0.1:{nobody}"] for name in SERVICES},
+                     tmp_path, ROOT / "specs" / "openapi.json", per_address=1000, per_token=1).write(
+        tmp_path / "nginx.conf")
+    process = subprocess.Popen([nginx, "-e", str(tmp_path / "error.log"), "-p", str(tmp_path), "-c", str(config)])
+    try:
+        wait_for_port(gateway_port)
+        url = f"http://127.0.0.1:{gateway_port}/v1/sagas/{uuid.uuid4()}"
+        burst = [call(url, headers={"Authorization": "Bearer one"}) for _ in range(6)]  # rate 1/s, burst 2
+        other = call(url, headers={"Authorization": "Bearer two"})
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    limited = [(headers, problem) for status, headers, problem in burst if status == 429]
+    assert limited, [status for status, _, _ in burst]
+    headers, problem = limited[0]
+    assert (problem["type"], problem["status"]) == ("urn:clinic:problem:too-many-requests", 429)
+    assert headers["retry-after"] == "1" and headers["content-type"] == "application/problem+json"
+    assert other[0] == 503  # another token is not limited (no service behind: the outage problem)

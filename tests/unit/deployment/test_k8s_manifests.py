@@ -696,3 +696,13 @@ def test_the_ingress_answers_the_gateways_503_problem_when_no_replica_answers(na
     server = annotations["nginx.ingress.kubernetes.io/server-snippet"]
     assert f"return 503 '{_UNAVAILABLE_BODY}';" in server
     assert f'more_set_headers "Retry-After: {RETRY_AFTER_SECONDS}";' in server
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_ingress_limits_each_address_like_the_gateway_with_its_429_problem(name):
+    from interfaces.gateway import _TOO_MANY_BODY, PER_ADDRESS
+
+    annotations = named(overlay(name), "Ingress", "clinic")["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/limit-rps"] == str(PER_ADDRESS)
+    assert "error_page 429 = @clinic_too_many;" in annotations["nginx.ingress.kubernetes.io/configuration-snippet"]
+    assert f"return 429 '{_TOO_MANY_BODY}';" in annotations["nginx.ingress.kubernetes.io/server-snippet"]

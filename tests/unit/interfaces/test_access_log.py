@@ -54,3 +54,15 @@ def test_the_registrys_internal_endpoint_logs_its_calls_while_its_public_api_doe
     finally:
         for app in apps.values():
             app.close()
+
+
+def test_forwarded_headers_are_read_only_from_the_configured_proxies(clinic, tmp_path):
+    args = argparse.Namespace(service="consultations", role="api", host="127.0.0.1", port=0)
+    [untrusting] = _servers(args, Settings(persistence="memory", data_dir=tmp_path), clinic)
+    assert untrusting.config.proxy_headers is False  # uvicorn's default trusts X-Forwarded-For from 127.0.0.1
+    settings = Settings.from_env({"CLINIC_TRUSTED_PROXIES": "10.0.0.7, 10.1.0.0/16"})
+    [trusting] = _servers(args, dataclasses.replace(settings, persistence="memory", data_dir=tmp_path), clinic)
+    assert trusting.config.proxy_headers is True
+    assert trusting.config.forwarded_allow_ips == ["10.0.0.7", "10.1.0.0/16"]
+    with pytest.raises(SettingsError, match="CLINIC_TRUSTED_PROXIES: 'gateway' is not an IP address or network"):
+        Settings.from_env({"CLINIC_TRUSTED_PROXIES": "gateway"})
