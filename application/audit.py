@@ -54,6 +54,10 @@ class Auditor:
             events=[audited(e) for e in events if e.originator_version <= upto],
         )
 
+    def store_of(self, kind: str) -> Application[Any]:
+        """The application whose store holds aggregates of ``kind``."""
+        return self._source(kind)[0]
+
     def _source(self, kind: str) -> tuple[Application[Any], type]:
         try:
             return self.sources[kind]

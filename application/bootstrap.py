@@ -19,6 +19,7 @@ from application.settings import Settings
 from application.subscriptions import event_classes, handled_topics
 from application.view_changes import ViewChanges
 from domain.personal_data import personal_fields
+from infrastructure.event_chain import PostgresEventChain
 from infrastructure.messaging.attempts import PostgresDeliveryAttempts
 from infrastructure.observability.metrics import Metrics
 from infrastructure.outages import explain, is_outage
@@ -98,6 +99,9 @@ def migrate(settings: Settings) -> list[str]:
         attempts = PostgresDeliveryAttempts.of(app)  # a follower's consumer counts redeliveries there
         if attempts is not None:
             attempts.create_table()
+        chain = PostgresEventChain.of(app)  # each event's hash chained to its predecessor's
+        if chain is not None:
+            chain.install()
         app.close()
     return list(apps)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Identifier
 
 
@@ -42,7 +43,7 @@ class PostgresDeliveryAttempts:
     def of(cls, app: Any) -> PostgresDeliveryAttempts | None:
         """The attempts of ``app``'s store, if it is PostgreSQL (the only store distributed mode runs on)."""
         datastore = getattr(app.recorder, "datastore", None)
-        return cls(datastore) if hasattr(datastore, "pool") and hasattr(datastore, "schema") else None
+        return cls(datastore) if isinstance(datastore, PostgresDatastore) else None
 
     def create_table(self) -> None:
         with self.datastore.transaction(commit=True) as cursor:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from uuid import UUID
 
-from application.bootstrap import StoreNotReadyError, StoreUnavailableError
+from application.bootstrap import AUDITED_KINDS, StoreNotReadyError, StoreUnavailableError
 from application.settings import Settings, SettingsError
 from domain.base import DomainError
 from domain.values import Role
@@ -52,14 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", help="keep the demo's event stores here (default: a temporary directory)")
     demo.set_defaults(run=_lazy("interfaces.cli.demo", "run_demo"))
 
-    audit = commands.add_parser("audit", help="rebuild an aggregate from its stream, at a version or a moment")
-    audit.add_argument("kind", choices=["consultation", "slot", "patient", "doctor", "saga"])
-    audit.add_argument("id", type=UUID, help="the aggregate's id")
-    when = audit.add_mutually_exclusive_group()
-    when.add_argument("--version", type=_positive_int, help="rebuild at this version")
-    when.add_argument("--as-of", type=_aware_datetime, help="rebuild as it was at this ISO 8601 moment")
-    audit.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    audit.set_defaults(run=_lazy("interfaces.cli.audit", "run_audit"))
+    audit = commands.add_parser("audit", help="rebuild an aggregate from its stream, at a version or a moment; "
+                                "or verify the streams' hash chains")
+    targets = audit.add_subparsers(dest="kind", required=True, metavar="KIND|verify")
+    for kind in AUDITED_KINDS:
+        one = targets.add_parser(kind, help=f"rebuild a {kind} from its stream")
+        one.add_argument("id", type=UUID, help="the aggregate's id")
+        when = one.add_mutually_exclusive_group()
+        when.add_argument("--version", type=_positive_int, help="rebuild at this version")
+        when.add_argument("--as-of", type=_aware_datetime, help="rebuild as it was at this ISO 8601 moment")
+        one.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        one.set_defaults(run=_lazy("interfaces.cli.audit", "run_audit"))
+    verify = targets.add_parser("verify", help="check every event's hash chain (PostgreSQL stores); exit 1 at a "
+                                "broken link")
+    verify.add_argument("stream", nargs="*", metavar="KIND ID", help="one stream (default: --all)")
+    verify.add_argument("--all", action="store_true", help="every stream of every context (the default)")
+    verify.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    verify.set_defaults(run=_lazy("interfaces.cli.audit", "run_verify"))
 
     token = commands.add_parser("token", help="print a JWT signed with the local development key")
     token.add_argument("--sub", required=True, help="subject: a patient_id, a doctor_id or a staff id")

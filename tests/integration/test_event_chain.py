@@ -1,0 +1,106 @@
+"""Tamper-evident streams: an event edited, or deleted, with SQL behind the application's back is found."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from application.bootstrap import bootstrap, build_applications, migrate
+from infrastructure.event_chain import PostgresEventChain, link
+from process_managers.booking_saga import saga_id_for
+from tests.conftest import settings_for
+
+START = datetime(2027, 1, 5, 9, tzinfo=UTC)
+
+
+@pytest.fixture
+def booked(tmp_path, request):
+    """A PostgreSQL clinic (migrated) with a confirmed and a rejected booking; its settings."""
+    settings = settings_for("postgres", tmp_path, request)
+    migrate(settings)
+    clinic = bootstrap(settings)
+    try:
+        from datetime import date
+
+        patient = clinic.registry.register_patient("Ana", "ana@example.org", date(1990, 1, 1), True)
+        doctor = clinic.registry.register_doctor("Dr. Rui", "gp")
+        clinic.open_slots(doctor, [(START, 30)])
+        confirmed = clinic.book(patient, doctor, START, "check-up").consultation_id
+        clinic.book(patient, doctor, START + timedelta(hours=3), "no slot")
+        clinic.wait_until_settled()
+    finally:
+        clinic.close()
+    return settings, confirmed
+
+
+def chains(settings):
+    apps = build_applications(settings, create_table=False)
+    return apps, {name: PostgresEventChain.of(app) for name, app in apps.items()}
+
+
+def execute(chain, statement, *args):
+    with chain.datastore.transaction(commit=True) as cursor:
+        cursor.execute(statement.format(table=chain.table.as_string(None)), args)
+
+
+def test_untouched_streams_verify_and_an_edit_or_a_deletion_is_reported_at_its_version(booked):
+    settings, consultation_id = booked
+    apps, by_name = chains(settings)
+    try:
+        # given every store verifies
+        results = {name: chain.verify() for name, chain in by_name.items()}
+        assert all(not r.broken and r.events > 0 for r in results.values()), results
+        consultations = by_name["Consultations"]
+        # when someone edits a stored event (its state) behind the application's back
+        execute(consultations, "UPDATE {table} SET state = state || '\\x00'::bytea "
+                               "WHERE originator_id = %s AND originator_version = 2", consultation_id)
+        # then verification names the stream and the version
+        [broken] = consultations.verify().broken
+        assert (broken.originator_id, broken.version) == (consultation_id, 2)
+        # and a deleted event breaks the chain where the stream resumes
+        booking, saga = by_name["Booking"], saga_id_for(consultation_id)  # a saga of several events
+        execute(booking, "DELETE FROM {table} WHERE originator_id = %s AND originator_version = 2", saga)
+        [gap] = booking.verify(saga).broken
+        assert (gap.version, gap.why) == (3, "version 2 is missing")
+    finally:
+        for app in apps.values():
+            app.close()
+
+
+def test_the_trigger_and_the_python_check_compute_the_same_chain(booked):
+    settings, consultation_id = booked
+    apps, by_name = chains(settings)
+    try:
+        rows = list(by_name["Consultations"]._rows(consultation_id))
+        previous = None
+        for row in rows:
+            previous = link(previous, row["topic"], bytes(row["state"]), row["originator_version"])
+            assert previous == bytes(row["chain"])
+    finally:
+        for app in apps.values():
+            app.close()
+
+
+
+def test_clinic_audit_verify_reports_every_store_and_exits_1_at_a_broken_link(booked):
+    from tests.e2e.test_processes import run_clinic
+
+    settings, consultation_id = booked
+    env = {"CLINIC_PERSISTENCE": "postgres", **settings.database}
+    clean = run_clinic("audit", "verify", env=env)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert {line.split()[0] for line in clean.stdout.splitlines()} == {"Registry", "Scheduling", "Consultations",
+                                                                      "Booking"}
+    apps, by_name = chains(settings)
+    try:
+        execute(by_name["Consultations"], "UPDATE {table} SET topic = topic || ' ' WHERE originator_id = %s "
+                                          "AND originator_version = 1", consultation_id)
+    finally:
+        for app in apps.values():
+            app.close()
+    one = run_clinic("audit", "verify", "consultation", str(consultation_id), env=env)
+    assert one.returncode == 1
+    assert f"{consultation_id} at version 1: its hash does not match" in one.stdout
+    refused = run_clinic("audit", "verify", "consultation", env=env)
+    assert refused.returncode == 1 and "give a stream as KIND ID" in refused.stderr
