@@ -28,14 +28,12 @@ from uuid import UUID
 from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Identifier
 
-FUNCTION = "clinic_chain_event"
 _INSTALL_FUNCTION = """
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE previous bytea;
 BEGIN
-  EXECUTE format('SELECT chain FROM %I.%I WHERE originator_id = $1 AND originator_version = $2',
-                 TG_TABLE_SCHEMA, TG_TABLE_NAME)
-    INTO previous USING NEW.originator_id, NEW.originator_version - 1;
+  SELECT chain INTO previous FROM {table}  -- static, so its plan is prepared once per connection
+    WHERE originator_id = NEW.originator_id AND originator_version = NEW.originator_version - 1;
   NEW.chain := sha256(coalesce(previous, ''::bytea) || convert_to(coalesce(NEW.topic, ''), 'UTF8')
                       || coalesce(NEW.state, ''::bytea) || int8send(NEW.originator_version::int8));
   RETURN NEW;
@@ -90,7 +88,7 @@ class PostgresEventChain:
         self.name = name
         self.datastore = datastore
         self.table = Identifier(datastore.schema, table)
-        self.function = Identifier(datastore.schema, FUNCTION)
+        self.function = Identifier(datastore.schema, f"clinic_chain_{table}")
 
     @classmethod
     def of(cls, app: Any) -> PostgresEventChain | None:
@@ -105,7 +103,7 @@ class PostgresEventChain:
         """The column, the trigger, and the chain of the events stored before (idempotent)."""
         with self.datastore.transaction(commit=True) as cursor:
             cursor.execute(SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS chain bytea").format(self.table))
-            cursor.execute(SQL(_INSTALL_FUNCTION).format(function=self.function))
+            cursor.execute(SQL(_INSTALL_FUNCTION).format(function=self.function, table=self.table))
             cursor.execute(SQL("CREATE OR REPLACE TRIGGER clinic_chain BEFORE INSERT ON {} FOR EACH ROW "
                                "EXECUTE FUNCTION {}()").format(self.table, self.function))
             cursor.execute(SQL(_BACKFILL).format(table=self.table, id_type=SQL(self.datastore.originator_id_type)))
