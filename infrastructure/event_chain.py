@@ -1,4 +1,9 @@
-"""Tamper-evident event streams: each stored event carries a hash chained to its predecessor's.
+"""Append-only, tamper-evident event streams: no event can be updated or deleted, and each stored
+event carries a hash chained to its predecessor's.
+
+In PostgreSQL every events table refuses ``UPDATE``, ``DELETE`` and ``TRUNCATE`` by trigger, whoever
+asks (the services' own roles included): "append-only" is enforced, not a library convention. Only
+someone who may alter the table (its owner, a superuser) can get past that, and the chain then shows it.
 
 In PostgreSQL every events table has a ``chain`` column that a ``BEFORE INSERT`` trigger fills,
 whoever inserts::
@@ -37,6 +42,12 @@ BEGIN
   NEW.chain := sha256(coalesce(previous, ''::bytea) || convert_to(coalesce(NEW.topic, ''), 'UTF8')
                       || coalesce(NEW.state, ''::bytea) || int8send(NEW.originator_version::int8));
   RETURN NEW;
+END $$"""
+_REFUSE_CHANGE = """
+CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'events are append-only: % on %.% refused', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME
+    USING ERRCODE = 'insufficient_privilege';
 END $$"""
 _BACKFILL = """
 DO $$
@@ -89,6 +100,7 @@ class PostgresEventChain:
         self.datastore = datastore
         self.table = Identifier(datastore.schema, table)
         self.function = Identifier(datastore.schema, f"clinic_chain_{table}")
+        self.refuse = Identifier(datastore.schema, "clinic_refuse_change")
 
     @classmethod
     def of(cls, app: Any) -> PostgresEventChain | None:
@@ -100,13 +112,20 @@ class PostgresEventChain:
         return cls(app.name, datastore, recorder.events_table_name)
 
     def install(self) -> None:
-        """The column, the trigger, and the chain of the events stored before (idempotent)."""
+        """The column, the chain trigger, the chain of the events stored before, and the triggers that
+        refuse changes (idempotent; in one transaction)."""
         with self.datastore.transaction(commit=True) as cursor:
             cursor.execute(SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS chain bytea").format(self.table))
             cursor.execute(SQL(_INSTALL_FUNCTION).format(function=self.function, table=self.table))
             cursor.execute(SQL("CREATE OR REPLACE TRIGGER clinic_chain BEFORE INSERT ON {} FOR EACH ROW "
                                "EXECUTE FUNCTION {}()").format(self.table, self.function))
+            cursor.execute(SQL("DROP TRIGGER IF EXISTS clinic_append_only ON {}").format(self.table))
             cursor.execute(SQL(_BACKFILL).format(table=self.table, id_type=SQL(self.datastore.originator_id_type)))
+            cursor.execute(SQL(_REFUSE_CHANGE).format(function=self.refuse))
+            cursor.execute(SQL("CREATE TRIGGER clinic_append_only BEFORE UPDATE OR DELETE ON {} FOR EACH ROW "
+                               "EXECUTE FUNCTION {}()").format(self.table, self.refuse))
+            cursor.execute(SQL("CREATE OR REPLACE TRIGGER clinic_no_truncate BEFORE TRUNCATE ON {} "
+                               "FOR EACH STATEMENT EXECUTE FUNCTION {}()").format(self.table, self.refuse))
 
     def verify(self, originator_id: UUID | None = None) -> Verification:
         """Compute every stream's chain (or one's) again from the stored events and compare."""

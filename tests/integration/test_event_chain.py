@@ -1,4 +1,5 @@
-"""Tamper-evident streams: an event edited, or deleted, with SQL behind the application's back is found."""
+"""Append-only, tamper-evident streams: the services cannot change an event, and an event edited or
+deleted with SQL by someone who could (triggers off) is found."""
 
 from __future__ import annotations
 
@@ -40,8 +41,28 @@ def chains(settings):
 
 
 def execute(chain, statement, *args):
+    """``statement`` as someone who can get past the append-only triggers (a superuser) would run it."""
     with chain.datastore.transaction(commit=True) as cursor:
+        cursor.execute("SET LOCAL session_replication_role = replica")  # triggers off: superusers only
         cursor.execute(statement.format(table=chain.table.as_string(None)), args)
+
+
+@pytest.mark.parametrize("change", [
+    "UPDATE {table} SET state = state || '\\x00'::bytea", "DELETE FROM {table}", "TRUNCATE {table}"])
+def test_the_services_own_connection_cannot_update_delete_or_truncate_events(booked, change):
+    from eventsourcing.persistence import ProgrammingError  # the library's wrapper of InsufficientPrivilege
+
+    settings, _ = booked
+    apps, by_name = chains(settings)
+    try:
+        for chain in by_name.values():
+            with pytest.raises(ProgrammingError, match="events are append-only"), \
+                    chain.datastore.get_connection() as connection:  # the pool the service writes through
+                connection.execute(change.format(table=chain.table.as_string(None)))
+            assert not chain.verify().broken and chain.verify().events > 0
+    finally:
+        for app in apps.values():
+            app.close()
 
 
 def test_untouched_streams_verify_and_an_edit_or_a_deletion_is_reported_at_its_version(booked):
