@@ -22,7 +22,7 @@ from domain.personal_data import personal_fields
 from infrastructure.event_chain import PostgresEventChain
 from infrastructure.messaging.attempts import PostgresDeliveryAttempts
 from infrastructure.observability.metrics import Metrics
-from infrastructure.outages import explain, is_outage
+from infrastructure.outages import explain, is_outage, permanent
 from infrastructure.read_models.redis_store import RedisViewStore
 from process_managers.booking import BookingProcessManager
 from projections.catalog import ALL_PROJECTIONS
@@ -190,10 +190,12 @@ def require_tables(apps: dict[str, Any]) -> None:
 
 
 def store_error(what: str, error: BaseException, env: Any = None) -> Exception:
-    """``StoreUnavailableError`` for an outage, ``StoreNotReadyError`` for anything else, naming the cause."""
-    if is_outage(error):
-        return StoreUnavailableError(f"{what} cannot be reached: {explain(error, env)}")
-    return StoreNotReadyError(f"{what} is not ready: {explain(error)}")
+    """``StoreUnavailableError`` for an outage, ``StoreNotReadyError`` for anything else (a pool's timeout
+    whose diagnosis is refused credentials included), naming the cause."""
+    cause = explain(error, env)
+    if is_outage(error) and not permanent(cause):
+        return StoreUnavailableError(f"{what} cannot be reached: {cause}")
+    return StoreNotReadyError(f"{what} is not ready: {cause}")
 
 
 def require_key_store(app: Any) -> None:

@@ -106,8 +106,7 @@ class Clinic:
         """The booking saga's state and steps, as operators follow it."""
         saga = load(self.require(BookingProcessManager), saga_id, BookingSaga, "saga")
         steps = [SagaStep(s.name, s.status, s.at) for s in saga.steps]
-        return Saga(saga.id, saga.consultation_id, str(saga.state), saga.rejection_reason,
-                        saga.deadline, steps)
+        return Saga(saga.id, saga.consultation_id, str(saga.state), saga.rejection_reason, saga.deadline, steps)
 
     def position(self, app: Log) -> str:
         """Where ``app``'s log stands after this thread's last command: its events are at or before it

@@ -46,6 +46,7 @@ CAUSES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(pattern, re.
     (r"no such table|relation .* does not exist|table .* does not exist", "its tables are missing: run `clinic db "
                                                                           "migrate`"),
     (r"database .* does not exist", "the database does not exist"),
+    (r"role .* does not exist", "the server has no such role (user)"),
     (r"connection refused|Errno 111", "connection refused (the server is down or not listening there)"),
     (r"name or service not known|nodename nor servname|getaddrinfo|Temporary failure in name resolution",
      "its host name does not resolve"),
@@ -56,10 +57,15 @@ CAUSES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(pattern, re.
 ))
 
 
+def permanent(text: str) -> bool:
+    """Whether an error's text names a cause retrying cannot mend (``PERMANENT``)."""
+    return PERMANENT.search(text) is not None
+
+
 def is_outage(error: BaseException) -> bool:
     """Whether ``error`` (or what caused it) is a dependency being out, which retrying later mends."""
     chain = list(_chain(error))
-    if any(PERMANENT.search(str(e)) for e in chain):
+    if any(permanent(str(e)) for e in chain):
         return False
     return any(isinstance(e, OUTAGE_ERRORS) for e in chain)
 

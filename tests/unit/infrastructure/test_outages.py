@@ -87,3 +87,17 @@ def test_every_query_the_library_retries_ten_times_is_tried_twice_by_our_postgre
             assert getattr(ours, name) is not getattr(library, name), (ours, name)
     assert {name for _, library in pairs for name in _RETRIED
             if hasattr(getattr(library, name, None), "__wrapped__")} == set(_RETRIED)
+
+
+def test_a_pool_refused_by_the_server_for_an_unknown_role_is_not_ready_not_an_outage_to_wait_for():
+    from application.bootstrap import StoreNotReadyError, store_error
+    from tests import services
+
+    services.require_postgres()
+    env = {"PERSISTENCE_MODULE": "eventsourcing.postgres", "POSTGRES_DBNAME": services.POSTGRES_DB,
+           "POSTGRES_HOST": services.POSTGRES_HOST, "POSTGRES_PORT": str(services.POSTGRES_PORT),
+           "POSTGRES_USER": "no_such_role_here", "POSTGRES_PASSWORD": "", "POSTGRES_CONNECT_TIMEOUT": "1",
+           "CREATE_TABLE": "n"}
+    error = store_error("the Registry event store", raised(lambda: Application(env=env)), env)
+    assert isinstance(error, StoreNotReadyError)
+    assert "the server has no such role (user)" in str(error)
