@@ -225,9 +225,20 @@ class FollowerConsumer:
         for (index, _), outcome in zip(settling, copied, strict=True):
             outcomes[index] = outcome if isinstance(outcome, str) else await self._copy_failed(batch[index], outcome)
         await self.channel.basic_ack(delivery_tag(batch[-1]), multiple=True)
-        if redelivered and self.attempts is not None:
-            await asyncio.to_thread(self.attempts.forget, self.queues.follower, redelivered)
+        if redelivered:
+            await self._forget_redeliveries(redelivered)
         return [outcome or UNSETTLED for outcome in outcomes]
+
+    async def _forget_redeliveries(self, message_ids: list[str]) -> None:
+        """Drop the settled messages' counts; if the store is out now they stay, harmless unless the same
+        message is delivered again and again later (a relay's or an operator's republishing)."""
+        if self.attempts is None:
+            return
+        try:
+            await asyncio.to_thread(self.attempts.forget, self.queues.follower, message_ids)
+        except OUTAGES as error:
+            log.warning("%s: could not forget %d settled redeliveries (%s)", self.queues.follower,
+                        len(message_ids), error)
 
     async def _count_redeliveries(self, message_ids: list[str]) -> dict[str, int] | None:
         """Each redelivered message's deliveries so far, counted once more; held like a batch while the

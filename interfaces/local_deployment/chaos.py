@@ -192,7 +192,8 @@ class Faults:
         self.servers = servers
         self.rng = rng
         self.stop = stop
-        self.poisoned = 0
+        self.poisoned: list[str] = []
+        """The message ids of the poison messages published."""
 
     def inject(self, injection: Injection) -> str:
         """Break something, wait out the fault's duration, repair it; what was done."""
@@ -222,9 +223,10 @@ class Faults:
         follower = self.rng.choice(FOLLOWERS)
         queue = Topology(prefix=self.deployment.prefix, partitions=self.deployment.partitions).queues(
             follower).consumed[0]
-        asyncio.run(_publish_poison(self.deployment.servers.amqp_url, queue, self.poisoned))
-        self.poisoned += 1
-        return f"published a poison message to {queue}"
+        message_id = f"chaos-poison-{len(self.poisoned)}"
+        asyncio.run(_publish_poison(self.deployment.servers.amqp_url, queue, message_id))
+        self.poisoned.append(message_id)
+        return f"published a poison message ({message_id}) to {queue}"
 
     def _outage(self, what: str, stop: Callable[[], object], start: Callable[[], object], seconds: float) -> str:
         stop()
@@ -233,7 +235,7 @@ class Faults:
         return f"{what} down for {seconds:.1f}s"
 
 
-async def _publish_poison(url: str, queue: str, number: int) -> None:
+async def _publish_poison(url: str, queue: str, message_id: str) -> None:
     import aiormq
     from pamqp.commands import Basic
 
@@ -241,7 +243,7 @@ async def _publish_poison(url: str, queue: str, number: int) -> None:
     try:
         channel = await connection.channel(publisher_confirms=True)
         await channel.basic_publish(b"\x00 not an event", routing_key=queue, properties=Basic.Properties(
-            message_id=f"chaos-poison-{number}", delivery_mode=2, headers={"topic": "chaos:Poison"}))
+            message_id=message_id, delivery_mode=2, headers={"topic": "chaos:Poison"}))
     finally:
         await connection.close()
 
@@ -351,7 +353,7 @@ def _quietly() -> Iterator[None]:
 
 
 def invariants(deployment: LocalDeployment, load: Load, outcomes: dict[str, tuple[str, str, str]],
-               poisoned: int, gauges: Gauges) -> list[Check]:
+               poisoned: list[str], gauges: Gauges) -> list[Check]:
     checks = [_no_500(load), _every_booking_final(load, outcomes), _none_confirmed_twice(outcomes),
               _no_slot_held(deployment, load), _dead_letters(deployment, poisoned)]
     checks.append(_read_models_equal_a_rebuild(deployment))
@@ -394,12 +396,38 @@ def _no_slot_held(deployment: LocalDeployment, load: Load) -> Check:
     return Check("no slot left held", not held, f"{len(held)} held" + (f": {held[:3]}" if held else ""))
 
 
-def _dead_letters(deployment: LocalDeployment, poisoned: int) -> Check:
+def _dead_letters(deployment: LocalDeployment, poisoned: list[str]) -> Check:
+    """Every poison message is a dead letter, and nothing else is (a copy made twice, when a consumer or the
+    broker went down between copying a message to the DLQ and acking it, is still that message)."""
     depths = deployment.queue_depths()
-    dead = sum(count for queue, count in depths.items() if queue.endswith(".dlq"))
+    letters = asyncio.run(_dead_letter_list(deployment))
     waiting = {queue: count for queue, count in depths.items() if count and not queue.endswith(".dlq")}
-    return Check("only the poison messages dead-lettered, no message left waiting", dead == poisoned and not waiting,
-                 f"{dead} dead letters for {poisoned} poison messages; waiting: {waiting or 'none'}")
+    others = [f"{reason}: {message_id}: {error}" for reason, message_id, error in letters
+              if reason != "poison" or message_id not in poisoned]
+    missing = sorted(set(poisoned) - {message_id for _, message_id, _ in letters})
+    return Check("only the poison messages dead-lettered, no message left waiting",
+                 not others and not missing and not waiting,
+                 f"{len(letters)} dead letters for {len(poisoned)} poison messages; waiting: {waiting or 'none'}"
+                 + (f"; not poison: {others}" if others else "") + (f"; poison not dead-lettered: {missing}"
+                                                                      if missing else ""))
+
+
+async def _dead_letter_list(deployment: LocalDeployment) -> list[tuple[str, str, str]]:
+    """``(reason, message id, error)`` of every dead letter of the deployment, left in place."""
+    import aiormq
+
+    from infrastructure.messaging.dlq import DeadLetterQueue
+
+    topology = Topology(prefix=deployment.prefix, partitions=deployment.partitions)
+    connection = await aiormq.connect(deployment.servers.amqp_url)
+    try:
+        letters = []
+        for follower in FOLLOWERS:
+            found = await DeadLetterQueue(connection, topology.queues(follower)).list_messages(limit=1000)
+            letters += [(letter.reason or "?", str(letter.message_id), letter.error or "") for letter in found]
+        return letters
+    finally:
+        await connection.close()
 
 
 def _read_models_equal_a_rebuild(deployment: LocalDeployment) -> Check:
