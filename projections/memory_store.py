@@ -12,6 +12,7 @@ from projections.ops import (
     CopyToMembers,
     Op,
     RemoveFromIndex,
+    RemoveFromList,
     SetFields,
     SetFieldsIf,
 )
@@ -32,7 +33,7 @@ class _List(list):
 
 KIND_OF_OP: dict[type, type] = {
     SetFields: _Hash, SetFieldsIf: _Hash, AddToIndex: _ZSet, RemoveFromIndex: _ZSet, AppendToList: _List,
-    CopyToMembers: _ZSet,
+    RemoveFromList: _List, CopyToMembers: _ZSet,
 }
 
 
@@ -218,6 +219,12 @@ def _apply_op(view: dict[str, Any], op: Op) -> None:
             view.pop(op.key, None)
     elif isinstance(op, AppendToList):
         view.setdefault(op.key, _List()).append(op.value)
+    elif isinstance(op, RemoveFromList):
+        kept = _List(item for item in view.get(op.key, ()) if item != op.value)
+        if kept:
+            view[op.key] = kept
+        else:
+            view.pop(op.key, None)
     elif isinstance(op, CopyToMembers):
         fields = dict(view.get(op.source, {}))
         for member in view.get(op.index, {}) if fields else ():

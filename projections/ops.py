@@ -44,6 +44,14 @@ class AppendToList:
 
 
 @dataclass(frozen=True)
+class RemoveFromList:
+    """Remove every ``value`` from the list at ``key``."""
+
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
 class SetFieldsIf:
     """Set ``fields`` of the hash at ``key`` only if its field ``field`` equals ``equals`` now.
 
@@ -73,4 +81,4 @@ class CopyToMembers:
     source: str
 
 
-Op = Union[SetFields, AddToIndex, RemoveFromIndex, AppendToList, SetFieldsIf, CopyToMembers]  # noqa: UP007
+Op = Union[SetFields, AddToIndex, RemoveFromIndex, AppendToList, RemoveFromList, SetFieldsIf, CopyToMembers]  # noqa: UP007

@@ -6,6 +6,10 @@ names the position the batch was read after, so a crash, a retry or a second run
 an event twice. Events a projection ignores still move its position. While catching up, a store
 that can defer replies (Redis) runs one batch while the next is read and decoded.
 
+An event a projection raises on (or that cannot be decoded) is quarantined, not fatal: its entry
+(``projections/quarantine.py``) is written with the batch, in place of the event's ops, and the
+projection moves on; ``clinic projections errors|retry|skip`` deal with it.
+
 Each projection is written into the version readers use, its serving version, read again at every
 ``catch_up`` and ``step`` and whenever the store refuses a batch: when a rebuild switches it, the
 store refuses the next batch for the retired version and the runner follows the new one. A runner
@@ -24,8 +28,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from eventsourcing.persistence import InterfaceError, OperationalError
+
 from projections.base import Projection
 from projections.ops import Op
+from projections.quarantine import QUARANTINE_KEY, quarantined
 from projections.spans import batch_spans
 from projections.store import ViewStore
 
@@ -34,6 +41,8 @@ DEFAULT_BATCH_SIZE = 1000
 OBSERVE_SECONDS = 1.0
 """``catch_up`` tells ``ProjectionRunner.observer`` the positions at most this often."""
 
+OUTAGES = (OperationalError, InterfaceError)
+"""Errors of a store, not of an event: never quarantined."""
 Send = Callable[..., Callable[[], bool]]
 """Takes ``ViewStore.apply``'s arguments; returns a reader of whether the batch was accepted."""
 Positions = dict[tuple[str, int, str], int]
@@ -76,6 +85,8 @@ class ProgressObserver(Protocol):
     def projection_progress(self, projection: str, leader: str, position: int, lag_events: int) -> None: ...
 
     def projection_lag(self, projection: str, seconds: float) -> None: ...
+
+    def projection_quarantined_events(self, projection: str, count: int) -> None: ...
 
 
 class ProjectionRunner:
@@ -154,6 +165,8 @@ class ProjectionRunner:
                 if progress.lag:
                     oldest = min(oldest, self._timestamp_after(leader, progress.position) or now)
             self.observer.projection_lag(status.name, (now - oldest).total_seconds())
+            quarantined_now = self.store.list_items(status.name, status.version, QUARANTINE_KEY)
+            self.observer.projection_quarantined_events(status.name, len(quarantined_now))
 
     def _observe_when_due(self) -> None:
         if self.observer is None or time.monotonic() - self._observed_at < OBSERVE_SECONDS:
@@ -230,14 +243,33 @@ class ProjectionRunner:
         traces: list[str | None] = []
         debugging = log.isEnabledFor(logging.DEBUG)  # a line per event only at DEBUG: counters otherwise
         for notification in notifications:
-            event = app.mapper.to_domain_event(notification)
+            try:
+                event = app.mapper.to_domain_event(notification)
+            except OUTAGES:
+                raise  # the key store is out: the batch is read again, nothing is quarantined
+            except Exception as error:  # noqa: BLE001 - an undecodable event: quarantined by each projection
+                traces.append(None)
+                for (_, position, ops), projection in zip(uses, projections, strict=True):
+                    if notification.id > position:
+                        ops.append(quarantined(projection.name, leader, notification, error))
+                continue
             traces.append(getattr(event, "traceparent", None))
             if debugging:
                 _log_event(leader, notification, event)
-            for changes, position, ops in uses:
+            for (changes, position, ops), projection in zip(uses, projections, strict=True):
                 if notification.id > position:
-                    ops.extend(changes(event))
+                    ops.extend(_changes_or_quarantined(changes, event, projection.name, leader, notification))
         return notifications, batches, traces
+
+
+def _changes_or_quarantined(changes: Callable[[Any], list[Op]], event: Any, name: str, leader: str,
+                            notification: Any) -> list[Op]:
+    """The projection's ops for ``event``; if it raises on it, the quarantine entry instead (projections are
+    pure: whatever one raises on an event, it would raise again)."""
+    try:
+        return changes(event)
+    except Exception as error:  # noqa: BLE001 - a poison event for this projection: recorded, not fatal
+        return [quarantined(name, leader, notification, error)]
 
 
 def _log_event(leader: str, notification: Any, event: Any) -> None:

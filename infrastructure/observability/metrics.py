@@ -129,6 +129,9 @@ class Metrics:
                                                  "not yet applied", ["projection", "leader"], "livemostrecent")
         self.projection_lag_seconds = self._gauge("clinic_projection_lag_seconds", "Age of the oldest event not "
                                                   "yet applied (0 when caught up)", ["projection"], "livemostrecent")
+        self.projection_quarantined = self._gauge("clinic_projection_quarantined_events", "Events a projection "
+                                                  "quarantined (it raised on them) and no operator retried or "
+                                                  "skipped yet", ["projection"], "livemostrecent")
         self.append_duration = self._histogram("clinic_event_store_append_duration_seconds", "Time to record new "
                                                "events (one transaction)", ["application"], APPEND_BUCKETS)
         self.appended_events = self._counter("clinic_event_store_appended_events_total", "Events recorded",
@@ -220,6 +223,9 @@ class Metrics:
 
     def projection_lag(self, projection: str, seconds: float) -> None:
         self.projection_lag_seconds.labels(self.service, projection).set(max(seconds, 0.0))
+
+    def projection_quarantined_events(self, projection: str, count: int) -> None:
+        self.projection_quarantined.labels(self.service, projection).set(count)
 
     def record_appends(self, application: str) -> None:
         """Make ``application``'s event store series exist (at zero)."""

@@ -28,7 +28,16 @@ import redis
 from redis.exceptions import NoScriptError
 
 from infrastructure.resilience import Backoff
-from projections.ops import AddToIndex, AppendToList, CopyToMembers, Op, RemoveFromIndex, SetFields, SetFieldsIf
+from projections.ops import (
+    AddToIndex,
+    AppendToList,
+    CopyToMembers,
+    Op,
+    RemoveFromIndex,
+    RemoveFromList,
+    SetFields,
+    SetFieldsIf,
+)
 from projections.store import INF, ChangeWatcher, RebuildTarget, ServingRead, ViewChange
 
 log = logging.getLogger(__name__)
@@ -41,7 +50,7 @@ local ns, ops, seen, touched, told = ARGV[1], cjson.decode(ARGV[4]), {}, {}, {}
 local function touch(key)
   if told[key] == nil then told[key] = true; touched[#touched + 1] = key end
 end
-local kinds = {h='hash', c='hash', z='zset', r='zset', l='list', m='zset'}
+local kinds = {h='hash', c='hash', z='zset', r='zset', l='list', d='list', m='zset'}
 local function fits(key, want)
   if seen[key] == nil then
     local has = redis.call('TYPE', key).ok
@@ -68,6 +77,7 @@ for i = 1, #ops do
   if kind == 'h' then redis.call('HSET', key, unpack(op, 3))
   elseif kind == 'z' then redis.call('ZADD', key, op[3], op[4])
   elseif kind == 'l' then redis.call('RPUSH', key, op[3])
+  elseif kind == 'd' then redis.call('LREM', key, 0, op[3])
   elseif kind == 'r' then redis.call('ZREM', key, op[3])
   elseif kind == 'm' then
     local fields = redis.call('HGETALL', ns .. op[4])
@@ -368,6 +378,8 @@ def encode_ops(ops: Sequence[Op]) -> str:
             encoded.append(["z", op.key, repr(float(op.score)), op.member])
         elif type(op) is AppendToList:
             encoded.append(["l", op.key, op.value])
+        elif type(op) is RemoveFromList:
+            encoded.append(["d", op.key, op.value])
         elif type(op) is RemoveFromIndex:
             encoded.append(["r", op.key, op.member])
         elif type(op) is SetFieldsIf:

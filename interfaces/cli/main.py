@@ -162,7 +162,7 @@ def _add_dlq_parser(commands: argparse._SubParsersAction) -> None:
 def _add_projections_parser(commands: argparse._SubParsersAction) -> None:
     from projections.catalog import BY_NAME
 
-    projections = commands.add_parser("projections", help="the read models in Redis: status, blue-green rebuild")
+    projections = commands.add_parser("projections", help="the read models in Redis: status, blue-green rebuild, quarantined events")
     actions = projections.add_subparsers(dest="projections_command", required=True, metavar="COMMAND")
     status = actions.add_parser("status", help="each projection's serving version, positions, heads and lag")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -174,6 +174,21 @@ def _add_projections_parser(commands: argparse._SubParsersAction) -> None:
                          help="build the new version and list how the serving one differs; switch nothing")
     rebuild.add_argument("--batch-size", type=_positive_int, default=1000, help="notifications per batch")
     rebuild.set_defaults(run=_lazy("interfaces.cli.projections", "run_rebuild"))
+    errors = actions.add_parser("errors", help="the events each projection quarantined (it raised on them)")
+    errors.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    errors.set_defaults(run=_lazy("interfaces.cli.projections", "run_errors"))
+    retry = actions.add_parser("retry", help="apply quarantined events again (after a fix): those that apply leave "
+                               "the quarantine")
+    retry.add_argument("--projection", choices=sorted(BY_NAME), help="only this projection's")
+    retry.add_argument("id", nargs="*", metavar="LEADER:NOTIFICATION", help="these entries (default: every one)")
+    retry.set_defaults(run=_lazy("interfaces.cli.projections", "run_retry"))
+    skip = actions.add_parser("skip", help="drop quarantined events for good (the views go without them)")
+    skip.add_argument("--projection", choices=sorted(BY_NAME), help="only this projection's")
+    chosen = skip.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("id", nargs="*", default=[], metavar="LEADER:NOTIFICATION", help="these entries")
+    chosen.add_argument("--all", action="store_true", help="every entry (of --projection, else of all)")
+    skip.add_argument("--yes", action="store_true", help="confirm: the entries are dropped for good")
+    skip.set_defaults(run=_lazy("interfaces.cli.projections", "run_skip"))
 
 
 def _add_auth_parsers(commands: argparse._SubParsersAction) -> None:

@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -19,6 +20,8 @@ import redis
 from application.bootstrap import build_applications, require_tables, view_store
 from application.settings import Settings, SettingsError
 from interfaces.cli.main import settings
+from projections import quarantine
+from projections.base import Projection
 from projections.catalog import ALL_PROJECTIONS, BY_NAME
 from projections.rebuild import Progress, RebuildError, RebuildResult, ViewDiff, rebuild
 from projections.runner import LeaderStatus, ProjectionRunner
@@ -201,3 +204,56 @@ class ProgressLine:
 def _duration(seconds: float) -> str:
     whole = int(seconds + 0.5)
     return f"{whole // 3600}:{whole // 60 % 60:02}:{whole % 60:02}"
+
+
+def run_errors(args: argparse.Namespace) -> int:
+    """Every quarantined event, per projection (its serving version)."""
+    _, store, close = open_views(settings())
+    try:
+        found = quarantine.listed(store, ALL_PROJECTIONS)
+    finally:
+        close()
+    if args.json:
+        print(json.dumps({name: [asdict(e) | {"id": e.id} for e in events] for name, events in found.items()}, indent=2))
+        return 0
+    lines = [f"{e.projection:22} {e.id:18} {e.topic.rpartition(':')[2]:32} {e.originator_id}@{e.originator_version}  "
+             f"{e.at}  {e.error}" for events in found.values() for e in events]
+    print("\n".join(lines) if lines else "no quarantined events")
+    return 0
+
+
+def run_retry(args: argparse.Namespace) -> int:
+    """Apply quarantined events again; 1 if any still fails."""
+    apps, store, close = open_views(settings())
+    try:
+        failing = 0
+        for projection in _chosen(args.projection):
+            applied, still = quarantine.retry(apps, store, projection, set(args.id) or None)
+            failing += len(still)
+            for entry in applied:
+                print(f"{projection.name} {entry.id}: applied, out of the quarantine")
+            for entry in still:
+                print(f"{projection.name} {entry.id}: fails again, kept (see `clinic projections errors`)")
+    finally:
+        close()
+    return 1 if failing else 0
+
+
+def run_skip(args: argparse.Namespace) -> int:
+    """Drop quarantined entries after confirmation."""
+    if not args.yes:
+        print("clinic: error: skip drops the entries for good (the views go without those events); add --yes "
+              "to confirm", file=sys.stderr)
+        return 1
+    _, store, close = open_views(settings())
+    try:
+        for projection in _chosen(args.projection):
+            for entry in quarantine.skip(store, projection, None if args.all else set(args.id)):
+                print(f"{projection.name} {entry.id}: dropped")
+    finally:
+        close()
+    return 0
+
+
+def _chosen(name: str | None) -> list[Projection]:
+    return [BY_NAME[name]] if name else list(ALL_PROJECTIONS)

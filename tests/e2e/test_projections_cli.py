@@ -148,3 +148,31 @@ def opened(env: dict[str, str]) -> Iterator[tuple[dict, RedisViewStore]]:
         store.close()
         for app in apps.values():
             app.close()
+
+
+def test_operators_list_retry_and_skip_quarantined_events(env):
+    from projections.quarantine import quarantined
+
+    # given the read models caught up, and two events quarantined by consultation_detail as the runner
+    # would have written them (an earlier version of its code raised on them)
+    with opened(env) as (apps, store):
+        ProjectionRunner(apps, store, list(BY_NAME.values())).catch_up()
+        detail = BY_NAME["consultation_detail"]
+        first, second = apps["Consultations"].recorder.select_notifications(start=1, limit=2)
+        ops = [quarantined(detail.name, "Consultations", n, ValueError("an old bug")) for n in (first, second)]
+        position = store.position(detail.name, detail.version, "operator")
+        assert store.apply(detail.name, detail.version, "operator", position + 1, ops, expected_position=position)
+    # when an operator lists them
+    listed = run_clinic("projections", "errors", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    entries = json.loads(listed.stdout)["consultation_detail"]
+    assert [(e["id"], e["error"]) for e in entries] == [("Consultations:1", "ValueError: an old bug"),
+                                                        ("Consultations:2", "ValueError: an old bug")]
+    # then a skip needs confirming, and a retry of one applies it (the code is fixed now)
+    refused = run_clinic("projections", "skip", "--all", env=env)
+    assert refused.returncode == 1 and "add --yes" in refused.stderr
+    retried = run_clinic("projections", "retry", "--projection", "consultation_detail", "Consultations:1", env=env)
+    assert retried.returncode == 0 and "Consultations:1: applied" in retried.stdout
+    skipped = run_clinic("projections", "skip", "--projection", "consultation_detail", "--all", "--yes", env=env)
+    assert skipped.returncode == 0 and "Consultations:2: dropped" in skipped.stdout
+    assert run_clinic("projections", "errors", env=env).stdout.strip() == "no quarantined events"

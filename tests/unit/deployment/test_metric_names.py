@@ -35,6 +35,7 @@ METRICS = {
     "clinic_sagas_timed_out_total", "clinic_saga_duration_seconds",
     "clinic_circuit_breaker_state", "clinic_circuit_breaker_transitions_total",
     "clinic_projection_position", "clinic_projection_lag_events", "clinic_projection_lag_seconds",
+    "clinic_projection_quarantined_events",
     "clinic_event_store_append_duration_seconds", "clinic_event_store_appended_events_total",
 }
 """The services' metrics (issue 6); histograms by their base name."""

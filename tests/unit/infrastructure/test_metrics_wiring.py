@@ -147,6 +147,7 @@ def test_projection_positions_and_lags_are_reported_per_leader(metrics):
         runner.catch_up()
         assert (position("consultations"), lag("consultations"), lag("registry")) == (1, 0, 0)
         assert metrics.sample("clinic_projection_lag_seconds", projection="consultation_detail") == 0
+        assert metrics.sample("clinic_projection_quarantined_events", projection="consultation_detail") == 0
         assert {(s.labels["projection"], s.labels["leader"]) for family in metrics.projection_position.collect()
                 for s in family.samples} == {(p.name, leader.lower()) for p in ALL_PROJECTIONS for leader in p.leaders}
     finally:
