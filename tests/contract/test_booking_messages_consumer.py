@@ -12,7 +12,6 @@ import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
 
 import pytest
 from aiormq.abc import Basic
@@ -23,27 +22,16 @@ from infrastructure.messaging.codec import PoisonMessageError, decode
 from process_managers.booking import BookingProcessManager
 from process_managers.booking_saga import BookingSaga, SagaState
 from process_managers.delivery import Outcome, deliver
-from process_managers.ports import Eligibility
 from tests.contract import message_contract as contract
 from tests.contract.pacts import assert_matches_committed
-
-
-class AllowingRegistry:
-    """The saga's ``RegistryPort``: everyone may book (a fake of our own port)."""
-
-    def __init__(self) -> None:
-        self.asked: list[tuple[UUID, UUID]] = []
-
-    def booking_eligibility(self, patient_id: UUID, doctor_id: UUID) -> Eligibility:
-        self.asked.append((patient_id, doctor_id))
-        return Eligibility.ok()
+from tests.kit import FakeRegistry
 
 
 @pytest.fixture
 def booking() -> Iterator[BookingProcessManager]:
     apps = build_applications(Settings(persistence="memory"))
     booking: BookingProcessManager = apps[BookingProcessManager.name]
-    booking.registry = AllowingRegistry()
+    booking.registry = FakeRegistry()
     share_the_patients_key(booking)
     yield booking
     for app in apps.values():

@@ -30,32 +30,14 @@ from hypothesis import strategies as st
 from application.settings import BATCH_RECORDERS
 from domain.consultation import Consultation
 from domain.slot import Slot, SlotRequestRefused
-from domain.values import RejectionReason
 from process_managers.base import Job
 from process_managers.booking import BookingProcessManager
 from process_managers.booking_saga import SagaState, saga_id_for
 from process_managers.delivery import Outcome, deliver, deliver_batch
-from process_managers.ports import Eligibility
+from tests.kit import FakeRegistry
 
 NOW = datetime(2027, 1, 4, 8, 0, tzinfo=UTC)
 OUTCOMES = ["confirmed", "hold_refused", "patient_refused", "book_refused"]
-
-
-class CrashingRegistry:
-    """Answers from a table; raises (a crash mid-processing) while ``crash`` is set, or for the
-    patients in ``crashing``."""
-
-    def __init__(self, refused: set[UUID]) -> None:
-        self.refused = refused
-        self.crash = False
-        self.crashing: set[UUID] = set()
-
-    def booking_eligibility(self, patient_id: UUID, doctor_id: UUID) -> Eligibility:
-        if self.crash or patient_id in self.crashing:
-            raise RuntimeError("worker crashed while validating")
-        if patient_id in self.refused:
-            return Eligibility.refused(RejectionReason.PATIENT_NOT_ELIGIBLE)
-        return Eligibility.ok()
 
 
 @dataclass
@@ -132,12 +114,12 @@ def schedules(draw: st.DrawFn) -> tuple[World, list[Message], list[tuple[Message
     return world, in_order, schedule
 
 
-def process_manager(world: World, directory: Path) -> tuple[BookingProcessManager, CrashingRegistry]:
+def process_manager(world: World, directory: Path) -> tuple[BookingProcessManager, FakeRegistry]:
     pm = BookingProcessManager(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite",
                                     "PROCESS_RECORDER_TOPIC": BATCH_RECORDERS["sqlite"],
                                     "SQLITE_DBNAME": str(directory / "booking.sqlite"),
                                     "SINGLE_ROW_TRACKING": "n"})
-    pm.registry = CrashingRegistry(world.refused_patients)
+    pm.registry = FakeRegistry(refused=world.refused_patients, failure=RuntimeError("worker crashed while validating"))
     pm.clock = lambda: NOW
     return pm, pm.registry
 
@@ -153,13 +135,13 @@ def sagas(pm: BookingProcessManager, world: World) -> dict[UUID, list[tuple[str,
     return streams
 
 
-def play(pm: BookingProcessManager, registry: CrashingRegistry, schedule: list[tuple[Message, bool]]) -> int:
+def play(pm: BookingProcessManager, registry: FakeRegistry, schedule: list[tuple[Message, bool]]) -> int:
     """Deliver the schedule; a crashing delivery is retried later by the broker (appended)."""
     pending = list(schedule)
     processed = 0
     while pending:
         message, crash = pending.pop(0)
-        registry.crash = crash
+        registry.failing = crash
         try:
             outcome = deliver(pm, message.event, Tracking(message.leader, message.notification_id))
         except RuntimeError:
@@ -212,7 +194,7 @@ def batched_deliveries(draw: st.DrawFn) -> tuple[World, list[Message], list[tupl
     return world, in_order, plan
 
 
-def play_batches(pm: BookingProcessManager, registry: CrashingRegistry, world: World,
+def play_batches(pm: BookingProcessManager, registry: FakeRegistry, world: World,
                  plan: list[tuple[list[int], list[int], set[int]]]) -> int:
     """Deliver the plan's batches, then whatever is left one chain step at a time; returns how many
     jobs took effect."""
@@ -222,10 +204,10 @@ def play_batches(pm: BookingProcessManager, registry: CrashingRegistry, world: W
 
     def batch(messages: list[Message], crashing: set[int]) -> None:
         nonlocal processed
-        registry.crashing = {world.chains[c][0].event.patient_id for c in crashing}
+        registry.failing_patients = {world.chains[c][0].event.patient_id for c in crashing}
         jobs = [Job(m.event, Tracking(m.leader, m.notification_id)) for m in messages]
         results = deliver_batch(pm, jobs, exact=True)
-        registry.crashing = set()
+        registry.failing_patients = set()
         for message, result in zip(messages, results, strict=True):
             processed += result.outcome is Outcome.PROCESSED
             if result.outcome is Outcome.PROCESSED:
@@ -266,7 +248,7 @@ def test_a_failing_batch_is_split_so_only_its_poison_jobs_fail(case):
             requested = [Job(c[0].event, Tracking(c[0].leader, c[0].notification_id)) for c in world.chains]
             assert {r.outcome for r in deliver_batch(pm, requested)} == {Outcome.PROCESSED}
             # when the registry fails on the poison ones (an error the policy does not turn into an event)
-            registry.crashing = {world.chains[i][0].event.patient_id for i in poison}
+            registry.failing_patients = {world.chains[i][0].event.patient_id for i in poison}
             held = [Job(c[1].event, Tracking(c[1].leader, c[1].notification_id)) for c in world.chains]
             results = deliver_batch(pm, held, stop_at_failure=in_order)
             # then exactly the poison jobs fail (in order: and the ones after the first are not tried)

@@ -22,23 +22,10 @@ from domain.values import RejectionReason
 from process_managers.booking import DEFAULT_SAGA_TIMEOUT, BookingProcessManager
 from process_managers.booking_saga import BookingSaga, SagaState, saga_id_for
 from process_managers.ports import Eligibility, RegistryUnavailableError
+from tests.kit import FakeRegistry
 
 START = datetime(2027, 1, 5, 9, 0, tzinfo=UTC)
 POPO = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
-
-
-class FakeRegistry:
-    """A RegistryPort that gives one canned answer (or raises it) and records who asked."""
-
-    def __init__(self, answer: Eligibility | Exception | None = None) -> None:
-        self.answer = answer or Eligibility.ok()
-        self.asked: list[tuple[UUID, UUID]] = []
-
-    def booking_eligibility(self, patient_id: UUID, doctor_id: UUID) -> Eligibility:
-        self.asked.append((patient_id, doctor_id))
-        if isinstance(self.answer, Exception):
-            raise self.answer
-        return self.answer
 
 
 class Harness:
