@@ -59,9 +59,13 @@ def test_killing_the_leaders_mid_load_loses_no_booking_and_books_no_slot_twice(c
         if outcome["status"] == "CONFIRMED":
             confirmed[starts[request % 10]] = confirmed.get(starts[request % 10], 0) + 1
     assert all(count == 1 for count in confirmed.values())
-    for start in starts:  # each slot ends booked once, or open again: none left held
+    for start in starts:  # each slot ends booked for its one confirmed booking, or open again: none left held
         history = slot_events(cluster, admin, doctor, start)
-        assert history[-1] in ("Booked", "Released", "Opened") and history.count("Booked") <= 1
+        assert history[-1] in ("Booked", "Released", "Opened"), history
+        assert (history[-1] == "Booked") == (confirmed.get(start) == 1), (history, confirmed.get(start))
+        # booked again only once released: a saga past its deadline while booking is compensated, its
+        # booked slot released, and another booking may take it
+        assert all(event != "Booked" or after == "Released" for event, after in zip(history, history[1:])), history
     # when the killed workers come back they stand by, and bookings go on
     for name in killed.values():
         cluster.start(name)

@@ -11,6 +11,8 @@ import pytest
 from domain.metadata import event_metadata
 from domain.values import RejectionReason
 from process_managers.booking_saga import BookingSaga, SagaState, saga_id_for
+from tests.kit import given, that
+from tests.kit.gwt import Given
 
 DEADLINE = datetime(2027, 1, 4, 8, 0, 30, tzinfo=UTC)
 BEFORE_DEADLINE = DEADLINE - timedelta(seconds=1)
@@ -19,34 +21,38 @@ AFTER_DEADLINE = DEADLINE + timedelta(seconds=1)
 
 # Given ---------------------------------------------------------------------------
 
+CONSULTATION, PATIENT, DOCTOR, SLOT = uuid4(), uuid4(), uuid4(), uuid4()
+STARTED = that(BookingSaga.Started, originator_id=saga_id_for(CONSULTATION), consultation_id=CONSULTATION,
+               patient_id=PATIENT, doctor_id=DOCTOR, slot_id=SLOT, deadline=DEADLINE)
+HISTORIES = {
+    "started": (STARTED,),
+    "validating": (STARTED, BookingSaga.SlotHeld),
+    "booking_slot": (STARTED, BookingSaga.SlotHeld, that(BookingSaga.RegistrantsValidated, slot_id=SLOT)),
+    "completed": (STARTED, BookingSaga.SlotHeld, that(BookingSaga.RegistrantsValidated, slot_id=SLOT),
+                  that(BookingSaga.Completed, consultation_id=CONSULTATION)),
+}
+
+
+def a_saga(history: str) -> Given:
+    """Given: the booking saga with this history."""
+    return given(*HISTORIES[history])
+
 
 def started() -> BookingSaga:
-    """A saga that has just asked for its slot to be held (its Started event collected)."""
-    saga = BookingSaga(consultation_id=uuid4(), patient_id=uuid4(), doctor_id=uuid4(),
-                       slot_id=uuid4(), deadline=DEADLINE)
-    saga.collect_events()
-    return saga
+    """A saga that has just asked for its slot to be held."""
+    return a_saga("started").aggregate()
 
 
 def validating() -> BookingSaga:
-    saga = started()
-    saga.record_slot_held()
-    saga.collect_events()
-    return saga
+    return a_saga("validating").aggregate()
 
 
 def booking_slot() -> BookingSaga:
-    saga = validating()
-    saga.record_registrants_valid()
-    saga.collect_events()
-    return saga
+    return a_saga("booking_slot").aggregate()
 
 
 def completed() -> BookingSaga:
-    saga = booking_slot()
-    saga.record_slot_booked()
-    saga.collect_events()
-    return saga
+    return a_saga("completed").aggregate()
 
 
 def rejected_while_holding() -> BookingSaga:
@@ -103,38 +109,21 @@ def test_starting_a_saga_records_started_with_the_booking_and_asks_to_hold_the_s
 
 
 def test_slot_held_moves_holding_to_validating():
-    # Given a saga holding its slot
-    saga = started()
-    # When the slot is held
-    saga.record_slot_held()
-    # Then SlotHeld is recorded and validation is requested
-    assert names(saga.collect_events()) == ["SlotHeld"]
+    saga = a_saga("started").when(BookingSaga.record_slot_held).then(BookingSaga.SlotHeld)
     assert saga.state == SagaState.VALIDATING
     assert steps(saga)[1:] == [("hold_slot", "succeeded"), ("validate_registrants", "requested")]
 
 
 def test_registrants_valid_moves_validating_to_booking_slot_and_names_the_slot():
-    # Given a saga validating its registrants
-    saga = validating()
-    # When they are valid
-    saga.record_registrants_valid()
-    # Then RegistrantsValidated asks to book the saga's slot
-    [event] = saga.collect_events()
-    assert isinstance(event, BookingSaga.RegistrantsValidated)
-    assert event.slot_id == saga.slot_id
+    saga = a_saga("validating").when(BookingSaga.record_registrants_valid).then(
+        that(BookingSaga.RegistrantsValidated, slot_id=SLOT))
     assert saga.state == SagaState.BOOKING_SLOT
     assert steps(saga)[3:] == [("validate_registrants", "succeeded"), ("book_slot", "requested")]
 
 
 def test_slot_booked_completes_the_saga_and_asks_to_confirm_the_consultation():
-    # Given a saga booking its slot
-    saga = booking_slot()
-    # When the slot is booked
-    saga.record_slot_booked()
-    # Then Completed names the consultation to confirm
-    [event] = saga.collect_events()
-    assert isinstance(event, BookingSaga.Completed)
-    assert event.consultation_id == saga.consultation_id
+    saga = a_saga("booking_slot").when(BookingSaga.record_slot_booked).then(
+        that(BookingSaga.Completed, consultation_id=CONSULTATION))
     assert saga.state == SagaState.COMPLETED
     assert not saga.is_open
     assert steps(saga)[5:] == [("book_slot", "succeeded"), ("confirm_consultation", "requested")]
@@ -153,31 +142,22 @@ def test_full_happy_path_steps_read_in_order():
 
 
 def test_commands_out_of_order_record_nothing():
-    # Given a saga still holding its slot
-    saga = started()
-    # When validation or booking results arrive before the hold
-    saga.record_registrants_valid()
-    saga.record_slot_booked()
-    # Then nothing is recorded and the saga still waits for the hold
-    assert saga.collect_events() == []
+    # validation or booking results arriving before the hold: the saga still waits for the hold
+    saga = a_saga("started").when(lambda saga: (saga.record_registrants_valid(), saga.record_slot_booked())).then()
     assert saga.state == SagaState.HOLDING_SLOT
 
 
 # Rejection -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("given", "release"), [(started, False), (validating, True), (booking_slot, True)],
+@pytest.mark.parametrize(("history", "release"), [("started", False), ("validating", True), ("booking_slot", True)],
                          ids=["HOLDING_SLOT", "VALIDATING", "BOOKING_SLOT"])
-def test_reject_from_an_open_state_releases_the_slot_only_once_it_was_held(given, release):
-    # Given an open saga
-    saga = given()
-    # When it is rejected
-    saga.reject(RejectionReason.PATIENT_NOT_ELIGIBLE)
-    # Then Rejected names consultation, slot, reason, and releases only a held slot
-    [event] = saga.collect_events()
-    assert isinstance(event, BookingSaga.Rejected)
-    assert (event.consultation_id, event.slot_id, event.reason, event.release_slot) == (
-        saga.consultation_id, saga.slot_id, "patient_not_eligible", release)
+def test_reject_from_an_open_state_releases_the_slot_only_once_it_was_held(history, release):
+    # Given an open saga, when it is rejected, then Rejected names consultation, slot, reason, and releases
+    # only a held slot
+    saga = a_saga(history).when(lambda saga: saga.reject(RejectionReason.PATIENT_NOT_ELIGIBLE)).then(
+        that(BookingSaga.Rejected, consultation_id=CONSULTATION, slot_id=SLOT, reason="patient_not_eligible",
+             release_slot=release))
     assert (saga.state, saga.rejection_reason, saga.release_requested) == (
         SagaState.REJECTED, "patient_not_eligible", release)
 
