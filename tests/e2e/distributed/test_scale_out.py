@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 
 import pytest
 
@@ -65,7 +66,7 @@ def test_killing_the_leaders_mid_load_loses_no_booking_and_books_no_slot_twice(c
         assert (history[-1] == "Booked") == (confirmed.get(start) == 1), (history, confirmed.get(start))
         # booked again only once released: a saga past its deadline while booking is compensated, its
         # booked slot released, and another booking may take it
-        assert all(event != "Booked" or after == "Released" for event, after in zip(history, history[1:])), history
+        assert all(event != "Booked" or after == "Released" for event, after in pairwise(history)), history
     # when the killed workers come back they stand by, and bookings go on
     for name in killed.values():
         cluster.start(name)
