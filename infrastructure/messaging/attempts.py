@@ -57,8 +57,9 @@ class PostgresDeliveryAttempts:
         statement = SQL("INSERT INTO {} AS t (follower, message_id, attempts) SELECT %s, id, 2 FROM unnest(%s::text[]) "
                         "AS id ON CONFLICT (follower, message_id) DO UPDATE SET attempts = t.attempts + 1 "
                         "RETURNING message_id, attempts").format(self.table)
+        unique = list(dict.fromkeys(message_ids))  # one batch may hold a message twice (a relay's republish)
         with self.datastore.transaction(commit=True) as cursor:
-            cursor.execute(statement, (follower, list(message_ids)))
+            cursor.execute(statement, (follower, unique))
             return {row["message_id"]: row["attempts"] for row in cursor.fetchall()}
 
     def forget(self, follower: str, message_ids: Sequence[str]) -> None:

@@ -178,9 +178,10 @@ class FollowerConsumer:
             outcomes = await self._handle(batch)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - e.g. the channel broke mid-settle: reject what is left, below
-            log.exception("could not settle a batch of %d from %s; rejecting it", len(batch), self.queues.main)
-            outcomes = [await self._reject(message) for message in batch]
+        except Exception:  # noqa: BLE001 - the channel broke mid-settle, or a bug: the batch goes back
+            log.exception("could not settle a batch of %d from %s; returning it to the queue", len(batch),
+                          self.queues.main)
+            outcomes = [await self._return(message) for message in batch]
         self.batches += 1
         for outcome in outcomes:
             self.outcomes[outcome] += 1
@@ -289,6 +290,15 @@ class FollowerConsumer:
         log.error("could not copy message %s to a retry queue or the DLQ (%r); rejecting it",
                   message.header.properties.message_id, error)
         return await self._reject(message)
+
+    async def _return(self, message: DeliveredMessage) -> str:
+        """Give the message back to the queue unsettled (``nack`` with requeue): it comes again, counted
+        as a redelivery, and past the delivery limit it is dead-lettered; never dead-lettered at once
+        for an error of the consumer itself. A closed channel returns it anyway."""
+        with contextlib.suppress(Exception):  # an acked tag, or a channel closing: it is the broker's then
+            if not self.channel.is_closed:
+                await self.channel.basic_nack(delivery_tag(message), requeue=True)
+        return UNSETTLED
 
     async def _reject(self, message: DeliveredMessage) -> str:
         """Reject without requeue: the queue's own dead-lettering moves it to the DLQ.

@@ -102,3 +102,13 @@ async def test_a_message_that_kills_its_consumer_is_dead_lettered_after_the_deli
 
 async def _counted(broker, queue: str, expected: int) -> bool:
     return await broker.count(queue) == expected
+
+
+def test_a_batch_holding_one_message_twice_is_counted_once(dying):
+    """A relay that republishes after a crash can put one message in a batch twice, one copy redelivered."""
+    _, attempts = dying
+    assert attempts.count("Booking", ["Consultations:7", "Consultations:7", "Consultations:8"]) == {
+        "Consultations:7": 2, "Consultations:8": 2}
+    assert attempts.count("Booking", ["Consultations:7"]) == {"Consultations:7": 3}
+    attempts.forget("Booking", ["Consultations:7", "Consultations:7", "Consultations:8"])
+    assert attempts.count("Booking", ["Consultations:7"]) == {"Consultations:7": 2}
