@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from enum import Enum
 from typing import Any
@@ -26,8 +26,12 @@ class AuditQueryError(DomainError):
 class Auditor:
     """Rebuilds aggregates of each kind from the store of the context that owns them."""
 
-    def __init__(self, sources: Mapping[str, tuple[Application[Any], type]]) -> None:
+    def __init__(self, sources: Mapping[str, tuple[Application[Any], type]],
+                 integrity: Callable[[Application[Any], UUID], str | None] | None = None) -> None:
         self.sources = sources
+        self.integrity = integrity
+        """Whether a stream's hash chain verifies (``verified``, or what breaks it), where its store keeps
+        one (``None``: it keeps none); given by the composition root."""
 
     @property
     def kinds(self) -> list[str]:
@@ -52,6 +56,7 @@ class Auditor:
             kind=kind, aggregate_id=aggregate_id, version=aggregate.version,
             state=aggregate_state(aggregate),
             events=[audited(e) for e in events if e.originator_version <= upto],
+            integrity=self.integrity(app, aggregate_id) if self.integrity is not None else None,
         )
 
     def store_of(self, kind: str) -> Application[Any]:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from functools import partial
 from typing import Any
+from uuid import UUID
 
 from application.audit import Auditor
 from application.clinic import READ_MODELS_CHECK, Clinic
@@ -168,7 +169,17 @@ AUDITED_KINDS = audited_kinds(CONTEXTS)
 
 def build_auditor(apps: dict[str, Any]) -> Auditor:
     """Each kind an auditor may ask for (of the contexts in ``apps``), read from its owner's store."""
-    return Auditor({kind: (apps[name], cls) for kind, (name, cls) in AUDITED_KINDS.items() if name in apps})
+    return Auditor({kind: (apps[name], cls) for kind, (name, cls) in AUDITED_KINDS.items() if name in apps},
+                   integrity=stream_integrity)
+
+
+def stream_integrity(app: Any, aggregate_id: UUID) -> str | None:
+    """``verified``, or the first broken link of the stream's hash chain; ``None`` where none is kept."""
+    chain = PostgresEventChain.of(app)
+    if chain is None:
+        return None
+    broken = chain.verify(aggregate_id).broken
+    return f"broken at version {broken[0].version}: {broken[0].why}" if broken else "verified"
 
 
 def open_stores(settings: Settings) -> Clinic:

@@ -101,3 +101,6 @@ class AuditTrail:
     version: int
     state: dict[str, Any]
     events: list[AuditedEvent]
+    integrity: str | None = None
+    """``verified`` when the stream's hash chain verifies, else what breaks it; ``None`` where the store
+    keeps no chain (SQLite)."""

@@ -30,7 +30,8 @@ def run_audit(args: argparse.Namespace) -> int:
 
 def render(trail: AuditTrail) -> str:
     """The trail as a table of events, then the rebuilt state."""
-    lines = [f"{trail.kind} {trail.aggregate_id} at version {trail.version}", "",
+    chain = f"; hash chain: {trail.integrity}" if trail.integrity else ""
+    lines = [f"{trail.kind} {trail.aggregate_id} at version {trail.version}{chain}", "",
              f"{'v':>3}  {'timestamp':32}  {'event':34}  {'actor':38}  correlation_id"]
     for e in trail.events:
         lines.append(f"{e.version:>3}  {e.timestamp.isoformat():32}  {e.type:34}  {e.actor or '-':38}  "

@@ -81,7 +81,7 @@ EXAMPLES: dict[type, Any] = {
                              {"type": "Consultation.Confirmed", "version": 2, "timestamp": "2027-02-27T10:00:01Z",
                               "correlation_id": "3b0e6f2a-9a51-4c39-8f43-0f6d2a7c1d55",
                               "causation_id": "event:BookingSaga:17", "saga_id": EXAMPLE_IDS["saga"],
-                              "actor": None, "data": {}}]},
+                              "actor": None, "data": {}}], "integrity": "verified"},
     schemas.Health: {"status": "ok", "checks": {"postgres": True, "runner": True}},
 }
 """Body type -> its example, as JSON (strings for UUIDs and date-times)."""

@@ -139,6 +139,9 @@ class AuditTrail(Struct):
     version: int
     state: dict[str, Any]
     events: list[AuditedEvent]
+    integrity: str | None = None
+    """``verified`` when the stream's hash chain verifies, else what breaks it (``broken at version N:
+    …``); ``null`` where the store keeps no chain (SQLite, embedded mode)."""
 
 
 class Health(Struct):

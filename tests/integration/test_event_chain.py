@@ -125,3 +125,19 @@ def test_clinic_audit_verify_reports_every_store_and_exits_1_at_a_broken_link(bo
     assert f"{consultation_id} at version 1: its hash does not match" in one.stdout
     refused = run_clinic("audit", "verify", "consultation", env=env)
     assert refused.returncode == 1 and "give a stream as KIND ID" in refused.stderr
+
+
+def test_the_audit_trail_says_whether_its_stream_verifies(booked):
+    from application.bootstrap import open_stores
+
+    settings, consultation_id = booked
+    clinic = open_stores(settings)
+    try:
+        assert clinic.auditor.trail("consultation", consultation_id).integrity == "verified"
+        # a stored hash rewritten (the events still decode: the trail is shown, and says it does not verify)
+        execute(PostgresEventChain.of(clinic.consultations), "UPDATE {table} SET chain = sha256('forged'::bytea) "
+                "WHERE originator_id = %s AND originator_version = 2", consultation_id)
+        assert clinic.auditor.trail("consultation", consultation_id).integrity == (
+            "broken at version 2: its hash does not match its content and its predecessor's")
+    finally:
+        clinic.close()

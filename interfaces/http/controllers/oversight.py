@@ -59,4 +59,5 @@ class AuditController(Controller):
         """
         trail = clinic.audit(kind, aggregate_id, request.user.sub, request.user.roles, "auditAggregate",
                              version=version, as_of=as_of)
-        return AuditTrail(kind, trail.aggregate_id, trail.version, plain(trail.state), trail.events)
+        return AuditTrail(kind, trail.aggregate_id, trail.version, plain(trail.state), trail.events,
+                          trail.integrity)
