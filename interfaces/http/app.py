@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
 
-from litestar import Litestar, Request
+from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
@@ -22,17 +21,10 @@ from interfaces.http.deprecation import deprecation_headers, refuse_after_sunset
 from interfaces.http.metrics import serve_metrics
 from interfaces.http.middleware import ApiMiddleware, RoutedRequestMiddleware
 from interfaces.http.openapi import openapi_config
-from interfaces.http.problems import decode_strictly, problem_response
+from interfaces.http.problems import problem_response
+from interfaces.http.strict import canonical_ids, strict_input
 from interfaces.http.tracing import route_span_names, tracing_plugins
 from process_managers.base import utc_now
-
-
-async def strict_body(request: Request[Any, Any, Any]) -> None:
-    """Decode the body strictly before Litestar's lenient decoding sees it."""
-    data = request.route_handler.parsed_fn_signature.parameters.get("data")
-    if data is not None:
-        decode_strictly(await request.body(), data.annotation)
-
 
 MAX_REQUEST_BYTES = 65536
 """The default limit on a request body (``CLINIC_MAX_REQUEST_BYTES``): larger ones are a 413."""
@@ -59,10 +51,11 @@ def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutd
         dependencies={"clinic": Provide(lambda: clinic, use_cache=True, sync_to_thread=False)},
         middleware=[
             *([route_span_names] if tracer_provider is not None else []),  # no server span to name otherwise
+            canonical_ids,  # before the token: a path that names no resource is a 404 to anyone
             DefineMiddleware(RoutedRequestMiddleware, checks=[require_scope, refuse_after_sunset],
                              traced=tracer_provider is not None),
         ],
-        before_request=strict_body,
+        before_request=strict_input,
         request_max_body_size=max_request_bytes,
         exception_handlers={Exception: problem_response},
         logging_config=None,  # logs go through the root logger's JSON handler (configure_logging)

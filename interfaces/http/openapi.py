@@ -18,6 +18,7 @@ so a new endpoint gets all of this by adding its two rows. docs/api.md says how.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -30,13 +31,14 @@ from interfaces.http.authorization import REQUIRED_SCOPE
 from interfaces.http.deprecation import DEPRECATIONS, document_deprecations, gone_detail
 from interfaces.http.examples import EXAMPLE_IDS, EXAMPLES, PATH_EXAMPLES, schema_examples
 from interfaces.http.problems import (
+    ACCEPTED_BODY,
     PROBLEM_BASE,
     PROBLEM_JSON,
     RETRY_AFTER_SECONDS,
     UNAVAILABLE,
     UNAVAILABLE_DETAIL,
 )
-from interfaces.http.schemas import Problem
+from interfaces.http.schemas import Problem, RequestBody
 
 PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {
     "malformed-body": (400, "Malformed request body", "the body is not valid JSON: Input data was truncated"),
@@ -53,6 +55,8 @@ PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {
     "invalid-state": (409, "Not allowed in the current state", "cannot cancel a REQUESTED consultation"),
     "version-conflict": (409, "Version conflict", "the consultation is at version 3, not \"2\""),
     "http-413": (413, "Request Entity Too Large", "Request Entity Too Large"),
+    "unsupported-media-type": (415, "Unsupported media type",
+                               "a request body must be application/json, not text/plain"),
     "gone": (410, "Operation withdrawn", gone_detail("getConsultation", DEPRECATIONS["getConsultation"],
                                                      {"consultation_id": EXAMPLE_IDS["consultation"]})),
     "invalid-input": (422, "Invalid request body", "Expected `str`, got `int` - at `$.reason`"),
@@ -69,6 +73,8 @@ STATUS_DESCRIPTIONS = {
     409: "Conflict with the resource's current state or version",
     410: "Gone: the operation was withdrawn at its sunset; `Link` names its successor and migration guide",
     413: "The request body is over the size limit (64 KiB by default)",
+    415: "The body is not declared `application/json` (`Content-Type` missing or another type); "
+         "`Accept` names the one accepted",
     422: "The body does not match the schema; `errors` names the field",
     503: "A store or service this operation needs is not answering (an outage, not a defect): nothing was "
          "done; retry after `Retry-After` seconds",
@@ -129,6 +135,11 @@ RETRY_AFTER_HEADER = {
     "schema": {"type": "integer", "minimum": 1},
     "example": RETRY_AFTER_SECONDS,
 }
+ACCEPT_HEADER = {
+    "description": "The media type a request body must have (RFC 9110 §15.5.16)",
+    "schema": {"type": "string", "enum": [ACCEPTED_BODY]},
+    "example": ACCEPTED_BODY,
+}
 CHALLENGE_HEADER = {
     "description": "RFC 6750 challenge: how to authenticate, or (403) which scope was missing",
     "schema": {"type": "string"},
@@ -155,7 +166,7 @@ def framework_problems(operation: dict[str, Any]) -> list[str]:
     places = {(p["in"], p.get("schema", {}).get("format")) for p in operation.get("parameters", [])
               if p["name"] not in UNPARSED_HEADERS}
     if "requestBody" in operation:
-        problems += ["malformed-body", "http-413", "invalid-input"]
+        problems += ["malformed-body", "http-413", "unsupported-media-type", "invalid-input"]
     if any(where in ("query", "header") or (where == "path" and fmt != "uuid") for where, fmt in places):
         problems.append("invalid-parameter")
     if REQUIRED_SCOPE.get(operation.get("operationId", "")):
@@ -216,7 +227,18 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
             _complete_operation(path, operation, examples)
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(msgspec.json.schema_components([Problem], ref_template="#/components/schemas/{name}")[1])
+    for name in _closed_bodies():
+        if name in schemas:
+            schemas[name]["additionalProperties"] = False
     return document_deprecations(document)
+
+
+def _closed_bodies(struct: type[RequestBody] = RequestBody) -> Iterator[str]:
+    """Every request body struct: each refuses unknown fields (``forbid_unknown_fields``), so its schema says
+    ``additionalProperties: false``."""
+    for subclass in struct.__subclasses__():
+        yield subclass.__name__
+        yield from _closed_bodies(subclass)
 
 
 def _complete_operation(path: str, operation: dict[str, Any], examples: dict[str, Any]) -> None:
@@ -235,6 +257,22 @@ def _complete_operation(path: str, operation: dict[str, Any], examples: dict[str
     for parameter in operation.get("parameters", []):
         if parameter["in"] == "path" and "description" not in parameter:
             parameter["description"] = PATH_PARAMETERS.get(parameter["name"], "")
+        if "schema" in parameter:
+            parameter["schema"] = _without_null(parameter["schema"])
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional parameter's schema as it travels: Litestar writes ``X | None`` as ``oneOf: [X, null]``, but a
+    query or header parameter is absent or a string, never JSON ``null`` (``"null"`` would be refused)."""
+    options = [option for option in schema.get("oneOf", []) if option != {"type": "null"}]
+    if len(options) == 1 and len(schema["oneOf"]) == 2:
+        schema = {**options[0], **{key: value for key, value in schema.items() if key != "oneOf"}}
+    if isinstance(schema.get("type"), list) and "null" in schema["type"]:
+        types = [kind for kind in schema["type"] if kind != "null"]
+        schema = {**schema, "type": types[0] if len(types) == 1 else types}
+        if "enum" in schema:
+            schema["enum"] = [value for value in schema["enum"] if value is not None]
+    return schema
 
 
 def _add_problem_examples(code: str, response: dict[str, Any], path: str) -> None:
@@ -253,6 +291,8 @@ def _add_headers(code: str, response: dict[str, Any]) -> None:
     headers["X-Correlation-Id"] = CORRELATION_HEADER
     if code in ("401", "403"):
         headers["WWW-Authenticate"] = CHALLENGE_HEADER
+    if code == "415":
+        headers["Accept"] = ACCEPT_HEADER
     if code == "503" and PROBLEM_JSON in response.get("content", {}):
         headers["Retry-After"] = RETRY_AFTER_HEADER
 

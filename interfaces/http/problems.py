@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import msgspec
 from eventsourcing.persistence import IntegrityError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.exceptions import ValidationException as LitestarValidationException
+from litestar.params import ParameterKwarg
 
 from application.audit import AuditQueryError
 from application.common import VersionConflictError
@@ -26,6 +26,8 @@ from interfaces.http.middleware import correlation_id_of
 from interfaces.http.schemas import Problem
 
 PROBLEM_JSON = "application/problem+json"
+ACCEPTED_BODY = "application/json"
+"""The only media type a request body may have."""
 PROBLEM_BASE = "urn:clinic:problem:"
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,10 @@ class InvalidBodyError(Exception):
         super().__init__(detail)
         self.status = status
         self.field = field
+
+
+class UnsupportedMediaTypeError(Exception):
+    """The request body is not declared ``application/json`` (a missing or other ``Content-Type``)."""
 
 
 # error class -> (status, stable type slug, title)
@@ -55,6 +61,7 @@ PROBLEMS: dict[type[Exception], tuple[int, str, str]] = {
     InsufficientScopeError: (403, "insufficient-scope", "Token scope insufficient"),
     PermissionDeniedException: (403, "forbidden", "Not allowed"),
     GoneError: (410, "gone", "Operation withdrawn"),
+    UnsupportedMediaTypeError: (415, "unsupported-media-type", "Unsupported media type"),
 }
 
 
@@ -74,7 +81,8 @@ def problem_response(request: Request[Any, Any, Any], error: Exception) -> Respo
     if isinstance(error, InvalidBodyError):
         errors = [{"field": error.field or "$", "message": str(error)}]
     elif isinstance(error, LitestarValidationException) and isinstance(error.extra, list):
-        errors = [{"field": str(e.get("key", "$")), "message": str(e.get("message", ""))} for e in error.extra]
+        errors = [{"field": _as_sent(request, str(e.get("key", "$"))), "message": str(e.get("message", ""))}
+                  for e in error.extra]
     if status == 503:
         log.warning("answered 503: %s", cause(error))
     elif status >= 500:
@@ -87,9 +95,22 @@ def problem_response(request: Request[Any, Any, Any], error: Exception) -> Respo
     return Response(problem, status_code=status, media_type=PROBLEM_JSON, headers=_challenge(error, status))
 
 
+def _as_sent(request: Request[Any, Any, Any], key: str) -> str:
+    """A parameter's name as the client sent it (``X-Min-Position``, ``from``), not the handler's (``min_position``)."""
+    handler = request.scope.get("route_handler")
+    field = handler.parsed_fn_signature.parameters.get(key) if handler is not None else None
+    kwarg = getattr(field, "kwarg_definition", None)
+    return (kwarg.header or kwarg.query or kwarg.name or key) if isinstance(kwarg, ParameterKwarg) else key
+
+
 def _challenge(error: Exception, status: int) -> dict[str, str] | None:
     """RFC 6750 §3: how to authenticate (401), or which scope was missing (403 insufficient_scope);
-    RFC 9110 §10.2.3: when to retry (503)."""
+    RFC 9110: when to retry (503, §10.2.3), the methods allowed (405, §15.5.6), the media type accepted
+    (415, §15.5.16)."""
+    if status == 405 and isinstance(error, HTTPException) and error.headers and "allow" in error.headers:
+        return {"Allow": error.headers["allow"]}  # Litestar's router names the path's methods
+    if status == 415:
+        return {"Accept": ACCEPTED_BODY}
     if status == 503:
         return {"Retry-After": str(RETRY_AFTER_SECONDS)}
     if status == 401:
@@ -126,15 +147,3 @@ def _detail(error: Exception, status: int) -> str:
     if isinstance(error, HTTPException):
         return error.detail
     return str(error) or type(error).__name__
-
-
-def decode_strictly(body: bytes, schema: type) -> Any:
-    """Decode ``body`` as ``schema`` with no coercion ("1" is not 1, 0 is not a date)."""
-    try:
-        return msgspec.json.decode(body, type=schema, strict=True)
-    except msgspec.ValidationError as error:
-        message = str(error)
-        field = message.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in message else None
-        raise InvalidBodyError(message, status=422, field=field) from None
-    except msgspec.DecodeError as error:
-        raise InvalidBodyError(f"the body is not valid JSON: {error}", status=400) from None

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -13,6 +14,38 @@ from application.readiness import Status
 from application.views import AuditedEvent, Note
 
 AwareDatetime = Annotated[datetime, Meta(tz=True, description="RFC 3339 date-time with a timezone offset")]
+
+
+@dataclass(frozen=True)
+class Plausible:
+    """The range a date or date-time in a request body must fall in to be believed: from ``earliest`` to
+    ``ahead`` after the moment of the request. Its ``description`` documents it in the schema; the
+    request's decoding (``strict.decode_strictly``) enforces it."""
+
+    earliest: date
+    ahead: timedelta
+    latest_in_words: str
+
+    @property
+    def description(self) -> str:
+        return f"not before {self.earliest.isoformat()} and not after {self.latest_in_words}"
+
+    def refusal(self, value: date, now: datetime) -> str | None:
+        """Why ``value`` (a date or a date-time) is not plausible at ``now`` (``None``: it is)."""
+        if isinstance(value, datetime):
+            plausible = datetime.combine(self.earliest, time(), UTC) <= value <= now + self.ahead
+        else:
+            plausible = self.earliest <= value <= (now + self.ahead).date()
+        return None if plausible else f"{value.isoformat()} is out of range: {self.description}"
+
+
+SLOT_START = Plausible(date(2000, 1, 1), timedelta(days=730), "now plus 730 days (two years)")
+"""A slot's start (opening or booking it): the clinic's records start in 2000, and it plans two years ahead."""
+BIRTH_DATE = Plausible(date(1900, 1, 1), timedelta(hours=14), "today (in the earliest time zone, UTC+14)")
+"""A patient's birth date: not in the future anywhere on Earth, and no one alive was born before 1900."""
+SlotStart = Annotated[AwareDatetime, Meta(description=f"RFC 3339 date-time with a timezone offset, "
+                                                      f"{SLOT_START.description}"), SLOT_START]
+BirthDate = Annotated[date, Meta(description=f"RFC 3339 full-date, {BIRTH_DATE.description}"), BIRTH_DATE]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Text = Annotated[str, Meta(min_length=1, max_length=10_000)]
 Email = Annotated[str, Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)]
@@ -27,7 +60,7 @@ class RequestBody(Struct, forbid_unknown_fields=True, frozen=True):
 class RegisterPatient(RequestBody, frozen=True):
     name: Name
     email: Email
-    birth_date: date
+    birth_date: BirthDate
     consent: bool
 
 
@@ -76,7 +109,7 @@ class DoctorStatus(Struct):
 
 
 class SlotToOpen(RequestBody, frozen=True):
-    start: AwareDatetime
+    start: SlotStart
     duration_minutes: Minutes
 
 
@@ -91,7 +124,7 @@ class SlotsOpened(Struct):
 class BookConsultation(RequestBody, frozen=True):
     patient_id: UUID
     doctor_id: UUID
-    start: AwareDatetime
+    start: SlotStart
     reason: Text
 
 

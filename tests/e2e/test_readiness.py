@@ -126,10 +126,10 @@ class Client:
     def _run(self) -> None:
         while not self.stop.is_set():
             self._minutes += 30
-            start = (datetime(2030, 1, 7, 9, tzinfo=UTC) + timedelta(minutes=self._minutes)).isoformat()
+            start = (datetime(2028, 1, 7, 9, tzinfo=UTC) + timedelta(minutes=self._minutes)).isoformat()
             self._note("write", "POST", f"/v1/doctors/{self.doctor}/slots",
                        {"slots": [{"start": start, "duration_minutes": 30}]})
-            self._note("read", "GET", f"/v1/doctors/{self.doctor}/slots?date=2030-01-07")
+            self._note("read", "GET", f"/v1/doctors/{self.doctor}/slots?date=2028-01-07")
 
     def _note(self, kind: str, method: str, path: str, body: Any = None) -> None:
         started = time.perf_counter()

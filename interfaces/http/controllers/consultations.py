@@ -33,11 +33,17 @@ from interfaces.http.schemas import (
     NoteAdded,
     Notes,
 )
+from projections.catalog import ALL_PROJECTIONS
 
+FOLLOWED_LOGS = sorted({log for projection in ALL_PROJECTIONS for log in projection.leaders})
+"""The event logs the read models follow: the only ones a position may name."""
+_POSITION = f"({'|'.join(FOLLOWED_LOGS)}):[0-9]{{1,19}}"
+MIN_POSITION_PATTERN = f"^{_POSITION}( *, *{_POSITION})*$"
+"""What ``X-Min-Position`` accepts: positions as commands return them (``<Log>:<id>``), comma-separated."""
 MinPosition = Annotated[str | None, HeaderParameter(
-    name="X-Min-Position", required=False,
-    description="Read-your-writes: an X-Event-Position a command returned; the answer waits (≤1 s) for the views "
-                "to reach it, else says X-Projection-Stale: true")]
+    name="X-Min-Position", required=False, pattern=MIN_POSITION_PATTERN,
+    description="Read-your-writes: an X-Event-Position a command returned (or several, comma-separated); the "
+                "answer waits (≤1 s) for the views to reach it, else says X-Projection-Stale: true")]
 PreferWait = Annotated[str | None, HeaderParameter(
     name="Prefer", required=False,
     description="`wait=N` (RFC 7240): while the booking saga has not decided (status `REQUESTED`), answer once it "

@@ -37,7 +37,7 @@ def only_operation(document: dict[str, Any]) -> dict[str, Any]:
 
 def test_a_scoped_operation_with_a_body_and_an_id_gets_every_error_its_kind_can_answer():
     operation = only_operation(complete(generated("cancelConsultation")))
-    assert set(operation["responses"]) == {"200", "400", "401", "403", "404", "409", "413", "422", "503"}
+    assert set(operation["responses"]) == {"200", "400", "401", "403", "404", "409", "413", "415", "422", "503"}
     for code, response in operation["responses"].items():
         assert "X-Correlation-Id" in response["headers"]
         if code.startswith("4"):
@@ -45,6 +45,7 @@ def test_a_scoped_operation_with_a_body_and_an_id_gets_every_error_its_kind_can_
             assert all(e["value"]["status"] == int(code) for e in response["content"][PROBLEM]["examples"].values())
     assert set(operation["responses"]["409"]["content"][PROBLEM]["examples"]) == {"invalid-state", "version-conflict"}
     assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
+    assert operation["responses"]["415"]["headers"]["Accept"]["schema"]["enum"] == ["application/json"]
 
 
 def test_litestars_default_400_is_replaced_and_examples_come_from_the_structs():
@@ -58,7 +59,7 @@ def test_litestars_default_400_is_replaced_and_examples_come_from_the_structs():
 
 def test_an_operation_without_an_outcomes_row_still_gets_what_its_kind_answers():
     operation = only_operation(complete(generated("someNewOperation")))
-    assert set(operation["responses"]) == {"200", "400", "404", "413", "422", "503"}  # unscoped: no 401/403
+    assert set(operation["responses"]) == {"200", "400", "404", "413", "415", "422", "503"}  # unscoped: no 401/403
 
 
 def test_a_4xx_the_handler_declared_is_kept_and_given_examples():
@@ -75,3 +76,12 @@ def test_the_input_is_not_changed_and_the_problem_schema_is_added():
     completed = complete(document)
     assert document == before
     assert completed["components"]["schemas"]["Problem"]["required"] == ["type", "title", "status"]
+
+
+def test_a_request_body_schema_says_it_refuses_unknown_fields_and_a_response_schema_does_not():
+    document = generated("cancelConsultation")
+    document["components"]["schemas"] = {name: {"type": "object", "properties": {}}
+                                         for name in ("CancelConsultation", "ConsultationCancelled")}
+    schemas = complete(document)["components"]["schemas"]
+    assert schemas["CancelConsultation"]["additionalProperties"] is False
+    assert "additionalProperties" not in schemas["ConsultationCancelled"]
