@@ -1,33 +1,48 @@
-"""Schemathesis against the OpenAPI document, with valid tokens: no server error, no undocumented status.
+"""Schemathesis against the OpenAPI document, with valid tokens, every check it has.
 
 Runs in process against the ASGI app (the same routes the committed ``specs/openapi.json``
-describes: ``test_openapi_drift.py`` keeps them equal). Hypothesis generates schema-valid
-requests for every operation and calls them as an admin (who passes every ownership rule, so
-the deepest paths run) and as a patient (whose refusals must be documented 403s too).
+describes: ``test_openapi_drift.py`` keeps them equal). Hypothesis generates requests for every
+operation, valid and not, and calls them as an admin (who passes every ownership rule, so the
+deepest paths run) and as a patient (whose refusals must be documented 403s too). All of
+schemathesis's checks apply: no server error, no undocumented status, header or body, schema-valid
+input accepted and invalid input refused, ``405`` with ``Allow`` for methods a path does not serve.
+
+One thing the document cannot say in JSON Schema is a range relative to now: a slot's start and a
+birth date are ``Plausible`` (``schemas.SLOT_START``, ``schemas.BIRTH_DATE``), stated in their
+descriptions. So dates and date-times are generated in those ranges, from the same constants, and the
+positive checks hold the API to them; the refusals outside are proved in ``test_api_strict_input.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, time, timedelta, timezone
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from joserfc.jwk import ECKey
-from schemathesis.checks import (
-    content_type_conformance,
-    not_a_server_error,
-    response_schema_conformance,
-    status_code_conformance,
-)
+from schemathesis.checks import positive_data_acceptance
 
 from application.bootstrap import bootstrap
 from application.settings import Settings
 from infrastructure.security.tokens import TokenIssuer
 from interfaces.http.app import create_app
+from interfaces.http.schemas import BIRTH_DATE, SLOT_START
 
 ISSUER = TokenIssuer(ECKey.generate_key("P-256", auto_kid=True), "clinic-dev", "clinic-api")
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+NOW = datetime.now(UTC)
+OFFSETS = st.integers(-23 * 60 - 59, 23 * 60 + 59).map(lambda minutes: timezone(timedelta(minutes=minutes)))
+schemathesis.openapi.format("date", st.dates(BIRTH_DATE.earliest, NOW.date()).map(lambda day: day.isoformat()))
+schemathesis.openapi.format("date-time", st.datetimes(
+    datetime.combine(SLOT_START.earliest, time()), (NOW + SLOT_START.ahead - timedelta(days=1)).replace(tzinfo=None),
+    timezones=st.just(UTC)).flatmap(lambda moment: OFFSETS.map(lambda zone: moment.astimezone(zone).isoformat())))
+"""Every date plausible as a birth date (and so as an agenda's day); every date-time as a slot's start."""
+EXCLUDED = [positive_data_acceptance]
+"""The one check left out, for reasons outside the API: JSON Schema's ``integer`` admits ``1153.0`` (one number
+to it), which the API's strict decoding refuses as a float (``duration_minutes``); and schemathesis replays
+values it saw elsewhere (``X-Min-Position: 0``) as schema-valid though they do not match the documented pattern."""
 
 
 CLINIC = bootstrap(Settings(persistence="memory", runner_tick_seconds=0.05))
@@ -44,11 +59,12 @@ def _close_the_clinic() -> Iterator[None]:
 @schema.parametrize()
 @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
 def test_as_an_admin_no_server_error_and_no_undocumented_status(case):
-    case.call_and_validate(headers={"Authorization": f"Bearer {ISSUER.issue('ops-1', ['ADMIN'])}"}, checks=CHECKS)
+    case.call_and_validate(headers={"Authorization": f"Bearer {ISSUER.issue('ops-1', ['ADMIN'])}"},
+                           excluded_checks=EXCLUDED)
 
 
 @schema.parametrize()
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 def test_as_a_patient_refusals_are_documented_too(case):
     token = ISSUER.issue("9d3a4c57-7a3e-4a53-9f65-2b1f5d6c8e01", ["PATIENT"])
-    case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, checks=CHECKS)
+    case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, excluded_checks=EXCLUDED)
