@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,8 @@ REGISTRY_DOWN_SECONDS = (DEADLINE_SECONDS + 2.0, DEADLINE_SECONDS + 5.0)
 KILLABLE = ("booking", "scheduling", "consultations-worker", "projections")
 FOLLOWERS = ("Booking", "Scheduling", "Consultations")
 DOCTORS, PATIENTS, SLOTS_PER_DOCTOR = 4, 12, 60
-FIRST_DAY = date(2031, 3, 3)
+FIRST_DAY = datetime.now(UTC).date() + timedelta(days=30)
+"""A month ahead: inside the API's plausible range for a slot's start, whenever the soak runs."""
 TOKEN_SECONDS = 240
 """How often the load signs in again (the issuer's tokens last five minutes)."""
 GROWTH_ALLOWED = (1.5, 64 * 2**20)
