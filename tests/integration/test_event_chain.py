@@ -3,6 +3,7 @@ deleted with SQL by someone who could (triggers off) is found."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -35,9 +36,15 @@ def booked(tmp_path, request):
     return settings, confirmed
 
 
+@contextmanager
 def chains(settings):
+    """Every context's chain over the stores of ``settings``; their applications closed after."""
     apps = build_applications(settings, create_table=False)
-    return apps, {name: PostgresEventChain.of(app) for name, app in apps.items()}
+    try:
+        yield {name: PostgresEventChain.of(app) for name, app in apps.items()}
+    finally:
+        for app in apps.values():
+            app.close()
 
 
 def execute(chain, statement, *args):
@@ -53,22 +60,17 @@ def test_the_services_own_connection_cannot_update_delete_or_truncate_events(boo
     from eventsourcing.persistence import ProgrammingError  # the library's wrapper of InsufficientPrivilege
 
     settings, _ = booked
-    apps, by_name = chains(settings)
-    try:
+    with chains(settings) as by_name:
         for chain in by_name.values():
             with pytest.raises(ProgrammingError, match="events are append-only"), \
                     chain.datastore.get_connection() as connection:  # the pool the service writes through
                 connection.execute(change.format(table=chain.table.as_string(None)))
             assert not chain.verify().broken and chain.verify().events > 0
-    finally:
-        for app in apps.values():
-            app.close()
 
 
 def test_untouched_streams_verify_and_an_edit_or_a_deletion_is_reported_at_its_version(booked):
     settings, consultation_id = booked
-    apps, by_name = chains(settings)
-    try:
+    with chains(settings) as by_name:
         # given every store verifies
         results = {name: chain.verify() for name, chain in by_name.items()}
         assert all(not r.broken and r.events > 0 for r in results.values()), results
@@ -84,23 +86,16 @@ def test_untouched_streams_verify_and_an_edit_or_a_deletion_is_reported_at_its_v
         execute(booking, "DELETE FROM {table} WHERE originator_id = %s AND originator_version = 2", saga)
         [gap] = booking.verify(saga).broken
         assert (gap.version, gap.why) == (3, "version 2 is missing")
-    finally:
-        for app in apps.values():
-            app.close()
 
 
 def test_the_trigger_and_the_python_check_compute_the_same_chain(booked):
     settings, consultation_id = booked
-    apps, by_name = chains(settings)
-    try:
+    with chains(settings) as by_name:
         rows = list(by_name["Consultations"]._rows(consultation_id))
         previous = None
         for row in rows:
             previous = link(previous, row["topic"], bytes(row["state"]), row["originator_version"])
             assert previous == bytes(row["chain"])
-    finally:
-        for app in apps.values():
-            app.close()
 
 
 
@@ -113,13 +108,9 @@ def test_clinic_audit_verify_reports_every_store_and_exits_1_at_a_broken_link(bo
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert {line.split()[0] for line in clean.stdout.splitlines()} == {"Registry", "Scheduling", "Consultations",
                                                                       "Booking"}
-    apps, by_name = chains(settings)
-    try:
+    with chains(settings) as by_name:
         execute(by_name["Consultations"], "UPDATE {table} SET topic = topic || ' ' WHERE originator_id = %s "
                                           "AND originator_version = 1", consultation_id)
-    finally:
-        for app in apps.values():
-            app.close()
     one = run_clinic("audit", "verify", "consultation", str(consultation_id), env=env)
     assert one.returncode == 1
     assert f"{consultation_id} at version 1: its hash does not match" in one.stdout

@@ -3,21 +3,9 @@ event (one script), and retry and skip repair the serving version atomically."""
 
 from __future__ import annotations
 
-import pytest
-
-from application.bootstrap import build_applications
-from application.settings import Settings
 from projections.quarantine import QUARANTINE_KEY, listed, retry, skip
 from projections.runner import ProjectionRunner
-from tests.unit.projections.test_quarantine import Names, register
-
-
-@pytest.fixture
-def registry():
-    apps = build_applications(Settings(persistence="memory"))
-    yield apps
-    for app in apps.values():
-        app.close()
+from tests.unit.projections.test_quarantine import Names, register, registry  # noqa: F401 - the fixture
 
 
 def test_quarantine_retry_and_skip_on_redis(registry, store):
