@@ -8,6 +8,8 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.postgres import PostgresDatastore
+
 from application.audit import Auditor
 from application.clinic import READ_MODELS_CHECK, Clinic
 from application.contexts import CONTEXTS, BoundedContext, audited_kinds, records_of, system_of
@@ -20,6 +22,7 @@ from application.settings import Settings
 from application.subscriptions import event_classes, handled_topics
 from application.view_changes import ViewChanges
 from domain.personal_data import personal_fields
+from infrastructure import database_roles
 from infrastructure.event_chain import PostgresEventChain
 from infrastructure.messaging.attempts import PostgresDeliveryAttempts
 from infrastructure.observability.metrics import Metrics
@@ -92,19 +95,48 @@ def group_commits(app: Any, settings: Settings) -> None:
         app.group_commit = GroupCommit(app)
 
 
-def migrate(settings: Settings) -> list[str]:
-    """Create every context's tables (idempotent). Returns the contexts migrated."""
+def migrate(settings: Settings, roles: str | None = None) -> list[str]:
+    """Create every context's tables (idempotent) and, with ``roles`` (a role name prefix), each
+    context's database role and the projection worker's, with their grants. Returns the contexts migrated."""
     apps = build_applications(settings, create_table=True)
+    tables = []
     for app in apps.values():
-        app.factory.tracking_recorder()  # the outbox relay keeps its position there (distributed mode)
+        positions = app.factory.tracking_recorder()  # the outbox relay keeps its position there (distributed mode)
+        tables.append(context_tables(app, positions))
         attempts = PostgresDeliveryAttempts.of(app)  # a follower's consumer counts redeliveries there
         if attempts is not None:
             attempts.create_table()
         chain = PostgresEventChain.of(app)  # each event's hash chained to its predecessor's
         if chain is not None:
             chain.install()
+    if roles:
+        grant_roles(apps, tables, roles)
+    for app in apps.values():
         app.close()
     return list(apps)
+
+
+def context_tables(app: Any, positions: Any) -> database_roles.ContextTables:
+    """What context ``app`` stores (``positions``: its relay's tracking recorder) and does with personal data."""
+    context = next(context for context in CONTEXTS if context.name == app.name)
+    return database_roles.ContextTables(
+        context.service, app.recorder.events_table_name, positions.tracking_table_name,
+        follower=app.name in SYSTEM.followers, personal=holds_personal_data(app.name), erases=context.erases)
+
+
+def database_roles_of(prefix: str) -> dict[str, str]:
+    """Each service's login role, and the projection worker's (``projections``), for role prefix ``prefix``."""
+    services = [*(context.service for context in CONTEXTS), database_roles.PROJECTIONS]
+    return {service: database_roles.role_name(prefix, service) for service in services}
+
+
+def grant_roles(apps: Mapping[str, Any], tables: list[database_roles.ContextTables], prefix: str) -> None:
+    """Each context's role and the projection worker's, granted in the events' schema (PostgreSQL only)."""
+    datastore = getattr(next(iter(apps.values())).recorder, "datastore", None)
+    if not isinstance(datastore, PostgresDatastore):
+        raise database_roles.RolesError("database roles need CLINIC_PERSISTENCE=postgres")
+    with datastore.transaction(commit=True) as cursor:
+        database_roles.apply(cursor, datastore.schema, database_roles.plan(prefix, tables, PostgresDeliveryAttempts.TABLE))
 
 
 def bootstrap(settings: Settings | None = None, clock: Callable[[], datetime] | None = None,

@@ -45,6 +45,8 @@ class BoundedContext:
     """The kinds an auditor may replay (``GET /v1/audit/{kind}/{id}``), each an aggregate it records."""
     read_models: tuple[str, ...] = ()
     """The projections its part of the API answers from (kept in Redis by the projection worker)."""
+    erases: bool = False
+    """It erases a subject's personal data (destroys their data key): its database role may."""
 
     @property
     def name(self) -> str:
@@ -54,7 +56,7 @@ class BoundedContext:
 
 REGISTRY = BoundedContext(
     "registry", RegistryApplication, (Patient, Doctor, PatientRecordAccess),
-    audited=MappingProxyType({"patient": Patient, "doctor": Doctor}),
+    audited=MappingProxyType({"patient": Patient, "doctor": Doctor}), erases=True,
 )
 SCHEDULING = BoundedContext(
     "scheduling", SchedulingApplication, (Slot, SlotRequestRefused), follows=("booking",),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from application.bootstrap import migrate
+from application.bootstrap import database_roles_of, migrate
+from infrastructure.database_roles import RolesError
 from interfaces.cli.main import settings
 from interfaces.security.trust import dev_issuer
 
@@ -20,8 +22,15 @@ def run_token(args: argparse.Namespace) -> int:
 
 def run_migrate(args: argparse.Namespace) -> int:
     config = settings()
-    for name in migrate(config):
+    try:
+        migrated = migrate(config, roles=args.roles)
+    except RolesError as error:
+        print(f"clinic: error: {error}", file=sys.stderr)
+        return 2
+    for name in migrated:
         print(f"migrated {name} ({config.persistence})")
+    if args.roles:
+        print(f"granted {', '.join(database_roles_of(args.roles).values())}")
     return 0
 
 

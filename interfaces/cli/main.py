@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="event store administration")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
     migrate = db_commands.add_parser("migrate", help="create every context's tables (run once, before workers)")
+    migrate.add_argument("--roles", metavar="PREFIX", type=_role_prefix,
+                         help="also create and grant each context's login role PREFIX_<service> and the "
+                              "projection worker's PREFIX_projections (PostgreSQL; docs/security.md)")
     migrate.set_defaults(run=_lazy("interfaces.cli.admin", "run_migrate"))
 
     certs = commands.add_parser("certs", help="development certificates for mTLS between services")
@@ -255,6 +259,12 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
         return getattr(importlib.import_module(module), name)(args)
 
     return run
+
+
+def _role_prefix(text: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", text):
+        raise argparse.ArgumentTypeError("lower-case letters, digits and _, starting with a letter")
+    return text
 
 
 def _positive_int(text: str) -> int:

@@ -19,12 +19,13 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from application.bootstrap import SYSTEM
+from application.bootstrap import SYSTEM, database_roles_of
+from infrastructure.database_roles import drop as drop_roles
 from infrastructure.messaging.topology import Topology
 from infrastructure.security.scopes import PUBLIC_SCOPES
 from interfaces.local_deployment.oauth_client import user_token
@@ -55,6 +56,8 @@ class LocalDeployment:
         self.ports: dict[str, int] = {}
         """Each process's HTTP port (the API, or a worker's health probes), by process name."""
         self.roles: dict[str, tuple[str, str]] = {}
+        self.database_roles = database_roles_of(self.prefix)
+        """Each service's PostgreSQL login role (``clinic db migrate --roles``), the projection worker's too."""
         self.internal_port = free_port()
         self.gateway_port = free_port()
         self.auth_port = free_port()
@@ -127,8 +130,13 @@ class LocalDeployment:
             self.processes[name] = subprocess.Popen(
                 [*CLINIC, "run", service, "--role", role, "--port", str(port),
                  "--internal-port", str(self.internal_port)],
-                cwd=self.tmp, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+                cwd=self.tmp, env=self.env_of(service), stdout=log, stderr=subprocess.STDOUT)
         wait_for(lambda: self.ready(name), timeout=READY_SECONDS, what=f"{name} ready")
+
+    def env_of(self, service: str) -> dict[str, str]:
+        """A service's environment: the deployment's, signing in to PostgreSQL as the service's own role."""
+        role = self.database_roles.get(service)
+        return {**self.env, "POSTGRES_USER": role} if role else self.env
 
     def upstreams(self) -> dict[str, list[str]]:
         """Each service's API replicas, for the gateway."""
@@ -232,6 +240,7 @@ class LocalDeployment:
             self.gateway.terminate()
             self.gateway.wait(timeout=10)
         asyncio.run(_delete_broker_objects(self.servers.amqp_url, self.prefix, self.partitions))
+        _drop_database_roles(self.servers, self.database_roles.values())
         _delete_redis_keys(self.servers.redis_url, f"{self.prefix}:views:")
         if self.otlp is not None:
             self.otlp.stop()
@@ -283,6 +292,13 @@ async def _delete_broker_objects(url: str, prefix: str, partitions: int) -> None
             await channel.exchange_delete(topology.queues(follower).main)
     await channel.exchange_delete(topology.exchange)
     await connection.close()
+
+
+def _drop_database_roles(servers: Servers, roles: Iterable[str]) -> None:
+    import psycopg
+
+    with psycopg.connect(servers.postgres_conninfo(), autocommit=True) as conn, conn.cursor() as cursor:
+        drop_roles(cursor, roles)
 
 
 def _delete_redis_keys(url: str, prefix: str) -> None:
@@ -338,7 +354,7 @@ def deployed(tmp: Path, servers: Servers, env: dict[str, str] | None = None,
 def _start_every_process(deployment: LocalDeployment, workers: int = 1) -> None:
     """Migrations, certificates, the issuer, every service (two consultations APIs apart from its worker), the
     extra workers of the follower contexts, nginx."""
-    deployment.clinic("db", "migrate")
+    deployment.clinic("db", "migrate", "--roles", deployment.prefix)
     deployment.clinic("certs", "init")
     deployment.start_auth()
     deployment.start("registry")

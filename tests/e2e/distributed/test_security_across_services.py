@@ -256,3 +256,21 @@ async def _dead_letters(prefix: str) -> list[dict]:
                            if k in ("application", "topic", "originator_id", "originator_version")}})
     await connection.close()
     return letters
+
+
+def test_each_service_signs_in_to_postgresql_as_its_own_role_and_cannot_reach_another_contexts_events(cluster):
+    import psycopg
+
+    conninfo = cluster.servers.postgres_conninfo()
+    roles = set(cluster.database_roles.values())
+
+    def signed_in() -> set[str]:
+        with psycopg.connect(conninfo, autocommit=True) as connection:
+            return {row[0] for row in connection.execute(
+                "SELECT DISTINCT usename FROM pg_stat_activity WHERE usename = ANY(%s)", (list(roles),))}
+
+    eventually(lambda: signed_in() == roles, timeout=10, what=f"every process signed in as its role: {roles}")
+    schema = cluster.env["POSTGRES_SCHEMA"]
+    with psycopg.connect(f"{conninfo} user={cluster.database_roles['booking']}", autocommit=True) as connection, \
+            pytest.raises(psycopg.errors.InsufficientPrivilege):
+        connection.execute(f'SELECT * FROM "{schema}".registry_events')

@@ -502,6 +502,38 @@ def test_migration_job_runs_clinic_db_migrate_before_the_services(name):
         "ConfigMap", "ServiceAccount", "Job"}
     env = {variable["name"] for variable in container["env"]}
     assert {"POSTGRES_USER", "POSTGRES_PASSWORD"} <= env
+    assert args.roles == ROLE_PREFIX
+
+
+ROLE_PREFIX = "clinic"
+
+
+def secret_of(container: dict[str, Any], variable: str) -> str | None:
+    """The Secret a container's environment variable comes from."""
+    for entry in container.get("env", []):
+        if entry["name"] == variable:
+            return entry.get("valueFrom", {}).get("secretKeyRef", {}).get("name")
+    return None
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_each_service_signs_in_to_postgresql_with_its_own_role_which_the_database_creates(name):
+    from application.bootstrap import database_roles_of
+
+    roles = database_roles_of(ROLE_PREFIX)
+    for deployment in of_kind(overlay(name), "Deployment"):
+        service = deployment["metadata"]["labels"].get("clinic/service")
+        if service is None or service == "auth":
+            continue
+        (container,) = [c for c in pod_spec(deployment)["containers"] if c["name"] == "clinic"]
+        assert secret_of(container, "POSTGRES_USER") == secret_of(container, "POSTGRES_PASSWORD") \
+            == f"clinic-postgres-{service}", deployment["metadata"]["name"]
+        templates = {doc["metadata"]["name"]: doc for doc in yaml.safe_load_all(
+            (ROOT / "deployment/k8s/secrets/templates.yaml").read_text())}
+        assert roles[service] in templates[f"clinic-postgres-{service}"]["stringData"]["username"]
+    cluster = yaml.safe_load((ROOT / "deployment/k8s/data-services/postgres.yaml").read_text())
+    managed = {role["name"]: role["passwordSecret"]["name"] for role in cluster["spec"]["managed"]["roles"]}
+    assert managed == {role: f"clinic-postgres-{service}" for service, role in roles.items()}
 
 
 # ---- network policies ----------------------------------------------------------------------------
