@@ -9,6 +9,11 @@ outage tests), removed afterwards.
 - Redis: ``redis-server --port P --save "" --appendonly no``.
 - RabbitMQ: a second node (``private-<n>@localhost``) with its own port, distribution port, mnesia and
   log directories, no plugins; it boots in ~4 s and stops in ~1 s here.
+
+With ``ServerTls`` PostgreSQL accepts TLS connections only (``hostssl``) from clients presenting a
+certificate of the CA, and RabbitMQ listens for ``amqps`` only, with ``verify_peer`` and
+``fail_if_no_peer_cert``: the servers a production deployment runs, for tests that prove the
+services verify them fully and refuse one presenting a foreign certificate.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from interfaces.local_deployment.servers import DeploymentError, Servers, free_port, program, wait_for
@@ -38,15 +44,25 @@ def listening(port: int) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """A server's certificate and key, and the CA whose certificates it demands of clients (PEM files)."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+
+
 class PrivatePostgres:
     """A PostgreSQL cluster of our own: ``init()`` once, then ``stop()`` and ``start()`` at will."""
 
-    def __init__(self, root: Path, port: int) -> None:
+    def __init__(self, root: Path, port: int, tls: ServerTls | None = None) -> None:
         self.bin = _postgres_bin()
         self.root = root
         self.data = root / "data"
         self.port = port
         self.user = "postgres"
+        self.tls = tls
 
     @property
     def env(self) -> dict[str, str]:
@@ -58,10 +74,34 @@ class PrivatePostgres:
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
         self._run("initdb", "-D", str(self.data), "-U", self.user, "-A", "trust", "--no-sync", "-E", "UTF8")
+        if self.tls is not None:
+            self._install_tls(self.tls)
+            (self.data / "pg_hba.conf").write_text(  # TLS with a certificate of the CA, or nothing (over TCP)
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust clientcert=verify-ca\n")
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        if self.tls is not None:
+            tls = self.root / "tls"
+            options += (f" -c ssl=on -c ssl_cert_file={tls / 'server.pem'} -c ssl_key_file={tls / 'server-key.pem'}"
+                        f" -c ssl_ca_file={tls / 'ca.pem'}")
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options, "-w", "start")
+
+    def present(self, tls: ServerTls) -> None:
+        """Serve with another certificate from now on (new connections; the server reloads its files)."""
+        self._install_tls(tls)
+        self._run("pg_ctl", "-D", str(self.data), "-w", "reload")
+
+    def _install_tls(self, tls: ServerTls) -> None:
+        """The files where the server reads them, its key readable by it only (PostgreSQL insists)."""
+        directory = self.root / "tls"
+        directory.mkdir(exist_ok=True)
+        for source, name in ((tls.cert_file, "server.pem"), (tls.key_file, "server-key.pem"), (tls.ca_file, "ca.pem")):
+            target = directory / name
+            shutil.copyfile(source, target)
+            target.chmod(0o600)
+            if os.geteuid() == 0:
+                shutil.chown(target, "postgres", "postgres")
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
@@ -105,15 +145,16 @@ class PrivateRedis:
 class PrivateRabbitMQ:
     """A second RabbitMQ node of our own (no plugins), stopped with SIGTERM and started again."""
 
-    def __init__(self, root: Path, port: int) -> None:
+    def __init__(self, root: Path, port: int, tls: ServerTls | None = None) -> None:
         self.binary = _rabbitmq_server()
         self.root = root
         self.port = port
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
         (root / "home").mkdir(mode=0o700)
         (root / "plugins").write_text("")
         (root / "rabbitmq-env.conf").write_text("")
-        (root / "rabbitmq.conf").write_text(f"listeners.tcp.1 = 127.0.0.1:{port}\nloopback_users = none\n")
+        (root / "rabbitmq.conf").write_text(_rabbitmq_listeners(port, tls) + "loopback_users = none\n")
         self.env = {
             **os.environ, "HOME": str(root / "home"), "RABBITMQ_NODENAME": f"private-{uuid.uuid4().hex[:8]}@localhost",
             "RABBITMQ_NODE_PORT": str(port), "RABBITMQ_DIST_PORT": str(free_port()),
@@ -126,7 +167,8 @@ class PrivateRabbitMQ:
 
     @property
     def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+        scheme = "amqps" if self.tls is not None else "amqp"
+        return f"{scheme}://guest:guest@127.0.0.1:{self.port}/"
 
     def start(self) -> None:
         with open(self.root / "rabbitmq.out", "ab") as log:
@@ -144,10 +186,27 @@ class PrivateRabbitMQ:
                 self.process.wait(timeout=10)
         self.process = None
 
+    def present(self, tls: ServerTls) -> None:
+        """Serve AMQPS with another certificate (a restart: RabbitMQ reads its TLS options at boot)."""
+        self.stop()
+        self.tls = tls
+        (self.root / "rabbitmq.conf").write_text(_rabbitmq_listeners(self.port, tls) + "loopback_users = none\n")
+        self.start()
+
     def _exited_early(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
             raise DeploymentError(f"rabbitmq-server exited: {(self.root / 'rabbitmq.out').read_text()[-2000:]}")
         return False
+
+
+def _rabbitmq_listeners(port: int, tls: ServerTls | None) -> str:
+    """``rabbitmq.conf``: plain AMQP on ``port``, or (``tls``) AMQPS only, demanding a client certificate."""
+    if tls is None:
+        return f"listeners.tcp.1 = 127.0.0.1:{port}\n"
+    return (f"listeners.tcp = none\nlisteners.ssl.1 = 127.0.0.1:{port}\n"
+            f"ssl_options.cacertfile = {tls.ca_file}\nssl_options.certfile = {tls.cert_file}\n"
+            f"ssl_options.keyfile = {tls.key_file}\nssl_options.verify = verify_peer\n"
+            "ssl_options.fail_if_no_peer_cert = true\n")
 
 
 class PrivateServers:

@@ -1,51 +1,109 @@
-"""PostgreSQL over TLS: eventsourcing.postgres passes no ssl* options to psycopg, but libpq reads
-``PGSSLMODE``, ``PGSSLROOTCERT``, ``PGSSLCERT`` and ``PGSSLKEY`` from the environment on every
-connect. These tests prove the event stores honour them, against the shared (non-TLS) server:
-``require`` must fail to connect, the same settings with ``disable`` must work.
+"""PostgreSQL over TLS, against a real server that speaks it: a private cluster with ``ssl=on`` that
+accepts TLS connections only, from clients presenting a certificate of the development CA.
+
+eventsourcing.postgres passes no ssl* options to psycopg, but libpq reads ``PGSSLMODE``,
+``PGSSLROOTCERT``, ``PGSSLCERT`` and ``PGSSLKEY`` from the environment on every connect, so these are
+what a service sets (docs/service-identity-and-tls.md). With ``verify-full`` the event store checks the
+server's certificate and host name, and refuses a server presenting a certificate of another CA.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import uuid4
+
 import psycopg
 import pytest
 
-from application.registry import RegistryApplication
+from application.bootstrap import StoreNotReadyError, StoreUnavailableError, build_applications, migrate
+from application.contexts import SCHEDULING
 from application.settings import Settings
-from tests import services
+from infrastructure.tls import Pki, create_dev_pki
+from interfaces.local_deployment.private_servers import PrivatePostgres, ServerTls
+from tests.private_servers import free_port, installed, scratch
+
+START = datetime(2027, 1, 5, 9, tzinfo=UTC)
 
 
-def registry_on_postgres(schema: str) -> RegistryApplication:
-    database = {"POSTGRES_DBNAME": services.POSTGRES_DB, "POSTGRES_HOST": services.POSTGRES_HOST,
-                "POSTGRES_PORT": str(services.POSTGRES_PORT), "POSTGRES_USER": services.POSTGRES_USER,
-                "POSTGRES_PASSWORD": "", "POSTGRES_SCHEMA": schema, "POSTGRES_CONNECT_TIMEOUT": "2",
-                "POSTGRES_POOL_SIZE": "1"}
-    settings = Settings(persistence="postgres", create_tables=True, database=database)
-    return RegistryApplication(env=settings.eventsourcing_env(RegistryApplication.name))
+def served_by(pki: Pki) -> ServerTls:
+    return ServerTls(pki.cert_file("postgres"), pki.key_file("postgres"), pki.ca_file)
 
 
-def server_has_tls() -> bool:
-    dsn = (f"host={services.POSTGRES_HOST} port={services.POSTGRES_PORT} dbname={services.POSTGRES_DB} "
-           f"user={services.POSTGRES_USER} sslmode=disable")
-    with psycopg.connect(dsn) as conn:
-        return conn.execute("SHOW ssl").fetchone()[0] == "on"
+@pytest.fixture(scope="module")
+def pkis(tmp_path_factory) -> tuple[Pki, Pki]:
+    """The development CA's certificates, and another CA's (a foreign server)."""
+    root = tmp_path_factory.mktemp("pg-tls")
+    return (create_dev_pki(root / "ours", services=("postgres", "scheduling")),
+            create_dev_pki(root / "foreign", services=("postgres", "scheduling")))
 
 
-def test_pgsslmode_require_is_applied_to_the_event_store(postgres_schema, monkeypatch):
-    if server_has_tls():
-        pytest.skip("this server speaks TLS: `require` would connect, so it proves nothing here")
-    monkeypatch.setenv("PGSSLMODE", "require")
-    with pytest.raises(Exception, match="couldn't get a connection"):  # eventsourcing's OperationalError
-        registry_on_postgres(postgres_schema)
-    # why: the pool hides libpq's reason; the same parameters, connected directly, show it
-    with pytest.raises(psycopg.OperationalError, match="server does not support SSL, but SSL was required"):
-        psycopg.connect(host=services.POSTGRES_HOST, port=services.POSTGRES_PORT, dbname=services.POSTGRES_DB,
-                        user=services.POSTGRES_USER, password="", connect_timeout=2)
+@pytest.fixture(scope="module")
+def server(pkis) -> Iterator[PrivatePostgres]:
+    ours, _ = pkis
+    with scratch("clinic-pg-tls-") as root:
+        postgres = installed(lambda: PrivatePostgres(root, free_port(), tls=served_by(ours)))
+        postgres.init()
+        postgres.start()
+        try:
+            yield postgres
+        finally:
+            postgres.stop()
 
 
-def test_the_same_store_connects_with_pgsslmode_disable(postgres_schema, monkeypatch):
-    monkeypatch.setenv("PGSSLMODE", "disable")
-    registry = registry_on_postgres(postgres_schema)
+@pytest.fixture
+def verify_full(pkis, monkeypatch) -> Pki:
+    """A service's TLS settings: verify the server fully against our CA, present the scheduling pair."""
+    ours, _ = pkis
+    monkeypatch.setenv("PGSSLMODE", "verify-full")
+    monkeypatch.setenv("PGSSLROOTCERT", str(ours.ca_file))
+    monkeypatch.setenv("PGSSLCERT", str(ours.cert_file("scheduling")))
+    monkeypatch.setenv("PGSSLKEY", str(ours.key_file("scheduling")))
+    return ours
+
+
+def settings_of(server: PrivatePostgres, tmp_path: Path) -> Settings:
+    schema = f"tls_{uuid4().hex[:8]}"
+    with psycopg.connect(host="127.0.0.1", port=server.port, dbname="postgres", user="postgres") as connection:
+        connection.execute(f'CREATE SCHEMA "{schema}"')
+    database = {**server.env, "POSTGRES_SCHEMA": schema, "POSTGRES_POOL_SIZE": "1", "POSTGRES_CONNECT_TIMEOUT": "2"}
+    return Settings(persistence="postgres", create_tables=False, database=database, data_dir=tmp_path)
+
+
+def test_a_service_stores_its_events_over_verified_tls_with_its_client_certificate(server, verify_full, tmp_path):
+    settings = settings_of(server, tmp_path)
+    migrate(settings)
+    apps = build_applications(settings, create_table=False, contexts=[SCHEDULING])
+    scheduling = apps[SCHEDULING.name]
     try:
-        assert registry.recorder.max_notification_id() in (None, 0)
+        [slot_id] = scheduling.open_slots(uuid4(), [(START, 30)])
+        assert scheduling.slot(slot_id).start == START
+        with scheduling.recorder.datastore.get_connection() as connection:  # the store's own pool
+            seen = connection.execute("SELECT ssl, client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
+        assert seen["ssl"] and "CN=scheduling" in seen["client_dn"]
     finally:
-        registry.close()
+        scheduling.close()
+
+
+def test_a_server_presenting_another_cas_certificate_is_refused(server, verify_full, pkis, tmp_path):
+    _, foreign = pkis
+    settings = settings_of(server, tmp_path)
+    server.present(served_by(foreign))
+    try:
+        with pytest.raises((StoreNotReadyError, StoreUnavailableError), match="certificate verify failed"):
+            build_applications(settings, create_table=False, contexts=[SCHEDULING])
+    finally:
+        server.present(served_by(verify_full))
+
+
+def test_a_client_without_a_certificate_of_our_ca_is_refused(server, verify_full, monkeypatch):
+    monkeypatch.setenv("PGSSLCERT", "/nonexistent/client.pem")  # libpq then presents no certificate
+    with pytest.raises(psycopg.OperationalError, match="certificate"):
+        psycopg.connect(host="127.0.0.1", port=server.port, dbname="postgres", user="postgres", connect_timeout=2)
+
+
+def test_a_client_that_does_not_ask_for_tls_is_refused(server, monkeypatch):
+    monkeypatch.setenv("PGSSLMODE", "disable")
+    with pytest.raises(psycopg.OperationalError, match="no encryption"):
+        psycopg.connect(host="127.0.0.1", port=server.port, dbname="postgres", user="postgres", connect_timeout=2)

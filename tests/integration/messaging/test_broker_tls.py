@@ -1,99 +1,104 @@
-"""``amqps://`` connections do real TLS: against a local TLS listener that demands a client
-certificate (the handshake RabbitMQ does with ``verify_peer`` + ``fail_if_no_peer_cert``), and
-plain ``amqp://`` through the same ``connect`` against the real broker.
-
-The shared RabbitMQ has no TLS listener and must not be reconfigured, so the TLS side is a
-Python listener that records what it saw in the handshake and then closes (no AMQP spoken).
+"""``amqps://`` against a real RabbitMQ node that speaks it: a private node listening for AMQPS only,
+with ``verify_peer`` and ``fail_if_no_peer_cert`` (the broker's production TLS options), certificates
+from the development CA. The services' own ``connect`` verifies the broker fully (its CA, its host
+name) and presents the service's certificate; it refuses a broker presenting another CA's certificate,
+and the broker refuses a client without one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
-import ssl
-import threading
+from collections.abc import Iterator
 
 import aiormq
 import pytest
 
 from infrastructure.messaging.connection import BrokerTls, connect
-from infrastructure.tls import Pki, create_dev_pki, server_ssl_context
+from infrastructure.tls import Pki, create_dev_pki
+from interfaces.local_deployment.private_servers import PrivateRabbitMQ, ServerTls
 from tests import services
+from tests.private_servers import free_port, installed, scratch
 
-WAIT = 5.0
+WAIT = 10.0
 pytestmark = pytest.mark.anyio
 
 
-class HandshakeRecorder:
-    """Accepts one TLS connection per ``accept()``, records the peer's CN or the handshake error."""
+def served_by(pki: Pki) -> ServerTls:
+    return ServerTls(pki.cert_file("rabbitmq"), pki.key_file("rabbitmq"), pki.ca_file)
 
-    def __init__(self, context: ssl.SSLContext) -> None:
-        self._context = context
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self.seen: list[str] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
 
-    def _accept(self) -> None:
-        conn, _ = self._listener.accept()
-        conn.settimeout(WAIT)
+@pytest.fixture(scope="module")
+def pkis(tmp_path_factory) -> tuple[Pki, Pki]:
+    """The development CA's certificates, and another CA's (a foreign broker, a foreign client)."""
+    root = tmp_path_factory.mktemp("amqps")
+    return (create_dev_pki(root / "ours", services=("rabbitmq", "booking")),
+            create_dev_pki(root / "foreign", services=("rabbitmq", "booking")))
+
+
+@pytest.fixture(scope="module")
+def broker(pkis) -> Iterator[PrivateRabbitMQ]:
+    ours, _ = pkis
+    with scratch("clinic-amqps-") as root:
+        node = installed(lambda: PrivateRabbitMQ(root, free_port(), tls=served_by(ours)))
+        node.start()
         try:
-            with self._context.wrap_socket(conn, server_side=True) as tls:
-                subject = dict(part[0] for part in tls.getpeercert()["subject"])
-                self.seen.append(f"client {subject['commonName']}")
-        except (ssl.SSLError, OSError) as error:
-            self.seen.append(f"refused: {getattr(error, 'reason', None) or error}")
+            yield node
         finally:
-            conn.close()
-
-    def close(self) -> None:
-        self._thread.join(WAIT)
-        self._listener.close()
+            node.stop()
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> Pki:
-    return create_dev_pki(tmp_path_factory.mktemp("amqps") / "pki", services=("rabbitmq", "booking"))
+def booking(pki: Pki) -> BrokerTls:
+    """The booking service's broker TLS settings (``CLINIC_AMQP_CA_FILE``, ``_CERT_FILE``, ``_KEY_FILE``)."""
+    return BrokerTls(pki.ca_file, pki.cert_file("booking"), pki.key_file("booking"))
 
 
-@pytest.fixture(scope="module")
-def other_pki(tmp_path_factory) -> Pki:
-    return create_dev_pki(tmp_path_factory.mktemp("amqps-other") / "pki", services=("rabbitmq", "booking"))
-
-
-async def attempt(url: str, tls: BrokerTls) -> BaseException:
-    """Connect; the listener speaks no AMQP, so the connection always fails after the handshake."""
+async def failure(url: str, tls: BrokerTls) -> str:
     with pytest.raises((aiormq.exceptions.AMQPError, ConnectionError, OSError)) as failed:
-        await asyncio.wait_for(connect(url, tls), WAIT)
-    return failed.value
+        connection = await asyncio.wait_for(connect(url, tls), WAIT)
+        await connection.close()
+    error = failed.value
+    return " ".join(repr(e) for e in (error, error.__cause__, error.__context__))
 
 
-async def test_the_client_presents_its_certificate_to_a_broker_from_our_ca(pki):
-    broker = HandshakeRecorder(server_ssl_context(pki, "rabbitmq"))
-    tls = BrokerTls(pki.ca_file, pki.cert_file("booking"), pki.key_file("booking"))
-    await attempt(f"amqps://guest:guest@127.0.0.1:{broker.port}/", tls)
-    broker.close()
-    assert broker.seen == ["client booking"]
+async def test_a_service_publishes_and_consumes_over_verified_tls_with_its_certificate(broker, pkis):
+    ours, _ = pkis
+    connection = await asyncio.wait_for(connect(broker.url, booking(ours)), WAIT)
+    try:
+        channel = await connection.channel()
+        queue = (await channel.queue_declare("", exclusive=True)).queue
+        received: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        async def take(message: aiormq.abc.DeliveredMessage) -> None:
+            received.set_result(message.body)
+
+        await channel.basic_consume(queue, take, no_ack=True)
+        await channel.basic_publish(b"over tls", routing_key=queue)
+        assert await asyncio.wait_for(received, WAIT) == b"over tls"
+    finally:
+        await connection.close()
 
 
-async def test_without_a_client_certificate_the_broker_refuses_the_handshake(pki):
-    broker = HandshakeRecorder(server_ssl_context(pki, "rabbitmq"))
-    await attempt(f"amqps://guest:guest@127.0.0.1:{broker.port}/", BrokerTls(pki.ca_file))
-    broker.close()
-    assert broker.seen == ["refused: PEER_DID_NOT_RETURN_A_CERTIFICATE"]
+async def test_the_broker_refuses_a_client_without_a_certificate(broker, pkis):
+    ours, _ = pkis
+    assert await failure(broker.url, BrokerTls(ours.ca_file))
 
 
-async def test_the_client_refuses_a_broker_it_does_not_trust(pki, other_pki):
-    broker = HandshakeRecorder(server_ssl_context(other_pki, "rabbitmq"))
-    tls = BrokerTls(pki.ca_file, pki.cert_file("booking"), pki.key_file("booking"))
-    error = await attempt(f"amqps://guest:guest@127.0.0.1:{broker.port}/", tls)
-    broker.close()
-    assert "certificate verify failed" in repr(error) + repr(error.__cause__) + repr(error.__context__)
-    assert broker.seen and broker.seen[0].startswith("refused")
+async def test_the_broker_refuses_a_client_certificate_of_another_ca(broker, pkis):
+    ours, foreign = pkis
+    tls = BrokerTls(ours.ca_file, foreign.cert_file("booking"), foreign.key_file("booking"))
+    assert await failure(broker.url, tls)
 
 
-async def test_a_plain_url_still_connects_to_the_real_broker():
+async def test_a_service_refuses_a_broker_presenting_another_cas_certificate(broker, pkis):
+    ours, foreign = pkis
+    broker.present(served_by(foreign))
+    try:
+        assert "certificate verify failed" in await failure(broker.url, booking(ours))
+    finally:
+        broker.present(served_by(ours))
+
+
+async def test_a_plain_url_still_connects_to_the_shared_broker():
     services.require_rabbitmq()
     connection = await connect(services.amqp_url())
     try:
