@@ -48,7 +48,7 @@ from infrastructure.resilience import Backoff
 from infrastructure.security.scopes import Scope
 from infrastructure.security.service_tokens import ClientCredentialsTokens, DevServiceTokens, ServiceTokens
 from infrastructure.security.tokens import TokenIssuer, load_or_create_dev_key
-from infrastructure.tls import Pki
+from infrastructure.tls import Pki, ca_trust
 from process_managers.booking import BookingProcessManager
 from projections.catalog import ALL_PROJECTIONS
 from projections.runner import ProjectionRunner
@@ -98,7 +98,8 @@ def service_tokens(settings: Settings, service: str, scope: str) -> ServiceToken
     if settings.oauth_token_url:
         if not settings.client_secret:
             raise SettingsError("CLINIC_OAUTH_TOKEN_URL needs CLINIC_CLIENT_SECRET (or CLINIC_CLIENT_SECRET_FILE)")
-        return ClientCredentialsTokens(settings.oauth_token_url, client_id, settings.client_secret, scope)
+        return ClientCredentialsTokens(settings.oauth_token_url, client_id, settings.client_secret, scope,
+                                       verify=ca_trust(settings.auth_ca_file))
     issuer = TokenIssuer(load_or_create_dev_key(settings.data_dir), settings.jwt_issuer, settings.jwt_audience)
     return DevServiceTokens(issuer, client_id, scope)
 

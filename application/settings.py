@@ -90,6 +90,9 @@ class Settings:
     oauth_token_url: str | None = None
     """``CLINIC_OAUTH_TOKEN_URL``: the token endpoint this service gets its own client-credentials
     token from (unset: a service token signed with the local development key)."""
+    auth_ca_file: Path | None = None
+    """``CLINIC_AUTH_CA_FILE``: trust only this CA for ``https://`` at ``CLINIC_JWKS_URL`` and
+    ``CLINIC_OAUTH_TOKEN_URL`` (the authorization server's in-cluster endpoint); unset: the system's CAs."""
     client_id: str | None = None
     """``CLINIC_CLIENT_ID``: this service's OAuth2 client id (default: the service's name)."""
     client_secret: str | None = field(default=None, repr=False)
@@ -188,6 +191,7 @@ class Settings:
             jwt_leeway_seconds=int(_number(env, "CLINIC_JWT_LEEWAY_SECONDS", 30)),
             jwt_roles_claim=env.get("CLINIC_JWT_ROLES_CLAIM", cls.jwt_roles_claim),
             oauth_token_url=env.get("CLINIC_OAUTH_TOKEN_URL") or None,
+            auth_ca_file=Path(env["CLINIC_AUTH_CA_FILE"]) if env.get("CLINIC_AUTH_CA_FILE") else None,
             client_id=env.get("CLINIC_CLIENT_ID") or None,
             client_secret=secret(env, "CLINIC_CLIENT_SECRET"),
             access_token_ttl_seconds=int(_number(env, "CLINIC_AUTH_TOKEN_TTL_SECONDS", 300)),

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-DEFAULT_SERVICES = ("registry", "scheduling", "consultations", "booking", "gateway")
+DEFAULT_SERVICES = ("registry", "scheduling", "consultations", "booking", "gateway", "auth")
 CA_FILE, CA_KEY_FILE = "ca.pem", "ca-key.pem"
 CA_COMMON_NAME = "Clinic Development CA"
 MAX_DAYS = 3650
@@ -202,6 +202,12 @@ def server_ssl_context(pki: Pki, service: str) -> ssl.SSLContext:
 def client_ssl_context(pki: Pki, service: str) -> ssl.SSLContext:
     """Call as ``service``: verify the server (chain to the CA only, and host name) and present our pair."""
     return make_client_context(pki.ca_file, pki.cert_file(service), pki.key_file(service))
+
+
+def ca_trust(ca_file: Path | None) -> ssl.SSLContext | bool:
+    """How an HTTPS client checks a server: against ``ca_file`` only (a server certified by the clinic's
+    CA), or (``None``) against the system's CAs (httpx's ``verify``)."""
+    return make_client_context(ca_file) if ca_file is not None else True
 
 
 def make_server_context(ca_file: Path, cert_file: Path, key_file: Path) -> ssl.SSLContext:

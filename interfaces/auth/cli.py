@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from application.settings import Settings
 from infrastructure.observability.logging import configure_logging
 from infrastructure.observability.metrics import Metrics
+from infrastructure.tls import Pki
 from interfaces.auth.accounts import Accounts
 from interfaces.auth.app import create_auth_app
 from interfaces.auth.hashing import check_password, new_client_secret
@@ -39,10 +40,14 @@ async def serve_auth(args: argparse.Namespace, config: Settings, stop: asyncio.E
         log.info("created signing keys (current + next) in %s", service.keys.path)
     service.checks["accepting"] = lambda: not stop.is_set()
     app = create_auth_app(service, Metrics.for_service("auth"), tracer_provider=tracing)
-    server = Server(uvicorn.Config(app, host=args.host, port=args.port or DEFAULT_PORT, log_level="info",
-                                   log_config=None, timeout_graceful_shutdown=GRACE_SECONDS, **config.proxy_options))
+    options = {"host": args.host, "log_level": "info", "log_config": None, "timeout_graceful_shutdown": GRACE_SECONDS}
+    servers = [Server(uvicorn.Config(app, port=args.port or DEFAULT_PORT, **options, **config.proxy_options))]
+    if args.internal_port:  # the same app over HTTPS, reached directly (never through a proxy)
+        pki = Pki.open(config.pki, services=("auth",))
+        servers.append(Server(uvicorn.Config(app, port=args.internal_port, ssl_certfile=str(pki.cert_file("auth")),
+                                             ssl_keyfile=str(pki.key_file("auth")), **options)))
     log.info("authorization server for issuer %s", service.issuer)
-    return await serve_until_stopped(server, stop, config.drain_seconds)
+    return await serve_until_stopped(servers, stop, config.drain_seconds)
 
 
 def run_client_add(args: argparse.Namespace) -> int:

@@ -96,14 +96,18 @@ async def until_stopped_or_failed(stop: asyncio.Event, tasks: Sequence[asyncio.T
     return bool(failed)
 
 
-async def serve_until_stopped(server: uvicorn.Server, stop: asyncio.Event, drain_seconds: float) -> int:
-    """Serve until ``stop``; then readiness is 503 (the caller's ``accepting`` check reads ``stop``), a drain,
-    and the port closes. 0 after a signal, 1 if the server ended by itself."""
-    serving = asyncio.create_task(server.serve(), name=f"http:{server.config.port}")
-    failed = await until_stopped_or_failed(stop, [serving])
+async def serve_until_stopped(server: uvicorn.Server | Sequence[uvicorn.Server], stop: asyncio.Event,
+                              drain_seconds: float) -> int:
+    """Serve (on each of several servers, one app) until ``stop``; then readiness is 503 (the caller's
+    ``accepting`` check reads ``stop``), a drain, and the ports close. 0 after a signal, 1 if a server
+    ended by itself."""
+    servers = [server] if isinstance(server, uvicorn.Server) else list(server)
+    serving = [asyncio.create_task(each.serve(), name=f"http:{each.config.port}") for each in servers]
+    failed = await until_stopped_or_failed(stop, serving)
     stop.set()  # readiness is false from here on
     if not failed:
-        await drain([serving], drain_seconds)
-    server.should_exit = True
-    await asyncio.gather(serving, return_exceptions=True)
+        await drain(serving, drain_seconds)
+    for each in servers:
+        each.should_exit = True
+    await asyncio.gather(*serving, return_exceptions=True)
     return 1 if failed else 0

@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="api: the context's part of /v1; worker: relay, consumer, saga timer; all: both")
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=None, help="public API port (default 8000; auth: 9000)")
-    run.add_argument("--internal-port", type=int, default=8443, help="registry only: the mTLS endpoint's port")
+    run.add_argument("--internal-port", type=int, default=None,
+                     help="registry: its mTLS endpoint's port (default 8443); auth: also serve HTTPS here, with "
+                          "its certificate from CLINIC_PKI_DIR, for the services in the cluster (default: not)")
     run.set_defaults(run=_lazy("interfaces.cli.run", "run_service"))
 
     demo = commands.add_parser("demo", help="walk through bookings, compensations and an audit replay")

@@ -46,6 +46,8 @@ from interfaces.http.internal import create_internal_registry_app, internal_serv
 from interfaces.security.trust import token_verifier
 
 log = logging.getLogger("clinic.service")
+REGISTRY_INTERNAL_PORT = 8443
+"""The registry's mTLS endpoint (``--internal-port``): the port ``CLINIC_REGISTRY_URL`` names in a cluster."""
 
 
 def run_service(args: argparse.Namespace) -> int:
@@ -142,7 +144,7 @@ def _servers(args: argparse.Namespace, config: Settings, clinic: Clinic,
         internal = create_internal_registry_app(clinic.require(RegistryApplication), verifier, metrics, tracing)
         # always logged: service-to-service calls do not pass the gateway, whose line covers the public API
         servers.append(_server(internal, internal_server_config, Pki.open(config.pki, services=("registry",)), host=args.host,
-                               port=args.internal_port, proxy_headers=False))  # callers come straight, never via a proxy
+                               port=args.internal_port or REGISTRY_INTERNAL_PORT, proxy_headers=False))  # callers come straight, never via a proxy
     if any(server.config.access_log for server in servers):
         # uvicorn's Config(access_log=False) silences the "uvicorn.access" logger for the whole process: turn
         # it back on for the servers that log (the others' own flag keeps them quiet)

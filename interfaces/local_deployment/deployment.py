@@ -61,6 +61,8 @@ class LocalDeployment:
         self.internal_port = free_port()
         self.gateway_port = free_port()
         self.auth_port = free_port()
+        self.auth_internal_port = free_port()
+        """The authorization server's HTTPS endpoint for the services (JWKS, service tokens)."""
         self.users: set[tuple[str, str]] = set()
         self.otlp = OtlpReceiver().start() if tracing else None
         """Every span the services export (OTLP/HTTP); ``None`` without tracing."""
@@ -79,7 +81,11 @@ class LocalDeployment:
             "CLINIC_SAGA_DEADLINE_SECONDS": str(DEADLINE_SECONDS), "CLINIC_RUNNER_TICK_SECONDS": "0.2",
             "CLINIC_REGISTRY_BREAKER_RESET_SECONDS": "1",
             "CLINIC_REDIS_URL": self.servers.redis_url, "CLINIC_REDIS_PREFIX": f"{self.prefix}:views:",
-            "CLINIC_JWT_ISSUER": self.issuer, "CLINIC_OAUTH_TOKEN_URL": f"{self.issuer}/oauth/token",
+            "CLINIC_JWT_ISSUER": self.issuer,
+            # the services reach the issuer over HTTPS, verified against the clinic's CA (as in a cluster)
+            "CLINIC_OAUTH_TOKEN_URL": f"{self.in_cluster_auth}/oauth/token",
+            "CLINIC_JWKS_URL": f"{self.in_cluster_auth}/.well-known/jwks.json",
+            "CLINIC_AUTH_CA_FILE": str(self.tmp / "data" / "pki" / "ca.pem"),
             "CLINIC_CLIENT_ID": "booking",
             # every client signs in from 127.0.0.1: the per-IP limits would stop a test suite or a benchmark
             "CLINIC_AUTH_LOGIN_RATE_LIMIT": "10000/minute", "CLINIC_AUTH_TOKEN_RATE_LIMIT": "10000/minute",
@@ -96,6 +102,10 @@ class LocalDeployment:
     def base(self) -> str:
         """The gateway's URL: the API, as clients see it."""
         return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def in_cluster_auth(self) -> str:
+        return f"https://127.0.0.1:{self.auth_internal_port}"
 
     @property
     def issuer(self) -> str:
@@ -129,7 +139,7 @@ class LocalDeployment:
         with open(self.tmp / f"{name}.log", "a") as log:  # the child keeps its own descriptor
             self.processes[name] = subprocess.Popen(
                 [*CLINIC, "run", service, "--role", role, "--port", str(port),
-                 "--internal-port", str(self.internal_port)],
+                 "--internal-port", str(self.auth_internal_port if service == "auth" else self.internal_port)],
                 cwd=self.tmp, env=self.env_of(service), stdout=log, stderr=subprocess.STDOUT)
         wait_for(lambda: self.ready(name), timeout=READY_SECONDS, what=f"{name} ready")
 

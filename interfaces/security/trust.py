@@ -10,6 +10,7 @@ from application.settings import Settings
 from infrastructure.security.jwks import JwksKeySource, discover_jwks_url
 from infrastructure.security.token_cache import CachingTokenVerifier
 from infrastructure.security.tokens import KeySource, TokenIssuer, TokenVerifier, load_or_create_dev_key
+from infrastructure.tls import ca_trust
 
 
 class DiscoveredJwks:
@@ -38,7 +39,7 @@ def token_verifier(settings: Settings) -> TokenVerifier:
     """
     keys: KeySource
     if settings.jwks_url:
-        keys = JwksKeySource(settings.jwks_url)
+        keys = JwksKeySource(settings.jwks_url, verify=ca_trust(settings.auth_ca_file))
     elif settings.jwt_issuer.startswith(("https://", "http://")):
         keys = DiscoveredJwks(settings.jwt_issuer)
     else:

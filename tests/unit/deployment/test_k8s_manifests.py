@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "deployment" / "k8s"
 OVERLAYS = ("dev", "prod")
 KUBERNETES_VERSION = "1.31.0"
-CUSTOM_GROUPS = ("argoproj.io", "postgresql.cnpg.io", "rabbitmq.com", "monitoring.coreos.com")
+CUSTOM_GROUPS = ("argoproj.io", "postgresql.cnpg.io", "rabbitmq.com", "monitoring.coreos.com", "cert-manager.io")
 WORKLOADS = ("Deployment", "StatefulSet", "Job")
 IMAGE = "clinic-booking"
 
@@ -108,7 +108,7 @@ def test_overlay_passes_kubernetes_validate_strict(name, tmp_path):
 
 def test_data_services_and_secret_templates_pass_kubernetes_validate_strict(tmp_path):
     data = render(K8S / "data-services")
-    assert {doc["kind"] for doc in data if is_custom(doc)} == {"Cluster", "RabbitmqCluster"}
+    assert {doc["kind"] for doc in data if is_custom(doc)} == {"Cluster", "RabbitmqCluster", "Issuer", "Certificate"}
     templates = list(yaml.safe_load_all((K8S / "secrets" / "templates.yaml").read_text()))
     assert_valid([doc for doc in data if not is_custom(doc)] + templates, tmp_path)
 
@@ -164,9 +164,11 @@ def test_a_pod_mounts_the_ca_and_only_its_own_service_key_pair(name):
                 continue
             service = doc["metadata"]["labels"]["clinic/service"]
             paths = {item["path"] for item in volume["secret"]["items"]}
+            if paths == {"ca.pem"}:  # the CA only: every context pod trusts the auth server's certificate
+                continue
             assert paths == {"ca.pem", f"{service}.pem", f"{service}-key.pem"}, doc["metadata"]["name"]
             mounted += 1
-    assert mounted >= 2  # the registry's API and the booking saga
+    assert mounted >= 3  # the registry's API, the booking saga and the authorization server
 
 
 @pytest.mark.parametrize("name", OVERLAYS)
@@ -259,6 +261,8 @@ def test_ports_are_the_ones_the_command_listens_on(name):
         ports = {port["name"]: port["containerPort"] for port in container["ports"]}
         if args.service == "registry" and args.role == "api":
             assert ports["mtls"] == args.internal_port
+        elif args.service == "auth":
+            assert ports["https"] == args.internal_port
         else:
             assert set(ports) == {"http"}, doc["metadata"]["name"]
 
@@ -285,9 +289,15 @@ def test_registry_url_and_jwks_url_reach_real_services(name):
     assert any(port["port"] == int(registry.group(2)) and port["targetPort"] == "mtls"
                for port in internal["spec"]["ports"])
     for variable, path in (("CLINIC_JWKS_URL", JWKS_PATH), ("CLINIC_OAUTH_TOKEN_URL", TOKEN_PATH)):
-        match = re.fullmatch(r"http://([\w-]+)(/.*)", config[variable])
-        assert match.group(2) == path and path in app_routes.served_paths("auth")
-        assert any(port["port"] == 80 for port in named(docs, "Service", match.group(1))["spec"]["ports"])
+        match = re.fullmatch(r"https://([\w-]+):(\d+)(/.*)", config[variable])  # TLS inside the cluster too
+        assert match.group(3) == path and path in app_routes.served_paths("auth")
+        assert any(port["port"] == int(match.group(2)) and port["targetPort"] == "https"
+                   for port in named(docs, "Service", match.group(1))["spec"]["ports"])
+    ca_file = Path(config["CLINIC_AUTH_CA_FILE"])
+    for doc in deployments(name):
+        if doc["metadata"]["labels"]["app.kubernetes.io/component"] in ("api", "worker"):
+            (container,) = pod_spec(doc)["containers"]
+            assert str(ca_file.parent) in {mount["mountPath"] for mount in container["volumeMounts"]}
 
 
 # ---- settings and Secrets ----------------------------------------------------------------------
@@ -312,9 +322,16 @@ def known_variables() -> str:
         application.settings, eventsourcing.postgres, infrastructure.observability.metrics, interfaces.cli.main))
 
 
+LIBPQ_VARIABLES = {"PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY"}
+"""Read by libpq itself on every connect (docs/service-identity-and-tls.md)."""
+
+
 def variable_exists(name: str) -> bool:
     source = known_variables()
-    if f'"{name}"' in source:
+    if f'"{name}"' in source or name in LIBPQ_VARIABLES:
+        return True
+    tls = re.fullmatch(r"CLINIC_(\w+)_(?:CA|CERT|KEY)_FILE", name)  # _tls_files(env, "amqp", ...)
+    if tls and f'_tls_files(env, "{tls.group(1).lower()}"' in source:
         return True
     base = name.removesuffix("_FILE")  # secret(env, "CLINIC_X") also reads CLINIC_X_FILE
     return name.endswith("_FILE") and re.search(rf'secret\(env, "{base}"\)', source) is not None
@@ -595,7 +612,8 @@ def test_the_flows_the_architecture_needs_and_no_others(name):
     assert not allowed(name, "clinic-consultations-api", "clinic-registry-api", 8443)  # only booking
     assert not allowed(name, "clinic-booking-worker", "clinic-registry-api", 8000)
     for workload in ("clinic-registry-api", "clinic-consultations-worker", "clinic-booking-worker"):
-        assert allowed(name, workload, "clinic-auth", 9000)  # the JWKS
+        assert allowed(name, workload, "clinic-auth", 8443)  # the JWKS, over TLS
+        assert not allowed(name, workload, "clinic-auth", 9000)  # the public issuer is the Ingress's
     assert not allowed(name, "clinic-consultations-api", "clinic-scheduling-api", 8000)  # APIs never call APIs
 
 
@@ -619,7 +637,7 @@ def test_data_service_flows(name):
         context = component in ("api", "worker")
         assert egress_to_namespace(name, workload, "clinic-data", postgres, 5432) == context, workload
         needs_broker = component == "worker" and service != "projections"
-        assert egress_to_namespace(name, workload, "clinic-data", rabbit, 5672) == needs_broker, workload
+        assert egress_to_namespace(name, workload, "clinic-data", rabbit, 5671) == needs_broker, workload  # AMQPS
         from application.services import SERVES_QUERIES
 
         needs_redis = service == "projections" or (component == "api" and service in SERVES_QUERIES)
@@ -738,3 +756,23 @@ def test_the_ingress_limits_each_address_like_the_gateway_with_its_429_problem(n
     assert annotations["nginx.ingress.kubernetes.io/limit-rps"] == str(PER_ADDRESS)
     assert "error_page 429 = @clinic_too_many;" in annotations["nginx.ingress.kubernetes.io/configuration-snippet"]
     assert f"return 429 '{_TOO_MANY_BODY}';" in annotations["nginx.ingress.kubernetes.io/server-snippet"]
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_every_connection_to_a_data_service_is_tls_verified_against_a_mounted_ca(name):
+    templates = secret_templates()
+    for doc in [*of_kind(overlay(name), "Deployment"), *of_kind(overlay(name), "Job")]:
+        if doc["metadata"]["labels"]["app.kubernetes.io/component"] not in ("api", "worker", "migrate"):
+            continue
+        (container,) = [c for c in pod_spec(doc)["containers"] if c["name"] == "clinic"]
+        env = {entry["name"]: entry for entry in container["env"]}
+        mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
+        where = doc["metadata"]["name"]
+        assert env["PGSSLMODE"]["value"] == "verify-full", where
+        assert str(Path(env["PGSSLROOTCERT"]["value"]).parent) in mounts, where
+        for url, ca, scheme in (("CLINIC_AMQP_URL", "CLINIC_AMQP_CA_FILE", "amqps://"),
+                                ("CLINIC_REDIS_URL", "CLINIC_REDIS_CA_FILE", "rediss://")):
+            if url in env:
+                secret = env[url]["valueFrom"]["secretKeyRef"]
+                assert templates[secret["name"]][secret["key"]].startswith(f"<{scheme}"), (where, url)
+                assert str(Path(env[ca]["value"]).parent) in mounts, (where, ca)
