@@ -38,8 +38,9 @@ from infrastructure.listen import CONNECTION_PARAMETERS, EventsListener
 from infrastructure.messaging.attempts import PostgresDeliveryAttempts
 from infrastructure.messaging.connection import BrokerConnection, BrokerError, BrokerTls, connect
 from infrastructure.messaging.consumer import FollowerConsumer
+from infrastructure.messaging.permissions import BrokerPermissions, service_permissions
 from infrastructure.messaging.relay import OutboxRelay
-from infrastructure.messaging.topology import FollowerQueues, Topology, declare_system
+from infrastructure.messaging.topology import FollowerQueues, Topology, declare_own, declare_system
 from infrastructure.observability.metrics import Metrics
 from infrastructure.observability.queue_depth import QueueDepthSampler
 from infrastructure.read_models.redis_store import RedisViewStore
@@ -102,6 +103,23 @@ def service_tokens(settings: Settings, service: str, scope: str) -> ServiceToken
                                        verify=ca_trust(settings.auth_ca_file))
     issuer = TokenIssuer(load_or_create_dev_key(settings.data_dir), settings.jwt_issuer, settings.jwt_audience)
     return DevServiceTokens(issuer, client_id, scope)
+
+
+def queue_bindings(settings: Settings) -> dict[tuple[str, str], tuple[str, ...]] | None:
+    """Per (leader, follower) edge, the topics its queue binds (``None``: every event of each leader)."""
+    return SUBSCRIPTIONS if settings.amqp_bindings == "handled" else None
+
+
+def broker_topology(settings: Settings) -> Topology:
+    """The names of this deployment's exchange and queues (``CLINIC_AMQP_PREFIX``, ``CLINIC_PARTITIONS``)."""
+    return Topology(prefix=settings.amqp_prefix, partitions=settings.partitions)
+
+
+def broker_users(settings: Settings, vhost: str = "/") -> dict[str, BrokerPermissions]:
+    """Each service's broker user and the least it may do (its own queues, its own events, its leaders' keys)."""
+    topology = broker_topology(settings)
+    return {context.service: service_permissions(topology, context.service, context.follows, vhost=vhost)
+            for context in CONTEXTS}
 
 
 def broker_tls(settings: Settings) -> BrokerTls:
@@ -177,7 +195,7 @@ class Worker:
         self.app = app
         self.metrics = metrics
         self.settings = settings
-        self.topology = Topology(prefix=settings.amqp_prefix, partitions=settings.partitions)
+        self.topology = broker_topology(settings)
         self.tick_seconds = tick_seconds or settings.runner_tick_seconds
         """How often a store that cannot push (no ``NOTIFY``) is polled, by the relay and the timer."""
         self.connection: BrokerConnection | None = None
@@ -283,16 +301,18 @@ class Worker:
         # The whole system's queues, not only this context's: events published while a
         # follower is down or not yet started wait in its queue (services start in any order).
         self.consumer = None
-        queues = await declare_system(await self.connection.channel(), self.topology, SYSTEM.edges,
-                                      self._bindings())
+        channel = await self.connection.channel()
+        if self.settings.amqp_declare == "system":
+            queues = await declare_system(channel, self.topology, SYSTEM.edges, self._bindings())
+        else:  # its own broker user: its own queues only (``clinic broker setup`` declared the rest)
+            queues = await declare_own(channel, self.topology, self.app.name, SYSTEM.edges, self._bindings())
         if self.app.name in queues:
             self.consumer = FollowerConsumer(self.app, await self.connection.channel(), queues[self.app.name],
                                              metrics=self.metrics, attempts=PostgresDeliveryAttempts.of(self.app))
             await self.consumer.start(preferred=self._preferred())
 
     def _bindings(self) -> dict[tuple[str, str], tuple[str, ...]] | None:
-        """Per edge, the topics its queue binds (``None``: every event of each leader)."""
-        return SUBSCRIPTIONS if self.settings.amqp_bindings == "handled" else None
+        return queue_bindings(self.settings)
 
     def _routed(self) -> set[str] | None:
         """The topics of this context's events that some queue takes (``None``: all of them)."""

@@ -51,6 +51,10 @@ class Settings:
     """``CLINIC_GROUP_COMMIT``: ``on`` (default) records the saves of concurrent commands to one context in
     shared transactions (``application/group_commit.py``; 0.89-0.93× the CPU per distributed booking,
     docs/performance.md); ``off``: one transaction per save."""
+    amqp_declare: str = "system"
+    """``CLINIC_AMQP_DECLARE``: ``system`` (a worker declares the exchange and every follower's queues: one
+    broker user for all, development) or ``own`` (only its own queues: each service has its own broker
+    user, and ``clinic broker setup`` declares the rest first; docs/security.md)."""
     amqp_bindings: str = "handled"
     """``CLINIC_AMQP_BINDINGS``: ``handled`` (each follower's queue binds only the events its policy handles)
     or ``all`` (``<leader>.#``: every event of each leader it follows, the ones it ignores too)."""
@@ -177,6 +181,7 @@ class Settings:
             amqp_url=env.get("CLINIC_AMQP_URL", cls.amqp_url),
             amqp_prefix=env.get("CLINIC_AMQP_PREFIX", cls.amqp_prefix),
             amqp_bindings=_choice(env, "CLINIC_AMQP_BINDINGS", cls.amqp_bindings, AMQP_BINDINGS),
+            amqp_declare=_choice(env, "CLINIC_AMQP_DECLARE", cls.amqp_declare, AMQP_DECLARE),
             partitions=_whole(env, "CLINIC_PARTITIONS", 1),
             workers=_whole(env, "CLINIC_WORKERS", 1),
             group_commit=_choice(env, "CLINIC_GROUP_COMMIT", "on", SWITCH) == "on",
@@ -285,6 +290,7 @@ def _tls_files(env: Mapping[str, str], name: str, url: str, tls_scheme: str) -> 
 
 
 AMQP_BINDINGS = ("handled", "all")
+AMQP_DECLARE = ("system", "own")
 SWITCH = ("on", "off")
 
 

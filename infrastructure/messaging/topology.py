@@ -36,7 +36,13 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from aiormq.abc import AbstractChannel
+from aiormq.exceptions import ChannelNotFoundEntity
 from pamqp.common import FieldTable
+
+
+class TopologyMissingError(RuntimeError):
+    """The exchange a service with its own broker user expects is not there (the setup step has not run)."""
+
 
 DEFAULT_PREFIX = "clinic"
 DEFAULT_DELAYS_MS = (1_000, 5_000, 30_000)
@@ -175,6 +181,24 @@ async def declare_system(channel: AbstractChannel, topology: Topology, edges: It
     await declare_exchange(channel, topology)
     return {name: await declare_follower(channel, topology, name, names, _of_follower(topics, name))
             for name, names in leaders.items()}
+
+
+async def declare_own(channel: AbstractChannel, topology: Topology, follower_name: str,
+                      edges: Iterable[tuple[str, str]],
+                      topics: Mapping[tuple[str, str], Collection[str]] | None = None) -> dict[str, FollowerQueues]:
+    """What a service with its own broker user may declare: its own follower's queues (if it follows
+    anyone), after checking that the exchange exists (a passive declare: ``clinic broker setup`` made it).
+    Returns ``{follower_name: queues}``, or nothing for a context that follows none."""
+    try:
+        await channel.exchange_declare(topology.exchange, exchange_type="topic", passive=True)
+    except ChannelNotFoundEntity as error:
+        raise TopologyMissingError(f"the exchange {topology.exchange} does not exist: run `clinic broker setup` "
+                                   "(as the broker's administrator) before the services") from error
+    leaders = [leader for leader, follower in edges if follower == follower_name]
+    if not leaders:
+        return {}
+    return {follower_name: await declare_follower(channel, topology, follower_name, leaders,
+                                                  _of_follower(topics, follower_name))}
 
 
 def _of_follower(topics: Mapping[tuple[str, str], Collection[str]] | None,

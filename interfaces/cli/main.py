@@ -1,4 +1,4 @@
-"""The ``clinic`` command: serve, run, demo, audit, token, db migrate, certs init, openapi, chaos, bench."""
+"""The ``clinic`` command: serve, run, demo, audit, token, db migrate, broker, certs init, openapi, chaos, bench."""
 
 from __future__ import annotations
 
@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     certs_init.set_defaults(run=_lazy("interfaces.cli.certs", "run_certs_init"))
 
     _add_dlq_parser(commands)
+    _add_broker_parser(commands)
     _add_projections_parser(commands)
     _add_gdpr_parser(commands)
     _add_auth_parsers(commands)
@@ -141,6 +142,18 @@ def build_parser() -> argparse.ArgumentParser:
     openapi.add_argument("--output", help="write to this file instead of stdout")
     openapi.set_defaults(run=_lazy("interfaces.cli.admin", "run_openapi"))
     return parser
+
+
+def _add_broker_parser(commands: argparse._SubParsersAction) -> None:
+    broker = commands.add_parser("broker", help="the broker's exchange and queues, and each service's user")
+    actions = broker.add_subparsers(dest="broker_command", required=True, metavar="COMMAND")
+    setup = actions.add_parser("setup", help="declare the exchange and every follower's queues (as the broker's "
+                               "administrator, before services with their own users start)")
+    setup.set_defaults(run=_lazy("interfaces.cli.broker", "run_setup"))
+    permissions = actions.add_parser("permissions", help="print the rabbitmqctl commands that give each service's "
+                                     "own user exactly what it needs")
+    permissions.add_argument("--vhost", default="/", help="the virtual host (default /)")
+    permissions.set_defaults(run=_lazy("interfaces.cli.broker", "run_permissions"))
 
 
 def _add_dlq_parser(commands: argparse._SubParsersAction) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -24,8 +25,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from yarl import URL
+
 from application.bootstrap import SYSTEM, database_roles_of
+from application.services import broker_users
+from application.settings import Settings
 from infrastructure.database_roles import drop as drop_roles
+from infrastructure.messaging.permissions import rabbitmqctl_commands
 from infrastructure.messaging.topology import Topology
 from infrastructure.security.scopes import PUBLIC_SCOPES
 from interfaces.local_deployment.oauth_client import user_token
@@ -58,6 +64,8 @@ class LocalDeployment:
         self.roles: dict[str, tuple[str, str]] = {}
         self.database_roles = database_roles_of(self.prefix)
         """Each service's PostgreSQL login role (``clinic db migrate --roles``), the projection worker's too."""
+        self.broker_urls: dict[str, str] = {}
+        """Each service's broker URL with its own user (``add_broker_users``); empty: the servers' user for all."""
         self.internal_port = free_port()
         self.gateway_port = free_port()
         self.auth_port = free_port()
@@ -144,9 +152,37 @@ class LocalDeployment:
         wait_for(lambda: self.ready(name), timeout=READY_SECONDS, what=f"{name} ready")
 
     def env_of(self, service: str) -> dict[str, str]:
-        """A service's environment: the deployment's, signing in to PostgreSQL as the service's own role."""
-        role = self.database_roles.get(service)
-        return {**self.env, "POSTGRES_USER": role} if role else self.env
+        """A service's environment: the deployment's, signing in to PostgreSQL as the service's own role and
+        to the broker as its own user (declaring its own queues only)."""
+        env = dict(self.env)
+        if service in self.database_roles:
+            env["POSTGRES_USER"] = self.database_roles[service]
+        if service in self.broker_urls:
+            env |= {"CLINIC_AMQP_URL": self.broker_urls[service], "CLINIC_AMQP_DECLARE": "own"}
+        return env
+
+    def add_broker_users(self) -> None:
+        """Declare the topology as the administrator, then (with ``rabbitmqctl``) give each service a user of
+        its own with exactly its permissions (``clinic broker permissions``)."""
+        self.clinic("broker", "setup")
+        rabbitmqctl = program("rabbitmqctl") if self.servers.rabbitmqctl else None
+        if rabbitmqctl is None:
+            return
+        admin = URL(self.servers.amqp_url)
+        for service, permissions in broker_users(Settings.from_env(self.env)).items():
+            password = secrets.token_urlsafe(16)
+            _rabbitmqctl(rabbitmqctl, "add_user", permissions.user, password)
+            self.broker_urls[service] = str(admin.with_user(permissions.user).with_password(password))
+            for command in rabbitmqctl_commands(permissions):
+                _rabbitmqctl(rabbitmqctl, *command[1:])
+
+    def remove_broker_users(self) -> None:
+        rabbitmqctl = program("rabbitmqctl")
+        users = [URL(url).user or "" for url in self.broker_urls.values()]
+        self.broker_urls.clear()
+        if rabbitmqctl is not None:
+            for user in users:
+                _rabbitmqctl(rabbitmqctl, "delete_user", user)
 
     def upstreams(self) -> dict[str, list[str]]:
         """Each service's API replicas, for the gateway."""
@@ -251,6 +287,7 @@ class LocalDeployment:
             self.gateway.wait(timeout=10)
         asyncio.run(_delete_broker_objects(self.servers.amqp_url, self.prefix, self.partitions))
         _drop_database_roles(self.servers, self.database_roles.values())
+        self.remove_broker_users()
         _delete_redis_keys(self.servers.redis_url, f"{self.prefix}:views:")
         if self.otlp is not None:
             self.otlp.stop()
@@ -302,6 +339,12 @@ async def _delete_broker_objects(url: str, prefix: str, partitions: int) -> None
             await channel.exchange_delete(topology.queues(follower).main)
     await channel.exchange_delete(topology.exchange)
     await connection.close()
+
+
+def _rabbitmqctl(program: str, *args: str) -> None:
+    result = subprocess.run([program, "-q", *args], capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise DeploymentError(f"rabbitmqctl {args[0]} failed: {result.stdout}{result.stderr}")
 
 
 def _drop_database_roles(servers: Servers, roles: Iterable[str]) -> None:
@@ -365,6 +408,7 @@ def _start_every_process(deployment: LocalDeployment, workers: int = 1) -> None:
     """Migrations, certificates, the issuer, every service (two consultations APIs apart from its worker), the
     extra workers of the follower contexts, nginx."""
     deployment.clinic("db", "migrate", "--roles", deployment.prefix)
+    deployment.add_broker_users()
     deployment.clinic("certs", "init")
     deployment.start_auth()
     deployment.start("registry")

@@ -223,7 +223,7 @@ class PrivateServers:
     @property
     def servers(self) -> Servers:
         return Servers(postgres_port=self.postgres.port, postgres_db="postgres", amqp_url=self.rabbitmq.url,
-                       redis_url=self.redis.url)
+                       redis_url=self.redis.url, rabbitmqctl=False)  # rabbitmqctl would reach the shared node
 
     def start(self) -> None:
         self.postgres.init()

@@ -26,6 +26,9 @@ class Servers:
     postgres_password: str = ""
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    rabbitmqctl: bool = True
+    """Whether ``rabbitmqctl`` on this machine administers the broker at ``amqp_url`` (the local node): then
+    each service gets a broker user of its own; else every service uses ``amqp_url``'s user."""
 
     def postgres_conninfo(self) -> str:
         """A libpq connection string for ``postgres_db``."""

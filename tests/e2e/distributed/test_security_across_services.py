@@ -274,3 +274,36 @@ def test_each_service_signs_in_to_postgresql_as_its_own_role_and_cannot_reach_an
     with psycopg.connect(f"{conninfo} user={cluster.database_roles['booking']}", autocommit=True) as connection, \
             pytest.raises(psycopg.errors.InsufficientPrivilege):
         connection.execute(f'SELECT * FROM "{schema}".registry_events')
+
+
+def test_each_worker_uses_its_own_broker_user_which_may_not_publish_another_services_events(cluster):
+    import subprocess
+
+    if not cluster.broker_urls:
+        pytest.skip("rabbitmqctl cannot administer this broker: every service shares its user")
+    users = {aiormq_user(url) for url in cluster.broker_urls.values()}
+
+    def connected() -> set[str]:
+        listed = subprocess.run(["rabbitmqctl", "-q", "list_connections", "user"], capture_output=True, text=True,
+                                timeout=30, check=True).stdout.split()
+        return users & set(listed)
+
+    eventually(lambda: connected() == users, timeout=10, what=f"a connection of each user: {users}")
+
+    async def forge() -> None:
+        connection = await aiormq.connect(cluster.broker_urls["scheduling"])
+        try:
+            channel = await connection.channel()
+            exchange = Topology(prefix=cluster.prefix).exchange
+            with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
+                await channel.basic_publish(b"{}", exchange=exchange, routing_key="registry.Patient.Registered")
+        finally:
+            await connection.close()
+
+    asyncio.run(forge())
+
+
+def aiormq_user(url: str) -> str:
+    from yarl import URL
+
+    return URL(url).user or ""

@@ -108,7 +108,8 @@ def test_overlay_passes_kubernetes_validate_strict(name, tmp_path):
 
 def test_data_services_and_secret_templates_pass_kubernetes_validate_strict(tmp_path):
     data = render(K8S / "data-services")
-    assert {doc["kind"] for doc in data if is_custom(doc)} == {"Cluster", "RabbitmqCluster", "Issuer", "Certificate"}
+    assert {doc["kind"] for doc in data if is_custom(doc)} == {
+        "Cluster", "RabbitmqCluster", "Issuer", "Certificate", "User", "Permission", "TopicPermission"}
     templates = list(yaml.safe_load_all((K8S / "secrets" / "templates.yaml").read_text()))
     assert_valid([doc for doc in data if not is_custom(doc)] + templates, tmp_path)
 
@@ -162,10 +163,10 @@ def test_a_pod_mounts_the_ca_and_only_its_own_service_key_pair(name):
         for volume in pod_spec(doc).get("volumes", []):
             if volume.get("secret", {}).get("secretName") != "clinic-pki":
                 continue
-            service = doc["metadata"]["labels"]["clinic/service"]
             paths = {item["path"] for item in volume["secret"]["items"]}
-            if paths == {"ca.pem"}:  # the CA only: every context pod trusts the auth server's certificate
+            if paths == {"ca.pem"}:  # the CA only: it certifies the auth server's endpoint, the broker, Redis
                 continue
+            service = doc["metadata"]["labels"]["clinic/service"]
             assert paths == {"ca.pem", f"{service}.pem", f"{service}-key.pem"}, doc["metadata"]["name"]
             mounted += 1
     assert mounted >= 3  # the registry's API, the booking saga and the authorization server
@@ -776,3 +777,18 @@ def test_every_connection_to_a_data_service_is_tls_verified_against_a_mounted_ca
                 secret = env[url]["valueFrom"]["secretKeyRef"]
                 assert templates[secret["name"]][secret["key"]].startswith(f"<{scheme}"), (where, url)
                 assert str(Path(env[ca]["value"]).parent) in mounts, (where, ca)
+
+
+def test_the_broker_users_manifest_is_the_one_the_permissions_module_derives():
+    """Each service's RabbitMQ user and permissions in the cluster are what the code needs and no more."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("render", ROOT / "scripts" / "render_rabbitmq_users.py")
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    assert (K8S / "data-services" / "rabbitmq-users.yaml").read_text() == render.rendered(), \
+        "regenerate with: .venv/bin/python scripts/render_rabbitmq_users.py"
+    templates = secret_templates()
+    for doc in render.resources():
+        if doc["kind"] == "User":
+            assert doc["spec"]["importCredentialsSecret"]["name"] in templates
