@@ -12,7 +12,7 @@ from eventsourcing.postgres import PostgresDatastore
 
 from application.audit import Auditor
 from application.clinic import READ_MODELS_CHECK, Clinic
-from application.contexts import CONTEXTS, BoundedContext, audited_kinds, records_of, system_of
+from application.contexts import BY_SERVICE, CONTEXTS, BoundedContext, audited_kinds, records_of, system_of
 from application.group_commit import GroupCommit
 from application.personal_data import mapper_factory, open_subject_keys
 from application.read_models import ReadModels
@@ -62,7 +62,9 @@ def build_applications(settings: Settings, create_table: bool | None = None, cac
     settings; ``serving`` (a long-running process) forgets a data key as soon as its subject is erased."""
     if settings.persistence == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    sealing = mapper_factory(open_subject_keys(settings, create_table, watch=serving))
+    contexts = tuple(contexts)
+    sealing = mapper_factory(open_subject_keys(settings, create_table, watch=serving)) \
+        if needs_data_keys(contexts) else None  # no KEK, no key store: nothing of theirs is personal
     apps = {}
     for cls in (context.application for context in contexts):
         store = settings.eventsourcing_env(cls.name, create_table, cache and cached(cls.name)) | dict(env or {})
@@ -82,6 +84,14 @@ def cached(name: str) -> bool:
     again) whose aggregates hold no personal data (a decrypted aggregate kept in memory would outlive the
     patient's erasure: crypto-shredding forgets only keys)."""
     return name in SYSTEM.followers and not holds_personal_data(name)
+
+
+def needs_data_keys(contexts: Iterable[BoundedContext]) -> bool:
+    """Whether any of ``contexts`` seals personal data, or follows a context that does (its policy decodes
+    those events): only then does a process need the data key-encryption key and the key store."""
+    return any(holds_personal_data(context.name) or
+               any(holds_personal_data(BY_SERVICE[leader].name) for leader in context.follows)
+               for context in contexts)
 
 
 def holds_personal_data(name: str) -> bool:
@@ -121,7 +131,8 @@ def context_tables(app: Any, positions: Any) -> database_roles.ContextTables:
     context = next(context for context in CONTEXTS if context.name == app.name)
     return database_roles.ContextTables(
         context.service, app.recorder.events_table_name, positions.tracking_table_name,
-        follower=app.name in SYSTEM.followers, personal=holds_personal_data(app.name), erases=context.erases)
+        follower=app.name in SYSTEM.followers, keys=needs_data_keys([context]),
+        personal=holds_personal_data(app.name), erases=context.erases)
 
 
 def database_roles_of(prefix: str) -> dict[str, str]:

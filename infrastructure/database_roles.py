@@ -8,9 +8,9 @@
                               its events' notification sequence       USAGE
                               its tracking (positions, processed)     SELECT, INSERT, UPDATE, DELETE
                               delivery attempts (a follower)          SELECT, INSERT, UPDATE, DELETE
-                              subject keys                            SELECT; INSERT if it holds personal
-                                                                      data; UPDATE if it erases
-                              aggregate subjects                      SELECT; INSERT if it holds personal data
+                              subject keys (if it reads personal      SELECT; INSERT if it holds personal
+                              data: its own, or its leaders')         data; UPDATE if it erases
+                              aggregate subjects (likewise)           SELECT; INSERT if it holds personal data
     <prefix>_projections      every context's events                  SELECT
                               subject keys, aggregate subjects        SELECT
 
@@ -74,7 +74,10 @@ class ContextTables:
     events: str
     tracking: str
     follower: bool
+    keys: bool
+    """It reads personal data (its own events', or its leaders'), so it reads the data keys."""
     personal: bool
+    """It seals personal data in its own events, so it adds data keys."""
     erases: bool
 
 
@@ -98,7 +101,7 @@ def _grants_of(context: ContextTables, attempts_table: str) -> tuple[Grant, ...]
     links = ("SELECT", *(("INSERT",) if context.personal else ()))
     return (Grant(context.events, APPEND, sequence=True), Grant(context.tracking, KEEP),
             *((Grant(attempts_table, KEEP),) if context.follower else ()),
-            Grant(KEYS_TABLE, keys), Grant(LINKS_TABLE, links))
+            *((Grant(KEYS_TABLE, keys), Grant(LINKS_TABLE, links)) if context.keys else ()))
 
 
 def apply(cursor: Any, schema: str, roles: Sequence[DatabaseRole]) -> None:

@@ -54,13 +54,16 @@ def as_role(settings, role: str):
     return dataclasses.replace(settings, database={**settings.database, "POSTGRES_USER": role})
 
 
-def test_a_context_stores_and_reads_its_events_through_its_own_role(roles):
+def test_a_context_stores_and_reads_its_events_through_its_own_role(roles, tmp_path):
+    """Scheduling reads no personal data: its role has no grant on the data keys, and it needs no KEK."""
     settings, _, names = roles
-    apps = build_applications(as_role(settings, names["scheduling"]), create_table=False, contexts=[SCHEDULING])
+    settings = dataclasses.replace(as_role(settings, names["scheduling"]), data_dir=tmp_path / "scheduling")
+    apps = build_applications(settings, create_table=False, contexts=[SCHEDULING])
     try:
         scheduling = apps[SCHEDULING.name]
         [slot_id] = scheduling.open_slots(uuid.uuid4(), [(START, 30)])
         assert scheduling.slot(slot_id).start == START
+        assert not (tmp_path / "scheduling").exists()  # no development KEK made either
     finally:
         for app in apps.values():
             app.close()

@@ -400,8 +400,8 @@ def test_every_secret_referenced_has_a_template_with_its_keys_and_none_is_render
 
 
 def test_mounted_secret_files_are_the_ones_the_settings_name():
-    config, templates = config_map(overlay("prod")), secret_templates()
-    assert config["CLINIC_DATA_KEK_FILE"] == "/etc/clinic/data-kek/kek" and "kek" in templates["clinic-data-kek"]
+    templates = secret_templates()
+    assert "kek" in templates["clinic-data-kek"]
     booking = named(overlay("prod"), "Deployment", "clinic-booking-worker")
     env = {v["name"]: v.get("value") for v in pod_spec(booking)["containers"][0]["env"]}
     assert Path(env["CLINIC_CLIENT_SECRET_FILE"]).name in templates["clinic-booking-oauth"]
@@ -792,3 +792,28 @@ def test_the_broker_users_manifest_is_the_one_the_permissions_module_derives():
     for doc in render.resources():
         if doc["kind"] == "User":
             assert doc["spec"]["importCredentialsSecret"]["name"] in templates
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_data_key_encryption_key_is_mounted_only_where_personal_data_is_sealed_or_read(name):
+    from application.bootstrap import needs_data_keys
+    from application.contexts import BY_SERVICE, CONTEXTS
+
+    for doc in [*of_kind(overlay(name), "Deployment"), *of_kind(overlay(name), "Job")]:
+        service = doc["metadata"]["labels"].get("clinic/service")
+        spec = pod_spec(doc)
+        (container,) = [c for c in spec["containers"] if c["name"] == "clinic"]
+        env = {entry["name"]: entry.get("value") for entry in container.get("env", [])}
+        mounted = {volume["name"]: volume for volume in spec.get("volumes", [])
+                   if volume.get("secret", {}).get("secretName") == "clinic-data-kek"}
+        if service == "projections":  # it reads every context
+            needed = needs_data_keys(CONTEXTS)
+        elif service in BY_SERVICE:
+            needed = needs_data_keys([BY_SERVICE[service]])
+        else:  # the migration Job makes the key store; the authorization server has no personal data of patients
+            needed = doc["kind"] == "Job"
+        assert bool(mounted) == needed == ("CLINIC_DATA_KEK_FILE" in env), doc["metadata"]["name"]
+        if needed:
+            mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+            (volume,) = mounted
+            assert Path(env["CLINIC_DATA_KEK_FILE"]).parent == Path(mounts[volume]), doc["metadata"]["name"]
