@@ -25,6 +25,9 @@ from typing import Any
 import pytest
 import yaml
 
+from application.bootstrap import database_roles_of
+from infrastructure.database_roles import drop
+from infrastructure.tls import create_dev_pki
 from tests import services
 from tests.kit import eventually
 
@@ -83,13 +86,14 @@ def environment(tmp_path):
     kek = tmp_path / "kek"  # as the Secret clinic-data-kek is mounted
     kek.write_text(base64.urlsafe_b64encode(os.urandom(32)).decode())
     kek.chmod(0o600)
+    ca = create_dev_pki(tmp_path / "pki").ca_file  # as the Secret clinic-pki's ca.pem is mounted
     env = {key: value for key, value in os.environ.items() if not key.startswith(("CLINIC_", "POSTGRES_"))}
     env |= config | {
         "POSTGRES_HOST": services.POSTGRES_HOST, "POSTGRES_PORT": str(services.POSTGRES_PORT),
         "POSTGRES_DBNAME": services.POSTGRES_DB, "POSTGRES_USER": services.POSTGRES_USER, "POSTGRES_PASSWORD": "",
         "POSTGRES_SCHEMA": schema, "CLINIC_AMQP_URL": services.amqp_url(), "CLINIC_AMQP_PREFIX": prefix,
         "CLINIC_REDIS_URL": services.redis_url(), "CLINIC_REDIS_PREFIX": f"{prefix}:views:",
-        "CLINIC_DATA_DIR": str(tmp_path / "data"), "CLINIC_DATA_KEK_FILE": str(kek),
+        "CLINIC_DATA_DIR": str(tmp_path / "data"), "CLINIC_DATA_KEK_FILE": str(kek), "CLINIC_AUTH_CA_FILE": str(ca),
         "CLINIC_DRAIN_SECONDS": "2",  # 10 in the ConfigMap; shorter here, same behaviour
     }
     env.pop("CLINIC_OTLP_ENDPOINT")  # no collector here
@@ -100,8 +104,9 @@ def environment(tmp_path):
     try:
         yield docs, env
     finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cursor:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            drop(cursor, database_roles_of(prefix).values())
         import redis
 
         client = redis.Redis.from_url(services.redis_url())
@@ -125,8 +130,9 @@ def test_api_waits_for_the_migration_job_then_serves_its_probes_and_drains(envir
         until(lambda: "clinic db migrate" in log.read_text(), "the API to say it waits for the migration")
         assert process.poll() is None and status(port, live) == 0  # alive, not listening: startup probe fails
 
-        migrate = subprocess.run([*CLINIC, *job["args"]], cwd=ROOT, env=env, capture_output=True, text=True,
-                                 timeout=120)
+        args = job["args"]  # its roles named for this test (roles are the server's, not the schema's)
+        args[args.index("--roles") + 1] = env["CLINIC_AMQP_PREFIX"]
+        migrate = subprocess.run([*CLINIC, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert migrate.returncode == 0, migrate.stdout + migrate.stderr
 
         until(lambda: status(port, ready) == 200, "readiness after the migration", timeout=60)
