@@ -99,9 +99,10 @@ def require_json(content_type: str | None) -> None:
 
 def decode_strictly(body: bytes, schema: type, now: datetime) -> Any:
     """Decode ``body`` as ``schema`` with no coercion ("1" is not 1, 0 is not a date), no key twice, every
-    date-time exactly RFC 3339, every ``Plausible`` value in its range at ``now``."""
+    date-time exactly RFC 3339, every ``Plausible`` value in its range at ``now``. A number with a zero
+    fraction (``30.0``) is an integer, as JSON Schema's ``integer`` says."""
     try:
-        value: Any = msgspec.json.decode(body, type=schema, strict=True)
+        value: Any = _decode(body, schema)
     except msgspec.ValidationError as error:
         message = str(error)
         field = message.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in message else None
@@ -115,6 +116,24 @@ def decode_strictly(body: bytes, schema: type, now: datetime) -> Any:
     _refuse_duplicate_keys(raw, "$")
     _refuse_implausible(value, raw, "$", now)
     return value
+
+
+def _decode(body: bytes, schema: type) -> Any:
+    try:
+        return msgspec.json.decode(body, type=schema, strict=True)
+    except msgspec.ValidationError as error:
+        if not str(error).startswith("Expected `int`, got `float`"):
+            raise
+        return msgspec.convert(_INTEGRAL_FLOATS.decode(body), schema, strict=True)  # the rare body with 30.0
+
+
+def _integral(number: str) -> int | float:
+    value = float(number)
+    return int(value) if value.is_integer() else value
+
+
+_INTEGRAL_FLOATS = msgspec.json.Decoder(float_hook=_integral)
+"""Untyped JSON whose integral floats are ints (``30.0`` → ``30``; a float field takes an int as it is)."""
 
 
 class _Object(list[tuple[str, Any]]):

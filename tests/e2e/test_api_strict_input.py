@@ -142,6 +142,19 @@ def test_a_key_given_twice_inside_a_list_is_named_by_its_path(api, admin):
     assert problem["errors"][0]["field"] == "$.slots[0].start"
 
 
+@pytest.mark.parametrize(("minutes", "accepted"), [("30", True), ("30.0", True), ("3e1", True), ("30.5", False),
+                                                 ('"30"', False)])
+def test_an_integer_may_be_written_with_a_zero_fraction_as_json_schema_allows_and_nothing_else(
+        api, admin, world: World, minutes, accepted):
+    start = (datetime.fromisoformat(START) + timedelta(hours=1)).isoformat()  # the world's slot is at START
+    text = '{"slots": [{"start": "' + start + '", "duration_minutes": ' + minutes + '}]}'
+    response = post_json(api, f"/v1/doctors/{world.doctor_id}/slots", text, admin)
+    if accepted:
+        assert response.status_code == 201, response.text
+    else:
+        assert assert_problem(response, 422, "invalid-input")["errors"][0]["field"] == "$.slots[0].duration_minutes"
+
+
 # 5. Plausible ranges ------------------------------------------------------------------------------------
 
 LATEST_START = NOW + SLOT_START.ahead

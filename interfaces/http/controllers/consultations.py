@@ -12,6 +12,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
+from litestar.openapi.spec import Example
 from litestar.params import FromPath, HeaderParameter, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
@@ -42,6 +43,8 @@ MIN_POSITION_PATTERN = f"^{_POSITION}( *, *{_POSITION})*$"
 """What ``X-Min-Position`` accepts: positions as commands return them (``<Log>:<id>``), comma-separated."""
 MinPosition = Annotated[str | None, HeaderParameter(
     name="X-Min-Position", required=False, pattern=MIN_POSITION_PATTERN,
+    examples=[Example(summary="after one command", value="Consultations:42"),
+              Example(summary="after commands to two contexts", value="Consultations:42, Scheduling:17")],
     description="Read-your-writes: an X-Event-Position a command returned (or several, comma-separated); the "
                 "answer waits (≤1 s) for the views to reach it, else says X-Projection-Stale: true")]
 PreferWait = Annotated[str | None, HeaderParameter(
