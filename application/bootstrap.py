@@ -109,10 +109,9 @@ def migrate(settings: Settings, roles: str | None = None) -> list[str]:
     """Create every context's tables (idempotent) and, with ``roles`` (a role name prefix), each
     context's database role and the projection worker's, with their grants. Returns the contexts migrated."""
     apps = build_applications(settings, create_table=True)
-    tables = []
+    positions = {}
     for app in apps.values():
-        positions = app.factory.tracking_recorder()  # the outbox relay keeps its position there (distributed mode)
-        tables.append(context_tables(app, positions))
+        positions[app.name] = app.factory.tracking_recorder()  # the outbox relay keeps its position there
         attempts = PostgresDeliveryAttempts.of(app)  # a follower's consumer counts redeliveries there
         if attempts is not None:
             attempts.create_table()
@@ -120,7 +119,7 @@ def migrate(settings: Settings, roles: str | None = None) -> list[str]:
         if chain is not None:
             chain.install()
     if roles:
-        grant_roles(apps, tables, roles)
+        grant_roles(apps, [context_tables(app, positions[app.name]) for app in apps.values()], roles)
     for app in apps.values():
         app.close()
     return list(apps)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from infrastructure.tls import ca_trust, create_dev_pki
 from tests.integration.test_k8s_commands import (
     CLINIC,
     ROOT,
@@ -70,10 +71,24 @@ def test_the_auth_server_drains_on_sigterm_as_its_deployment_runs_it(tmp_path):
     auth = pick(docs, "Deployment", "clinic-auth")["spec"]["template"]["spec"]["containers"][0]
     assert float(config_map_value(docs, auth, "CLINIC_DRAIN_SECONDS") or 0) > 0  # the Deployment drains
     live, ready = auth["livenessProbe"]["httpGet"]["path"], auth["readinessProbe"]["httpGet"]["path"]
-    port, log = free_port(), tmp_path / "auth.log"
-    env = local_env(tmp_path, CLINIC_AUTH_DIR=str(tmp_path / "auth"), CLINIC_JWT_ISSUER=f"http://127.0.0.1:{port}")
-    process = start(with_local_servers(auth["args"], port), env, log)
+    port, internal, log = free_port(), free_port(), tmp_path / "auth.log"
+    pki = create_dev_pki(tmp_path / "pki")  # as the Secret clinic-pki is mounted: its in-cluster HTTPS endpoint
+    env = local_env(tmp_path, CLINIC_AUTH_DIR=str(tmp_path / "auth"), CLINIC_JWT_ISSUER=f"http://127.0.0.1:{port}",
+                    CLINIC_PKI_DIR=str(pki.directory))
+    args = with_local_servers(auth["args"], port)
+    args[args.index("--internal-port") + 1] = str(internal)
+    process = start(args, env, log)
+    until(lambda: jwks_over_tls(internal, pki.ca_file), "the JWKS over HTTPS, verified against the CA", timeout=30)
     drains(process, port, ready, [live, "/.well-known/jwks.json"], log)
+
+
+def jwks_over_tls(port: int, ca_file: Path) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"https://127.0.0.1:{port}/.well-known/jwks.json", verify=ca_trust(ca_file)).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def test_clinic_serve_drains_on_sigterm(tmp_path):
