@@ -170,7 +170,7 @@ class LocalDeployment:
             return
         admin = URL(self.servers.amqp_url)
         for service, permissions in broker_users(Settings.from_env(self.env)).items():
-            password = secrets.token_urlsafe(16)
+            password = secrets.token_hex(16)  # never a leading "-", which rabbitmqctl would read as an option
             _rabbitmqctl(rabbitmqctl, "add_user", permissions.user, password)
             self.broker_urls[service] = str(admin.with_user(permissions.user).with_password(password))
             for command in rabbitmqctl_commands(permissions):
