@@ -129,7 +129,7 @@ def context_tables(app: Any, positions: Any) -> database_roles.ContextTables:
     """What context ``app`` stores (``positions``: its relay's tracking recorder) and does with personal data."""
     context = next(context for context in CONTEXTS if context.name == app.name)
     return database_roles.ContextTables(
-        context.service, app.recorder.events_table_name, positions.tracking_table_name,
+        context.service, app.name, app.recorder.events_table_name, positions.tracking_table_name,
         follower=app.name in SYSTEM.followers, keys=needs_data_keys([context]),
         personal=holds_personal_data(app.name), erases=context.erases)
 

@@ -7,7 +7,8 @@
     <prefix>_<service>        its events                              SELECT, INSERT, UPDATE (see below)
                               its events' notification sequence       USAGE
                               its tracking (positions, processed)     SELECT, INSERT, UPDATE, DELETE
-                              delivery attempts (a follower)          SELECT, INSERT, UPDATE, DELETE
+                              delivery attempts (a follower)          SELECT, INSERT, UPDATE, DELETE on
+                                                                      its own rows (row-level security)
                               subject keys (if it reads personal      SELECT; INSERT if it holds personal
                               data: its own, or its leaders')         data; UPDATE if it erases
                               aggregate subjects (likewise)           SELECT; INSERT if it holds personal data
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from psycopg import errors
-from psycopg.sql import SQL, Composable, Identifier
+from psycopg.sql import SQL, Composable, Identifier, Literal
 
 PROJECTIONS = "projections"
 """The projection worker's role's suffix."""
@@ -64,6 +65,8 @@ class DatabaseRole:
 
     name: str
     grants: tuple[Grant, ...]
+    own_rows: tuple[str, str] | None = None
+    """``(table, follower)``: of that shared table it sees and writes only the rows of ``follower``."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ class ContextTables:
     """What one context stores in PostgreSQL, and what it does with personal data."""
 
     service: str
+    name: str
+    """Its application's name: the ``follower`` column of its delivery attempts."""
     events: str
     tracking: str
     follower: bool
@@ -89,7 +94,8 @@ def role_name(prefix: str, service: str) -> str:
 def plan(prefix: str, contexts: Iterable[ContextTables], attempts_table: str) -> list[DatabaseRole]:
     """Every context's role, then the projection worker's."""
     contexts = list(contexts)
-    roles = [DatabaseRole(role_name(prefix, context.service), _grants_of(context, attempts_table))
+    roles = [DatabaseRole(role_name(prefix, context.service), _grants_of(context, attempts_table),
+                          (attempts_table, context.name) if context.follower else None)
              for context in contexts]
     reads = tuple(Grant(context.events, READ) for context in contexts)
     roles.append(DatabaseRole(role_name(prefix, PROJECTIONS), (*reads, Grant(KEYS_TABLE, READ), Grant(LINKS_TABLE, READ))))
@@ -115,6 +121,19 @@ def apply(cursor: Any, schema: str, roles: Sequence[DatabaseRole]) -> None:
         cursor.execute(SQL("GRANT USAGE ON SCHEMA {} TO {}").format(Identifier(schema), name))
         for grant in role.grants:
             _grant(cursor, schema, grant, name)
+        _own_rows_only(cursor, schema, role)
+
+
+def _own_rows_only(cursor: Any, schema: str, role: DatabaseRole) -> None:
+    """Row-level security on a table the followers share: each role sees and writes its own rows only
+    (the table's owner, who migrates, is not bound by it)."""
+    if role.own_rows is None:
+        return
+    table, follower = Identifier(schema, role.own_rows[0]), Literal(role.own_rows[1])
+    cursor.execute(SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(table))
+    cursor.execute(SQL("DROP POLICY IF EXISTS {} ON {}").format(Identifier(role.name), table))
+    cursor.execute(SQL("CREATE POLICY {} ON {} TO {} USING (follower = {}) WITH CHECK (follower = {})").format(
+        Identifier(role.name), table, Identifier(role.name), follower, follower))
 
 
 def _create(cursor: Any, role: str) -> None:

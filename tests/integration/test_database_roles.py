@@ -131,3 +131,18 @@ def test_a_migration_that_may_not_create_the_roles_says_how_to_fix_it(tmp_path, 
             connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
             connection.execute(f'DROP OWNED BY "{owner}"')
             connection.execute(f'DROP ROLE "{owner}"')
+
+
+def test_a_follower_counts_its_own_deliveries_and_cannot_see_or_change_another_followers(roles):
+    _, schema, names = roles
+    with connect_as(names["booking"], schema) as booking:
+        booking.execute("INSERT INTO delivery_attempts (follower, message_id, attempts) VALUES ('Booking', 'm1', 2)")
+        with pytest.raises(DENIED):  # row-level security: "new row violates row-level security policy"
+            booking.execute("INSERT INTO delivery_attempts (follower, message_id, attempts) "
+                            "VALUES ('Scheduling', 'm1', 99)")
+    with connect_as(names["scheduling"], schema) as scheduling:
+        assert scheduling.execute("SELECT count(*) FROM delivery_attempts").fetchone()[0] == 0
+        assert scheduling.execute("UPDATE delivery_attempts SET attempts = 99").rowcount == 0
+        assert scheduling.execute("DELETE FROM delivery_attempts").rowcount == 0
+    with admin() as owner:
+        assert owner.execute(f'SELECT attempts FROM "{schema}".delivery_attempts').fetchall() == [(2,)]
