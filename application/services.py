@@ -298,8 +298,9 @@ class Worker:
         return asyncio.create_task(sampler.run(lambda: self.connection, stop))
 
     async def _start(self) -> None:
-        # The whole system's queues, not only this context's: events published while a
-        # follower is down or not yet started wait in its queue (services start in any order).
+        # Every follower's queue exists before a relay publishes, so events published while a follower is
+        # down or not yet started wait in its queue (services start in any order): declared here by each
+        # worker (one broker user for all), or by ``clinic broker setup`` (a user per service).
         self.consumer = None
         channel = await self.connection.channel()
         if self.settings.amqp_declare == "system":
