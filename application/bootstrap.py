@@ -109,20 +109,26 @@ def migrate(settings: Settings, roles: str | None = None) -> list[str]:
     """Create every context's tables (idempotent) and, with ``roles`` (a role name prefix), each
     context's database role and the projection worker's, with their grants. Returns the contexts migrated."""
     apps = build_applications(settings, create_table=True)
-    positions = {}
-    for app in apps.values():
-        positions[app.name] = app.factory.tracking_recorder()  # the outbox relay keeps its position there
-        attempts = PostgresDeliveryAttempts.of(app)  # a follower's consumer counts redeliveries there
-        if attempts is not None:
-            attempts.create_table()
-        chain = PostgresEventChain.of(app)  # each event's hash chained to its predecessor's
-        if chain is not None:
-            chain.install()
-    if roles:
-        grant_roles(apps, [context_tables(app, positions[app.name]) for app in apps.values()], roles)
-    for app in apps.values():
-        app.close()
+    try:
+        positions = {app.name: _create_tables(app) for app in apps.values()}
+        if roles:
+            grant_roles(apps, [context_tables(app, positions[app.name]) for app in apps.values()], roles)
+    finally:
+        for app in apps.values():
+            app.close()
     return list(apps)
+
+
+def _create_tables(app: Any) -> Any:
+    """The tables beside ``app``'s events (and the chain's triggers); its relay's tracking recorder."""
+    positions = app.factory.tracking_recorder()  # the outbox relay keeps its position there
+    attempts = PostgresDeliveryAttempts.of(app)  # a follower's consumer counts redeliveries there
+    if attempts is not None:
+        attempts.create_table()
+    chain = PostgresEventChain.of(app)  # each event's hash chained to its predecessor's
+    if chain is not None:
+        chain.install()
+    return positions
 
 
 def context_tables(app: Any, positions: Any) -> database_roles.ContextTables:
