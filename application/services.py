@@ -304,20 +304,18 @@ class Worker:
         self.consumer = None
         channel = await self.connection.channel()
         if self.settings.amqp_declare == "system":
-            queues = await declare_system(channel, self.topology, SYSTEM.edges, self._bindings())
+            queues = await declare_system(channel, self.topology, SYSTEM.edges, queue_bindings(self.settings))
         else:  # its own broker user: its own queues only (``clinic broker setup`` declared the rest)
-            queues = await declare_own(channel, self.topology, self.app.name, SYSTEM.edges, self._bindings())
+            queues = await declare_own(channel, self.topology, self.app.name, SYSTEM.edges,
+                                       queue_bindings(self.settings))
         if self.app.name in queues:
             self.consumer = FollowerConsumer(self.app, await self.connection.channel(), queues[self.app.name],
                                              metrics=self.metrics, attempts=PostgresDeliveryAttempts.of(self.app))
             await self.consumer.start(preferred=self._preferred())
 
-    def _bindings(self) -> dict[tuple[str, str], tuple[str, ...]] | None:
-        return queue_bindings(self.settings)
-
     def _routed(self) -> set[str] | None:
         """The topics of this context's events that some queue takes (``None``: all of them)."""
-        bindings = self._bindings()
+        bindings = queue_bindings(self.settings)
         edges = [edge for edge in SYSTEM.edges if edge[0] == self.app.name]
         if bindings is None or any(edge not in bindings for edge in edges):
             return None  # some queue binds this context whole

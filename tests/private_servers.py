@@ -9,11 +9,13 @@ same time: never stop them. A missing binary skips the test loudly (or fails it 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
+from infrastructure.tls import Pki, create_dev_pki
 from interfaces.local_deployment.private_servers import (
     PrivatePostgres,
     PrivateRabbitMQ,
@@ -42,6 +44,11 @@ def installed(make: Callable[[], T]) -> T:
     except DeploymentError as error:
         missing(str(error))
         raise
+
+
+def ours_and_foreign(root: Path, services: Sequence[str]) -> tuple[Pki, Pki]:
+    """Certificates for ``services`` from the development CA, and from another CA (a foreign server or client)."""
+    return create_dev_pki(root / "ours", services=services), create_dev_pki(root / "foreign", services=services)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ def run_migrate(args: argparse.Namespace) -> int:
         migrated = migrate(config, roles=args.roles)
     except RolesError as error:
         print(f"clinic: error: {error}", file=sys.stderr)
-        return 2
+        return 1
     for name in migrated:
         print(f"migrated {name} ({config.persistence})")
     if args.roles:

@@ -12,6 +12,7 @@ import aiormq
 
 from application.bootstrap import SYSTEM
 from application.services import broker_tls, broker_topology, broker_users, queue_bindings
+from application.settings import Settings
 from infrastructure.messaging.connection import connect
 from infrastructure.messaging.permissions import rabbitmqctl_commands
 from infrastructure.messaging.topology import FollowerQueues, declare_system
@@ -20,23 +21,22 @@ from interfaces.cli.main import settings
 
 def run_setup(args: argparse.Namespace) -> int:
     """Declare the exchange and every follower's queues (idempotent), as the broker's administrator."""
+    config = settings()
     try:
-        queues = asyncio.run(_declare())
+        queues = asyncio.run(_declare(config))
     except OSError as error:
         print(f"clinic: error: cannot reach the broker: {error}", file=sys.stderr)
         return 1
     except aiormq.exceptions.AMQPError as error:
         print(f"clinic: error: the broker refused: {error} (run this as the broker's administrator)", file=sys.stderr)
         return 1
-    topology = broker_topology(settings())
-    print(f"declared {topology.exchange}")
+    print(f"declared {broker_topology(config).exchange}")
     for follower in queues.values():
         print(f"declared {', '.join((*follower.consumed, *follower.retries, follower.dead_letters))}")
     return 0
 
 
-async def _declare() -> dict[str, FollowerQueues]:
-    config = settings()
+async def _declare(config: Settings) -> dict[str, FollowerQueues]:
     connection = await connect(config.amqp_url, broker_tls(config))
     try:
         return await declare_system(await connection.channel(), broker_topology(config), SYSTEM.edges,

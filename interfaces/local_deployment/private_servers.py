@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from infrastructure.tls import Pki
 from interfaces.local_deployment.servers import DeploymentError, Servers, free_port, program, wait_for
 
 START_TIMEOUT = 30
@@ -51,6 +52,11 @@ class ServerTls:
     cert_file: Path
     key_file: Path
     ca_file: Path
+
+    @classmethod
+    def of(cls, pki: Pki, server: str) -> ServerTls:
+        """``server``'s pair in ``pki`` (``clinic certs init`` issues it), and ``pki``'s CA."""
+        return cls(pki.cert_file(server), pki.key_file(server), pki.ca_file)
 
 
 class PrivatePostgres:
@@ -154,7 +160,7 @@ class PrivateRabbitMQ:
         (root / "home").mkdir(mode=0o700)
         (root / "plugins").write_text("")
         (root / "rabbitmq-env.conf").write_text("")
-        (root / "rabbitmq.conf").write_text(_rabbitmq_listeners(port, tls) + "loopback_users = none\n")
+        self._configure()
         self.env = {
             **os.environ, "HOME": str(root / "home"), "RABBITMQ_NODENAME": f"private-{uuid.uuid4().hex[:8]}@localhost",
             "RABBITMQ_NODE_PORT": str(port), "RABBITMQ_DIST_PORT": str(free_port()),
@@ -190,8 +196,11 @@ class PrivateRabbitMQ:
         """Serve AMQPS with another certificate (a restart: RabbitMQ reads its TLS options at boot)."""
         self.stop()
         self.tls = tls
-        (self.root / "rabbitmq.conf").write_text(_rabbitmq_listeners(self.port, tls) + "loopback_users = none\n")
+        self._configure()
         self.start()
+
+    def _configure(self) -> None:
+        (self.root / "rabbitmq.conf").write_text(_rabbitmq_listeners(self.port, self.tls) + "loopback_users = none\n")
 
     def _exited_early(self) -> bool:
         if self.process is not None and self.process.poll() is not None:

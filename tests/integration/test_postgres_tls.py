@@ -20,30 +20,24 @@ import pytest
 from application.bootstrap import StoreNotReadyError, StoreUnavailableError, build_applications, migrate
 from application.contexts import SCHEDULING
 from application.settings import Settings
-from infrastructure.tls import Pki, create_dev_pki
+from infrastructure.tls import Pki
 from interfaces.local_deployment.private_servers import PrivatePostgres, ServerTls
-from tests.private_servers import free_port, installed, scratch
+from tests.private_servers import free_port, installed, ours_and_foreign, scratch
 
 START = datetime(2027, 1, 5, 9, tzinfo=UTC)
-
-
-def served_by(pki: Pki) -> ServerTls:
-    return ServerTls(pki.cert_file("postgres"), pki.key_file("postgres"), pki.ca_file)
 
 
 @pytest.fixture(scope="module")
 def pkis(tmp_path_factory) -> tuple[Pki, Pki]:
     """The development CA's certificates, and another CA's (a foreign server)."""
-    root = tmp_path_factory.mktemp("pg-tls")
-    return (create_dev_pki(root / "ours", services=("postgres", "scheduling")),
-            create_dev_pki(root / "foreign", services=("postgres", "scheduling")))
+    return ours_and_foreign(tmp_path_factory.mktemp("pg-tls"), ("postgres", "scheduling"))
 
 
 @pytest.fixture(scope="module")
 def server(pkis) -> Iterator[PrivatePostgres]:
     ours, _ = pkis
     with scratch("clinic-pg-tls-") as root:
-        postgres = installed(lambda: PrivatePostgres(root, free_port(), tls=served_by(ours)))
+        postgres = installed(lambda: PrivatePostgres(root, free_port(), tls=ServerTls.of(ours, "postgres")))
         postgres.init()
         postgres.start()
         try:
@@ -89,12 +83,12 @@ def test_a_service_stores_its_events_over_verified_tls_with_its_client_certifica
 def test_a_server_presenting_another_cas_certificate_is_refused(server, verify_full, pkis, tmp_path):
     _, foreign = pkis
     settings = settings_of(server, tmp_path)
-    server.present(served_by(foreign))
+    server.present(ServerTls.of(foreign, "postgres"))
     try:
         with pytest.raises((StoreNotReadyError, StoreUnavailableError), match="certificate verify failed"):
             build_applications(settings, create_table=False, contexts=[SCHEDULING])
     finally:
-        server.present(served_by(verify_full))
+        server.present(ServerTls.of(verify_full, "postgres"))
 
 
 def test_a_client_without_a_certificate_of_our_ca_is_refused(server, verify_full, monkeypatch):

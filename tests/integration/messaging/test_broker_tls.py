@@ -14,32 +14,26 @@ import aiormq
 import pytest
 
 from infrastructure.messaging.connection import BrokerTls, connect
-from infrastructure.tls import Pki, create_dev_pki
+from infrastructure.tls import Pki
 from interfaces.local_deployment.private_servers import PrivateRabbitMQ, ServerTls
 from tests import services
-from tests.private_servers import free_port, installed, scratch
+from tests.private_servers import free_port, installed, ours_and_foreign, scratch
 
 WAIT = 10.0
 pytestmark = pytest.mark.anyio
 
 
-def served_by(pki: Pki) -> ServerTls:
-    return ServerTls(pki.cert_file("rabbitmq"), pki.key_file("rabbitmq"), pki.ca_file)
-
-
 @pytest.fixture(scope="module")
 def pkis(tmp_path_factory) -> tuple[Pki, Pki]:
     """The development CA's certificates, and another CA's (a foreign broker, a foreign client)."""
-    root = tmp_path_factory.mktemp("amqps")
-    return (create_dev_pki(root / "ours", services=("rabbitmq", "booking")),
-            create_dev_pki(root / "foreign", services=("rabbitmq", "booking")))
+    return ours_and_foreign(tmp_path_factory.mktemp("amqps"), ("rabbitmq", "booking"))
 
 
 @pytest.fixture(scope="module")
 def broker(pkis) -> Iterator[PrivateRabbitMQ]:
     ours, _ = pkis
     with scratch("clinic-amqps-") as root:
-        node = installed(lambda: PrivateRabbitMQ(root, free_port(), tls=served_by(ours)))
+        node = installed(lambda: PrivateRabbitMQ(root, free_port(), tls=ServerTls.of(ours, "rabbitmq")))
         node.start()
         try:
             yield node
@@ -91,11 +85,11 @@ async def test_the_broker_refuses_a_client_certificate_of_another_ca(broker, pki
 
 async def test_a_service_refuses_a_broker_presenting_another_cas_certificate(broker, pkis):
     ours, foreign = pkis
-    broker.present(served_by(foreign))
+    broker.present(ServerTls.of(foreign, "rabbitmq"))
     try:
         assert "certificate verify failed" in await failure(broker.url, booking(ours))
     finally:
-        broker.present(served_by(ours))
+        broker.present(ServerTls.of(ours, "rabbitmq"))
 
 
 async def test_a_plain_url_still_connects_to_the_shared_broker():
