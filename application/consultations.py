@@ -41,8 +41,8 @@ class ConsultationsApplication(ClinicProcessApplication):
 
     def cancel(self, consultation_id: UUID, reason: str, by_patient: bool, *, expected_version: int | None = None,
                check: Check = anyone) -> None:
-        """Cancel a confirmed consultation (only at ``expected_version`` if given); the saga then releases
-        its slot."""
+        """Cancel a requested or confirmed consultation (only at ``expected_version`` if given); the saga
+        then stops, if it has not decided, and releases the slot."""
         consultation = self._get(consultation_id, check)
         expect_version(consultation, expected_version, "consultation")
         if by_patient:

@@ -52,7 +52,7 @@ class SchedulingApplication(ClinicProcessApplication):
     def aggregates_for(self, domain_event: Any) -> Iterable[UUID]:
         """The slot each saga command the policy handles loads (a batch loads them with one query)."""
         commands = (BookingSaga.Started, BookingSaga.RegistrantsValidated, BookingSaga.Rejected,
-                    BookingSaga.SlotReleaseRequested)
+                    BookingSaga.Cancelled, BookingSaga.SlotReleaseRequested)
         return (domain_event.slot_id,) if isinstance(domain_event, commands) else ()
 
     @singledispatchmethod
@@ -89,6 +89,10 @@ class SchedulingApplication(ClinicProcessApplication):
     def _(self, domain_event: BookingSaga.Rejected, processing_event: ProcessingEvent) -> None:
         if domain_event.release_slot:
             self._release(domain_event, processing_event)
+
+    @policy.register
+    def _(self, domain_event: BookingSaga.Cancelled, processing_event: ProcessingEvent) -> None:
+        self._release(domain_event, processing_event)
 
     @policy.register
     def _(self, domain_event: BookingSaga.SlotReleaseRequested, processing_event: ProcessingEvent) -> None:

@@ -38,6 +38,8 @@ class StepStatus(StrEnum):
     SUCCEEDED = "succeeded"
     UNAVAILABLE = "unavailable"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+    """The consultation was cancelled while the saga waited on this step."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,16 @@ class Move:
         return next((step.name for step in self.steps if step.status is StepStatus.FAILED), "")
 
     @property
+    def cancelled_step(self) -> str:
+        """The step this move abandons because the consultation was cancelled ("" if none)."""
+        return next((step.name for step in self.steps if step.status is StepStatus.CANCELLED), "")
+
+    @property
+    def ended_step(self) -> str:
+        """The step this move fails or abandons ("" if none): its events name it, to tell rows apart."""
+        return self.failed_step or self.cancelled_step
+
+    @property
     def releases_slot(self) -> bool:
         """The move asks scheduling to give the slot back."""
         return any(step.name == "release_slot" for step in self.steps)
@@ -84,6 +96,7 @@ def _steps(*pairs: tuple[str, StepStatus]) -> tuple[Step, ...]:
 S, R = SagaState, StepStatus
 REJECT = "consultations rejects the consultation"
 RELEASE = "scheduling releases the slot"
+CANCELLED_WHILE_OPEN = "Consultation.CancelledByPatient or CancelledByClinic before the saga decided"
 
 
 @dataclass(frozen=True)
@@ -153,6 +166,13 @@ BOOKING_SAGA = SagaTable("BookingSaga", (
     Move(S.BOOKING_SLOT, "Rejected", S.REJECTED,
          _steps(("book_slot", R.FAILED), ("release_slot", R.REQUESTED), ("reject_consultation", R.REQUESTED)),
          cause="SlotRequestRefused, or the deadline", command=REJECT, compensation=RELEASE),
+    Move(S.HOLDING_SLOT, "Cancelled", S.CANCELLED, _steps(("hold_slot", R.CANCELLED), ("release_slot", R.REQUESTED)),
+         cause=CANCELLED_WHILE_OPEN, compensation=RELEASE),
+    Move(S.VALIDATING, "Cancelled", S.CANCELLED,
+         _steps(("validate_registrants", R.CANCELLED), ("release_slot", R.REQUESTED)),
+         cause=CANCELLED_WHILE_OPEN, compensation=RELEASE),
+    Move(S.BOOKING_SLOT, "Cancelled", S.CANCELLED, _steps(("book_slot", R.CANCELLED), ("release_slot", R.REQUESTED)),
+         cause=CANCELLED_WHILE_OPEN, compensation=RELEASE),
     Move(S.COMPLETED, "SlotReleaseRequested", S.CANCELLED, _steps(("release_slot", R.REQUESTED)),
          cause="Consultation.CancelledByPatient or CancelledByClinic", compensation=RELEASE),
     Move(S.REJECTED, "SlotReleaseRequested", S.REJECTED, _steps(("release_slot", R.REQUESTED)),

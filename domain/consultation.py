@@ -1,4 +1,4 @@
-"""A consultation: requested → confirmed | rejected; confirmed → cancelled, completed, no-show.
+"""A consultation: requested → confirmed | rejected | cancelled; confirmed → cancelled, completed, no-show.
 
 ``LIFECYCLE`` is the one statement of those moves: the aggregate's commands check it, its events
 apply it, and the consultation read model (``projections/consultation_detail.py``) derives the
@@ -44,8 +44,8 @@ _S = ConsultationStatus
 LIFECYCLE: dict[str, Transition] = {
     "Confirmed": Transition(frozenset({_S.REQUESTED}), _S.CONFIRMED),
     "Rejected": Transition(frozenset({_S.REQUESTED}), _S.REJECTED),
-    "CancelledByPatient": Transition(frozenset({_S.CONFIRMED}), _S.CANCELLED),
-    "CancelledByClinic": Transition(frozenset({_S.CONFIRMED}), _S.CANCELLED),
+    "CancelledByPatient": Transition(frozenset({_S.REQUESTED, _S.CONFIRMED}), _S.CANCELLED),
+    "CancelledByClinic": Transition(frozenset({_S.REQUESTED, _S.CONFIRMED}), _S.CANCELLED),
     "Completed": Transition(frozenset({_S.CONFIRMED}), _S.COMPLETED),
     "MarkedNoShow": Transition(frozenset({_S.CONFIRMED}), _S.NO_SHOW),
     "NoteAdded": Transition(frozenset({_S.CONFIRMED, _S.COMPLETED}), None),
@@ -138,13 +138,15 @@ class Consultation(ClinicAggregate):
         self.notes: list[ClinicalNote] = []
 
     def confirm(self) -> None:
-        """Confirm a requested consultation; confirming again is a no-op."""
-        if self.status != ConsultationStatus.CONFIRMED:
+        """Confirm a requested consultation; confirming again is a no-op, and so is the saga's verdict
+        on a consultation cancelled before it decided (the saga then gives the slot back)."""
+        if self.status not in (ConsultationStatus.CONFIRMED, ConsultationStatus.CANCELLED):
             self._move(Consultation.Confirmed, "confirm")
 
     def reject(self, reason: str) -> None:
-        """Reject a requested consultation; rejecting again is a no-op."""
-        if self.status != ConsultationStatus.REJECTED:
+        """Reject a requested consultation; rejecting again, or one cancelled before the saga decided, is
+        a no-op."""
+        if self.status not in (ConsultationStatus.REJECTED, ConsultationStatus.CANCELLED):
             self._move(Consultation.Rejected, "reject", reason=reason)
 
     def cancel_by_patient(self, reason: str) -> None:

@@ -46,6 +46,8 @@ class SagaObserver(Protocol):
 
     def saga_timed_out(self) -> None: ...
 
+    def saga_cancelled(self, seconds: float) -> None: ...
+
 
 class BookingProcessManager(ClinicProcessApplication):
     """Runs one ``BookingSaga`` per requested consultation."""
@@ -249,11 +251,14 @@ def observe_sagas(observer: SagaObserver, processing_event: ProcessingEvent) -> 
     for event in processing_event.events:
         if isinstance(event, BookingSaga.Started):
             observer.saga_started()
-        elif isinstance(event, (BookingSaga.Completed, BookingSaga.Rejected)):
+        elif isinstance(event, (BookingSaga.Completed, BookingSaga.Rejected, BookingSaga.Cancelled)):
             saga = processing_event.aggregates.get(event.originator_id)
             seconds = (event.timestamp - saga.created_on).total_seconds() if saga is not None else 0.0
             if isinstance(event, BookingSaga.Completed):
                 observer.saga_confirmed(seconds)
+                continue
+            if isinstance(event, BookingSaga.Cancelled):
+                observer.saga_cancelled(seconds)
                 continue
             observer.saga_compensated(event.reason, seconds)
             if event.reason in TIMEOUT_REASONS:

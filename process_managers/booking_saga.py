@@ -4,7 +4,8 @@ Its moves are the rows of ``domain.booking_saga_table.BOOKING_SAGA``: each event
 row (the state it moves to, the steps it appends). Its events are also the commands other contexts
 follow: ``Started`` asks scheduling to hold the slot, ``RegistrantsValidated`` to book it,
 ``Completed`` asks consultations to confirm, ``Rejected`` to reject (and scheduling to release a held
-slot), ``SlotReleaseRequested`` to give a slot back.
+slot), ``Cancelled`` (the consultation was cancelled before the saga decided) and
+``SlotReleaseRequested`` to give a slot back.
 """
 
 from __future__ import annotations
@@ -99,6 +100,19 @@ class BookingSaga(ClinicAggregate):
             aggregate.rejection_reason = self.reason
             aggregate.release_requested = self.release_slot
 
+    class Cancelled(SagaMove):
+        """The consultation was cancelled before the saga decided: stop, and give back whatever slot the
+        saga's commands hold or book (scheduling takes the release after them, in the saga's order)."""
+
+        consultation_id: UUID
+        slot_id: UUID
+        reason: str
+        cancelled_step: str
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.release_requested = True
+
     class SlotReleaseRequested(SagaMove):
         slot_id: UUID
         reason: str
@@ -174,9 +188,13 @@ class BookingSaga(ClinicAggregate):
             self.reject(RejectionReason.VALIDATION_UNAVAILABLE if unanswered else RejectionReason.DEADLINE_EXCEEDED)
 
     def release_after_cancellation(self, reason: str) -> None:
-        """The confirmed consultation was cancelled: give its slot back, once."""
+        """The consultation was cancelled: an open saga stops and releases what it holds; a completed one
+        gives its booked slot back. Once; a saga that already rejected has nothing to give back."""
         if self.state == SagaState.COMPLETED:
             self._record(BookingSaga.SlotReleaseRequested, slot_id=self.slot_id, reason=reason)
+        elif (move := BOOKING_SAGA.move(self.state, "Cancelled")) is not None:
+            self.trigger_event(BookingSaga.Cancelled, consultation_id=self.consultation_id, slot_id=self.slot_id,
+                               reason=reason, cancelled_step=move.cancelled_step)
 
     def make_move(self, event_name: str) -> None:
         """Apply the table's row for ``event_name`` in the current state (the events' mutator)."""

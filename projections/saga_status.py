@@ -61,7 +61,7 @@ class SagaStatus:
         plans = _PLANS.get(type(event).__qualname__)
         if plans is None:
             return []
-        plan = plans[event.failed_step or _legacy_failed_step(event)] if len(plans) > 1 else plans[""]
+        plan = plans[_ended_step(event)] if len(plans) > 1 else plans[""]
         saga_id = str(event.originator_id)
         key = saga_key(saga_id)
         at = iso(event.timestamp)
@@ -91,11 +91,19 @@ def _plan(moves: tuple[Move, ...]) -> Plan:
 
 
 def _plans(kind: str) -> dict[str, Plan]:
-    """One plan per failed step when the event names its row by it (a rejection), else one ("")."""
+    """One plan per step the event ends when it names its row by it (a rejection's failed step, a
+    cancellation's cancelled step), else one ("")."""
     moves = BOOKING_SAGA.moves_of(kind)
-    if len(moves) > 1 and len({move.failed_step for move in moves}) == len(moves):
-        return {move.failed_step: _plan((move,)) for move in moves}
+    if len(moves) > 1 and len({move.ended_step for move in moves}) == len(moves):
+        return {move.ended_step: _plan((move,)) for move in moves}
     return {"": _plan(moves)}
+
+
+def _ended_step(event: Any) -> str:
+    """The step a rejection failed or a cancellation abandoned, as the event names it."""
+    if hasattr(event, "cancelled_step"):
+        return str(event.cancelled_step)
+    return event.failed_step or _legacy_failed_step(event)
 
 
 def _started_fields(event: Any, state: str) -> dict[str, str]:

@@ -132,10 +132,12 @@ def messaging_sagas() -> dict:
     sagas = [
         timeseries("Sagas started per second", "Bookings accepted (202).",
                    [rate("clinic_sagas_started_total", "service", "{{service}}")], "ops", width=8),
-        timeseries("Outcomes per second", "Confirmed, compensated (by reason) and timed out.",
+        timeseries("Outcomes per second", "Confirmed, compensated (by reason), timed out, and cancelled by the "
+                   "patient or clinic before deciding.",
                    [rate("clinic_sagas_confirmed_total", "service", "confirmed"),
                     rate("clinic_sagas_compensated_total", "service, reason", "compensated: {{reason}}"),
-                    rate("clinic_sagas_timed_out_total", "service", "timed out")], "ops", width=16),
+                    rate("clinic_sagas_timed_out_total", "service", "timed out"),
+                    rate("clinic_sagas_cancelled_total", "service", "cancelled")], "ops", width=16),
         timeseries("Compensation ratio (15 min)", "compensated / (confirmed + compensated). Alert: over 20 % "
                    "of at least 20.", [target(f"clinic:sagas_compensated:ratio_rate15m{{{S}}}", "{{service}}")],
                    "percentunit", width=8, thresholds=(0.2,)),

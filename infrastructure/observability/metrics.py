@@ -42,7 +42,7 @@ APPEND_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 """``clinic_circuit_breaker_state`` values."""
 BREAKER_TRANSITIONS = (("closed", "open"), ("open", "half_open"), ("half_open", "closed"), ("half_open", "open"))
-SAGA_OUTCOMES = ("confirmed", "compensated")
+SAGA_OUTCOMES = ("confirmed", "compensated", "cancelled")
 UNMATCHED_ROUTE = "unmatched"
 MultiprocessMode = Literal["all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum", "mostrecent",
                            "livemostrecent"]
@@ -114,6 +114,8 @@ class Metrics:
                                                "rejection reason", ["reason"])
         self.sagas_timed_out = self._counter("clinic_sagas_timed_out_total", "Booking sagas compensated because "
                                              "their deadline passed")
+        self.sagas_cancelled = self._counter("clinic_sagas_cancelled_total", "Booking sagas stopped because the "
+                                             "consultation was cancelled before they decided")
         self.saga_duration = self._histogram("clinic_saga_duration_seconds", "From a saga's start to its end "
                                              "(event timestamps)", ["outcome"], SAGA_BUCKETS)
 
@@ -184,7 +186,7 @@ class Metrics:
 
     def start_sagas(self) -> None:
         """Make the saga series exist (at zero): every reason, both outcomes."""
-        for counter in (self.sagas_started, self.sagas_confirmed, self.sagas_timed_out):
+        for counter in (self.sagas_started, self.sagas_confirmed, self.sagas_timed_out, self.sagas_cancelled):
             counter.labels(self.service)
         for reason in RejectionReason:
             self.sagas_compensated.labels(self.service, reason.value)
@@ -204,6 +206,10 @@ class Metrics:
 
     def saga_timed_out(self) -> None:
         self.sagas_timed_out.labels(self.service).inc()
+
+    def saga_cancelled(self, seconds: float) -> None:
+        self.sagas_cancelled.labels(self.service).inc()
+        self.saga_duration.labels(self.service, "cancelled").observe(max(seconds, 0.0))
 
     def watch_breaker(self, dependency: str) -> None:
         """Make the breaker's series exist: closed, no transition yet."""

@@ -6,7 +6,9 @@ import uuid
 
 import pytest
 
+from process_managers.booking_saga import saga_id_for
 from tests.e2e.conftest import assert_problem, book, open_slot, register_doctor, register_patient
+from tests.kit import FakeRegistry, eventually
 
 
 @pytest.fixture
@@ -198,7 +200,31 @@ def test_cancelling_with_a_stale_if_match_is_409_version_conflict(api, patient, 
     assert api.get(f"/v1/consultations/{confirmed}", headers=patient).json()["status"] == "CONFIRMED"
 
 
-def test_cancelling_a_consultation_that_is_not_confirmed_is_409_invalid_state(api, patient, rejected):
+def test_a_booking_cancelled_before_the_saga_decides_stops_the_saga_and_frees_the_slot(api, admin, clinic, world,
+                                                                                      patient):
+    # given a booking whose saga holds the slot and waits on the registry (the gate holds the call)
+    clinic.booking.registry = FakeRegistry(inner=clinic.booking.registry, gated=True)
+    consultation_id = book(api, patient, world.patient_id, world.doctor_id).json()["consultation_id"]
+    eventually(lambda: clinic.scheduling.slot(uuid.UUID(world.slot_id)).status == "HELD", what="the hold")
+    # when the patient cancels it while it is still REQUESTED
+    response = api.post(f"/v1/consultations/{consultation_id}/cancel", json={"reason": "changed my mind"},
+                        headers=patient)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"consultation_id": consultation_id, "status": "CANCELLED"}
+    # and the registry answers after all
+    clinic.booking.registry.open()
+    clinic.wait_until_settled()
+    # then the consultation stays cancelled, the saga stopped, and the slot is free for another booking
+    assert api.get(f"/v1/consultations/{consultation_id}", headers=patient).json()["status"] == "CANCELLED"
+    saga = api.get(f"/v1/sagas/{saga_id_for(uuid.UUID(consultation_id))}", headers=admin).json()
+    assert saga["state"] == "CANCELLED"
+    assert [step["status"] for step in saga["steps"] if step["name"] == "release_slot"] == ["requested"]
+    slots = api.get(f"/v1/doctors/{world.doctor_id}/slots?date={world.start[:10]}&status=available",
+                    headers=patient).json()["slots"]
+    assert [slot["start"] for slot in slots] == [world.start]
+
+
+def test_cancelling_a_rejected_consultation_is_409_invalid_state(api, patient, rejected):
     response = api.post(f"/v1/consultations/{rejected}/cancel", json={"reason": "x"}, headers=patient)
     assert_problem(response, 409, "invalid-state")
 

@@ -3,7 +3,8 @@
 Hypothesis generates delivery schedules for the booking process manager: bookings'
 events interleaved in any causal order (an event is only ever published after the
 event that caused it was processed, so a saga's own chain keeps its order), message
-ids of one leader arriving out of order, duplicates anywhere after the first
+ids of one leader arriving out of order, the patient cancelling at any point of a booking, duplicates
+anywhere after the first
 delivery (a lost ack, a crash between processing and ack, a redelivery), and
 deliveries that crash mid-processing (nothing commits, the broker redelivers). The sagas
 recorded must equal those of an in-order, exactly-once delivery, both when each delivery is
@@ -55,12 +56,21 @@ class World:
     refused_patients: set[UUID] = field(default_factory=set)
 
 
-def booking_chain(outcome: str, world: World) -> list[Any]:
-    """The events consultations and scheduling publish for one booking with this outcome."""
+def booking_chain(outcome: str, world: World, cancelled_at: int | None = None) -> list[Any]:
+    """The events consultations and scheduling publish for one booking with this outcome; with
+    ``cancelled_at``, the patient cancels after that many of them (at least the request)."""
     consultation = Consultation(patient_id=uuid4(), doctor_id=uuid4(), start=NOW + timedelta(days=1),
                                 reason="check-up")
+    chain = [consultation.collect_events()[0], *_scheduling_replies(outcome, world, consultation)]
+    if cancelled_at is not None:
+        consultation.cancel_by_patient("cannot come")
+        chain.insert(min(cancelled_at, len(chain)), consultation.collect_events()[0])
+    return chain
+
+
+def _scheduling_replies(outcome: str, world: World, consultation: Consultation) -> list[Any]:
     saga_id = saga_id_for(consultation.id)
-    chain: list[Any] = [consultation.collect_events()[0]]
+    chain: list[Any] = []
     slot = Slot(doctor_id=consultation.doctor_id, start=consultation.start, duration_minutes=30)
     slot.collect_events()
     if outcome == "hold_refused":
@@ -93,11 +103,14 @@ def number(chains: list[list[Any]]) -> list[list[Message]]:
     return numbered
 
 
+bookings = st.lists(st.tuples(st.sampled_from(OUTCOMES), st.none() | st.integers(1, 4)), min_size=1, max_size=4)
+"""Each booking's outcome, and after how many of its events the patient cancels (``None``: never)."""
+
+
 @st.composite
 def schedules(draw: st.DrawFn) -> tuple[World, list[Message], list[tuple[Message, bool]]]:
     world = World()
-    outcomes = draw(st.lists(st.sampled_from(OUTCOMES), min_size=1, max_size=4))
-    world.chains = number([booking_chain(outcome, world) for outcome in outcomes])
+    world.chains = number([booking_chain(outcome, world, cancelled_at) for outcome, cancelled_at in draw(bookings)])
     in_order = [message for chain in world.chains for message in chain]
     delivered: list[Message] = []
     cursors = [0] * len(world.chains)
@@ -182,8 +195,7 @@ def batched_deliveries(draw: st.DrawFn) -> tuple[World, list[Message], list[tupl
     the one before it took effect, in any order across chains) and repeats of ones sent before; some
     of its jobs crash. What does not take effect is sent again in a later batch."""
     world = World()
-    outcomes = draw(st.lists(st.sampled_from(OUTCOMES), min_size=1, max_size=4))
-    world.chains = number([booking_chain(outcome, world) for outcome in outcomes])
+    world.chains = number([booking_chain(outcome, world, cancelled_at) for outcome, cancelled_at in draw(bookings)])
     in_order = [message for chain in world.chains for message in chain]
     plan: list[tuple[list[int], list[int], set[int]]] = []  # per batch: chain picks, repeats, crashing picks
     for _ in range(draw(st.integers(1, 8))):

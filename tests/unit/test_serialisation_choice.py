@@ -117,6 +117,9 @@ def events_from_commands() -> list[tuple[type, Any]]:
         happy.release_after_cancellation("consultation_cancelled")
         timed_out = saga()
         timed_out.time_out(NOW + timedelta(minutes=1))
+        stopped = saga()
+        stopped.record_slot_held()
+        stopped.release_after_cancellation("consultation_cancelled")
     return [(type(aggregate), event) for aggregate in aggregates for event in aggregate.collect_events()]
 
 

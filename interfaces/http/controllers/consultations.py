@@ -134,7 +134,8 @@ class ConsultationController(Controller):
           response_headers=[EVENT_POSITION_HEADER])
     def cancel(self, consultation_id: FromPath[UUID], data: JSONBody[CancelConsultation], clinic: NamedDependency[Clinic],
                request: Request[Principal, Any, Any], if_match: IfMatch = None) -> Response[ConsultationCancelled]:
-        """Cancel a confirmed consultation (its patient, or an admin for the clinic); frees the slot."""
+        """Cancel a consultation (its patient, or an admin for the clinic): a confirmed one frees its slot;
+        one still ``REQUESTED`` stops its booking saga, which gives back whatever slot it held."""
         consultations = clinic.require(ConsultationsApplication)
         principal = request.user
         with access.masking(principal, NOT_ALLOWED):

@@ -32,7 +32,8 @@ def test_each_follower_subscribes_to_exactly_the_events_its_policy_handles():
         ("Scheduling", "Booking"): topics(Slot.Held, Slot.Booked, SlotRequestRefused.Recorded),
         ("Booking", "Consultations"): topics(BookingSaga.Completed, BookingSaga.Rejected),
         ("Booking", "Scheduling"): topics(BookingSaga.Started, BookingSaga.RegistrantsValidated,
-                                          BookingSaga.Rejected, BookingSaga.SlotReleaseRequested),
+                                          BookingSaga.Rejected, BookingSaga.Cancelled,
+                                          BookingSaga.SlotReleaseRequested),
     }
 
 

@@ -1,4 +1,4 @@
-"""Consultation rules: requested → confirmed | rejected; confirmed → cancelled, completed, no-show.
+"""Consultation rules: requested → confirmed | rejected | cancelled; confirmed → cancelled, completed, no-show.
 
 Each test is given a consultation's history (replayed through its mutators), runs one command and
 checks the events it records (tests/kit/gwt.py).
@@ -29,6 +29,7 @@ HISTORIES = {
     "confirmed": (REQUESTED, Consultation.Confirmed),
     "rejected": (REQUESTED, that(Consultation.Rejected, reason="slot_unavailable")),
     "cancelled": (REQUESTED, Consultation.Confirmed, that(Consultation.CancelledByPatient, reason="busy")),
+    "cancelled_while_requested": (REQUESTED, that(Consultation.CancelledByPatient, reason="busy")),
     "completed": (REQUESTED, Consultation.Confirmed, Consultation.Completed),
     "no_show": (REQUESTED, Consultation.Confirmed, Consultation.MarkedNoShow),
 }
@@ -75,14 +76,23 @@ def test_given_rejected_when_rejected_again_then_no_event():
     a_consultation("rejected").when(lambda c: c.reject("slot_unavailable")).then_nothing()
 
 
-@pytest.mark.parametrize("history", ["rejected", "cancelled", "completed", "no_show"])
+@pytest.mark.parametrize("history", ["rejected", "completed", "no_show"])
 def test_given_decided_otherwise_when_confirmed_then_refused(history):
     a_consultation(history).when(Consultation.confirm).then_refused(ConsultationStateError)
 
 
-@pytest.mark.parametrize("history", ["confirmed", "cancelled", "completed", "no_show"])
+@pytest.mark.parametrize("history", ["confirmed", "completed", "no_show"])
 def test_given_past_requested_when_rejected_then_refused(history):
     a_consultation(history).when(lambda c: c.reject("slot_unavailable")).then_refused(ConsultationStateError)
+
+
+@pytest.mark.parametrize("history", ["cancelled", "cancelled_while_requested"])
+@pytest.mark.parametrize("verdict", [Consultation.confirm, lambda c: c.reject("slot_unavailable")],
+                         ids=["confirm", "reject"])
+def test_given_cancelled_when_the_saga_decides_late_then_it_stays_cancelled(history, verdict):
+    # the saga decided before it learnt of the cancellation; it gives the slot back on learning it
+    consultation = a_consultation(history).when(verdict).then_nothing()
+    assert consultation.status == ConsultationStatus.CANCELLED
 
 
 # After confirmation
@@ -101,9 +111,21 @@ def test_given_confirmed_when_cancelled_then_cancelled_with_reason(cancel, event
     assert consultation.cancellation_reason == "ill"
 
 
-@pytest.mark.parametrize("history", ["requested", "rejected", "cancelled", "completed", "no_show"])
+@pytest.mark.parametrize(
+    ("cancel", "event_class"),
+    [
+        (Consultation.cancel_by_patient, Consultation.CancelledByPatient),
+        (Consultation.cancel_by_clinic, Consultation.CancelledByClinic),
+    ],
+)
+def test_given_requested_when_cancelled_then_cancelled_before_the_saga_decides(cancel, event_class):
+    consultation = a_consultation("requested").when(lambda c: cancel(c, "ill")).then(that(event_class, reason="ill"))
+    assert consultation.status == ConsultationStatus.CANCELLED
+
+
+@pytest.mark.parametrize("history", ["rejected", "cancelled", "cancelled_while_requested", "completed", "no_show"])
 @pytest.mark.parametrize("cancel", [Consultation.cancel_by_patient, Consultation.cancel_by_clinic])
-def test_given_not_confirmed_when_cancelled_then_refused(history, cancel):
+def test_given_decided_otherwise_when_cancelled_then_refused(history, cancel):
     a_consultation(history).when(lambda c: cancel(c, "ill")).then_refused(ConsultationStateError)
 
 

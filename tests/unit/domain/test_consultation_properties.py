@@ -14,7 +14,7 @@ from tests.kit.machines import AggregateMachine
 from tests.kit.strategies import consultation_commands, consultations
 
 ALLOWED = {
-    (S.REQUESTED, S.CONFIRMED), (S.REQUESTED, S.REJECTED),
+    (S.REQUESTED, S.CONFIRMED), (S.REQUESTED, S.REJECTED), (S.REQUESTED, S.CANCELLED),
     (S.CONFIRMED, S.CANCELLED), (S.CONFIRMED, S.COMPLETED), (S.CONFIRMED, S.NO_SHOW),
 }
 

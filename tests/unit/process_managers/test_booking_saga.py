@@ -293,12 +293,40 @@ def test_cancellation_of_a_completed_saga_asks_to_release_its_slot():
     assert steps(saga)[-1] == ("release_slot", "requested")
 
 
-@pytest.mark.parametrize("given", [started, validating, booking_slot, rejected_while_holding,
-                                   rejected_while_validating, cancelled],
-                         ids=["HOLDING_SLOT", "VALIDATING", "BOOKING_SLOT", "REJECTED_unheld",
-                              "REJECTED_held", "CANCELLED"])
-def test_cancellation_outside_completed_records_nothing(given):
-    # Given a saga that is not completed
+@pytest.mark.parametrize(("given", "step"), [(started, "hold_slot"), (validating, "validate_registrants"),
+                                              (booking_slot, "book_slot")],
+                         ids=["HOLDING_SLOT", "VALIDATING", "BOOKING_SLOT"])
+def test_cancellation_of_an_open_saga_stops_it_and_releases_what_it_holds(given, step):
+    # Given a saga that has not decided
+    saga = given()
+    # When its consultation is cancelled
+    saga.release_after_cancellation("consultation_cancelled")
+    # Then Cancelled names the step it abandons and asks scheduling to give back the slot
+    [event] = saga.collect_events()
+    assert isinstance(event, BookingSaga.Cancelled)
+    assert (event.slot_id, event.consultation_id, event.cancelled_step) == (SLOT, CONSULTATION, step)
+    assert (saga.state, saga.release_requested, saga.is_open) == (SagaState.CANCELLED, True, False)
+    assert steps(saga)[-2:] == [(step, "cancelled"), ("release_slot", "requested")]
+
+
+@pytest.mark.parametrize("late", [BookingSaga.record_slot_held, BookingSaga.record_registrants_valid,
+                                  BookingSaga.record_slot_booked])
+def test_a_saga_cancelled_while_open_ignores_the_replies_that_come_after(late):
+    # Given a saga cancelled while holding its slot
+    saga = started()
+    saga.release_after_cancellation("consultation_cancelled")
+    saga.collect_events()
+    # When a reply to an earlier command arrives
+    late(saga)
+    # Then it records nothing: the release it asked for follows that command in its log
+    assert saga.collect_events() == []
+    assert saga.state == SagaState.CANCELLED
+
+
+@pytest.mark.parametrize("given", [rejected_while_holding, rejected_while_validating, cancelled],
+                         ids=["REJECTED_unheld", "REJECTED_held", "CANCELLED"])
+def test_cancellation_after_a_rejection_or_a_cancellation_records_nothing(given):
+    # Given a saga that rejected, or was already cancelled
     saga = given()
     state = saga.state
     # When a cancellation arrives

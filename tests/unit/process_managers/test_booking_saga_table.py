@@ -50,10 +50,11 @@ def test_one_row_per_state_and_event_and_rows_of_one_event_tell_apart_by_what_th
     for event in BOOKING_SAGA.events:
         moves = BOOKING_SAGA.moves_of(event)
         # The status read model does not know the state: several rows either append the same steps
-        # (the state only decides the move) or each names a different failed step (the event says which).
+        # (the state only decides the move) or each names a different step it fails or abandons (the
+        # event says which).
         same_steps = len({move.steps for move in moves}) == 1
-        failed_steps = [move.failed_step for move in moves]
-        assert same_steps or len(set(failed_steps)) == len(moves), event
+        ended_steps = [move.ended_step for move in moves]
+        assert same_steps or len(set(ended_steps)) == len(moves), event
 
 
 def test_only_open_states_are_left_and_final_states_only_by_compensation():
