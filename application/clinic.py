@@ -17,6 +17,7 @@ from application.audit import Auditor
 from application.common import load
 from application.consultations import ConsultationsApplication
 from application.contexts import CONTEXTS
+from application.idempotency import IdempotencyKey, created, once
 from application.read_models import ReadModels
 from application.readiness import Check, Readiness
 from application.record_access import PatientRecords
@@ -81,15 +82,22 @@ class Clinic:
         """The readiness probe over :meth:`readiness_checks`: concurrent, each bounded to 0.8 s, kept 1 s; the
         read models' store only degrades it (queries answer 503, commands are served)."""
 
-    def open_slots(self, doctor_id: UUID, slots: Sequence[tuple[datetime, int]]) -> list[UUID]:
-        """Open a doctor's slots, all or none; checks the doctor when the registry is hosted here."""
+    def open_slots(self, doctor_id: UUID, slots: Sequence[tuple[datetime, int]],
+                   key: IdempotencyKey | None = None) -> list[UUID]:
+        """Open a doctor's slots, all or none; checks the doctor when the registry is hosted here. Under a
+        ``key`` used before, the slots that request opened."""
         if self.registry is not None:
             self.registry.doctor(doctor_id)
-        return self.require(SchedulingApplication).open_slots(doctor_id, slots)
+        scheduling = self.require(SchedulingApplication)
+        return once(scheduling, key, lambda: scheduling.open_slots(doctor_id, slots), list)
 
-    def book(self, patient_id: UUID, doctor_id: UUID, start: datetime, reason: str) -> BookingAccepted:
-        """Request a consultation; the booking saga confirms or rejects it."""
-        consultation_id = self.require(ConsultationsApplication).request_consultation(patient_id, doctor_id, start, reason)
+    def book(self, patient_id: UUID, doctor_id: UUID, start: datetime, reason: str,
+             key: IdempotencyKey | None = None) -> BookingAccepted:
+        """Request a consultation; the booking saga confirms or rejects it. Under a ``key`` used before,
+        the consultation that request created."""
+        consultations = self.require(ConsultationsApplication)
+        consultation_id = once(consultations, key, lambda: consultations.request_consultation(
+            patient_id, doctor_id, start, reason), created)
         return BookingAccepted(consultation_id, saga_id_for(consultation_id), "REQUESTED")
 
     def audit(self, kind: str, aggregate_id: UUID, reader: str, roles: Iterable[str], operation: str,

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
@@ -153,6 +154,21 @@ class Job:
     around: Callable[[], AbstractContextManager[Any]] | None = None
 
 
+_ALSO_SAVE: ContextVar[tuple[Any, Callable[[tuple[Any, ...]], Any]] | None] = ContextVar("also_save", default=None)
+
+
+@contextmanager
+def also_saving(app: Any, extra: Callable[[tuple[Any, ...]], Any]) -> Iterator[None]:
+    """The next ``save`` of ``app`` in this context also records ``extra(aggregates saved)`` in the same
+    transaction, once: a command's receipt (``application/idempotency.py``) commits with its events or
+    not at all, whatever command it is."""
+    token = _ALSO_SAVE.set((app, extra))
+    try:
+        yield
+    finally:
+        _ALSO_SAVE.reset(token)
+
+
 class ClinicStore:
     """What every context's application does with its store, mixed in before the library's class:
     the composition root's mapper (crypto-shredding), our transcodings, and each recorded
@@ -168,6 +184,7 @@ class ClinicStore:
         super().__init__(env)  # type: ignore[call-arg]
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording]:
+        objs = self._also_saving(objs)
         if self.group_commit is None or kwargs:
             recordings: list[Recording] = super().save(*objs, **kwargs)  # type: ignore[misc]
         else:
@@ -175,6 +192,13 @@ class ClinicStore:
         if recordings:
             self._saved().position = recordings[-1].notification.id
         return recordings
+
+    def _also_saving(self, objs: tuple[Any, ...]) -> tuple[Any, ...]:
+        pending = _ALSO_SAVE.get()
+        if pending is None or pending[0] is not self:
+            return objs
+        _ALSO_SAVE.set(None)
+        return (*objs, pending[1](objs))
 
     def saved_position(self) -> int | None:
         """The notification id of the last event this thread's last ``save`` recorded, once (then ``None``):

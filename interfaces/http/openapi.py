@@ -30,6 +30,7 @@ from litestar.openapi.spec import Components, Contact, License, SecurityScheme, 
 from interfaces.http.authorization import REQUIRED_SCOPE
 from interfaces.http.deprecation import DEPRECATIONS, document_deprecations, gone_detail
 from interfaces.http.examples import EXAMPLE_IDS, EXAMPLES, PATH_EXAMPLES, schema_examples
+from interfaces.http.idempotency import IDEMPOTENCY_KEY
 from interfaces.http.problems import (
     ACCEPTED_BODY,
     PROBLEM_BASE,
@@ -52,7 +53,7 @@ PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {
     "not-found": (404, "Resource not found", f"consultation {EXAMPLE_IDS['consultation']} not found"),
     "slot-already-open": (409, "Slot already open", "a slot at one of these starts is already open"),
     "slot-in-use": (409, "Slot is held or booked", "the slot is held or booked"),
-    "invalid-state": (409, "Not allowed in the current state", "cannot cancel a REQUESTED consultation"),
+    "invalid-state": (409, "Not allowed in the current state", "cannot cancel a REJECTED consultation"),
     "version-conflict": (409, "Version conflict", "the consultation is at version 3, not \"2\""),
     "http-413": (413, "Request Entity Too Large", "Request Entity Too Large"),
     "unsupported-media-type": (415, "Unsupported media type",
@@ -60,6 +61,8 @@ PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {
     "gone": (410, "Operation withdrawn", gone_detail("getConsultation", DEPRECATIONS["getConsultation"],
                                                      {"consultation_id": EXAMPLE_IDS["consultation"]})),
     "invalid-input": (422, "Invalid request body", "Expected `str`, got `int` - at `$.reason`"),
+    "idempotency-key-reused": (422, "Idempotency key already used", "this Idempotency-Key was already used for a "
+                               "different request; use a new key for a new request"),
     "unavailable": (UNAVAILABLE[0], UNAVAILABLE[2], UNAVAILABLE_DETAIL),
 }
 """Each problem type (``urn:clinic:problem:<slug>``) an operation can answer: status, title and an
@@ -75,7 +78,8 @@ STATUS_DESCRIPTIONS = {
     413: "The request body is over the size limit (64 KiB by default)",
     415: "The body is not declared `application/json` (`Content-Type` missing or another type); "
          "`Accept` names the one accepted",
-    422: "The body does not match the schema; `errors` names the field",
+    422: "The body does not match the schema (`errors` names the field), or the `Idempotency-Key` was used "
+         "for a different request",
     503: "A store or service this operation needs is not answering (an outage, not a defect): nothing was "
          "done; retry after `Retry-After` seconds",
 }
@@ -171,6 +175,8 @@ def framework_problems(operation: dict[str, Any]) -> list[str]:
         problems.append("invalid-parameter")
     if REQUIRED_SCOPE.get(operation.get("operationId", "")):
         problems += ["unauthenticated", "insufficient-scope"]
+    if any(p["name"] == IDEMPOTENCY_KEY for p in operation.get("parameters", [])):
+        problems.append("idempotency-key-reused")
     if any(where == "path" and fmt == "uuid" for where, fmt in places):
         problems.append("http-404")  # a path id that is not a UUID matches no route
     if operation.get("operationId") in DEPRECATIONS:

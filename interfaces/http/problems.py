@@ -17,6 +17,7 @@ from application.read_models import CursorError, UnknownPositionError
 from application.scheduling import SlotAlreadyOpenError
 from domain.base import NotFoundError
 from domain.consultation import ConsultationStateError
+from domain.receipts import IdempotencyKeyReusedError
 from domain.slot import SlotInUseError
 from infrastructure.outages import cause, is_outage
 from infrastructure.security.tokens import InvalidTokenError
@@ -52,6 +53,7 @@ PROBLEMS: dict[type[Exception], tuple[int, str, str]] = {
     SlotInUseError: (409, "slot-in-use", "Slot is held or booked"),
     ConsultationStateError: (409, "invalid-state", "Not allowed in the current state"),
     VersionConflictError: (409, "version-conflict", "Version conflict"),
+    IdempotencyKeyReusedError: (422, "idempotency-key-reused", "Idempotency key already used"),
     IntegrityError: (409, "version-conflict", "Version conflict"),
     AuditQueryError: (400, "invalid-query", "Invalid audit query"),
     CursorError: (400, "invalid-parameter", "Invalid request parameter"),

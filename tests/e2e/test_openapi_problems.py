@@ -80,6 +80,8 @@ def provoke_invalid_parameter(api: TestClient[Any], name: str) -> Any:
         kind = schema.get("format") or schema.get("type")
         if parameter["in"] == "header" and parameter["name"] == "X-Min-Position":
             return api.request(method.upper(), url(path, operation), headers={**ADMIN, "X-Min-Position": "nonsense"})
+        if parameter["in"] == "header" and parameter["name"] == "Idempotency-Key":
+            return call(api, name, headers={**ADMIN, "Idempotency-Key": 'a "quoted" key'})
         if parameter["in"] == "path" and schema.get("pattern"):
             return call(api, name, **{parameter["name"]: "nonsense"})
         if parameter["in"] == "query" and kind in BAD_VALUES:

@@ -19,11 +19,13 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from application.clinic import Clinic
 from application.common import VersionConflictError
 from application.consultations import Check, ConsultationsApplication
+from application.idempotency import nothing, once
 from application.read_models import ConsultationRead, Freshness, ReadModels, parse_positions
 from application.views import ConsultationView
 from domain.values import Role
 from infrastructure.security.tokens import Principal
 from interfaces.http import access
+from interfaces.http.idempotency import IdempotencyKeyHeader, idempotency_key
 from interfaces.http.schemas import (
     AddNote,
     BookConsultation,
@@ -91,11 +93,13 @@ class ConsultationController(Controller):
               name="Location", documentation_only=True, required=True, example="/v1/consultations/{consultation_id}",
               description="The consultation to poll until the saga has decided")])
     def book(self, data: JSONBody[BookConsultation], clinic: NamedDependency[Clinic],
-             request: Request[Principal, Any, Any]) -> Response[BookingAccepted]:
-        """Request a consultation; the booking saga confirms or rejects it (poll its status)."""
+             request: Request[Principal, Any, Any], idempotency: IdempotencyKeyHeader = None) -> Response[BookingAccepted]:
+        """Request a consultation; the booking saga confirms or rejects it (poll its status). With an
+        ``Idempotency-Key``, a retry is answered with the same consultation instead of booking again."""
         access.allow(access.may_book_for(request.user, str(data.patient_id)),
                      "a patient may only book for themself")
-        accepted = clinic.book(data.patient_id, data.doctor_id, data.start, data.reason)
+        accepted = clinic.book(data.patient_id, data.doctor_id, data.start, data.reason,
+                               key=idempotency_key(request, idempotency, data))
         body = BookingAccepted(accepted.consultation_id, accepted.saga_id, accepted.status)  # type: ignore[arg-type]
         return Response(body, status_code=202, headers={"Location": f"{self.path}/{accepted.consultation_id}",
                                                         EVENT_POSITION: clinic.position(clinic.require(ConsultationsApplication))})
@@ -133,26 +137,28 @@ class ConsultationController(Controller):
           summary="Cancel a consultation", status_code=200, sync_to_thread=True,
           response_headers=[EVENT_POSITION_HEADER])
     def cancel(self, consultation_id: FromPath[UUID], data: JSONBody[CancelConsultation], clinic: NamedDependency[Clinic],
-               request: Request[Principal, Any, Any], if_match: IfMatch = None) -> Response[ConsultationCancelled]:
+               request: Request[Principal, Any, Any], if_match: IfMatch = None,
+               idempotency: IdempotencyKeyHeader = None) -> Response[ConsultationCancelled]:
         """Cancel a consultation (its patient, or an admin for the clinic): a confirmed one frees its slot;
         one still ``REQUESTED`` stops its booking saga, which gives back whatever slot it held."""
         consultations = clinic.require(ConsultationsApplication)
         principal = request.user
         with access.masking(principal, NOT_ALLOWED):
-            consultations.cancel(consultation_id, data.reason, by_patient=not principal.has_role(Role.ADMIN),
-                                 expected_version=_expected_version(if_match),
-                                 check=_rule(principal, access.may_cancel))
+            once(consultations, idempotency_key(request, idempotency, data), lambda: consultations.cancel(
+                consultation_id, data.reason, by_patient=not principal.has_role(Role.ADMIN),
+                expected_version=_expected_version(if_match), check=_rule(principal, access.may_cancel)), nothing)
         return Response(ConsultationCancelled(consultation_id=consultation_id, status="CANCELLED"),
                         headers={EVENT_POSITION: clinic.position(consultations)})
 
     @post("/{consultation_id:uuid}/notes", operation_id="addClinicalNote",
           summary="Add a clinical note", status_code=201, sync_to_thread=True)
     def add_note(self, consultation_id: FromPath[UUID], data: JSONBody[AddNote], clinic: NamedDependency[Clinic],
-                 request: Request[Principal, Any, Any]) -> NoteAdded:
+                 request: Request[Principal, Any, Any], idempotency: IdempotencyKeyHeader = None) -> NoteAdded:
         """Add a clinical note (its doctor or an admin) to a confirmed or completed consultation."""
         consultations, principal = clinic.require(ConsultationsApplication), request.user
         with access.masking(principal, NOT_ALLOWED):
-            consultations.add_note(consultation_id, principal.sub, data.text, _rule(principal, access.may_use_notes))
+            once(consultations, idempotency_key(request, idempotency, data), lambda: consultations.add_note(
+                consultation_id, principal.sub, data.text, _rule(principal, access.may_use_notes)), nothing)
         return NoteAdded(consultation_id=consultation_id)
 
     @get("/{consultation_id:uuid}/notes", operation_id="listClinicalNotes",

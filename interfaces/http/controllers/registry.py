@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from application.clinic import Clinic
+from application.idempotency import created, nothing, once
 from application.read_models import ReadModels
 from application.record_access import PatientRecords
 from application.registry import RegistryApplication
@@ -27,6 +28,7 @@ from interfaces.http.controllers.consultations import (
     read_after,
 )
 from interfaces.http.controllers.queries import Day
+from interfaces.http.idempotency import IdempotencyKeyHeader, idempotency_key
 from interfaces.http.schemas import (
     DoctorRegistered,
     DoctorSlots,
@@ -49,9 +51,12 @@ class PatientController(Controller):
 
     @post(operation_id="registerPatient", summary="Register a patient", status_code=201, sync_to_thread=True,
           guards=[requires_role(Role.ADMIN)])
-    def register(self, data: JSONBody[RegisterPatient], clinic: NamedDependency[Clinic]) -> PatientRegistered:
+    def register(self, data: JSONBody[RegisterPatient], clinic: NamedDependency[Clinic],
+                 request: Request[Principal, Any, Any], idempotency: IdempotencyKeyHeader = None) -> PatientRegistered:
         """Register a patient with their consent to data processing."""
-        patient_id = clinic.require(RegistryApplication).register_patient(data.name, data.email, data.birth_date, data.consent)
+        registry = clinic.require(RegistryApplication)
+        patient_id = once(registry, idempotency_key(request, idempotency, data), lambda: registry.register_patient(
+            data.name, data.email, data.birth_date, data.consent), created)
         return PatientRegistered(patient_id=patient_id)
 
     @get("/{patient_id:uuid}", operation_id="getPatient", summary="Read a patient's record", sync_to_thread=True)
@@ -85,15 +90,20 @@ class DoctorController(Controller):
     guards = [requires_role(Role.ADMIN)]
 
     @post(operation_id="registerDoctor", summary="Register a doctor", status_code=201, sync_to_thread=True)
-    def register(self, data: JSONBody[RegisterDoctor], clinic: NamedDependency[Clinic]) -> DoctorRegistered:
+    def register(self, data: JSONBody[RegisterDoctor], clinic: NamedDependency[Clinic],
+                 request: Request[Principal, Any, Any], idempotency: IdempotencyKeyHeader = None) -> DoctorRegistered:
         """Register an active doctor."""
-        return DoctorRegistered(doctor_id=clinic.require(RegistryApplication).register_doctor(data.name, data.specialty))
+        registry = clinic.require(RegistryApplication)
+        return DoctorRegistered(doctor_id=once(registry, idempotency_key(request, idempotency, data),
+                                               lambda: registry.register_doctor(data.name, data.specialty), created))
 
     @post("/{doctor_id:uuid}/deactivate", operation_id="deactivateDoctor",
           summary="Deactivate a doctor", status_code=200, sync_to_thread=True)
-    def deactivate(self, doctor_id: FromPath[UUID], clinic: NamedDependency[Clinic]) -> DoctorStatus:
+    def deactivate(self, doctor_id: FromPath[UUID], clinic: NamedDependency[Clinic],
+                   request: Request[Principal, Any, Any], idempotency: IdempotencyKeyHeader = None) -> DoctorStatus:
         """Stop a doctor taking new bookings (bookings in flight are compensated)."""
-        clinic.require(RegistryApplication).deactivate_doctor(doctor_id)
+        registry = clinic.require(RegistryApplication)
+        once(registry, idempotency_key(request, idempotency), lambda: registry.deactivate_doctor(doctor_id), nothing)
         return DoctorStatus(doctor_id=doctor_id, active=False)
 
 
@@ -120,9 +130,11 @@ class SlotController(Controller):
           summary="Open slots in a doctor's agenda", status_code=201, sync_to_thread=True,
           response_headers=[EVENT_POSITION_HEADER],
           guards=[requires_role(Role.ADMIN)])
-    def open_slots(self, doctor_id: FromPath[UUID], data: JSONBody[OpenSlots],
-                   clinic: NamedDependency[Clinic]) -> Response[SlotsOpened]:
+    def open_slots(self, doctor_id: FromPath[UUID], data: JSONBody[OpenSlots], clinic: NamedDependency[Clinic],
+                   request: Request[Principal, Any, Any],
+                   idempotency: IdempotencyKeyHeader = None) -> Response[SlotsOpened]:
         """Open slots in the doctor's agenda, all or none; an existing slot is a 409."""
-        slot_ids = clinic.open_slots(doctor_id, [(s.start, s.duration_minutes) for s in data.slots])
+        slot_ids = clinic.open_slots(doctor_id, [(s.start, s.duration_minutes) for s in data.slots],
+                                     key=idempotency_key(request, idempotency, data))
         return Response(SlotsOpened(slot_ids=slot_ids), status_code=201,
                         headers={EVENT_POSITION: clinic.position(clinic.require(SchedulingApplication))})

@@ -84,6 +84,21 @@ def test_fifty_concurrent_requests_for_one_slot_confirm_exactly_one(cluster):
     assert slot_events(cluster, admin, doctor, start).count("Booked") == 1
 
 
+def test_one_idempotency_key_sent_to_both_api_replicas_at_once_books_once(cluster):
+    admin, [patient], doctor, [start] = setup(cluster)
+    body = {"patient_id": patient, "doctor_id": doctor, "start": start, "reason": "retried"}
+    key = {"Idempotency-Key": '"retry-of-one-booking"'}
+    with ThreadPoolExecutor(max_workers=20) as pool:  # nginx spreads them over both consultations replicas
+        answers = list(pool.map(lambda _: cluster.call("POST", "/v1/consultations", admin, body, key), range(20)))
+    assert {status for status, _ in answers} == {202}
+    [consultation_id] = {answer["consultation_id"] for _, answer in answers}
+    assert settled(cluster, admin, consultation_id)["status"] == "CONFIRMED"
+    status, listed = cluster.call("GET", f"/v1/patients/{patient}/consultations", admin)
+    assert (status, [c["consultation_id"] for c in listed["items"]]) == (200, [consultation_id])
+    other = cluster.call("POST", "/v1/consultations", admin, {**body, "reason": "another"}, key)
+    assert other[0] == 422 and other[1]["type"].endswith("idempotency-key-reused")
+
+
 def test_a_poison_message_is_dead_lettered_while_the_bookings_behind_it_complete(cluster):
     admin, [patient], doctor, [start] = setup(cluster)
     asyncio.run(_publish_poison(cluster.prefix))

@@ -1,0 +1,189 @@
+"""``Idempotency-Key`` on every state-changing POST, over HTTP: a retry is answered with the first
+outcome and acts once; the same key with another request is a 422; keys are each caller's own."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from interfaces.http.openapi import framework_problems
+from interfaces.http.spec import openapi_document
+from tests.e2e.conftest import START, assert_problem, book, open_slot, register_doctor, register_patient
+
+KEY = {"Idempotency-Key": '"8e03978e-40d5-43e8-bc93-6894a57f9324"'}
+BOOKING = {"start": START, "reason": "check-up"}
+
+
+@pytest.fixture
+def patient(token, world):
+    return token(world.patient_id, "PATIENT")
+
+
+def booking(world: Any, **changes: str) -> dict[str, str]:
+    return {"patient_id": world.patient_id, "doctor_id": world.doctor_id, **BOOKING, **changes}
+
+
+def consultations_of(api: Any, headers: dict[str, str], patient_id: str) -> list[str]:
+    listed = api.get(f"/v1/patients/{patient_id}/consultations", headers=headers).json()["items"]
+    return [c["consultation_id"] for c in listed]
+
+
+def test_a_retried_booking_is_answered_with_the_first_consultation_and_books_once(api, clinic, world, patient):
+    first = api.post("/v1/consultations", json=booking(world), headers=patient | KEY)
+    clinic.wait_until_settled()
+    # when the client retries (its first answer was lost)
+    again = api.post("/v1/consultations", json=booking(world), headers=patient | KEY)
+    clinic.wait_until_settled()
+    # then it gets the first outcome again, and there is one consultation, confirmed (not a second, rejected)
+    assert (again.status_code, again.json()) == (202, first.json())
+    assert again.headers["location"] == first.headers["location"]
+    consultation_id = first.json()["consultation_id"]
+    assert consultations_of(api, patient, world.patient_id) == [consultation_id]
+    assert api.get(f"/v1/consultations/{consultation_id}", headers=patient).json()["status"] == "CONFIRMED"
+
+
+def test_the_same_body_written_differently_is_the_same_request(api, clinic, world, patient):
+    first = api.post("/v1/consultations", json=booking(world), headers=patient | KEY)
+    reordered = json.dumps(dict(reversed(list(booking(world).items()))), indent=2).encode()
+    again = api.post("/v1/consultations", content=reordered,
+                     headers=patient | KEY | {"content-type": "application/json"})
+    assert again.json()["consultation_id"] == first.json()["consultation_id"]
+
+
+def test_the_same_key_with_another_body_is_422_and_changes_nothing(api, clinic, world, patient):
+    first = api.post("/v1/consultations", json=booking(world), headers=patient | KEY)
+    other = api.post("/v1/consultations", json=booking(world, reason="another reason"), headers=patient | KEY)
+    problem = assert_problem(other, 422, "idempotency-key-reused")
+    assert "different request" in problem["detail"]
+    clinic.wait_until_settled()
+    assert consultations_of(api, patient, world.patient_id) == [first.json()["consultation_id"]]
+
+
+def test_without_a_key_a_retry_books_again(api, clinic, world, patient):
+    book(api, patient, world.patient_id, world.doctor_id)
+    book(api, patient, world.patient_id, world.doctor_id)
+    clinic.wait_until_settled()
+    assert len(consultations_of(api, patient, world.patient_id)) == 2
+
+
+def test_keys_are_each_callers_own(api, clinic, admin, world, patient):
+    mine = api.post("/v1/consultations", json=booking(world), headers=patient | KEY)
+    theirs = api.post("/v1/consultations", json=booking(world), headers=admin | KEY)
+    assert theirs.status_code == 202
+    assert theirs.json()["consultation_id"] != mine.json()["consultation_id"]
+
+
+def test_a_retried_cancellation_answers_200_again_instead_of_409(api, clinic, world, patient):
+    consultation_id = book(api, patient, world.patient_id, world.doctor_id).json()["consultation_id"]
+    clinic.wait_until_settled()
+    cancel = f"/v1/consultations/{consultation_id}/cancel"
+    first = api.post(cancel, json={"reason": "ill"}, headers=patient | KEY)
+    again = api.post(cancel, json={"reason": "ill"}, headers=patient | KEY)
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.json() == first.json()
+    unkeyed = api.post(cancel, json={"reason": "ill"}, headers=patient)
+    assert_problem(unkeyed, 409, "invalid-state")
+    events = clinic.auditor.trail("consultation", uuid.UUID(consultation_id)).events
+    assert [e.type for e in events].count("Consultation.CancelledByPatient") == 1
+
+
+def test_a_command_that_failed_records_no_receipt_so_its_retry_runs_again(api, clinic, world, patient):
+    consultation_id = book(api, patient, world.patient_id, world.doctor_id).json()["consultation_id"]
+    # the saga has not confirmed it yet in this test's view: a stale If-Match fails, and keeps nothing
+    cancel = f"/v1/consultations/{consultation_id}/cancel"
+    stale = api.post(cancel, json={"reason": "ill"}, headers=patient | KEY | {"If-Match": '"99"'})
+    assert_problem(stale, 409, "version-conflict")
+    retried = api.post(cancel, json={"reason": "ill"}, headers=patient | KEY | {"If-Match": "*"})
+    assert retried.status_code == 200
+
+
+# Every keyed operation -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Keyed:
+    """A keyed operation's first request and another one under the same key (``path``, ``body``)."""
+
+    path: Callable[[Any], str]
+    body: Callable[[Any], Any]
+    other_path: Callable[[Any], str]
+    other_body: Callable[[Any], Any]
+    status: int
+
+
+def _consultation(w: Any) -> str:
+    return w.confirmed
+
+
+KEYED: dict[str, Keyed] = {
+    "bookConsultation": Keyed(lambda w: "/v1/consultations", lambda w: booking(w),
+                              lambda w: "/v1/consultations", lambda w: booking(w, reason="other"), 202),
+    "cancelConsultation": Keyed(lambda w: f"/v1/consultations/{w.confirmed}/cancel", lambda w: {"reason": "ill"},
+                                lambda w: f"/v1/consultations/{w.confirmed}/cancel", lambda w: {"reason": "busy"}, 200),
+    "addClinicalNote": Keyed(lambda w: f"/v1/consultations/{w.confirmed}/notes", lambda w: {"text": "BP 120/80"},
+                             lambda w: f"/v1/consultations/{w.confirmed}/notes", lambda w: {"text": "BP 90/60"}, 201),
+    "registerPatient": Keyed(lambda w: "/v1/patients", lambda w: {"name": "Rita", "email": "rita@example.org",
+                                                                  "birth_date": "1990-02-02", "consent": True},
+                             lambda w: "/v1/patients", lambda w: {"name": "Rui", "email": "rui@example.org",
+                                                                  "birth_date": "1990-02-02", "consent": True}, 201),
+    "registerDoctor": Keyed(lambda w: "/v1/doctors", lambda w: {"name": "Dr Vera", "specialty": "gp"},
+                            lambda w: "/v1/doctors", lambda w: {"name": "Dr Eva", "specialty": "gp"}, 201),
+    "deactivateDoctor": Keyed(lambda w: f"/v1/doctors/{w.doctor_id}/deactivate", lambda w: None,
+                              lambda w: f"/v1/doctors/{w.other_doctor}/deactivate", lambda w: None, 200),
+    "openSlots": Keyed(lambda w: f"/v1/doctors/{w.doctor_id}/slots",
+                       lambda w: {"slots": [{"start": "2027-03-01T09:00:00Z", "duration_minutes": 30}]},
+                       lambda w: f"/v1/doctors/{w.doctor_id}/slots",
+                       lambda w: {"slots": [{"start": "2027-03-01T10:00:00Z", "duration_minutes": 30}]}, 201),
+}
+
+
+@dataclass(frozen=True)
+class KeyedWorld:
+    patient_id: str
+    doctor_id: str
+    other_doctor: str
+    confirmed: str
+
+
+@pytest.fixture
+def keyed_world(api, clinic, admin) -> KeyedWorld:
+    doctor, patient = register_doctor(api, admin), register_patient(api, admin)
+    open_slot(api, admin, doctor)
+    confirmed = book(api, admin, patient, doctor).json()["consultation_id"]
+    clinic.wait_until_settled()
+    return KeyedWorld(patient, doctor, register_doctor(api, admin, "Dr Eva"), confirmed)
+
+
+def keyed_operations() -> list[str]:
+    return sorted(operation["operationId"] for path in openapi_document()["paths"].values()
+                  for operation in path.values() if "idempotency-key-reused" in framework_problems(operation))
+
+
+def test_every_state_changing_post_takes_a_key_and_each_has_a_case_here():
+    posts = sorted(operation["operationId"] for path in openapi_document()["paths"].values()
+                   for method, operation in path.items() if method == "post")
+    assert keyed_operations() == posts
+    assert sorted(KEYED) == posts
+
+
+@pytest.mark.parametrize("name", sorted(KEYED))
+def test_a_repeat_answers_the_first_outcome_and_another_request_is_422(api, admin, keyed_world, name):
+    case = KEYED[name]
+    first = api.post(case.path(keyed_world), json=case.body(keyed_world), headers=admin | KEY)
+    assert first.status_code == case.status, first.text
+    again = api.post(case.path(keyed_world), json=case.body(keyed_world), headers=admin | KEY)
+    assert (again.status_code, again.json()) == (first.status_code, first.json())
+    other = api.post(case.other_path(keyed_world), json=case.other_body(keyed_world), headers=admin | KEY)
+    assert_problem(other, 422, "idempotency-key-reused")
+
+
+@pytest.mark.parametrize("key", ["", 'a "quoted" key', "x" * 256, "tab\tinside"])
+def test_a_malformed_key_is_400_naming_the_header(api, world, patient, key):
+    response = api.post("/v1/consultations", json=booking(world), headers=patient | {"Idempotency-Key": key})
+    problem = assert_problem(response, 400, "invalid-parameter")
+    assert "Idempotency-Key" in json.dumps(problem)
