@@ -27,8 +27,10 @@ from domain.base import NotFoundError
 from domain.consultation import ConsultationStateError
 from domain.slot import slot_id_for
 from domain.values import RejectionReason
+from process_managers.ports import RegistryUnavailableError
 from process_managers.booking_saga import OPEN_STATES, saga_id_for
 from tests.conftest import ManualClock
+from tests.kit import FakeRegistry
 
 SETTINGS = Settings(persistence="memory", runner_tick_seconds=0.05)
 DAY = datetime(2027, 1, 5, tzinfo=UTC)
@@ -106,16 +108,23 @@ class BookingSystemMachine(RuleBasedStateMachine):
         self.clinic.wait_until_settled()
 
     @rule(patient=patients, doctor=doctors, hour=hours)
-    def book_and_cancel_at_once(self, patient: str, doctor: str, hour: int) -> None:
-        """The patient cancels as soon as the booking is accepted: the saga may not have decided yet
-        (the runner works beside this thread), or may have confirmed or rejected it already."""
-        accepted = self.clinic.book(self.patients[patient], self.doctors[doctor], start_at(hour), "check-up")
-        self.consultation_ids.append(accepted.consultation_id)
+    def book_and_cancel_before_the_saga_decides(self, patient: str, doctor: str, hour: int) -> None:
+        """The patient cancels while the registry cannot answer: the saga waits to validate (or was
+        already refused the slot, then the cancellation is refused), deterministically, so Hypothesis
+        sees the same system on every run of an example."""
+        registry = self.clinic.booking.registry
+        self.clinic.booking.registry = FakeRegistry(RegistryUnavailableError("the registry is down"))
         try:
-            self.clinic.consultations.cancel(accepted.consultation_id, "changed my mind", by_patient=True)
-        except ConsultationStateError:
-            assert self.clinic.consultations.consultation(accepted.consultation_id).status == "REJECTED"
-        self.clinic.wait_until_settled()
+            accepted = self.clinic.book(self.patients[patient], self.doctors[doctor], start_at(hour), "check-up")
+            self.consultation_ids.append(accepted.consultation_id)
+            self.clinic.wait_until_settled()
+            try:
+                self.clinic.consultations.cancel(accepted.consultation_id, "changed my mind", by_patient=True)
+            except ConsultationStateError:
+                assert self.clinic.consultations.consultation(accepted.consultation_id).status == "REJECTED"
+            self.clinic.wait_until_settled()
+        finally:
+            self.clinic.booking.registry = registry
 
     @precondition(has_confirmed_consultation)
     @rule(data=st.data(), by_patient=st.booleans())

@@ -120,12 +120,21 @@ def test_operators_list_show_redrive_and_purge_dead_letters_with_the_cli(cluster
     assert json.loads(cluster.clinic("dlq", "list", "booking", "--json")) == []
 
 
-def test_with_the_registry_down_bookings_are_accepted_then_compensated_and_confirmed_after_it_returns(cluster):
-    admin, [patient], doctor, starts = setup(cluster, starts=2)
+def test_with_the_registry_down_bookings_are_accepted_then_compensated_or_withdrawn_and_confirmed_after_it_returns(cluster):
+    admin, [patient], doctor, starts = setup(cluster, starts=3)
     cluster.stop("registry")
     try:
         # while it is down: accepted, held, then compensated at the deadline
         waiting = book(cluster, admin, patient, doctor, starts[0])
+        # and a booking its patient cancels before the saga could decide stops at once, freeing its slot
+        withdrawn = book(cluster, admin, patient, doctor, starts[2])
+        status, cancelled = cluster.call("POST", f"/v1/consultations/{withdrawn['consultation_id']}/cancel", admin,
+                                         {"reason": "found another time"})
+        assert (status, cancelled["status"]) == (200, "CANCELLED")
+        eventually(lambda: cluster.call("GET", f"/v1/sagas/{withdrawn['saga_id']}", admin)[1].get("state")
+                   == "CANCELLED", what="the withdrawn booking's saga cancelled")
+        eventually(lambda: slot_events(cluster, admin, doctor, starts[2])[-1] == "Released",
+                   what="the withdrawn booking's slot released")
         outcome = settled(cluster, admin, waiting["consultation_id"], timeout=DEADLINE_SECONDS + 20)
         assert (outcome["status"], outcome["rejection_reason"]) == ("REJECTED", "validation_unavailable")
         assert slot_events(cluster, admin, doctor, starts[0])[-1] == "Released"
