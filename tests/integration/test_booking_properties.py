@@ -27,8 +27,8 @@ from domain.base import NotFoundError
 from domain.consultation import ConsultationStateError
 from domain.slot import slot_id_for
 from domain.values import RejectionReason
-from process_managers.ports import RegistryUnavailableError
 from process_managers.booking_saga import OPEN_STATES, saga_id_for
+from process_managers.ports import RegistryUnavailableError
 from tests.conftest import ManualClock
 from tests.kit import FakeRegistry
 
