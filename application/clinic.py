@@ -27,7 +27,7 @@ from application.scheduling import SchedulingApplication
 from application.views import AuditTrail, BookingAccepted, Saga, SagaStep
 from infrastructure.event_store import storage_backend
 from process_managers.booking import BookingProcessManager
-from process_managers.booking_saga import BookingSaga, saga_id_for
+from process_managers.booking_saga import TableSaga, saga_id_for
 
 Part = TypeVar("Part")
 
@@ -111,8 +111,8 @@ class Clinic:
         return trail
 
     def saga(self, saga_id: UUID) -> Saga:
-        """The booking saga's state and steps, as operators follow it."""
-        saga = load(self.require(BookingProcessManager), saga_id, BookingSaga, "saga")
+        """A booking or reschedule saga's state and steps, as operators follow it."""
+        saga = load(self.require(BookingProcessManager), saga_id, TableSaga, "saga")
         steps = [SagaStep(s.name, s.status, s.at) for s in saga.steps]
         return Saga(saga.id, saga.consultation_id, str(saga.state), saga.rejection_reason, saga.deadline, steps)
 

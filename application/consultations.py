@@ -15,6 +15,7 @@ from application.views import ConsultationView, Note
 from domain.consultation import Consultation
 from process_managers.base import ClinicProcessApplication
 from process_managers.booking_saga import BookingSaga
+from process_managers.reschedule_saga import RescheduleSaga, reschedule_saga_id_for
 
 Check = Callable[[ConsultationView], None]
 """A caller's right to act on a consultation, judged on the consultation as loaded: it raises to refuse.
@@ -51,6 +52,17 @@ class ConsultationsApplication(ClinicProcessApplication):
             consultation.cancel_by_clinic(reason)
         self.save(consultation)
 
+    def reschedule(self, consultation_id: UUID, start: datetime, *, expected_version: int | None = None,
+                   check: Check = anyone) -> UUID:
+        """Ask to move a confirmed consultation to ``start`` (only at ``expected_version`` if given); the
+        reschedule saga moves it or leaves it as it was. Returns that saga's id."""
+        consultation = self._get(consultation_id, check)
+        expect_version(consultation, expected_version, "consultation")
+        saga_id = reschedule_saga_id_for(consultation_id, consultation.version + 1)
+        consultation.request_reschedule(start, saga_id)
+        self.save(consultation)
+        return saga_id
+
     def add_note(self, consultation_id: UUID, author: str, text: str, check: Check = anyone) -> None:
         """Add the doctor's clinical note to a confirmed or completed consultation."""
         consultation = self._get(consultation_id, check)
@@ -67,7 +79,8 @@ class ConsultationsApplication(ClinicProcessApplication):
 
     def aggregates_for(self, domain_event: Any) -> Iterable[UUID]:
         """The consultation each saga verdict loads (a batch loads them with one query)."""
-        if isinstance(domain_event, (BookingSaga.Completed, BookingSaga.Rejected)):
+        if isinstance(domain_event, (BookingSaga.Completed, BookingSaga.Rejected, RescheduleSaga.SlotBooked,
+                                     RescheduleSaga.Rejected)):
             return (domain_event.consultation_id,)
         return ()
 
@@ -85,6 +98,18 @@ class ConsultationsApplication(ClinicProcessApplication):
     def _(self, domain_event: BookingSaga.Rejected, processing_event: ProcessingEvent) -> None:
         consultation = self._consultation_of(domain_event)
         consultation.reject(domain_event.reason)
+        processing_event.collect_events(consultation)
+
+    @policy.register
+    def _(self, domain_event: RescheduleSaga.SlotBooked, processing_event: ProcessingEvent) -> None:
+        consultation = self._consultation_of(domain_event)
+        consultation.move(domain_event.originator_id, domain_event.start)
+        processing_event.collect_events(consultation)
+
+    @policy.register
+    def _(self, domain_event: RescheduleSaga.Rejected, processing_event: ProcessingEvent) -> None:
+        consultation = self._consultation_of(domain_event)
+        consultation.reschedule_failed(domain_event.originator_id, domain_event.reason)
         processing_event.collect_events(consultation)
 
     def _consultation_of(self, saga_event: Any) -> Consultation:

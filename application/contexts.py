@@ -27,6 +27,7 @@ from domain.record_access import PatientRecordAccess
 from domain.slot import Slot, SlotRequestRefused
 from process_managers.booking import BookingProcessManager
 from process_managers.booking_saga import BookingSaga
+from process_managers.reschedule_saga import RescheduleSaga
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,8 @@ CONSULTATIONS = BoundedContext(
     read_models=("consultation_detail", "patient_consultations", "doctor_agenda"),
 )
 BOOKING = BoundedContext(
-    "booking", BookingProcessManager, (BookingSaga,), follows=("consultations", "scheduling"),
-    audited=MappingProxyType({"saga": BookingSaga}), read_models=("saga_status",),
+    "booking", BookingProcessManager, (BookingSaga, RescheduleSaga), follows=("consultations", "scheduling"),
+    audited=MappingProxyType({"saga": BookingSaga, "reschedule": RescheduleSaga}), read_models=("saga_status",),
 )
 
 CONTEXTS: tuple[BoundedContext, ...] = (REGISTRY, SCHEDULING, CONSULTATIONS, BOOKING)

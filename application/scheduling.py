@@ -1,4 +1,4 @@
-"""The scheduling context: doctors' slots, held and booked on the saga's commands."""
+"""The scheduling context: doctors' slots, held, booked and released on the sagas' commands."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from domain.base import DomainError
 from domain.slot import Slot, SlotRequestRefused
 from process_managers.base import ClinicProcessApplication
 from process_managers.booking_saga import BookingSaga
+from process_managers.reschedule_saga import RescheduleSaga
 
 
 class SlotAlreadyOpenError(DomainError):
@@ -51,8 +52,12 @@ class SchedulingApplication(ClinicProcessApplication):
 
     def aggregates_for(self, domain_event: Any) -> Iterable[UUID]:
         """The slot each saga command the policy handles loads (a batch loads them with one query)."""
+        if isinstance(domain_event, RescheduleSaga.Completed):
+            return (domain_event.old_slot_id,)
         commands = (BookingSaga.Started, BookingSaga.RegistrantsValidated, BookingSaga.Rejected,
-                    BookingSaga.Cancelled, BookingSaga.SlotReleaseRequested)
+                    BookingSaga.Cancelled, BookingSaga.SlotReleaseRequested, RescheduleSaga.Started,
+                    RescheduleSaga.RegistrantsValidated, RescheduleSaga.Rejected, RescheduleSaga.Cancelled,
+                    RescheduleSaga.SlotReleaseRequested)
         return (domain_event.slot_id,) if isinstance(domain_event, commands) else ()
 
     @singledispatchmethod
@@ -60,14 +65,23 @@ class SchedulingApplication(ClinicProcessApplication):
         """Ignore events scheduling does not react to."""
 
     @policy.register
-    def _(self, domain_event: BookingSaga.Started, processing_event: ProcessingEvent) -> None:
+    def _(self, domain_event: BookingSaga.Started | RescheduleSaga.Started, processing_event: ProcessingEvent) -> None:
         now = self.clock()
         self._attempt(domain_event, "hold", processing_event, lambda slot, booking_id: slot.hold(
             booking_id, expires_at=domain_event.deadline, now=now))
 
     @policy.register
-    def _(self, domain_event: BookingSaga.RegistrantsValidated, processing_event: ProcessingEvent) -> None:
+    def _(self, domain_event: BookingSaga.RegistrantsValidated | RescheduleSaga.RegistrantsValidated,
+          processing_event: ProcessingEvent) -> None:
         self._attempt(domain_event, "book", processing_event, lambda slot, booking_id: slot.book(booking_id))
+
+    @policy.register
+    def _(self, domain_event: RescheduleSaga.Completed, processing_event: ProcessingEvent) -> None:
+        """The consultation moved: its old slot is given back by the saga that held it."""
+        slot = self._slot_or_none(domain_event.old_slot_id)
+        if slot is not None:
+            slot.release(domain_event.old_holder, "rescheduled")
+            processing_event.collect_events(slot)
 
     def _attempt(self, command: Any, name: str, processing_event: ProcessingEvent,
                  action: Callable[[Slot, UUID], None]) -> None:
@@ -86,16 +100,17 @@ class SchedulingApplication(ClinicProcessApplication):
         processing_event.collect_events(slot)
 
     @policy.register
-    def _(self, domain_event: BookingSaga.Rejected, processing_event: ProcessingEvent) -> None:
+    def _(self, domain_event: BookingSaga.Rejected | RescheduleSaga.Rejected, processing_event: ProcessingEvent) -> None:
         if domain_event.release_slot:
             self._release(domain_event, processing_event)
 
     @policy.register
-    def _(self, domain_event: BookingSaga.Cancelled, processing_event: ProcessingEvent) -> None:
+    def _(self, domain_event: BookingSaga.Cancelled | RescheduleSaga.Cancelled, processing_event: ProcessingEvent) -> None:
         self._release(domain_event, processing_event)
 
     @policy.register
-    def _(self, domain_event: BookingSaga.SlotReleaseRequested, processing_event: ProcessingEvent) -> None:
+    def _(self, domain_event: BookingSaga.SlotReleaseRequested | RescheduleSaga.SlotReleaseRequested,
+          processing_event: ProcessingEvent) -> None:
         self._release(domain_event, processing_event)
 
     def _release(self, command: Any, processing_event: ProcessingEvent) -> None:

@@ -24,13 +24,15 @@ class SagaState(StrEnum):
     HOLDING_SLOT = "HOLDING_SLOT"
     VALIDATING = "VALIDATING"
     BOOKING_SLOT = "BOOKING_SLOT"
+    MOVING = "MOVING"
+    """A reschedule waits for consultations to record the move (no deadline: the new slot is booked)."""
     COMPLETED = "COMPLETED"
     REJECTED = "REJECTED"
     CANCELLED = "CANCELLED"
 
 
 OPEN_STATES = frozenset({SagaState.HOLDING_SLOT, SagaState.VALIDATING, SagaState.BOOKING_SLOT})
-"""The states a saga waits in: the deadline timer watches these."""
+"""The states a saga waits in under its deadline: the deadline timer watches these."""
 
 
 class StepStatus(StrEnum):
@@ -105,6 +107,11 @@ class SagaTable:
 
     aggregate: str
     moves: tuple[Move, ...]
+
+    @cached_property
+    def states(self) -> frozenset[SagaState]:
+        """Every state the saga can be in."""
+        return frozenset(m.target for m in self.moves)
 
     def move(self, source: SagaState | None, event: str) -> Move | None:
         """The row for recording ``event`` in ``source`` (``None``: the saga may not record it there)."""

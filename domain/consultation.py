@@ -49,6 +49,9 @@ LIFECYCLE: dict[str, Transition] = {
     "Completed": Transition(frozenset({_S.CONFIRMED}), _S.COMPLETED),
     "MarkedNoShow": Transition(frozenset({_S.CONFIRMED}), _S.NO_SHOW),
     "NoteAdded": Transition(frozenset({_S.CONFIRMED, _S.COMPLETED}), None),
+    "RescheduleRequested": Transition(frozenset({_S.CONFIRMED}), None),
+    "Rescheduled": Transition(frozenset({_S.CONFIRMED}), None),
+    "RescheduleFailed": Transition(frozenset({_S.CONFIRMED, _S.CANCELLED, _S.COMPLETED, _S.NO_SHOW}), None),
 }
 """Every event after ``Requested`` (which leaves it ``REQUESTED``), by its class name."""
 
@@ -98,6 +101,10 @@ class Consultation(ClinicAggregate):
     class CancelledByPatient(LifecycleEvent):
         personal_data = ("reason",)
         reason: str
+        held_by: UUID | None = None
+        """The saga whose booking holds the slot (``None``: the booking saga, as in older events)."""
+        pending_reschedule: UUID | None = None
+        """The reschedule saga under way, which then stops."""
 
         def apply(self, aggregate: Any) -> None:
             super().apply(aggregate)
@@ -106,6 +113,8 @@ class Consultation(ClinicAggregate):
     class CancelledByClinic(LifecycleEvent):
         personal_data = ("reason",)
         reason: str
+        held_by: UUID | None = None
+        pending_reschedule: UUID | None = None
 
         def apply(self, aggregate: Any) -> None:
             super().apply(aggregate)
@@ -116,6 +125,49 @@ class Consultation(ClinicAggregate):
 
     class MarkedNoShow(LifecycleEvent):
         pass
+
+    class RescheduleRequested(LifecycleEvent):
+        """The patient (or the clinic) asks to move the confirmed consultation to ``start``: the saga
+        ``reschedule_id`` holds and books the new slot; until it moves the consultation, nothing of the
+        original booking changes."""
+
+        reschedule_id: UUID
+        patient_id: UUID
+        doctor_id: UUID
+        from_start: datetime
+        start: datetime
+        held_by: UUID | None
+        """The saga whose booking holds the current slot (``None``: the booking saga)."""
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.pending_reschedule = self.reschedule_id
+
+    class Rescheduled(LifecycleEvent):
+        """The reschedule saga ``reschedule_id`` booked the new slot: the consultation now starts at ``start``,
+        on that saga's slot; scheduling then releases the old one."""
+
+        reschedule_id: UUID
+        patient_id: UUID
+        doctor_id: UUID
+        from_start: datetime
+        start: datetime
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.start = self.start
+            aggregate.held_by = self.reschedule_id
+            aggregate.pending_reschedule = None
+
+    class RescheduleFailed(LifecycleEvent):
+        """The reschedule ``reschedule_id`` did not happen (``reason``): the consultation keeps its start and slot."""
+
+        reschedule_id: UUID
+        reason: str
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.pending_reschedule = None
 
     class NoteAdded(LifecycleEvent):
         personal_data = ("text",)
@@ -136,6 +188,10 @@ class Consultation(ClinicAggregate):
         self.rejection_reason: str | None = None
         self.cancellation_reason: str | None = None
         self.notes: list[ClinicalNote] = []
+        self.pending_reschedule: UUID | None = None
+        """The saga of the reschedule under way (``None``: none)."""
+        self.held_by: UUID | None = None
+        """The saga whose booking holds the consultation's slot (``None``: its booking saga)."""
 
     def confirm(self) -> None:
         """Confirm a requested consultation; confirming again is a no-op, and so is the saga's verdict
@@ -150,16 +206,45 @@ class Consultation(ClinicAggregate):
             self._move(Consultation.Rejected, "reject", reason=reason)
 
     def cancel_by_patient(self, reason: str) -> None:
-        self._move(Consultation.CancelledByPatient, "cancel", reason=reason)
+        self._move(Consultation.CancelledByPatient, "cancel", reason=reason, held_by=self.held_by,
+                   pending_reschedule=self.pending_reschedule)
 
     def cancel_by_clinic(self, reason: str) -> None:
-        self._move(Consultation.CancelledByClinic, "cancel", reason=reason)
+        self._move(Consultation.CancelledByClinic, "cancel", reason=reason, held_by=self.held_by,
+                   pending_reschedule=self.pending_reschedule)
 
     def complete(self) -> None:
         self._move(Consultation.Completed, "complete")
 
     def mark_no_show(self) -> None:
         self._move(Consultation.MarkedNoShow, "mark as no-show")
+
+    def request_reschedule(self, start: datetime, reschedule_id: UUID) -> None:
+        """Ask to move a confirmed consultation to ``start``, by the saga ``reschedule_id``; one at a time."""
+        start = require_aware(start, "start")
+        if self.status == ConsultationStatus.CONFIRMED and self.pending_reschedule is not None:
+            raise ConsultationStateError("a reschedule of this consultation is already under way")
+        if self.status == ConsultationStatus.CONFIRMED and start == self.start:
+            raise ConsultationStateError("the consultation already starts then")
+        self._move(Consultation.RescheduleRequested, "reschedule", reschedule_id=reschedule_id, patient_id=self.patient_id,
+                   doctor_id=self.doctor_id, from_start=self.start, start=start, held_by=self.held_by)
+
+    def move(self, reschedule_id: UUID, start: datetime) -> None:
+        """The reschedule ``reschedule_id`` booked its new slot: move there if still confirmed, else record why
+        not (the saga then gives the new slot back). Again, or for another saga: a no-op."""
+        if self.pending_reschedule != reschedule_id:
+            return
+        if self.status == ConsultationStatus.CONFIRMED:
+            self._move(Consultation.Rescheduled, "move", reschedule_id=reschedule_id, patient_id=self.patient_id,
+                       doctor_id=self.doctor_id, from_start=self.start, start=start)
+        else:
+            self._move(Consultation.RescheduleFailed, "fail the reschedule of", reschedule_id=reschedule_id,
+                       reason=f"consultation_{self.status.lower()}")
+
+    def reschedule_failed(self, reschedule_id: UUID, reason: str) -> None:
+        """The reschedule ``reschedule_id`` failed: forget it (the original booking was never touched)."""
+        if self.pending_reschedule == reschedule_id:
+            self._move(Consultation.RescheduleFailed, "fail the reschedule of", reschedule_id=reschedule_id, reason=reason)
 
     def add_note(self, author: str, text: str) -> None:
         """Add a clinical note; only confirmed or completed consultations take notes."""

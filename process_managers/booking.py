@@ -18,19 +18,26 @@ from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Notification, Recording
 
-from domain.booking_saga_table import BOOKING_SAGA
+from domain.booking_saga_table import BOOKING_SAGA, SagaTable
 from domain.consultation import Consultation
 from domain.metadata import event_metadata
+from domain.reschedule_saga_table import RESCHEDULE_SAGA
 from domain.slot import Slot, SlotRequestRefused, slot_id_for
 from domain.values import RejectionReason
 from process_managers.base import ClinicProcessApplication, MapperFactory
-from process_managers.booking_saga import SAGA_EVENT_BY_TOPIC, BookingSaga, SagaState, saga_id_for
+from process_managers.booking_saga import SAGA_EVENT_BY_TOPIC, BookingSaga, SagaState, TableSaga, saga_id_for
 from process_managers.ports import RegistryPort, RegistryUnavailableError
+from process_managers.reschedule_saga import RESCHEDULE_EVENT_BY_TOPIC, RescheduleSaga
 from process_managers.spans import saga_step, spans
 
 DEFAULT_SAGA_TIMEOUT = timedelta(seconds=30)
 TIMER_STEPS = {"deadline": "compensate", "validation-retry": "validate_registrants"}
 """The span of each step the timer takes (by the prefix of its cause)."""
+TABLE_AND_EVENT_BY_TOPIC: dict[str, tuple[SagaTable, str]] = {
+    **{topic: (BOOKING_SAGA, kind) for topic, kind in SAGA_EVENT_BY_TOPIC.items()},
+    **{topic: (RESCHEDULE_SAGA, kind) for topic, kind in RESCHEDULE_EVENT_BY_TOPIC.items()},
+}
+"""Each stored saga topic's table and event name: the timer follows both sagas from one log."""
 TIMEOUT_REASONS = frozenset({RejectionReason.DEADLINE_EXCEEDED.value, RejectionReason.VALIDATION_UNAVAILABLE.value})
 """The reasons ``BookingSaga.time_out`` rejects with: the deadline passed."""
 
@@ -50,7 +57,10 @@ class SagaObserver(Protocol):
 
 
 class BookingProcessManager(ClinicProcessApplication):
-    """Runs one ``BookingSaga`` per requested consultation."""
+    """Runs one ``BookingSaga`` per requested consultation, and one ``RescheduleSaga`` per reschedule.
+
+    Scheduling's replies name the saga by ``booking_id``; both sagas answer them with the same
+    methods, each by its own table."""
 
     name = "Booking"
     registry: RegistryPort
@@ -64,11 +74,15 @@ class BookingProcessManager(ClinicProcessApplication):
 
     def aggregates_for(self, domain_event: Any) -> Iterable[UUID]:
         """The saga each event the policy handles loads (a batch loads them with one query)."""
-        if isinstance(domain_event, (Consultation.Requested, Consultation.CancelledByPatient,
-                                     Consultation.CancelledByClinic)):
+        if isinstance(domain_event, Consultation.Requested):
             return (saga_id_for(domain_event.originator_id),)
         if isinstance(domain_event, (Slot.Held, Slot.Booked, SlotRequestRefused.Recorded)):
             return (domain_event.booking_id,)
+        if isinstance(domain_event, (Consultation.RescheduleRequested, Consultation.Rescheduled,
+                                     Consultation.RescheduleFailed)):
+            return (domain_event.reschedule_id,)
+        if isinstance(domain_event, (Consultation.CancelledByPatient, Consultation.CancelledByClinic)):
+            return tuple(self._sagas_holding(domain_event))
         return ()
 
     @singledispatchmethod
@@ -128,12 +142,55 @@ class BookingProcessManager(ClinicProcessApplication):
         self._release_after_cancellation(domain_event, processing_event)
 
     def _release_after_cancellation(self, domain_event: Any, processing_event: ProcessingEvent) -> None:
-        saga = self._saga(saga_id_for(domain_event.originator_id))
+        """The sagas that hold something of the consultation give it back: its booking's (or the last
+        reschedule's, once one moved it) and the reschedule under way."""
+        for saga_id in self._sagas_holding(domain_event):
+            saga = self._saga(saga_id)
+            if saga is not None:
+                saga.release_after_cancellation("consultation_cancelled")
+                processing_event.collect_events(saga)
+
+    @staticmethod
+    def _sagas_holding(cancellation: Any) -> list[UUID]:
+        holder = cancellation.held_by or saga_id_for(cancellation.originator_id)
+        return [holder] + ([cancellation.pending_reschedule] if cancellation.pending_reschedule else [])
+
+    @policy.register
+    @saga_step("hold_slot")
+    def _(self, domain_event: Consultation.RescheduleRequested, processing_event: ProcessingEvent) -> None:
+        consultation_id = domain_event.originator_id
+        if domain_event.reschedule_id in self.repository:
+            return
+        saga = RescheduleSaga(
+            consultation_id=consultation_id, request_version=domain_event.originator_version,
+            patient_id=domain_event.patient_id,
+            doctor_id=domain_event.doctor_id, slot_id=slot_id_for(domain_event.doctor_id, domain_event.start),
+            start=domain_event.start, old_slot_id=slot_id_for(domain_event.doctor_id, domain_event.from_start),
+            old_holder=domain_event.held_by or saga_id_for(consultation_id), deadline=self.clock() + self.saga_timeout,
+        )
+        processing_event.collect_events(saga)
+
+    @policy.register
+    @saga_step("release_old_slot")
+    def _(self, domain_event: Consultation.Rescheduled, processing_event: ProcessingEvent) -> None:
+        saga = self._reschedule_of(domain_event)
         if saga is not None:
-            saga.release_after_cancellation("consultation_cancelled")
+            saga.record_moved()
             processing_event.collect_events(saga)
 
-    def _validate(self, saga: BookingSaga) -> None:
+    @policy.register
+    @saga_step("compensate")
+    def _(self, domain_event: Consultation.RescheduleFailed, processing_event: ProcessingEvent) -> None:
+        saga = self._reschedule_of(domain_event)
+        if saga is not None:
+            saga.record_move_refused()
+            processing_event.collect_events(saga)
+
+    def _reschedule_of(self, domain_event: Any) -> RescheduleSaga | None:
+        saga = self._saga(domain_event.reschedule_id)
+        return saga if isinstance(saga, RescheduleSaga) else None
+
+    def _validate(self, saga: TableSaga) -> None:
         """Ask the registry; "unavailable" is recorded and retried until the deadline."""
         try:
             eligibility = self.registry.booking_eligibility(saga.patient_id, saga.doctor_id)
@@ -146,7 +203,7 @@ class BookingProcessManager(ClinicProcessApplication):
         else:
             saga.reject(eligibility.reason or RejectionReason.PATIENT_NOT_ELIGIBLE)
 
-    def _saga(self, saga_id: UUID) -> BookingSaga | None:
+    def _saga(self, saga_id: UUID) -> TableSaga | None:
         try:
             return self.repository.get(saga_id)
         except AggregateNotFoundError:
@@ -197,7 +254,7 @@ class BookingProcessManager(ClinicProcessApplication):
                 self._under(self._open[saga_id], f"validation-retry:{saga_id}", self._validate)
             return due
 
-    def _under(self, open_saga: OpenSaga, cause: str, action: Callable[[BookingSaga], None]) -> None:
+    def _under(self, open_saga: OpenSaga, cause: str, action: Callable[[TableSaga], None]) -> None:
         """Act on a saga outside any event, stamped with its booking's correlation id, in its trace."""
         with spans().saga(TIMER_STEPS[cause.partition(":")[0]], open_saga.traceparent) as span, event_metadata(
                 correlation_id=open_saga.correlation_id, causation_id=cause, actor=self.actor,
@@ -210,20 +267,20 @@ class BookingProcessManager(ClinicProcessApplication):
     def _catch_up_open_sagas(self) -> None:
         """Keep the index of open sagas up with the saga log (rebuilt from it after a restart)."""
         for notification in self._new_saga_notifications():
-            kind = SAGA_EVENT_BY_TOPIC.get(notification.topic)
-            if kind is None:
+            table, kind = TABLE_AND_EVENT_BY_TOPIC.get(notification.topic, (None, ""))
+            if table is None:
                 continue
-            if BOOKING_SAGA.starts(kind):
+            if table.starts(kind):
                 started = self.mapper.to_domain_event(notification)
                 self._open[started.originator_id] = OpenSaga(started.originator_id, started.deadline,
                                                              started.correlation_id, traceparent=started.traceparent)
             elif (open_saga := self._open.get(notification.originator_id)) is None:
                 continue
-            elif BOOKING_SAGA.ends(kind):
+            elif table.ends(kind):
                 del self._open[notification.originator_id]
-            elif BOOKING_SAGA.schedules_retry(kind):
+            elif table.schedules_retry(kind):
                 open_saga.retry_at = self.mapper.to_domain_event(notification).retry_at
-            elif BOOKING_SAGA.clears_retry(kind):
+            elif table.clears_retry(kind):
                 open_saga.retry_at = None
 
     def _new_saga_notifications(self) -> Iterator[Notification]:

@@ -51,7 +51,8 @@ class ConsultationDetail:
     leaders = ("Consultations", "Registry")
 
     def changes(self, event: Any) -> list[Op]:
-        """Requested writes every field; later events the status and/or the version; an erasure the reason."""
+        """Requested writes every field; later events the status and/or the version (a reschedule the
+        start too); an erasure the reason."""
         kind = type(event)
         if kind is Consultation.Requested:
             return [SetFields(consultation_key(event.originator_id), _requested_fields(event)),
@@ -67,6 +68,11 @@ class ConsultationDetail:
             fields["status"] = STATUS_AFTER[kind]
         if kind is Consultation.Rejected:
             fields["rejection_reason"] = event.reason
+        if kind is Consultation.Rescheduled:
+            fields["start"] = iso(event.start)
+            return [SetFields(consultation_key(event.originator_id), fields),
+                    AddToIndex(patient_consultation_ids_key(event.patient_id), str(event.originator_id),
+                               epoch(event.start))]
         return [SetFields(consultation_key(event.originator_id), fields)]
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.consultation import Consultation
-from projections.ops import AddToIndex, Op
+from projections.ops import AddToIndex, Op, RemoveFromIndex
 from projections.values import epoch, utc_day
 
 
@@ -26,7 +26,11 @@ class DoctorAgenda:
     leaders = ("Consultations",)
 
     def changes(self, event: Any) -> list[Op]:
-        """A request adds the consultation to its day; nothing else moves it."""
+        """A request adds the consultation to its day; a reschedule moves it to the new start's day."""
+        if type(event) is Consultation.Rescheduled:
+            member = str(event.originator_id)
+            return [RemoveFromIndex(doctor_agenda_key(event.doctor_id, event.from_start), member),
+                    AddToIndex(doctor_agenda_key(event.doctor_id, event.start), member, epoch(event.start))]
         if type(event) is not Consultation.Requested:
             return []
         key = doctor_agenda_key(event.doctor_id, event.start)

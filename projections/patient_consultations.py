@@ -25,7 +25,7 @@ class PatientConsultations:
     leaders = ("Consultations",)
 
     def changes(self, event: Any) -> list[Op]:
-        """A request adds the consultation; nothing else changes who or when."""
-        if type(event) is not Consultation.Requested:
+        """A request adds the consultation; a reschedule moves it to its new start."""
+        if type(event) not in (Consultation.Requested, Consultation.Rescheduled):
             return []
         return [AddToIndex(patient_consultations_key(event.patient_id), str(event.originator_id), epoch(event.start))]

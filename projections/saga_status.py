@@ -1,6 +1,8 @@
-"""``saga:<id>`` (state of a booking saga) and ``saga:<id>:steps`` (its steps, as ``BookingSaga.steps``).
+"""``saga:<id>`` (state of a booking or reschedule saga) and ``saga:<id>:steps`` (its steps, as the
+aggregate's ``steps``).
 
-What each event writes comes from the saga's table (``domain.booking_saga_table.BOOKING_SAGA``), the
+What each event writes comes from the saga's table (``domain.booking_saga_table.BOOKING_SAGA``,
+``domain.reschedule_saga_table.RESCHEDULE_SAGA``), the
 one the aggregate's mutators apply, turned once into a ``Plan`` per event (and, for a rejection, per
 failed step). Saga events are recognised by their class name on the saga aggregate: projections and
 process managers are independent layers.
@@ -13,7 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from domain.booking_saga_table import BOOKING_SAGA, Move, SagaState
+from domain.booking_saga_table import BOOKING_SAGA, Move, SagaState, SagaTable
+from domain.reschedule_saga_table import RESCHEDULE_SAGA
 from domain.values import RejectionReason
 from projections.ops import AppendToList, Op, SetFields, SetFieldsIf
 from projections.values import iso
@@ -90,10 +93,10 @@ def _plan(moves: tuple[Move, ...]) -> Plan:
     )
 
 
-def _plans(kind: str) -> dict[str, Plan]:
+def _plans(table: SagaTable, kind: str) -> dict[str, Plan]:
     """One plan per step the event ends when it names its row by it (a rejection's failed step, a
     cancellation's cancelled step), else one ("")."""
-    moves = BOOKING_SAGA.moves_of(kind)
+    moves = table.moves_of(kind)
     if len(moves) > 1 and len({move.ended_step for move in moves}) == len(moves):
         return {move.ended_step: _plan((move,)) for move in moves}
     return {"": _plan(moves)}
@@ -132,5 +135,6 @@ def _step_head(name: str, status: str) -> str:
     return json.dumps({"name": name, "status": status, "at": ""}, separators=(",", ":"))[:-2]
 
 
-_PLANS: dict[str, dict[str, Plan]] = {f"{BOOKING_SAGA.aggregate}.{kind}": _plans(kind) for kind in BOOKING_SAGA.events}
-"""Each saga event's plans, by its class ``__qualname__`` (``BookingSaga.SlotHeld``)."""
+_PLANS: dict[str, dict[str, Plan]] = {f"{table.aggregate}.{kind}": _plans(table, kind)
+                                      for table in (BOOKING_SAGA, RESCHEDULE_SAGA) for kind in table.events}
+"""Each saga event's plans, by its class ``__qualname__`` (``BookingSaga.SlotHeld``, ``RescheduleSaga.…``)."""

@@ -1,5 +1,6 @@
 """The whole booking system under any sequence of bookings, cancellations (before or after the saga
-decides), deactivations and saga timeouts: its invariants hold, read from its own queries and audit trails.
+decides), reschedules (alone, two of one booking at once, racing a booking of the target slot),
+deactivations and saga timeouts: its invariants hold, read from its own queries and audit trails.
 
 One clinic per example, on the memory event store with the embedded runner. Every
 rule ends with ``clinic.wait_until_settled()``: in embedded mode each saga runs all
@@ -12,9 +13,12 @@ the ``Doctor`` aggregate has ``reactivate``), so there is no reactivation rule.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta, timezone
 from uuid import UUID
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -69,6 +73,19 @@ def slot_history(clinic: Clinic, slot_id: UUID) -> list[tuple[str, str | None]]:
     return [(e.type, e.data.get("booking_id")) for e in clinic.auditor.trail("slot", slot_id).events]
 
 
+def sagas_of(clinic: Clinic, consultation_id: UUID) -> set[str]:
+    """Every saga that ever held or booked a slot for the consultation: its booking's and each reschedule's."""
+    trail = clinic.auditor.trail("consultation", consultation_id).events
+    return {str(saga_id_for(consultation_id))} | {str(e.data["reschedule_id"]) for e in trail
+                                                  if e.type == "Consultation.RescheduleRequested"}
+
+
+def holder_of(clinic: Clinic, consultation_id: UUID) -> UUID:
+    """The saga whose booking holds the consultation's slot now (its booking saga until a reschedule moved it)."""
+    consultation = clinic.consultations.repository.get(consultation_id)
+    return consultation.held_by or saga_id_for(consultation_id)
+
+
 class BookingSystemMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -112,9 +129,7 @@ class BookingSystemMachine(RuleBasedStateMachine):
         """The patient cancels while the registry cannot answer: the saga waits to validate (or was
         already refused the slot, then the cancellation is refused), deterministically, so Hypothesis
         sees the same system on every run of an example."""
-        registry = self.clinic.booking.registry
-        self.clinic.booking.registry = FakeRegistry(RegistryUnavailableError("the registry is down"))
-        try:
+        with self.registry_down():
             accepted = self.clinic.book(self.patients[patient], self.doctors[doctor], start_at(hour), "check-up")
             self.consultation_ids.append(accepted.consultation_id)
             self.clinic.wait_until_settled()
@@ -123,8 +138,90 @@ class BookingSystemMachine(RuleBasedStateMachine):
             except ConsultationStateError:
                 assert self.clinic.consultations.consultation(accepted.consultation_id).status == "REJECTED"
             self.clinic.wait_until_settled()
+
+    @precondition(has_confirmed_consultation)
+    @rule(data=st.data(), hour=hours, utc_offset=utc_offsets)
+    def reschedule(self, data: st.DataObject, hour: int, utc_offset: int) -> None:
+        """Move a confirmed consultation to another start of its doctor: open and free (moved), taken,
+        unopened (kept as it was), or its own start (refused)."""
+        consultation_id = self._pick_confirmed(data)
+        self._request_reschedule(consultation_id, start_at(hour, utc_offset))
+        self.clinic.wait_until_settled()
+
+    @precondition(has_confirmed_consultation)
+    @rule(data=st.data(), first=hours, second=hours)
+    def reschedule_twice_at_once(self, data: st.DataObject, first: int, second: int) -> None:
+        """Two reschedules of one booking: while the first waits on the registry (it held its slot) the
+        second is refused; one that already failed (its slot was taken) does not stand in the way."""
+        consultation_id = self._pick_confirmed(data)
+        with self.registry_down():
+            self._request_reschedule(consultation_id, start_at(first))
+            if self.clinic.consultations.repository.get(consultation_id).pending_reschedule is not None:
+                with pytest.raises(ConsultationStateError, match="already under way"):
+                    self.clinic.consultations.reschedule(consultation_id, start_at(second))
+            else:
+                self._request_reschedule(consultation_id, start_at(second))
+        self._retry_validations()
+
+    @precondition(has_confirmed_consultation)
+    @rule(data=st.data(), patient=patients, hour=hours, booking_first=st.booleans())
+    def reschedule_racing_a_booking_of_the_target(self, data: st.DataObject, patient: str, hour: int,
+                                                  booking_first: bool) -> None:
+        """A reschedule and another patient's booking want the same slot; the registry holds both sagas
+        after their holds, so whichever holds first wins and the other is refused the slot."""
+        consultation_id = self._pick_confirmed(data)
+        doctor_id = self.clinic.consultations.consultation(consultation_id).doctor_id
+        with self.registry_down():
+            if not booking_first:
+                self._request_reschedule(consultation_id, start_at(hour))
+            self.consultation_ids.append(self.clinic.book(self.patients[patient], doctor_id, start_at(hour),
+                                                          "check-up").consultation_id)
+            self.clinic.wait_until_settled()
+            if booking_first:
+                self._request_reschedule(consultation_id, start_at(hour))
+        self._retry_validations()
+
+    @precondition(has_confirmed_consultation)
+    @rule(data=st.data(), hour=hours)
+    def cancel_while_a_reschedule_waits(self, data: st.DataObject, hour: int) -> None:
+        """The patient cancels while the move waits on the registry: both the booked slot and the new
+        hold are given back."""
+        consultation_id = self._pick_confirmed(data)
+        with self.registry_down():
+            self._request_reschedule(consultation_id, start_at(hour))
+            self.clinic.consultations.cancel(consultation_id, "not coming after all", by_patient=True)
+            self.clinic.wait_until_settled()
+            assert self.slots_taken_by(consultation_id) == []  # at once, not only once the registry answers
+        self._retry_validations()
+
+    def _pick_confirmed(self, data: st.DataObject) -> UUID:
+        confirmed = [c.consultation_id for c in self.consultations("CONFIRMED")]
+        return data.draw(st.sampled_from(confirmed), label="consultation")
+
+    def _request_reschedule(self, consultation_id: UUID, start: datetime) -> bool:
+        """Ask to move it; ``False`` when refused at once (its own start, or another reschedule under way)."""
+        try:
+            self.clinic.consultations.reschedule(consultation_id, start)
+        except ConsultationStateError:
+            return False
+        self.clinic.wait_until_settled()
+        return True
+
+    @contextmanager
+    def registry_down(self) -> Iterator[None]:
+        """Sagas that reach validation wait there (retried later) until the block ends."""
+        registry = self.clinic.booking.registry
+        self.clinic.booking.registry = FakeRegistry(RegistryUnavailableError("the registry is down"))
+        try:
+            yield
         finally:
             self.clinic.booking.registry = registry
+
+    def _retry_validations(self) -> None:
+        """The registry is back: the timer's next retry (1 s later) validates the sagas that waited."""
+        self.clock.advance(seconds=2)
+        self.clinic.booking.retry_deferred_validations()
+        self.clinic.wait_until_settled()
 
     @precondition(has_confirmed_consultation)
     @rule(data=st.data(), by_patient=st.booleans())
@@ -152,18 +249,30 @@ class BookingSystemMachine(RuleBasedStateMachine):
         views = self.consultations()
         for doctor_id, start in self.opened_slots:
             here = [c for c in views if (c.doctor_id, c.start) == (doctor_id, start)]
-            confirmed = {saga_of(c) for c in here if c.status == "CONFIRMED"}
+            confirmed = {holder_of(self.clinic, c.consultation_id) for c in here if c.status == "CONFIRMED"}
             assert len(confirmed) <= 1, f"slot {doctor_id}@{start} confirmed for several sagas: {confirmed}"
             slot = self.clinic.scheduling.slot(slot_id_for(doctor_id, start))
             if slot.status == "BOOKED":
                 assert confirmed == {slot.booking_id}, f"slot booked for {slot.booking_id}, confirmed: {confirmed}"
 
     @invariant()
-    def a_confirmed_consultation_holds_its_booked_slot(self) -> None:
-        for consultation in self.consultations("CONFIRMED"):
-            slot = self.clinic.scheduling.slot(slot_of(consultation))
-            assert (slot.status, slot.booking_id) == ("BOOKED", saga_of(consultation)), consultation
-            assert self.clinic.saga(saga_of(consultation)).state == "COMPLETED", consultation
+    def a_confirmed_consultation_holds_its_booked_slot_and_no_other(self) -> None:
+        for consultation in self.consultations():
+            mine = self.slots_taken_by(consultation.consultation_id)
+            if consultation.status == "CONFIRMED":
+                holder = holder_of(self.clinic, consultation.consultation_id)
+                slot = self.clinic.scheduling.slot(slot_of(consultation))
+                assert (slot.status, slot.booking_id) == ("BOOKED", holder), consultation
+                assert self.clinic.saga(holder).state == "COMPLETED", consultation
+                assert mine == [slot_of(consultation)], (consultation, mine)
+            else:
+                assert mine == [], (consultation, mine)
+
+    def slots_taken_by(self, consultation_id: UUID) -> list[UUID]:
+        """The opened slots held or booked by any saga of the consultation."""
+        sagas = sagas_of(self.clinic, consultation_id)
+        slots = [self.clinic.scheduling.slot(slot_id_for(doctor_id, start)) for doctor_id, start in self.opened_slots]
+        return [s.slot_id for s in slots if s.status in ("HELD", "BOOKED") and str(s.booking_id) in sagas]
 
     @invariant()
     def a_rejected_consultation_has_a_known_reason_and_no_slot(self) -> None:
@@ -174,23 +283,19 @@ class BookingSystemMachine(RuleBasedStateMachine):
 
     @invariant()
     def no_saga_is_left_open_after_settling(self) -> None:
-        open_states = {str(state) for state in OPEN_STATES}
+        waiting = {str(state) for state in OPEN_STATES} | {"MOVING"}
         for consultation in self.consultations():
-            saga = self.clinic.saga(saga_of(consultation))
-            assert saga.state not in open_states, (consultation, saga)
+            for saga_id in sagas_of(self.clinic, consultation.consultation_id):
+                saga = self.clinic.saga(UUID(saga_id))
+                assert saga.state not in waiting, (consultation, saga)
 
     @invariant()
-    def a_cancelled_consultation_gave_its_slot_back(self) -> None:
+    def a_cancelled_consultation_stopped_the_saga_that_held_its_slot(self) -> None:
+        """(An earlier saga that handed its slot over to a reschedule stays ``COMPLETED``; the slots are
+        checked by ``a_confirmed_consultation_holds_its_booked_slot_and_no_other``.)"""
         for consultation in self.consultations("CANCELLED"):
-            saga_id, slot_id = saga_of(consultation), slot_of(consultation)
-            slot = slot_or_none(self.clinic, slot_id)
-            assert slot is None or slot.booking_id != saga_id, consultation
-            history = slot_history(self.clinic, slot_id) if slot is not None else []
-            taken = [i for i, entry in enumerate(history) if entry in {("Slot.Held", str(saga_id)),
-                                                                      ("Slot.Booked", str(saga_id))}]
-            if taken:
-                assert ("Slot.Released", str(saga_id)) in history[taken[-1] + 1:], (consultation, history)
-            assert self.clinic.saga(saga_id).state in {"CANCELLED", "REJECTED"}, consultation
+            holder = self.clinic.saga(holder_of(self.clinic, consultation.consultation_id))
+            assert holder.state in {"CANCELLED", "REJECTED"}, consultation
 
     @invariant()
     def at_most_one_confirmed_per_start_and_the_audit_trail_agrees(self) -> None:
@@ -203,6 +308,6 @@ class BookingSystemMachine(RuleBasedStateMachine):
 
 
 BookingSystemMachine.TestCase.settings = settings(
-    max_examples=25, stateful_step_count=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=50, stateful_step_count=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 TestBookingSystem = BookingSystemMachine.TestCase

@@ -26,12 +26,14 @@ from domain.consultation import Consultation
 from domain.doctor import Doctor
 from domain.metadata import event_metadata
 from domain.patient import Patient
+from domain.receipts import CommandReceipt
 from domain.record_access import PatientRecordAccess
 from domain.slot import Slot, SlotRequestRefused
 from infrastructure.personal_data.mapper import PersonalDataMapper
 from process_managers.base import DateAsISO
 from process_managers.booking import BookingProcessManager
 from process_managers.booking_saga import BookingSaga
+from process_managers.reschedule_saga import RescheduleSaga
 
 NOW = datetime(2027, 1, 4, 8, 0, tzinfo=UTC)
 START = NOW + timedelta(days=7)
@@ -43,6 +45,8 @@ OWNERS = {  # which application stores each aggregate's events
     SlotRequestRefused: SchedulingApplication.name,
     Consultation: ConsultationsApplication.name,
     BookingSaga: BookingProcessManager.name,
+    RescheduleSaga: BookingProcessManager.name,
+    CommandReceipt: ConsultationsApplication.name,  # every context that takes keyed commands records them
 }
 
 
@@ -93,6 +97,11 @@ def events_from_commands() -> list[tuple[type, Any]]:
         completed = consultation()
         completed.confirm()
         completed.add_note("doctor:house", "Rest and fluids.")
+        moved_by, refused = uuid4(), uuid4()
+        completed.request_reschedule(START + timedelta(hours=1), moved_by)
+        completed.move(moved_by, START + timedelta(hours=1))
+        completed.request_reschedule(START + timedelta(hours=2), refused)
+        completed.reschedule_failed(refused, "slot_unavailable")
         completed.complete()
         consultation().reject("slot_unavailable")
         for cancel in (Consultation.cancel_by_patient, Consultation.cancel_by_clinic):
@@ -120,6 +129,27 @@ def events_from_commands() -> list[tuple[type, Any]]:
         stopped = saga()
         stopped.record_slot_held()
         stopped.release_after_cancellation("consultation_cancelled")
+
+        def reschedule() -> RescheduleSaga:
+            r = RescheduleSaga(consultation_id=uuid4(), request_version=3, patient_id=patient.id, doctor_id=doctor.id,
+                               slot_id=slot.id, start=START, old_slot_id=uuid4(), old_holder=uuid4(),
+                               deadline=NOW + timedelta(seconds=30))
+            aggregates.append(r)
+            return r
+
+        moved = reschedule()
+        moved.record_slot_held()
+        moved.record_validation_unavailable("registry timed out", NOW + timedelta(seconds=1))
+        moved.record_registrants_valid()
+        moved.record_slot_booked()
+        moved.record_moved()
+        moved.release_after_cancellation("consultation_cancelled")
+        reschedule().reject("slot_unavailable")
+        withdrawn = reschedule()
+        withdrawn.release_after_cancellation("consultation_cancelled")
+        receipt = CommandReceipt(scope="patient-1", key="k-1", request="fingerprint", wrote=[str(uuid4())])
+        receipt.reissue("another fingerprint", [])
+        aggregates.append(receipt)
     return [(type(aggregate), event) for aggregate in aggregates for event in aggregate.collect_events()]
 
 
@@ -145,7 +175,7 @@ def test_every_event_round_trips_equal_through_its_applications_mapper(apps):
         assert (back.correlation_id, back.causation_id, back.actor) == (
             event.correlation_id, event.causation_id, event.actor)
         assert back.correlation_id is not None and back.actor == "admin:test"
-        if aggregate is BookingSaga:
+        if aggregate in (BookingSaga, RescheduleSaga):
             assert back.saga_id == str(event.originator_id)
 
 

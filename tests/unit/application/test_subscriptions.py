@@ -17,6 +17,7 @@ from domain.consultation import Consultation
 from domain.slot import Slot, SlotRequestRefused
 from process_managers.base import ClinicProcessApplication
 from process_managers.booking_saga import BookingSaga
+from process_managers.reschedule_saga import RescheduleSaga
 from tests.conftest import ManualClock
 
 START = datetime(2027, 1, 5, 9, tzinfo=UTC)
@@ -28,12 +29,17 @@ def test_each_follower_subscribes_to_exactly_the_events_its_policy_handles():
 
     assert SUBSCRIPTIONS == {
         ("Consultations", "Booking"): topics(Consultation.Requested, Consultation.CancelledByPatient,
-                                             Consultation.CancelledByClinic),
+                                             Consultation.CancelledByClinic, Consultation.RescheduleRequested,
+                                             Consultation.Rescheduled, Consultation.RescheduleFailed),
         ("Scheduling", "Booking"): topics(Slot.Held, Slot.Booked, SlotRequestRefused.Recorded),
-        ("Booking", "Consultations"): topics(BookingSaga.Completed, BookingSaga.Rejected),
+        ("Booking", "Consultations"): topics(BookingSaga.Completed, BookingSaga.Rejected, RescheduleSaga.SlotBooked,
+                                             RescheduleSaga.Rejected),
         ("Booking", "Scheduling"): topics(BookingSaga.Started, BookingSaga.RegistrantsValidated,
                                           BookingSaga.Rejected, BookingSaga.Cancelled,
-                                          BookingSaga.SlotReleaseRequested),
+                                          BookingSaga.SlotReleaseRequested, RescheduleSaga.Started,
+                                          RescheduleSaga.RegistrantsValidated, RescheduleSaga.Completed,
+                                          RescheduleSaga.Rejected, RescheduleSaga.Cancelled,
+                                          RescheduleSaga.SlotReleaseRequested),
     }
 
 

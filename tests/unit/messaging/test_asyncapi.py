@@ -19,6 +19,7 @@ from domain.record_access import PatientRecordAccess
 from domain.slot import Slot, SlotRequestRefused
 from infrastructure.messaging.codec import encode
 from process_managers.booking_saga import BookingSaga
+from process_managers.reschedule_saga import RescheduleSaga
 
 SPEC = yaml.safe_load((Path(__file__).resolve().parents[3] / "specs" / "asyncapi.yaml").read_text())
 IN_HEADERS = {"originator_id", "originator_version"}
@@ -26,7 +27,7 @@ FAMILIES = {
     "RegistryEventName": [Patient, Doctor, PatientRecordAccess],
     "ConsultationEventName": [Consultation],
     "SchedulingEventName": [Slot, SlotRequestRefused],
-    "BookingEventName": [BookingSaga],
+    "BookingEventName": [BookingSaga, RescheduleSaga],
 }
 
 

@@ -108,7 +108,7 @@ def apps() -> Iterator[dict[str, Any]]:
     clinic.close()
 
 
-SAMPLES = {uuid.UUID: uuid.uuid4, datetime: lambda: datetime(2027, 3, 1, 9, tzinfo=UTC),
+SAMPLES = {uuid.UUID: uuid.uuid4, uuid.UUID | None: uuid.uuid4, datetime: lambda: datetime(2027, 3, 1, 9, tzinfo=UTC),
            date: lambda: date(1990, 2, 2), str: lambda: "some text", int: lambda: 30, bool: lambda: True}
 METADATA = {"originator_id", "originator_version", "originator_topic"}
 
