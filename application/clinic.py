@@ -17,7 +17,7 @@ from application.audit import Auditor
 from application.common import load
 from application.consultations import ConsultationsApplication
 from application.contexts import CONTEXTS
-from application.idempotency import IdempotencyKey, created, once
+from application.idempotency import IdempotencyKey, all_created, created, once
 from application.read_models import ReadModels
 from application.readiness import Check, Readiness
 from application.record_access import PatientRecords
@@ -89,7 +89,7 @@ class Clinic:
         if self.registry is not None:
             self.registry.doctor(doctor_id)
         scheduling = self.require(SchedulingApplication)
-        return once(scheduling, key, lambda: scheduling.open_slots(doctor_id, slots), list)
+        return once(scheduling, key, lambda: scheduling.open_slots(doctor_id, slots), all_created)
 
     def book(self, patient_id: UUID, doctor_id: UUID, start: datetime, reason: str,
              key: IdempotencyKey | None = None) -> BookingAccepted:

@@ -13,6 +13,7 @@ from eventsourcing.dispatch import singledispatchmethod
 from application.common import expect_version, load
 from application.views import ConsultationView, Note
 from domain.consultation import Consultation
+from domain.receipts import Written
 from process_managers.base import ClinicProcessApplication
 from process_managers.booking_saga import BookingSaga
 from process_managers.reschedule_saga import RescheduleSaga, reschedule_saga_id_for
@@ -116,6 +117,12 @@ class ConsultationsApplication(ClinicProcessApplication):
         return self._get(saga_event.consultation_id)
 
 
+def started_reschedule(wrote: tuple[Written, ...]) -> UUID:
+    """A repeated reschedule request's answer: the saga it started (named by the consultation's version
+    its request left)."""
+    return reschedule_saga_id_for(wrote[0].id, wrote[0].version)
+
+
 def _view(c: Consultation) -> ConsultationView:
     return ConsultationView(c.id, c.patient_id, c.doctor_id, c.start, str(c.status), c.reason, c.rejection_reason,
-                            c.version)
+                            c.version, c.rescheduling_to, c.reschedule_failure)

@@ -19,7 +19,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
-from domain.receipts import CommandReceipt, receipt_id_for
+from domain.receipts import CommandReceipt, Written, receipt_id_for
 from process_managers.base import also_saving
 
 T = TypeVar("T")
@@ -39,7 +39,7 @@ class IdempotencyKey:
 
 
 def once(app: Any, key: IdempotencyKey | None, command: Callable[[], T],
-         replay: Callable[[tuple[UUID, ...]], T]) -> T:
+         replay: Callable[[tuple[Written, ...]], T]) -> T:
     """``command()``, or, if ``key`` was used for it before, ``replay(the aggregates it wrote)``."""
     if key is None:
         return command()
@@ -56,20 +56,26 @@ def once(app: Any, key: IdempotencyKey | None, command: Callable[[], T],
         return replay(answered.answer(key.request))  # a concurrent request with the key committed first
 
 
-def created(wrote: tuple[UUID, ...]) -> UUID:
+def created(wrote: tuple[Written, ...]) -> UUID:
     """A create command's answer on a repeat: the aggregate it created (the first it saved)."""
-    return wrote[0]
+    return wrote[0].id
 
 
-def nothing(_: tuple[UUID, ...]) -> None:
+def all_created(wrote: tuple[Written, ...]) -> list[UUID]:
+    """The answer of a command that created several aggregates: all of them, in order."""
+    return [written.id for written in wrote]
+
+
+def nothing(_: tuple[Written, ...]) -> None:
     """The answer of a command whose response names only what its request did."""
 
 
 def _issue(receipt: CommandReceipt | None, key: IdempotencyKey, saved: tuple[Any, ...]) -> CommandReceipt:
-    wrote = [str(aggregate.id) for aggregate in saved if aggregate is not None]
+    aggregates = [aggregate for aggregate in saved if aggregate is not None]
+    wrote, versions = [str(a.id) for a in aggregates], [a.version for a in aggregates]
     if receipt is None:
-        return CommandReceipt(scope=key.scope, key=key.key, request=key.request, wrote=wrote)
-    receipt.reissue(key.request, wrote)
+        return CommandReceipt(scope=key.scope, key=key.key, request=key.request, wrote=wrote, versions=versions)
+    receipt.reissue(key.request, wrote, versions)
     return receipt
 
 

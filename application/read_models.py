@@ -366,7 +366,9 @@ def _consultation(fields: dict[str, str]) -> ConsultationView:
     return ConsultationView(
         UUID(fields["consultation_id"]), UUID(fields["patient_id"]), UUID(fields["doctor_id"]),
         datetime.fromisoformat(fields["start"]), fields["status"], fields["reason"],
-        fields.get("rejection_reason") or None, int(fields["version"]))
+        fields.get("rejection_reason") or None, int(fields["version"]),
+        datetime.fromisoformat(fields["rescheduling_to"]) if fields.get("rescheduling_to") else None,
+        fields.get("reschedule_failure") or None)
 
 
 def _slot(fields: dict[str, str]) -> SlotListing:

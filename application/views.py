@@ -47,6 +47,10 @@ class ConsultationView:
     reason: str
     rejection_reason: str | None
     version: int
+    rescheduling_to: datetime | None = None
+    """The start a reschedule under way moves it to (``None``: none under way)."""
+    reschedule_failure: str | None = None
+    """Why the last reschedule did not happen (``None``: it did, or none was asked)."""
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,8 @@ class Consultation(ClinicAggregate):
         def apply(self, aggregate: Any) -> None:
             super().apply(aggregate)
             aggregate.pending_reschedule = self.reschedule_id
+            aggregate.rescheduling_to = self.start
+            aggregate.reschedule_failure = None
 
     class Rescheduled(LifecycleEvent):
         """The reschedule saga ``reschedule_id`` booked the new slot: the consultation now starts at ``start``,
@@ -158,6 +160,7 @@ class Consultation(ClinicAggregate):
             aggregate.start = self.start
             aggregate.held_by = self.reschedule_id
             aggregate.pending_reschedule = None
+            aggregate.rescheduling_to = None
 
     class RescheduleFailed(LifecycleEvent):
         """The reschedule ``reschedule_id`` did not happen (``reason``): the consultation keeps its start and slot."""
@@ -168,6 +171,8 @@ class Consultation(ClinicAggregate):
         def apply(self, aggregate: Any) -> None:
             super().apply(aggregate)
             aggregate.pending_reschedule = None
+            aggregate.rescheduling_to = None
+            aggregate.reschedule_failure = self.reason
 
     class NoteAdded(LifecycleEvent):
         personal_data = ("text",)
@@ -190,6 +195,9 @@ class Consultation(ClinicAggregate):
         self.notes: list[ClinicalNote] = []
         self.pending_reschedule: UUID | None = None
         """The saga of the reschedule under way (``None``: none)."""
+        self.rescheduling_to: datetime | None = None
+        self.reschedule_failure: str | None = None
+        """Why the last reschedule did not happen (``None``: it did, or none was asked)."""
         self.held_by: UUID | None = None
         """The saga whose booking holds the consultation's slot (``None``: its booking saga)."""
 

@@ -44,7 +44,8 @@ REDACTED = {"reason": ERASED}
 
 
 class ConsultationDetail:
-    """consultation_id, patient_id, doctor_id, start, status, reason, rejection_reason, version."""
+    """consultation_id, patient_id, doctor_id, start, status, reason, rejection_reason, version, and while a
+    reschedule is under way or after one failed: rescheduling_to, reschedule_failure ("" when none)."""
 
     name = "consultation_detail"
     version = 2  # v2: follows erasures
@@ -68,8 +69,12 @@ class ConsultationDetail:
             fields["status"] = STATUS_AFTER[kind]
         if kind is Consultation.Rejected:
             fields["rejection_reason"] = event.reason
+        if kind is Consultation.RescheduleRequested:
+            fields |= {"rescheduling_to": iso(event.start), "reschedule_failure": ""}
+        if kind is Consultation.RescheduleFailed:
+            fields |= {"rescheduling_to": "", "reschedule_failure": event.reason}
         if kind is Consultation.Rescheduled:
-            fields["start"] = iso(event.start)
+            fields |= {"start": iso(event.start), "rescheduling_to": ""}
             return [SetFields(consultation_key(event.originator_id), fields),
                     AddToIndex(patient_consultation_ids_key(event.patient_id), str(event.originator_id),
                                epoch(event.start))]

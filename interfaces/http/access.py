@@ -75,6 +75,11 @@ def may_cancel(principal: Principal, consultation: ConsultationView) -> bool:
     )
 
 
+def may_reschedule(principal: Principal, consultation: ConsultationView) -> bool:
+    """Its patient, or an admin: whoever may cancel it may move it."""
+    return may_cancel(principal, consultation)
+
+
 def may_use_notes(principal: Principal, consultation: ConsultationView) -> bool:
     """Clinical notes: its doctor or an admin only."""
     return principal.has_role(Role.ADMIN) or (

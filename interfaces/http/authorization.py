@@ -36,6 +36,7 @@ REQUIRED_SCOPE: dict[str, tuple[Scope, ...]] = {
     "getConsultationV2": (Scope.CONSULTATIONS_READ,),
     "streamConsultationEvents": (Scope.CONSULTATIONS_READ,),
     "cancelConsultation": (Scope.CONSULTATIONS_WRITE,),
+    "rescheduleConsultation": (Scope.CONSULTATIONS_WRITE,),
     "listPatientConsultations": (Scope.CONSULTATIONS_READ,),
     "getDoctorAgenda": (Scope.CONSULTATIONS_READ,),
     "addClinicalNote": (Scope.NOTES_WRITE,),

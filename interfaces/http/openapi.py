@@ -99,6 +99,7 @@ OUTCOMES: dict[str, tuple[str, ...]] = {
     "getConsultationV2": ("forbidden", "not-found"),
     "streamConsultationEvents": ("forbidden", "not-found"),
     "cancelConsultation": ("forbidden", "not-found", "invalid-state", "version-conflict"),
+    "rescheduleConsultation": ("forbidden", "not-found", "invalid-state", "version-conflict"),
     "listPatientConsultations": ("forbidden",),
     "getDoctorAgenda": ("forbidden",),
     "addClinicalNote": ("forbidden", "not-found", "invalid-state", "version-conflict"),

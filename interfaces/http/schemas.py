@@ -134,6 +134,20 @@ class BookingAccepted(Struct):
     status: ConsultationStatus
 
 
+class RescheduleConsultation(RequestBody, frozen=True):
+    start: SlotStart
+    """The new start: one of the same doctor's open slots."""
+
+
+class RescheduleAccepted(Struct):
+    """The reschedule is under way: its saga moves the consultation or leaves it as it was."""
+
+    consultation_id: UUID
+    saga_id: UUID
+    start: datetime
+    status: Literal["pending"]
+
+
 class Consultation(Struct):
     consultation_id: UUID
     patient_id: UUID
@@ -230,7 +244,16 @@ class ConsultationState(Struct, omit_defaults=True):
     """Why it was rejected (e.g. ``slot_unavailable``); absent in states without a reason."""
 
 
-class ConsultationV2(Struct):
+class RescheduleState(Struct, omit_defaults=True):
+    """The last reschedule asked (v2): ``pending`` while the reschedule saga runs (``start``: where it moves
+    the consultation), ``failed`` when it did not happen (``reason``; the consultation kept its start)."""
+
+    status: Literal["pending", "failed"]
+    start: AwareDatetime | None = None
+    reason: str | None = None
+
+
+class ConsultationV2(Struct, omit_defaults=True):
     """A consultation (v2): the patient's reason for the visit is named so, the status carries its own reason,
     and the version ``If-Match`` needs is in the body as well as the ``ETag``."""
 
@@ -241,3 +264,5 @@ class ConsultationV2(Struct):
     start: AwareDatetime
     reason_for_visit: str
     status: ConsultationState
+    reschedule: RescheduleState | None = None
+    """Absent unless a reschedule is under way or the last one failed."""

@@ -17,6 +17,7 @@ from tests.e2e.conftest import START, assert_problem, book, open_slot, register_
 
 KEY = {"Idempotency-Key": '"8e03978e-40d5-43e8-bc93-6894a57f9324"'}
 BOOKING = {"start": START, "reason": "check-up"}
+LATER = "2027-01-05T10:00:00Z"
 
 
 @pytest.fixture
@@ -125,6 +126,9 @@ KEYED: dict[str, Keyed] = {
                               lambda w: "/v1/consultations", lambda w: booking(w, reason="other"), 202),
     "cancelConsultation": Keyed(lambda w: f"/v1/consultations/{w.confirmed}/cancel", lambda w: {"reason": "ill"},
                                 lambda w: f"/v1/consultations/{w.confirmed}/cancel", lambda w: {"reason": "busy"}, 200),
+    "rescheduleConsultation": Keyed(lambda w: f"/v1/consultations/{w.confirmed}/reschedule",
+                                    lambda w: {"start": LATER}, lambda w: f"/v1/consultations/{w.confirmed}/reschedule",
+                                    lambda w: {"start": "2027-01-05T11:00:00Z"}, 202),
     "addClinicalNote": Keyed(lambda w: f"/v1/consultations/{w.confirmed}/notes", lambda w: {"text": "BP 120/80"},
                              lambda w: f"/v1/consultations/{w.confirmed}/notes", lambda w: {"text": "BP 90/60"}, 201),
     "registerPatient": Keyed(lambda w: "/v1/patients", lambda w: {"name": "Rita", "email": "rita@example.org",
@@ -154,6 +158,7 @@ class KeyedWorld:
 def keyed_world(api, clinic, admin) -> KeyedWorld:
     doctor, patient = register_doctor(api, admin), register_patient(api, admin)
     open_slot(api, admin, doctor)
+    open_slot(api, admin, doctor, LATER)
     confirmed = book(api, admin, patient, doctor).json()["consultation_id"]
     clinic.wait_until_settled()
     return KeyedWorld(patient, doctor, register_doctor(api, admin, "Dr Eva"), confirmed)

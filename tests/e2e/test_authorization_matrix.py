@@ -73,6 +73,8 @@ MATRIX: dict[str, Operation] = {
                                           ("own patient", "assigned doctor", "admin")),
     "cancelConsultation": Operation("POST", "/v1/consultations/{consultation}/cancel", ("own patient", "admin"),
                                     {"reason": "cannot come"}),
+    "rescheduleConsultation": Operation("POST", "/v1/consultations/{consultation}/reschedule",
+                                        ("own patient", "admin"), {"start": "2027-01-05T10:00:00Z"}),
     "listPatientConsultations": Operation("GET", "/v1/patients/{patient}/consultations", ("own patient", "admin")),
     "getDoctorAgenda": Operation("GET", "/v1/doctors/{doctor}/agenda?date=" + DAY, ("assigned doctor", "admin")),
     "addClinicalNote": Operation("POST", "/v1/consultations/{consultation}/notes", ("assigned doctor", "admin"),

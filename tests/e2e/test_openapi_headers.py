@@ -81,6 +81,8 @@ def story(api: TestClient[Any], clinic: Any) -> dict[str, Any]:
         "addClinicalNote": api.post(f"/v1/consultations/{consultation}/notes", json={"text": "BP 120/80"},
                                     headers=ADMIN),
         "listClinicalNotes": api.get(f"/v1/consultations/{consultation}/notes", headers=ADMIN),
+        "rescheduleConsultation": api.post(f"/v1/consultations/{consultation}/reschedule",
+                                           json={"start": "2027-02-01T09:00:00Z"}, headers=ADMIN),
         "cancelConsultation": api.post(f"/v1/consultations/{consultation}/cancel", json={"reason": "cannot come"},
                                        headers=ADMIN),
         "deactivateDoctor": api.post(f"/v1/doctors/{doctor}/deactivate", headers=ADMIN),

@@ -201,7 +201,12 @@ def test_every_conflict_and_query_outcome_happens_as_documented():
             cancel = f"/v1/consultations/{consultation}/cancel"
             expect("cancelConsultation", api.post(cancel, json={"reason": "x"}, headers={**ADMIN, "If-Match": '"99"'}),
                    "version-conflict")
+            reschedule = f"/v1/consultations/{consultation}/reschedule"
+            expect("rescheduleConsultation", api.post(reschedule, json={"start": START},
+                                                      headers={**ADMIN, "If-Match": '"99"'}), "version-conflict")
             assert api.post(cancel, json={"reason": "cannot come"}, headers=ADMIN).status_code == 200
+            expect("rescheduleConsultation", api.post(reschedule, json={"start": "2027-01-05T10:00:00Z"},
+                                                      headers=ADMIN), "invalid-state")
             expect("cancelConsultation", api.post(cancel, json={"reason": "again"}, headers=ADMIN), "invalid-state")
             expect("addClinicalNote", api.post(f"/v1/consultations/{consultation}/notes", json={"text": "late"},
                                                headers=ADMIN), "invalid-state")

@@ -147,8 +147,9 @@ def events_from_commands() -> list[tuple[type, Any]]:
         reschedule().reject("slot_unavailable")
         withdrawn = reschedule()
         withdrawn.release_after_cancellation("consultation_cancelled")
-        receipt = CommandReceipt(scope="patient-1", key="k-1", request="fingerprint", wrote=[str(uuid4())])
-        receipt.reissue("another fingerprint", [])
+        receipt = CommandReceipt(scope="patient-1", key="k-1", request="fingerprint", wrote=[str(uuid4())],
+                                 versions=[1])
+        receipt.reissue("another fingerprint", [], [])
         aggregates.append(receipt)
     return [(type(aggregate), event) for aggregate in aggregates for event in aggregate.collect_events()]
 

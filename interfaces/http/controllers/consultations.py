@@ -18,7 +18,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from application.clinic import Clinic
 from application.common import VersionConflictError
-from application.consultations import Check, ConsultationsApplication
+from application.consultations import Check, ConsultationsApplication, started_reschedule
 from application.idempotency import nothing, once
 from application.read_models import ConsultationRead, Freshness, ReadModels, parse_positions
 from application.views import ConsultationView
@@ -35,6 +35,8 @@ from interfaces.http.schemas import (
     ConsultationCancelled,
     NoteAdded,
     Notes,
+    RescheduleAccepted,
+    RescheduleConsultation,
 )
 from projections.catalog import ALL_PROJECTIONS
 
@@ -149,6 +151,27 @@ class ConsultationController(Controller):
                 expected_version=_expected_version(if_match), check=_rule(principal, access.may_cancel)), nothing)
         return Response(ConsultationCancelled(consultation_id=consultation_id, status="CANCELLED"),
                         headers={EVENT_POSITION: clinic.position(consultations)})
+
+    @post("/{consultation_id:uuid}/reschedule", operation_id="rescheduleConsultation",
+          summary="Move a consultation to another start", status_code=202, sync_to_thread=True,
+          response_headers=[EVENT_POSITION_HEADER, ResponseHeader(
+              name="Location", documentation_only=True, required=True, example="/v2/consultations/{consultation_id}",
+              description="The consultation to read: `reschedule` says pending, failed, or is gone once it moved")])
+    def reschedule(self, consultation_id: FromPath[UUID], data: JSONBody[RescheduleConsultation],
+                   clinic: NamedDependency[Clinic], request: Request[Principal, Any, Any], if_match: IfMatch = None,
+                   idempotency: IdempotencyKeyHeader = None) -> Response[RescheduleAccepted]:
+        """Move a confirmed consultation to another open slot of its doctor (its patient, or an admin). The
+        reschedule saga holds and books the new slot before the consultation moves and the old slot is
+        released; if any step fails, the consultation keeps its start and slot. One at a time: 409 while
+        another is under way."""
+        consultations, principal = clinic.require(ConsultationsApplication), request.user
+        with access.masking(principal, NOT_ALLOWED):
+            saga_id = once(consultations, idempotency_key(request, idempotency, data), lambda: consultations.reschedule(
+                consultation_id, data.start, expected_version=_expected_version(if_match),
+                check=_rule(principal, access.may_reschedule)), started_reschedule)
+        return Response(RescheduleAccepted(consultation_id, saga_id, data.start, "pending"), status_code=202,
+                        headers={"Location": f"/v2/consultations/{consultation_id}",
+                                 EVENT_POSITION: clinic.position(consultations)})
 
     @post("/{consultation_id:uuid}/notes", operation_id="addClinicalNote",
           summary="Add a clinical note", status_code=201, sync_to_thread=True)

@@ -24,7 +24,7 @@ from interfaces.http.controllers.consultations import (
     PreferWait,
     read_consultation,
 )
-from interfaces.http.schemas import ConsultationState, ConsultationV2
+from interfaces.http.schemas import ConsultationState, ConsultationV2, RescheduleState
 
 
 class ConsultationV2Controller(Controller):
@@ -47,4 +47,13 @@ def consultation_v2(view: ConsultationView) -> ConsultationV2:
     """The v2 representation of a consultation's view."""
     reason = view.rejection_reason if view.status == "REJECTED" and view.rejection_reason else None
     return ConsultationV2(view.consultation_id, view.version, view.patient_id, view.doctor_id, view.start,
-                          view.reason, ConsultationState(view.status, reason))  # type: ignore[arg-type]
+                          view.reason, ConsultationState(view.status, reason),  # type: ignore[arg-type]
+                          _reschedule(view))
+
+
+def _reschedule(view: ConsultationView) -> RescheduleState | None:
+    if view.rescheduling_to is not None:
+        return RescheduleState("pending", start=view.rescheduling_to)
+    if view.reschedule_failure is not None:
+        return RescheduleState("failed", reason=view.reschedule_failure)
+    return None

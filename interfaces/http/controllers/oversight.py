@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, PathParameter, QueryParameter
 
 from application.audit import plain
+from application.bootstrap import AUDITED_KINDS
 from application.clinic import Clinic
 from application.read_models import ReadModels
 from application.views import Saga
@@ -20,8 +21,8 @@ from interfaces.http.access import requires_role
 from interfaces.http.controllers.consultations import FRESHNESS_HEADERS, MinPosition, freshness_headers, read_after
 from interfaces.http.schemas import AuditTrail
 
-AuditKind = Annotated[str, PathParameter(description="consultation, slot, patient, doctor or saga",
-                                     pattern="^(consultation|slot|patient|doctor|saga)$")]
+AuditKind = Annotated[str, PathParameter(description=", ".join(AUDITED_KINDS) + ": the kinds the contexts record",
+                                     pattern=f"^({'|'.join(AUDITED_KINDS)})$")]
 
 
 class SagaController(Controller):

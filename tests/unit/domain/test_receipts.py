@@ -13,7 +13,8 @@ DAY = timedelta(hours=24)
 
 
 def issued(wrote: list[str] | None = None) -> CommandReceipt:
-    return CommandReceipt(scope="patient-1", key="k-1", request="fingerprint-a", wrote=wrote or [str(uuid4())])
+    wrote = wrote or [str(uuid4())]
+    return CommandReceipt(scope="patient-1", key="k-1", request="fingerprint-a", wrote=wrote, versions=[1] * len(wrote))
 
 
 def test_one_receipt_per_caller_and_key():
@@ -24,7 +25,7 @@ def test_one_receipt_per_caller_and_key():
 
 def test_a_repeat_of_the_request_is_answered_with_what_the_command_wrote_in_order():
     wrote = [str(uuid4()), str(uuid4())]
-    assert [str(i) for i in issued(wrote).answer("fingerprint-a")] == wrote
+    assert [(str(w.id), w.version) for w in issued(wrote).answer("fingerprint-a")] == [(i, 1) for i in wrote]
 
 
 def test_another_request_under_the_key_is_refused():
@@ -41,6 +42,6 @@ def test_a_receipt_expires_after_its_lifetime_from_its_last_issue():
 def test_a_reissued_receipt_answers_for_the_new_request():
     receipt = issued()
     new = str(uuid4())
-    receipt.reissue("fingerprint-b", [new])
-    assert [str(i) for i in receipt.answer("fingerprint-b")] == [new]
+    receipt.reissue("fingerprint-b", [new], [3])
+    assert [(str(w.id), w.version) for w in receipt.answer("fingerprint-b")] == [(new, 3)]
     assert [type(e).__name__ for e in receipt.collect_events()] == ["Issued", "Reissued"]
