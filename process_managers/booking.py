@@ -55,6 +55,8 @@ class SagaObserver(Protocol):
 
     def saga_cancelled(self, seconds: float) -> None: ...
 
+    def reschedule_ended(self, outcome: str) -> None: ...
+
 
 class BookingProcessManager(ClinicProcessApplication):
     """Runs one ``BookingSaga`` per requested consultation, and one ``RescheduleSaga`` per reschedule.
@@ -306,7 +308,9 @@ class OpenSaga:
 def observe_sagas(observer: SagaObserver, processing_event: ProcessingEvent) -> None:
     """Starts and ends among the recorded events; a saga's duration runs from its start event."""
     for event in processing_event.events:
-        if isinstance(event, BookingSaga.Started):
+        if (outcome := RESCHEDULE_OUTCOME.get(type(event))) is not None:
+            observer.reschedule_ended(outcome)
+        elif isinstance(event, BookingSaga.Started):
             observer.saga_started()
         elif isinstance(event, (BookingSaga.Completed, BookingSaga.Rejected, BookingSaga.Cancelled)):
             saga = processing_event.aggregates.get(event.originator_id)
@@ -320,6 +324,11 @@ def observe_sagas(observer: SagaObserver, processing_event: ProcessingEvent) -> 
             observer.saga_compensated(event.reason, seconds)
             if event.reason in TIMEOUT_REASONS:
                 observer.saga_timed_out()
+
+
+RESCHEDULE_OUTCOME: dict[type, str] = {RescheduleSaga.Completed: "moved", RescheduleSaga.Rejected: "failed",
+                                       RescheduleSaga.Cancelled: "cancelled"}
+"""How each reschedule saga's end is counted."""
 
 
 def validation_retry_delay(attempts: int) -> timedelta:

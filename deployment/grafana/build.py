@@ -138,11 +138,14 @@ def messaging_sagas() -> dict:
                     rate("clinic_sagas_compensated_total", "service, reason", "compensated: {{reason}}"),
                     rate("clinic_sagas_timed_out_total", "service", "timed out"),
                     rate("clinic_sagas_cancelled_total", "service", "cancelled")], "ops", width=16),
+        timeseries("Reschedules per second", "Reschedule sagas ended: moved, failed (the consultation kept its "
+                   "start and slot), or cancelled.",
+                   [rate("clinic_reschedules_total", "service, outcome", "{{outcome}}")], "ops", width=8),
         timeseries("Compensation ratio (15 min)", "compensated / (confirmed + compensated). Alert: over 20 % "
                    "of at least 20.", [target(f"clinic:sagas_compensated:ratio_rate15m{{{S}}}", "{{service}}")],
                    "percentunit", width=8, thresholds=(0.2,)),
         timeseries("Saga duration by outcome (p50, p95, p99)", "From start to confirmation or compensation.",
-                   quantiles("clinic_saga_duration_seconds", "service, outcome", "{{outcome}}"), "s", width=16),
+                   quantiles("clinic_saga_duration_seconds", "service, outcome", "{{outcome}}"), "s", width=8),
     ]
     breakers = [
         breaker_timeline("Circuit breaker state", "Green closed, yellow half-open, red open. Alert: open 1 min.",

@@ -43,6 +43,7 @@ BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 """``clinic_circuit_breaker_state`` values."""
 BREAKER_TRANSITIONS = (("closed", "open"), ("open", "half_open"), ("half_open", "closed"), ("half_open", "open"))
 SAGA_OUTCOMES = ("confirmed", "compensated", "cancelled")
+RESCHEDULE_OUTCOMES = ("moved", "failed", "cancelled")
 UNMATCHED_ROUTE = "unmatched"
 MultiprocessMode = Literal["all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum", "mostrecent",
                            "livemostrecent"]
@@ -116,6 +117,8 @@ class Metrics:
                                              "their deadline passed")
         self.sagas_cancelled = self._counter("clinic_sagas_cancelled_total", "Booking sagas stopped because the "
                                              "consultation was cancelled before they decided")
+        self.reschedules = self._counter("clinic_reschedules_total", "Reschedule sagas ended: moved, failed (the "
+                                         "consultation kept its start) or cancelled", ["outcome"])
         self.saga_duration = self._histogram("clinic_saga_duration_seconds", "From a saga's start to its end "
                                              "(event timestamps)", ["outcome"], SAGA_BUCKETS)
 
@@ -192,6 +195,8 @@ class Metrics:
             self.sagas_compensated.labels(self.service, reason.value)
         for outcome in SAGA_OUTCOMES:
             self.saga_duration.labels(self.service, outcome)
+        for outcome in RESCHEDULE_OUTCOMES:
+            self.reschedules.labels(self.service, outcome)
 
     def saga_started(self) -> None:
         self.sagas_started.labels(self.service).inc()
@@ -206,6 +211,9 @@ class Metrics:
 
     def saga_timed_out(self) -> None:
         self.sagas_timed_out.labels(self.service).inc()
+
+    def reschedule_ended(self, outcome: str) -> None:
+        self.reschedules.labels(self.service, outcome).inc()
 
     def saga_cancelled(self, seconds: float) -> None:
         self.sagas_cancelled.labels(self.service).inc()

@@ -33,6 +33,7 @@ METRICS = {
     "clinic_amqp_retried_total", "clinic_amqp_dead_lettered_total", "clinic_amqp_queue_depth",
     "clinic_sagas_started_total", "clinic_sagas_confirmed_total", "clinic_sagas_compensated_total",
     "clinic_sagas_timed_out_total", "clinic_sagas_cancelled_total", "clinic_saga_duration_seconds",
+    "clinic_reschedules_total",
     "clinic_circuit_breaker_state", "clinic_circuit_breaker_transitions_total",
     "clinic_projection_position", "clinic_projection_lag_events", "clinic_projection_lag_seconds",
     "clinic_projection_quarantined_events",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from uuid import uuid4
 
 import pytest
@@ -80,6 +80,25 @@ def test_a_confirmed_and_a_compensated_saga_are_counted_with_their_durations(cli
     # and the events the sagas caused were appended by every context
     for application in ("scheduling", "consultations", "booking"):
         assert metrics.sample("clinic_event_store_appended_events_total", application=application) > 0
+
+
+def test_reschedules_are_counted_by_outcome_and_apart_from_bookings(clinic, metrics):
+    patient, doctor = given_a_patient_and_an_open_slot(clinic)
+    later = START + timedelta(hours=1)
+    clinic.open_slots(doctor, [(later, 30)])
+    consultation = clinic.book(patient, doctor, START, "check-up").consultation_id
+    clinic.runner.wait_until_idle()
+    # when it moves to the open slot, then fails to move where no slot is open
+    clinic.consultations.reschedule(consultation, later)
+    clinic.runner.wait_until_idle()
+    clinic.consultations.reschedule(consultation, later + timedelta(hours=1))
+    clinic.runner.wait_until_idle()
+
+    assert metrics.sample("clinic_reschedules_total", outcome="moved") == 1
+    assert metrics.sample("clinic_reschedules_total", outcome="failed") == 1
+    assert metrics.sample("clinic_reschedules_total", outcome="cancelled") == 0
+    assert (metrics.sample("clinic_sagas_started_total"), metrics.sample("clinic_sagas_confirmed_total")) == (1, 1)
+    assert metrics.sample("clinic_sagas_compensated_total", reason="slot_unavailable") == 0
 
 
 def test_a_saga_past_its_deadline_is_counted_as_timed_out_and_compensated(metrics):

@@ -1,7 +1,7 @@
 """Event histories made by real aggregates, saved into the clinic's applications in order.
 
 A history is a list of commands (hypothesis draws them); running it on a ``History`` applies each
-to a Consultation, Slot or BookingSaga through its own methods, ignoring refusals, and saves the
+to a Consultation, Slot, BookingSaga or RescheduleSaga through its own methods, ignoring refusals, and saves the
 aggregate into its context's application, which numbers the notifications of each leader in order.
 """
 
@@ -22,7 +22,8 @@ from domain.patient import Patient
 from domain.personal_data import ERASED
 from domain.slot import Slot, slot_id_for
 from domain.values import RejectionReason
-from process_managers.booking_saga import BookingSaga
+from process_managers.booking_saga import BookingSaga, TableSaga
+from process_managers.reschedule_saga import RescheduleSaga
 from projections.catalog import ALL_PROJECTIONS
 from projections.values import epoch, iso, utc_day
 
@@ -33,10 +34,11 @@ DEADLINE = T0 + timedelta(seconds=30)
 MOMENTS = [T0, DEADLINE, DEADLINE + timedelta(minutes=1)]
 
 CONSULTATION_COMMANDS = ["confirm", "reject", "cancel_by_patient", "cancel_by_clinic", "complete",
-                         "mark_no_show", "add_note"]
+                         "mark_no_show", "add_note", "reschedule"]
 SLOT_COMMANDS = ["hold", "book", "release", "close"]
 SAGA_COMMANDS = ["record_slot_held", "record_validation_unavailable", "record_registrants_valid",
-                 "record_slot_booked", "reject", "time_out", "release_after_cancellation"]
+                 "record_slot_booked", "reject", "time_out", "release_after_cancellation", "record_moved",
+                 "record_move_refused"]
 
 index = st.integers(0, 5)
 commands = st.one_of(
@@ -45,6 +47,7 @@ commands = st.one_of(
     st.tuples(st.just("open"), index, index, index),
     st.tuples(st.just("slot"), index, st.sampled_from(SLOT_COMMANDS), index),
     st.tuples(st.just("start_saga"), index, index, index),
+    st.tuples(st.just("start_reschedule"), index, index, index),
     st.tuples(st.just("saga"), index, st.sampled_from(SAGA_COMMANDS), index),
     st.tuples(st.just("erase"), index, st.just(""), st.just(0)),
 )
@@ -63,7 +66,9 @@ class History:
         self.apps = apps
         self.consultations: list[Consultation] = []
         self.slots: list[Slot] = []
-        self.sagas: list[BookingSaga] = []
+        self.sagas: list[TableSaga] = []
+        self.rescheduled: set[UUID] = set()
+        """Consultations asked to move at least once: their views carry the reschedule's fields."""
         self.erased: set[UUID] = set()
 
     def run(self, command: tuple[str, int, Any, int]) -> None:
@@ -88,10 +93,24 @@ class History:
             return None, ""
         consultation = _pick(self.consultations, which)
         why = (f"why {param}",)
+        if what == "reschedule":
+            self._reschedule(consultation, param)
+            return consultation, "Consultations"
         args = {"add_note": ("dr", f"note {param}"), "reject": why, "cancel_by_patient": why,
                 "cancel_by_clinic": why}.get(what, ())
         getattr(consultation, what)(*args)
         return consultation, "Consultations"
+
+    def _reschedule(self, consultation: Consultation, param: int) -> None:
+        """Ask to move it, then (by ``param``) move it, record that it failed, or leave it under way."""
+        if consultation.pending_reschedule is None:
+            consultation.request_reschedule(_pick(STARTS, param), uuid4())
+            self.rescheduled.add(consultation.id)
+        pending = consultation.pending_reschedule
+        if pending is not None and param % 3 == 0:
+            consultation.move(pending, consultation.rescheduling_to or T0)
+        elif pending is not None and param % 3 == 1:
+            consultation.reschedule_failed(pending, f"why {param}")
 
     def _erase(self, person: int, _what: str, _param: int) -> tuple[Any, str]:
         """Register the person as a patient (if not yet), then erase them through the registry's use case."""
@@ -129,6 +148,13 @@ class History:
         self.sagas.append(saga)
         return saga, "Booking"
 
+    def _start_reschedule(self, patient: int, doctor: int, start: int) -> tuple[Any, str]:
+        saga = RescheduleSaga(consultation_id=uuid4(), request_version=start + 2, patient_id=_pick(PEOPLE, patient),
+                              doctor_id=_pick(PEOPLE, doctor), slot_id=uuid4(), start=_pick(STARTS, start),
+                              old_slot_id=uuid4(), old_holder=uuid4(), deadline=DEADLINE)
+        self.sagas.append(saga)
+        return saga, "Booking"
+
     def _saga(self, which: int, what: str, param: int) -> tuple[Any, str]:
         if not self.sagas:
             return None, ""
@@ -141,7 +167,7 @@ class History:
             saga.record_validation_unavailable("registry down", _pick(MOMENTS, param))
         elif what == "release_after_cancellation":
             saga.release_after_cancellation("consultation_cancelled")
-        else:
+        elif hasattr(saga, what):  # record_moved and record_move_refused: reschedule sagas only
             getattr(saga, what)()
         return saga, "Booking"
 
@@ -170,6 +196,10 @@ def expected_views(history: History) -> dict[str, dict[str, Any]]:
             "start": iso(c.start), "status": str(c.status),
             "reason": ERASED if c.patient_id in history.erased else c.reason,
             "rejection_reason": c.rejection_reason or "", "version": str(c.version)}
+        if c.id in history.rescheduled:
+            views["consultation_detail"][f"consultation:{c.id}"] |= {
+                "rescheduling_to": iso(c.rescheduling_to) if c.rescheduling_to else "",
+                "reschedule_failure": c.reschedule_failure or ""}
         _index(views["consultation_detail"], f"patient:{c.patient_id}:consultation_ids", c.id, c.start)
         _index(views["patient_consultations"], f"patient:{c.patient_id}:consultations", c.id, c.start)
         _index(views["doctor_agenda"], f"doctor:{c.doctor_id}:agenda:{utc_day(c.start)}", c.id, c.start)
