@@ -79,7 +79,7 @@ def _script(demo: Walkthrough) -> None:
         rui = registry.register_patient("Rui Costa", "rui@example.org", date(1975, 9, 2), True)
         cardio = registry.register_doctor("Dr. Marta Reis", "cardiology")
         derma = registry.register_doctor("Dr. João Lima", "dermatology")
-        slots = [MONDAY_9AM, MONDAY_9AM + timedelta(minutes=30)]
+        slots = [MONDAY_9AM, MONDAY_9AM + timedelta(minutes=30), MONDAY_9AM + timedelta(hours=1)]
         clinic.open_slots(cardio, [(s, 30) for s in slots])
         clinic.open_slots(derma, [(MONDAY_9AM, 30)])
 
@@ -110,7 +110,18 @@ def _script(demo: Walkthrough) -> None:
     demo.expect("consultation", demo.status(fourth), ("CANCELLED", None))
     demo.expect("slot", demo.slot_status(cardio, slots[1]), "OPEN")
 
-    print("\n5. An auditor replays Ana's consultation at version 1, from its stream alone")
+    print("\n5. Ana moves her consultation to 10:00: the new slot is booked before the old one is freed")
+    with event_metadata(correlation_id="demo-reschedule", actor=str(ana)):
+        move = clinic.require(ConsultationsApplication).reschedule(first, slots[2])
+    clinic.wait_until_settled()
+    demo.expect("consultation", demo.status(first), ("CONFIRMED", None))
+    demo.expect("starts", clinic.require(ConsultationsApplication).consultation(first).start.strftime("%H:%M"),
+                "10:00")
+    demo.expect("slots at 09:00 and 10:00", (demo.slot_status(cardio, slots[0]), demo.slot_status(cardio, slots[2])),
+                ("OPEN", "BOOKED"))
+    demo.expect("reschedule saga", clinic.saga(move).state, "COMPLETED")
+
+    print("\n6. An auditor replays Ana's consultation at version 1, from its stream alone")
     trail = clinic.auditor.trail("consultation", first, version=1)
     latest = clinic.auditor.trail("consultation", first)
     demo.expect("status at version 1", trail.state["status"], "REQUESTED")

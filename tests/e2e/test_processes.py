@@ -25,11 +25,12 @@ def run_clinic(*args: str, env: dict[str, str] | None = None, timeout: float = 1
                           env={**os.environ, **(env or {})})
 
 
-def test_demo_prints_the_five_outcomes():
+def test_demo_prints_every_outcome():
     result = run_clinic("demo")
     assert result.returncode == 0, result.stdout + result.stderr
     for outcome in ["('CONFIRMED', None)", "('REJECTED', 'slot_unavailable')", "('REJECTED', 'doctor_inactive')",
-                    "slot history: ['Opened', 'Held', 'Released']", "('CANCELLED', None)",
+                    "slot history: ['Opened', 'Held', 'Released']", "('CANCELLED', None)", "starts: 10:00",
+                    "slots at 09:00 and 10:00: ('OPEN', 'BOOKED')", "reschedule saga: COMPLETED",
                     "status at version 1: REQUESTED", "all outcomes as expected"]:
         assert outcome in result.stdout
 

@@ -74,6 +74,21 @@ def test_a_booking_is_confirmed_across_the_services(cluster):
     assert slot_events(cluster, admin, doctor, start) == ["Opened", "Held", "Booked"]
 
 
+def test_a_confirmed_consultation_moves_to_another_slot_across_the_services(cluster):
+    admin, [patient], doctor, [start, later] = setup(cluster, starts=2)
+    consultation = book(cluster, admin, patient, doctor, start)["consultation_id"]
+    assert settled(cluster, admin, consultation)["status"] == "CONFIRMED"
+    status, accepted = cluster.call("POST", f"/v1/consultations/{consultation}/reschedule", admin, {"start": later})
+    assert status == 202, accepted
+    eventually(lambda: cluster.call("GET", f"/v1/sagas/{accepted['saga_id']}", admin)[1].get("state") == "COMPLETED",
+               what="the reschedule saga completed")
+    status, moved = cluster.call("GET", f"/v2/consultations/{consultation}", admin)
+    assert (status, datetime.fromisoformat(moved["start"])) == (200, datetime.fromisoformat(later))
+    eventually(lambda: slot_events(cluster, admin, doctor, start) == ["Opened", "Held", "Booked", "Released"],
+               what="the old slot released")
+    assert slot_events(cluster, admin, doctor, later) == ["Opened", "Held", "Booked"]
+
+
 def test_fifty_concurrent_requests_for_one_slot_confirm_exactly_one(cluster):
     admin, patients, doctor, [start] = setup(cluster, patients=50)
     with ThreadPoolExecutor(max_workers=50) as pool:
