@@ -3,8 +3,8 @@
 Hypothesis generates delivery schedules for the booking process manager: bookings'
 events interleaved in any causal order (an event is only ever published after the
 event that caused it was processed, so a saga's own chain keeps its order), message
-ids of one leader arriving out of order, the patient cancelling at any point of a booking, duplicates
-anywhere after the first
+ids of one leader arriving out of order, the patient cancelling at any point of a booking, bookings
+then moved by the reschedule saga, duplicates anywhere after the first
 delivery (a lost ack, a crash between processing and ack, a redelivery), and
 deliveries that crash mid-processing (nothing commits, the broker redelivers). The sagas
 recorded must equal those of an in-order, exactly-once delivery, both when each delivery is
@@ -34,11 +34,13 @@ from domain.slot import Slot, SlotRequestRefused
 from process_managers.base import Job
 from process_managers.booking import BookingProcessManager
 from process_managers.booking_saga import SagaState, saga_id_for
+from process_managers.reschedule_saga import reschedule_saga_id_for
 from process_managers.delivery import Outcome, deliver, deliver_batch
 from tests.kit import FakeRegistry
 
 NOW = datetime(2027, 1, 4, 8, 0, tzinfo=UTC)
-OUTCOMES = ["confirmed", "hold_refused", "patient_refused", "book_refused"]
+OUTCOMES = ["confirmed", "hold_refused", "patient_refused", "book_refused", "rescheduled", "reschedule_refused"]
+"""How a booking ends; the last two confirm it, then move it to another slot (or are refused the new one)."""
 
 
 @dataclass
@@ -62,10 +64,34 @@ def booking_chain(outcome: str, world: World, cancelled_at: int | None = None) -
     consultation = Consultation(patient_id=uuid4(), doctor_id=uuid4(), start=NOW + timedelta(days=1),
                                 reason="check-up")
     chain = [consultation.collect_events()[0], *_scheduling_replies(outcome, world, consultation)]
+    if outcome.startswith("reschedule"):
+        chain += _reschedule(outcome, consultation)
     if cancelled_at is not None:
         consultation.cancel_by_patient("cannot come")
-        chain.insert(min(cancelled_at, len(chain)), consultation.collect_events()[0])
+        after_its_own = max(i for i, e in enumerate(chain) if isinstance(e, Consultation.Event)) + 1
+        chain.insert(max(after_its_own, min(cancelled_at, len(chain))), consultation.collect_events()[0])
     return chain
+
+
+def _reschedule(outcome: str, consultation: Consultation) -> list[Any]:
+    """The confirmed consultation asks to move an hour later; scheduling holds and books the new slot
+    (and consultations records the move), or refuses the hold."""
+    consultation.confirm()
+    consultation.collect_events()  # the booking process manager does not follow confirmations
+    reschedule_id = reschedule_saga_id_for(consultation.id, consultation.version + 1)
+    later = consultation.start + timedelta(hours=1)
+    consultation.request_reschedule(later, reschedule_id)
+    chain: list[Any] = consultation.collect_events()
+    slot = Slot(doctor_id=consultation.doctor_id, start=later, duration_minutes=30)
+    slot.collect_events()
+    if outcome == "reschedule_refused":
+        return chain + SlotRequestRefused(booking_id=reschedule_id, slot_id=slot.id, command="hold",
+                                          reason="taken").collect_events()
+    slot.hold(reschedule_id, expires_at=NOW + timedelta(seconds=30), now=NOW)
+    slot.book(reschedule_id)
+    chain += slot.collect_events()
+    consultation.move(reschedule_id, later)
+    return chain + consultation.collect_events()
 
 
 def _scheduling_replies(outcome: str, world: World, consultation: Consultation) -> list[Any]:
@@ -142,9 +168,11 @@ def sagas(pm: BookingProcessManager, world: World) -> dict[UUID, list[tuple[str,
     skip = {"timestamp", "correlation_id", "causation_id", "actor"}
     streams = {}
     for chain in world.chains:
-        saga_id = saga_id_for(chain[0].event.originator_id)
-        streams[saga_id] = [(type(e).__name__, {k: v for k, v in vars(e).items() if k not in skip})
-                            for e in pm.events.get(saga_id)]
+        saga_ids = [saga_id_for(chain[0].event.originator_id)] + [
+            m.event.reschedule_id for m in chain if isinstance(m.event, Consultation.RescheduleRequested)]
+        for saga_id in saga_ids:
+            streams[saga_id] = [(type(e).__name__, {k: v for k, v in vars(e).items() if k not in skip})
+                                for e in pm.events.get(saga_id)]
     return streams
 
 
