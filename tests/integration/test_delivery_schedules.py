@@ -34,8 +34,8 @@ from domain.slot import Slot, SlotRequestRefused
 from process_managers.base import Job
 from process_managers.booking import BookingProcessManager
 from process_managers.booking_saga import SagaState, saga_id_for
-from process_managers.reschedule_saga import reschedule_saga_id_for
 from process_managers.delivery import Outcome, deliver, deliver_batch
+from process_managers.reschedule_saga import reschedule_saga_id_for
 from tests.kit import FakeRegistry
 
 NOW = datetime(2027, 1, 4, 8, 0, tzinfo=UTC)
