@@ -25,6 +25,7 @@ from application.registry import RegistryApplication
 from application.runner import EmbeddedRunner
 from application.scheduling import SchedulingApplication
 from application.views import AuditTrail, BookingAccepted, Saga, SagaStep
+from domain.availability import WeeklyAvailability
 from infrastructure.event_store import storage_backend
 from process_managers.booking import BookingProcessManager
 from process_managers.booking_saga import TableSaga, saga_id_for
@@ -90,6 +91,17 @@ class Clinic:
             self.registry.doctor(doctor_id)
         scheduling = self.require(SchedulingApplication)
         return once(scheduling, key, lambda: scheduling.open_slots(doctor_id, slots), all_created)
+
+    def open_availability(self, doctor_id: UUID, availability: WeeklyAvailability,
+                          key: IdempotencyKey | None = None) -> tuple[list[UUID], int]:
+        """Open a doctor's recurring slots not yet open; checks the doctor when the registry is hosted here.
+        Returns the slots opened and how many of the recurrence's were open already."""
+        if self.registry is not None:
+            self.registry.doctor(doctor_id)
+        scheduling = self.require(SchedulingApplication)
+        wanted = len(availability.starts())
+        opened = once(scheduling, key, lambda: scheduling.open_availability(doctor_id, availability)[0], all_created)
+        return opened, wanted - len(opened)
 
     def book(self, patient_id: UUID, doctor_id: UUID, start: datetime, reason: str,
              key: IdempotencyKey | None = None) -> BookingAccepted:

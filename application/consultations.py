@@ -64,6 +64,18 @@ class ConsultationsApplication(ClinicProcessApplication):
         self.save(consultation)
         return saga_id
 
+    def complete(self, consultation_id: UUID, check: Check = anyone) -> None:
+        """The doctor saw the patient: a confirmed consultation is completed."""
+        consultation = self._get(consultation_id, check)
+        consultation.complete()
+        self.save(consultation)
+
+    def mark_no_show(self, consultation_id: UUID, check: Check = anyone) -> None:
+        """The patient did not come to a confirmed consultation."""
+        consultation = self._get(consultation_id, check)
+        consultation.mark_no_show()
+        self.save(consultation)
+
     def add_note(self, consultation_id: UUID, author: str, text: str, check: Check = anyone) -> None:
         """Add the doctor's clinical note to a confirmed or completed consultation."""
         consultation = self._get(consultation_id, check)

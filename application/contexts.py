@@ -57,7 +57,7 @@ class BoundedContext:
 
 REGISTRY = BoundedContext(
     "registry", RegistryApplication, (Patient, Doctor, PatientRecordAccess),
-    audited=MappingProxyType({"patient": Patient, "doctor": Doctor}), erases=True,
+    audited=MappingProxyType({"patient": Patient, "doctor": Doctor}), erases=True, read_models=("doctor_directory",),
 )
 SCHEDULING = BoundedContext(
     "scheduling", SchedulingApplication, (Slot, SlotRequestRefused), follows=("booking",),

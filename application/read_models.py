@@ -21,13 +21,14 @@ from uuid import UUID
 from eventsourcing.persistence import InterfaceError, OperationalError
 
 from application.view_changes import POLL_SECONDS, ViewChanges
-from application.views import ConsultationView, Saga, SagaStep
+from application.views import ConsultationView, DoctorListing, DoctorPage, Saga, SagaStep
 from domain.base import NotFoundError
 from domain.consultation import ConsultationStatus
 from domain.slot import SlotStatus
 from projections.catalog import BY_NAME
 from projections.consultation_detail import consultation_key
 from projections.doctor_agenda import doctor_agenda_key
+from projections.doctor_directory import doctor_key, doctors_key
 from projections.doctor_slots import doctor_slots_key, slot_key
 from projections.patient_consultations import patient_consultations_key
 from projections.saga_status import saga_key, saga_steps_key
@@ -210,6 +211,33 @@ class ReadModels:
                 if len(items) == limit:
                     return Page(items, _encode_cursor(score, member))
         return Page(items, None)
+
+    def doctors(self, specialty: str | None = None, active: bool | None = None, cursor: str | None = None,
+                limit: int = 20) -> DoctorPage:
+        """The directory, newest registered first; ``cursor`` continues after the last item of the previous page."""
+        limit = max(1, min(limit, MAX_PAGE))
+        high, after = _decode_cursor(cursor) if cursor else (float("inf"), None)
+        items: list[DoctorListing] = []
+        for member, score in self._index("doctor_directory", doctors_key(specialty), high=high):
+            if after is not None and score == high and member >= after:
+                continue
+            doctor = self._maybe_doctor(member)
+            if doctor is not None and (active is None or doctor.active == active):
+                items.append(doctor)
+                if len(items) == limit:
+                    return DoctorPage(items, _encode_cursor(score, member))
+        return DoctorPage(items, None)
+
+    def doctor(self, doctor_id: UUID) -> DoctorListing:
+        doctor = self._maybe_doctor(str(doctor_id))
+        if doctor is None:
+            raise NotFoundError(f"doctor {doctor_id} not found")
+        return doctor
+
+    def _maybe_doctor(self, doctor_id: str) -> DoctorListing | None:
+        fields = self._fields("doctor_directory", doctor_key(doctor_id))
+        return DoctorListing(UUID(fields["doctor_id"]), fields["name"], fields["specialty"],
+                             fields["active"] == "true") if fields else None
 
     def agenda(self, doctor_id: UUID, day: date) -> list[ConsultationView]:
         """A doctor's consultations that day, in time order (rejected and cancelled ones left out)."""

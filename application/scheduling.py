@@ -13,8 +13,9 @@ from eventsourcing.persistence import IntegrityError
 
 from application.common import load
 from application.views import SlotView
-from domain.base import DomainError
-from domain.slot import Slot, SlotRequestRefused
+from domain.availability import WeeklyAvailability
+from domain.base import DomainError, NotFoundError
+from domain.slot import Slot, SlotRequestRefused, slot_id_for
 from process_managers.base import ClinicProcessApplication
 from process_managers.booking_saga import BookingSaga
 from process_managers.reschedule_saga import RescheduleSaga
@@ -40,11 +41,33 @@ class SchedulingApplication(ClinicProcessApplication):
             raise SlotAlreadyOpenError("a slot at one of these starts is already open") from None
         return [slot.id for slot in opened]
 
-    def close_slot(self, slot_id: UUID) -> None:
-        """Withdraw an open slot from booking."""
-        slot = load(self, slot_id, Slot, "slot")
+    def open_availability(self, doctor_id: UUID, availability: WeeklyAvailability) -> tuple[list[UUID], int]:
+        """Open the recurrence's slots that are not open yet, all or none; returns the ones opened and how
+        many were there already (so asking again opens nothing and succeeds)."""
+        minutes = availability.slot_minutes
+        wanted = [(start, slot_id_for(doctor_id, start)) for start in availability.starts()]
+        missing = [start for start, slot_id in wanted if slot_id not in self.repository]
+        opened = self.open_slots(doctor_id, [(start, minutes) for start in missing]) if missing else []
+        return opened, len(wanted) - len(missing)
+
+    def close_slot(self, slot_id: UUID, doctor_id: UUID | None = None) -> None:
+        """Withdraw an open slot from booking (of ``doctor_id`` only, if given); a held or booked one is
+        ``SlotInUseError``."""
+        slot = self._slot_of(slot_id, doctor_id)
         slot.close()
         self.save(slot)
+
+    def reopen_slot(self, slot_id: UUID, doctor_id: UUID | None = None) -> None:
+        """Offer a closed slot for booking again (of ``doctor_id`` only, if given)."""
+        slot = self._slot_of(slot_id, doctor_id)
+        slot.reopen()
+        self.save(slot)
+
+    def _slot_of(self, slot_id: UUID, doctor_id: UUID | None) -> Slot:
+        slot = load(self, slot_id, Slot, "slot")
+        if doctor_id is not None and slot.doctor_id != doctor_id:
+            raise NotFoundError(f"slot {slot_id} not found for doctor {doctor_id}")
+        return slot
 
     def slot(self, slot_id: UUID) -> SlotView:
         s = load(self, slot_id, Slot, "slot")

@@ -54,6 +54,22 @@ class ConsultationView:
 
 
 @dataclass(frozen=True)
+class DoctorListing:
+    """A doctor as the directory shows them."""
+
+    doctor_id: UUID
+    name: str
+    specialty: str
+    active: bool
+
+
+@dataclass(frozen=True)
+class DoctorPage:
+    items: list[DoctorListing]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
 class Note:
     author: str
     text: str

@@ -1,4 +1,4 @@
-"""A doctor's bookable slot: open → held (with expiry) → booked, or released; closed."""
+"""A doctor's bookable slot: open → held (with expiry) → booked, or released; closed → reopened."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ STATUS_AFTER: dict[str, SlotStatus] = {
     "Booked": SlotStatus.BOOKED,
     "Released": SlotStatus.OPEN,
     "Closed": SlotStatus.CLOSED,
+    "Reopened": SlotStatus.OPEN,
 }
 """The status each of a slot's events leaves it in (by class name): its mutators and the slot read model
 (``projections/doctor_slots.py``) both read it."""
@@ -70,6 +71,9 @@ class Slot(ClinicAggregate):
         reason: str
 
     class Closed(ClinicAggregate.Event):
+        pass
+
+    class Reopened(ClinicAggregate.Event):
         pass
 
     @staticmethod
@@ -128,6 +132,15 @@ class Slot(ClinicAggregate):
             raise SlotInUseError("the slot is held or booked")
         if self.status == SlotStatus.OPEN:
             self._closed()
+
+    def reopen(self) -> None:
+        """Offer a closed slot for booking again; reopening a slot that is not closed is a no-op."""
+        if self.status == SlotStatus.CLOSED:
+            self._reopened()
+
+    @event(Reopened)
+    def _reopened(self) -> None:
+        self.status = STATUS_AFTER["Reopened"]
 
     @event(Held)
     def _held(self, booking_id: UUID, expires_at: datetime) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from projections.base import Projection
 from projections.consultation_detail import ConsultationDetail
 from projections.doctor_agenda import DoctorAgenda
+from projections.doctor_directory import DoctorDirectory
 from projections.doctor_slots import DoctorSlots
 from projections.patient_consultations import PatientConsultations
 from projections.saga_status import SagaStatus
@@ -15,6 +16,7 @@ ALL_PROJECTIONS: tuple[Projection, ...] = (
     DoctorAgenda(),
     DoctorSlots(),
     SagaStatus(),
+    DoctorDirectory(),
 )
 
 BY_NAME: dict[str, Projection] = {projection.name: projection for projection in ALL_PROJECTIONS}

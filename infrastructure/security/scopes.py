@@ -19,11 +19,14 @@ class Scope(StrEnum):
 
     PATIENTS_READ = "patients:read"
     PATIENTS_WRITE = "patients:write"
+    DOCTORS_READ = "doctors:read"
     DOCTORS_WRITE = "doctors:write"
     SLOTS_READ = "slots:read"
     SLOTS_WRITE = "slots:write"
     CONSULTATIONS_READ = "consultations:read"
     CONSULTATIONS_WRITE = "consultations:write"
+    CONSULTATIONS_ATTEND = "consultations:attend"
+    """The doctor records how a consultation went: completed, or the patient did not come."""
     NOTES_READ = "notes:read"
     NOTES_WRITE = "notes:write"
     SAGAS_READ = "sagas:read"
@@ -35,10 +38,11 @@ class Scope(StrEnum):
 PUBLIC_SCOPES = frozenset(s for s in Scope if s is not Scope.REGISTRY_ELIGIBILITY)
 
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
-    Role.PATIENT: frozenset({Scope.PATIENTS_READ, Scope.SLOTS_READ, Scope.CONSULTATIONS_READ,
+    Role.PATIENT: frozenset({Scope.PATIENTS_READ, Scope.DOCTORS_READ, Scope.SLOTS_READ, Scope.CONSULTATIONS_READ,
                              Scope.CONSULTATIONS_WRITE}),
-    Role.DOCTOR: frozenset({Scope.SLOTS_READ, Scope.CONSULTATIONS_READ, Scope.NOTES_READ, Scope.NOTES_WRITE}),
-    Role.AUDITOR: frozenset({Scope.SLOTS_READ, Scope.SAGAS_READ, Scope.AUDIT_READ}),
+    Role.DOCTOR: frozenset({Scope.DOCTORS_READ, Scope.SLOTS_READ, Scope.SLOTS_WRITE, Scope.CONSULTATIONS_READ, Scope.CONSULTATIONS_ATTEND,
+                            Scope.NOTES_READ, Scope.NOTES_WRITE}),
+    Role.AUDITOR: frozenset({Scope.DOCTORS_READ, Scope.SLOTS_READ, Scope.SAGAS_READ, Scope.AUDIT_READ}),
     Role.ADMIN: PUBLIC_SCOPES,
 }
 """The most a person holding each role may be granted (a token may carry fewer)."""

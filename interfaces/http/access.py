@@ -80,6 +80,11 @@ def may_reschedule(principal: Principal, consultation: ConsultationView) -> bool
     return may_cancel(principal, consultation)
 
 
+def may_attend(principal: Principal, consultation: ConsultationView) -> bool:
+    """Recording how it went (completed, no-show): its doctor or an admin."""
+    return may_use_notes(principal, consultation)
+
+
 def may_use_notes(principal: Principal, consultation: ConsultationView) -> bool:
     """Clinical notes: its doctor or an admin only."""
     return principal.has_role(Role.ADMIN) or (

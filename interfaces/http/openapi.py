@@ -93,13 +93,20 @@ OUTCOMES: dict[str, tuple[str, ...]] = {
     "registerDoctor": ("forbidden",),
     "deactivateDoctor": ("forbidden", "not-found", "version-conflict"),
     "listDoctorSlots": (),
+    "listDoctors": (),
+    "getDoctor": ("not-found",),
     "openSlots": ("forbidden", "not-found", "slot-already-open"),  # a racing duplicate is slot-already-open too
+    "closeSlot": ("forbidden", "not-found", "slot-in-use", "version-conflict"),
+    "openAvailability": ("forbidden", "not-found", "slot-already-open"),  # only a racing call opens one first
+    "reopenSlot": ("forbidden", "not-found", "version-conflict"),
     "bookConsultation": ("forbidden",),
     "getConsultation": ("forbidden", "not-found"),
     "getConsultationV2": ("forbidden", "not-found"),
     "streamConsultationEvents": ("forbidden", "not-found"),
     "cancelConsultation": ("forbidden", "not-found", "invalid-state", "version-conflict"),
     "rescheduleConsultation": ("forbidden", "not-found", "invalid-state", "version-conflict"),
+    "completeConsultation": ("forbidden", "not-found", "invalid-state", "version-conflict"),
+    "markConsultationNoShow": ("forbidden", "not-found", "invalid-state", "version-conflict"),
     "listPatientConsultations": ("forbidden",),
     "getDoctorAgenda": ("forbidden",),
     "addClinicalNote": ("forbidden", "not-found", "invalid-state", "version-conflict"),
@@ -124,7 +131,8 @@ PATH_PARAMETERS = {
     "patient_id": "The patient's id (a patient's token `sub`)",
     "doctor_id": "The doctor's id (a doctor's token `sub`)",
     "consultation_id": "The consultation's id (`consultation_id` in the booking's 202)",
-    "saga_id": "The booking saga's id (`saga_id` in the booking's 202)",
+    "saga_id": "The booking or reschedule saga's id (`saga_id` in the booking's or reschedule's 202)",
+    "slot_id": "The slot's id (`slot_id` in the doctor's slot listing)",
     "aggregate_id": "The aggregate's id",
 }
 """What each id in a path names (the same name means the same thing in every path)."""

@@ -103,6 +103,20 @@ class DoctorRegistered(Struct):
     doctor_id: UUID
 
 
+class Doctor(Struct):
+    """A doctor as the directory shows them: ``active`` while they take bookings."""
+
+    doctor_id: UUID
+    name: str
+    specialty: str
+    active: bool
+
+
+class DoctorPage(Struct):
+    items: list[Doctor]
+    next_cursor: str | None
+
+
 class DoctorStatus(Struct):
     doctor_id: UUID
     active: bool
@@ -119,6 +133,36 @@ class OpenSlots(RequestBody, frozen=True):
 
 class SlotsOpened(Struct):
     slot_ids: list[UUID]
+
+
+WallClock = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="Local time, `HH:MM`")]
+
+
+class OpenAvailability(RequestBody, frozen=True):
+    """Slots of ``slot_minutes`` from ``opens`` to ``closes`` (wall-clock time in ``time_zone``) on each of
+    ``weekdays``, for ``weeks`` weeks from ``first_day``."""
+
+    weekdays: Annotated[list[Literal["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]], Meta(min_length=1, max_length=7)]
+    opens: WallClock
+    closes: WallClock
+    slot_minutes: Minutes
+    first_day: date
+    weeks: Annotated[int, Meta(ge=1, le=12)]
+    time_zone: Annotated[str, Meta(min_length=1, max_length=64, description="IANA time zone, e.g. `Europe/Lisbon`")]
+
+
+class AvailabilityOpened(Struct):
+    """The slots this call opened, and how many of the recurrence's slots were open already."""
+
+    slot_ids: list[UUID]
+    already_open: int
+
+
+class SlotStatus(Struct):
+    """A slot's status after closing or reopening it."""
+
+    slot_id: UUID
+    status: Literal["OPEN", "HELD", "BOOKED", "CLOSED"]
 
 
 class BookConsultation(RequestBody, frozen=True):
@@ -169,6 +213,13 @@ class ConsultationCancelled(Struct):
 
 class AddNote(RequestBody, frozen=True):
     text: Text
+
+
+class ConsultationEnded(Struct):
+    """How a confirmed consultation ended: ``COMPLETED``, or ``NO_SHOW`` when the patient did not come."""
+
+    consultation_id: UUID
+    status: Literal["COMPLETED", "NO_SHOW"]
 
 
 class NoteAdded(Struct):

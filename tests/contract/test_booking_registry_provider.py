@@ -35,6 +35,7 @@ from infrastructure.security.service_tokens import DevServiceTokens
 from infrastructure.tls import client_ssl_context, create_dev_pki
 from interfaces.http.internal import create_internal_registry_app, internal_server_config
 from interfaces.security.trust import dev_issuer, token_verifier
+from tests import services
 from tests.contract import registry_contract as contract
 from tests.contract.pacts import assert_every_interaction_verified, failed_interactions, pact_file
 from tests.contract.provider_states import ProviderStates
@@ -46,7 +47,9 @@ class Registry:
     """The provider under test: the registry service's application, its internal app, its trust."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.settings = Settings(persistence="memory", data_dir=data_dir)
+        services.require_redis()  # the registry's API answers its doctor directory from the read models
+        self.settings = Settings(persistence="memory", data_dir=data_dir, redis_url=services.redis_url(),
+                                 redis_prefix=f"clinic:contract:{uuid4().hex}:")
         self.clinic = build_service("registry", self.settings, "api")
         self.registry = self.clinic.registry
         self.app = create_internal_registry_app(self.registry, token_verifier(self.settings))

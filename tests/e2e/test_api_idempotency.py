@@ -18,6 +18,8 @@ from tests.e2e.conftest import START, assert_problem, book, open_slot, register_
 KEY = {"Idempotency-Key": '"8e03978e-40d5-43e8-bc93-6894a57f9324"'}
 BOOKING = {"start": START, "reason": "check-up"}
 LATER = "2027-01-05T10:00:00Z"
+AVAILABILITY = {"weekdays": ["MON"], "opens": "09:00", "closes": "10:00", "slot_minutes": 30,
+                "first_day": "2027-03-01", "weeks": 1, "time_zone": "Europe/Lisbon"}
 
 
 @pytest.fixture
@@ -129,6 +131,17 @@ KEYED: dict[str, Keyed] = {
     "rescheduleConsultation": Keyed(lambda w: f"/v1/consultations/{w.confirmed}/reschedule",
                                     lambda w: {"start": LATER}, lambda w: f"/v1/consultations/{w.confirmed}/reschedule",
                                     lambda w: {"start": "2027-01-05T11:00:00Z"}, 202),
+    "closeSlot": Keyed(lambda w: f"/v1/doctors/{w.doctor_id}/slots/{w.open_slot}/close", lambda w: None,
+                       lambda w: f"/v1/doctors/{w.doctor_id}/slots/{w.booked_slot}/close", lambda w: None, 200),
+    "reopenSlot": Keyed(lambda w: f"/v1/doctors/{w.doctor_id}/slots/{w.open_slot}/reopen", lambda w: None,
+                        lambda w: f"/v1/doctors/{w.doctor_id}/slots/{w.booked_slot}/reopen", lambda w: None, 200),
+    "openAvailability": Keyed(lambda w: f"/v1/doctors/{w.doctor_id}/availability", lambda w: AVAILABILITY,
+                              lambda w: f"/v1/doctors/{w.doctor_id}/availability",
+                              lambda w: AVAILABILITY | {"weeks": 2}, 201),
+    "completeConsultation": Keyed(lambda w: f"/v1/consultations/{w.confirmed}/complete", lambda w: None,
+                                  lambda w: f"/v1/consultations/{w.other_confirmed}/complete", lambda w: None, 200),
+    "markConsultationNoShow": Keyed(lambda w: f"/v1/consultations/{w.confirmed}/no-show", lambda w: None,
+                                    lambda w: f"/v1/consultations/{w.other_confirmed}/no-show", lambda w: None, 200),
     "addClinicalNote": Keyed(lambda w: f"/v1/consultations/{w.confirmed}/notes", lambda w: {"text": "BP 120/80"},
                              lambda w: f"/v1/consultations/{w.confirmed}/notes", lambda w: {"text": "BP 90/60"}, 201),
     "registerPatient": Keyed(lambda w: "/v1/patients", lambda w: {"name": "Rita", "email": "rita@example.org",
@@ -152,16 +165,21 @@ class KeyedWorld:
     doctor_id: str
     other_doctor: str
     confirmed: str
+    other_confirmed: str
+    open_slot: str
+    booked_slot: str
 
 
 @pytest.fixture
 def keyed_world(api, clinic, admin) -> KeyedWorld:
     doctor, patient = register_doctor(api, admin), register_patient(api, admin)
-    open_slot(api, admin, doctor)
-    open_slot(api, admin, doctor, LATER)
+    booked_slot = open_slot(api, admin, doctor)
+    later_slot = open_slot(api, admin, doctor, LATER)
+    open_slot(api, admin, doctor, "2027-01-06T09:00:00Z")
     confirmed = book(api, admin, patient, doctor).json()["consultation_id"]
+    other = book(api, admin, patient, doctor, "2027-01-06T09:00:00Z").json()["consultation_id"]
     clinic.wait_until_settled()
-    return KeyedWorld(patient, doctor, register_doctor(api, admin, "Dr Eva"), confirmed)
+    return KeyedWorld(patient, doctor, register_doctor(api, admin, "Dr Eva"), confirmed, other, later_slot, booked_slot)
 
 
 def keyed_operations() -> list[str]:

@@ -47,6 +47,7 @@ class Operation:
     body: Any = None
 
 
+EVERYONE = ("own patient", "other patient", "assigned doctor", "other doctor", "auditor", "admin")
 MATRIX: dict[str, Operation] = {
     "live": Operation("GET", "/health/live", ()),
     "ready": Operation("GET", "/health/ready", ()),
@@ -62,6 +63,13 @@ MATRIX: dict[str, Operation] = {
                                   "admin")),
     "openSlots": Operation("POST", "/v1/doctors/{doctor}/slots", ("admin",),
                            {"slots": [{"start": "2027-03-01T09:00:00Z", "duration_minutes": 30}]}),
+    "listDoctors": Operation("GET", "/v1/doctors?specialty=gp", EVERYONE),
+    "getDoctor": Operation("GET", "/v1/doctors/{doctor}", EVERYONE),
+    "closeSlot": Operation("POST", "/v1/doctors/{doctor}/slots/{free_slot}/close", ("assigned doctor", "admin")),
+    "reopenSlot": Operation("POST", "/v1/doctors/{doctor}/slots/{free_slot}/reopen", ("assigned doctor", "admin")),
+    "openAvailability": Operation("POST", "/v1/doctors/{doctor}/availability", ("assigned doctor", "admin"), {
+        "weekdays": ["TUE"], "opens": "14:00", "closes": "15:00", "slot_minutes": 30, "first_day": "2027-03-01",
+        "weeks": 1, "time_zone": "UTC"}),
     "bookConsultation": Operation("POST", "/v1/consultations", ("own patient", "admin"), {
         "patient_id": "{patient}", "doctor_id": "{doctor}", "start": "2027-04-01T09:00:00Z", "reason": "x"}),
     "getConsultation": Operation("GET", "/v1/consultations/{consultation}",
@@ -77,6 +85,10 @@ MATRIX: dict[str, Operation] = {
                                         ("own patient", "admin"), {"start": "2027-01-05T10:00:00Z"}),
     "listPatientConsultations": Operation("GET", "/v1/patients/{patient}/consultations", ("own patient", "admin")),
     "getDoctorAgenda": Operation("GET", "/v1/doctors/{doctor}/agenda?date=" + DAY, ("assigned doctor", "admin")),
+    "completeConsultation": Operation("POST", "/v1/consultations/{consultation}/complete",
+                                      ("assigned doctor", "admin")),
+    "markConsultationNoShow": Operation("POST", "/v1/consultations/{consultation}/no-show",
+                                        ("assigned doctor", "admin")),
     "addClinicalNote": Operation("POST", "/v1/consultations/{consultation}/notes", ("assigned doctor", "admin"),
                                  {"text": "BP 120/80"}),
     "listClinicalNotes": Operation("GET", "/v1/consultations/{consultation}/notes", ("assigned doctor", "admin")),
@@ -124,12 +136,13 @@ def world() -> Iterator[World]:
         patient, other_patient = register_patient(api, admin, "Ana"), register_patient(api, admin, "Bia")
         doctor, other_doctor = register_doctor(api, admin), register_doctor(api, admin, "Dr Leo")
         open_slot(api, admin, doctor)
+        free_slot = open_slot(api, admin, doctor, "2027-06-01T09:00:00Z")
         booked = book(api, admin, patient, doctor).json()
         rejected = book(api, admin, patient, doctor, start="2027-05-01T09:00:00Z").json()  # no slot there
         clinic.wait_until_settled()
         ids = {"patient": patient, "doctor": doctor, "other_doctor": other_doctor,
                "consultation": booked["consultation_id"], "saga": booked["saga_id"],
-               "rejected": rejected["consultation_id"]}
+               "rejected": rejected["consultation_id"], "free_slot": free_slot}
         subjects = {"own patient": (patient, "PATIENT"), "other patient": (other_patient, "PATIENT"),
                     "assigned doctor": (doctor, "DOCTOR"), "other doctor": (other_doctor, "DOCTOR"),
                     "auditor": ("auditor-1", "AUDITOR"), "admin": ("ops-1", "ADMIN")}

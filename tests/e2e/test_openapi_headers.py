@@ -53,6 +53,12 @@ def test_every_header_sent_is_documented_and_every_required_one_sent():
         assert required <= sent, f"{name} does not send {sorted(required - sent)}"
 
 
+def open_slot_at(api: TestClient[Any], doctor: str, day: str) -> str:
+    """Open the doctor's 09:00 slot on ``day``; returns its start."""
+    open_slot(api, ADMIN, doctor, f"{day}T09:00:00Z")
+    return f"{day}T09:00:00Z"
+
+
 def story(api: TestClient[Any], clinic: Any) -> dict[str, Any]:
     answers: dict[str, Any] = {"live": api.get("/health/live"), "ready": api.get("/health/ready")}
     registered = api.post("/v1/patients", json={"name": "Rita", "email": "rita@example.org",
@@ -62,14 +68,24 @@ def story(api: TestClient[Any], clinic: Any) -> dict[str, Any]:
     answers["registerDoctor"] = api.post("/v1/doctors", json={"name": "Dr Leo", "specialty": "gp"}, headers=ADMIN)
     answers["openSlots"] = api.post(f"/v1/doctors/{doctor}/slots", headers=ADMIN, json={
         "slots": [{"start": "2027-02-01T09:00:00Z", "duration_minutes": 30}]})
+    answers["openAvailability"] = api.post(f"/v1/doctors/{doctor}/availability", headers=ADMIN, json={
+        "weekdays": ["TUE"], "opens": "14:00", "closes": "15:00", "slot_minutes": 30, "first_day": "2027-03-01",
+        "weeks": 1, "time_zone": "UTC"})
+    free = answers["openAvailability"].json()["slot_ids"][0]
+    answers["closeSlot"] = api.post(f"/v1/doctors/{doctor}/slots/{free}/close", headers=ADMIN)
+    answers["reopenSlot"] = api.post(f"/v1/doctors/{doctor}/slots/{free}/reopen", headers=ADMIN)
     open_slot(api, ADMIN, doctor)
     answers["bookConsultation"] = booked = book(api, ADMIN, patient, doctor)
+    seen, missed = (book(api, ADMIN, patient, doctor, open_slot_at(api, doctor, day)).json()["consultation_id"]
+                    for day in ("2027-02-02", "2027-02-03"))
     consultation, saga = booked.json()["consultation_id"], booked.json()["saga_id"]
     fresh = {**ADMIN, "X-Min-Position": booked.headers["X-Event-Position"]}
     clinic.wait_until_settled()
     day = START[:10]
     answers |= {
         "getPatient": api.get(f"/v1/patients/{patient}", headers=ADMIN),
+        "listDoctors": api.get("/v1/doctors", headers=fresh),
+        "getDoctor": api.get(f"/v1/doctors/{doctor}", headers=fresh),
         "listPatientRecordAccess": api.get(f"/v1/patients/{patient}/access-log", headers=ADMIN),
         "listDoctorSlots": api.get(f"/v1/doctors/{doctor}/slots?date={day}", headers=fresh),
         "getConsultation": api.get(f"/v1/consultations/{consultation}", headers={**fresh, "Prefer": "wait=1"}),
@@ -83,6 +99,8 @@ def story(api: TestClient[Any], clinic: Any) -> dict[str, Any]:
         "listClinicalNotes": api.get(f"/v1/consultations/{consultation}/notes", headers=ADMIN),
         "rescheduleConsultation": api.post(f"/v1/consultations/{consultation}/reschedule",
                                            json={"start": "2027-02-01T09:00:00Z"}, headers=ADMIN),
+        "completeConsultation": api.post(f"/v1/consultations/{seen}/complete", headers=ADMIN),
+        "markConsultationNoShow": api.post(f"/v1/consultations/{missed}/no-show", headers=ADMIN),
         "cancelConsultation": api.post(f"/v1/consultations/{consultation}/cancel", json={"reason": "cannot come"},
                                        headers=ADMIN),
         "deactivateDoctor": api.post(f"/v1/doctors/{doctor}/deactivate", headers=ADMIN),

@@ -36,7 +36,10 @@ OPERATIONS = {op["operationId"]: (path, method, op) for path, item in SPEC["path
               for method, op in item.items()}
 ISSUER = TokenIssuer(ECKey.generate_key("P-256", auto_kid=True), "clinic-dev", "clinic-api")
 ADMIN = {"Authorization": f"Bearer {ISSUER.issue('ops-1', ['ADMIN'])}"}
-CONCURRENT_ONLY = {("deactivateDoctor", "version-conflict"), ("addClinicalNote", "version-conflict")}
+CONCURRENT_ONLY = {("deactivateDoctor", "version-conflict"), ("addClinicalNote", "version-conflict"),
+                   ("completeConsultation", "version-conflict"), ("markConsultationNoShow", "version-conflict"),
+                   ("closeSlot", "version-conflict"), ("reopenSlot", "version-conflict"),
+                   ("openAvailability", "slot-already-open")}
 """Outcomes only a concurrent write provokes (the save loses the race: IntegrityError), not this story."""
 BAD_VALUES = {"integer": "not-a-number", "date": "2027-13-45", "date-time": "1e10"}  # a number was once read as a moment
 
@@ -198,6 +201,9 @@ def test_every_conflict_and_query_outcome_happens_as_documented():
                    "slot-already-open")
             consultation = book(api, ADMIN, patient, doctor).json()["consultation_id"]
             clinic.wait_until_settled()
+            booked_slot = api.get(f"/v1/doctors/{doctor}/slots?date={START[:10]}", headers=ADMIN).json()["slots"][0]
+            expect("closeSlot", api.post(f"/v1/doctors/{doctor}/slots/{booked_slot['slot_id']}/close", headers=ADMIN),
+                   "slot-in-use")
             cancel = f"/v1/consultations/{consultation}/cancel"
             expect("cancelConsultation", api.post(cancel, json={"reason": "x"}, headers={**ADMIN, "If-Match": '"99"'}),
                    "version-conflict")
@@ -210,6 +216,8 @@ def test_every_conflict_and_query_outcome_happens_as_documented():
             expect("cancelConsultation", api.post(cancel, json={"reason": "again"}, headers=ADMIN), "invalid-state")
             expect("addClinicalNote", api.post(f"/v1/consultations/{consultation}/notes", json={"text": "late"},
                                                headers=ADMIN), "invalid-state")
+            for name, ending in (("completeConsultation", "complete"), ("markConsultationNoShow", "no-show")):
+                expect(name, api.post(f"/v1/consultations/{consultation}/{ending}", headers=ADMIN), "invalid-state")
             audit = f"/v1/audit/consultation/{consultation}?version=1&as_of=2027-01-01T00:00:00Z"
             expect("auditAggregate", api.get(audit, headers=ADMIN), "invalid-query")
     finally:

@@ -317,6 +317,7 @@ class Load:
 def environment(tmp_path_factory) -> Iterator[dict[str, str]]:
     """One PostgreSQL schema, migrated, with the certificates and signing key every version shares."""
     services.require_postgres()
+    services.require_redis()
     services.require_binary("nginx")
     import psycopg
 
@@ -330,7 +331,9 @@ def environment(tmp_path_factory) -> Iterator[dict[str, str]]:
            "POSTGRES_DBNAME": services.POSTGRES_DB, "POSTGRES_HOST": services.POSTGRES_HOST,
            "POSTGRES_PORT": str(services.POSTGRES_PORT), "POSTGRES_USER": services.POSTGRES_USER,
            "POSTGRES_PASSWORD": "", "POSTGRES_SCHEMA": schema, "POSTGRES_POOL_SIZE": "4",
-           "POSTGRES_MAX_OVERFLOW": "4", "CLINIC_LOG_LEVEL": "WARNING", "CLINIC_DRAIN_SECONDS": str(DRAIN_SECONDS)}
+           "POSTGRES_MAX_OVERFLOW": "4", "CLINIC_LOG_LEVEL": "WARNING", "CLINIC_DRAIN_SECONDS": str(DRAIN_SECONDS),
+           # the registry answers its doctor directory from the read models (nothing runs that writes them here)
+           "CLINIC_REDIS_URL": services.redis_url(), "CLINIC_REDIS_PREFIX": f"clinic:switch:{schema}:"}
     try:
         for command in (["db", "migrate"], ["certs", "init"]):
             done = subprocess.run([*CLINIC, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)

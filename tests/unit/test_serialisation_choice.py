@@ -86,6 +86,8 @@ def events_from_commands() -> list[tuple[type, Any]]:
         slot.book(booking_id)
         slot.release(booking_id, reason="consultation_cancelled")
         slot.close()
+        slot.reopen()
+        slot.close()
         refusal = SlotRequestRefused(booking_id=uuid4(), slot_id=slot.id, command="hold", reason="the slot is closed")
         aggregates += [patient, doctor, slot, refusal]
 

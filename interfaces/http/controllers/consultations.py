@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
@@ -33,6 +33,7 @@ from interfaces.http.schemas import (
     CancelConsultation,
     Consultation,
     ConsultationCancelled,
+    ConsultationEnded,
     NoteAdded,
     Notes,
     RescheduleAccepted,
@@ -173,6 +174,24 @@ class ConsultationController(Controller):
                         headers={"Location": f"/v2/consultations/{consultation_id}",
                                  EVENT_POSITION: clinic.position(consultations)})
 
+    @post("/{consultation_id:uuid}/complete", operation_id="completeConsultation",
+          summary="Record that a consultation took place", status_code=200, sync_to_thread=True,
+          response_headers=[EVENT_POSITION_HEADER])
+    def complete(self, consultation_id: FromPath[UUID], clinic: NamedDependency[Clinic],
+                 request: Request[Principal, Any, Any],
+                 idempotency: IdempotencyKeyHeader = None) -> Response[ConsultationEnded]:
+        """Its doctor (or an admin) records that a confirmed consultation took place; its slot stays booked."""
+        return _end(clinic, request, consultation_id, idempotency, "COMPLETED")
+
+    @post("/{consultation_id:uuid}/no-show", operation_id="markConsultationNoShow",
+          summary="Record that the patient did not come", status_code=200, sync_to_thread=True,
+          response_headers=[EVENT_POSITION_HEADER])
+    def no_show(self, consultation_id: FromPath[UUID], clinic: NamedDependency[Clinic],
+                request: Request[Principal, Any, Any],
+                idempotency: IdempotencyKeyHeader = None) -> Response[ConsultationEnded]:
+        """Its doctor (or an admin) records that the patient did not come to a confirmed consultation."""
+        return _end(clinic, request, consultation_id, idempotency, "NO_SHOW")
+
     @post("/{consultation_id:uuid}/notes", operation_id="addClinicalNote",
           summary="Add a clinical note", status_code=201, sync_to_thread=True)
     def add_note(self, consultation_id: FromPath[UUID], data: JSONBody[AddNote], clinic: NamedDependency[Clinic],
@@ -195,6 +214,17 @@ class ConsultationController(Controller):
 
 
 NOT_ALLOWED = "not allowed for this consultation (or there is no such consultation)"
+
+
+def _end(clinic: Clinic, request: Request[Principal, Any, Any], consultation_id: UUID, idempotency: str | None,
+         status: Literal["COMPLETED", "NO_SHOW"]) -> Response[ConsultationEnded]:
+    """Complete it, or mark it a no-show, as its doctor or an admin."""
+    consultations, principal = clinic.require(ConsultationsApplication), request.user
+    end = consultations.complete if status == "COMPLETED" else consultations.mark_no_show
+    with access.masking(principal, NOT_ALLOWED):
+        once(consultations, idempotency_key(request, idempotency),
+             lambda: end(consultation_id, _rule(principal, access.may_attend)), nothing)
+    return Response(ConsultationEnded(consultation_id, status), headers={EVENT_POSITION: clinic.position(consultations)})
 
 
 def read_after(clinic: Clinic, min_position: str | None) -> dict[str, str]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import time
 from typing import Annotated, Any, Literal
 from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
@@ -15,6 +17,8 @@ from application.read_models import ReadModels
 from application.record_access import PatientRecords
 from application.registry import RegistryApplication
 from application.scheduling import SchedulingApplication
+from application.views import DoctorListing
+from domain.availability import AvailabilityError, Weekday, WeeklyAvailability
 from domain.values import Role
 from infrastructure.security.tokens import Principal
 from interfaces.http import access
@@ -29,10 +33,15 @@ from interfaces.http.controllers.consultations import (
 )
 from interfaces.http.controllers.queries import Day
 from interfaces.http.idempotency import IdempotencyKeyHeader, idempotency_key
+from interfaces.http.problems import InvalidBodyError
 from interfaces.http.schemas import (
+    AvailabilityOpened,
+    Doctor,
+    DoctorPage,
     DoctorRegistered,
     DoctorSlots,
     DoctorStatus,
+    OpenAvailability,
     OpenSlots,
     PatientRecord,
     PatientRecordAccessLog,
@@ -42,6 +51,7 @@ from interfaces.http.schemas import (
     RegisterPatient,
     SlotListing,
     SlotsOpened,
+    SlotStatus,
 )
 
 
@@ -87,9 +97,35 @@ NOT_ALLOWED = "only the patient themself or an admin"
 class DoctorController(Controller):
     path = "/v1/doctors"
     tags = ["registry"]
-    guards = [requires_role(Role.ADMIN)]
 
-    @post(operation_id="registerDoctor", summary="Register a doctor", status_code=201, sync_to_thread=True)
+    @get(operation_id="listDoctors", summary="Find doctors", sync_to_thread=True, response_headers=FRESHNESS_HEADERS)
+    def list(self, clinic: NamedDependency[Clinic],
+             specialty: Annotated[str | None, QueryParameter(
+                 required=False, min_length=1, max_length=100,
+                 description="Only doctors of this specialty (any letter case)")] = None,
+             active: Annotated[bool | None, QueryParameter(
+                 required=False, description="`true`: only doctors taking bookings; `false`: only the others")] = None,
+             cursor: Annotated[str | None, QueryParameter(
+                 required=False, description="The `next_cursor` of the previous page")] = None,
+             limit: Annotated[int, QueryParameter(ge=1, le=100, description="At most this many per page")] = 20,
+             min_position: MinPosition = None) -> Response[DoctorPage]:
+        """The clinic's doctors, newest registered first (read model); any signed-in caller."""
+        stale = read_after(clinic, min_position)
+        page = clinic.require(ReadModels).doctors(specialty, active, cursor, limit)
+        body = DoctorPage([_doctor(d) for d in page.items], page.next_cursor)
+        return Response(body, headers={**freshness_headers(clinic, "doctor_directory"), **stale})
+
+    @get("/{doctor_id:uuid}", operation_id="getDoctor", summary="Read a doctor", sync_to_thread=True,
+         response_headers=FRESHNESS_HEADERS)
+    def read(self, doctor_id: FromPath[UUID], clinic: NamedDependency[Clinic],
+             min_position: MinPosition = None) -> Response[Doctor]:
+        """A doctor's name, specialty and whether they take bookings (read model); any signed-in caller."""
+        stale = read_after(clinic, min_position)
+        doctor = _doctor(clinic.require(ReadModels).doctor(doctor_id))
+        return Response(doctor, headers={**freshness_headers(clinic, "doctor_directory"), **stale})
+
+    @post(operation_id="registerDoctor", summary="Register a doctor", status_code=201, sync_to_thread=True,
+          guards=[requires_role(Role.ADMIN)])
     def register(self, data: JSONBody[RegisterDoctor], clinic: NamedDependency[Clinic],
                  request: Request[Principal, Any, Any], idempotency: IdempotencyKeyHeader = None) -> DoctorRegistered:
         """Register an active doctor."""
@@ -98,7 +134,7 @@ class DoctorController(Controller):
                                                lambda: registry.register_doctor(data.name, data.specialty), created))
 
     @post("/{doctor_id:uuid}/deactivate", operation_id="deactivateDoctor",
-          summary="Deactivate a doctor", status_code=200, sync_to_thread=True)
+          summary="Deactivate a doctor", status_code=200, sync_to_thread=True, guards=[requires_role(Role.ADMIN)])
     def deactivate(self, doctor_id: FromPath[UUID], clinic: NamedDependency[Clinic],
                    request: Request[Principal, Any, Any], idempotency: IdempotencyKeyHeader = None) -> DoctorStatus:
         """Stop a doctor taking new bookings (bookings in flight are compensated)."""
@@ -138,3 +174,70 @@ class SlotController(Controller):
                                      key=idempotency_key(request, idempotency, data))
         return Response(SlotsOpened(slot_ids=slot_ids), status_code=201,
                         headers={EVENT_POSITION: clinic.position(clinic.require(SchedulingApplication))})
+
+    @post("/{doctor_id:uuid}/slots/{slot_id:uuid}/close", operation_id="closeSlot",
+          summary="Withdraw an open slot from booking", status_code=200, sync_to_thread=True,
+          response_headers=[EVENT_POSITION_HEADER])
+    def close_slot(self, doctor_id: FromPath[UUID], slot_id: FromPath[UUID], clinic: NamedDependency[Clinic],
+                   request: Request[Principal, Any, Any],
+                   idempotency: IdempotencyKeyHeader = None) -> Response[SlotStatus]:
+        """The doctor (or an admin) closes an open slot; a held or booked one is a 409 ``slot-in-use``,
+        closing a closed one changes nothing."""
+        return _change_slot(clinic, request, doctor_id, slot_id, idempotency, "CLOSED")
+
+    @post("/{doctor_id:uuid}/slots/{slot_id:uuid}/reopen", operation_id="reopenSlot",
+          summary="Offer a closed slot for booking again", status_code=200, sync_to_thread=True,
+          response_headers=[EVENT_POSITION_HEADER])
+    def reopen_slot(self, doctor_id: FromPath[UUID], slot_id: FromPath[UUID], clinic: NamedDependency[Clinic],
+                    request: Request[Principal, Any, Any],
+                    idempotency: IdempotencyKeyHeader = None) -> Response[SlotStatus]:
+        """The doctor (or an admin) reopens a closed slot; reopening one that is not closed changes nothing."""
+        return _change_slot(clinic, request, doctor_id, slot_id, idempotency, "OPEN")
+
+
+    @post("/{doctor_id:uuid}/availability", operation_id="openAvailability",
+          summary="Open a doctor's recurring slots", status_code=201, sync_to_thread=True,
+          response_headers=[EVENT_POSITION_HEADER])
+    def open_availability(self, doctor_id: FromPath[UUID], data: JSONBody[OpenAvailability],
+                          clinic: NamedDependency[Clinic], request: Request[Principal, Any, Any],
+                          idempotency: IdempotencyKeyHeader = None) -> Response[AvailabilityOpened]:
+        """The doctor (or an admin) opens, in one call, e.g. weekdays 09:00 to 12:00 in 30-minute slots for four
+        weeks, in the clinic's time zone (09:00 stays 09:00 across a daylight-saving change). Slots already
+        open are left as they are, so asking again opens nothing new; at most 500 slots a call."""
+        access.allow(access.is_self_or_admin(request.user, str(doctor_id), Role.DOCTOR), NOT_THE_DOCTOR)
+        opened, already = clinic.open_availability(doctor_id, weekly(data),
+                                                   key=idempotency_key(request, idempotency, data))
+        return Response(AvailabilityOpened(opened, already), status_code=201,
+                        headers={EVENT_POSITION: clinic.position(clinic.require(SchedulingApplication))})
+
+
+NOT_THE_DOCTOR = "only the doctor themself or an admin"
+
+
+def _doctor(listing: DoctorListing) -> Doctor:
+    return Doctor(listing.doctor_id, listing.name, listing.specialty, listing.active)
+
+
+def weekly(data: OpenAvailability) -> WeeklyAvailability:
+    """The recurrence a request asks for; one that cannot be opened is a 422 naming why."""
+    try:
+        zone = ZoneInfo(data.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidBodyError(f"unknown time zone {data.time_zone!r} (an IANA name such as Europe/Lisbon)",
+                               status=422, field="$.time_zone") from None
+    try:
+        return WeeklyAvailability(frozenset(Weekday[day] for day in data.weekdays), time.fromisoformat(data.opens),
+                                  time.fromisoformat(data.closes), data.slot_minutes, data.first_day, data.weeks, zone)
+    except AvailabilityError as error:
+        raise InvalidBodyError(str(error), status=422, field="$") from None
+
+
+def _change_slot(clinic: Clinic, request: Request[Principal, Any, Any], doctor_id: UUID, slot_id: UUID,
+                 idempotency: str | None, to: str) -> Response[SlotStatus]:
+    """Close (``to`` CLOSED) or reopen one of the doctor's slots, as the doctor or an admin."""
+    access.allow(access.is_self_or_admin(request.user, str(doctor_id), Role.DOCTOR), NOT_THE_DOCTOR)
+    scheduling = clinic.require(SchedulingApplication)
+    change = scheduling.close_slot if to == "CLOSED" else scheduling.reopen_slot
+    once(scheduling, idempotency_key(request, idempotency), lambda: change(slot_id, doctor_id), nothing)
+    slot = scheduling.slot(slot_id)
+    return Response(SlotStatus(slot_id, slot.status), headers={EVENT_POSITION: clinic.position(scheduling)})  # type: ignore[arg-type]

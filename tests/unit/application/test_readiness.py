@@ -94,7 +94,7 @@ def test_each_role_is_checked_for_exactly_the_dependencies_it_uses(tmp_path):
             checks[service, role] = sorted(clinic.readiness_checks())
             clinic.close()  # stops the read models' change feed, which would go on dialling
     # the worker's broker check and "accepting" are added where the worker and the signals live (clinic run)
-    assert checks == {("registry", "api"): ["memory"], ("registry", "worker"): ["memory"],
+    assert checks == {("registry", "api"): ["memory", "redis"], ("registry", "worker"): ["memory"],
                       ("scheduling", "api"): ["memory", "redis"], ("scheduling", "worker"): ["memory"]}
 
 

@@ -18,6 +18,7 @@ from application.bootstrap import build_applications
 from application.settings import Settings
 from domain.base import DomainError
 from domain.consultation import Consultation
+from domain.doctor import Doctor
 from domain.patient import Patient
 from domain.personal_data import ERASED
 from domain.slot import Slot, slot_id_for
@@ -30,6 +31,8 @@ from projections.values import epoch, iso, utc_day
 T0 = datetime(2027, 1, 4, 8, 0, tzinfo=UTC)
 STARTS = [T0 + timedelta(hours=h) for h in (1, 2, 23, 25, 49)]  # several UTC days
 PEOPLE = [UUID(int=i + 1) for i in range(3)]
+DOCTORS = [UUID(int=i + 101) for i in range(3)]
+"""Doctors registered in the registry (their own ids: the people above may be registered as patients)."""
 DEADLINE = T0 + timedelta(seconds=30)
 MOMENTS = [T0, DEADLINE, DEADLINE + timedelta(minutes=1)]
 
@@ -50,6 +53,7 @@ commands = st.one_of(
     st.tuples(st.just("start_reschedule"), index, index, index),
     st.tuples(st.just("saga"), index, st.sampled_from(SAGA_COMMANDS), index),
     st.tuples(st.just("erase"), index, st.just(""), st.just(0)),
+    st.tuples(st.just("doctor"), index, st.sampled_from(["register", "deactivate", "reactivate"]), index),
 )
 """One command: (kind, which aggregate or person, what, a parameter index)."""
 
@@ -70,6 +74,7 @@ class History:
         self.rescheduled: set[UUID] = set()
         """Consultations asked to move at least once: their views carry the reschedule's fields."""
         self.erased: set[UUID] = set()
+        self.doctors: dict[UUID, Doctor] = {}
 
     def run(self, command: tuple[str, int, Any, int]) -> None:
         """Apply one command (a refused one records nothing)."""
@@ -121,6 +126,19 @@ class History:
         registry.erase_patient(patient_id)
         self.erased.add(patient_id)
         return None, ""
+
+    def _doctor(self, which: int, what: str, specialty: int) -> tuple[Any, str]:
+        """Register the doctor (in one of two specialties, written in either case), or change whether they
+        take bookings."""
+        doctor_id = _pick(DOCTORS, which)
+        if what == "register":
+            if doctor_id in self.doctors:
+                return None, ""
+            self.doctors[doctor_id] = Doctor._create(Doctor.Registered, id=doctor_id, name=f"Dr {which}",
+                                                     specialty=_pick(["Cardiology", "cardiology", "GP"], specialty))
+        elif doctor_id in self.doctors:
+            getattr(self.doctors[doctor_id], what)()
+        return self.doctors.get(doctor_id), "Registry"
 
     def _open(self, doctor: int, start: int, minutes: int) -> tuple[Any, str]:
         doctor_id, moment = _pick(PEOPLE, doctor), _pick(STARTS, start)
@@ -203,6 +221,11 @@ def expected_views(history: History) -> dict[str, dict[str, Any]]:
         _index(views["consultation_detail"], f"patient:{c.patient_id}:consultation_ids", c.id, c.start)
         _index(views["patient_consultations"], f"patient:{c.patient_id}:consultations", c.id, c.start)
         _index(views["doctor_agenda"], f"doctor:{c.doctor_id}:agenda:{utc_day(c.start)}", c.id, c.start)
+    for d in history.doctors.values():
+        views["doctor_directory"][f"doctor:{d.id}"] = {"doctor_id": str(d.id), "name": d.name,
+                                                       "specialty": d.specialty, "active": str(d.active).lower()}
+        _index(views["doctor_directory"], "doctors", d.id, d.created_on)
+        _index(views["doctor_directory"], f"doctors:specialty:{d.specialty.lower()}", d.id, d.created_on)
     for patient_id in history.erased:
         views["consultation_detail"][f"patient:{patient_id}:erasure"] = {"reason": ERASED}
     for s in history.slots:
