@@ -194,7 +194,6 @@ class SlotController(Controller):
         """The doctor (or an admin) reopens a closed slot; reopening one that is not closed changes nothing."""
         return _change_slot(clinic, request, doctor_id, slot_id, idempotency, "OPEN")
 
-
     @post("/{doctor_id:uuid}/availability", operation_id="openAvailability",
           summary="Open a doctor's recurring slots", status_code=201, sync_to_thread=True,
           response_headers=[EVENT_POSITION_HEADER])
