@@ -59,8 +59,7 @@ class ConsultationsApplication(ClinicProcessApplication):
         reschedule saga moves it or leaves it as it was. Returns that saga's id."""
         consultation = self._get(consultation_id, check)
         expect_version(consultation, expected_version, "consultation")
-        saga_id = reschedule_saga_id_for(consultation_id, consultation.version + 1)
-        consultation.request_reschedule(start, saga_id)
+        saga_id = consultation.request_reschedule(start)
         self.save(consultation)
         return saga_id
 

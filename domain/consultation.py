@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import event
 
@@ -26,6 +26,15 @@ class ConsultationStatus(StrEnum):
     CANCELLED = "CANCELLED"
     COMPLETED = "COMPLETED"
     NO_SHOW = "NO_SHOW"
+
+
+RESCHEDULE_NAMESPACE = uuid5(NAMESPACE_URL, "urn:clinic:reschedule-saga")
+
+
+def reschedule_id_for(consultation_id: UUID, request_version: int) -> UUID:
+    """The saga that runs the reschedule asked at ``request_version`` of the consultation (the version of
+    its ``RescheduleRequested``): one per request, whoever derives it."""
+    return uuid5(RESCHEDULE_NAMESPACE, f"{consultation_id}@{request_version}")
 
 
 class ConsultationStateError(DomainError):
@@ -227,15 +236,18 @@ class Consultation(ClinicAggregate):
     def mark_no_show(self) -> None:
         self._move(Consultation.MarkedNoShow, "mark as no-show")
 
-    def request_reschedule(self, start: datetime, reschedule_id: UUID) -> None:
-        """Ask to move a confirmed consultation to ``start``, by the saga ``reschedule_id``; one at a time."""
+    def request_reschedule(self, start: datetime) -> UUID:
+        """Ask to move a confirmed consultation to ``start``; one at a time. Returns the id of the saga that
+        moves it, derived from this request (``reschedule_id_for``), so the saga and the consultation agree."""
         start = require_aware(start, "start")
         if self.status == ConsultationStatus.CONFIRMED and self.pending_reschedule is not None:
             raise ConsultationStateError("a reschedule of this consultation is already under way")
         if self.status == ConsultationStatus.CONFIRMED and start == self.start:
             raise ConsultationStateError("the consultation already starts then")
+        reschedule_id = reschedule_id_for(self.id, self.version + 1)
         self._move(Consultation.RescheduleRequested, "reschedule", reschedule_id=reschedule_id, patient_id=self.patient_id,
                    doctor_id=self.doctor_id, from_start=self.start, start=start, held_by=self.held_by)
+        return reschedule_id
 
     def move(self, reschedule_id: UUID, start: datetime) -> None:
         """The reschedule ``reschedule_id`` booked its new slot: move there if still confirmed, else record why

@@ -11,13 +11,14 @@ and ``SlotReleaseRequested`` give the new slot back.
 from __future__ import annotations
 
 from datetime import datetime
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID
 
 from eventsourcing.domain import event
 from eventsourcing.utils import get_topic
 
 from domain.base import ClinicAggregate
 from domain.booking_saga_table import SagaState
+from domain.consultation import reschedule_id_for
 from domain.reschedule_saga_table import RESCHEDULE_SAGA
 from process_managers.booking_saga import (
     CancelledMove,
@@ -29,13 +30,8 @@ from process_managers.booking_saga import (
     ValidationUnavailableMove,
 )
 
-RESCHEDULE_NAMESPACE = uuid5(NAMESPACE_URL, "urn:clinic:reschedule-saga")
-
-
-def reschedule_saga_id_for(consultation_id: UUID, request_version: int) -> UUID:
-    """The saga of the reschedule asked at ``request_version`` of the consultation (the version of its
-    ``RescheduleRequested``): one per request, whoever derives it."""
-    return uuid5(RESCHEDULE_NAMESPACE, f"{consultation_id}@{request_version}")
+reschedule_saga_id_for = reschedule_id_for
+"""The saga of the reschedule asked at a version of the consultation (stated once, by the consultation)."""
 
 
 class RescheduleSaga(TableSaga):

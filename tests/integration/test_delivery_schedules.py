@@ -35,7 +35,6 @@ from process_managers.base import Job
 from process_managers.booking import BookingProcessManager
 from process_managers.booking_saga import SagaState, saga_id_for
 from process_managers.delivery import Outcome, deliver, deliver_batch
-from process_managers.reschedule_saga import reschedule_saga_id_for
 from tests.kit import FakeRegistry
 
 NOW = datetime(2027, 1, 4, 8, 0, tzinfo=UTC)
@@ -78,9 +77,8 @@ def _reschedule(outcome: str, consultation: Consultation) -> list[Any]:
     (and consultations records the move), or refuses the hold."""
     consultation.confirm()
     consultation.collect_events()  # the booking process manager does not follow confirmations
-    reschedule_id = reschedule_saga_id_for(consultation.id, consultation.version + 1)
     later = consultation.start + timedelta(hours=1)
-    consultation.request_reschedule(later, reschedule_id)
+    reschedule_id = consultation.request_reschedule(later)
     chain: list[Any] = consultation.collect_events()
     slot = Slot(doctor_id=consultation.doctor_id, start=later, duration_minutes=30)
     slot.collect_events()

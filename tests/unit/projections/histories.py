@@ -109,7 +109,7 @@ class History:
     def _reschedule(self, consultation: Consultation, param: int) -> None:
         """Ask to move it, then (by ``param``) move it, record that it failed, or leave it under way."""
         if consultation.pending_reschedule is None:
-            consultation.request_reschedule(_pick(STARTS, param), uuid4())
+            consultation.request_reschedule(_pick(STARTS, param))
             self.rescheduled.add(consultation.id)
         pending = consultation.pending_reschedule
         if pending is not None and param % 3 == 0:
