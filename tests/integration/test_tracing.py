@@ -98,3 +98,29 @@ def test_probes_are_not_traced(spans, world):
     _, api, _ = world
     assert api.get("/health/live").status_code == 200
     assert spans.finished() == []
+
+
+def test_a_reschedule_is_one_trace_from_its_request_to_the_old_slot_released(spans, world):
+    # given a confirmed booking and another open slot
+    clinic, api, issuer = world
+    consultation_id = book_one(clinic, api, issuer)
+    admin = bearer(issuer, "ops-1", "ADMIN")
+    doctor = api.get(f"/v1/consultations/{consultation_id}", headers=admin).json()["doctor_id"]
+    later = "2027-01-05T10:00:00Z"
+    assert api.post(f"/v1/doctors/{doctor}/slots", headers=admin,
+                    json={"slots": [{"start": later, "duration_minutes": 30}]}).status_code == 201
+    clinic.runner.wait_until_idle()
+    # when it is moved there
+    response = api.post(f"/v1/consultations/{consultation_id}/reschedule", json={"start": later}, headers=admin)
+    assert response.status_code == 202, response.text
+    clinic.runner.wait_until_idle()
+    # then the request's trace holds each step of the reschedule saga, down to the old slot's release
+    [root] = [s for s in spans.named("POST /v1/consultations/{consultation_id}/reschedule") if s.kind == SpanKind.SERVER]
+    moved = [s for s in spans.finished() if s.context.trace_id == root.context.trace_id]
+    names = {s.name for s in moved}
+    assert {"saga.hold_slot", "saga.validate_registrants", "saga.confirm", "saga.release_old_slot",
+            "process Consultation.RescheduleRequested", "process RescheduleSaga.Started",
+            "process RescheduleSaga.SlotBooked", "process RescheduleSaga.Completed"} <= names, names
+    [release] = [s for s in moved if s.name == "saga.release_old_slot"]
+    assert (release.attributes["saga.id"], release.attributes["saga.outcome"]) == (
+        response.json()["saga_id"], "COMPLETED")
