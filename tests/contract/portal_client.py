@@ -25,6 +25,16 @@ class BookingReceipt(msgspec.Struct, frozen=True):
     location: str = ""
 
 
+class RescheduleReceipt(msgspec.Struct, frozen=True):
+    """What the portal keeps after asking to move a consultation: where to read whether it moved."""
+
+    consultation_id: UUID
+    saga_id: UUID
+    start: datetime
+    status: Literal["pending"]
+    location: str = ""
+
+
 class State(msgspec.Struct, frozen=True):
     code: Status
     reason: str | None = None
@@ -77,6 +87,14 @@ class PortalClient:
         if response.status_code != 202:
             raise _problem(response)
         receipt = msgspec.json.decode(response.content, type=BookingReceipt)
+        return msgspec.structs.replace(receipt, location=response.headers["Location"])
+
+    def reschedule(self, consultation_id: UUID, start: datetime) -> RescheduleReceipt:
+        """Ask to move a confirmed consultation; the answer says where to follow it."""
+        response = self._http.post(f"/v1/consultations/{consultation_id}/reschedule", json={"start": start.isoformat()})
+        if response.status_code != 202:
+            raise _problem(response)
+        receipt = msgspec.json.decode(response.content, type=RescheduleReceipt)
         return msgspec.structs.replace(receipt, location=response.headers["Location"])
 
     def consultation(self, consultation_id: UUID) -> ConsultationStatus:

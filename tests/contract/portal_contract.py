@@ -17,6 +17,7 @@ PATIENT_SIGNED_IN = "patient P has consented to booking and is signed in to the 
 DOCTOR_WITH_SLOT = "doctor D is active and has an open slot at 2027-01-05T09:00:00Z"
 CONFIRMED = "patient P's consultation C with doctor D at 2027-01-05T09:00:00Z is confirmed"
 NO_CONSULTATION = "no consultation C exists"
+LATER_SLOT_OPEN = "doctor D also has an open slot at 2027-01-05T10:00:00Z"
 # The API answers 403, not 404, to a patient asking for a consultation that is not theirs or does not
 # exist (it does not tell which, so ids cannot be probed): the portal's first draft of this pact
 # expected a 404 and the provider verification caught it.
@@ -35,6 +36,9 @@ BOOK = "a booking request for the signed-in patient"
 READ = "a read of the patient's confirmed consultation"
 READ_MISSING = "a read of a consultation that does not exist, refused like one that is not the patient's"
 BOOK_WITHOUT_TIMEZONE = "a booking request whose start has no timezone"
+RESCHEDULE = "a request to move the patient's confirmed consultation to another open slot"
+LATER = "2027-01-05T10:00:00+00:00"
+RESCHEDULE_PATH = rf"^/v1/consultations/{UUID[1:-1]}/reschedule$"
 
 
 def injected(example: str, expression: str, regex: str) -> GenericMatcher[str]:
@@ -107,8 +111,24 @@ def add_book_without_timezone(pact: Pact) -> None:
          content_type="application/problem+json"))
 
 
+def add_reschedule(pact: Pact) -> None:
+    interaction = (pact.upon_receiving(RESCHEDULE).given(CONFIRMED).given(LATER_SLOT_OPEN)
+                   .with_request("POST", injected(f"/v1/consultations/{CONSULTATION}/reschedule",
+                                                  "/v1/consultations/${consultation_id}/reschedule", RESCHEDULE_PATH)))
+    _authorised(interaction)
+    (interaction
+     .with_body({"start": match.regex(LATER, regex=DATETIME)}, content_type="application/json")
+     .will_respond_with(202)
+     .with_header("Location", injected(f"/v2/consultations/{CONSULTATION}", "/v2/consultations/${consultation_id}",
+                                       CONSULTATION_PATH))
+     .with_body({"consultation_id": injected(CONSULTATION, "${consultation_id}", UUID),
+                 "saga_id": match.uuid("7f3e2d1c-0b9a-5877-8c6d-5e4f3a2b1c0d", format="lowercase"),
+                 "start": match.regex("2027-01-05T10:00:00Z", regex=DATETIME),
+                 "status": "pending"}, content_type="application/json"))
+
+
 INTERACTIONS = {BOOK: add_book, READ: add_read, READ_MISSING: add_read_missing,
-                BOOK_WITHOUT_TIMEZONE: add_book_without_timezone}
+                BOOK_WITHOUT_TIMEZONE: add_book_without_timezone, RESCHEDULE: add_reschedule}
 
 
 def build(*descriptions: str) -> Pact:

@@ -49,5 +49,13 @@ def test_the_portal_shows_which_field_the_api_refused():
     assert problem.errors and problem.errors[0].field == "$.start"
 
 
+def test_the_portal_moves_a_consultation_and_keeps_where_to_read_whether_it_moved():
+    later = datetime(2027, 1, 5, 10, tzinfo=UTC)
+    with contract.build(contract.RESCHEDULE).serve() as server, portal(server) as client:
+        receipt = client.reschedule(CONSULTATION, later)
+    assert (receipt.consultation_id, receipt.start, receipt.status) == (CONSULTATION, later, "pending")
+    assert receipt.location == f"/v2/consultations/{CONSULTATION}"
+
+
 def test_the_committed_pact_is_what_the_portal_expects(tmp_path):
     assert_matches_committed(contract.build(), tmp_path)
