@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from time import monotonic, sleep
+from typing import TypeVar
 from uuid import UUID
 
 from eventsourcing.persistence import InterfaceError, OperationalError
@@ -35,6 +36,7 @@ from projections.saga_status import saga_key, saga_steps_key
 from projections.store import ServingRead, ViewStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 HIDDEN_FROM_AGENDA = {"REJECTED", "CANCELLED"}
 HEADS_RETRY_SECONDS = 5.0
@@ -198,35 +200,20 @@ class ReadModels:
     def patient_consultations(self, patient_id: UUID, status: str | None = None, start_from: datetime | None = None,
                               start_to: datetime | None = None, cursor: str | None = None, limit: int = 20) -> Page:
         """Newest first; ``cursor`` continues after the last item of the previous page."""
-        limit = max(1, min(limit, MAX_PAGE))
         low = start_from.timestamp() if start_from else float("-inf")
-        high, after = _decode_cursor(cursor) if cursor else (start_to.timestamp() if start_to else float("inf"), None)
-        items: list[ConsultationView] = []
-        for member, score in self._index("patient_consultations", patient_consultations_key(patient_id), low, high):
-            if after is not None and score == high and member >= after:
-                continue
-            view = self._maybe_consultation(member)
-            if view is not None and (status is None or view.status == status):
-                items.append(view)
-                if len(items) == limit:
-                    return Page(items, _encode_cursor(score, member))
-        return Page(items, None)
+        high = start_to.timestamp() if start_to else float("inf")
+        items, next_cursor = self._page("patient_consultations", patient_consultations_key(patient_id), low, high,
+                                        cursor, limit, self._maybe_consultation,
+                                        lambda view: status is None or view.status == status)
+        return Page(items, next_cursor)
 
     def doctors(self, specialty: str | None = None, active: bool | None = None, cursor: str | None = None,
                 limit: int = 20) -> DoctorPage:
         """The directory, newest registered first; ``cursor`` continues after the last item of the previous page."""
-        limit = max(1, min(limit, MAX_PAGE))
-        high, after = _decode_cursor(cursor) if cursor else (float("inf"), None)
-        items: list[DoctorListing] = []
-        for member, score in self._index("doctor_directory", doctors_key(specialty), high=high):
-            if after is not None and score == high and member >= after:
-                continue
-            doctor = self._maybe_doctor(member)
-            if doctor is not None and (active is None or doctor.active == active):
-                items.append(doctor)
-                if len(items) == limit:
-                    return DoctorPage(items, _encode_cursor(score, member))
-        return DoctorPage(items, None)
+        items, next_cursor = self._page("doctor_directory", doctors_key(specialty), float("-inf"), float("inf"),
+                                        cursor, limit, self._maybe_doctor,
+                                        lambda doctor: active is None or doctor.active == active)
+        return DoctorPage(items, next_cursor)
 
     def doctor(self, doctor_id: UUID) -> DoctorListing:
         doctor = self._maybe_doctor(str(doctor_id))
@@ -377,6 +364,24 @@ class ReadModels:
 
     def _serving_read(self, name: str, key: str) -> ServingRead:
         return self.store.read_serving(name, BY_NAME[name].version, key, BY_NAME[name].leaders)
+
+    def _page(self, name: str, key: str, low: float, high: float, cursor: str | None, limit: int,
+              load: Callable[[str], T | None], keep: Callable[[T], bool]) -> tuple[list[T], str | None]:
+        """One page of an index, highest score first, between ``low`` and ``high``: the members ``load`` finds
+        and ``keep`` keeps, and the cursor after the last (``None``: no more). ``cursor`` continues after the
+        last item of the previous page."""
+        limit = max(1, min(limit, MAX_PAGE))
+        high, after = _decode_cursor(cursor) if cursor else (high, None)
+        items: list[T] = []
+        for member, score in self._index(name, key, low, high):
+            if after is not None and score == high and member >= after:
+                continue
+            item = load(member)
+            if item is not None and keep(item):
+                items.append(item)
+                if len(items) == limit:
+                    return items, _encode_cursor(score, member)
+        return items, None
 
     def _fields(self, name: str, key: str) -> dict[str, str]:
         return self.store.get_fields(name, self._version(name), key)

@@ -150,38 +150,60 @@ class SagaTable:
         return all(m.target is not SagaState.VALIDATING for m in self.moves_of(event))
 
 
+WAITING = ((S.HOLDING_SLOT, "hold_slot"), (S.VALIDATING, "validate_registrants"), (S.BOOKING_SLOT, "book_slot"))
+"""The states a saga taking a slot waits in under its deadline, and the step each waits on."""
+REFUSED = {S.HOLDING_SLOT: "SlotRequestRefused, or the deadline", S.VALIDATING: "the registry refused, or the deadline",
+           S.BOOKING_SLOT: "SlotRequestRefused, or the deadline"}
+
+
+def taking_a_slot(started_by: str, hold: str, book: str) -> tuple[Move, ...]:
+    """The rows every saga that takes a slot starts with: hold it, validate patient and doctor (retried while the
+    registry does not answer), book it."""
+    return (
+        Move(None, "Started", S.HOLDING_SLOT, _steps(("hold_slot", R.REQUESTED)), cause=started_by, command=hold),
+        Move(S.HOLDING_SLOT, "SlotHeld", S.VALIDATING,
+             _steps(("hold_slot", R.SUCCEEDED), ("validate_registrants", R.REQUESTED)), cause="Slot.Held"),
+        Move(S.VALIDATING, "ValidationUnavailable", S.VALIDATING, _steps(("validate_registrants", R.UNAVAILABLE)),
+             cause="the registry did not answer", schedules_retry=True),
+        Move(S.VALIDATING, "RegistrantsValidated", S.BOOKING_SLOT,
+             _steps(("validate_registrants", R.SUCCEEDED), ("book_slot", R.REQUESTED)),
+             cause="the registry found patient and doctor eligible", command=book),
+    )
+
+
+def rejections(then: str, command: str) -> tuple[Move, ...]:
+    """A step failed in a waiting state: release the slot if it was held, then ``then`` (``command``)."""
+    return tuple(
+        Move(state, "Rejected", S.REJECTED,
+             _steps((step, R.FAILED), *([] if state is S.HOLDING_SLOT else [("release_slot", R.REQUESTED)]),
+                    (then, R.REQUESTED)),
+             cause=REFUSED[state], command=command, compensation="" if state is S.HOLDING_SLOT else RELEASE)
+        for state, step in WAITING)
+
+
+def cancellations(cause: str, *waiting: tuple[SagaState, str]) -> tuple[Move, ...]:
+    """The consultation was cancelled while the saga waited on a step: abandon it, release the slot."""
+    return tuple(Move(state, "Cancelled", S.CANCELLED, _steps((step, R.CANCELLED), ("release_slot", R.REQUESTED)),
+                      cause=cause, compensation=RELEASE) for state, step in waiting)
+
+
+def late_releases(cancelled_after: str) -> tuple[Move, ...]:
+    """A finished saga gives its slot back: the consultation was cancelled after it completed, or a hold
+    arrived after it was rejected (once)."""
+    return (
+        Move(S.COMPLETED, "SlotReleaseRequested", S.CANCELLED, _steps(("release_slot", R.REQUESTED)),
+             cause=cancelled_after, compensation=RELEASE),
+        Move(S.REJECTED, "SlotReleaseRequested", S.REJECTED, _steps(("release_slot", R.REQUESTED)),
+             cause="Slot.Held after the saga was rejected (once)", compensation=RELEASE),
+    )
+
+
 BOOKING_SAGA = SagaTable("BookingSaga", (
-    Move(None, "Started", S.HOLDING_SLOT, _steps(("hold_slot", R.REQUESTED)),
-         cause="Consultation.Requested", command="scheduling holds the slot"),
-    Move(S.HOLDING_SLOT, "SlotHeld", S.VALIDATING,
-         _steps(("hold_slot", R.SUCCEEDED), ("validate_registrants", R.REQUESTED)),
-         cause="Slot.Held"),
-    Move(S.VALIDATING, "ValidationUnavailable", S.VALIDATING, _steps(("validate_registrants", R.UNAVAILABLE)),
-         cause="the registry did not answer", schedules_retry=True),
-    Move(S.VALIDATING, "RegistrantsValidated", S.BOOKING_SLOT,
-         _steps(("validate_registrants", R.SUCCEEDED), ("book_slot", R.REQUESTED)),
-         cause="the registry found patient and doctor eligible", command="scheduling books the slot"),
+    *taking_a_slot("Consultation.Requested", hold="scheduling holds the slot", book="scheduling books the slot"),
     Move(S.BOOKING_SLOT, "Completed", S.COMPLETED,
          _steps(("book_slot", R.SUCCEEDED), ("confirm_consultation", R.REQUESTED)),
          cause="Slot.Booked", command="consultations confirms the consultation"),
-    Move(S.HOLDING_SLOT, "Rejected", S.REJECTED,
-         _steps(("hold_slot", R.FAILED), ("reject_consultation", R.REQUESTED)),
-         cause="SlotRequestRefused, or the deadline", command=REJECT),
-    Move(S.VALIDATING, "Rejected", S.REJECTED,
-         _steps(("validate_registrants", R.FAILED), ("release_slot", R.REQUESTED), ("reject_consultation", R.REQUESTED)),
-         cause="the registry refused, or the deadline", command=REJECT, compensation=RELEASE),
-    Move(S.BOOKING_SLOT, "Rejected", S.REJECTED,
-         _steps(("book_slot", R.FAILED), ("release_slot", R.REQUESTED), ("reject_consultation", R.REQUESTED)),
-         cause="SlotRequestRefused, or the deadline", command=REJECT, compensation=RELEASE),
-    Move(S.HOLDING_SLOT, "Cancelled", S.CANCELLED, _steps(("hold_slot", R.CANCELLED), ("release_slot", R.REQUESTED)),
-         cause=CANCELLED_WHILE_OPEN, compensation=RELEASE),
-    Move(S.VALIDATING, "Cancelled", S.CANCELLED,
-         _steps(("validate_registrants", R.CANCELLED), ("release_slot", R.REQUESTED)),
-         cause=CANCELLED_WHILE_OPEN, compensation=RELEASE),
-    Move(S.BOOKING_SLOT, "Cancelled", S.CANCELLED, _steps(("book_slot", R.CANCELLED), ("release_slot", R.REQUESTED)),
-         cause=CANCELLED_WHILE_OPEN, compensation=RELEASE),
-    Move(S.COMPLETED, "SlotReleaseRequested", S.CANCELLED, _steps(("release_slot", R.REQUESTED)),
-         cause="Consultation.CancelledByPatient or CancelledByClinic", compensation=RELEASE),
-    Move(S.REJECTED, "SlotReleaseRequested", S.REJECTED, _steps(("release_slot", R.REQUESTED)),
-         cause="Slot.Held after the saga was rejected (once)", compensation=RELEASE),
+    *rejections("reject_consultation", REJECT),
+    *cancellations(CANCELLED_WHILE_OPEN, *WAITING),
+    *late_releases("Consultation.CancelledByPatient or CancelledByClinic"),
 ))

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from datetime import UTC, date, datetime
+from functools import partial
 from uuid import UUID
 
 import pytest
 
 from application.clinic import Clinic
 from domain.slot import slot_id_for
+from tests.kit.concurrency import all_at_once
 
 START = datetime(2027, 1, 5, 9, 0, tzinfo=UTC)
 PATIENTS = 50
@@ -23,28 +24,8 @@ def register_consenting_patients(clinic: Clinic, count: int) -> list[UUID]:
 
 def book_all_at_once(clinic: Clinic, patients: list[UUID], doctor: UUID) -> list[UUID]:
     """Each patient books START from their own thread, all released by one barrier."""
-    barrier = threading.Barrier(len(patients))
-    booked: list[UUID] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def book(patient: UUID) -> None:
-        try:
-            barrier.wait(timeout=30)
-            accepted = clinic.book(patient, doctor, START, "same slot")
-            with lock:
-                booked.append(accepted.consultation_id)
-        except BaseException as error:  # noqa: BLE001 - reported by the test
-            with lock:
-                errors.append(error)
-
-    threads = [threading.Thread(target=book, args=(p,)) for p in patients]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
-    return booked
+    return all_at_once([partial(lambda p: clinic.book(p, doctor, START, "same slot").consultation_id, patient)
+                        for patient in patients])
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])

@@ -6,7 +6,6 @@ requests that lose the race record nothing and are answered from the winner's re
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, date, datetime, timedelta
 from uuid import UUID
 
@@ -16,6 +15,7 @@ import application.idempotency as idempotency
 from application.clinic import Clinic
 from application.idempotency import IdempotencyKey, created, once
 from domain.receipts import IdempotencyKeyReusedError
+from tests.kit.concurrency import all_at_once
 
 START = datetime(2027, 1, 5, 9, 0, tzinfo=UTC)
 CALLERS = 12
@@ -29,28 +29,8 @@ def requested(clinic: Clinic) -> list[UUID]:
 
 
 def book_at_once(clinic: Clinic, patient: UUID, doctor: UUID, key: IdempotencyKey) -> list[UUID]:
-    barrier = threading.Barrier(CALLERS)
-    answers: list[UUID] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def book() -> None:
-        try:
-            barrier.wait(timeout=30)
-            accepted = clinic.book(patient, doctor, START, "check-up", key=key)
-            with lock:
-                answers.append(accepted.consultation_id)
-        except BaseException as error:  # noqa: BLE001 - reported by the test
-            with lock:
-                errors.append(error)
-
-    threads = [threading.Thread(target=book) for _ in range(CALLERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
-    return answers
+    """``CALLERS`` retries of one booking under one key, released together."""
+    return all_at_once([lambda: clinic.book(patient, doctor, START, "check-up", key=key).consultation_id] * CALLERS)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
