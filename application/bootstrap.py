@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 from uuid import UUID
@@ -14,20 +16,24 @@ from application.audit import Auditor
 from application.clinic import READ_MODELS_CHECK, Clinic
 from application.contexts import BY_SERVICE, CONTEXTS, BoundedContext, audited_kinds, records_of, system_of
 from application.group_commit import GroupCommit
-from application.personal_data import mapper_factory, open_subject_keys
+from application.notifications import NotificationsApplication
+from application.personal_data import load_or_create_dev_key, mapper_factory, open_subject_keys
 from application.read_models import ReadModels
 from application.registry import RegistryApplication
-from application.runner import EmbeddedRunner
-from application.settings import Settings
+from application.runner import EmbeddedRunner, TimerThread
+from application.settings import Settings, SettingsError
 from application.subscriptions import event_classes, handled_topics
 from application.view_changes import ViewChanges
 from domain.personal_data import personal_fields
+from domain.webhooks import DeliverySchedule
 from infrastructure import database_roles
 from infrastructure.event_chain import PostgresEventChain
 from infrastructure.messaging.attempts import PostgresDeliveryAttempts
 from infrastructure.observability.metrics import Metrics
 from infrastructure.outages import explain, is_outage, permanent
+from infrastructure.personal_data.keys import KeyEncryptionKey
 from infrastructure.read_models.redis_store import RedisViewStore
+from infrastructure.webhooks import HttpWebhookSender
 from process_managers.booking import BookingProcessManager
 from projections.catalog import ALL_PROJECTIONS
 from projections.memory_store import MemoryViewStore
@@ -39,6 +45,9 @@ SYSTEM = system_of(CONTEXTS)
 
 RECORDS: dict[str, tuple[type, ...]] = records_of(CONTEXTS)
 """The aggregates whose events each context records, by application name."""
+
+DEV_WEBHOOK_KEY_FILE = "webhook-key"
+WEBHOOK_KEY_BYTES = 32
 
 SUBSCRIPTIONS = handled_topics(SYSTEM, RECORDS)
 """Per ``(leader, follower)``: the topics the follower's policy handles; its queue binds only these."""
@@ -166,17 +175,47 @@ def bootstrap(settings: Settings | None = None, clock: Callable[[], datetime] | 
     booking: BookingProcessManager = apps[BookingProcessManager.name]
     booking.registry = registry
     booking.saga_timeout = settings.saga_timeout
+    notifications: NotificationsApplication = apps[NotificationsApplication.name]
+    configure_notifications(notifications, settings, metrics)
     if clock is not None:
         for app in apps.values():
             app.clock = clock
     projections = ProjectionRunner(apps, view_store(settings), ALL_PROJECTIONS)
     projections.observer = metrics
+    webhooks = TimerThread("clinic-webhooks", notifications.tick, notifications.clock)
+    webhooks.watch(notifications)
     runner = EmbeddedRunner(SYSTEM, apps, settings.runner_tick_seconds, on_tick=booking.tick,
-                            catch_up=projections.catch_up, topics=SUBSCRIPTIONS)
+                            catch_up=projections.catch_up, topics=SUBSCRIPTIONS, timers=[webhooks])
     runner.start()
     reads = read_models(projections.store, {name: partial(runner.head, name) for name in apps})
     checks = {READ_MODELS_CHECK: redis_answers(projections.store)} if isinstance(projections.store, RedisViewStore) else {}
     return Clinic.hosting(apps, runner=runner, auditor=build_auditor(apps), read_models=reads, checks=checks)
+
+
+def configure_notifications(app: NotificationsApplication, settings: Settings, metrics: Metrics | None = None) -> None:
+    """The webhook context's key, sender, schedule and rules, from ``settings``."""
+    app.signing_key = webhook_signing_key(settings)
+    app.sender = HttpWebhookSender(settings.webhook_timeout_seconds, settings.webhook_allow_private_networks)
+    app.schedule = DeliverySchedule(first_delay=timedelta(seconds=settings.webhook_retry_seconds))
+    app.allow_http = settings.webhook_allow_http
+    if metrics is not None:
+        app.observer = metrics
+        metrics.start_webhooks()
+
+
+def webhook_signing_key(settings: Settings) -> bytes:
+    """``CLINIC_WEBHOOK_KEY`` (or ``_FILE``); else, for development, one generated into the data dir."""
+    text = settings.webhook_key
+    if text is None:
+        text = KeyEncryptionKey.generate_text() if settings.persistence == "memory" else \
+            load_or_create_dev_key(settings.data_dir, DEV_WEBHOOK_KEY_FILE)
+    try:
+        key = base64.urlsafe_b64decode(text.strip())
+    except (ValueError, binascii.Error):
+        raise SettingsError("CLINIC_WEBHOOK_KEY: 32 bytes in URL-safe base64") from None
+    if len(key) != WEBHOOK_KEY_BYTES:
+        raise SettingsError(f"CLINIC_WEBHOOK_KEY: {WEBHOOK_KEY_BYTES} bytes, not {len(key)}")
+    return key
 
 
 def redis_answers(views: RedisViewStore) -> Callable[[], bool]:

@@ -1,6 +1,6 @@
 """The use cases the interfaces call, over the contexts this process hosts.
 
-Embedded mode hosts all four contexts and their runner; a service of distributed mode
+Embedded mode hosts every context and their runner; a service of distributed mode
 hosts one context, and the interfaces mount only that context's routes.
 """
 
@@ -18,6 +18,7 @@ from application.common import load
 from application.consultations import ConsultationsApplication
 from application.contexts import CONTEXTS
 from application.idempotency import IdempotencyKey, all_created, created, once
+from application.notifications import NotificationsApplication
 from application.read_models import ReadModels
 from application.readiness import Check, Readiness
 from application.record_access import PatientRecords
@@ -65,12 +66,13 @@ class Clinic:
 
     def __init__(self, registry: RegistryApplication | None = None, scheduling: SchedulingApplication | None = None,
                  consultations: ConsultationsApplication | None = None, booking: BookingProcessManager | None = None,
-                 runner: EmbeddedRunner | None = None, auditor: Auditor | None = None,
+                 notifications: NotificationsApplication | None = None, runner: EmbeddedRunner | None = None, auditor: Auditor | None = None,
                  checks: dict[str, Callable[[], bool]] | None = None, read_models: ReadModels | None = None) -> None:
         self.registry = registry
         self.scheduling = scheduling
         self.consultations = consultations
         self.booking = booking
+        self.notifications = notifications
         self.runner = runner
         self.auditor = auditor or Auditor({})
         self.read_models = read_models
@@ -145,8 +147,7 @@ class Clinic:
 
         Raises ``NotHostedError`` naming the part and this service when the process does not host it.
         """
-        hosted = (self.registry, self.scheduling, self.consultations, self.booking, self.read_models,
-                  self.patient_records)
+        hosted = (*self.apps(), self.read_models, self.patient_records)
         for candidate in hosted:
             if isinstance(candidate, part):
                 return candidate
@@ -185,7 +186,7 @@ class Clinic:
 
     def apps(self) -> list[Any]:
         """The contexts' applications hosted by this process."""
-        hosted = [self.registry, self.scheduling, self.consultations, self.booking]
+        hosted = [self.registry, self.scheduling, self.consultations, self.booking, self.notifications]
         return [app for app in hosted if app is not None]
 
 

@@ -1,4 +1,4 @@
-"""The clinic's four bounded contexts, each declared once.
+"""The clinic's bounded contexts, each declared once.
 
 A context is the unit the product is built from: one eventsourcing application with its own store
 and log, the aggregates it records, the contexts it follows, the kinds an auditor may replay and the
@@ -18,6 +18,7 @@ from typing import Any
 from eventsourcing.system import System
 
 from application.consultations import ConsultationsApplication
+from application.notifications import NotificationsApplication
 from application.registry import RegistryApplication
 from application.scheduling import SchedulingApplication
 from domain.consultation import Consultation
@@ -25,6 +26,7 @@ from domain.doctor import Doctor
 from domain.patient import Patient
 from domain.record_access import PatientRecordAccess
 from domain.slot import Slot, SlotRequestRefused
+from domain.webhooks import ConsultationParties, WebhookDelivery, WebhookDirectory, WebhookSubscription
 from process_managers.booking import BookingProcessManager
 from process_managers.booking_saga import BookingSaga
 from process_managers.reschedule_saga import RescheduleSaga
@@ -73,7 +75,14 @@ BOOKING = BoundedContext(
     audited=MappingProxyType({"saga": BookingSaga, "reschedule": RescheduleSaga}), read_models=("saga_status",),
 )
 
-CONTEXTS: tuple[BoundedContext, ...] = (REGISTRY, SCHEDULING, CONSULTATIONS, BOOKING)
+NOTIFICATIONS = BoundedContext(
+    "notifications", NotificationsApplication,
+    (WebhookSubscription, WebhookDirectory, WebhookDelivery, ConsultationParties), follows=("consultations",),
+    audited=MappingProxyType({"webhook": WebhookSubscription, "webhook-delivery": WebhookDelivery}),
+    read_models=("webhook_deliveries",),
+)
+
+CONTEXTS: tuple[BoundedContext, ...] = (REGISTRY, SCHEDULING, CONSULTATIONS, BOOKING, NOTIFICATIONS)
 BY_SERVICE: Mapping[str, BoundedContext] = MappingProxyType({context.service: context for context in CONTEXTS})
 SERVICE_NAMES: tuple[str, ...] = tuple(BY_SERVICE)
 

@@ -64,19 +64,20 @@ def key_encryption_key(settings: Settings) -> KeyEncryptionKey:
             raise SettingsError(f"CLINIC_DATA_KEK: {error}") from None
     if settings.persistence == "memory":
         return KeyEncryptionKey.from_text(KeyEncryptionKey.generate_text())  # nothing outlives the process
-    return KeyEncryptionKey.from_text(load_or_create_dev_kek(settings.data_dir))
+    return KeyEncryptionKey.from_text(load_or_create_dev_key(settings.data_dir))
 
 
-def load_or_create_dev_kek(data_dir: Path) -> str:
-    """The development KEK in ``<data_dir>/data-kek``, created once, readable by its owner only.
+def load_or_create_dev_key(data_dir: Path, file_name: str = DEV_KEK_FILE) -> str:
+    """A development key (32 random bytes, URL-safe base64) in ``<data_dir>/<file_name>`` (the KEK:
+    ``data-kek``), created once, readable by its owner only.
 
     Written to a temporary file and hard-linked into place, so processes starting together
     all read the same complete key.
     """
-    path = data_dir / DEV_KEK_FILE
+    path = data_dir / file_name
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
-        temporary = data_dir / f".{DEV_KEK_FILE}.{os.getpid()}.{os.urandom(4).hex()}"
+        temporary = data_dir / f".{file_name}.{os.getpid()}.{os.urandom(4).hex()}"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as file:
             file.write(KeyEncryptionKey.generate_text())

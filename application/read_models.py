@@ -22,7 +22,15 @@ from uuid import UUID
 from eventsourcing.persistence import InterfaceError, OperationalError
 
 from application.view_changes import POLL_SECONDS, ViewChanges
-from application.views import ConsultationView, DoctorListing, DoctorPage, Saga, SagaStep
+from application.views import (
+    ConsultationView,
+    DoctorListing,
+    DoctorPage,
+    Saga,
+    SagaStep,
+    WebhookDeliveryListing,
+    WebhookDeliveryPage,
+)
 from domain.base import NotFoundError
 from domain.consultation import ConsultationStatus
 from domain.slot import SlotStatus
@@ -34,6 +42,7 @@ from projections.doctor_slots import doctor_slots_key, slot_key
 from projections.patient_consultations import patient_consultations_key
 from projections.saga_status import saga_key, saga_steps_key
 from projections.store import ServingRead, ViewStore
+from projections.webhook_deliveries import deliveries_key, delivery_key
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -226,6 +235,18 @@ class ReadModels:
         return DoctorListing(UUID(fields["doctor_id"]), fields["name"], fields["specialty"],
                              fields["active"] == "true") if fields else None
 
+    def webhook_deliveries(self, subscription_id: UUID, status: str | None = None, cursor: str | None = None,
+                           limit: int = 20) -> WebhookDeliveryPage:
+        """A subscription's delivery log, newest first (``status``: only pending, delivered or failed ones)."""
+        items, next_cursor = self._page("webhook_deliveries", deliveries_key(subscription_id), float("-inf"),
+                                        float("inf"), cursor, limit, self._maybe_delivery,
+                                        lambda delivery: status is None or delivery.status == status)
+        return WebhookDeliveryPage(items, next_cursor)
+
+    def _maybe_delivery(self, delivery_id: str) -> WebhookDeliveryListing | None:
+        fields = self._fields("webhook_deliveries", delivery_key(delivery_id))
+        return _delivery(fields) if fields else None
+
     def agenda(self, doctor_id: UUID, day: date) -> list[ConsultationView]:
         """A doctor's consultations that day, in time order (rejected and cancelled ones left out)."""
         index = self._index("doctor_agenda", doctor_agenda_key(doctor_id, day.isoformat()), reverse=False)
@@ -393,6 +414,18 @@ class ReadModels:
     def _maybe_consultation(self, consultation_id: str) -> ConsultationView | None:
         fields = self._fields("consultation_detail", consultation_key(consultation_id))
         return _consultation(fields) if fields else None
+
+
+def _delivery(fields: dict[str, str]) -> WebhookDeliveryListing:
+    def moment(name: str) -> datetime | None:
+        return datetime.fromisoformat(fields[name]) if fields.get(name) else None
+
+    code = fields.get("last_status_code")
+    return WebhookDeliveryListing(
+        UUID(fields["delivery_id"]), UUID(fields["subscription_id"]), fields["event_type"],
+        UUID(fields["consultation_id"]), datetime.fromisoformat(fields["created_at"]), fields["status"],
+        int(fields.get("attempts") or 0), moment("last_attempt_at"), int(code) if code else None,
+        fields.get("last_error") or None, moment("next_attempt_at"))
 
 
 def _consultation(fields: dict[str, str]) -> ConsultationView:

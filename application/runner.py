@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
+from datetime import datetime
 from typing import Any
 
 from eventsourcing.application import Application
@@ -47,6 +48,7 @@ class EmbeddedRunner(RecordingEventReceiver[Any]):
         catch_up: Callable[[], int] | None = None,
         topics: Mapping[tuple[str, str], Collection[str]] | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        timers: Collection[TimerThread] = (),
     ) -> None:
         self.system = system
         self.apps = apps
@@ -57,6 +59,8 @@ class EmbeddedRunner(RecordingEventReceiver[Any]):
         self.topics = {edge: frozenset(handled) for edge, handled in (topics or {}).items()}
         """Per ``(leader, follower)``: the topics the follower handles (an edge not here: every topic)."""
         self.batch_size = batch_size
+        self.timers = tuple(timers)
+        """Timers that may wait on the outside world (webhook sends), each on a thread of its own."""
         self.last_error: BaseException | None = None
         self.batches = 0
         """Batches delivered (tests and benchmarks read it)."""
@@ -80,12 +84,16 @@ class EmbeddedRunner(RecordingEventReceiver[Any]):
             if isinstance(app, Leader):
                 app.lead(self)
         self._thread.start()
+        for timer in self.timers:
+            timer.start()
 
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+        for timer in self.timers:
+            timer.stop()
 
     @property
     def is_alive(self) -> bool:
@@ -188,3 +196,50 @@ class EmbeddedRunner(RecordingEventReceiver[Any]):
         follower = self.apps[name]
         assert isinstance(follower, Follower)
         return follower
+
+
+class TimerThread(RecordingEventReceiver[Any]):
+    """Runs ``tick`` on a thread of its own: when the moment it last returned comes (by ``clock``), and at
+    once whenever the application it watches records something. For timers that wait on the outside world
+    (a webhook's client), which must not hold back the runner's thread."""
+
+    def __init__(self, name: str, tick: Callable[[], datetime | None], clock: Callable[[], datetime],
+                 idle_seconds: float = 5.0) -> None:
+        self.tick = tick
+        self.clock = clock
+        self.idle_seconds = idle_seconds
+        """The longest it sleeps: a moment that came by another process's record is seen by then."""
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def watch(self, app: Leader[Any]) -> None:
+        """Tick whenever ``app`` records (so a new delivery is sent at once)."""
+        app.lead(self)
+
+    def receive_recording_event(self, new_recording_event: RecordingEvent[Any]) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    @property
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()  # before ticking: a record during the tick wakes the next one
+            try:
+                due = self.tick()
+            except Exception:  # noqa: BLE001 - the timer keeps going; the error is logged
+                log.exception("%s failed; retrying", self._thread.name)
+                due = None
+            wait = self.idle_seconds if due is None else (due - self.clock()).total_seconds()
+            self._wake.wait(min(max(wait, 0.0), self.idle_seconds))

@@ -25,6 +25,7 @@ from application.bootstrap import (
     StoreUnavailableError,
     build_applications,
     build_auditor,
+    configure_notifications,
     observe_with,
     read_models,
     redis_answers,
@@ -32,6 +33,7 @@ from application.bootstrap import (
 )
 from application.clinic import READ_MODELS_CHECK, Clinic
 from application.contexts import BY_SERVICE, CONTEXTS
+from application.notifications import NotificationsApplication
 from application.settings import Settings, SettingsError
 from infrastructure.leadership import Leadership, while_leading
 from infrastructure.listen import CONNECTION_PARAMETERS, EventsListener
@@ -78,6 +80,8 @@ def build_service(service: str, settings: Settings, role: str = "all", metrics: 
         app.registry = HttpRegistryClient.from_pki(settings.registry_url, Pki.open(settings.pki, services=("booking",)), "booking",
                                                    policy=policy, tokens=tokens, on_state_change=_breaker(metrics))
         app.saga_timeout = settings.saga_timeout
+    if isinstance(app, NotificationsApplication):
+        configure_notifications(app, settings, metrics)
     queries, checks = None, {}
     if service in SERVES_QUERIES and role != "worker":
         views = _redis_views(settings, service)
@@ -348,25 +352,29 @@ class Worker:
                 await relay.channel.close()
 
     def _timer(self, stop: asyncio.Event) -> asyncio.Task[None] | None:
-        if not isinstance(self.app, BookingProcessManager):
+        if not isinstance(self.app, TIMED):
             return None
-        return asyncio.create_task(while_leading(self.leadership, stop, self._time_sagas), name="saga timer")
+        return asyncio.create_task(while_leading(self.leadership, stop, self._time), name=f"{self.app.name} timer")
 
-    async def _time_sagas(self, stop: asyncio.Event) -> None:
-        """The saga timer (while this worker leads): deadlines and deferred validations, also for sagas from
-        before a restart. It sleeps until the next one is due, or until new saga events may have changed
-        which one that is."""
+    async def _time(self, stop: asyncio.Event) -> None:
+        """The context's timer (while this worker leads): the sagas' deadlines and deferred validations, or
+        the webhooks due, also those from before a restart. It sleeps until the next is due, or until new
+        events of the context may have changed which one that is."""
         while not stop.is_set():
             self._prompts.timer.clear()  # before reading: a prompt during the read is not lost
             try:
                 due = await asyncio.to_thread(self.app.tick)
                 wait = None if due is None else max((due - self.app.clock()).total_seconds(), 0.0) + 0.01
             except Exception:  # noqa: BLE001 - the timer keeps going; the error is logged
-                log.exception("saga timer failed; retrying")
+                log.exception("%s timer failed; retrying", self.app.name)
                 wait = self.tick_seconds
             if self.leadership is None:  # nothing pushes: poll
                 wait = self.tick_seconds if wait is None else min(wait, self.tick_seconds)
             await _first_of(stop.wait(), self._prompts.timer.wait(), _sleep(wait))
+
+
+TIMED = (BookingProcessManager, NotificationsApplication)
+"""The contexts with a timer (``tick``): the leading worker runs it."""
 
 
 def leadership_of(app: Any, settings: Settings, metrics: Metrics | None = None) -> Leadership | None:

@@ -111,6 +111,20 @@ class Settings:
     data_key_cache_seconds: float = 5.0
     """``CLINIC_DATA_KEY_CACHE_SECONDS``: how long a process keeps a patient's unwrapped data key (0: never);
     after an erasure elsewhere, this process may read that patient's data for at most this long."""
+    webhook_key: str | None = field(default=None, repr=False)
+    """``CLINIC_WEBHOOK_KEY`` or ``CLINIC_WEBHOOK_KEY_FILE``: the key every webhook subscription's signing
+    secret is derived from (32 bytes, URL-safe base64); unset: a development one generated into ``data_dir``.
+    Replacing it changes every subscription's secret. Never logged."""
+    webhook_allow_http: bool = False
+    """``CLINIC_WEBHOOK_ALLOW_HTTP``: ``on`` lets a subscription name a plain-http URL (development only)."""
+    webhook_allow_private_networks: bool = False
+    """``CLINIC_WEBHOOK_ALLOW_PRIVATE_NETWORKS``: ``on`` lets deliveries go to loopback and private addresses
+    (development and tests); off, such a destination is refused at every attempt (no requests into the cluster)."""
+    webhook_retry_seconds: float = 10.0
+    """``CLINIC_WEBHOOK_RETRY_SECONDS``: the delay before a failed delivery's second attempt; it doubles
+    after each failure, up to two hours, and the delivery is given up after twelve attempts."""
+    webhook_timeout_seconds: float = 5.0
+    """``CLINIC_WEBHOOK_TIMEOUT_SECONDS``: how long an attempt waits for the client's answer."""
     auth_dir: Path | None = None
     """``CLINIC_AUTH_DIR``: the authorization server's clients, users and signing keys (default
     ``<data_dir>/auth``; files readable by their owner only, or mounted from a secret)."""
@@ -203,6 +217,11 @@ class Settings:
             max_request_bytes=int(_number(env, "CLINIC_MAX_REQUEST_BYTES", 65536)),
             data_kek=secret(env, "CLINIC_DATA_KEK"),
             data_key_cache_seconds=_number(env, "CLINIC_DATA_KEY_CACHE_SECONDS", 5, allow_zero=True),
+            webhook_key=secret(env, "CLINIC_WEBHOOK_KEY"),
+            webhook_allow_http=_choice(env, "CLINIC_WEBHOOK_ALLOW_HTTP", "off", SWITCH) == "on",
+            webhook_allow_private_networks=_choice(env, "CLINIC_WEBHOOK_ALLOW_PRIVATE_NETWORKS", "off", SWITCH) == "on",
+            webhook_retry_seconds=_number(env, "CLINIC_WEBHOOK_RETRY_SECONDS", 10),
+            webhook_timeout_seconds=_number(env, "CLINIC_WEBHOOK_TIMEOUT_SECONDS", 5),
             auth_dir=Path(env["CLINIC_AUTH_DIR"]) if env.get("CLINIC_AUTH_DIR") else None,
             auth_token_rate_limit=env.get("CLINIC_AUTH_TOKEN_RATE_LIMIT", cls.auth_token_rate_limit),
             auth_login_rate_limit=env.get("CLINIC_AUTH_LOGIN_RATE_LIMIT", cls.auth_login_rate_limit),

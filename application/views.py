@@ -64,6 +64,29 @@ class DoctorListing:
 
 
 @dataclass(frozen=True)
+class WebhookDeliveryListing:
+    """One outcome sent to a subscription, as its delivery log shows it."""
+
+    delivery_id: UUID
+    subscription_id: UUID
+    event_type: str
+    consultation_id: UUID
+    created_at: datetime
+    status: str
+    attempts: int
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+
+
+@dataclass(frozen=True)
+class WebhookDeliveryPage:
+    items: list[WebhookDeliveryListing]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
 class DoctorPage:
     items: list[DoctorListing]
     next_cursor: str | None

@@ -9,6 +9,7 @@ from projections.doctor_directory import DoctorDirectory
 from projections.doctor_slots import DoctorSlots
 from projections.patient_consultations import PatientConsultations
 from projections.saga_status import SagaStatus
+from projections.webhook_deliveries import WebhookDeliveries
 
 ALL_PROJECTIONS: tuple[Projection, ...] = (
     ConsultationDetail(),
@@ -17,6 +18,7 @@ ALL_PROJECTIONS: tuple[Projection, ...] = (
     DoctorSlots(),
     SagaStatus(),
     DoctorDirectory(),
+    WebhookDeliveries(),
 )
 
 BY_NAME: dict[str, Projection] = {projection.name: projection for projection in ALL_PROJECTIONS}

@@ -44,6 +44,8 @@ BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 BREAKER_TRANSITIONS = (("closed", "open"), ("open", "half_open"), ("half_open", "closed"), ("half_open", "open"))
 SAGA_OUTCOMES = ("confirmed", "compensated", "cancelled")
 RESCHEDULE_OUTCOMES = ("moved", "failed", "cancelled")
+WEBHOOK_OUTCOMES = ("delivered", "retrying", "failed")
+"""How a webhook attempt ends: the client took it, it will be tried again, or it was given up."""
 UNMATCHED_ROUTE = "unmatched"
 MultiprocessMode = Literal["all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum", "mostrecent",
                            "livemostrecent"]
@@ -121,6 +123,11 @@ class Metrics:
                                          "consultation kept its start) or cancelled", ["outcome"])
         self.saga_duration = self._histogram("clinic_saga_duration_seconds", "From a saga's start to its end "
                                              "(event timestamps)", ["outcome"], SAGA_BUCKETS)
+        self.webhook_attempts = self._counter("clinic_webhook_attempts_total", "Webhook delivery attempts, by "
+                                              "outcome: delivered, retrying (failed, tried again) or failed (given up)",
+                                              ["outcome"])
+        self.webhook_duration = self._histogram("clinic_webhook_attempt_duration_seconds", "Time a webhook "
+                                                "attempt waited for the client's answer", [], SAGA_BUCKETS)
 
     def _resilience_and_read_side(self) -> None:
         self.breaker_state = self._gauge("clinic_circuit_breaker_state", "Circuit state: 0 closed, 1 half-open, "
@@ -214,6 +221,15 @@ class Metrics:
 
     def reschedule_ended(self, outcome: str) -> None:
         self.reschedules.labels(self.service, outcome).inc()
+
+    def start_webhooks(self) -> None:
+        """Make the webhook series exist (at zero): every outcome."""
+        for outcome in WEBHOOK_OUTCOMES:
+            self.webhook_attempts.labels(self.service, outcome)
+
+    def webhook_attempted(self, outcome: str, seconds: float) -> None:
+        self.webhook_attempts.labels(self.service, outcome).inc()
+        self.webhook_duration.labels(self.service).observe(max(seconds, 0.0))
 
     def saga_cancelled(self, seconds: float) -> None:
         self.sagas_cancelled.labels(self.service).inc()

@@ -31,6 +31,9 @@ class Scope(StrEnum):
     NOTES_WRITE = "notes:write"
     SAGAS_READ = "sagas:read"
     AUDIT_READ = "audit:read"
+    WEBHOOKS_READ = "webhooks:read"
+    WEBHOOKS_WRITE = "webhooks:write"
+    """Subscribe URLs to the outcomes of one's consultations (patients, doctors) or of all (admins)."""
     REGISTRY_ELIGIBILITY = "registry:eligibility"
     """Internal: the booking saga asks the registry whether a patient may book a doctor."""
 
@@ -39,9 +42,9 @@ PUBLIC_SCOPES = frozenset(s for s in Scope if s is not Scope.REGISTRY_ELIGIBILIT
 
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.PATIENT: frozenset({Scope.PATIENTS_READ, Scope.DOCTORS_READ, Scope.SLOTS_READ, Scope.CONSULTATIONS_READ,
-                             Scope.CONSULTATIONS_WRITE}),
+                             Scope.CONSULTATIONS_WRITE, Scope.WEBHOOKS_READ, Scope.WEBHOOKS_WRITE}),
     Role.DOCTOR: frozenset({Scope.DOCTORS_READ, Scope.SLOTS_READ, Scope.SLOTS_WRITE, Scope.CONSULTATIONS_READ, Scope.CONSULTATIONS_ATTEND,
-                            Scope.NOTES_READ, Scope.NOTES_WRITE}),
+                            Scope.NOTES_READ, Scope.NOTES_WRITE, Scope.WEBHOOKS_READ, Scope.WEBHOOKS_WRITE}),
     Role.AUDITOR: frozenset({Scope.DOCTORS_READ, Scope.SLOTS_READ, Scope.SAGAS_READ, Scope.AUDIT_READ}),
     Role.ADMIN: PUBLIC_SCOPES,
 }

@@ -50,6 +50,11 @@ REQUIRED_SCOPE: dict[str, tuple[Scope, ...]] = {
     "listClinicalNotes": (Scope.NOTES_READ,),
     "getSaga": (Scope.SAGAS_READ,),
     "auditAggregate": (Scope.AUDIT_READ,),
+    "createWebhook": (Scope.WEBHOOKS_WRITE,),
+    "listWebhooks": (Scope.WEBHOOKS_READ,),
+    "getWebhook": (Scope.WEBHOOKS_READ,),
+    "deleteWebhook": (Scope.WEBHOOKS_WRITE,),
+    "listWebhookDeliveries": (Scope.WEBHOOKS_READ,),
 }
 """operationId -> the scopes any one of which lets a token call it (empty: public)."""
 

@@ -15,13 +15,14 @@ from types import MappingProxyType
 from litestar import Controller
 from litestar.handlers import HTTPRouteHandler
 
-from application.contexts import BOOKING, BY_SERVICE, CONSULTATIONS, REGISTRY, SCHEDULING
+from application.contexts import BOOKING, BY_SERVICE, CONSULTATIONS, NOTIFICATIONS, REGISTRY, SCHEDULING
 from interfaces.http.controllers.consultations import ConsultationController
 from interfaces.http.controllers.consultations_v2 import ConsultationV2Controller
 from interfaces.http.controllers.health import HealthController
 from interfaces.http.controllers.oversight import AuditController, SagaController
 from interfaces.http.controllers.queries import AgendaController, PatientConsultationsController
 from interfaces.http.controllers.registry import DoctorController, PatientController, SlotController
+from interfaces.http.controllers.webhooks import WebhookController
 
 CONTEXT_CONTROLLERS: Mapping[str, tuple[type[Controller], ...]] = MappingProxyType({
     REGISTRY.service: (PatientController, DoctorController),
@@ -29,6 +30,7 @@ CONTEXT_CONTROLLERS: Mapping[str, tuple[type[Controller], ...]] = MappingProxyTy
     CONSULTATIONS.service: (ConsultationController, PatientConsultationsController, AgendaController,
                             ConsultationV2Controller),
     BOOKING.service: (SagaController,),
+    NOTIFICATIONS.service: (WebhookController,),
 })
 """The controllers of each context's own resources, by service."""
 

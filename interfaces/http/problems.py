@@ -19,6 +19,7 @@ from domain.base import NotFoundError
 from domain.consultation import ConsultationStateError
 from domain.receipts import IdempotencyKeyReusedError
 from domain.slot import SlotInUseError
+from domain.webhooks import TooManySubscriptionsError, WebhookError
 from infrastructure.outages import cause, is_outage
 from infrastructure.security.tokens import InvalidTokenError
 from interfaces.http.authorization import InsufficientScopeError
@@ -54,6 +55,8 @@ PROBLEMS: dict[type[Exception], tuple[int, str, str]] = {
     ConsultationStateError: (409, "invalid-state", "Not allowed in the current state"),
     VersionConflictError: (409, "version-conflict", "Version conflict"),
     IdempotencyKeyReusedError: (422, "idempotency-key-reused", "Idempotency key already used"),
+    WebhookError: (422, "invalid-webhook", "Invalid webhook subscription"),
+    TooManySubscriptionsError: (409, "too-many-webhooks", "Too many webhook subscriptions"),
     IntegrityError: (409, "version-conflict", "Version conflict"),
     AuditQueryError: (400, "invalid-query", "Invalid audit query"),
     CursorError: (400, "invalid-parameter", "Invalid request parameter"),

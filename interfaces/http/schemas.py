@@ -317,3 +317,61 @@ class ConsultationV2(Struct, omit_defaults=True):
     status: ConsultationState
     reschedule: RescheduleState | None = None
     """Absent unless a reschedule is under way or the last one failed."""
+
+
+WebhookEventType = Literal["consultation.confirmed", "consultation.rejected", "consultation.cancelled",
+                           "consultation.rescheduled", "consultation.reschedule_failed", "consultation.completed",
+                           "consultation.no_show"]
+
+
+class CreateWebhook(RequestBody, frozen=True):
+    """Where to send which outcomes: ``url`` (https) receives a signed POST for each."""
+
+    url: Annotated[str, Meta(min_length=8, max_length=2048, examples=["https://app.example.org/hooks/clinic"],
+                             description="An https URL; it receives a POST for each outcome")]
+    events: Annotated[list[WebhookEventType], Meta(min_length=1, max_length=7,
+                                                   description="The outcomes to receive")]
+
+
+class Webhook(Struct):
+    """A webhook subscription: ``audience`` says whose consultations it hears of (``own``: the caller's as
+    patient or doctor; ``all``: every consultation, for the clinic's staff)."""
+
+    webhook_id: UUID
+    url: str
+    events: list[str]
+    audience: Literal["own", "all"]
+    created_at: datetime
+    version: int
+
+
+class WebhookCreated(Webhook):
+    """The new subscription and its signing secret, shown only here and when the same request is repeated
+    with its ``Idempotency-Key``: keep it to verify each delivery's ``webhook-signature``."""
+
+    secret: str
+
+
+class WebhookList(Struct):
+    items: list[Webhook]
+
+
+class WebhookDelivery(Struct):
+    """One outcome sent to the subscription: ``pending`` (not yet taken; ``next_attempt_at`` says when it is
+    tried again), ``delivered`` (the URL answered 2xx) or ``failed`` (given up)."""
+
+    delivery_id: UUID
+    event_type: str
+    consultation_id: UUID
+    created_at: datetime
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+
+
+class WebhookDeliveryPage(Struct):
+    items: list[WebhookDelivery]
+    next_cursor: str | None

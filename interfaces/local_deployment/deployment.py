@@ -95,6 +95,9 @@ class LocalDeployment:
             "CLINIC_JWKS_URL": f"{self.in_cluster_auth}/.well-known/jwks.json",
             "CLINIC_AUTH_CA_FILE": str(self.tmp / "data" / "pki" / "ca.pem"),
             "CLINIC_CLIENT_ID": "booking",
+            # the tests' webhook receivers listen on plain http on loopback
+            "CLINIC_WEBHOOK_ALLOW_HTTP": "on", "CLINIC_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "on",
+            "CLINIC_WEBHOOK_RETRY_SECONDS": "0.5",
             # every client signs in from 127.0.0.1: the per-IP limits would stop a test suite or a benchmark
             "CLINIC_AUTH_LOGIN_RATE_LIMIT": "10000/minute", "CLINIC_AUTH_TOKEN_RATE_LIMIT": "10000/minute",
             **({"OTEL_EXPORTER_OTLP_ENDPOINT": self.otlp.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
@@ -418,8 +421,9 @@ def _start_every_process(deployment: LocalDeployment, workers: int = 1) -> None:
         deployment.start("consultations-api-2", "consultations", "api")
         deployment.start("consultations-worker", "consultations", "worker")
         deployment.start("booking")
+        deployment.start("notifications")
     else:  # APIs apart from the workers, so a worker can be killed without its API
-        for service in ("scheduling", "consultations", "booking"):
+        for service in ("scheduling", "consultations", "booking", "notifications"):
             deployment.start(f"{service}-api", service, "api")
             for number in range(1, workers + 1):
                 deployment.start(f"{service}-worker-{number}", service, "worker")

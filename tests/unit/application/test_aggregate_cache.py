@@ -9,7 +9,7 @@ from application.settings import Settings
 
 def test_only_followers_without_personal_data_keep_aggregates():
     assert {cls.name: cached(cls.name) for cls in CONTEXTS} == {
-        "Registry": False, "Consultations": False, "Scheduling": True, "Booking": True}
+        "Registry": False, "Consultations": False, "Scheduling": True, "Booking": True, "Notifications": True}
 
 
 def test_the_embedded_clinic_trusts_its_cache_and_the_tools_keep_none():
