@@ -29,7 +29,6 @@ from eventsourcing.persistence import IntegrityError, Notification
 from eventsourcing.utils import get_topic
 
 from application.common import load
-from domain.base import NotFoundError
 from domain.consultation import Consultation
 from domain.metadata import event_metadata
 from domain.webhooks import (
@@ -77,6 +76,7 @@ class SubscriptionView:
     doctor_id: UUID | None
     created_at: datetime
     version: int
+    deleted: bool
 
 
 @dataclass
@@ -146,17 +146,19 @@ class NotificationsApplication(ClinicProcessApplication):
         self.save(subscription, directory)  # two at once: one conflicts on the directory (409, try again)
         return subscription.id
 
-    def unsubscribe(self, subscription_id: UUID, owner: str | None = None) -> None:
-        """Delete the subscription (``owner``: only theirs); what is still to be delivered is abandoned."""
-        subscription = self._subscription(subscription_id, owner)
+    def unsubscribe(self, subscription_id: UUID) -> None:
+        """Delete the subscription (again: nothing changes); what is still to be delivered is abandoned."""
+        subscription = load(self, subscription_id, WebhookSubscription, "webhook subscription")
+        if subscription.deleted:
+            return
         subscription.delete()
         directory = self._directory() or WebhookDirectory()
         directory.remove(subscription_id)
         self.save(subscription, directory)
 
-    def subscription(self, subscription_id: UUID, owner: str | None = None) -> SubscriptionView:
-        """The subscription (``owner``: only theirs; a deleted one is not found)."""
-        return _view(self._subscription(subscription_id, owner))
+    def subscription(self, subscription_id: UUID) -> SubscriptionView:
+        """The subscription, deleted or not (``NotFoundError``: there never was one)."""
+        return _view(load(self, subscription_id, WebhookSubscription, "webhook subscription"))
 
     def subscriptions(self, owner: str) -> list[SubscriptionView]:
         """The owner's live subscriptions, oldest first."""
@@ -169,12 +171,6 @@ class NotificationsApplication(ClinicProcessApplication):
         if not self.signing_key:
             raise RuntimeError("the notifications context has no signing key")
         return secret_for(self.signing_key, subscription_id)
-
-    def _subscription(self, subscription_id: UUID, owner: str | None) -> WebhookSubscription:
-        subscription = load(self, subscription_id, WebhookSubscription, "webhook subscription")
-        if subscription.deleted or (owner is not None and subscription.owner != owner):
-            raise NotFoundError(f"webhook subscription {subscription_id} not found")
-        return subscription
 
     def _directory(self) -> WebhookDirectory | None:
         try:
@@ -328,4 +324,4 @@ class NotificationsApplication(ClinicProcessApplication):
 def _view(subscription: WebhookSubscription) -> SubscriptionView:
     return SubscriptionView(subscription.id, subscription.owner, subscription.url, list(subscription.events),
                             subscription.patient_id, subscription.doctor_id, subscription.created_on,
-                            subscription.version)
+                            subscription.version, subscription.deleted)

@@ -19,10 +19,13 @@ EXAMPLE_IDS = {
     "consultation": "0b7e3d1c-5a2f-4c6e-9d8b-7a1f2e3c4d5e",
     "saga": "6c2d8e4f-1a3b-5c7d-9e0f-2a4b6c8d0e1f",
     "slot": "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d",
+    "webhook": "5e8f2c1a-3b4d-4e6f-8a0b-2c4d6e8f0a1b",
+    "delivery": "7d9e1f3a-5b6c-4d8e-9f0a-1b2c3d4e5f6a",
 }
 PATH_EXAMPLES = {"patient_id": EXAMPLE_IDS["patient"], "doctor_id": EXAMPLE_IDS["doctor"],
                  "consultation_id": EXAMPLE_IDS["consultation"], "saga_id": EXAMPLE_IDS["saga"],
-                 "aggregate_id": EXAMPLE_IDS["consultation"], "kind": "consultation"}
+                 "aggregate_id": EXAMPLE_IDS["consultation"], "kind": "consultation",
+                 "webhook_id": EXAMPLE_IDS["webhook"]}
 """What the example problems' ``instance`` puts in each path parameter."""
 
 START = "2027-03-01T09:00:00Z"
@@ -31,6 +34,10 @@ CONSULTATION = {
     "doctor_id": EXAMPLE_IDS["doctor"], "start": START, "status": "CONFIRMED", "reason": "persistent cough",
     "rejection_reason": None,
 }
+
+WEBHOOK = {"webhook_id": EXAMPLE_IDS["webhook"], "url": "https://app.example.org/hooks/clinic",
+           "events": ["consultation.confirmed", "consultation.rejected"], "audience": "own",
+           "created_at": "2027-02-27T10:00:00Z", "version": 1}
 
 EXAMPLES: dict[type, Any] = {
     schemas.RegisterPatient: {"name": "Ana Lima", "email": "ana.lima@example.org", "birth_date": "1990-02-02",
@@ -98,6 +105,16 @@ EXAMPLES: dict[type, Any] = {
                               "causation_id": "event:BookingSaga:17", "saga_id": EXAMPLE_IDS["saga"],
                               "actor": None, "data": {}}], "integrity": "verified"},
     schemas.Health: {"status": "ok", "checks": {"postgres": True, "runner": True}},
+    schemas.CreateWebhook: {"url": "https://app.example.org/hooks/clinic",
+                            "events": ["consultation.confirmed", "consultation.rejected"]},
+    schemas.WebhookCreated: {**WEBHOOK, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw7JP1qcBmzG0="},
+    schemas.Webhook: WEBHOOK,
+    schemas.WebhookList: {"items": [WEBHOOK]},
+    schemas.WebhookDeliveryPage: {"items": [{
+        "delivery_id": EXAMPLE_IDS["delivery"], "event_type": "consultation.confirmed",
+        "consultation_id": EXAMPLE_IDS["consultation"], "created_at": "2027-02-27T10:15:00Z", "status": "pending",
+        "attempts": 2, "last_attempt_at": "2027-02-27T10:15:10Z", "last_status_code": 503,
+        "last_error": "the client answered 503", "next_attempt_at": "2027-02-27T10:15:30Z"}], "next_cursor": None},
 }
 """Body type -> its example, as JSON (strings for UUIDs and date-times)."""
 

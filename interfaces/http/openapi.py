@@ -55,6 +55,9 @@ PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {
     "slot-in-use": (409, "Slot is held or booked", "the slot is held or booked"),
     "invalid-state": (409, "Not allowed in the current state", "cannot cancel a REJECTED consultation"),
     "version-conflict": (409, "Version conflict", "the consultation is at version 3, not \"2\""),
+    "too-many-webhooks": (409, "Too many webhook subscriptions",
+                          "at most 10 webhook subscriptions per client; delete one first"),
+    "invalid-webhook": (422, "Invalid webhook subscription", "url: the scheme must be https"),
     "http-413": (413, "Request Entity Too Large", "Request Entity Too Large"),
     "unsupported-media-type": (415, "Unsupported media type",
                                "a request body must be application/json, not text/plain"),
@@ -113,6 +116,11 @@ OUTCOMES: dict[str, tuple[str, ...]] = {
     "listClinicalNotes": ("forbidden", "not-found"),
     "getSaga": ("forbidden", "not-found"),
     "auditAggregate": ("forbidden", "not-found", "invalid-query"),
+    "createWebhook": ("forbidden", "invalid-webhook", "too-many-webhooks", "version-conflict"),
+    "listWebhooks": ("forbidden",),
+    "getWebhook": ("forbidden", "not-found"),
+    "deleteWebhook": ("forbidden", "not-found", "version-conflict"),
+    "listWebhookDeliveries": ("forbidden", "not-found"),
 }
 """operationId -> the problem types its handler's own rules answer (role and ownership refusals,
 missing resources, conflicts). Those any operation of its kind answers are added by
@@ -122,6 +130,8 @@ TAGS = [
     Tag(name="consultations", description="Booking, reading and cancelling consultations; clinical notes; "
                                           "a patient's consultations and a doctor's agenda"),
     Tag(name="health", description="Liveness and readiness probes (no token)"),
+    Tag(name="notifications", description="Webhook subscriptions: consultation outcomes pushed to clients, "
+                                          "signed, retried until taken, with a delivery log"),
     Tag(name="oversight", description="Booking sagas and audit trails, for auditors and admins"),
     Tag(name="registry", description="Patients and doctors; writes are for admins"),
     Tag(name="scheduling", description="Doctors' slots"),
@@ -134,6 +144,7 @@ PATH_PARAMETERS = {
     "saga_id": "The booking or reschedule saga's id (`saga_id` in the booking's or reschedule's 202)",
     "slot_id": "The slot's id (`slot_id` in the doctor's slot listing)",
     "aggregate_id": "The aggregate's id",
+    "webhook_id": "The webhook subscription's id (`webhook_id` in its 201)",
 }
 """What each id in a path names (the same name means the same thing in every path)."""
 

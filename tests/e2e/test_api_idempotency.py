@@ -123,6 +123,7 @@ def _consultation(w: Any) -> str:
     return w.confirmed
 
 
+WEBHOOK = {"url": "https://hooks.example.org/clinic", "events": ["consultation.confirmed"]}
 KEYED: dict[str, Keyed] = {
     "bookConsultation": Keyed(lambda w: "/v1/consultations", lambda w: booking(w),
                               lambda w: "/v1/consultations", lambda w: booking(w, reason="other"), 202),
@@ -152,6 +153,8 @@ KEYED: dict[str, Keyed] = {
                             lambda w: "/v1/doctors", lambda w: {"name": "Dr Eva", "specialty": "gp"}, 201),
     "deactivateDoctor": Keyed(lambda w: f"/v1/doctors/{w.doctor_id}/deactivate", lambda w: None,
                               lambda w: f"/v1/doctors/{w.other_doctor}/deactivate", lambda w: None, 200),
+    "createWebhook": Keyed(lambda w: "/v1/webhooks", lambda w: WEBHOOK, lambda w: "/v1/webhooks",
+                           lambda w: WEBHOOK | {"url": "https://hooks.example.org/other"}, 201),
     "openSlots": Keyed(lambda w: f"/v1/doctors/{w.doctor_id}/slots",
                        lambda w: {"slots": [{"start": "2027-03-01T09:00:00Z", "duration_minutes": 30}]},
                        lambda w: f"/v1/doctors/{w.doctor_id}/slots",

@@ -176,6 +176,7 @@ def test_a_deleted_subscription_stops_and_its_pending_deliveries_are_given_up(ap
     book(api, patient, world.patient_id, world.doctor_id)
     receiver.next()
     assert api.delete(f"/v1/webhooks/{webhook['webhook_id']}", headers=patient).status_code == 204
+    assert api.delete(f"/v1/webhooks/{webhook['webhook_id']}", headers=patient).status_code == 204  # again: no change
     assert_problem(api.get(f"/v1/webhooks/{webhook['webhook_id']}", headers=patient), 404, "not-found")
     assert api.get("/v1/webhooks", headers=patient).json() == {"items": []}
     [given_up] = eventually(lambda: _log_of(clinic, webhook["webhook_id"], "failed"), what="the delivery given up")
@@ -187,13 +188,15 @@ def _log_of(clinic, webhook_id, status):
     return clinic.read_models.webhook_deliveries(uuid.UUID(webhook_id), status).items
 
 
-def test_subscriptions_are_private_to_their_owner(api, token, world, patient, receiver):
+def test_subscriptions_are_private_to_their_owner_and_the_clinics_admins(api, admin, token, patient, receiver):
     webhook = subscribe(api, patient, receiver.url)
     stranger = token(uuid.uuid4(), "PATIENT")
     for response in (api.get(f"/v1/webhooks/{webhook['webhook_id']}", headers=stranger),
                      api.get(f"/v1/webhooks/{webhook['webhook_id']}/deliveries", headers=stranger),
                      api.delete(f"/v1/webhooks/{webhook['webhook_id']}", headers=stranger)):
-        assert_problem(response, 404, "not-found")
+        assert_problem(response, 403, "forbidden")
+    assert api.get(f"/v1/webhooks/{webhook['webhook_id']}", headers=admin).json()["url"] == receiver.url
+    assert_problem(api.get(f"/v1/webhooks/{uuid.uuid4()}", headers=admin), 404, "not-found")
     listed = api.get("/v1/webhooks", headers=patient).json()["items"]
     assert [w["webhook_id"] for w in listed] == [webhook["webhook_id"]] and "secret" not in listed[0]
     assert api.get("/v1/webhooks", headers=stranger).json() == {"items": []}

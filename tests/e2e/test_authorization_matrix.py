@@ -48,6 +48,8 @@ class Operation:
 
 
 EVERYONE = ("own patient", "other patient", "assigned doctor", "other doctor", "auditor", "admin")
+SUBSCRIBERS = ("own patient", "other patient", "assigned doctor", "other doctor", "admin")
+WEBHOOK = {"url": "https://hooks.example.org/clinic", "events": ["consultation.confirmed"]}
 MATRIX: dict[str, Operation] = {
     "live": Operation("GET", "/health/live", ()),
     "ready": Operation("GET", "/health/ready", ()),
@@ -94,11 +96,17 @@ MATRIX: dict[str, Operation] = {
     "listClinicalNotes": Operation("GET", "/v1/consultations/{consultation}/notes", ("assigned doctor", "admin")),
     "getSaga": Operation("GET", "/v1/sagas/{saga}", ("auditor", "admin")),
     "auditAggregate": Operation("GET", "/v1/audit/consultation/{consultation}", ("auditor", "admin")),
+    "createWebhook": Operation("POST", "/v1/webhooks", SUBSCRIBERS, WEBHOOK),
+    "listWebhooks": Operation("GET", "/v1/webhooks", SUBSCRIBERS),
+    "getWebhook": Operation("GET", "/v1/webhooks/{webhook}", ("own patient", "admin")),
+    "listWebhookDeliveries": Operation("GET", "/v1/webhooks/{webhook}/deliveries", ("own patient", "admin")),
+    # deleting twice changes nothing: the owner and an admin may, in any order
+    "deleteWebhook": Operation("DELETE", "/v1/webhooks/{doomed_webhook}", ("own patient", "admin")),
 }
 PERSONAS = ("own patient", "other patient", "assigned doctor", "other doctor", "auditor", "admin")
 PROTECTED = [name for name, op in MATRIX.items() if REQUIRED_SCOPE.get(name)]
 ON_A_RESOURCE = [name for name in PROTECTED if any(f"{{{kind}}}" in MATRIX[name].path
-                                                   for kind in ("consultation", "rejected", "saga"))]
+                                                   for kind in ("consultation", "rejected", "saga", "webhook"))]
 
 
 @dataclass
@@ -140,9 +148,12 @@ def world() -> Iterator[World]:
         booked = book(api, admin, patient, doctor).json()
         rejected = book(api, admin, patient, doctor, start="2027-05-01T09:00:00Z").json()  # no slot there
         clinic.wait_until_settled()
+        own = {"Authorization": f"Bearer {issuer.issue(patient, ['PATIENT'])}"}
+        webhook, doomed = (api.post("/v1/webhooks", json=WEBHOOK, headers=own).json()["webhook_id"] for _ in range(2))
         ids = {"patient": patient, "doctor": doctor, "other_doctor": other_doctor,
                "consultation": booked["consultation_id"], "saga": booked["saga_id"],
-               "rejected": rejected["consultation_id"], "free_slot": free_slot}
+               "rejected": rejected["consultation_id"], "free_slot": free_slot, "webhook": webhook,
+               "doomed_webhook": doomed}
         subjects = {"own patient": (patient, "PATIENT"), "other patient": (other_patient, "PATIENT"),
                     "assigned doctor": (doctor, "DOCTOR"), "other doctor": (other_doctor, "DOCTOR"),
                     "auditor": ("auditor-1", "AUDITOR"), "admin": ("ops-1", "ADMIN")}
@@ -193,7 +204,7 @@ def test_a_refusal_does_not_tell_whether_the_resource_exists(world, name):
         headers = world.headers(persona)
         theirs = assert_problem(world.call(name, headers), 403)
         missing = assert_problem(world.call(name, headers, consultation=str(uuid.uuid4()), saga=str(uuid.uuid4()),
-                                            rejected=str(uuid.uuid4())), 403)
+                                            rejected=str(uuid.uuid4()), webhook=str(uuid.uuid4())), 403)
         assert (theirs["type"], theirs["detail"]) == (missing["type"], missing["detail"]), persona
 
 

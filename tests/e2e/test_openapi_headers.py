@@ -107,4 +107,11 @@ def story(api: TestClient[Any], clinic: Any) -> dict[str, Any]:
     }
     clinic.wait_until_settled()  # cancelled: its stream of events ends after the one it has
     answers["streamConsultationEvents"] = api.get(f"/v1/consultations/{consultation}/events", headers=ADMIN)
+    answers["createWebhook"] = created = api.post("/v1/webhooks", headers=ADMIN, json={
+        "url": "https://hooks.example.org/clinic", "events": ["consultation.confirmed"]})
+    webhook = created.json()["webhook_id"]
+    answers |= {"listWebhooks": api.get("/v1/webhooks", headers=ADMIN),
+                "getWebhook": api.get(f"/v1/webhooks/{webhook}", headers=ADMIN),
+                "listWebhookDeliveries": api.get(f"/v1/webhooks/{webhook}/deliveries", headers=ADMIN),
+                "deleteWebhook": api.delete(f"/v1/webhooks/{webhook}", headers=ADMIN)}
     return answers

@@ -21,6 +21,7 @@ from litestar.testing import TestClient
 
 from application.bootstrap import bootstrap, migrate
 from application.settings import Settings
+from domain.webhooks import MAX_SUBSCRIPTIONS_PER_OWNER
 from infrastructure.security.tokens import TokenIssuer
 from interfaces.http.app import create_app
 from interfaces.http.authorization import REQUIRED_SCOPE
@@ -39,7 +40,8 @@ ADMIN = {"Authorization": f"Bearer {ISSUER.issue('ops-1', ['ADMIN'])}"}
 CONCURRENT_ONLY = {("deactivateDoctor", "version-conflict"), ("addClinicalNote", "version-conflict"),
                    ("completeConsultation", "version-conflict"), ("markConsultationNoShow", "version-conflict"),
                    ("closeSlot", "version-conflict"), ("reopenSlot", "version-conflict"),
-                   ("openAvailability", "slot-already-open")}
+                   ("openAvailability", "slot-already-open"), ("createWebhook", "version-conflict"),
+                   ("deleteWebhook", "version-conflict")}
 """Outcomes only a concurrent write provokes (the save loses the race: IntegrityError), not this story."""
 BAD_VALUES = {"integer": "not-a-number", "date": "2027-13-45", "date-time": "1e10"}  # a number was once read as a moment
 
@@ -220,6 +222,12 @@ def test_every_conflict_and_query_outcome_happens_as_documented():
                 expect(name, api.post(f"/v1/consultations/{consultation}/{ending}", headers=ADMIN), "invalid-state")
             audit = f"/v1/audit/consultation/{consultation}?version=1&as_of=2027-01-01T00:00:00Z"
             expect("auditAggregate", api.get(audit, headers=ADMIN), "invalid-query")
+            webhook = {"url": "http://hooks.example.org/clinic", "events": ["consultation.confirmed"]}
+            expect("createWebhook", api.post("/v1/webhooks", json=webhook, headers=ADMIN), "invalid-webhook")
+            for number in range(MAX_SUBSCRIPTIONS_PER_OWNER):
+                api.post("/v1/webhooks", json={**webhook, "url": f"https://hooks.example.org/{number}"}, headers=ADMIN)
+            expect("createWebhook", api.post("/v1/webhooks", json={**webhook, "url": "https://hooks.example.org/x"},
+                                             headers=ADMIN), "too-many-webhooks")
     finally:
         clinic.close()
     other = {(name, slug) for name, slugs in OUTCOMES.items() for slug in slugs if slug not in ("forbidden", "not-found")}

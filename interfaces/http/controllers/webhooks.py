@@ -17,6 +17,7 @@ from application.idempotency import created, once
 from application.notifications import NotificationsApplication, SubscriptionView
 from application.read_models import ReadModels
 from application.views import WebhookDeliveryListing
+from domain.base import NotFoundError
 from domain.values import Role
 from infrastructure.security.tokens import Principal
 from interfaces.http import access
@@ -52,7 +53,7 @@ class WebhookController(Controller):
         patient_id, doctor_id = _audience(request.user)
         webhook_id = once(notifications, idempotency_key(request, idempotency, data), lambda: notifications.subscribe(
             request.user.sub, data.url, list(data.events), patient_id=patient_id, doctor_id=doctor_id), created)
-        view = notifications.subscription(webhook_id, request.user.sub)
+        view = notifications.subscription(webhook_id)
         body = WebhookCreated(**_fields(view), secret=notifications.secret(webhook_id))
         return Response(body, status_code=201, headers={"Location": f"{self.path}/{webhook_id}"})
 
@@ -65,15 +66,17 @@ class WebhookController(Controller):
     @get("/{webhook_id:uuid}", operation_id="getWebhook", summary="Read a webhook subscription", sync_to_thread=True)
     def read(self, webhook_id: FromPath[UUID], clinic: NamedDependency[Clinic],
              request: Request[Principal, Any, Any]) -> Webhook:
-        """One of the caller's subscriptions (another's is not found)."""
-        return _webhook(clinic.require(NotificationsApplication).subscription(webhook_id, request.user.sub))
+        """One of the caller's subscriptions (an admin: anyone's)."""
+        return _webhook(_owned(clinic, request.user, webhook_id, live=True))
 
     @delete("/{webhook_id:uuid}", operation_id="deleteWebhook", summary="Delete a webhook subscription",
             sync_to_thread=True)
     def remove(self, webhook_id: FromPath[UUID], clinic: NamedDependency[Clinic],
                request: Request[Principal, Any, Any]) -> None:
-        """Stop the subscription: nothing more is sent, and deliveries not yet taken are given up."""
-        clinic.require(NotificationsApplication).unsubscribe(webhook_id, request.user.sub)
+        """Stop the subscription: nothing more is sent, and deliveries not yet taken are given up. Deleting it
+        again changes nothing."""
+        _owned(clinic, request.user, webhook_id, live=False)
+        clinic.require(NotificationsApplication).unsubscribe(webhook_id)
 
     @get("/{webhook_id:uuid}/deliveries", operation_id="listWebhookDeliveries",
          summary="Read a webhook subscription's delivery log", sync_to_thread=True, response_headers=FRESHNESS_HEADERS)
@@ -87,10 +90,24 @@ class WebhookController(Controller):
                    ) -> Response[WebhookDeliveryPage]:
         """What was sent to the subscription, newest first (read model): each outcome, its state, its
         attempts, the last answer and when it is tried next."""
-        clinic.require(NotificationsApplication).subscription(webhook_id, request.user.sub)  # theirs, or 404
+        _owned(clinic, request.user, webhook_id, live=False)  # the log of a deleted one stays readable
         page = clinic.require(ReadModels).webhook_deliveries(webhook_id, status, cursor, limit)
         body = WebhookDeliveryPage([_delivery(item) for item in page.items], page.next_cursor)
         return Response(body, headers=freshness_headers(clinic, "webhook_deliveries"))
+
+
+NOT_YOURS = "only the subscription's owner or an admin"
+
+
+def _owned(clinic: Clinic, principal: Principal, webhook_id: UUID, live: bool) -> SubscriptionView:
+    """The subscription, if the caller owns it or is an admin (refused alike when there is none); ``live``: a
+    deleted one is not found."""
+    with access.masking(principal, NOT_YOURS):
+        view = clinic.require(NotificationsApplication).subscription(webhook_id)
+    access.allow(view.owner == principal.sub or principal.has_role(Role.ADMIN), NOT_YOURS)
+    if live and view.deleted:
+        raise NotFoundError(f"webhook subscription {webhook_id} was deleted")
+    return view
 
 
 def _audience(principal: Principal) -> tuple[UUID | None, UUID | None]:

@@ -30,7 +30,8 @@ def test_each_read_model_is_served_by_one_context_and_reads_logs_that_exist():
 def test_the_system_graph_is_the_declared_follows():
     declared = {(BY_SERVICE[leader].name, context.name) for context in CONTEXTS for leader in context.follows}
     assert set(SYSTEM.edges) == declared == {
-        ("Consultations", "Booking"), ("Scheduling", "Booking"), ("Booking", "Consultations"), ("Booking", "Scheduling")}
+        ("Consultations", "Booking"), ("Scheduling", "Booking"), ("Booking", "Consultations"), ("Booking", "Scheduling"),
+        ("Consultations", "Notifications")}
     assert set(RECORDS) == {context.name for context in CONTEXTS}
     assert set(AUDITED_KINDS) == {kind for context in CONTEXTS for kind in context.audited}
 

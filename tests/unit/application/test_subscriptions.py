@@ -40,6 +40,10 @@ def test_each_follower_subscribes_to_exactly_the_events_its_policy_handles():
                                           RescheduleSaga.RegistrantsValidated, RescheduleSaga.Completed,
                                           RescheduleSaga.Rejected, RescheduleSaga.Cancelled,
                                           RescheduleSaga.SlotReleaseRequested),
+        ("Consultations", "Notifications"): topics(Consultation.Requested, Consultation.Confirmed, Consultation.Rejected,
+                                                   Consultation.CancelledByPatient, Consultation.CancelledByClinic,
+                                                   Consultation.Rescheduled, Consultation.RescheduleFailed,
+                                                   Consultation.Completed, Consultation.MarkedNoShow),
     }
 
 
