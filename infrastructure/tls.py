@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-DEFAULT_SERVICES = ("registry", "scheduling", "consultations", "booking", "gateway", "auth")
+DEFAULT_SERVICES = ("registry", "scheduling", "consultations", "booking", "notifications", "gateway", "auth")
 CA_FILE, CA_KEY_FILE = "ca.pem", "ca-key.pem"
 CA_COMMON_NAME = "Clinic Development CA"
 MAX_DAYS = 3650

@@ -11,6 +11,7 @@ from datetime import datetime
 from uuid import UUID
 
 from application.bootstrap import AUDITED_KINDS, StoreNotReadyError, StoreUnavailableError
+from application.contexts import CONTEXTS, SERVICE_NAMES
 from application.settings import Settings, SettingsError
 from domain.base import DomainError
 from domain.values import Role
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run one context as a service (distributed mode: PostgreSQL, RabbitMQ)")
     run.add_argument("service", nargs="?", default=os.environ.get("CLINIC_SERVICE"),
-                     choices=["registry", "scheduling", "consultations", "booking", "projections", "auth"],
+                     choices=[*SERVICE_NAMES, "projections", "auth"],
                      help="the context to run, or the projection worker (default: $CLINIC_SERVICE)")
     run.add_argument("--role", choices=["api", "worker", "all"], default="all",
                      help="api: the context's part of /v1; worker: relay, consumer, saga timer; all: both")
@@ -106,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     gateway = commands.add_parser("gateway", help="write the nginx gateway config for distributed mode")
     gateway.add_argument("--listen", default="127.0.0.1:8080")
-    for service in ("registry", "scheduling", "consultations", "booking"):
+    for service in SERVICE_NAMES:
         gateway.add_argument(f"--{service}", required=True, metavar="HOST:PORT[,HOST:PORT...]",
                              help=f"the {service} service's API replicas")
     gateway.add_argument("--runtime-dir", default=".clinic-data/gateway", help="nginx's pid, logs and temp files")
@@ -162,7 +163,7 @@ def _add_dlq_parser(commands: argparse._SubParsersAction) -> None:
 
     def action(name: str, text: str) -> argparse.ArgumentParser:
         parser = actions.add_parser(name, help=text)
-        parser.add_argument("follower", choices=["booking", "consultations", "scheduling"])
+        parser.add_argument("follower", choices=sorted(context.service for context in CONTEXTS if context.follows))
         parser.set_defaults(run=_lazy("interfaces.cli.dlq", "run_dlq"))
         return parser
 

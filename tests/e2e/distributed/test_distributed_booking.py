@@ -18,6 +18,7 @@ import aiormq
 from infrastructure.messaging.topology import Topology
 from tests import services
 from tests.e2e.distributed.conftest import DEADLINE_SECONDS, Cluster, eventually
+from tests.kit.webhooks import webhook_receiver
 
 _hours = count()
 
@@ -87,6 +88,22 @@ def test_a_confirmed_consultation_moves_to_another_slot_across_the_services(clus
     eventually(lambda: slot_events(cluster, admin, doctor, start) == ["Opened", "Held", "Booked", "Released"],
                what="the old slot released")
     assert slot_events(cluster, admin, doctor, later) == ["Opened", "Held", "Booked"]
+
+
+def test_a_patients_webhook_hears_of_the_confirmation_through_the_notifications_service(cluster):
+    admin, [patient], doctor, [start] = setup(cluster)
+    own = cluster.token(patient, "PATIENT")
+    with webhook_receiver() as receiver:
+        status, webhook = cluster.call("POST", "/v1/webhooks", own, {"url": receiver.url,
+                                                                     "events": ["consultation.confirmed"]})
+        assert status == 201, webhook
+        consultation = book(cluster, admin, patient, doctor, start)["consultation_id"]
+        sent = receiver.next(timeout=30)
+    assert sent.verified(webhook["secret"])["data"]["consultation_id"] == consultation
+    logged = eventually(lambda: [d for d in cluster.call("GET", f"/v1/webhooks/{webhook['webhook_id']}/deliveries",
+                                                         own)[1]["items"] if d["status"] == "delivered"],
+                        what="the delivery logged as delivered")
+    assert [(d["delivery_id"], d["attempts"]) for d in logged] == [(sent.headers["webhook-id"], 1)]
 
 
 def test_fifty_concurrent_requests_for_one_slot_confirm_exactly_one(cluster):
