@@ -87,6 +87,10 @@ class Pending:
     correlation_id: str | None
 
 
+class PartiesUnknownError(RuntimeError):
+    """An outcome of a consultation whose request this context has not processed."""
+
+
 def secret_for(signing_key: bytes, subscription_id: UUID) -> str:
     """The subscription's signing secret, derived from the context's key (never stored): ``whsec_`` and
     32 bytes in base64, the format Standard Webhooks libraries read."""
@@ -111,7 +115,7 @@ def outcome_body(event: Any, event_type: str) -> str:
 
 
 OUTCOME_CLASSES: tuple[type, ...] = tuple(getattr(Consultation, name) for name in OUTCOMES)
-DELIVERY_TOPICS = [get_topic(kind) for kind in (WebhookDelivery.Created, WebhookDelivery.Attempted,
+DELIVERY_TOPICS = [get_topic(kind) for kind in (WebhookDelivery.Queued, WebhookDelivery.Attempted,
                                                 WebhookDelivery.Abandoned)]
 
 
@@ -205,13 +209,18 @@ class NotificationsApplication(ClinicProcessApplication):
             doctor_id=domain_event.doctor_id))
 
     def _deliveries_of(self, outcome: Any, processing_event: ProcessingEvent) -> None:
-        """One delivery of ``outcome`` to each subscription it concerns (by the consultation's patient and
-        doctor; a consultation requested before this context knew of it concerns staff subscriptions only)."""
+        """One delivery of ``outcome`` to each subscription it concerns. A subscription to one's own
+        consultations needs the consultation's patient and doctor, learnt from its request: an outcome
+        that overtook its request (the request's message is being retried) fails, to be retried after it."""
         directory = self._directory()
         if directory is None:
             return
         event_type = OUTCOMES[type(outcome).__name__]
         parties = self._parties(outcome.originator_id)
+        if parties is None and directory.wants_parties(event_type):
+            raise PartiesUnknownError(
+                f"consultation {outcome.originator_id}: its request has not been processed here yet (retried "
+                "after it); a consultation requested before this context first ran never will be")
         patient_id, doctor_id = (parties.patient_id, parties.doctor_id) if parties is not None else (None, None)
         concerned = directory.concerned(patient_id, doctor_id, event_type)
         if not concerned:
@@ -303,7 +312,7 @@ class NotificationsApplication(ClinicProcessApplication):
         """Keep the index of pending deliveries up with this context's log (rebuilt from it at start)."""
         for notification in self._new_delivery_notifications():
             event = self.mapper.to_domain_event(notification)
-            if isinstance(event, WebhookDelivery.Created):
+            if isinstance(event, WebhookDelivery.Queued):
                 self._pending[event.originator_id] = Pending(event.timestamp, event.correlation_id)
             elif (pending := self._pending.get(event.originator_id)) is None:
                 continue

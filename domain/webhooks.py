@@ -114,7 +114,7 @@ class Listing:
 class WebhookSubscription(ClinicAggregate):
     """A client's URL and the outcomes it wants there; its signing secret is derived, never stored."""
 
-    class Created(ClinicAggregate.Created):
+    class Subscribed(ClinicAggregate.Created):
         owner: str
         url: str
         events: list[str]
@@ -124,7 +124,7 @@ class WebhookSubscription(ClinicAggregate):
     class Deleted(ClinicAggregate.Event):
         pass
 
-    @event(Created)
+    @event(Subscribed)
     def __init__(self, owner: str, url: str, events: list[str], patient_id: UUID | None,
                  doctor_id: UUID | None) -> None:
         self.owner = owner
@@ -196,6 +196,11 @@ class WebhookDirectory(ClinicAggregate):
         """The owner's subscriptions, oldest first."""
         return [subscription_id for subscription_id, listing in self.listings.items() if listing.owner == owner]
 
+    def wants_parties(self, event_type: str) -> bool:
+        """Some subscription to one's own consultations wants ``event_type``: its patient and doctor matter."""
+        return any(event_type in listing.events and (listing.patient_id or listing.doctor_id)
+                   for listing in self.listings.values())
+
     def concerned(self, patient_id: UUID | None, doctor_id: UUID | None, event_type: str) -> list[UUID]:
         """The subscriptions that want ``event_type`` of a consultation of this patient and doctor."""
         return [subscription_id for subscription_id, listing in self.listings.items()
@@ -262,7 +267,7 @@ class WebhookDelivery(ClinicAggregate):
     """One outcome (``body``, the JSON sent and signed at every attempt) for one subscription, caused by
     ``source_event_id`` (the consultation's event, as ``<id>/<version>``), and every attempt to deliver it."""
 
-    class Created(ClinicAggregate.Created):
+    class Queued(ClinicAggregate.Created):
         subscription_id: UUID
         event_type: str
         consultation_id: UUID
@@ -303,7 +308,7 @@ class WebhookDelivery(ClinicAggregate):
                   source_event_id: str) -> UUID:
         return delivery_id_for(subscription_id, source_event_id)
 
-    @event(Created)
+    @event(Queued)
     def __init__(self, subscription_id: UUID, event_type: str, consultation_id: UUID, body: str,
                  source_event_id: str) -> None:
         self.subscription_id = subscription_id

@@ -31,7 +31,7 @@ class WebhookDeliveries:
 
     def changes(self, event: Any) -> list[Op]:
         kind, key = type(event), delivery_key(event.originator_id)
-        if kind is WebhookDelivery.Created:
+        if kind is WebhookDelivery.Queued:
             member = str(event.originator_id)
             return [SetFields(key, {"delivery_id": member, "subscription_id": str(event.subscription_id),
                                     "event_type": event.event_type, "consultation_id": str(event.consultation_id),

@@ -141,6 +141,9 @@ def messaging_sagas() -> dict:
         timeseries("Reschedules per second", "Reschedule sagas ended: moved, failed (the consultation kept its "
                    "start and slot), or cancelled.",
                    [rate("clinic_reschedules_total", "service, outcome", "{{outcome}}")], "ops", width=8),
+        timeseries("Webhook attempts per second", "Deliveries to clients' URLs: delivered, retrying (failed, "
+                   "tried again later), failed (given up after the last attempt).",
+                   [rate("clinic_webhook_attempts_total", "service, outcome", "{{outcome}}")], "ops", width=8),
         timeseries("Compensation ratio (15 min)", "compensated / (confirmed + compensated). Alert: over 20 % "
                    "of at least 20.", [target(f"clinic:sagas_compensated:ratio_rate15m{{{S}}}", "{{service}}")],
                    "percentunit", width=8, thresholds=(0.2,)),

@@ -35,6 +35,16 @@ class RescheduleReceipt(msgspec.Struct, frozen=True):
     location: str = ""
 
 
+class WebhookSubscription(msgspec.Struct, frozen=True):
+    """The portal's subscription, and the secret it verifies each delivery with (shown only now)."""
+
+    webhook_id: UUID
+    url: str
+    events: list[str]
+    audience: Literal["own", "all"]
+    secret: str
+
+
 class State(msgspec.Struct, frozen=True):
     code: Status
     reason: str | None = None
@@ -96,6 +106,13 @@ class PortalClient:
             raise _problem(response)
         receipt = msgspec.json.decode(response.content, type=RescheduleReceipt)
         return msgspec.structs.replace(receipt, location=response.headers["Location"])
+
+    def subscribe(self, url: str, events: list[str]) -> WebhookSubscription:
+        """Have the API push the patient's booking outcomes to the portal's ``url``; keep the secret."""
+        response = self._http.post("/v1/webhooks", json={"url": url, "events": events})
+        if response.status_code != 201:
+            raise _problem(response)
+        return msgspec.json.decode(response.content, type=WebhookSubscription)
 
     def consultation(self, consultation_id: UUID) -> ConsultationStatus:
         """A consultation's current state (the portal polls it after booking)."""

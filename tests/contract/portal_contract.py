@@ -127,7 +127,27 @@ def add_reschedule(pact: Pact) -> None:
                  "status": "pending"}, content_type="application/json"))
 
 
-INTERACTIONS = {BOOK: add_book, READ: add_read, READ_MISSING: add_read_missing,
+SUBSCRIBE = "a subscription of the portal's webhook URL to the patient's booking outcomes"
+HOOK_URL = "https://portal.example.org/hooks/clinic"
+WEBHOOK = "5e8f2c1a-3b4d-4e6f-8a0b-2c4d6e8f0a11"
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw7JP1qcBmzG0="
+
+
+def add_subscribe(pact: Pact) -> None:
+    interaction = pact.upon_receiving(SUBSCRIBE).given(PATIENT_SIGNED_IN).with_request("POST", "/v1/webhooks")
+    _authorised(interaction)
+    (interaction
+     .with_body({"url": HOOK_URL, "events": ["consultation.confirmed", "consultation.rejected"]},
+                content_type="application/json")
+     .will_respond_with(201)
+     .with_header("Location", match.regex(f"/v1/webhooks/{WEBHOOK}", regex=rf"^/v1/webhooks/{UUID[1:-1]}$"))
+     .with_body({"webhook_id": match.uuid(WEBHOOK, format="lowercase"), "url": HOOK_URL,
+                 "events": ["consultation.confirmed", "consultation.rejected"], "audience": "own",
+                 "secret": match.regex(SECRET, regex=r"^whsec_[A-Za-z0-9+/]{43}=$")},
+                content_type="application/json"))
+
+
+INTERACTIONS = {SUBSCRIBE: add_subscribe, BOOK: add_book, READ: add_read, READ_MISSING: add_read_missing,
                 BOOK_WITHOUT_TIMEZONE: add_book_without_timezone, RESCHEDULE: add_reschedule}
 
 

@@ -57,5 +57,11 @@ def test_the_portal_moves_a_consultation_and_keeps_where_to_read_whether_it_move
     assert receipt.location == f"/v2/consultations/{CONSULTATION}"
 
 
+def test_the_portal_subscribes_to_outcomes_and_keeps_the_secret_to_verify_them():
+    with contract.build(contract.SUBSCRIBE).serve() as server, portal(server) as client:
+        webhook = client.subscribe(contract.HOOK_URL, ["consultation.confirmed", "consultation.rejected"])
+    assert (webhook.webhook_id, webhook.audience, webhook.secret) == (UUID(contract.WEBHOOK), "own", contract.SECRET)
+
+
 def test_the_committed_pact_is_what_the_portal_expects(tmp_path):
     assert_matches_committed(contract.build(), tmp_path)

@@ -24,7 +24,8 @@ from tests.integration.projections.conftest import delete_prefix
 CLINIC = [sys.executable, "-m", "interfaces.cli.main"]
 ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2027, 1, 5, 9, 0, tzinfo=UTC)
-HEADS = {"Registry": 2, "Consultations": 6, "Scheduling": 9, "Booking": 12}  # two people, three confirmed bookings
+HEADS = {"Registry": 2, "Consultations": 6, "Scheduling": 9, "Booking": 12, "Notifications": 3}
+"""Two people, three confirmed bookings (and the parties of each, noted by notifications)."""
 
 
 def run_clinic(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from application.bootstrap import bootstrap, build_applications, migrate
+from application.contexts import CONTEXTS
 from infrastructure.event_chain import PostgresEventChain, link
 from process_managers.booking_saga import saga_id_for
 from tests.conftest import settings_for
@@ -106,8 +107,7 @@ def test_clinic_audit_verify_reports_every_store_and_exits_1_at_a_broken_link(bo
     env = {"CLINIC_PERSISTENCE": "postgres", **settings.database}
     clean = run_clinic("audit", "verify", env=env)
     assert clean.returncode == 0, clean.stdout + clean.stderr
-    assert {line.split()[0] for line in clean.stdout.splitlines()} == {"Registry", "Scheduling", "Consultations",
-                                                                      "Booking"}
+    assert {line.split()[0] for line in clean.stdout.splitlines()} == {context.name for context in CONTEXTS}
     with chains(settings) as by_name:
         execute(by_name["Consultations"], "UPDATE {table} SET topic = topic || ' ' WHERE originator_id = %s "
                                           "AND originator_version = 1", consultation_id)

@@ -51,6 +51,7 @@ def booked(tmp_path_factory):
     bo = clinic.registry.register_patient("Bo", "bo@example.org", date(1991, 1, 1), True)
     rui = clinic.registry.register_doctor("Dr. Rui", "cardiology")
     clinic.open_slots(rui, [(START + timedelta(hours=h), 30) for h in range(BOOKINGS)])
+    clinic.notifications.subscribe("ops-1", "https://hooks.example.org/clinic", ["consultation.confirmed"])
     ids: dict[UUID, list[UUID]] = {ana: [], bo: []}
     for h in range(BOOKINGS):
         patient = ana if h % 3 else bo

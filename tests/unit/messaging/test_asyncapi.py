@@ -17,6 +17,7 @@ from domain.doctor import Doctor
 from domain.patient import Patient
 from domain.record_access import PatientRecordAccess
 from domain.slot import Slot, SlotRequestRefused
+from domain.webhooks import ConsultationParties, WebhookDelivery, WebhookDirectory, WebhookSubscription
 from infrastructure.messaging.codec import encode
 from process_managers.booking_saga import BookingSaga
 from process_managers.reschedule_saga import RescheduleSaga
@@ -28,6 +29,7 @@ FAMILIES = {
     "ConsultationEventName": [Consultation],
     "SchedulingEventName": [Slot, SlotRequestRefused],
     "BookingEventName": [BookingSaga, RescheduleSaga],
+    "NotificationsEventName": [WebhookSubscription, WebhookDirectory, WebhookDelivery, ConsultationParties],
 }
 
 

@@ -109,7 +109,10 @@ def apps() -> Iterator[dict[str, Any]]:
 
 
 SAMPLES = {uuid.UUID: uuid.uuid4, uuid.UUID | None: uuid.uuid4, datetime: lambda: datetime(2027, 3, 1, 9, tzinfo=UTC),
-           date: lambda: date(1990, 2, 2), str: lambda: "some text", int: lambda: 30, bool: lambda: True}
+           date: lambda: date(1990, 2, 2), str: lambda: "some text", int: lambda: 30, bool: lambda: True,
+           list[str]: lambda: ["consultation.confirmed"], int | None: lambda: 503,
+           str | None: lambda: None,  # traceparent is one: any other text would break its pattern
+           datetime | None: lambda: datetime(2027, 3, 1, 9, 10, tzinfo=UTC)}
 METADATA = {"originator_id", "originator_version", "originator_topic"}
 
 
