@@ -8,15 +8,24 @@ outcome is not the expected one, so it doubles as a smoke test.
 from __future__ import annotations
 
 import argparse
+import queue
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from uuid import UUID
+
+from standardwebhooks import Webhook
 
 from application.bootstrap import bootstrap
 from application.clinic import Clinic
 from application.consultations import ConsultationsApplication
+from application.notifications import NotificationsApplication
 from application.registry import RegistryApplication
 from application.scheduling import SchedulingApplication
 from application.settings import Settings
@@ -60,18 +69,56 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _walk(data_dir: Path) -> int:
-    clinic = bootstrap(Settings(persistence="sqlite", data_dir=data_dir, runner_tick_seconds=0.1))
+    # Ana's app listens on this machine, over plain http: allowed here, never in production
+    clinic = bootstrap(Settings(persistence="sqlite", data_dir=data_dir, runner_tick_seconds=0.1,
+                                webhook_allow_http=True, webhook_allow_private_networks=True))
     try:
         demo = Walkthrough(clinic)
         print(f"clinic demo: SQLite event stores in {data_dir}\n")
-        _script(demo)
+        with _inbox() as (url, received):
+            _script(demo, url, received)
     finally:
         clinic.close()
     print("\nall outcomes as expected" if not demo.failures else f"\nunexpected: {', '.join(demo.failures)}")
     return 0 if not demo.failures else 1
 
 
-def _script(demo: Walkthrough) -> None:
+@contextmanager
+def _inbox() -> Iterator[tuple[str, queue.Queue[tuple[dict[str, str], bytes]]]]:
+    """Ana's app's webhook endpoint: a loopback HTTP server that keeps what it is sent."""
+    received: queue.Queue[tuple[dict[str, str], bytes]] = queue.Queue()
+
+    class Inbox(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the standard library's name
+            received.put((dict(self.headers.items()), self.rfile.read(int(self.headers.get("content-length", 0)))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Inbox)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/clinic-hooks", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _told(secret: str, received: queue.Queue[tuple[dict[str, str], bytes]], count: int) -> list[str]:
+    """The types of the next ``count`` deliveries, each verified with the subscription's secret."""
+    types = []
+    for _ in range(count):
+        try:
+            headers, body = received.get(timeout=10)
+        except queue.Empty:
+            break
+        types.append(Webhook(secret).verify(body, headers)["type"])
+    return sorted(types)
+
+
+def _script(demo: Walkthrough, hook_url: str, received: queue.Queue[tuple[dict[str, str], bytes]]) -> None:
     clinic = demo.clinic
     registry = clinic.require(RegistryApplication)
     with event_metadata(correlation_id="demo-setup", actor="demo-admin"):
@@ -82,6 +129,12 @@ def _script(demo: Walkthrough) -> None:
         slots = [MONDAY_9AM, MONDAY_9AM + timedelta(minutes=30), MONDAY_9AM + timedelta(hours=1)]
         clinic.open_slots(cardio, [(s, 30) for s in slots])
         clinic.open_slots(derma, [(MONDAY_9AM, 30)])
+
+    notifications = clinic.require(NotificationsApplication)
+    with event_metadata(correlation_id="demo-webhook", actor=str(ana)):
+        hook = notifications.subscribe(str(ana), hook_url, ["consultation.confirmed", "consultation.rescheduled"],
+                                       patient_id=ana)
+    print(f"0. Ana's app subscribes {hook_url} to her consultations' confirmations and moves\n")
 
     print("1. Ana books Dr. Reis at 09:00")
     first = demo.book(ana, cardio, MONDAY_9AM, "demo-booking-1")
@@ -120,6 +173,8 @@ def _script(demo: Walkthrough) -> None:
     demo.expect("slots at 09:00 and 10:00", (demo.slot_status(cardio, slots[0]), demo.slot_status(cardio, slots[2])),
                 ("OPEN", "BOOKED"))
     demo.expect("reschedule saga", clinic.saga(move).state, "COMPLETED")
+    demo.expect("Ana's app was told (signatures verified)", _told(notifications.secret(hook), received, 2),
+                ["consultation.confirmed", "consultation.rescheduled"])
 
     print("\n6. An auditor replays Ana's consultation at version 1, from its stream alone")
     trail = clinic.auditor.trail("consultation", first, version=1)

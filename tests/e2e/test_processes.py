@@ -31,6 +31,7 @@ def test_demo_prints_every_outcome():
     for outcome in ["('CONFIRMED', None)", "('REJECTED', 'slot_unavailable')", "('REJECTED', 'doctor_inactive')",
                     "slot history: ['Opened', 'Held', 'Released']", "('CANCELLED', None)", "starts: 10:00",
                     "slots at 09:00 and 10:00: ('OPEN', 'BOOKED')", "reschedule saga: COMPLETED",
+                    "Ana's app was told (signatures verified): ['consultation.confirmed', 'consultation.rescheduled']",
                     "status at version 1: REQUESTED", "all outcomes as expected"]:
         assert outcome in result.stdout
 
