@@ -28,6 +28,8 @@ from projections.catalog import ALL_PROJECTIONS
 from projections.memory_store import MemoryViewStore
 from projections.runner import ProjectionRunner
 from tests.conftest import ManualClock
+from tests.kit.eventually import eventually
+from tests.kit.webhooks import webhook_receiver
 from tests.unit.process_managers.test_booking_process_manager import Booking, FakeRegistry, Harness
 
 START = datetime(2027, 1, 5, 9, 0, tzinfo=UTC)
@@ -99,6 +101,25 @@ def test_reschedules_are_counted_by_outcome_and_apart_from_bookings(clinic, metr
     assert metrics.sample("clinic_reschedules_total", outcome="cancelled") == 0
     assert (metrics.sample("clinic_sagas_started_total"), metrics.sample("clinic_sagas_confirmed_total")) == (1, 1)
     assert metrics.sample("clinic_sagas_compensated_total", reason="slot_unavailable") == 0
+
+
+def test_webhook_attempts_are_counted_by_outcome_and_timed(metrics):
+    clinic = bootstrap(Settings(persistence="memory", runner_tick_seconds=0.05, webhook_allow_http=True,
+                                webhook_allow_private_networks=True, webhook_retry_seconds=0.1), metrics=metrics)
+    try:
+        with webhook_receiver() as receiver:
+            assert metrics.sample("clinic_webhook_attempts_total", outcome="failed") == 0  # the series exist
+            receiver.answers = [503]
+            patient, doctor = given_a_patient_and_an_open_slot(clinic)
+            clinic.notifications.subscribe("ops-1", receiver.url, ["consultation.confirmed"])
+            clinic.book(patient, doctor, START, "check-up")
+            receiver.next(), receiver.next()  # refused, then taken
+            eventually(lambda: metrics.sample("clinic_webhook_attempts_total", outcome="delivered") == 1,
+                       what="the delivery counted")
+    finally:
+        clinic.close()
+    assert metrics.sample("clinic_webhook_attempts_total", outcome="retrying") == 1
+    assert metrics.sample("clinic_webhook_attempt_duration_seconds_count") == 2
 
 
 def test_a_saga_past_its_deadline_is_counted_as_timed_out_and_compensated(metrics):
