@@ -1,4 +1,4 @@
-"""A whole distributed deployment on this machine: four services, the authorization server, nginx,
+"""A whole distributed deployment on this machine: five services, the authorization server, nginx,
 on PostgreSQL, RabbitMQ and Redis.
 
 Each service is a separate OS process (``clinic run``); the deployment is isolated by its own
