@@ -31,11 +31,14 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere: the product's package
+from application.contexts import SERVICE_NAMES  # noqa: E402 - after the path it is found on
+
 OUT = Path(__file__).resolve().parent / "rules" / "clinic-slo.yml"
 WINDOWS = ("5m", "30m", "1h", "6h", "3d")
 SLOW_WINDOWS = ("3d",)
 """Evaluated once a minute, not at every 15 s evaluation: a 3-day rate reads 3 days of samples."""
-API_SERVICES = "registry|scheduling|consultations|booking|clinic"
+API_SERVICES = "|".join([*SERVICE_NAMES, "clinic"])
 """The services whose public ``/v1`` API the api-* SLOs cover (``clinic``: ``clinic serve``, all in one)."""
 PUBLIC_ROUTES = 'route!~"/health/.*|/metrics|/internal/.*"'
 """As in clinic-recording.yml: probes, the scrape and the registry's internal API are not the public API."""

@@ -1,8 +1,8 @@
 """``clinic run <service>``: one context as a service of distributed mode.
 
 ``--role api`` serves the context's part of ``/v1`` (scale these replicas freely);
-``--role worker`` runs its outbox relay, its consumer and, for booking, the saga timer
-(one per context), and serves only the health probes; ``--role all`` does both in one
+``--role worker`` runs its outbox relay, its consumer and its timer (booking: the sagas' deadlines;
+notifications: the webhooks due) (one per context), and serves only the health probes; ``--role all`` does both in one
 process. On SIGTERM the service
 stops being ready, goes on serving HTTP for ``CLINIC_DRAIN_SECONDS`` (so load balancers stop
 sending), stops taking messages, lets in-flight work finish and be acked, then exits. The drain is

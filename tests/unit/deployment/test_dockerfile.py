@@ -111,7 +111,9 @@ def test_healthcheck_asks_the_liveness_endpoint_every_service_serves(dockerfile)
     checks = [args for instruction, args in final(dockerfile) if instruction == "HEALTHCHECK"]
     assert len(checks) == 1 and "CMD" in checks[0]
     path = re.search(r"http://127\.0\.0\.1:\{port\}(/[\w/]+)", checks[0]).group(1)
-    for service in ("registry", "scheduling", "consultations", "booking", "auth"):
+    from application.contexts import SERVICE_NAMES
+
+    for service in (*SERVICE_NAMES, "auth"):
         assert path in app_routes.served_paths(service), (service, path)
     assert path in app_routes.served_paths("projections", "worker")
     assert "'9000' if os.environ.get('CLINIC_SERVICE') == 'auth' else '8000'" in checks[0]  # run.py / auth's ports

@@ -11,6 +11,7 @@ are left out of that step (the canary component's own tests check the Rollout).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import re
 import shlex
 import subprocess
@@ -365,6 +366,7 @@ def test_settings_parse(name):
     settings = Settings.from_env(env)
     assert settings.persistence == "postgres" and settings.create_tables is False
     assert settings.jwt_issuer.startswith("https://")
+    assert not settings.webhook_allow_http and not settings.webhook_allow_private_networks  # https, public only
 
 
 def secret_templates() -> dict[str, dict[str, str]]:
@@ -405,6 +407,9 @@ def test_mounted_secret_files_are_the_ones_the_settings_name():
     booking = named(overlay("prod"), "Deployment", "clinic-booking-worker")
     env = {v["name"]: v.get("value") for v in pod_spec(booking)["containers"][0]["env"]}
     assert Path(env["CLINIC_CLIENT_SECRET_FILE"]).name in templates["clinic-booking-oauth"]
+    notifications = named(overlay("prod"), "Deployment", "clinic-notifications-worker")
+    env = {v["name"]: v.get("value") for v in pod_spec(notifications)["containers"][0]["env"]}
+    assert Path(env["CLINIC_WEBHOOK_KEY_FILE"]).name in templates["clinic-webhook-key"]
     from infrastructure.tls import CA_FILE, CA_KEY_FILE, DEFAULT_SERVICES
 
     pki = set(templates["clinic-pki"])
@@ -578,6 +583,11 @@ def pod_labels(name: str, workload: str) -> dict[str, str]:
     return named(overlay(name), "Deployment", workload)["spec"]["template"]["metadata"]["labels"]
 
 
+def in_namespace(peer: dict[str, Any]) -> bool:
+    """Whether a policy peer names pods of the policy's own namespace (not another namespace, not an ipBlock)."""
+    return "namespaceSelector" not in peer and "ipBlock" not in peer
+
+
 def allowed(name: str, source: str, destination: str, port: int | str) -> bool:
     """Whether the policies let ``source``'s pods reach ``destination``'s pods on ``port`` (both
     directions must allow it, as with a default deny on both)."""
@@ -589,11 +599,11 @@ def allowed(name: str, source: str, destination: str, port: int | str) -> bool:
         return "ports" not in rule or any(p["port"] in ports for p in rule["ports"])
 
     egress = any(selects(policy["spec"]["podSelector"], src) and any(
-        port_ok(rule) and any("namespaceSelector" not in peer and selects(peer.get("podSelector", {}), dst)
+        port_ok(rule) and any(in_namespace(peer) and selects(peer.get("podSelector", {}), dst)
                               for peer in rule.get("to", [])) for rule in policy["spec"].get("egress", []))
         for policy in policies(name))
     ingress = any(selects(policy["spec"]["podSelector"], dst) and any(
-        port_ok(rule) and any("namespaceSelector" not in peer and selects(peer.get("podSelector", {}), src)
+        port_ok(rule) and any(in_namespace(peer) and selects(peer.get("podSelector", {}), src)
                               for peer in rule.get("from", [])) for rule in policy["spec"].get("ingress", []))
         for policy in policies(name))
     return egress and ingress
@@ -612,10 +622,49 @@ def test_the_flows_the_architecture_needs_and_no_others(name):
     assert allowed(name, "clinic-booking-api", "clinic-registry-api", 8443)
     assert not allowed(name, "clinic-consultations-api", "clinic-registry-api", 8443)  # only booking
     assert not allowed(name, "clinic-booking-worker", "clinic-registry-api", 8000)
-    for workload in ("clinic-registry-api", "clinic-consultations-worker", "clinic-booking-worker"):
+    for workload in ("clinic-registry-api", "clinic-consultations-worker", "clinic-booking-worker",
+                     "clinic-notifications-api", "clinic-notifications-worker"):
         assert allowed(name, workload, "clinic-auth", 8443)  # the JWKS, over TLS
         assert not allowed(name, workload, "clinic-auth", 9000)  # the public issuer is the Ingress's
     assert not allowed(name, "clinic-consultations-api", "clinic-scheduling-api", 8000)  # APIs never call APIs
+    # the webhook sender's egress to the internet lets it reach no pod of the clinic
+    assert not allowed(name, "clinic-notifications-worker", "clinic-registry-api", 8443)
+    assert not allowed(name, "clinic-notifications-worker", "clinic-auth", 443)
+
+
+PRIVATE_NETWORKS = tuple(ipaddress.ip_network(cidr) for cidr in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10", "127.0.0.0/8"))
+"""The cluster's pods, Services and nodes (RFC 1918, CGNAT), loopback and link-local (cloud metadata)."""
+
+
+def egress_beyond_the_cluster(name: str, workload: str) -> list[dict[str, Any]]:
+    """The egress rules letting ``workload``'s pods reach addresses (ipBlock peers), each as its peer and ports."""
+    labels = pod_labels(name, workload)
+    return [{"ipBlock": peer["ipBlock"], "ports": rule.get("ports")}
+            for policy in policies(name) if selects(policy["spec"]["podSelector"], labels)
+            for rule in policy["spec"].get("egress", []) for peer in rule.get("to", []) if "ipBlock" in peer]
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_only_the_webhook_sender_leaves_the_cluster_and_only_for_public_https(name):
+    """The notifications worker POSTs webhooks to clients' https URLs: TCP 443 to public addresses; no other
+    pod reaches any address outside the policies' pods and namespaces (docs/security.md, SSRF)."""
+    for policy in policies(name):  # a rule without peers would allow every destination
+        assert all("to" in rule for rule in policy["spec"].get("egress", [])), policy["metadata"]["name"]
+        assert all("from" in rule for rule in policy["spec"].get("ingress", [])), policy["metadata"]["name"]
+    for doc in deployments(name):
+        workload = doc["metadata"]["name"]
+        rules = egress_beyond_the_cluster(name, workload)
+        if workload != "clinic-notifications-worker":
+            assert rules == [], workload
+            continue
+        assert rules, workload
+        for rule in rules:
+            assert rule["ports"] == [{"protocol": "TCP", "port": 443}], rule
+            excepted = [ipaddress.ip_network(cidr) for cidr in rule["ipBlock"].get("except", [])]
+            for private in PRIVATE_NETWORKS:
+                if private.version == ipaddress.ip_network(rule["ipBlock"]["cidr"]).version:
+                    assert any(private.subnet_of(block) for block in excepted), (rule, private)
 
 
 def egress_to_namespace(name: str, workload: str, namespace: str, app_label: tuple[str, str], port: int) -> bool:
@@ -694,7 +743,9 @@ def test_ingress_routes_like_the_gateway(name):
 
 def concrete(template: str) -> list[str]:
     """A route template with sample values in place of its parameters."""
-    kinds = ("patient", "doctor", "slot", "consultation", "saga")
+    from application.contexts import CONTEXTS, audited_kinds
+
+    kinds = tuple(audited_kinds(CONTEXTS))
     path = re.sub(r"\{[^}]+:uuid\}", str(uuid.uuid4()), template)
     return [re.sub(r"\{[^}]+:str\}", kind, path) for kind in kinds] if ":str}" in path else [path]
 
@@ -817,3 +868,24 @@ def test_the_data_key_encryption_key_is_mounted_only_where_personal_data_is_seal
             mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
             (volume,) = mounted
             assert Path(env["CLINIC_DATA_KEK_FILE"]).parent == Path(mounts[volume]), doc["metadata"]["name"]
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_webhook_key_is_mounted_in_the_notifications_api_and_worker_only(name):
+    """The API shows each subscription's secret once and the worker signs with it: both derive it from one
+    key (without it each pod would make a development key of its own); no other pod holds it."""
+    from application.contexts import NOTIFICATIONS
+
+    for doc in [*of_kind(overlay(name), "Deployment"), *of_kind(overlay(name), "Job")]:
+        spec = pod_spec(doc)
+        (container,) = [c for c in spec["containers"] if c["name"] == "clinic"]
+        env = {entry["name"]: entry.get("value") for entry in container.get("env", [])}
+        mounted = [volume["name"] for volume in spec.get("volumes", [])
+                   if volume.get("secret", {}).get("secretName") == "clinic-webhook-key"]
+        needed = doc["metadata"]["labels"].get("clinic/service") == NOTIFICATIONS.service
+        assert bool(mounted) == needed == ("CLINIC_WEBHOOK_KEY_FILE" in env), doc["metadata"]["name"]
+        assert "CLINIC_WEBHOOK_KEY" not in env, doc["metadata"]["name"]  # a file, never a literal
+        if needed:
+            mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+            (volume,) = mounted
+            assert Path(env["CLINIC_WEBHOOK_KEY_FILE"]).parent == Path(mounts[volume]), doc["metadata"]["name"]

@@ -38,6 +38,7 @@ METRICS = {
     "clinic_projection_position", "clinic_projection_lag_events", "clinic_projection_lag_seconds",
     "clinic_projection_quarantined_events",
     "clinic_event_store_append_duration_seconds", "clinic_event_store_appended_events_total",
+    "clinic_webhook_attempts_total",
 }
 """The services' metrics (issue 6); histograms by their base name."""
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
