@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint demo openapi lock clean
+.PHONY: install run test lint demo openapi lock clean console-assets
 
 # Dependencies come pinned, with hashes, from the lock file (`make lock` regenerates it from pyproject.toml).
 $(STAMP): pyproject.toml requirements-test.lock
@@ -23,6 +23,16 @@ $(TOOLS): tools/package.json tools/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tools --no-audit --no-fund --loglevel=error && touch $(TOOLS); \
 	else echo "npm not found: the OpenAPI/AsyncAPI/Backstage lint tests will be skipped (apt-get install -y npm)"; fi
 
+# The console's browser assets: npm (web/package-lock.json) into the static files the product serves;
+# committed, so running the product needs no npm (tests/unit/interfaces/test_console_assets.py compares).
+WEB := web/node_modules/.installed
+$(WEB): web/package.json web/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix web --no-audit --no-fund --loglevel=error && touch $(WEB); \
+	else echo "npm not found: the console assets' provenance test will be skipped (apt-get install -y npm)"; fi
+
+console-assets: $(WEB)
+	cp web/node_modules/htmx.org/dist/htmx.min.js interfaces/http/console/static/htmx.min.js
+
 install: $(STAMP)
 
 run: $(STAMP)
@@ -31,7 +41,7 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/clinic demo
 
-test: $(STAMP) $(TOOLS)
+test: $(STAMP) $(TOOLS) $(WEB)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # What the CI workflow's lint job runs (tests/unit/test_lint.py runs the same inside `make test`).

@@ -72,7 +72,8 @@ CONSULTATIONS = BoundedContext(
 )
 BOOKING = BoundedContext(
     "booking", BookingProcessManager, (BookingSaga, RescheduleSaga), follows=("consultations", "scheduling"),
-    audited=MappingProxyType({"saga": BookingSaga, "reschedule": RescheduleSaga}), read_models=("saga_status",),
+    audited=MappingProxyType({"saga": BookingSaga, "reschedule": RescheduleSaga}),
+    read_models=("saga_status", "saga_list"),
 )
 
 NOTIFICATIONS = BoundedContext(

@@ -27,6 +27,8 @@ from application.views import (
     DoctorListing,
     DoctorPage,
     Saga,
+    SagaListing,
+    SagaPage,
     SagaStep,
     WebhookDeliveryListing,
     WebhookDeliveryPage,
@@ -40,6 +42,7 @@ from projections.doctor_agenda import doctor_agenda_key
 from projections.doctor_directory import doctor_key, doctors_key
 from projections.doctor_slots import doctor_slots_key, slot_key
 from projections.patient_consultations import patient_consultations_key
+from projections.saga_list import SAGAS, saga_listing_key
 from projections.saga_status import saga_key, saga_steps_key
 from projections.store import ServingRead, ViewStore
 from projections.webhook_deliveries import deliveries_key, delivery_key
@@ -235,6 +238,32 @@ class ReadModels:
         return DoctorListing(UUID(fields["doctor_id"]), fields["name"], fields["specialty"],
                              fields["active"] == "true") if fields else None
 
+    def sagas(self, keep: Callable[[SagaListing], bool] = lambda _: True, cursor: str | None = None,
+              limit: int = 20) -> SagaPage:
+        """Booking and reschedule sagas, newest first, those ``keep`` keeps (by state, whether stuck…)."""
+        items, next_cursor = self._page("saga_list", SAGAS, float("-inf"), float("inf"), cursor, limit,
+                                        self._maybe_saga_listing, keep)
+        return SagaPage(items, next_cursor)
+
+    def saga_listing(self, saga_id: UUID) -> SagaListing:
+        listing = self._maybe_saga_listing(str(saga_id))
+        if listing is None:
+            raise NotFoundError(f"saga {saga_id} not found")
+        return listing
+
+    def _maybe_saga_listing(self, saga_id: str) -> SagaListing | None:
+        listing = self._fields("saga_list", saga_listing_key(saga_id))
+        status = self._fields("saga_status", saga_key(saga_id))
+        if not listing or not status:
+            return None
+        steps = [json.loads(item) for item in
+                 self.store.list_items("saga_status", self._version("saga_status"), saga_steps_key(saga_id))]
+        started = datetime.fromisoformat(listing["started_at"])
+        return SagaListing(UUID(saga_id), listing["kind"], listing["aggregate"], UUID(listing["consultation_id"]),
+                           UUID(listing["patient_id"]),
+                           UUID(listing["doctor_id"]), started, status["state"], status.get("rejection_reason") or None,
+                           datetime.fromisoformat(status["deadline"]), _on_this_step_since(steps, started))
+
     def webhook_deliveries(self, subscription_id: UUID, status: str | None = None, cursor: str | None = None,
                            limit: int = 20) -> WebhookDeliveryPage:
         """A subscription's delivery log, newest first (``status``: only pending, delivered or failed ones)."""
@@ -414,6 +443,16 @@ class ReadModels:
     def _maybe_consultation(self, consultation_id: str) -> ConsultationView | None:
         fields = self._fields("consultation_detail", consultation_key(consultation_id))
         return _consultation(fields) if fields else None
+
+
+def _on_this_step_since(steps: list[dict[str, str]], started: datetime) -> datetime:
+    """When the saga's last step was first recorded (a step asked again and again counts from the first)."""
+    if not steps:
+        return started
+    first = len(steps) - 1
+    while first > 0 and steps[first - 1]["name"] == steps[-1]["name"]:
+        first -= 1
+    return datetime.fromisoformat(steps[first]["at"])
 
 
 def _delivery(fields: dict[str, str]) -> WebhookDeliveryListing:

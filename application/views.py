@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
+
+from domain.booking_saga_table import ENDED_STATES
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,40 @@ class Saga:
     rejection_reason: str | None
     deadline: datetime
     steps: list[SagaStep]
+
+
+@dataclass(frozen=True)
+class SagaListing:
+    """A saga as a list of sagas shows it."""
+
+    saga_id: UUID
+    kind: str
+    aggregate: str
+    """The saga aggregate's class (``BookingSaga``, ``RescheduleSaga``): which audit kind replays it."""
+    consultation_id: UUID
+    patient_id: UUID
+    doctor_id: UUID
+    started_at: datetime
+    state: str
+    rejection_reason: str | None
+    deadline: datetime
+    waiting_since: datetime
+    """Since when it is on its last step (first asked; asking again does not restart it)."""
+
+    @property
+    def open(self) -> bool:
+        """It has not ended (confirmed, moved, rejected or cancelled)."""
+        return self.state not in ENDED_STATES
+
+    def stuck(self, now: datetime, after: timedelta) -> bool:
+        """Open, and past its deadline or waiting on one step for longer than ``after``."""
+        return self.open and (self.deadline <= now or now - self.waiting_since > after)
+
+
+@dataclass(frozen=True)
+class SagaPage:
+    items: list[SagaListing]
+    next_cursor: str | None
 
 
 @dataclass(frozen=True)

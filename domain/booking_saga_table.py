@@ -33,6 +33,8 @@ class SagaState(StrEnum):
 
 OPEN_STATES = frozenset({SagaState.HOLDING_SLOT, SagaState.VALIDATING, SagaState.BOOKING_SLOT})
 """The states a saga waits in under its deadline: the deadline timer watches these."""
+ENDED_STATES = frozenset({SagaState.COMPLETED, SagaState.REJECTED, SagaState.CANCELLED})
+"""The states a saga ends in: it waits on nothing more."""
 
 
 class StepStatus(StrEnum):

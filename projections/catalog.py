@@ -8,6 +8,7 @@ from projections.doctor_agenda import DoctorAgenda
 from projections.doctor_directory import DoctorDirectory
 from projections.doctor_slots import DoctorSlots
 from projections.patient_consultations import PatientConsultations
+from projections.saga_list import SagaList
 from projections.saga_status import SagaStatus
 from projections.webhook_deliveries import WebhookDeliveries
 
@@ -17,6 +18,7 @@ ALL_PROJECTIONS: tuple[Projection, ...] = (
     DoctorAgenda(),
     DoctorSlots(),
     SagaStatus(),
+    SagaList(),
     DoctorDirectory(),
     WebhookDeliveries(),
 )

@@ -18,7 +18,8 @@ from infrastructure.observability.tracing import configure_tracing, shutdown_tra
 from interfaces.cli.graceful import GRACE_SECONDS, Server, run, serve_until_stopped, stop_on_signals
 from interfaces.cli.main import settings
 from interfaces.http.app import create_app
-from interfaces.security.trust import token_verifier
+from interfaces.http.console.session import Console
+from interfaces.security.trust import dev_issuer, token_verifier, uses_dev_key
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -28,13 +29,15 @@ def run_serve(args: argparse.Namespace) -> int:
     metrics = Metrics.for_service("clinic")
     tracing = configure_tracing("clinic", config)
     clinic = bootstrap(config, metrics=metrics)
+    console = Console(dev_issuer(config)) if uses_dev_key(config) else None
     app = create_app(clinic, verifier, close_clinic_on_shutdown=True, max_request_bytes=config.max_request_bytes,
-                     metrics=metrics, tracer_provider=tracing)
+                     metrics=metrics, tracer_provider=tracing, console=console)
     server = Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info", log_config=None,
                                    access_log=config.access_log, timeout_graceful_shutdown=GRACE_SECONDS,
                                    **config.proxy_options))
     print(f"clinic: serving on http://{args.host}:{args.port} ({config.persistence} stores in {config.data_dir}); "
-          f"get a token with `clinic token --sub ID --role ADMIN`", flush=True)
+          f"get a token with `clinic token --sub ID --role ADMIN`"
+          + (f"; the console: http://{args.host}:{args.port}/console" if console is not None else ""), flush=True)
     try:
         return run(_serve(server, clinic, config.drain_seconds))  # uvloop, as uvicorn.run would pick it
     finally:

@@ -9,6 +9,8 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.template.config import TemplateConfig
 from litestar.types import ControllerRouterHandler
 from opentelemetry.trace import TracerProvider
 
@@ -16,6 +18,8 @@ from application.clinic import Clinic
 from infrastructure.observability.metrics import Metrics
 from infrastructure.security.tokens import TokenVerifier
 from interfaces.http.authorization import require_scope
+from interfaces.http.console.pages import TEMPLATES, console_router
+from interfaces.http.console.session import Console
 from interfaces.http.contexts import CONTROLLERS
 from interfaces.http.deprecation import deprecation_headers, refuse_after_sunset
 from interfaces.http.metrics import serve_metrics
@@ -33,7 +37,7 @@ MAX_REQUEST_BYTES = 65536
 def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutdown: bool = False,
                controllers: Sequence[ControllerRouterHandler] | None = None, max_request_bytes: int = MAX_REQUEST_BYTES,
                metrics: Metrics | None = None, tracer_provider: TracerProvider | None = None,
-               clock: Callable[[], datetime] = utc_now) -> Litestar:
+               clock: Callable[[], datetime] = utc_now, console: Console | None = None) -> Litestar:
     """The HTTP API over ``clinic`` (all of it, or ``controllers``); tokens are checked with ``verifier``.
 
     Every request passes ``ApiMiddleware`` (correlation id, response headers, metrics); once routed,
@@ -45,9 +49,10 @@ def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutd
     Deprecated operations (``deprecation.DEPRECATIONS``) carry their headers, are counted per client in
     ``metrics``, and answer 410 once ``clock`` passes their sunset. Nothing of this takes a worker thread:
     only a handler declared ``sync_to_thread`` and the verification of a token not seen recently do.
+    With ``console`` (how operators sign in), the operations console is served at ``/console``.
     """
     app = Litestar(
-        route_handlers=controllers or CONTROLLERS,
+        route_handlers=[*(controllers or CONTROLLERS), *([console_router(console)] if console is not None else [])],
         dependencies={"clinic": Provide(lambda: clinic, use_cache=True, sync_to_thread=False)},
         middleware=[
             *([route_span_names] if tracer_provider is not None else []),  # no server span to name otherwise
@@ -60,7 +65,8 @@ def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutd
         exception_handlers={Exception: problem_response},
         logging_config=None,  # logs go through the root logger's JSON handler (configure_logging)
         openapi_config=openapi_config(),
-        state=State({"verifier": verifier, "clock": clock}),
+        state=State({"verifier": verifier, "clock": clock, "console": console}),
+        template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine) if console is not None else None,
         on_shutdown=[clinic.close] if close_clinic_on_shutdown else [],
         plugins=tracing_plugins(tracer_provider),
     )

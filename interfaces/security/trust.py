@@ -40,12 +40,17 @@ def token_verifier(settings: Settings) -> TokenVerifier:
     keys: KeySource
     if settings.jwks_url:
         keys = JwksKeySource(settings.jwks_url, verify=ca_trust(settings.auth_ca_file))
-    elif settings.jwt_issuer.startswith(("https://", "http://")):
+    elif not uses_dev_key(settings):
         keys = DiscoveredJwks(settings.jwt_issuer)
     else:
         keys = dev_issuer(settings).verifier().keys
     return CachingTokenVerifier(keys, settings.jwt_issuer, settings.jwt_audience, settings.jwt_leeway_seconds,
                                 settings.jwt_roles_claim)
+
+
+def uses_dev_key(settings: Settings) -> bool:
+    """Tokens are signed by the development key in the data directory (no JWKS, no issuer URL)."""
+    return not settings.jwks_url and not settings.jwt_issuer.startswith(("https://", "http://"))
 
 
 def dev_issuer(settings: Settings) -> TokenIssuer:

@@ -1,0 +1,166 @@
+"""The console's pages: server-rendered templates; htmx (served from ``static/``) swaps the parts that change.
+
+Every page needs a console session (``session.operator``); the API's bearer check and scope table do
+not apply to them (``EXCLUDE_FROM_AUTH``, ``public``), and they are not in the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from litestar import Controller, Request, Response, Router, get, post
+from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import Cookie
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import PermissionDeniedException
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.csrf import CSRFMiddleware
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Redirect, Template
+from litestar.static_files import create_static_files_router
+
+from application.clinic import Clinic
+from application.read_models import ReadModels
+from application.views import SagaListing
+from domain.base import NotFoundError
+from domain.booking_saga_table import OPEN_STATES, SagaState
+from domain.values import Role
+from infrastructure.security.tokens import Principal
+from interfaces.http.console.session import COOKIE, PATH, SESSION_SECONDS, Console, SignInRequired, operator
+from interfaces.http.console.timeline import saga_timeline
+from interfaces.http.metrics import PUBLIC_OPT
+from interfaces.http.middleware import EXCLUDE_FROM_AUTH
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+OPEN = {EXCLUDE_FROM_AUTH: True, PUBLIC_OPT: True}
+"""The console's own session guards its pages, not the API's bearer token and scopes."""
+CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                           "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+"""Only the product's own script, styles and requests; no inline script or style (htmx adds none: its
+indicator styles are off, see ``base.html.j2``)."""
+FILTERS = ("open", "stuck", "confirmed", "rejected", "cancelled")
+StateFilter = Literal["open", "stuck", "confirmed", "rejected", "cancelled"]
+
+
+def _page(name: str, request: Request[Any, Any, Any], status_code: int = 200, **context: Any) -> Template:
+    return Template(template_name=name, context={"request": request, **context}, status_code=status_code,
+                    headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY})
+
+
+class ConsolePages(Controller):
+    path = PATH
+    opt = OPEN
+    include_in_schema = False
+    dependencies = {"operator": Provide(operator)}  # noqa: RUF012 - Litestar's class attribute
+
+    @get("/", sync_to_thread=False)
+    def home(self) -> Redirect:
+        return Redirect(f"{PATH}/sagas")
+
+    @get("/sagas", sync_to_thread=True)
+    def sagas(self, request: Request[Any, Any, Any], clinic: NamedDependency[Clinic],
+              operator: NamedDependency[Principal],
+              show: Annotated[StateFilter | None, QueryParameter(name="state", required=False)] = None,
+              cursor: Annotated[str | None, QueryParameter(required=False)] = None) -> Template:
+        """Sagas newest first, filtered by state (open, stuck past its deadline or one step, or how it ended)."""
+        now, after = request.app.state.clock(), _console(request).stuck_after
+        page = clinic.require(ReadModels).sagas(lambda saga: _shown(saga, show, now, after), cursor, limit=25)
+        rows = [_row(saga, now, after) for saga in page.items]
+        return _page("sagas.html.j2", request, operator=operator, rows=rows, next_cursor=page.next_cursor,
+                     show=show, filters=FILTERS)
+
+    @get("/sagas/{saga_id:uuid}", sync_to_thread=True)
+    def saga(self, request: Request[Any, Any, Any], clinic: NamedDependency[Clinic],
+             operator: NamedDependency[Principal], saga_id: FromPath[UUID]) -> Template:
+        """One saga: its steps on a timeline, the event behind each, and what an open one waits on."""
+        timeline = saga_timeline(clinic, saga_id, request.app.state.clock(), _console(request).stuck_after)
+        return _page("saga.html.j2", request, operator=operator, saga=timeline)
+
+
+class ConsoleSignIn(Controller):
+    """The development sign-in (embedded mode): the operator names themself and their role."""
+
+    path = PATH
+    opt = OPEN
+    include_in_schema = False
+
+    @get("/login", sync_to_thread=False)
+    def form(self, request: Request[Any, Any, Any], error: Annotated[str | None, QueryParameter(
+            required=False, max_length=100)] = None) -> Template:
+        return _page("login.html.j2", request, roles=[Role.ADMIN, Role.AUDITOR], error=error)
+
+    @post("/login", status_code=303)
+    async def sign_in(self, request: Request[Any, Any, Any]) -> Redirect:
+        form = await request.form()
+        sub, role = str(form.get("operator", "")).strip(), str(form.get("role", ""))
+        if not sub or len(sub) > 64 or role not in (Role.ADMIN, Role.AUDITOR):
+            return Redirect(f"{PATH}/login?error=name+yourself+and+pick+a+role", status_code=303)
+        console = _console(request)
+        cookie = Cookie(key=COOKIE, value=console.session_token(sub, Role(role)), path=PATH, httponly=True,
+                        samesite="strict", secure=console.secure_cookie, max_age=SESSION_SECONDS)
+        return Redirect(f"{PATH}/sagas", status_code=303, cookies=[cookie])
+
+    @post("/logout", status_code=303)
+    async def sign_out(self) -> Redirect:
+        return Redirect(f"{PATH}/login", status_code=303,
+                        cookies=[Cookie(key=COOKIE, value="", path=PATH, httponly=True, samesite="strict", max_age=0)])
+
+
+def _console(request: Request[Any, Any, Any]) -> Console:
+    console: Console = request.app.state.console
+    return console
+
+
+def _shown(saga: SagaListing, show: str | None, now: datetime, after: timedelta) -> bool:
+    if show is None:
+        return True
+    if show == "open":
+        return saga.open
+    if show == "stuck":
+        return saga.stuck(now, after)
+    return saga.state == {"confirmed": SagaState.COMPLETED, "rejected": SagaState.REJECTED,
+                          "cancelled": SagaState.CANCELLED}[show]
+
+
+def _row(saga: SagaListing, now: datetime, after: timedelta) -> dict[str, Any]:
+    return {"saga": saga, "stuck": saga.stuck(now, after),
+            "waiting": _duration(now - saga.waiting_since) if saga.open else "",
+            "deadline_passed": saga.open and saga.state in OPEN_STATES and saga.deadline <= now}
+
+
+def _duration(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h"
+
+
+def _signed_out(request: Request[Any, Any, Any], error: SignInRequired) -> Response[Any]:
+    return Redirect(f"{PATH}/login")
+
+
+def _refused(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    """A page saying what was refused: 404 for what does not exist, 403 for what the operator may not do."""
+    status = 404 if isinstance(error, NotFoundError) else 403
+    detail = getattr(error, "detail", None) or str(error)
+    return _page("refused.html.j2", request, status_code=status, status=status, detail=detail)
+
+
+def console_router(console: Console) -> Router:
+    """Everything under ``/console``: the pages, the sign-in, the static assets; CSRF-checked forms."""
+    csrf = CSRFConfig(secret=secrets.token_hex(32), cookie_path=PATH, cookie_samesite="strict",
+                      cookie_httponly=False, cookie_secure=console.secure_cookie)
+    static = create_static_files_router(path=f"{PATH}/static", directories=[STATIC], opt=OPEN,
+                                        include_in_schema=False, send_as_attachment=False)
+    return Router(path="/", route_handlers=[ConsolePages, ConsoleSignIn, static],
+                  middleware=[DefineMiddleware(CSRFMiddleware, config=csrf)],
+                  exception_handlers={SignInRequired: _signed_out, PermissionDeniedException: _refused,
+                                      NotFoundError: _refused})

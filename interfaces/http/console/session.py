@@ -1,0 +1,65 @@
+"""Who is using the console: a signed-in operator, carried by a session cookie, never by a URL.
+
+The cookie holds an access token of the clinic's issuer (the development issuer in embedded mode, so
+``clinic serve`` needs nothing else), ``HttpOnly`` (no script reads it), ``SameSite=Strict`` (no other
+site's page sends it) and scoped to ``/console``; the API's own routes never read it. Each request's
+token is verified like a bearer token, and only ADMIN and AUDITOR may use the console.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import anyio
+from litestar import Request
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+
+from domain.values import Role
+from infrastructure.security.tokens import InvalidTokenError, Principal, TokenIssuer, TokenVerifier
+
+COOKIE = "clinic_console"
+PATH = "/console"
+SESSION_SECONDS = 8 * 3600
+"""How long a console sign-in lasts (an operator's shift)."""
+OPERATORS = (Role.ADMIN, Role.AUDITOR)
+"""Who may use the console: admins act, auditors only read."""
+
+
+class SignInRequired(NotAuthorizedException):
+    """No valid console session: the browser is sent to the sign-in page."""
+
+
+@dataclass(frozen=True)
+class Console:
+    """The console's settings: how operators sign in (embedded mode: the development sign-in, a form that
+    names the operator and their role, signed by the development issuer as ``clinic token`` is), and when
+    a saga counts as stuck."""
+
+    issuer: TokenIssuer
+    secure_cookie: bool = False
+    """``Secure`` on the cookie (behind https)."""
+    stuck_after: timedelta = timedelta(minutes=1)
+    """An open saga on one step longer than this is stuck (as is any saga past its deadline)."""
+
+    def session_token(self, sub: str, role: Role) -> str:
+        return self.issuer.issue(sub, [role], ttl_seconds=SESSION_SECONDS, client_id="clinic-console")
+
+
+async def operator(request: Request[Any, Any, Any]) -> Principal:
+    """The signed-in operator (``SignInRequired`` without a valid session; 403 for other roles)."""
+    token = request.cookies.get(COOKIE)
+    if not token:
+        raise SignInRequired("sign in to the console")
+    verifier: TokenVerifier = request.app.state.verifier
+    remembered = getattr(verifier, "cached", None)
+    principal: Principal | None = remembered(token) if remembered is not None else None
+    if principal is None:
+        try:
+            principal = await anyio.to_thread.run_sync(verifier.verify, token)
+        except InvalidTokenError:
+            raise SignInRequired("your console session has ended; sign in again") from None
+    if not principal.has_role(*OPERATORS):
+        raise PermissionDeniedException("the console is for admins and auditors")
+    return principal

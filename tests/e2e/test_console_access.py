@@ -1,0 +1,130 @@
+"""Who may use the operations console, and how its session, forms and pages are protected (over HTTP;
+the browser tests drive the same pages in Chromium)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from application.bootstrap import bootstrap
+from application.clinic import Clinic
+from application.settings import Settings
+from interfaces.http.app import create_app
+from interfaces.http.console.pages import CONTENT_SECURITY_POLICY
+from interfaces.http.console.session import COOKIE, Console
+
+START = datetime(2027, 1, 5, 9, tzinfo=UTC)
+PAGES = ["/console/sagas", "/console/sagas?state=stuck", "/console/sagas/{saga}"]
+"""Every console page (the matrix below calls each as each persona)."""
+ALLOWED = {"admin": "ADMIN", "auditor": "AUDITOR"}
+REFUSED = {"patient": "PATIENT", "doctor": "DOCTOR"}
+
+
+@pytest.fixture
+def clinic() -> Iterator[Clinic]:
+    clinic = bootstrap(Settings(persistence="memory", runner_tick_seconds=0.05))
+    yield clinic
+    clinic.close()
+
+
+@pytest.fixture
+def console(clinic, issuer) -> Iterator[TestClient[Any]]:
+    with TestClient(create_app(clinic, issuer.verifier(), console=Console(issuer))) as client:
+        yield client
+
+
+@pytest.fixture
+def saga(clinic) -> str:
+    patient = clinic.registry.register_patient("Ana", "ana@example.org", date(1990, 1, 1), True)
+    doctor = clinic.registry.register_doctor("Dr Rui", "gp")
+    clinic.open_slots(doctor, [(START, 30)])
+    saga_id = str(clinic.book(patient, doctor, START, "check-up").saga_id)
+    clinic.wait_until_settled()
+    return saga_id
+
+
+def csrf(console: TestClient[Any]) -> str:
+    return re.search(r'name="_csrf_token" value="([^"]+)"', console.get("/console/login").text).group(1)
+
+
+def signed_in(console: TestClient[Any], issuer: Any, role: str) -> None:
+    console.cookies.set(COOKIE, issuer.issue(f"{role.lower()}-1", [role]), path="/console")
+
+
+@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize("persona", [*ALLOWED, *REFUSED, "nobody"])
+def test_the_console_matrix_admins_and_auditors_only(console, issuer, saga, persona, page):
+    if persona != "nobody":
+        signed_in(console, issuer, {**ALLOWED, **REFUSED}[persona])
+    response = console.get(page.format(saga=saga), follow_redirects=False)
+    if persona in ALLOWED:
+        assert response.status_code == 200 and saga in console.get("/console/sagas").text
+    elif persona in REFUSED:
+        assert response.status_code == 403 and "for admins and auditors" in response.text
+    else:
+        assert (response.status_code, response.headers["location"]) == (302, "/console/login")
+
+
+def test_signing_in_sets_a_session_cookie_no_script_or_other_site_can_use(console):
+    response = console.post("/console/login", data={"operator": "ops-1", "role": "ADMIN", "_csrf_token": csrf(console)},
+                            follow_redirects=False)
+    assert (response.status_code, response.headers["location"]) == (303, "/console/sagas")
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE}=") and "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
+    assert "Path=/console" in cookie
+    assert "ops-1" in console.get("/console/sagas").text
+
+
+def test_a_form_without_its_csrf_token_is_refused(console):
+    for path, form in (("/console/login", {"operator": "ops-1", "role": "ADMIN"}), ("/console/logout", {})):
+        assert console.post(path, data=form, follow_redirects=False).status_code == 403
+    forged = console.post("/console/login", data={"operator": "ops-1", "role": "ADMIN", "_csrf_token": "forged"},
+                          follow_redirects=False)
+    assert forged.status_code == 403
+
+
+def test_only_an_admin_or_auditor_may_be_named_at_sign_in(console):
+    token = csrf(console)
+    for form in ({"operator": "ops-1", "role": "PATIENT"}, {"operator": "", "role": "ADMIN"}):
+        response = console.post("/console/login", data={**form, "_csrf_token": token}, follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"].startswith("/console/login?error=")
+        assert "set-cookie" not in response.headers or COOKIE not in response.headers["set-cookie"]
+
+
+def test_an_expired_or_forged_session_is_sent_to_sign_in(console, issuer):
+    for token in ("not-a-token", issuer.issue("ops-1", ["ADMIN"], ttl_seconds=-120)):
+        console.cookies.set(COOKIE, token, path="/console")
+        response = console.get("/console/sagas", follow_redirects=False)
+        assert (response.status_code, response.headers["location"]) == (302, "/console/login")
+
+
+def test_pages_carry_a_strict_content_security_policy_and_load_only_our_assets(console, issuer):
+    signed_in(console, issuer, "ADMIN")
+    page = console.get("/console/sagas")
+    assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert "script-src 'self'" in CONTENT_SECURITY_POLICY and "unsafe-inline" not in CONTENT_SECURITY_POLICY
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert all(source.startswith(("/console", "#")) for source in sources), sources
+    assert "<script>" not in page.text and " style=" not in page.text and " on" + "click=" not in page.text
+    assert console.get("/console/static/htmx.min.js").status_code == 200
+
+
+def test_the_console_session_is_no_token_for_the_api(console, issuer, saga):
+    signed_in(console, issuer, "ADMIN")
+    assert console.get(f"/v1/sagas/{saga}").status_code == 401  # the cookie is not a bearer token
+
+
+def test_the_console_is_not_in_the_openapi_document(console):
+    assert not [path for path in console.get("/schema/openapi.json").json()["paths"] if path.startswith("/console")]
+
+
+def test_without_a_console_configured_there_is_none(clinic, issuer):
+    with TestClient(create_app(clinic, issuer.verifier())) as api:
+        assert api.get("/console/sagas").status_code == 404
+        assert api.get(f"/console/sagas/{uuid.uuid4()}").status_code == 404

@@ -1,0 +1,134 @@
+"""The operations console in a real browser: headless Chromium (Debian's, driven by its chromedriver through
+Selenium) against the product served by uvicorn, as an operator uses it.
+
+With ``CLINIC_UPDATE_SCREENSHOTS=1`` the tests write the screenshots docs/console.md shows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import uvicorn
+from joserfc.jwk import ECKey
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import Select
+
+from application.bootstrap import bootstrap
+from application.clinic import Clinic
+from application.settings import Settings
+from infrastructure.security.tokens import TokenIssuer
+from interfaces.http.app import create_app
+from interfaces.http.console.session import Console
+from process_managers.ports import RegistryUnavailableError
+from tests import services
+from tests.integration.http_servers import uvicorn_server
+from tests.kit import FakeRegistry
+from tests.kit.eventually import eventually
+
+ISSUER = TokenIssuer(ECKey.generate_key("P-256", auto_kid=True), "clinic-dev", "clinic-api")
+START = datetime(2027, 1, 5, 9, tzinfo=UTC)
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+
+
+@pytest.fixture
+def clinic() -> Iterator[Clinic]:
+    clinic = bootstrap(Settings(persistence="memory", runner_tick_seconds=0.05, saga_timeout=timedelta(hours=1)))
+    clinic.booking.registry = FakeRegistry(RegistryUnavailableError("registry down: connection refused"))
+    yield clinic
+    clinic.close()
+
+
+@pytest.fixture
+def console(clinic: Clinic) -> Iterator[str]:
+    app = create_app(clinic, ISSUER.verifier(), console=Console(ISSUER, stuck_after=timedelta(seconds=1)))
+    config = lambda port: uvicorn.Config(app, port=port, log_config=None, lifespan="on")  # noqa: E731
+    with uvicorn_server(config) as port:
+        yield f"http://127.0.0.1:{port}/console"
+
+
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    chromium, driver = services.require_binary("chromium"), services.require_binary("chromedriver")
+    options = Options()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
+        options.add_argument(argument)
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not try to download a browser
+    browser = webdriver.Chrome(service=Service(driver), options=options)
+    browser.implicitly_wait(5)  # each element lookup waits this long for the element to appear
+    yield browser
+    browser.quit()
+
+
+def sign_in(browser: WebDriver, console: str, role: str = "ADMIN") -> None:
+    browser.get(console)
+    assert browser.current_url.endswith("/console/login")  # sent to sign in first
+    browser.find_element(By.ID, "operator").send_keys("ops-1")
+    Select(browser.find_element(By.ID, "role")).select_by_value(role)
+    browser.find_element(By.CSS_SELECTOR, "form.stack button").click()
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Sagas"
+
+
+def screenshot(browser: WebDriver, name: str) -> None:
+    if os.environ.get("CLINIC_UPDATE_SCREENSHOTS"):
+        SCREENSHOTS.mkdir(exist_ok=True)
+        browser.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+
+def a_booking_waiting_on_the_registry(clinic: Clinic) -> str:
+    patient = clinic.registry.register_patient("Ana", "ana@example.org", date(1990, 1, 1), True)
+    doctor = clinic.registry.register_doctor("Dr Rui", "gp")
+    clinic.open_slots(doctor, [(START, 30)])
+    saga_id = str(clinic.book(patient, doctor, START, "check-up").saga_id)
+    clinic.wait_until_settled()
+    return saga_id
+
+
+def test_an_operator_finds_a_saga_stuck_on_the_registry_and_reads_why(clinic, console, browser):
+    saga_id = a_booking_waiting_on_the_registry(clinic)
+    sign_in(browser, console)
+    screenshot(browser, "sign-in-done")
+
+    def listed_as_stuck() -> bool:
+        browser.get(f"{console}/sagas?state=stuck")
+        return bool(browser.find_elements(By.CSS_SELECTOR, f'tr[data-saga="{saga_id}"]'))
+
+    eventually(listed_as_stuck, timeout=15, what="the saga listed as stuck")
+    row = browser.find_element(By.CSS_SELECTOR, f'tr[data-saga="{saga_id}"]')
+    assert "VALIDATING" in row.text and "stuck" in row.text
+    screenshot(browser, "sagas-stuck")
+    row.find_element(By.TAG_NAME, "a").click()
+
+    assert browser.current_url.endswith(f"/console/sagas/{saga_id}")
+    assert browser.find_element(By.ID, "state").text == "VALIDATING"
+    waiting = browser.find_element(By.ID, "waiting").text
+    assert "Stuck: waiting on validate_registrants" in waiting and "unavailable" in waiting
+    assert "registry down: connection refused" in waiting
+    steps = [(item.find_element(By.CLASS_NAME, "step-name").text, item.find_element(By.CLASS_NAME, "step-status").text)
+             for item in browser.find_elements(By.CSS_SELECTOR, "#steps li")]
+    assert steps[:4] == [("hold_slot", "requested"), ("hold_slot", "succeeded"), ("validate_registrants", "requested"),
+                         ("validate_registrants", "unavailable")]
+    events = browser.find_element(By.ID, "events").text
+    assert "BookingSaga.Started" in events and "BookingSaga.ValidationUnavailable" in events
+    screenshot(browser, "saga-stuck")
+    assert not [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]  # no CSP refusal
+
+
+def test_an_auditor_reads_the_console_and_a_missing_saga_is_a_page_saying_so(clinic, console, browser):
+    a_booking_waiting_on_the_registry(clinic)
+    sign_in(browser, console, role="AUDITOR")
+    browser.get(f"{console}/sagas/00000000-0000-4000-8000-000000000000")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Not found"
+    browser.find_element(By.LINK_TEXT, "Back to the sagas").click()
+    assert "ops-1 · AUDITOR" in browser.find_element(By.CLASS_NAME, "who").text
+    browser.find_element(By.CSS_SELECTOR, "header form button").click()  # sign out
+    browser.get(f"{console}/sagas")
+    assert browser.current_url.endswith("/console/login")
