@@ -17,7 +17,7 @@ from application.audit import Auditor
 from application.common import load
 from application.consultations import ConsultationsApplication
 from application.contexts import CONTEXTS
-from application.idempotency import IdempotencyKey, all_created, created, once
+from application.idempotency import IdempotencyKey, all_created, created, nothing, once
 from application.notifications import NotificationsApplication
 from application.read_models import ReadModels
 from application.readiness import Check, Readiness
@@ -129,6 +129,16 @@ class Clinic:
         saga = load(self.require(BookingProcessManager), saga_id, TableSaga, "saga")
         steps = [SagaStep(s.name, s.status, s.at) for s in saga.steps]
         return Saga(saga.id, saga.consultation_id, str(saga.state), saga.rejection_reason, saga.deadline, steps)
+
+    def retry_saga_validation(self, saga_id: UUID, operator: str, key: IdempotencyKey | None = None) -> None:
+        """Ask the registry again, now, for a saga waiting on it; ``operator`` is recorded as the actor."""
+        booking = self.require(BookingProcessManager)
+        once(booking, key, lambda: booking.retry_validation_now(saga_id, operator), nothing)
+
+    def compensate_saga(self, saga_id: UUID, operator: str, key: IdempotencyKey | None = None) -> None:
+        """Compensate, now, a saga waiting under its deadline; ``operator`` is recorded as the actor."""
+        booking = self.require(BookingProcessManager)
+        once(booking, key, lambda: booking.compensate_now(saga_id, operator), nothing)
 
     def position(self, app: Log) -> str:
         """Where ``app``'s log stands after this thread's last command: its events are at or before it

@@ -15,6 +15,8 @@ class RejectionReason(StrEnum):
     PATIENT_NOT_ELIGIBLE = "patient_not_eligible"
     DEADLINE_EXCEEDED = "deadline_exceeded"
     VALIDATION_UNAVAILABLE = "validation_unavailable"
+    COMPENSATED_BY_OPERATOR = "compensated_by_operator"
+    """An operator compensated the saga before it decided (the console, ``POST /v1/sagas/{id}/compensate``)."""
 
 
 class Role(StrEnum):

@@ -23,6 +23,7 @@ from domain.consultation import Consultation
 from domain.metadata import event_metadata
 from domain.reschedule_saga_table import RESCHEDULE_SAGA
 from domain.slot import Slot, SlotRequestRefused, slot_id_for
+from domain.base import DomainError, NotFoundError
 from domain.values import RejectionReason
 from process_managers.base import ClinicProcessApplication, MapperFactory
 from process_managers.booking_saga import SAGA_EVENT_BY_TOPIC, BookingSaga, SagaState, TableSaga, saga_id_for
@@ -31,7 +32,8 @@ from process_managers.reschedule_saga import RESCHEDULE_EVENT_BY_TOPIC, Reschedu
 from process_managers.spans import saga_step, spans
 
 DEFAULT_SAGA_TIMEOUT = timedelta(seconds=30)
-TIMER_STEPS = {"deadline": "compensate", "validation-retry": "validate_registrants"}
+TIMER_STEPS = {"deadline": "compensate", "validation-retry": "validate_registrants",
+               "operator-retry": "validate_registrants", "operator-compensate": "compensate"}
 """The span of each step the timer takes (by the prefix of its cause)."""
 TABLE_AND_EVENT_BY_TOPIC: dict[str, tuple[SagaTable, str]] = {
     **{topic: (BOOKING_SAGA, kind) for topic, kind in SAGA_EVENT_BY_TOPIC.items()},
@@ -40,6 +42,10 @@ TABLE_AND_EVENT_BY_TOPIC: dict[str, tuple[SagaTable, str]] = {
 """Each stored saga topic's table and event name: the timer follows both sagas from one log."""
 TIMEOUT_REASONS = frozenset({RejectionReason.DEADLINE_EXCEEDED.value, RejectionReason.VALIDATION_UNAVAILABLE.value})
 """The reasons ``BookingSaga.time_out`` rejects with: the deadline passed."""
+
+
+class SagaStateError(DomainError):
+    """The saga is not in a state the operator's action applies to."""
 
 
 class SagaObserver(Protocol):
@@ -256,10 +262,46 @@ class BookingProcessManager(ClinicProcessApplication):
                 self._under(self._open[saga_id], f"validation-retry:{saga_id}", self._validate)
             return due
 
-    def _under(self, open_saga: OpenSaga, cause: str, action: Callable[[TableSaga], None]) -> None:
-        """Act on a saga outside any event, stamped with its booking's correlation id, in its trace."""
+    # Operators ------------------------------------------------------------------
+
+    def retry_validation_now(self, saga_id: UUID, operator: str) -> None:
+        """Ask the registry again at once for a saga waiting on it (``operator`` is recorded as the actor)."""
+        with self.processing_lock:
+            self._catch_up_open_sagas()
+            open_saga = self._open.get(self._existing(saga_id))
+            if open_saga is None or open_saga.retry_at is None:
+                raise SagaStateError(f"saga {saga_id} is not waiting on the registry")
+            self._under(open_saga, f"operator-retry:{saga_id}", self._validate, actor=operator)
+
+    def compensate_now(self, saga_id: UUID, operator: str) -> None:
+        """Compensate a saga still waiting under its deadline, at once, as its deadline would: the slot it
+        holds is released and the consultation rejected ``compensated_by_operator``."""
+
+        def compensate(saga: TableSaga) -> None:
+            if not saga.is_open:
+                raise SagaStateError(f"saga {saga_id} is {saga.state}: only a saga waiting under its deadline "
+                                     "can be compensated")
+            saga.reject(RejectionReason.COMPENSATED_BY_OPERATOR)
+
+        with self.processing_lock:
+            self._catch_up_open_sagas()
+            open_saga = self._open.get(self._existing(saga_id))
+            if open_saga is None:
+                raise SagaStateError(f"saga {saga_id} has ended: there is nothing to compensate")
+            self._under(open_saga, f"operator-compensate:{saga_id}", compensate, actor=operator)
+            self._open.pop(saga_id, None)
+
+    def _existing(self, saga_id: UUID) -> UUID:
+        if self._saga(saga_id) is None:
+            raise NotFoundError(f"saga {saga_id} not found")
+        return saga_id
+
+    def _under(self, open_saga: OpenSaga, cause: str, action: Callable[[TableSaga], None],
+               actor: str | None = None) -> None:
+        """Act on a saga outside any event, stamped with its booking's correlation id, in its trace (the actor:
+        this service, or the operator who asked)."""
         with spans().saga(TIMER_STEPS[cause.partition(":")[0]], open_saga.traceparent) as span, event_metadata(
-                correlation_id=open_saga.correlation_id, causation_id=cause, actor=self.actor,
+                correlation_id=open_saga.correlation_id, causation_id=cause, actor=actor or self.actor,
                 traceparent=spans().current_traceparent()):
             saga = self.repository.get(open_saga.saga_id)
             action(saga)

@@ -30,6 +30,8 @@ class Scope(StrEnum):
     NOTES_READ = "notes:read"
     NOTES_WRITE = "notes:write"
     SAGAS_READ = "sagas:read"
+    SAGAS_WRITE = "sagas:write"
+    """An operator acts on a saga: retries its validation, or compensates it (admins)."""
     AUDIT_READ = "audit:read"
     WEBHOOKS_READ = "webhooks:read"
     WEBHOOKS_WRITE = "webhooks:write"

@@ -49,6 +49,8 @@ REQUIRED_SCOPE: dict[str, tuple[Scope, ...]] = {
     "addClinicalNote": (Scope.NOTES_WRITE,),
     "listClinicalNotes": (Scope.NOTES_READ,),
     "getSaga": (Scope.SAGAS_READ,),
+    "retrySagaValidation": (Scope.SAGAS_WRITE,),
+    "compensateSaga": (Scope.SAGAS_WRITE,),
     "auditAggregate": (Scope.AUDIT_READ,),
     "createWebhook": (Scope.WEBHOOKS_WRITE,),
     "listWebhooks": (Scope.WEBHOOKS_READ,),

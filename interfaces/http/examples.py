@@ -105,6 +105,7 @@ EXAMPLES: dict[type, Any] = {
                               "causation_id": "event:BookingSaga:17", "saga_id": EXAMPLE_IDS["saga"],
                               "actor": None, "data": {}}], "integrity": "verified"},
     schemas.Health: {"status": "ok", "checks": {"postgres": True, "runner": True}},
+    schemas.SagaActionTaken: {"saga_id": EXAMPLE_IDS["saga"], "action": "compensate"},
     schemas.CreateWebhook: {"url": "https://app.example.org/hooks/clinic",
                             "events": ["consultation.confirmed", "consultation.rejected"]},
     schemas.WebhookCreated: {**WEBHOOK, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw7JP1qcBmzG0="},

@@ -115,6 +115,8 @@ OUTCOMES: dict[str, tuple[str, ...]] = {
     "addClinicalNote": ("forbidden", "not-found", "invalid-state", "version-conflict"),
     "listClinicalNotes": ("forbidden", "not-found"),
     "getSaga": ("forbidden", "not-found"),
+    "retrySagaValidation": ("forbidden", "not-found", "invalid-state", "version-conflict"),
+    "compensateSaga": ("forbidden", "not-found", "invalid-state", "version-conflict"),
     "auditAggregate": ("forbidden", "not-found", "invalid-query"),
     "createWebhook": ("forbidden", "invalid-webhook", "too-many-webhooks", "version-conflict"),
     "listWebhooks": ("forbidden",),

@@ -26,6 +26,7 @@ from interfaces.http.authorization import InsufficientScopeError
 from interfaces.http.deprecation import GoneError
 from interfaces.http.middleware import correlation_id_of
 from interfaces.http.schemas import Problem
+from process_managers.booking import SagaStateError
 
 PROBLEM_JSON = "application/problem+json"
 ACCEPTED_BODY = "application/json"
@@ -53,6 +54,7 @@ PROBLEMS: dict[type[Exception], tuple[int, str, str]] = {
     SlotAlreadyOpenError: (409, "slot-already-open", "Slot already open"),
     SlotInUseError: (409, "slot-in-use", "Slot is held or booked"),
     ConsultationStateError: (409, "invalid-state", "Not allowed in the current state"),
+    SagaStateError: (409, "invalid-state", "Not allowed in the current state"),
     VersionConflictError: (409, "version-conflict", "Version conflict"),
     IdempotencyKeyReusedError: (422, "idempotency-key-reused", "Idempotency key already used"),
     WebhookError: (422, "invalid-webhook", "Invalid webhook subscription"),

@@ -375,3 +375,11 @@ class WebhookDelivery(Struct):
 class WebhookDeliveryPage(Struct):
     items: list[WebhookDelivery]
     next_cursor: str | None
+
+
+class SagaActionTaken(Struct):
+    """An operator's action on a saga, recorded in its stream with the operator as the actor; read the saga
+    (``Location``) for what it led to."""
+
+    saga_id: UUID
+    action: Literal["retry-validation", "compensate"]

@@ -13,7 +13,9 @@ import pytest
 
 from interfaces.http.openapi import framework_problems
 from interfaces.http.spec import openapi_document
+from process_managers.ports import RegistryUnavailableError
 from tests.e2e.conftest import START, assert_problem, book, open_slot, register_doctor, register_patient
+from tests.kit import FakeRegistry
 
 KEY = {"Idempotency-Key": '"8e03978e-40d5-43e8-bc93-6894a57f9324"'}
 BOOKING = {"start": START, "reason": "check-up"}
@@ -153,6 +155,10 @@ KEYED: dict[str, Keyed] = {
                             lambda w: "/v1/doctors", lambda w: {"name": "Dr Eva", "specialty": "gp"}, 201),
     "deactivateDoctor": Keyed(lambda w: f"/v1/doctors/{w.doctor_id}/deactivate", lambda w: None,
                               lambda w: f"/v1/doctors/{w.other_doctor}/deactivate", lambda w: None, 200),
+    "retrySagaValidation": Keyed(lambda w: f"/v1/sagas/{w.stuck_saga}/retry-validation", lambda w: None,
+                                 lambda w: f"/v1/sagas/{w.other_stuck_saga}/retry-validation", lambda w: None, 200),
+    "compensateSaga": Keyed(lambda w: f"/v1/sagas/{w.stuck_saga}/compensate", lambda w: None,
+                            lambda w: f"/v1/sagas/{w.other_stuck_saga}/compensate", lambda w: None, 200),
     "createWebhook": Keyed(lambda w: "/v1/webhooks", lambda w: WEBHOOK, lambda w: "/v1/webhooks",
                            lambda w: WEBHOOK | {"url": "https://hooks.example.org/other"}, 201),
     "openSlots": Keyed(lambda w: f"/v1/doctors/{w.doctor_id}/slots",
@@ -171,6 +177,8 @@ class KeyedWorld:
     other_confirmed: str
     open_slot: str
     booked_slot: str
+    stuck_saga: str
+    other_stuck_saga: str
 
 
 @pytest.fixture
@@ -182,7 +190,14 @@ def keyed_world(api, clinic, admin) -> KeyedWorld:
     confirmed = book(api, admin, patient, doctor).json()["consultation_id"]
     other = book(api, admin, patient, doctor, "2027-01-06T09:00:00Z").json()["consultation_id"]
     clinic.wait_until_settled()
-    return KeyedWorld(patient, doctor, register_doctor(api, admin, "Dr Eva"), confirmed, other, later_slot, booked_slot)
+    clinic.booking.registry = FakeRegistry(RegistryUnavailableError("registry down"))  # two sagas wait on it
+    stuck = []
+    for day in ("2027-01-07", "2027-01-08"):
+        open_slot(api, admin, doctor, f"{day}T09:00:00Z")
+        stuck.append(book(api, admin, patient, doctor, f"{day}T09:00:00Z").json()["saga_id"])
+    clinic.wait_until_settled()
+    return KeyedWorld(patient, doctor, register_doctor(api, admin, "Dr Eva"), confirmed, other, later_slot, booked_slot,
+                      *stuck)
 
 
 def keyed_operations() -> list[str]:

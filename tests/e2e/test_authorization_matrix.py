@@ -95,6 +95,9 @@ MATRIX: dict[str, Operation] = {
                                  {"text": "BP 120/80"}),
     "listClinicalNotes": Operation("GET", "/v1/consultations/{consultation}/notes", ("assigned doctor", "admin")),
     "getSaga": Operation("GET", "/v1/sagas/{saga}", ("auditor", "admin")),
+    # the world's saga has ended: an admin is answered 409, everyone else refused
+    "retrySagaValidation": Operation("POST", "/v1/sagas/{saga}/retry-validation", ("admin",)),
+    "compensateSaga": Operation("POST", "/v1/sagas/{saga}/compensate", ("admin",)),
     "auditAggregate": Operation("GET", "/v1/audit/consultation/{consultation}", ("auditor", "admin")),
     "createWebhook": Operation("POST", "/v1/webhooks", SUBSCRIBERS, WEBHOOK),
     "listWebhooks": Operation("GET", "/v1/webhooks", SUBSCRIBERS),

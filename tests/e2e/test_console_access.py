@@ -128,3 +128,18 @@ def test_without_a_console_configured_there_is_none(clinic, issuer):
     with TestClient(create_app(clinic, issuer.verifier())) as api:
         assert api.get("/console/sagas").status_code == 404
         assert api.get(f"/console/sagas/{uuid.uuid4()}").status_code == 404
+
+
+@pytest.mark.parametrize("action", ["compensate", "retry-validation"])
+def test_only_an_admin_acts_on_a_saga_and_only_after_confirming(console, issuer, saga, action):
+    signed_in(console, issuer, "AUDITOR")
+    assert console.get(f"/console/sagas/{saga}/{action}").status_code == 403
+    assert console.post(f"/console/sagas/{saga}/{action}", data={"_csrf_token": csrf(console)},
+                        follow_redirects=False).status_code == 403
+    signed_in(console, issuer, "ADMIN")
+    page = console.get(f"/console/sagas/{saga}/{action}")
+    assert page.status_code == 200 and 'id="confirm"' in page.text  # a link only asks; the form does it
+    ended = console.post(f"/console/sagas/{saga}/{action}", data={"_csrf_token": csrf(console)},
+                         follow_redirects=False)
+    assert ended.status_code == 409 and "Not now" in ended.text  # the saga confirmed: nothing to do
+    assert console.post(f"/console/sagas/{saga}/{action}", follow_redirects=False).status_code == 403  # no CSRF token

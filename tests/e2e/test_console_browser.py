@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 import uvicorn
@@ -23,6 +24,7 @@ from selenium.webdriver.support.ui import Select
 
 from application.bootstrap import bootstrap
 from application.clinic import Clinic
+from application.consultations import ConsultationsApplication
 from application.settings import Settings
 from infrastructure.security.tokens import TokenIssuer
 from interfaces.http.app import create_app
@@ -83,6 +85,10 @@ def screenshot(browser: WebDriver, name: str) -> None:
         browser.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
 
 
+def consultation_of(clinic: Clinic, saga_id: str) -> UUID:
+    return clinic.saga(UUID(saga_id)).consultation_id
+
+
 def a_booking_waiting_on_the_registry(clinic: Clinic) -> str:
     patient = clinic.registry.register_patient("Ana", "ana@example.org", date(1990, 1, 1), True)
     doctor = clinic.registry.register_doctor("Dr Rui", "gp")
@@ -95,7 +101,6 @@ def a_booking_waiting_on_the_registry(clinic: Clinic) -> str:
 def test_an_operator_finds_a_saga_stuck_on_the_registry_and_reads_why(clinic, console, browser):
     saga_id = a_booking_waiting_on_the_registry(clinic)
     sign_in(browser, console)
-    screenshot(browser, "sign-in-done")
 
     def listed_as_stuck() -> bool:
         browser.get(f"{console}/sagas?state=stuck")
@@ -121,10 +126,26 @@ def test_an_operator_finds_a_saga_stuck_on_the_registry_and_reads_why(clinic, co
     screenshot(browser, "saga-stuck")
     assert not [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]  # no CSP refusal
 
+    browser.find_element(By.ID, "compensate").click()
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Compensate now?"
+    screenshot(browser, "compensate-confirm")
+    browser.find_element(By.ID, "confirm").click()
+    assert browser.find_element(By.ID, "done").text.startswith("Done: compensate now")
+    assert browser.find_element(By.ID, "state").text == "REJECTED"
+    assert "compensated_by_operator" in browser.find_element(By.CSS_SELECTOR, "dl.facts").text
+    assert "operator:ops-1" in browser.find_element(By.ID, "events").text  # the operator is the actor
+    assert clinic.require(ConsultationsApplication).consultation(consultation_of(clinic, saga_id)).status == "REJECTED"
+    assert not browser.find_elements(By.ID, "compensate")  # an ended saga offers nothing more
+
 
 def test_an_auditor_reads_the_console_and_a_missing_saga_is_a_page_saying_so(clinic, console, browser):
-    a_booking_waiting_on_the_registry(clinic)
     sign_in(browser, console, role="AUDITOR")
+    saga_id = a_booking_waiting_on_the_registry(clinic)
+    browser.get(f"{console}/sagas/{saga_id}")
+    assert browser.find_element(By.ID, "state").text == "VALIDATING"
+    assert not browser.find_elements(By.ID, "compensate")  # auditors read, never act
+    browser.get(f"{console}/sagas/{saga_id}/compensate")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Not allowed"
     browser.get(f"{console}/sagas/00000000-0000-4000-8000-000000000000")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Not found"
     browser.find_element(By.LINK_TEXT, "Back to the sagas").click()

@@ -20,7 +20,9 @@ from application.settings import Settings
 from infrastructure.security.tokens import TokenIssuer
 from interfaces.http.app import create_app
 from interfaces.http.middleware import SECURITY_HEADERS
+from process_managers.ports import RegistryUnavailableError
 from tests.e2e.conftest import START, book, open_slot, register_doctor, register_patient
+from tests.kit import FakeRegistry
 
 SPEC = json.loads((Path(__file__).resolve().parents[2] / "specs" / "openapi.json").read_text())
 OPERATIONS = {op["operationId"]: (path, method) for path, item in SPEC["paths"].items() for method, op in item.items()}
@@ -107,6 +109,11 @@ def story(api: TestClient[Any], clinic: Any) -> dict[str, Any]:
     }
     clinic.wait_until_settled()  # cancelled: its stream of events ends after the one it has
     answers["streamConsultationEvents"] = api.get(f"/v1/consultations/{consultation}/events", headers=ADMIN)
+    clinic.booking.registry = FakeRegistry(RegistryUnavailableError("registry down"))  # a saga waits on it
+    stuck = book(api, ADMIN, patient, doctor, open_slot_at(api, doctor, "2027-02-04")).json()["saga_id"]
+    clinic.wait_until_settled()
+    answers["retrySagaValidation"] = api.post(f"/v1/sagas/{stuck}/retry-validation", headers=ADMIN)
+    answers["compensateSaga"] = api.post(f"/v1/sagas/{stuck}/compensate", headers=ADMIN)
     answers["createWebhook"] = created = api.post("/v1/webhooks", headers=ADMIN, json={
         "url": "https://hooks.example.org/clinic", "events": ["consultation.confirmed"]})
     webhook = created.json()["webhook_id"]

@@ -41,7 +41,8 @@ CONCURRENT_ONLY = {("deactivateDoctor", "version-conflict"), ("addClinicalNote",
                    ("completeConsultation", "version-conflict"), ("markConsultationNoShow", "version-conflict"),
                    ("closeSlot", "version-conflict"), ("reopenSlot", "version-conflict"),
                    ("openAvailability", "slot-already-open"), ("createWebhook", "version-conflict"),
-                   ("deleteWebhook", "version-conflict")}
+                   ("deleteWebhook", "version-conflict"), ("retrySagaValidation", "version-conflict"),
+                   ("compensateSaga", "version-conflict")}
 """Outcomes only a concurrent write provokes (the save loses the race: IntegrityError), not this story."""
 BAD_VALUES = {"integer": "not-a-number", "date": "2027-13-45", "date-time": "1e10"}  # a number was once read as a moment
 
@@ -182,6 +183,11 @@ def test_forbidden_is_documented_exactly_where_the_matrix_refuses_someone():
     assert {name for name, slugs in OUTCOMES.items() if "forbidden" in slugs} == refuses
 
 
+def book_saga_of(clinic: Any, consultation_id: str) -> str:
+    from process_managers.booking_saga import saga_id_for
+    return str(saga_id_for(uuid.UUID(consultation_id)))
+
+
 def test_every_conflict_and_query_outcome_happens_as_documented():
     """One story provokes each remaining outcome of ``OUTCOMES``; none is left unproven but the racy ones."""
     clinic = bootstrap(Settings(persistence="memory", runner_tick_seconds=0.05))
@@ -222,6 +228,9 @@ def test_every_conflict_and_query_outcome_happens_as_documented():
                 expect(name, api.post(f"/v1/consultations/{consultation}/{ending}", headers=ADMIN), "invalid-state")
             audit = f"/v1/audit/consultation/{consultation}?version=1&as_of=2027-01-01T00:00:00Z"
             expect("auditAggregate", api.get(audit, headers=ADMIN), "invalid-query")
+            ended = book_saga_of(clinic, consultation)
+            for name, action in (("retrySagaValidation", "retry-validation"), ("compensateSaga", "compensate")):
+                expect(name, api.post(f"/v1/sagas/{ended}/{action}", headers=ADMIN), "invalid-state")
             webhook = {"url": "http://hooks.example.org/clinic", "events": ["consultation.confirmed"]}
             expect("createWebhook", api.post("/v1/webhooks", json=webhook, headers=ADMIN), "invalid-webhook")
             for number in range(MAX_SUBSCRIPTIONS_PER_OWNER):

@@ -32,8 +32,10 @@ from domain.values import Role
 from infrastructure.security.tokens import Principal
 from interfaces.http.console.session import COOKIE, PATH, SESSION_SECONDS, Console, SignInRequired, operator
 from interfaces.http.console.timeline import saga_timeline
+from interfaces.http.controllers.oversight import operator_of
 from interfaces.http.metrics import PUBLIC_OPT
 from interfaces.http.middleware import EXCLUDE_FROM_AUTH
+from process_managers.booking import SagaStateError
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -77,10 +79,44 @@ class ConsolePages(Controller):
 
     @get("/sagas/{saga_id:uuid}", sync_to_thread=True)
     def saga(self, request: Request[Any, Any, Any], clinic: NamedDependency[Clinic],
-             operator: NamedDependency[Principal], saga_id: FromPath[UUID]) -> Template:
-        """One saga: its steps on a timeline, the event behind each, and what an open one waits on."""
+             operator: NamedDependency[Principal], saga_id: FromPath[UUID],
+             done: Annotated[Literal["retry-validation", "compensate"] | None, QueryParameter(
+                 required=False)] = None) -> Template:
+        """One saga: its steps on a timeline, the event behind each, and what an open one waits on; an admin
+        may act on an open one."""
         timeline = saga_timeline(clinic, saga_id, request.app.state.clock(), _console(request).stuck_after)
-        return _page("saga.html.j2", request, operator=operator, saga=timeline)
+        return _page("saga.html.j2", request, operator=operator, saga=timeline, done=done and ACTIONS[done],
+                     may_act=operator.has_role(Role.ADMIN) and timeline.listing.state in OPEN_STATES)
+
+
+    @get("/sagas/{saga_id:uuid}/{action:str}", sync_to_thread=True)
+    def confirm(self, request: Request[Any, Any, Any], clinic: NamedDependency[Clinic],
+                operator: NamedDependency[Principal], saga_id: FromPath[UUID], action: FromPath[str]) -> Template:
+        """Ask the admin to confirm an action on the saga (nothing is done by following a link)."""
+        _may_act(operator, action)
+        timeline = saga_timeline(clinic, saga_id, request.app.state.clock(), _console(request).stuck_after)
+        return _page("confirm.html.j2", request, operator=operator, saga=timeline, action=action,
+                     what=ACTIONS[action])
+
+    @post("/sagas/{saga_id:uuid}/{action:str}", status_code=303, sync_to_thread=True)
+    def act(self, clinic: NamedDependency[Clinic], operator: NamedDependency[Principal], saga_id: FromPath[UUID],
+            action: FromPath[str]) -> Redirect:
+        """Do the confirmed action, recorded with the admin as its actor; back to the saga's page."""
+        _may_act(operator, action)
+        do = clinic.compensate_saga if action == "compensate" else clinic.retry_saga_validation
+        do(saga_id, operator_of(operator))
+        return Redirect(f"{PATH}/sagas/{saga_id}?done={action}", status_code=303)
+
+
+ACTIONS = {"retry-validation": "Ask the registry again now", "compensate": "Compensate now"}
+"""What an admin may do to a saga, as the console words it (the API's ``retrySagaValidation``, ``compensateSaga``)."""
+
+
+def _may_act(operator: Principal, action: str) -> None:
+    if action not in ACTIONS:
+        raise NotFoundError(f"no action {action!r} on a saga")
+    if not operator.has_role(Role.ADMIN):
+        raise PermissionDeniedException("only an admin acts on a saga; auditors read")
 
 
 class ConsoleSignIn(Controller):
@@ -149,7 +185,7 @@ def _signed_out(request: Request[Any, Any, Any], error: SignInRequired) -> Respo
 
 def _refused(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     """A page saying what was refused: 404 for what does not exist, 403 for what the operator may not do."""
-    status = 404 if isinstance(error, NotFoundError) else 403
+    status = 404 if isinstance(error, NotFoundError) else 409 if isinstance(error, SagaStateError) else 403
     detail = getattr(error, "detail", None) or str(error)
     return _page("refused.html.j2", request, status_code=status, status=status, detail=detail)
 
@@ -163,4 +199,4 @@ def console_router(console: Console) -> Router:
     return Router(path="/", route_handlers=[ConsolePages, ConsoleSignIn, static],
                   middleware=[DefineMiddleware(CSRFMiddleware, config=csrf)],
                   exception_handlers={SignInRequired: _signed_out, PermissionDeniedException: _refused,
-                                      NotFoundError: _refused})
+                                      NotFoundError: _refused, SagaStateError: _refused})

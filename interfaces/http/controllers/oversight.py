@@ -6,7 +6,8 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.params import FromPath, PathParameter, QueryParameter
 
@@ -18,11 +19,25 @@ from application.views import Saga
 from domain.values import Role
 from infrastructure.security.tokens import Principal
 from interfaces.http.access import requires_role
-from interfaces.http.controllers.consultations import FRESHNESS_HEADERS, MinPosition, freshness_headers, read_after
-from interfaces.http.schemas import AuditTrail
+from interfaces.http.controllers.consultations import (
+    EVENT_POSITION,
+    EVENT_POSITION_HEADER,
+    FRESHNESS_HEADERS,
+    MinPosition,
+    freshness_headers,
+    read_after,
+)
+from interfaces.http.idempotency import IdempotencyKeyHeader, idempotency_key
+from interfaces.http.schemas import AuditTrail, SagaActionTaken
+from process_managers.booking import BookingProcessManager
 
 AuditKind = Annotated[str, PathParameter(description=", ".join(AUDITED_KINDS) + ": the kinds the contexts record",
                                      pattern=f"^({'|'.join(AUDITED_KINDS)})$")]
+
+
+ACTION_HEADERS = [EVENT_POSITION_HEADER, ResponseHeader(
+    name="Location", documentation_only=True, required=True, example="/v1/sagas/{saga_id}",
+    description="The saga, to read what the action led to")]
 
 
 class SagaController(Controller):
@@ -38,6 +53,39 @@ class SagaController(Controller):
         stale = read_after(clinic, min_position)
         saga = clinic.require(ReadModels).saga(saga_id)
         return Response(saga, headers={**freshness_headers(clinic, "saga_status"), **stale})
+
+    @post("/{saga_id:uuid}/retry-validation", operation_id="retrySagaValidation",
+          summary="Ask the registry again now for a saga waiting on it", status_code=200, sync_to_thread=True,
+          guards=[requires_role(Role.ADMIN)], response_headers=ACTION_HEADERS)
+    def retry_validation(self, saga_id: FromPath[UUID], clinic: NamedDependency[Clinic],
+                         request: Request[Principal, Any, Any],
+                         idempotency: IdempotencyKeyHeader = None) -> Response[SagaActionTaken]:
+        """A saga whose validation found the registry unavailable asks it again at once, instead of at its next
+        retry (an admin, once the registry is back). 409 if the saga is not waiting on the registry."""
+        clinic.retry_saga_validation(saga_id, operator_of(request.user), idempotency_key(request, idempotency))
+        return _taken(clinic, saga_id, "retry-validation")
+
+    @post("/{saga_id:uuid}/compensate", operation_id="compensateSaga", summary="Compensate a saga now",
+          status_code=200, sync_to_thread=True, guards=[requires_role(Role.ADMIN)], response_headers=ACTION_HEADERS)
+    def compensate(self, saga_id: FromPath[UUID], clinic: NamedDependency[Clinic],
+                   request: Request[Principal, Any, Any],
+                   idempotency: IdempotencyKeyHeader = None) -> Response[SagaActionTaken]:
+        """A saga still waiting under its deadline is compensated at once, as its deadline would: the slot it
+        holds is released and the consultation rejected `compensated_by_operator` (an admin). 409 once the
+        saga has ended."""
+        clinic.compensate_saga(saga_id, operator_of(request.user), idempotency_key(request, idempotency))
+        return _taken(clinic, saga_id, "compensate")
+
+
+def operator_of(principal: Principal) -> str:
+    """How an operator is recorded as the actor of what they asked for."""
+    return f"operator:{principal.sub}"
+
+
+def _taken(clinic: Clinic, saga_id: UUID, action: str) -> Response[SagaActionTaken]:
+    return Response(SagaActionTaken(saga_id, action),  # type: ignore[arg-type]
+                    headers={"Location": f"/v1/sagas/{saga_id}",
+                             EVENT_POSITION: clinic.position(clinic.require(BookingProcessManager))})
 
 
 class AuditController(Controller):
