@@ -262,7 +262,8 @@ class ReadModels:
         return SagaListing(UUID(saga_id), listing["kind"], listing["aggregate"], UUID(listing["consultation_id"]),
                            UUID(listing["patient_id"]),
                            UUID(listing["doctor_id"]), started, status["state"], status.get("rejection_reason") or None,
-                           datetime.fromisoformat(status["deadline"]), _on_this_step_since(steps, started))
+                           datetime.fromisoformat(status["deadline"]), _on_this_step_since(steps, started),
+                           listing.get("correlation_id") or None, listing.get("trace_id") or None)
 
     def webhook_deliveries(self, subscription_id: UUID, status: str | None = None, cursor: str | None = None,
                            limit: int = 20) -> WebhookDeliveryPage:

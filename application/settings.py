@@ -135,6 +135,9 @@ class Settings:
     otlp_endpoint: str | None = None
     """``CLINIC_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_ENDPOINT``: the OTLP/HTTP collector traces go to
     (``<endpoint>/v1/traces``); unset: no tracing (docs/observability-tracing.md)."""
+    trace_url_template: str | None = None
+    """``CLINIC_TRACE_URL_TEMPLATE``: a trace's page in the trace backend, ``{trace_id}`` in it (the console
+    links each saga to it), e.g. ``https://tempo.example.org/explore?trace={trace_id}``; unset: no link."""
     deployment_environment: str = "development"
     """``CLINIC_ENVIRONMENT``: the ``deployment.environment`` of this process's spans."""
     drain_seconds: float = 0.0
@@ -230,6 +233,7 @@ class Settings:
             trusted_proxies=_addresses(env, "CLINIC_TRUSTED_PROXIES"),
             otlp_endpoint=env.get("CLINIC_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             deployment_environment=env.get("CLINIC_ENVIRONMENT", cls.deployment_environment),
+            trace_url_template=env.get("CLINIC_TRACE_URL_TEMPLATE") or None,
             drain_seconds=_number(env, "CLINIC_DRAIN_SECONDS", 0, allow_zero=True),
         )
 

@@ -142,6 +142,10 @@ class SagaListing:
     deadline: datetime
     waiting_since: datetime
     """Since when it is on its last step (first asked; asking again does not restart it)."""
+    correlation_id: str | None = None
+    """The correlation id of the request that started it."""
+    trace_id: str | None = None
+    """The trace it started in (W3C trace id), when the request was traced."""
 
     @property
     def open(self) -> bool:

@@ -23,13 +23,19 @@ SAGAS = "sagas"
 """The sorted set of every saga id, by start."""
 
 
+def trace_id_of(traceparent: str | None) -> str:
+    """The trace id of a W3C ``traceparent`` (``00-<trace id>-<span id>-<flags>``); "" without one."""
+    parts = (traceparent or "").split("-")
+    return parts[1] if len(parts) == 4 else ""
+
+
 def saga_listing_key(saga_id: object) -> str:
     return f"saga-listing:{saga_id}"
 
 
 class SagaList:
     """saga_id, kind (booking, reschedule), aggregate (its class), consultation_id, patient_id, doctor_id,
-    started_at of every saga."""
+    started_at, correlation_id and trace_id (of the request that started it; "" when none) of every saga."""
 
     name = "saga_list"
     version = 1
@@ -43,5 +49,6 @@ class SagaList:
         return [SetFields(saga_listing_key(saga_id), {
                     "saga_id": saga_id, "kind": KINDS[aggregate], "aggregate": aggregate, "consultation_id": str(event.consultation_id),
                     "patient_id": str(event.patient_id), "doctor_id": str(event.doctor_id),
-                    "started_at": iso(event.timestamp)}),
+                    "started_at": iso(event.timestamp), "correlation_id": event.correlation_id or "",
+                    "trace_id": trace_id_of(event.traceparent)}),
                 AddToIndex(SAGAS, saga_id, epoch(event.timestamp))]

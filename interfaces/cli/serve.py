@@ -29,7 +29,7 @@ def run_serve(args: argparse.Namespace) -> int:
     metrics = Metrics.for_service("clinic")
     tracing = configure_tracing("clinic", config)
     clinic = bootstrap(config, metrics=metrics)
-    console = Console(dev_issuer(config)) if uses_dev_key(config) else None
+    console = Console(dev_issuer(config), trace_url_template=config.trace_url_template) if uses_dev_key(config) else None
     app = create_app(clinic, verifier, close_clinic_on_shutdown=True, max_request_bytes=config.max_request_bytes,
                      metrics=metrics, tracer_provider=tracing, console=console)
     server = Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info", log_config=None,

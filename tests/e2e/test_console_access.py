@@ -15,6 +15,7 @@ from litestar.testing import TestClient
 from application.bootstrap import bootstrap
 from application.clinic import Clinic
 from application.settings import Settings
+from domain.metadata import event_metadata
 from interfaces.http.app import create_app
 from interfaces.http.console.pages import CONTENT_SECURITY_POLICY
 from interfaces.http.console.session import COOKIE, Console
@@ -143,3 +144,35 @@ def test_only_an_admin_acts_on_a_saga_and_only_after_confirming(console, issuer,
                          follow_redirects=False)
     assert ended.status_code == 409 and "Not now" in ended.text  # the saga confirmed: nothing to do
     assert console.post(f"/console/sagas/{saga}/{action}", follow_redirects=False).status_code == 403  # no CSRF token
+
+
+def test_the_list_narrows_to_a_correlation_id_a_patient_a_doctor_and_days(console, issuer, clinic):
+    patient = clinic.registry.register_patient("Bia", "bia@example.org", date(1991, 1, 1), True)
+    doctors = [clinic.registry.register_doctor(f"Dr {n}", "gp") for n in ("A", "B")]
+    for doctor in doctors:
+        clinic.open_slots(doctor, [(START, 30)])
+    sagas = []
+    for number, doctor in enumerate(doctors):
+        with event_metadata(correlation_id=f"desk-{number}"):
+            sagas.append(str(clinic.book(patient, doctor, START, "check-up").saga_id))
+    clinic.wait_until_settled()
+    signed_in(console, issuer, "ADMIN")
+
+    def listed(query: str) -> list[str]:
+        page = console.get(f"/console/sagas?{query}")
+        assert page.status_code == 200, page.text
+        return re.findall(r'data-saga="([0-9a-f-]+)"', page.text)
+
+    assert listed("correlation=desk-1") == [sagas[1]]
+    assert listed(f"doctor={doctors[0]}") == [sagas[0]]
+    assert listed(f"patient={patient}&state=confirmed") == sagas[::-1]
+    today = clinic.saga(uuid.UUID(sagas[0])).steps[0].at.date()
+    assert listed(f"since={today}&until={today}") == sagas[::-1] and listed(f"since={today.replace(year=2099)}") == []
+    assert console.get("/console/sagas?since=yesterday").status_code == 400  # not a date
+
+
+def test_a_saga_links_to_its_trace_where_the_deployment_names_the_trace_backend(issuer):
+    console = Console(issuer, trace_url_template="https://tempo.example.org/explore?trace={trace_id}")
+    assert console.trace_url("4bf92f3577b34da6a3ce929d0e0e4736") == \
+        "https://tempo.example.org/explore?trace=4bf92f3577b34da6a3ce929d0e0e4736"
+    assert console.trace_url(None) is None and Console(issuer).trace_url("4bf92f3577b34da6a3ce929d0e0e4736") is None

@@ -20,7 +20,9 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.ui import Select
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from application.bootstrap import bootstrap
 from application.clinic import Clinic
@@ -75,8 +77,15 @@ def sign_in(browser: WebDriver, console: str, role: str = "ADMIN") -> None:
     assert browser.current_url.endswith("/console/login")  # sent to sign in first
     browser.find_element(By.ID, "operator").send_keys("ops-1")
     Select(browser.find_element(By.ID, "role")).select_by_value(role)
-    browser.find_element(By.CSS_SELECTOR, "form.stack button").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "form.stack button"), "/console/sagas")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Sagas"
+
+
+def follow(browser: WebDriver, element: WebElement, to: str) -> None:
+    """Click ``element`` and wait until the browser is on a page whose URL contains ``to`` (the old page's
+    elements are then gone: nothing found later belongs to it)."""
+    element.click()
+    WebDriverWait(browser, 10).until(expected_conditions.url_contains(to))
 
 
 def screenshot(browser: WebDriver, name: str) -> None:
@@ -110,7 +119,7 @@ def test_an_operator_finds_a_saga_stuck_on_the_registry_and_reads_why(clinic, co
     row = browser.find_element(By.CSS_SELECTOR, f'tr[data-saga="{saga_id}"]')
     assert "VALIDATING" in row.text and "stuck" in row.text
     screenshot(browser, "sagas-stuck")
-    row.find_element(By.TAG_NAME, "a").click()
+    follow(browser, row.find_element(By.TAG_NAME, "a"), f"/console/sagas/{saga_id}")
 
     assert browser.current_url.endswith(f"/console/sagas/{saga_id}")
     assert browser.find_element(By.ID, "state").text == "VALIDATING"
@@ -126,10 +135,10 @@ def test_an_operator_finds_a_saga_stuck_on_the_registry_and_reads_why(clinic, co
     screenshot(browser, "saga-stuck")
     assert not [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]  # no CSP refusal
 
-    browser.find_element(By.ID, "compensate").click()
+    follow(browser, browser.find_element(By.ID, "compensate"), f"/console/sagas/{saga_id}/compensate")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Compensate now?"
     screenshot(browser, "compensate-confirm")
-    browser.find_element(By.ID, "confirm").click()
+    follow(browser, browser.find_element(By.ID, "confirm"), "?done=compensate")
     assert browser.find_element(By.ID, "done").text.startswith("Done: compensate now")
     assert browser.find_element(By.ID, "state").text == "REJECTED"
     assert "compensated_by_operator" in browser.find_element(By.CSS_SELECTOR, "dl.facts").text
@@ -148,8 +157,8 @@ def test_an_auditor_reads_the_console_and_a_missing_saga_is_a_page_saying_so(cli
     assert browser.find_element(By.TAG_NAME, "h1").text == "Not allowed"
     browser.get(f"{console}/sagas/00000000-0000-4000-8000-000000000000")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Not found"
-    browser.find_element(By.LINK_TEXT, "Back to the sagas").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, "Back to the sagas"), "/console/sagas")
     assert "ops-1 · AUDITOR" in browser.find_element(By.CLASS_NAME, "who").text
-    browser.find_element(By.CSS_SELECTOR, "header form button").click()  # sign out
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "header form button"), "/console/login")  # sign out
     browser.get(f"{console}/sagas")
     assert browser.current_url.endswith("/console/login")

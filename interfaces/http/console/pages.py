@@ -7,9 +7,11 @@ not apply to them (``EXCLUDE_FROM_AUTH``, ``public``), and they are not in the O
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 from uuid import UUID
 
 from litestar import Controller, Request, Response, Router, get, post
@@ -69,13 +71,20 @@ class ConsolePages(Controller):
     def sagas(self, request: Request[Any, Any, Any], clinic: NamedDependency[Clinic],
               operator: NamedDependency[Principal],
               show: Annotated[StateFilter | None, QueryParameter(name="state", required=False)] = None,
+              correlation: Annotated[str | None, QueryParameter(required=False, max_length=128)] = None,
+              patient: Annotated[UUID | None, QueryParameter(required=False)] = None,
+              doctor: Annotated[UUID | None, QueryParameter(required=False)] = None,
+              since: Annotated[date | None, QueryParameter(required=False)] = None,
+              until: Annotated[date | None, QueryParameter(required=False)] = None,
               cursor: Annotated[str | None, QueryParameter(required=False)] = None) -> Template:
-        """Sagas newest first, filtered by state (open, stuck past its deadline or one step, or how it ended)."""
+        """Sagas newest first: by state (open, stuck past its deadline or on one step, or how it ended), by the
+        correlation id of the request that started it, by patient, by doctor, by the day it started."""
         now, after = request.app.state.clock(), _console(request).stuck_after
-        page = clinic.require(ReadModels).sagas(lambda saga: _shown(saga, show, now, after), cursor, limit=25)
+        wanted = SagaFilter(show, correlation or None, patient, doctor, since, until)
+        page = clinic.require(ReadModels).sagas(lambda saga: wanted.keeps(saga, now, after), cursor, limit=25)
         rows = [_row(saga, now, after) for saga in page.items]
         return _page("sagas.html.j2", request, operator=operator, rows=rows, next_cursor=page.next_cursor,
-                     show=show, filters=FILTERS)
+                     wanted=wanted, filters=FILTERS, query=wanted.query())
 
     @get("/sagas/{saga_id:uuid}", sync_to_thread=True)
     def saga(self, request: Request[Any, Any, Any], clinic: NamedDependency[Clinic],
@@ -85,7 +94,8 @@ class ConsolePages(Controller):
         """One saga: its steps on a timeline, the event behind each, and what an open one waits on; an admin
         may act on an open one."""
         timeline = saga_timeline(clinic, saga_id, request.app.state.clock(), _console(request).stuck_after)
-        return _page("saga.html.j2", request, operator=operator, saga=timeline, done=done and ACTIONS[done],
+        trace = _console(request).trace_url(timeline.listing.trace_id)
+        return _page("saga.html.j2", request, operator=operator, saga=timeline, done=done and ACTIONS[done], trace=trace,
                      may_act=operator.has_role(Role.ADMIN) and timeline.listing.state in OPEN_STATES)
 
 
@@ -151,6 +161,31 @@ class ConsoleSignIn(Controller):
 def _console(request: Request[Any, Any, Any]) -> Console:
     console: Console = request.app.state.console
     return console
+
+
+@dataclass(frozen=True)
+class SagaFilter:
+    """What the list of sagas is narrowed to (``None``: anything)."""
+
+    show: str | None = None
+    correlation: str | None = None
+    patient: UUID | None = None
+    doctor: UUID | None = None
+    since: date | None = None
+    until: date | None = None
+
+    def keeps(self, saga: SagaListing, now: datetime, after: timedelta) -> bool:
+        day = saga.started_at.date()
+        return (_shown(saga, self.show, now, after)
+                and self.correlation in (None, saga.correlation_id) and self.patient in (None, saga.patient_id)
+                and self.doctor in (None, saga.doctor_id)
+                and (self.since is None or day >= self.since) and (self.until is None or day <= self.until))
+
+    def query(self) -> str:
+        """The filter as the query string of a link (the next page keeps it)."""
+        pairs = {"state": self.show, "correlation": self.correlation, "patient": self.patient,
+                 "doctor": self.doctor, "since": self.since, "until": self.until}
+        return urlencode({name: str(value) for name, value in pairs.items() if value is not None})
 
 
 def _shown(saga: SagaListing, show: str | None, now: datetime, after: timedelta) -> bool:

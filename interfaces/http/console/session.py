@@ -42,6 +42,13 @@ class Console:
     """``Secure`` on the cookie (behind https)."""
     stuck_after: timedelta = timedelta(minutes=1)
     """An open saga on one step longer than this is stuck (as is any saga past its deadline)."""
+    trace_url_template: str | None = None
+    """``CLINIC_TRACE_URL_TEMPLATE``: where a trace is shown, ``{trace_id}`` in it (``None``: no link)."""
+
+    def trace_url(self, trace_id: str | None) -> str | None:
+        if not self.trace_url_template or not trace_id:
+            return None
+        return self.trace_url_template.replace("{trace_id}", trace_id)
 
     def session_token(self, sub: str, role: Role) -> str:
         return self.issuer.issue(sub, [role], ttl_seconds=SESSION_SECONDS, client_id="clinic-console")

@@ -245,7 +245,8 @@ def expected_views(history: History) -> dict[str, dict[str, Any]]:
         views["saga_list"][f"saga-listing:{saga.id}"] = {
             "saga_id": str(saga.id), "kind": {"BookingSaga": "booking", "RescheduleSaga": "reschedule"}[aggregate],
             "aggregate": aggregate, "consultation_id": str(saga.consultation_id), "patient_id": str(saga.patient_id),
-            "doctor_id": str(saga.doctor_id), "started_at": iso(saga.created_on)}
+            "doctor_id": str(saga.doctor_id), "started_at": iso(saga.created_on), "correlation_id": "",
+            "trace_id": ""}
         _index(views["saga_list"], "sagas", saga.id, saga.created_on)
     return views
 
