@@ -32,6 +32,7 @@ $(WEB): web/package.json web/package-lock.json
 
 console-assets: $(WEB)
 	cp web/node_modules/htmx.org/dist/htmx.min.js interfaces/http/console/static/htmx.min.js
+	cp web/node_modules/htmx-ext-sse/dist/sse.min.js interfaces/http/console/static/htmx-ext-sse.min.js
 
 install: $(STAMP)
 

@@ -245,6 +245,19 @@ class ReadModels:
                                         self._maybe_saga_listing, keep)
         return SagaPage(items, next_cursor)
 
+    def sagas_position(self) -> int | None:
+        """How far into the booking log the saga views are, as this process was last told (``None``: not yet)."""
+        if self.changes is None:
+            return None
+        return self.changes.position("saga_status", BY_NAME["saga_status"].version, "Booking")
+
+    async def sagas_changed(self, since: int | None, timeout: float) -> int | None:
+        """The saga views' position once it moves past ``since``, or after ``timeout`` (woken by the change
+        feed, not by polling)."""
+        if self.changes is not None:
+            await self.changes.wait_async(lambda: self.sagas_position() != since, timeout)
+        return self.sagas_position()
+
     def saga_listing(self, saga_id: UUID) -> SagaListing:
         listing = self._maybe_saga_listing(str(saga_id))
         if listing is None:

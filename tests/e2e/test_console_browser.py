@@ -162,3 +162,14 @@ def test_an_auditor_reads_the_console_and_a_missing_saga_is_a_page_saying_so(cli
     follow(browser, browser.find_element(By.CSS_SELECTOR, "header form button"), "/console/login")  # sign out
     browser.get(f"{console}/sagas")
     assert browser.current_url.endswith("/console/login")
+
+
+def test_the_list_follows_the_sagas_without_a_reload(clinic, console, browser):
+    sign_in(browser, console)
+    assert browser.find_elements(By.CSS_SELECTOR, "#saga-rows tr[data-saga]") == []
+    browser.execute_script("window.notReloaded = true")  # gone if the page is loaded again
+    saga_id = a_booking_waiting_on_the_registry(clinic)  # meanwhile, a booking starts a saga
+    WebDriverWait(browser, 10).until(
+        lambda _: browser.find_elements(By.CSS_SELECTOR, f'#saga-rows tr[data-saga="{saga_id}"]'))
+    assert browser.execute_script("return window.notReloaded") is True
+    assert "VALIDATING" in browser.find_element(By.CSS_SELECTOR, f'tr[data-saga="{saga_id}"]').text

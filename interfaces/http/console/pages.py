@@ -7,6 +7,8 @@ not apply to them (``EXCLUDE_FROM_AUTH``, ``public``), and they are not in the O
 from __future__ import annotations
 
 import secrets
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -22,7 +24,7 @@ from litestar.exceptions import PermissionDeniedException
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
 from litestar.params import FromPath, QueryParameter
-from litestar.response import Redirect, Template
+from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage, Template
 from litestar.static_files import create_static_files_router
 
 from application.clinic import Clinic
@@ -34,6 +36,7 @@ from domain.values import Role
 from infrastructure.security.tokens import Principal
 from interfaces.http.console.session import COOKIE, PATH, SESSION_SECONDS, Console, SignInRequired, operator
 from interfaces.http.console.timeline import saga_timeline
+from interfaces.http.controllers.consultations import KEEP_ALIVE_SECONDS, STREAM_HEADERS, STREAM_SECONDS
 from interfaces.http.controllers.oversight import operator_of
 from interfaces.http.metrics import PUBLIC_OPT
 from interfaces.http.middleware import EXCLUDE_FROM_AUTH
@@ -57,6 +60,31 @@ def _page(name: str, request: Request[Any, Any, Any], status_code: int = 200, **
                     headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY})
 
 
+@dataclass(frozen=True)
+class SagaFilter:
+    """What the list of sagas is narrowed to (``None``: anything)."""
+
+    show: str | None = None
+    correlation: str | None = None
+    patient: UUID | None = None
+    doctor: UUID | None = None
+    since: date | None = None
+    until: date | None = None
+
+    def keeps(self, saga: SagaListing, now: datetime, after: timedelta) -> bool:
+        day = saga.started_at.date()
+        return (_shown(saga, self.show, now, after)
+                and self.correlation in (None, saga.correlation_id) and self.patient in (None, saga.patient_id)
+                and self.doctor in (None, saga.doctor_id)
+                and (self.since is None or day >= self.since) and (self.until is None or day <= self.until))
+
+    def query(self) -> str:
+        """The filter as the query string of a link (the next page keeps it)."""
+        pairs = {"state": self.show, "correlation": self.correlation, "patient": self.patient,
+                 "doctor": self.doctor, "since": self.since, "until": self.until}
+        return urlencode({name: str(value) for name, value in pairs.items() if value is not None})
+
+
 class ConsolePages(Controller):
     path = PATH
     opt = OPEN
@@ -78,13 +106,20 @@ class ConsolePages(Controller):
               until: Annotated[date | None, QueryParameter(required=False)] = None,
               cursor: Annotated[str | None, QueryParameter(required=False)] = None) -> Template:
         """Sagas newest first: by state (open, stuck past its deadline or on one step, or how it ended), by the
-        correlation id of the request that started it, by patient, by doctor, by the day it started."""
-        now, after = request.app.state.clock(), _console(request).stuck_after
+        correlation id of the request that started it, by patient, by doctor, by the day it started. The
+        rows follow the sagas as they change: told by server-sent events, the page fetches them again
+        (an htmx request, ``HX-Request``: the rows alone)."""
         wanted = SagaFilter(show, correlation or None, patient, doctor, since, until)
-        page = clinic.require(ReadModels).sagas(lambda saga: wanted.keeps(saga, now, after), cursor, limit=25)
-        rows = [_row(saga, now, after) for saga in page.items]
-        return _page("sagas.html.j2", request, operator=operator, rows=rows, next_cursor=page.next_cursor,
-                     wanted=wanted, filters=FILTERS, query=wanted.query())
+        rows = _rows(request, clinic, wanted, cursor)
+        if request.headers.get("hx-request") == "true":
+            return _page("sagas_rows.html.j2", request, **rows)
+        return _page("sagas.html.j2", request, operator=operator, filters=FILTERS, **rows)
+
+    @get("/sagas/changes")
+    async def changes(self, clinic: NamedDependency[Clinic], operator: NamedDependency[Principal]) -> ServerSentEvent:
+        """``event: sagas`` each time the saga views change (``data``: their position in the booking log), with
+        a keep-alive comment every 15 s; ends after 5 minutes (the browser reconnects)."""
+        return ServerSentEvent(saga_changes(clinic.require(ReadModels)), headers=STREAM_HEADERS)
 
     @get("/sagas/{saga_id:uuid}", sync_to_thread=True)
     def saga(self, request: Request[Any, Any, Any], clinic: NamedDependency[Clinic],
@@ -163,29 +198,23 @@ def _console(request: Request[Any, Any, Any]) -> Console:
     return console
 
 
-@dataclass(frozen=True)
-class SagaFilter:
-    """What the list of sagas is narrowed to (``None``: anything)."""
+def _rows(request: Request[Any, Any, Any], clinic: Clinic, wanted: SagaFilter, cursor: str | None) -> dict[str, Any]:
+    now, after = request.app.state.clock(), _console(request).stuck_after
+    page = clinic.require(ReadModels).sagas(lambda saga: wanted.keeps(saga, now, after), cursor, limit=25)
+    return {"rows": [_row(saga, now, after) for saga in page.items], "next_cursor": page.next_cursor,
+            "wanted": wanted, "query": wanted.query(), "cursor": cursor}
 
-    show: str | None = None
-    correlation: str | None = None
-    patient: UUID | None = None
-    doctor: UUID | None = None
-    since: date | None = None
-    until: date | None = None
 
-    def keeps(self, saga: SagaListing, now: datetime, after: timedelta) -> bool:
-        day = saga.started_at.date()
-        return (_shown(saga, self.show, now, after)
-                and self.correlation in (None, saga.correlation_id) and self.patient in (None, saga.patient_id)
-                and self.doctor in (None, saga.doctor_id)
-                and (self.since is None or day >= self.since) and (self.until is None or day <= self.until))
-
-    def query(self) -> str:
-        """The filter as the query string of a link (the next page keeps it)."""
-        pairs = {"state": self.show, "correlation": self.correlation, "patient": self.patient,
-                 "doctor": self.doctor, "since": self.since, "until": self.until}
-        return urlencode({name: str(value) for name, value in pairs.items() if value is not None})
+async def saga_changes(reads: ReadModels) -> AsyncIterator[ServerSentEventMessage]:
+    deadline = time.monotonic() + STREAM_SECONDS
+    seen = reads.sagas_position()
+    while (remaining := deadline - time.monotonic()) > 0:
+        now = await reads.sagas_changed(seen, min(KEEP_ALIVE_SECONDS, remaining))
+        if now != seen:
+            seen = now
+            yield ServerSentEventMessage(event="sagas", data=str(now))
+        else:
+            yield ServerSentEventMessage(comment="keep-alive")
 
 
 def _shown(saga: SagaListing, show: str | None, now: datetime, after: timedelta) -> bool:

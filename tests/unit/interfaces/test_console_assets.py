@@ -12,7 +12,8 @@ from interfaces.http.console.pages import STATIC, TEMPLATES
 from tests import services
 
 REPO = Path(__file__).resolve().parents[3]
-ASSETS = {"htmx.min.js": ("htmx.org", "dist/htmx.min.js")}
+ASSETS = {"htmx.min.js": ("htmx.org", "dist/htmx.min.js"),
+          "htmx-ext-sse.min.js": ("htmx-ext-sse", "dist/sse.min.js")}
 """Each committed asset: its npm package, and its file in the package."""
 
 
