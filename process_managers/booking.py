@@ -18,12 +18,12 @@ from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Notification, Recording
 
+from domain.base import DomainError, NotFoundError
 from domain.booking_saga_table import BOOKING_SAGA, SagaTable
 from domain.consultation import Consultation
 from domain.metadata import event_metadata
 from domain.reschedule_saga_table import RESCHEDULE_SAGA
 from domain.slot import Slot, SlotRequestRefused, slot_id_for
-from domain.base import DomainError, NotFoundError
 from domain.values import RejectionReason
 from process_managers.base import ClinicProcessApplication, MapperFactory
 from process_managers.booking_saga import SAGA_EVENT_BY_TOPIC, BookingSaga, SagaState, TableSaga, saga_id_for
