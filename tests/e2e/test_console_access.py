@@ -12,9 +12,6 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from application.bootstrap import bootstrap
-from application.clinic import Clinic
-from application.settings import Settings
 from domain.metadata import event_metadata
 from interfaces.http.app import create_app
 from interfaces.http.console.pages import CONTENT_SECURITY_POLICY
@@ -25,13 +22,6 @@ PAGES = ["/console/sagas", "/console/sagas?state=stuck", "/console/sagas/{saga}"
 """Every console page (the matrix below calls each as each persona)."""
 ALLOWED = {"admin": "ADMIN", "auditor": "AUDITOR"}
 REFUSED = {"patient": "PATIENT", "doctor": "DOCTOR"}
-
-
-@pytest.fixture
-def clinic() -> Iterator[Clinic]:
-    clinic = bootstrap(Settings(persistence="memory", runner_tick_seconds=0.05))
-    yield clinic
-    clinic.close()
 
 
 @pytest.fixture
