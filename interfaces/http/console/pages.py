@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlencode
 from uuid import UUID
 
@@ -51,8 +51,9 @@ CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'se
                            "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 """Only the product's own script, styles and requests; no inline script or style (htmx adds none: its
 indicator styles are off, see ``base.html.j2``)."""
-FILTERS = ("open", "stuck", "confirmed", "rejected", "cancelled")
 StateFilter = Literal["open", "stuck", "confirmed", "rejected", "cancelled"]
+FILTERS: tuple[str, ...] = get_args(StateFilter)
+"""The states the list filters by, in the order its links show them."""
 
 
 def _page(name: str, request: Request[Any, Any, Any], status_code: int = 200, **context: Any) -> Template:
