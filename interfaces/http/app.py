@@ -18,7 +18,8 @@ from application.clinic import Clinic
 from infrastructure.observability.metrics import Metrics
 from infrastructure.security.tokens import TokenVerifier
 from interfaces.http.authorization import require_scope
-from interfaces.http.console.pages import TEMPLATES, console_router
+from interfaces.http.console.render import TEMPLATES
+from interfaces.http.console.router import console_router
 from interfaces.http.console.session import Console
 from interfaces.http.contexts import CONTROLLERS
 from interfaces.http.deprecation import deprecation_headers, refuse_after_sunset

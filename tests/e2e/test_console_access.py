@@ -14,11 +14,12 @@ from litestar.testing import TestClient
 
 from domain.metadata import event_metadata
 from interfaces.http.app import create_app
-from interfaces.http.console.pages import CONTENT_SECURITY_POLICY
+from interfaces.http.console.render import CONTENT_SECURITY_POLICY
 from interfaces.http.console.session import COOKIE, Console
 
 START = datetime(2027, 1, 5, 9, tzinfo=UTC)
-PAGES = ["/console/sagas", "/console/sagas?state=stuck", "/console/sagas/{saga}"]
+PAGES = ["/console/sagas", "/console/sagas?state=stuck", "/console/sagas/{saga}", "/console/streams/",
+         "/console/streams/saga/{saga}?version=1"]
 """Every console page (the matrix below calls each as each persona)."""
 ALLOWED = {"admin": "ADMIN", "auditor": "AUDITOR"}
 REFUSED = {"patient": "PATIENT", "doctor": "DOCTOR"}
@@ -166,3 +167,22 @@ def test_a_saga_links_to_its_trace_where_the_deployment_names_the_trace_backend(
     assert console.trace_url("4bf92f3577b34da6a3ce929d0e0e4736") == \
         "https://tempo.example.org/explore?trace=4bf92f3577b34da6a3ce929d0e0e4736"
     assert console.trace_url(None) is None and Console(issuer).trace_url("4bf92f3577b34da6a3ce929d0e0e4736") is None
+
+
+def test_a_stream_shows_erased_data_as_erased_and_a_patients_read_is_recorded(console, issuer, clinic):
+    patient = clinic.registry.register_patient("Rita", "rita@example.org", date(1980, 5, 5), True)
+    clinic.registry.erase_patient(patient)
+    signed_in(console, issuer, "ADMIN")
+    page = console.get(f"/console/streams/patient/{patient}")
+    assert page.status_code == 200 and "[erased]" in page.text and "Rita" not in page.text
+    assert [(read.reader, read.operation) for read in clinic.patient_records.accesses(patient)] == [
+        ("admin-1", "console")]
+
+
+def test_a_stream_is_found_by_kind_and_id_and_an_unknown_one_is_a_page_saying_so(console, issuer, saga):
+    signed_in(console, issuer, "AUDITOR")
+    found = console.get(f"/console/streams/?kind=saga&id={saga}", follow_redirects=False)
+    assert (found.status_code, found.headers["location"]) == (302, f"/console/streams/saga/{saga}")
+    assert console.get(f"/console/streams/saga/{saga}?version=1").status_code == 200
+    assert console.get(f"/console/streams/slot/{uuid.uuid4()}").status_code == 404
+    assert console.get(f"/console/streams/nonsense/{uuid.uuid4()}").status_code == 404

@@ -146,6 +146,17 @@ def test_an_operator_finds_a_saga_stuck_on_the_registry_and_reads_why(clinic, co
     assert clinic.require(ConsultationsApplication).consultation(consultation_of(clinic, saga_id)).status == "REJECTED"
     assert not browser.find_elements(By.ID, "compensate")  # an ended saga offers nothing more
 
+    consultation = str(consultation_of(clinic, saga_id))
+    follow(browser, browser.find_element(By.ID, "consultation"), f"/console/streams/consultation/{consultation}")
+    assert "Consultation.Rejected" in browser.find_element(By.ID, "events").text
+    changed = browser.find_element(By.ID, "diff").text  # the latest version, against the one before
+    assert "Changed from version 1 to 2" in browser.find_element(By.ID, "diff-title").text
+    assert "REQUESTED" in changed and "REJECTED" in changed and "compensated_by_operator" in changed
+    screenshot(browser, "stream-diff")
+    follow(browser, browser.find_element(By.LINK_TEXT, "1"), "?version=1")
+    assert browser.find_element(By.ID, "diff-title").text == "Created at version 1"
+    assert "REQUESTED" in browser.find_element(By.ID, "state").text
+
 
 def test_an_auditor_reads_the_console_and_a_missing_saga_is_a_page_saying_so(clinic, console, browser):
     sign_in(browser, console, role="AUDITOR")

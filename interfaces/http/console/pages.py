@@ -6,26 +6,20 @@ not apply to them (``EXCLUDE_FROM_AUTH``, ``public``), and they are not in the O
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlencode
 from uuid import UUID
 
-from litestar import Controller, Request, Response, Router, get, post
-from litestar.config.csrf import CSRFConfig
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import PermissionDeniedException
-from litestar.middleware import DefineMiddleware
-from litestar.middleware.csrf import CSRFMiddleware
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage, Template
-from litestar.static_files import create_static_files_router
 
 from application.clinic import Clinic
 from application.read_models import ReadModels
@@ -34,31 +28,16 @@ from domain.base import NotFoundError
 from domain.booking_saga_table import OPEN_STATES, SagaState
 from domain.values import Role
 from infrastructure.security.tokens import Principal
+from interfaces.http.console.render import OPEN, page
 from interfaces.http.console.session import COOKIE, PATH, SESSION_SECONDS, Console, SignInRequired, operator
 from interfaces.http.console.timeline import saga_timeline
 from interfaces.http.controllers.consultations import KEEP_ALIVE_SECONDS, STREAM_HEADERS, STREAM_SECONDS
 from interfaces.http.controllers.oversight import operator_of
-from interfaces.http.metrics import PUBLIC_OPT
-from interfaces.http.middleware import EXCLUDE_FROM_AUTH
 from process_managers.booking import SagaStateError
 
-HERE = Path(__file__).resolve().parent
-TEMPLATES = HERE / "templates"
-STATIC = HERE / "static"
-OPEN = {EXCLUDE_FROM_AUTH: True, PUBLIC_OPT: True}
-"""The console's own session guards its pages, not the API's bearer token and scopes."""
-CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-                           "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
-"""Only the product's own script, styles and requests; no inline script or style (htmx adds none: its
-indicator styles are off, see ``base.html.j2``)."""
 StateFilter = Literal["open", "stuck", "confirmed", "rejected", "cancelled"]
 FILTERS: tuple[str, ...] = get_args(StateFilter)
 """The states the list filters by, in the order its links show them."""
-
-
-def _page(name: str, request: Request[Any, Any, Any], status_code: int = 200, **context: Any) -> Template:
-    return Template(template_name=name, context={"request": request, **context}, status_code=status_code,
-                    headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY})
 
 
 @dataclass(frozen=True)
@@ -113,8 +92,8 @@ class ConsolePages(Controller):
         wanted = SagaFilter(show, correlation or None, patient, doctor, since, until)
         rows = _rows(request, clinic, wanted, cursor)
         if request.headers.get("hx-request") == "true":
-            return _page("sagas_rows.html.j2", request, **rows)
-        return _page("sagas.html.j2", request, operator=operator, filters=FILTERS, **rows)
+            return page("sagas_rows.html.j2", request, **rows)
+        return page("sagas.html.j2", request, operator=operator, filters=FILTERS, **rows)
 
     @get("/sagas/changes")
     async def changes(self, clinic: NamedDependency[Clinic], operator: NamedDependency[Principal]) -> ServerSentEvent:
@@ -131,7 +110,7 @@ class ConsolePages(Controller):
         may act on an open one."""
         timeline = saga_timeline(clinic, saga_id, request.app.state.clock(), _console(request).stuck_after)
         trace = _console(request).trace_url(timeline.listing.trace_id)
-        return _page("saga.html.j2", request, operator=operator, saga=timeline, done=done and ACTIONS[done], trace=trace,
+        return page("saga.html.j2", request, operator=operator, saga=timeline, done=done and ACTIONS[done], trace=trace,
                      may_act=operator.has_role(Role.ADMIN) and timeline.listing.state in OPEN_STATES)
 
 
@@ -141,7 +120,7 @@ class ConsolePages(Controller):
         """Ask the admin to confirm an action on the saga (nothing is done by following a link)."""
         _may_act(operator, action)
         timeline = saga_timeline(clinic, saga_id, request.app.state.clock(), _console(request).stuck_after)
-        return _page("confirm.html.j2", request, operator=operator, saga=timeline, action=action,
+        return page("confirm.html.j2", request, operator=operator, saga=timeline, action=action,
                      what=ACTIONS[action])
 
     @post("/sagas/{saga_id:uuid}/{action:str}", status_code=303, sync_to_thread=True)
@@ -175,7 +154,7 @@ class ConsoleSignIn(Controller):
     @get("/login", sync_to_thread=False)
     def form(self, request: Request[Any, Any, Any], error: Annotated[str | None, QueryParameter(
             required=False, max_length=100)] = None) -> Template:
-        return _page("login.html.j2", request, roles=[Role.ADMIN, Role.AUDITOR], error=error)
+        return page("login.html.j2", request, roles=[Role.ADMIN, Role.AUDITOR], error=error)
 
     @post("/login", status_code=303)
     async def sign_in(self, request: Request[Any, Any, Any]) -> Redirect:
@@ -244,24 +223,12 @@ def _duration(span: timedelta) -> str:
     return f"{seconds // 3600} h"
 
 
-def _signed_out(request: Request[Any, Any, Any], error: SignInRequired) -> Response[Any]:
+def signed_out(request: Request[Any, Any, Any], error: SignInRequired) -> Response[Any]:
     return Redirect(f"{PATH}/login")
 
 
-def _refused(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+def refused(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     """A page saying what was refused: 404 for what does not exist, 403 for what the operator may not do."""
     status = 404 if isinstance(error, NotFoundError) else 409 if isinstance(error, SagaStateError) else 403
     detail = getattr(error, "detail", None) or str(error)
-    return _page("refused.html.j2", request, status_code=status, status=status, detail=detail)
-
-
-def console_router(console: Console) -> Router:
-    """Everything under ``/console``: the pages, the sign-in, the static assets; CSRF-checked forms."""
-    csrf = CSRFConfig(secret=secrets.token_hex(32), cookie_path=PATH, cookie_samesite="strict",
-                      cookie_httponly=False, cookie_secure=console.secure_cookie)
-    static = create_static_files_router(path=f"{PATH}/static", directories=[STATIC], opt=OPEN,
-                                        include_in_schema=False, send_as_attachment=False)
-    return Router(path="/", route_handlers=[ConsolePages, ConsoleSignIn, static],
-                  middleware=[DefineMiddleware(CSRFMiddleware, config=csrf)],
-                  exception_handlers={SignInRequired: _signed_out, PermissionDeniedException: _refused,
-                                      NotFoundError: _refused, SagaStateError: _refused})
+    return page("refused.html.j2", request, status_code=status, status=status, detail=detail)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from interfaces.http.console.pages import STATIC, TEMPLATES
+from interfaces.http.console.render import STATIC, TEMPLATES
 from tests import services
 
 REPO = Path(__file__).resolve().parents[3]

@@ -1,0 +1,28 @@
+"""How every console page is answered: its template, and the headers that protect it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from litestar import Request
+from litestar.response import Template
+
+from interfaces.http.metrics import PUBLIC_OPT
+from interfaces.http.middleware import EXCLUDE_FROM_AUTH
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+OPEN = {EXCLUDE_FROM_AUTH: True, PUBLIC_OPT: True}
+"""The console's own session guards its pages, not the API's bearer token and scopes."""
+CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                           "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+"""Only the product's own script, styles and requests; no inline script or style (htmx adds none: its
+indicator styles are off, see ``base.html.j2``)."""
+
+
+def page(name: str, request: Request[Any, Any, Any], status_code: int = 200, **context: Any) -> Template:
+    """The template ``name`` with ``context``, under the console's Content-Security-Policy."""
+    return Template(template_name=name, context={"request": request, **context}, status_code=status_code,
+                    headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY})

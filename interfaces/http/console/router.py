@@ -1,0 +1,31 @@
+"""Everything under ``/console``: the pages, the sign-in, the static assets, behind CSRF-checked forms."""
+
+from __future__ import annotations
+
+import secrets
+
+from litestar import Router
+from litestar.config.csrf import CSRFConfig
+from litestar.exceptions import PermissionDeniedException
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.csrf import CSRFMiddleware
+from litestar.static_files import create_static_files_router
+
+from domain.base import NotFoundError
+from interfaces.http.console.pages import ConsolePages, ConsoleSignIn, refused, signed_out
+from interfaces.http.console.render import OPEN, STATIC
+from interfaces.http.console.session import PATH, Console, SignInRequired
+from interfaces.http.console.streams import ConsoleStreams
+from process_managers.booking import SagaStateError
+
+
+def console_router(console: Console) -> Router:
+    """The console's routes; CSRF is checked on its forms only (the API's routes take bearer tokens)."""
+    csrf = CSRFConfig(secret=secrets.token_hex(32), cookie_path=PATH, cookie_samesite="strict",
+                      cookie_httponly=False, cookie_secure=console.secure_cookie)
+    static = create_static_files_router(path=f"{PATH}/static", directories=[STATIC], opt=OPEN,
+                                        include_in_schema=False, send_as_attachment=False)
+    return Router(path="/", route_handlers=[ConsolePages, ConsoleSignIn, ConsoleStreams, static],
+                  middleware=[DefineMiddleware(CSRFMiddleware, config=csrf)],
+                  exception_handlers={SignInRequired: signed_out, PermissionDeniedException: refused,
+                                      NotFoundError: refused, SagaStateError: refused})
