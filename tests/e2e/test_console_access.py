@@ -19,7 +19,7 @@ from interfaces.http.console.session import COOKIE, Console
 
 START = datetime(2027, 1, 5, 9, tzinfo=UTC)
 PAGES = ["/console/sagas", "/console/sagas?state=stuck", "/console/sagas/{saga}", "/console/streams/",
-         "/console/streams/saga/{saga}?version=1"]
+         "/console/streams/saga/{saga}?version=1", "/console/read-models/"]
 """Every console page (the matrix below calls each as each persona)."""
 ALLOWED = {"admin": "ADMIN", "auditor": "AUDITOR"}
 REFUSED = {"patient": "PATIENT", "doctor": "DOCTOR"}
@@ -186,3 +186,16 @@ def test_a_stream_is_found_by_kind_and_id_and_an_unknown_one_is_a_page_saying_so
     assert console.get(f"/console/streams/saga/{saga}?version=1").status_code == 200
     assert console.get(f"/console/streams/slot/{uuid.uuid4()}").status_code == 404
     assert console.get(f"/console/streams/nonsense/{uuid.uuid4()}").status_code == 404
+
+
+def test_an_auditor_reads_the_read_models_and_only_an_admin_rebuilds_one(console, issuer, saga):
+    signed_in(console, issuer, "AUDITOR")
+    overview = console.get("/console/read-models/")
+    assert overview.status_code == 200 and 'data-projection="saga_status"' in overview.text
+    assert 'id="rebuild-saga_status"' not in overview.text
+    assert console.post("/console/read-models/saga_status/rebuild", data={"_csrf_token": csrf(console)},
+                        follow_redirects=False).status_code == 403
+    signed_in(console, issuer, "ADMIN")
+    assert console.post("/console/read-models/nonsense/rebuild", data={"_csrf_token": csrf(console)},
+                        follow_redirects=False).status_code == 404
+    assert console.get("/console/read-models/nonsense/progress").status_code == 404

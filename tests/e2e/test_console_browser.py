@@ -184,3 +184,18 @@ def test_the_list_follows_the_sagas_without_a_reload(clinic, console, browser):
         lambda _: browser.find_elements(By.CSS_SELECTOR, f'#saga-rows tr[data-saga="{saga_id}"]'))
     assert browser.execute_script("return window.notReloaded") is True
     assert "VALIDATING" in browser.find_element(By.CSS_SELECTOR, f'tr[data-saga="{saga_id}"]').text
+
+
+def test_an_admin_rebuilds_a_read_model_and_watches_it_reach_100_percent(clinic, console, browser):
+    a_booking_waiting_on_the_registry(clinic)
+    sign_in(browser, console)
+    follow(browser, browser.find_element(By.LINK_TEXT, "Read models"), "/console/read-models")
+    row = browser.find_element(By.CSS_SELECTOR, 'tr[data-projection="saga_status"]')
+    assert "v1" in row.text and "Booking" in row.text
+    follow(browser, browser.find_element(By.ID, "rebuild-saga_status"), "#saga_status")
+    WebDriverWait(browser, 15).until(
+        lambda _: "rebuilt" in browser.find_element(By.ID, "progress-saga_status").text)
+    assert browser.find_element(By.ID, "bar-saga_status").get_attribute("value") == "100"
+    screenshot(browser, "read-model-rebuilt")
+    browser.refresh()  # readers switched to the new version
+    assert "v2" in browser.find_element(By.CSS_SELECTOR, 'tr[data-projection="saga_status"]').text

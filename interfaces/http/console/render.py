@@ -22,7 +22,7 @@ CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'se
 indicator styles are off, see ``base.html.j2``)."""
 
 
-def page(name: str, request: Request[Any, Any, Any], status_code: int = 200, **context: Any) -> Template:
-    """The template ``name`` with ``context``, under the console's Content-Security-Policy."""
-    return Template(template_name=name, context={"request": request, **context}, status_code=status_code,
+def page(template: str, request: Request[Any, Any, Any], status_code: int = 200, **context: Any) -> Template:
+    """``template`` with ``context``, under the console's Content-Security-Policy."""
+    return Template(template_name=template, context={"request": request, **context}, status_code=status_code,
                     headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY})

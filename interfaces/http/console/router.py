@@ -13,6 +13,7 @@ from litestar.static_files import create_static_files_router
 
 from domain.base import NotFoundError
 from interfaces.http.console.pages import ConsolePages, ConsoleSignIn, refused, signed_out
+from interfaces.http.console.read_models import ConsoleReadModels
 from interfaces.http.console.render import OPEN, STATIC
 from interfaces.http.console.session import PATH, Console, SignInRequired
 from interfaces.http.console.streams import ConsoleStreams
@@ -25,7 +26,7 @@ def console_router(console: Console) -> Router:
                       cookie_httponly=False, cookie_secure=console.secure_cookie)
     static = create_static_files_router(path=f"{PATH}/static", directories=[STATIC], opt=OPEN,
                                         include_in_schema=False, send_as_attachment=False)
-    return Router(path="/", route_handlers=[ConsolePages, ConsoleSignIn, ConsoleStreams, static],
+    return Router(path="/", route_handlers=[ConsolePages, ConsoleSignIn, ConsoleStreams, ConsoleReadModels, static],
                   middleware=[DefineMiddleware(CSRFMiddleware, config=csrf)],
                   exception_handlers={SignInRequired: signed_out, PermissionDeniedException: refused,
                                       NotFoundError: refused, SagaStateError: refused})

@@ -8,7 +8,7 @@ token is verified like a bearer token, and only ADMIN and AUDITOR may use the co
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +18,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 
 from domain.values import Role
 from infrastructure.security.tokens import InvalidTokenError, Principal, TokenIssuer, TokenVerifier
+from interfaces.http.console.rebuilds import Rebuilds
 
 COOKIE = "clinic_console"
 PATH = "/console"
@@ -42,6 +43,8 @@ class Console:
     """``Secure`` on the cookie (behind https)."""
     stuck_after: timedelta = timedelta(minutes=1)
     """An open saga on one step longer than this is stuck (as is any saga past its deadline)."""
+    rebuilds: Rebuilds = field(default_factory=Rebuilds, compare=False)
+    """The read-model rebuilds started from this console."""
     trace_url_template: str | None = None
     """``CLINIC_TRACE_URL_TEMPLATE``: where a trace is shown, ``{trace_id}`` in it (``None``: no link)."""
 
