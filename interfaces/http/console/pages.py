@@ -111,8 +111,7 @@ class ConsolePages(Controller):
         timeline = saga_timeline(clinic, saga_id, request.app.state.clock(), _console(request).stuck_after)
         trace = _console(request).trace_url(timeline.listing.trace_id)
         return page("saga.html.j2", request, operator=operator, saga=timeline, done=done and ACTIONS[done], trace=trace,
-                     may_act=operator.has_role(Role.ADMIN) and timeline.listing.state in OPEN_STATES)
-
+                    may_act=operator.has_role(Role.ADMIN) and timeline.listing.state in OPEN_STATES)
 
     @get("/sagas/{saga_id:uuid}/{action:str}", sync_to_thread=True)
     def confirm(self, request: Request[Any, Any, Any], clinic: NamedDependency[Clinic],
@@ -121,7 +120,7 @@ class ConsolePages(Controller):
         _may_act(operator, action)
         timeline = saga_timeline(clinic, saga_id, request.app.state.clock(), _console(request).stuck_after)
         return page("confirm.html.j2", request, operator=operator, saga=timeline, action=action,
-                     what=ACTIONS[action])
+                    what=ACTIONS[action])
 
     @post("/sagas/{saga_id:uuid}/{action:str}", status_code=303, sync_to_thread=True)
     def act(self, clinic: NamedDependency[Clinic], operator: NamedDependency[Principal], saga_id: FromPath[UUID],
