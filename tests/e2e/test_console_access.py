@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 import pytest
@@ -16,8 +16,8 @@ from domain.metadata import event_metadata
 from interfaces.http.app import create_app
 from interfaces.http.console.render import CONTENT_SECURITY_POLICY
 from interfaces.http.console.session import COOKIE, Console
+from tests.kit.bookings import START, a_saga
 
-START = datetime(2027, 1, 5, 9, tzinfo=UTC)
 PAGES = ["/console/sagas", "/console/sagas?state=stuck", "/console/sagas/{saga}", "/console/streams/",
          "/console/streams/saga/{saga}?version=1", "/console/read-models/"]
 """Every console page (the matrix below calls each as each persona)."""
@@ -33,12 +33,7 @@ def console(clinic, issuer) -> Iterator[TestClient[Any]]:
 
 @pytest.fixture
 def saga(clinic) -> str:
-    patient = clinic.registry.register_patient("Ana", "ana@example.org", date(1990, 1, 1), True)
-    doctor = clinic.registry.register_doctor("Dr Rui", "gp")
-    clinic.open_slots(doctor, [(START, 30)])
-    saga_id = str(clinic.book(patient, doctor, START, "check-up").saga_id)
-    clinic.wait_until_settled()
-    return saga_id
+    return a_saga(clinic)
 
 
 def csrf(console: TestClient[Any]) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
 
@@ -35,10 +35,10 @@ from process_managers.ports import RegistryUnavailableError
 from tests import services
 from tests.integration.http_servers import uvicorn_server
 from tests.kit import FakeRegistry
+from tests.kit.bookings import a_saga
 from tests.kit.eventually import eventually
 
 ISSUER = TokenIssuer(ECKey.generate_key("P-256", auto_kid=True), "clinic-dev", "clinic-api")
-START = datetime(2027, 1, 5, 9, tzinfo=UTC)
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
 
 
@@ -99,12 +99,7 @@ def consultation_of(clinic: Clinic, saga_id: str) -> UUID:
 
 
 def a_booking_waiting_on_the_registry(clinic: Clinic) -> str:
-    patient = clinic.registry.register_patient("Ana", "ana@example.org", date(1990, 1, 1), True)
-    doctor = clinic.registry.register_doctor("Dr Rui", "gp")
-    clinic.open_slots(doctor, [(START, 30)])
-    saga_id = str(clinic.book(patient, doctor, START, "check-up").saga_id)
-    clinic.wait_until_settled()
-    return saga_id
+    return a_saga(clinic)  # the fixture's registry is down
 
 
 def test_an_operator_finds_a_saga_stuck_on_the_registry_and_reads_why(clinic, console, browser):

@@ -16,7 +16,7 @@ from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage, Template
@@ -28,8 +28,8 @@ from domain.base import NotFoundError
 from domain.booking_saga_table import OPEN_STATES, SagaState
 from domain.values import Role
 from infrastructure.security.tokens import Principal
-from interfaces.http.console.render import OPEN, page
-from interfaces.http.console.session import COOKIE, PATH, SESSION_SECONDS, Console, SignInRequired, operator
+from interfaces.http.console.render import OPEN, ConsoleController, page
+from interfaces.http.console.session import COOKIE, PATH, SESSION_SECONDS, Console, SignInRequired
 from interfaces.http.console.timeline import saga_timeline
 from interfaces.http.controllers.consultations import KEEP_ALIVE_SECONDS, STREAM_HEADERS, STREAM_SECONDS
 from interfaces.http.controllers.oversight import operator_of
@@ -65,11 +65,8 @@ class SagaFilter:
         return urlencode({name: str(value) for name, value in pairs.items() if value is not None})
 
 
-class ConsolePages(Controller):
+class ConsolePages(ConsoleController):
     path = PATH
-    opt = OPEN
-    include_in_schema = False
-    dependencies = {"operator": Provide(operator)}  # noqa: RUF012 - Litestar's class attribute
 
     @get("/", sync_to_thread=False)
     def home(self) -> Redirect:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, get, post
-from litestar.di import NamedDependency, Provide
+from litestar import Request, get, post
+from litestar.di import NamedDependency
 from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
@@ -19,8 +19,8 @@ from domain.base import NotFoundError
 from domain.values import Role
 from infrastructure.security.tokens import Principal
 from interfaces.cli.projections import status
-from interfaces.http.console.render import OPEN, page
-from interfaces.http.console.session import PATH, Console, operator
+from interfaces.http.console.render import ConsoleController, page
+from interfaces.http.console.session import PATH, Console
 from projections.catalog import BY_NAME
 
 
@@ -35,11 +35,8 @@ def _projection(name: str) -> str:
     return name
 
 
-class ConsoleReadModels(Controller):
+class ConsoleReadModels(ConsoleController):
     path = f"{PATH}/read-models"
-    opt = OPEN
-    include_in_schema = False
-    dependencies = {"operator": Provide(operator)}  # noqa: RUF012 - Litestar's class attribute
 
     @get("/", sync_to_thread=True)
     def overview(self, request: Request[Any, Any, Any], clinic: NamedDependency[Clinic],

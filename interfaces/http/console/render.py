@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from litestar import Request
+from litestar import Controller, Request
+from litestar.di import Provide
 from litestar.response import Template
 
+from interfaces.http.console.session import operator
 from interfaces.http.metrics import PUBLIC_OPT
 from interfaces.http.middleware import EXCLUDE_FROM_AUTH
 
@@ -20,6 +22,15 @@ CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'se
                            "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 """Only the product's own script, styles and requests; no inline script or style (htmx adds none: its
 indicator styles are off, see ``base.html.j2``)."""
+
+
+class ConsoleController(Controller):
+    """A controller of console pages: each needs a signed-in operator (``operator``), none is in the OpenAPI
+    document, and the API's bearer check does not apply (``OPEN``)."""
+
+    opt = OPEN
+    include_in_schema = False
+    dependencies = {"operator": Provide(operator)}  # noqa: RUF012 - Litestar's class attribute
 
 
 def page(template: str, request: Request[Any, Any, Any], status_code: int = 200, **context: Any) -> Template:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import Controller, Request, get
-from litestar.di import NamedDependency, Provide
+from litestar import Request, get
+from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
@@ -20,8 +20,8 @@ from application.bootstrap import AUDITED_KINDS
 from application.clinic import Clinic
 from domain.base import NotFoundError
 from infrastructure.security.tokens import Principal
-from interfaces.http.console.render import OPEN, page
-from interfaces.http.console.session import PATH, operator
+from interfaces.http.console.render import ConsoleController, page
+from interfaces.http.console.session import PATH
 
 KINDS = tuple(AUDITED_KINDS)
 """Every kind of stream an auditor may open (each context's ``audited``)."""
@@ -49,11 +49,8 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> list[Change]:
 _ABSENT = object()
 
 
-class ConsoleStreams(Controller):
+class ConsoleStreams(ConsoleController):
     path = f"{PATH}/streams"
-    opt = OPEN
-    include_in_schema = False
-    dependencies = {"operator": Provide(operator)}  # noqa: RUF012 - Litestar's class attribute
 
     @get("/", sync_to_thread=False)
     def find(self, request: Request[Any, Any, Any], operator: NamedDependency[Principal],
