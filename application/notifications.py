@@ -257,10 +257,6 @@ class NotificationsApplication(ClinicProcessApplication):
         with self._index_lock:
             return min((pending.due_at for pending in self._pending.values()), default=None)
 
-    def pending_deliveries(self) -> int:
-        with self._index_lock:
-            return len(self._pending)
-
     def _attempt(self, delivery_id: UUID) -> None:
         """Send one delivery and record how it went (abandoned if its subscription was deleted)."""
         with self._index_lock:
