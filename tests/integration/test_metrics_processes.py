@@ -71,6 +71,11 @@ def _wait_until_live(base: str, process: subprocess.Popen, log: Path, timeout: f
         raise AssertionError(f"{error}: {log.read_text()[-2000:]}") from None
 
 
+def ready_requests(families: dict[str, object]) -> float:
+    return value(families, "clinic_http_requests", "clinic_http_requests_total", service="clinic",
+                 route="/health/ready", status="200")
+
+
 def scrape(base: str) -> dict[str, object]:
     with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
         assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
@@ -136,10 +141,11 @@ def test_processes_sharing_a_multiprocess_directory_are_aggregated_by_each(tmp_p
         for base, times in ((a, 2), (b, 3)):
             for _ in range(times):
                 urllib.request.urlopen(f"{base}/health/ready", timeout=5).close()
+        # a request is counted once its response is sent, so the last one may be counted just after the client read it
+        eventually(lambda: ready_requests(scrape(a)) == 5, what="the fifth request to be counted")
         from_a, from_b = scrape(a), scrape(b)
 
     assert len(list(shared.glob("counter_*.db"))) == 2  # one file per process
     for families in (from_a, from_b):  # either process answers for both
-        assert value(families, "clinic_http_requests", "clinic_http_requests_total", service="clinic",
-                     route="/health/ready", status="200") == 5
+        assert ready_requests(families) == 5
         assert "clinic_projection_lag_seconds" in families
