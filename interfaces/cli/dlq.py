@@ -10,13 +10,12 @@ from typing import Any, TypeVar
 
 import aiormq
 
-from application.services import broker_tls
+from application.contexts import BY_SERVICE
+from application.services import broker_tls, broker_topology
 from infrastructure.messaging.connection import connect
 from infrastructure.messaging.dlq import DeadLetter, DeadLetterNotFoundError, DeadLetterQueue
-from infrastructure.messaging.topology import Topology
 from interfaces.cli.main import settings
 
-FOLLOWERS = {"booking": "Booking", "scheduling": "Scheduling", "consultations": "Consultations"}
 T = TypeVar("T")
 
 
@@ -38,7 +37,7 @@ async def _with_queue(follower: str, action: Callable[[DeadLetterQueue], Awaitab
     config = settings()
     connection = await connect(config.amqp_url, broker_tls(config))
     try:
-        queues = Topology(prefix=config.amqp_prefix).queues(FOLLOWERS[follower])
+        queues = broker_topology(config).queues(BY_SERVICE[follower].name)
         return await action(DeadLetterQueue(connection, queues))
     finally:
         await connection.close()

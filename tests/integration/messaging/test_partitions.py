@@ -9,7 +9,11 @@ at a time, and the next one takes over when it goes.
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 import uuid
+from urllib.parse import quote
 
 import pytest
 from aiormq.abc import Basic
@@ -20,6 +24,7 @@ from infrastructure.messaging.relay import OutboxRelay
 from infrastructure.messaging.topology import ORDERING_KEY
 from process_managers.booking_saga import saga_id_for
 from tests.integration.messaging.conftest import MemoryPosition, request_consultations
+from tests import services
 from tests.kit import eventually_async
 
 pytestmark = pytest.mark.anyio
@@ -90,6 +95,23 @@ async def test_a_retry_and_a_redriven_dead_letter_come_back_to_their_partition(p
     await eventually_async(lambda: saga_id_for(consultation_id) in booking.repository, what="processed after the re-drive")
     await consumer.stop()
     assert len(seen) == 3 and len(set(seen)) == 1  # first delivery, retry, re-drive: one partition
+
+
+async def test_clinic_dlq_redrives_through_the_follower_s_exchange_to_the_letter_s_partition(partitioned,
+                                                                                         rabbitmq_vhost):
+    queues = await partitioned.declare("Booking", "Consultations")
+    channel = await partitioned.channel()
+    key = str(uuid.uuid4())
+    await channel.basic_publish(b"an event", routing_key=queues.dead_letters, properties=Basic.Properties(
+        message_id="letter-1", headers={ORDERING_KEY: key}, delivery_mode=2))
+    env = {**os.environ, "CLINIC_AMQP_PREFIX": partitioned.topology.prefix, "CLINIC_PARTITIONS": str(PARTITIONS),
+           "CLINIC_AMQP_URL": f"amqp://{services.RABBITMQ_USER}:{services.RABBITMQ_PASSWORD}@"
+                              f"{services.RABBITMQ_HOST}:{services.RABBITMQ_PORT}/{quote(rabbitmq_vhost, safe='')}"}
+    done = subprocess.run([sys.executable, "-m", "interfaces.cli.main", "dlq", "redrive", "booking", "--all"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "re-drove 1 message(s)" in done.stdout, done.stdout + done.stderr
+    await eventually_async(lambda: _total(partitioned, queues, 1), what="the letter in a partition")
+    assert await partitioned.count(queues.dead_letters) == 0
 
 
 async def test_each_partition_has_one_active_consumer_and_the_next_takes_over(partitioned, consultations, booking):
