@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, get_args
 from uuid import UUID
 
-from domain.booking_saga_table import ENDED_STATES
+from domain.booking_saga_table import ENDED_STATES, SagaState
 
 
 @dataclass(frozen=True)
@@ -155,6 +155,43 @@ class SagaListing:
     def stuck(self, now: datetime, after: timedelta) -> bool:
         """Open, and past its deadline or waiting on one step for longer than ``after``."""
         return self.open and (self.deadline <= now or now - self.waiting_since > after)
+
+
+SagaStateFilter = Literal["open", "stuck", "confirmed", "rejected", "cancelled"]
+SAGA_STATE_FILTERS: tuple[str, ...] = get_args(SagaStateFilter)
+"""What a list of sagas filters by: not ended, stuck, or how it ended."""
+STUCK_AFTER = timedelta(minutes=1)
+"""An open saga on one step longer than this is stuck (as is any saga past its deadline)."""
+_ENDED_AS = {"confirmed": SagaState.COMPLETED, "rejected": SagaState.REJECTED, "cancelled": SagaState.CANCELLED}
+
+
+@dataclass(frozen=True)
+class SagaFilter:
+    """Which sagas a list keeps (``None``: any): by state, the correlation id of the request that started
+    it, patient, doctor, and the days (UTC) it started, both ends included."""
+
+    state: str | None = None
+    correlation: str | None = None
+    patient: UUID | None = None
+    doctor: UUID | None = None
+    since: date | None = None
+    until: date | None = None
+
+    def keeps(self, saga: SagaListing, now: datetime, stuck_after: timedelta = STUCK_AFTER) -> bool:
+        day = saga.started_at.date()
+        return (self._in_state(saga, now, stuck_after)
+                and self.correlation in (None, saga.correlation_id) and self.patient in (None, saga.patient_id)
+                and self.doctor in (None, saga.doctor_id)
+                and (self.since is None or day >= self.since) and (self.until is None or day <= self.until))
+
+    def _in_state(self, saga: SagaListing, now: datetime, stuck_after: timedelta) -> bool:
+        if self.state is None:
+            return True
+        if self.state == "open":
+            return saga.open
+        if self.state == "stuck":
+            return saga.stuck(now, stuck_after)
+        return saga.state == _ENDED_AS[self.state]
 
 
 @dataclass(frozen=True)

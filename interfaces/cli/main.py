@@ -1,18 +1,20 @@
-"""The ``clinic`` command: serve, run, demo, audit, token, db migrate, broker, certs init, openapi, chaos, bench."""
+"""The ``clinic`` command: serve, run, demo, audit, sagas, token, db migrate, broker, certs init, openapi, chaos, bench."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from uuid import UUID
 
 from application.bootstrap import AUDITED_KINDS, StoreNotReadyError, StoreUnavailableError
 from application.contexts import CONTEXTS, SERVICE_NAMES
 from application.settings import Settings, SettingsError
+from application.views import SAGA_STATE_FILTERS
 from domain.base import DomainError
 from domain.values import Role
 from interfaces.gateway import PER_ADDRESS, PER_TOKEN
@@ -100,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     certs_init.set_defaults(run=_lazy("interfaces.cli.certs", "run_certs_init"))
 
     _add_dlq_parser(commands)
+    _add_sagas_parser(commands)
     _add_broker_parser(commands)
     _add_projections_parser(commands)
     _add_gdpr_parser(commands)
@@ -155,6 +158,35 @@ def _add_broker_parser(commands: argparse._SubParsersAction) -> None:
                                      "own user exactly what it needs")
     permissions.add_argument("--vhost", default="/", help="the virtual host (default /)")
     permissions.set_defaults(run=_lazy("interfaces.cli.broker", "run_permissions"))
+
+
+def _add_sagas_parser(commands: argparse._SubParsersAction) -> None:
+    sagas = commands.add_parser("sagas", help="booking and reschedule sagas: list, show, retry, compensate (through "
+                                              "the HTTP API)")
+    sagas.add_argument("--api", default=os.environ.get("CLINIC_API_URL", "http://127.0.0.1:8000"),
+                       help="the API's base URL (CLINIC_API_URL; default http://127.0.0.1:8000)")
+    sagas.add_argument("--operator", default=getpass.getuser(),
+                       help="who you are, the actor of what you do (only without CLINIC_TOKEN, where tokens are "
+                            "signed by the development key; default: your user name)")
+    sagas.set_defaults(run=_lazy("interfaces.cli.sagas", "run_sagas"))
+    actions = sagas.add_subparsers(dest="sagas_command", required=True, metavar="COMMAND")
+    listing = actions.add_parser("list", help="sagas newest first, narrowed by any of the filters")
+    listing.add_argument("--state", choices=SAGA_STATE_FILTERS)
+    listing.add_argument("--correlation-id", help="started by the request with this X-Correlation-Id")
+    listing.add_argument("--patient", type=UUID, help="this patient's")
+    listing.add_argument("--doctor", type=UUID, help="with this doctor")
+    listing.add_argument("--since", type=_day, help="started on this day (YYYY-MM-DD, UTC) or later")
+    listing.add_argument("--until", type=_day, help="started on this day (YYYY-MM-DD, UTC) or earlier")
+    listing.add_argument("--limit", type=_positive_int, default=20, help="at most this many (default 20, at most 100)")
+    listing.add_argument("--cursor", help="the next page, as the previous one said")
+    listing.add_argument("--json", action="store_true", help="the API's page as JSON")
+    for name, text in (("show", "a saga's state and every step it took, as JSON"),
+                       ("retry", "ask the registry again now for a saga waiting on it (an admin)"),
+                       ("compensate", "release the saga's slot and reject its consultation now (an admin)")):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("saga_id", type=UUID)
+        if name == "compensate":
+            action.add_argument("--yes", action="store_true", help="confirm: compensating cannot be undone")
 
 
 def _add_dlq_parser(commands: argparse._SubParsersAction) -> None:
@@ -298,6 +330,13 @@ def _positive_number(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError("must be above 0")
     return value
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a day (YYYY-MM-DD): {text!r}") from None
 
 
 def _aware_datetime(text: str) -> datetime:

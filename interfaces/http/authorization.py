@@ -48,6 +48,7 @@ REQUIRED_SCOPE: dict[str, tuple[Scope, ...]] = {
     "markConsultationNoShow": (Scope.CONSULTATIONS_ATTEND,),
     "addClinicalNote": (Scope.NOTES_WRITE,),
     "listClinicalNotes": (Scope.NOTES_READ,),
+    "listSagas": (Scope.SAGAS_READ,),
     "getSaga": (Scope.SAGAS_READ,),
     "retrySagaValidation": (Scope.SAGAS_WRITE,),
     "compensateSaga": (Scope.SAGAS_WRITE,),

@@ -114,6 +114,7 @@ OUTCOMES: dict[str, tuple[str, ...]] = {
     "getDoctorAgenda": ("forbidden",),
     "addClinicalNote": ("forbidden", "not-found", "invalid-state", "version-conflict"),
     "listClinicalNotes": ("forbidden", "not-found"),
+    "listSagas": ("forbidden",),
     "getSaga": ("forbidden", "not-found"),
     "retrySagaValidation": ("forbidden", "not-found", "invalid-state", "version-conflict"),
     "compensateSaga": ("forbidden", "not-found", "invalid-state", "version-conflict"),

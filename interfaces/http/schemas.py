@@ -377,6 +377,33 @@ class WebhookDeliveryPage(Struct):
     next_cursor: str | None
 
 
+class SagaSummary(Struct):
+    """A booking or reschedule saga as a list shows it: whose, since when, how it stands."""
+
+    saga_id: UUID
+    kind: Literal["booking", "reschedule"]
+    consultation_id: UUID
+    patient_id: UUID
+    doctor_id: UUID
+    started_at: datetime
+    state: str
+    rejection_reason: str | None
+    deadline: datetime
+    waiting_since: datetime
+    """Since when it is on its current step (the first asking, for a step asked again)."""
+    stuck: bool
+    """Open, and past its deadline or on one step too long (as `state=stuck` lists it)."""
+    correlation_id: str | None
+    """The `X-Correlation-Id` of the request that started it."""
+    trace_id: str | None
+    """The W3C trace id of the request that started it, when it was traced."""
+
+
+class SagaSummaryPage(Struct):
+    items: list[SagaSummary]
+    next_cursor: str | None
+
+
 class SagaActionTaken(Struct):
     """An operator's action on a saga, recorded in its stream with the operator as the actor; read the saga
     (``Location``) for what it led to."""

@@ -69,6 +69,47 @@ def test_an_unknown_saga_is_404(api, auditor):
     assert_problem(api.get(f"/v1/sagas/{uuid.uuid4()}", headers=auditor), 404, "not-found")
 
 
+def test_the_list_of_sagas_is_newest_first_and_narrowed_by_each_filter(api, admin, clinic, token, world, accepted):
+    api.post(f"/v1/doctors/{world.doctor_id}/deactivate", headers=admin)
+    headers = token(world.patient_id, "PATIENT") | {"X-Correlation-Id": "book-43"}
+    rejected = book(api, headers, world.patient_id, world.doctor_id).json()["saga_id"]
+    clinic.wait_until_settled()
+
+    def listed(**query):
+        response = api.get("/v1/sagas", params=query, headers=admin)
+        assert response.status_code == 200, response.text
+        return [saga["saga_id"] for saga in response.json()["items"]]
+
+    assert listed() == [rejected, accepted["saga_id"]]
+    assert listed(state="confirmed") == [accepted["saga_id"]] and listed(state="rejected") == [rejected]
+    assert listed(state="open") == [] and listed(state="stuck") == []
+    assert listed(correlation_id="book-42") == [accepted["saga_id"]]
+    assert listed(patient_id=world.patient_id, doctor_id=world.doctor_id) == [rejected, accepted["saga_id"]]
+    assert listed(patient_id=str(uuid.uuid4())) == []
+    today = datetime.now(UTC).date()
+    assert len(listed(since=str(today), until=str(today))) == 2 and listed(since="2999-01-01") == []
+    first = api.get("/v1/sagas", params={"limit": 1}, headers=admin).json()
+    assert [s["saga_id"] for s in first["items"]] == [rejected]
+    rest = api.get("/v1/sagas", params={"limit": 1, "cursor": first["next_cursor"]}, headers=admin).json()
+    assert [s["saga_id"] for s in rest["items"]] == [accepted["saga_id"]]
+
+
+def test_a_listed_saga_says_whose_it_is_and_how_it_stands(api, auditor, world, accepted):
+    [saga] = api.get("/v1/sagas", headers=auditor).json()["items"]
+    assert saga | {"started_at": None, "deadline": None, "waiting_since": None, "trace_id": None} == {
+        "saga_id": accepted["saga_id"], "kind": "booking", "consultation_id": accepted["consultation_id"],
+        "patient_id": world.patient_id, "doctor_id": world.doctor_id, "started_at": None, "state": "COMPLETED",
+        "rejection_reason": None, "deadline": None, "waiting_since": None, "stuck": False,
+        "correlation_id": "book-42", "trace_id": None}
+
+
+@pytest.mark.parametrize("query", [{"state": "lost"}, {"patient_id": "not-a-uuid"}, {"since": "yesterday"},
+                                   {"limit": "0"}, {"correlation_id": "x" * 129}])
+def test_a_bad_saga_filter_is_a_400_problem(api, auditor, query):
+    response = api.get("/v1/sagas", params=query, headers=auditor)
+    assert response.status_code == 400 and response.headers["content-type"].startswith("application/problem+json")
+
+
 # Audit -----------------------------------------------------------------------
 
 

@@ -94,6 +94,7 @@ MATRIX: dict[str, Operation] = {
     "addClinicalNote": Operation("POST", "/v1/consultations/{consultation}/notes", ("assigned doctor", "admin"),
                                  {"text": "BP 120/80"}),
     "listClinicalNotes": Operation("GET", "/v1/consultations/{consultation}/notes", ("assigned doctor", "admin")),
+    "listSagas": Operation("GET", "/v1/sagas", ("auditor", "admin")),
     "getSaga": Operation("GET", "/v1/sagas/{saga}", ("auditor", "admin")),
     # the world's saga has ended: an admin is answered 409, everyone else refused
     "retrySagaValidation": Operation("POST", "/v1/sagas/{saga}/retry-validation", ("admin",)),

@@ -94,6 +94,7 @@ def story(api: TestClient[Any], clinic: Any) -> dict[str, Any]:
         "getConsultationV2": api.get(f"/v2/consultations/{consultation}", headers=fresh),
         "listPatientConsultations": api.get(f"/v1/patients/{patient}/consultations", headers=fresh),
         "getDoctorAgenda": api.get(f"/v1/doctors/{doctor}/agenda?date={day}", headers=fresh),
+        "listSagas": api.get("/v1/sagas", headers=fresh),
         "getSaga": api.get(f"/v1/sagas/{saga}", headers=fresh),
         "auditAggregate": api.get(f"/v1/audit/consultation/{consultation}", headers=ADMIN),
         "addClinicalNote": api.post(f"/v1/consultations/{consultation}/notes", json={"text": "BP 120/80"},

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 from uuid import UUID
 
@@ -23,9 +22,9 @@ from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage,
 
 from application.clinic import Clinic
 from application.read_models import ReadModels
-from application.views import SagaListing
+from application.views import SAGA_STATE_FILTERS, SagaFilter, SagaListing, SagaStateFilter
 from domain.base import NotFoundError
-from domain.booking_saga_table import OPEN_STATES, SagaState
+from domain.booking_saga_table import OPEN_STATES
 from domain.values import Role
 from infrastructure.security.tokens import Principal
 from interfaces.http.console.render import OPEN, ConsoleController, page
@@ -34,35 +33,6 @@ from interfaces.http.console.timeline import saga_timeline
 from interfaces.http.controllers.consultations import KEEP_ALIVE_SECONDS, STREAM_HEADERS, STREAM_SECONDS
 from interfaces.http.controllers.oversight import operator_of
 from process_managers.booking import SagaStateError
-
-StateFilter = Literal["open", "stuck", "confirmed", "rejected", "cancelled"]
-FILTERS: tuple[str, ...] = get_args(StateFilter)
-"""The states the list filters by, in the order its links show them."""
-
-
-@dataclass(frozen=True)
-class SagaFilter:
-    """What the list of sagas is narrowed to (``None``: anything)."""
-
-    show: str | None = None
-    correlation: str | None = None
-    patient: UUID | None = None
-    doctor: UUID | None = None
-    since: date | None = None
-    until: date | None = None
-
-    def keeps(self, saga: SagaListing, now: datetime, after: timedelta) -> bool:
-        day = saga.started_at.date()
-        return (_shown(saga, self.show, now, after)
-                and self.correlation in (None, saga.correlation_id) and self.patient in (None, saga.patient_id)
-                and self.doctor in (None, saga.doctor_id)
-                and (self.since is None or day >= self.since) and (self.until is None or day <= self.until))
-
-    def query(self) -> str:
-        """The filter as the query string of a link (the next page keeps it)."""
-        pairs = {"state": self.show, "correlation": self.correlation, "patient": self.patient,
-                 "doctor": self.doctor, "since": self.since, "until": self.until}
-        return urlencode({name: str(value) for name, value in pairs.items() if value is not None})
 
 
 class ConsolePages(ConsoleController):
@@ -75,7 +45,7 @@ class ConsolePages(ConsoleController):
     @get("/sagas", sync_to_thread=True)
     def sagas(self, request: Request[Any, Any, Any], clinic: NamedDependency[Clinic],
               operator: NamedDependency[Principal],
-              show: Annotated[StateFilter | None, QueryParameter(name="state", required=False)] = None,
+              in_state: Annotated[SagaStateFilter | None, QueryParameter(name="state", required=False)] = None,
               correlation: Annotated[str | None, QueryParameter(required=False, max_length=128)] = None,
               patient: Annotated[UUID | None, QueryParameter(required=False)] = None,
               doctor: Annotated[UUID | None, QueryParameter(required=False)] = None,
@@ -86,11 +56,11 @@ class ConsolePages(ConsoleController):
         correlation id of the request that started it, by patient, by doctor, by the day it started. The
         rows follow the sagas as they change: told by server-sent events, the page fetches them again
         (an htmx request, ``HX-Request``: the rows alone)."""
-        wanted = SagaFilter(show, correlation or None, patient, doctor, since, until)
+        wanted = SagaFilter(in_state, correlation or None, patient, doctor, since, until)
         rows = _rows(request, clinic, wanted, cursor)
         if request.headers.get("hx-request") == "true":
             return page("sagas_rows.html.j2", request, **rows)
-        return page("sagas.html.j2", request, operator=operator, filters=FILTERS, **rows)
+        return page("sagas.html.j2", request, operator=operator, filters=SAGA_STATE_FILTERS, **rows)
 
     @get("/sagas/changes")
     async def changes(self, clinic: NamedDependency[Clinic], operator: NamedDependency[Principal]) -> ServerSentEvent:
@@ -178,7 +148,7 @@ def _rows(request: Request[Any, Any, Any], clinic: Clinic, wanted: SagaFilter, c
     now, after = request.app.state.clock(), _console(request).stuck_after
     page = clinic.require(ReadModels).sagas(lambda saga: wanted.keeps(saga, now, after), cursor, limit=25)
     return {"rows": [_row(saga, now, after) for saga in page.items], "next_cursor": page.next_cursor,
-            "wanted": wanted, "query": wanted.query(), "cursor": cursor}
+            "wanted": wanted, "query": _query(wanted), "cursor": cursor}
 
 
 async def saga_changes(reads: ReadModels) -> AsyncIterator[ServerSentEventMessage]:
@@ -193,15 +163,11 @@ async def saga_changes(reads: ReadModels) -> AsyncIterator[ServerSentEventMessag
             yield ServerSentEventMessage(comment="keep-alive")
 
 
-def _shown(saga: SagaListing, show: str | None, now: datetime, after: timedelta) -> bool:
-    if show is None:
-        return True
-    if show == "open":
-        return saga.open
-    if show == "stuck":
-        return saga.stuck(now, after)
-    return saga.state == {"confirmed": SagaState.COMPLETED, "rejected": SagaState.REJECTED,
-                          "cancelled": SagaState.CANCELLED}[show]
+def _query(wanted: SagaFilter) -> str:
+    """The filter as the query string of a link (the next page keeps it)."""
+    pairs = {"state": wanted.state, "correlation": wanted.correlation, "patient": wanted.patient,
+             "doctor": wanted.doctor, "since": wanted.since, "until": wanted.until}
+    return urlencode({name: str(value) for name, value in pairs.items() if value is not None})
 
 
 def _row(saga: SagaListing, now: datetime, after: timedelta) -> dict[str, Any]:

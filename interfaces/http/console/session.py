@@ -16,6 +16,7 @@ import anyio
 from litestar import Request
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 
+from application.views import STUCK_AFTER
 from domain.values import Role
 from infrastructure.security.tokens import InvalidTokenError, Principal, TokenIssuer, TokenVerifier
 from interfaces.http.console.rebuilds import Rebuilds
@@ -41,7 +42,7 @@ class Console:
     issuer: TokenIssuer
     secure_cookie: bool = False
     """``Secure`` on the cookie (behind https)."""
-    stuck_after: timedelta = timedelta(minutes=1)
+    stuck_after: timedelta = STUCK_AFTER
     """An open saga on one step longer than this is stuck (as is any saga past its deadline)."""
     rebuilds: Rebuilds = field(default_factory=Rebuilds, compare=False)
     """The read-model rebuilds started from this console."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -15,7 +15,7 @@ from application.audit import plain
 from application.bootstrap import AUDITED_KINDS
 from application.clinic import Clinic
 from application.read_models import ReadModels
-from application.views import Saga
+from application.views import STUCK_AFTER, Saga, SagaFilter, SagaListing, SagaStateFilter
 from domain.values import Role
 from infrastructure.security.tokens import Principal
 from interfaces.http.access import requires_role
@@ -28,7 +28,7 @@ from interfaces.http.controllers.consultations import (
     read_after,
 )
 from interfaces.http.idempotency import IdempotencyKeyHeader, idempotency_key
-from interfaces.http.schemas import AuditTrail, SagaActionTaken
+from interfaces.http.schemas import AuditTrail, SagaActionTaken, SagaSummary, SagaSummaryPage
 from process_managers.booking import BookingProcessManager
 
 AuditKind = Annotated[str, PathParameter(description=", ".join(AUDITED_KINDS) + ": the kinds the contexts record",
@@ -44,6 +44,31 @@ class SagaController(Controller):
     path = "/v1/sagas"
     tags = ["oversight"]
     guards = [requires_role(Role.AUDITOR, Role.ADMIN)]
+
+    @get(operation_id="listSagas", summary="Find sagas", sync_to_thread=True, response_headers=FRESHNESS_HEADERS)
+    def list(self, request: Request[Principal, Any, Any], clinic: NamedDependency[Clinic],
+             in_state: Annotated[SagaStateFilter | None, QueryParameter(
+                 name="state", required=False, description="`open`: not ended; `stuck`: open, and past its deadline or on one "
+                                             f"step longer than {STUCK_AFTER.seconds} s; or how it ended")] = None,
+             correlation_id: Annotated[str | None, QueryParameter(
+                 required=False, min_length=1, max_length=128,
+                 description="Started by the request with this `X-Correlation-Id`")] = None,
+             patient_id: Annotated[UUID | None, QueryParameter(required=False, description="This patient's")] = None,
+             doctor_id: Annotated[UUID | None, QueryParameter(required=False, description="With this doctor")] = None,
+             since: Annotated[date | None, QueryParameter(
+                 required=False, description="Started on this day (UTC) or later")] = None,
+             until: Annotated[date | None, QueryParameter(
+                 required=False, description="Started on this day (UTC) or earlier")] = None,
+             cursor: Annotated[str | None, QueryParameter(
+                 required=False, description="The `next_cursor` of the previous page")] = None,
+             limit: Annotated[int, QueryParameter(ge=1, le=100, description="At most this many per page")] = 20,
+             min_position: MinPosition = None) -> Response[SagaSummaryPage]:
+        """Booking and reschedule sagas, newest first (read model), narrowed by any of the filters."""
+        stale = read_after(clinic, min_position)
+        now, wanted = request.app.state.clock(), SagaFilter(in_state, correlation_id, patient_id, doctor_id, since, until)
+        page = clinic.require(ReadModels).sagas(lambda saga: wanted.keeps(saga, now), cursor, limit)
+        body = SagaSummaryPage([saga_summary(saga, now) for saga in page.items], page.next_cursor)
+        return Response(body, headers={**freshness_headers(clinic, "saga_status"), **stale})
 
     @get("/{saga_id:uuid}", operation_id="getSaga", summary="Read a booking saga", sync_to_thread=True,
          response_headers=FRESHNESS_HEADERS)
@@ -75,6 +100,12 @@ class SagaController(Controller):
         saga has ended."""
         clinic.compensate_saga(saga_id, operator_of(request.user), idempotency_key(request, idempotency))
         return _taken(clinic, saga_id, "compensate")
+
+
+def saga_summary(saga: SagaListing, now: datetime) -> SagaSummary:
+    return SagaSummary(saga.saga_id, saga.kind, saga.consultation_id, saga.patient_id,  # type: ignore[arg-type]
+                       saga.doctor_id, saga.started_at, saga.state, saga.rejection_reason, saga.deadline,
+                       saga.waiting_since, saga.stuck(now, STUCK_AFTER), saga.correlation_id, saga.trace_id)
 
 
 def operator_of(principal: Principal) -> str:

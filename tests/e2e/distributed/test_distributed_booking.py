@@ -73,6 +73,8 @@ def test_a_booking_is_confirmed_across_the_services(cluster):
     status, saga = cluster.call("GET", f"/v1/sagas/{accepted['saga_id']}", admin)
     assert (status, saga["state"]) == (200, "COMPLETED")
     assert slot_events(cluster, admin, doctor, start) == ["Opened", "Held", "Booked"]
+    eventually(lambda: [s["saga_id"] for s in cluster.call("GET", f"/v1/sagas?patient_id={patient}", admin)[1]
+                        .get("items", [])] == [accepted["saga_id"]], what="the saga in the booking service's list")
 
 
 def test_a_confirmed_consultation_moves_to_another_slot_across_the_services(cluster):

@@ -23,8 +23,8 @@ from infrastructure.messaging.dlq import DeadLetterQueue
 from infrastructure.messaging.relay import OutboxRelay
 from infrastructure.messaging.topology import ORDERING_KEY
 from process_managers.booking_saga import saga_id_for
-from tests.integration.messaging.conftest import MemoryPosition, request_consultations
 from tests import services
+from tests.integration.messaging.conftest import MemoryPosition, request_consultations
 from tests.kit import eventually_async
 
 pytestmark = pytest.mark.anyio
