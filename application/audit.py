@@ -59,6 +59,11 @@ class Auditor:
             integrity=self.integrity(app, aggregate_id) if self.integrity is not None else None,
         )
 
+    def kinds_of(self, aggregate_id: UUID) -> list[str]:
+        """The kinds of the streams with this id (one, or none: no such stream), by the first event of each store
+        that has one."""
+        return [kind for kind, (app, cls) in self.sources.items() if _first_is_of(app, cls, aggregate_id)]
+
     def store_of(self, kind: str) -> Application[Any]:
         """The application whose store holds aggregates of ``kind``."""
         return self._source(kind)[0]
@@ -84,6 +89,11 @@ class Auditor:
         if not versions:
             raise NotFoundError(f"{kind} {aggregate_id} did not exist at {as_of.isoformat()}")
         return versions[-1]
+
+
+def _first_is_of(app: Application[Any], cls: type, aggregate_id: UUID) -> bool:
+    first = next(iter(app.events.get(aggregate_id, limit=1)), None)
+    return first is not None and type(first).__qualname__.startswith(f"{cls.__qualname__}.")
 
 
 def audited(event: Any) -> AuditedEvent:

@@ -183,6 +183,54 @@ def test_a_stream_is_found_by_kind_and_id_and_an_unknown_one_is_a_page_saying_so
     assert console.get(f"/console/streams/nonsense/{uuid.uuid4()}").status_code == 404
 
 
+def test_a_stream_is_found_by_its_id_alone_whatever_its_kind(console, issuer, clinic, saga):
+    signed_in(console, issuer, "AUDITOR")
+    consultation = clinic.saga(uuid.UUID(saga)).consultation_id
+    for kind, aggregate in (("saga", saga), ("consultation", consultation)):
+        found = console.get(f"/console/streams/?kind=&id={aggregate}", follow_redirects=False)
+        assert (found.status_code, found.headers["location"]) == (302, f"/console/streams/{kind}/{aggregate}")
+    unknown = console.get(f"/console/streams/?id={uuid.uuid4()}")
+    assert unknown.status_code == 200 and 'id="nothing-found"' in unknown.text
+
+
+def test_a_requests_streams_are_found_by_its_correlation_id_and_a_saga_links_to_what_it_concerns(
+        console, issuer, clinic):
+    patient = clinic.registry.register_patient("Bia", "bia@example.org", date(1991, 1, 1), True)
+    doctor = clinic.registry.register_doctor("Dr A", "gp")
+    clinic.open_slots(doctor, [(START, 30)])
+    with event_metadata(correlation_id="desk-7"):
+        booked = clinic.book(patient, doctor, START, "check-up")
+    clinic.wait_until_settled()
+    signed_in(console, issuer, "AUDITOR")
+    found = console.get("/console/streams/?id=desk-7")
+    assert found.status_code == 200
+    links = re.findall(r'href="/console/streams/([a-z-]+)/([0-9a-f-]+)"', found.text)
+    assert links == [("saga", str(booked.saga_id)), ("consultation", str(booked.consultation_id)),
+                     ("patient", str(patient)), ("doctor", str(doctor))]
+    saga_page = console.get(f"/console/streams/saga/{booked.saga_id}").text
+    related = re.search(r'<p id="related">(.*?)</p>', saga_page, re.S).group(1)
+    assert re.findall(r'href="/console/streams/([a-z-]+)/([0-9a-f-]+)"', related) == links[1:]
+    assert 'id="nothing-found"' in console.get("/console/streams/?id=desk-8").text
+
+
+def test_a_streams_state_as_of_a_moment_is_the_latest_version_then(console, issuer, clinic, saga):
+    signed_in(console, issuer, "AUDITOR")
+    consultation = clinic.saga(uuid.UUID(saga)).consultation_id
+    events = clinic.auditor.trail("consultation", consultation).events
+    assert len(events) >= 2
+    first, second = events[0].timestamp, events[1].timestamp
+    between = first + (second - first) / 2
+    at = console.get(f"/console/streams/consultation/{consultation}", params={"as-of": between.isoformat()})
+    assert at.status_code == 200 and "State at version 1, the latest as of" in at.text
+    naive = second.replace(tzinfo=None).isoformat(timespec="microseconds")  # a datetime-local field: UTC
+    assert "State at version 2" in console.get(f"/console/streams/consultation/{consultation}",
+                                                 params={"as-of": naive}).text
+    before = console.get(f"/console/streams/consultation/{consultation}",
+                         params={"as-of": (first - (second - first)).isoformat()})
+    assert before.status_code == 404 and "did not exist at" in before.text
+    assert console.get(f"/console/streams/consultation/{consultation}", params={"as-of": "noon"}).status_code == 400
+
+
 def test_an_auditor_reads_the_read_models_and_only_an_admin_rebuilds_one(console, issuer, saga):
     signed_in(console, issuer, "AUDITOR")
     overview = console.get("/console/read-models/")

@@ -7,24 +7,31 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Request, get
 from litestar.di import NamedDependency
+from litestar.exceptions import ValidationException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
 from application.audit import plain
 from application.bootstrap import AUDITED_KINDS
 from application.clinic import Clinic
+from application.read_models import ReadModels
+from application.views import SagaListing
 from domain.base import NotFoundError
 from infrastructure.security.tokens import Principal
 from interfaces.http.console.render import ConsoleController, page
 from interfaces.http.console.session import PATH
+from projections.saga_list import KINDS as SAGA_AGGREGATES
 
 KINDS = tuple(AUDITED_KINDS)
 """Every kind of stream an auditor may open (each context's ``audited``)."""
+SAGA_KINDS = {cls.__name__: kind for kind, (_, cls) in AUDITED_KINDS.items() if cls.__name__ in SAGA_AGGREGATES}
+"""The audit kind of each saga aggregate (a saga listing names its aggregate's class)."""
 
 
 @dataclass(frozen=True)
@@ -52,31 +59,92 @@ _ABSENT = object()
 class ConsoleStreams(ConsoleController):
     path = f"{PATH}/streams"
 
-    @get("/", sync_to_thread=False)
-    def find(self, request: Request[Any, Any, Any], operator: NamedDependency[Principal],
+    @get("/", sync_to_thread=True)
+    def find(self, request: Request[Any, Any, Any], clinic: NamedDependency[Clinic],
+             operator: NamedDependency[Principal],
              kind: Annotated[str | None, QueryParameter(required=False, max_length=40)] = None,
-             aggregate: Annotated[UUID | None, QueryParameter(name="id", required=False)] = None) -> Template | Redirect:
-        """Find a stream by its kind and id."""
-        if kind in KINDS and aggregate is not None:
-            return Redirect(f"{PATH}/streams/{kind}/{aggregate}")
-        return page("streams.html.j2", request, operator=operator, kinds=KINDS, kind=kind, section="streams")
+             wanted: Annotated[str | None, QueryParameter(name="id", required=False, max_length=128)] = None,
+             ) -> Template | Redirect:
+        """Find streams by an aggregate's id (of the kind given, or of any kind), or by a correlation id: the
+        streams of each saga the request with that id started, and of the consultation, patient and doctor
+        it concerns."""
+        text = (wanted or "").strip()
+        aggregate = _uuid(text)
+        if aggregate is not None:
+            kinds = [kind] if kind in KINDS else clinic.auditor.kinds_of(aggregate)
+            if len(kinds) == 1:
+                return Redirect(f"{PATH}/streams/{kinds[0]}/{aggregate}")
+        reads = clinic.require(ReadModels)
+        started = reads.sagas(lambda saga: saga.correlation_id == text, limit=50).items if text else []
+        found = [saga_streams(saga) for saga in started]
+        return page("streams.html.j2", request, operator=operator, kinds=KINDS, kind=kind, wanted=text,
+                    found=found, section="streams")
 
     @get("/{kind:str}/{aggregate_id:uuid}", sync_to_thread=True)
     def stream(self, request: Request[Any, Any, Any], clinic: NamedDependency[Clinic],
                operator: NamedDependency[Principal], kind: FromPath[str], aggregate_id: FromPath[UUID],
                version: Annotated[int | None, QueryParameter(ge=1, required=False)] = None,
-               compare: Annotated[int | None, QueryParameter(ge=1, required=False)] = None) -> Template:
-        """The stream's events, the state at ``version`` (the latest by default) and what changed since
-        ``compare`` (the version before by default)."""
+               compare: Annotated[int | None, QueryParameter(ge=1, required=False)] = None,
+               moment: Annotated[str | None, QueryParameter(name="as-of", required=False, max_length=40)] = None,
+               ) -> Template:
+        """The stream's events, the state at ``version`` (or as it was at the moment ``as-of``, UTC unless it
+        says otherwise; the latest by default) and what changed since ``compare`` (the version before by
+        default)."""
         if kind not in KINDS:
             raise NotFoundError(f"no stream kind {kind!r}; the kinds are {', '.join(KINDS)}")
         latest = clinic.auditor.trail(kind, aggregate_id)
+        as_of = _moment(moment) if moment else None
+        if as_of is not None:  # the version that was the latest at that moment (404 if the stream was not yet)
+            version = clinic.auditor.trail(kind, aggregate_id, as_of=as_of).version
         at = min(version or latest.version, latest.version)
         shown = clinic.audit(kind, aggregate_id, reader=operator.sub, roles=operator.roles, operation="console",
                              version=at)  # a patient's: this read goes to their access log
         against = min(compare, latest.version) if compare is not None else at - 1
         earlier = clinic.auditor.trail(kind, aggregate_id, version=against) if against >= 1 else None
         changes = diff(earlier.state if earlier is not None else {}, shown.state) if against != at else []
+        related = _related(clinic, kind, aggregate_id)
         return page("stream.html.j2", request, operator=operator, kind=kind, trail=latest, shown=shown, at=at,
-                    against=against, changes=changes, section="streams",
+                    against=against, changes=changes, section="streams", as_of=as_of, related=related,
                     state=[(name, plain(value)) for name, value in shown.state.items()])
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A link to a stream: what it is to the saga, its kind and id."""
+
+    role: str
+    kind: str
+    aggregate_id: UUID
+
+
+def saga_streams(saga: SagaListing) -> list[Stream]:
+    """The saga's own stream, then those of the consultation, patient and doctor it concerns."""
+    return [Stream(f"{saga.kind} saga", SAGA_KINDS[saga.aggregate], saga.saga_id),
+            Stream("consultation", "consultation", saga.consultation_id), Stream("patient", "patient", saga.patient_id),
+            Stream("doctor", "doctor", saga.doctor_id)]
+
+
+def _related(clinic: Clinic, kind: str, aggregate_id: UUID) -> list[Stream]:
+    """For a saga's stream, the streams it concerns (once the saga list has it)."""
+    if kind not in SAGA_KINDS.values():
+        return []
+    try:
+        return saga_streams(clinic.require(ReadModels).saga_listing(aggregate_id))[1:]
+    except NotFoundError:
+        return []
+
+
+def _moment(text: str) -> datetime:
+    """An ISO 8601 date-time; without an offset (a ``datetime-local`` field), UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationException(f"as-of: not a date-time: {text!r}") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _uuid(text: str) -> UUID | None:
+    try:
+        return UUID(text)
+    except ValueError:
+        return None
