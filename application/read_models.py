@@ -258,6 +258,17 @@ class ReadModels:
             await self.changes.wait_async(lambda: self.sagas_position() != since, timeout)
         return self.sagas_position()
 
+    def saga_stamp(self, saga_id: UUID) -> int | None:
+        """A stamp of the saga's view that moves whenever the view changes (``None``: no change feed)."""
+        return None if self.changes is None else self.changes.stamp("saga_status", saga_key(saga_id))
+
+    async def saga_changed(self, saga_id: UUID, since: int | None, timeout: float) -> int | None:
+        """The saga view's stamp once it moves past ``since``, or after ``timeout`` (woken by the change feed)."""
+        if self.changes is not None:
+            await self.changes.wait_async(lambda: self.saga_stamp(saga_id) != since, timeout,
+                                          topic=("saga_status", saga_key(saga_id)))
+        return self.saga_stamp(saga_id)
+
     def saga_listing(self, saga_id: UUID) -> SagaListing:
         listing = self._maybe_saga_listing(str(saga_id))
         if listing is None:

@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 from joserfc.jwk import ECKey
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -179,6 +180,19 @@ def test_the_list_follows_the_sagas_without_a_reload(clinic, console, browser):
         lambda _: browser.find_elements(By.CSS_SELECTOR, f'#saga-rows tr[data-saga="{saga_id}"]'))
     assert browser.execute_script("return window.notReloaded") is True
     assert "VALIDATING" in browser.find_element(By.CSS_SELECTOR, f'tr[data-saga="{saga_id}"]').text
+
+
+def test_a_sagas_page_follows_the_saga_without_a_reload(clinic, console, browser):
+    saga_id = a_booking_waiting_on_the_registry(clinic)
+    sign_in(browser, console)
+    browser.get(f"{console}/sagas/{saga_id}")
+    assert browser.find_element(By.ID, "state").text == "VALIDATING"
+    browser.execute_script("window.notReloaded = true")  # gone if the page is loaded again
+    clinic.compensate_saga(UUID(saga_id), "operator:someone-else")  # meanwhile, another admin compensates it
+    WebDriverWait(browser, 10, ignored_exceptions=[StaleElementReferenceException]).until(  # swapped meanwhile
+        lambda _: browser.find_element(By.ID, "state").text == "REJECTED")
+    assert browser.execute_script("return window.notReloaded") is True
+    assert "operator:someone-else" in browser.find_element(By.ID, "steps").text
 
 
 def test_an_admin_rebuilds_a_read_model_and_watches_it_reach_100_percent(clinic, console, browser):

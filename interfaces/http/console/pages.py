@@ -7,7 +7,7 @@ not apply to them (``EXCLUDE_FROM_AUTH``, ``public``), and they are not in the O
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -66,7 +66,18 @@ class ConsolePages(ConsoleController):
     async def changes(self, clinic: NamedDependency[Clinic], operator: NamedDependency[Principal]) -> ServerSentEvent:
         """``event: sagas`` each time the saga views change (``data``: their position in the booking log), with
         a keep-alive comment every 15 s; ends after 5 minutes (the browser reconnects)."""
-        return ServerSentEvent(saga_changes(clinic.require(ReadModels)), headers=STREAM_HEADERS)
+        reads = clinic.require(ReadModels)
+        return ServerSentEvent(_changes("sagas", reads.sagas_position(), reads.sagas_changed), headers=STREAM_HEADERS)
+
+    @get("/sagas/{saga_id:uuid}/changes")
+    async def saga_changes(self, clinic: NamedDependency[Clinic], operator: NamedDependency[Principal],
+                           saga_id: FromPath[UUID]) -> ServerSentEvent:
+        """``event: saga`` each time this saga's view changes, with a keep-alive comment every 15 s; ends after
+        5 minutes (the browser reconnects)."""
+        reads = clinic.require(ReadModels)
+        return ServerSentEvent(_changes("saga", reads.saga_stamp(saga_id),
+                                        lambda seen, wait: reads.saga_changed(saga_id, seen, wait)),
+                               headers=STREAM_HEADERS)
 
     @get("/sagas/{saga_id:uuid}", sync_to_thread=True)
     def saga(self, request: Request[Any, Any, Any], clinic: NamedDependency[Clinic],
@@ -77,7 +88,8 @@ class ConsolePages(ConsoleController):
         may act on an open one."""
         timeline = saga_timeline(clinic, saga_id, request.app.state.clock(), _console(request).stuck_after)
         trace = _console(request).trace_url(timeline.listing.trace_id)
-        return page("saga.html.j2", request, operator=operator, saga=timeline, done=done and ACTIONS[done], trace=trace,
+        template = "saga_body.html.j2" if request.headers.get("hx-request") == "true" else "saga.html.j2"
+        return page(template, request, operator=operator, saga=timeline, done=done and ACTIONS[done], trace=trace,
                     may_act=operator.has_role(Role.ADMIN) and timeline.listing.state in OPEN_STATES)
 
     @get("/sagas/{saga_id:uuid}/{action:str}", sync_to_thread=True)
@@ -151,14 +163,16 @@ def _rows(request: Request[Any, Any, Any], clinic: Clinic, wanted: SagaFilter, c
             "wanted": wanted, "query": _query(wanted), "cursor": cursor}
 
 
-async def saga_changes(reads: ReadModels) -> AsyncIterator[ServerSentEventMessage]:
+async def _changes(event: str, seen: int | None,
+                   changed: Callable[[int | None, float], Awaitable[int | None]]) -> AsyncIterator[ServerSentEventMessage]:
+    """``event`` each time ``changed`` says a view moved past what was seen, a keep-alive comment when it did
+    not within 15 s; for 5 minutes."""
     deadline = time.monotonic() + STREAM_SECONDS
-    seen = reads.sagas_position()
     while (remaining := deadline - time.monotonic()) > 0:
-        now = await reads.sagas_changed(seen, min(KEEP_ALIVE_SECONDS, remaining))
+        now = await changed(seen, min(KEEP_ALIVE_SECONDS, remaining))
         if now != seen:
             seen = now
-            yield ServerSentEventMessage(event="sagas", data=str(now))
+            yield ServerSentEventMessage(event=event, data=str(now))
         else:
             yield ServerSentEventMessage(comment="keep-alive")
 

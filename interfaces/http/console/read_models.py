@@ -5,13 +5,15 @@ run in this process against this process's view store."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from litestar import Request, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromPath
-from litestar.response import Redirect, Template
+from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage, Template
 
 from application.clinic import Clinic
 from application.read_models import ReadModels
@@ -19,8 +21,10 @@ from domain.base import NotFoundError
 from domain.values import Role
 from infrastructure.security.tokens import Principal
 from interfaces.cli.projections import status
+from interfaces.http.console.rebuilds import Rebuilds
 from interfaces.http.console.render import ConsoleController, page
 from interfaces.http.console.session import PATH, Console
+from interfaces.http.controllers.consultations import KEEP_ALIVE_SECONDS, STREAM_HEADERS, STREAM_SECONDS
 from projections.catalog import BY_NAME
 
 
@@ -56,8 +60,29 @@ class ConsoleReadModels(ConsoleController):
         _console(request).rebuilds.start(clinic, _projection(name))
         return Redirect(f"{PATH}/read-models#{name}", status_code=303)
 
-    @get("/{name:str}/progress", sync_to_thread=False)
-    def progress(self, request: Request[Any, Any, Any], operator: NamedDependency[Principal],
-                 name: FromPath[str]) -> Template:
-        """The rebuild's progress alone; while it runs, the page asks again every second."""
-        return page("rebuild_progress.html.j2", request, name=_projection(name), rebuild=_console(request).rebuilds.of(name))
+    @get("/{name:str}/progress")
+    async def progress(self, request: Request[Any, Any, Any], operator: NamedDependency[Principal],
+                       name: FromPath[str]) -> ServerSentEvent:
+        """The rebuild's progress as it moves: ``event: progress`` (``data``: the progress bar's HTML) at each
+        step, then ``event: ended`` once it has ended; a keep-alive comment every 15 s."""
+        engine = request.app.template_engine
+        if engine is None:
+            raise RuntimeError("the console's templates are not configured")
+        bar = engine.get_template("rebuild_bar.html.j2")
+        return ServerSentEvent(_progress(_console(request).rebuilds, _projection(name), bar.render),
+                               headers=STREAM_HEADERS)
+
+
+async def _progress(rebuilds: Rebuilds, name: str, render: Callable[..., str]) -> AsyncIterator[ServerSentEventMessage]:
+    deadline, seen = time.monotonic() + STREAM_SECONDS, -1
+    while (remaining := deadline - time.monotonic()) > 0:
+        now = await rebuilds.changed(seen, min(KEEP_ALIVE_SECONDS, remaining))
+        rebuild = rebuilds.of(name)
+        if now == seen or rebuild is None:
+            yield ServerSentEventMessage(comment="keep-alive")
+            continue
+        seen = now
+        yield ServerSentEventMessage(event="progress", data=render(name=name, rebuild=rebuild))
+        if rebuild.outcome is not None:
+            yield ServerSentEventMessage(event="ended", data=rebuild.outcome)
+            return

@@ -1,0 +1,99 @@
+"""What the console pushes (server-sent events), read as the browser's EventSource reads it: a saga's own page
+is told when the saga changes, and a rebuild's progress is pushed until it ends. A real server (uvicorn on a
+loopback port), since a stream stays open; the browser tests drive the same pages in Chromium."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from uuid import UUID
+
+import httpx
+import pytest
+import uvicorn
+from joserfc.jwk import ECKey
+
+from application.bootstrap import bootstrap
+from application.clinic import Clinic
+from application.settings import Settings
+from infrastructure.security.tokens import TokenIssuer
+from interfaces.http.app import create_app
+from interfaces.http.console.rebuilds import Rebuild
+from interfaces.http.console.session import COOKIE, Console
+from process_managers.ports import RegistryUnavailableError
+from tests.integration.http_servers import uvicorn_server
+from tests.kit import FakeRegistry
+from tests.kit.bookings import a_saga
+
+ISSUER = TokenIssuer(ECKey.generate_key("P-256", auto_kid=True), "clinic-dev", "clinic-api")
+
+
+@pytest.fixture
+def clinic() -> Iterator[Clinic]:
+    clinic = bootstrap(Settings(persistence="memory", runner_tick_seconds=0.05, saga_timeout=timedelta(hours=1)))
+    clinic.booking.registry = FakeRegistry(RegistryUnavailableError("registry down"))
+    yield clinic
+    clinic.close()
+
+
+@pytest.fixture
+def console_settings() -> Console:
+    return Console(ISSUER)
+
+
+@pytest.fixture
+def console(clinic: Clinic, console_settings: Console) -> Iterator[httpx.Client]:
+    """An admin's browser on the console."""
+    app = create_app(clinic, ISSUER.verifier(), console=console_settings)
+    config = lambda port: uvicorn.Config(app, port=port, log_config=None, lifespan="on")  # noqa: E731
+    with uvicorn_server(config) as port, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
+        client.cookies.set(COOKIE, ISSUER.issue("admin-1", ["ADMIN"]), path="/console")
+        yield client
+
+
+def events(stream: httpx.Response) -> Iterator[tuple[str, str]]:
+    """``(event, data)`` of each event, as EventSource dispatches them (keep-alive comments skipped)."""
+    name, data = "message", []
+    for line in stream.iter_lines():
+        if not line:
+            if data:
+                yield name, "\n".join(data)
+            name, data = "message", []
+        elif line.startswith("event:"):
+            name = line.partition(":")[2].strip()
+        elif line.startswith("data:"):
+            data.append(line.partition(":")[2].removeprefix(" "))
+
+
+def test_a_sagas_page_is_told_when_the_saga_changes_and_fetches_its_body_again(clinic, console):
+    saga = a_saga(clinic)  # waiting on the registry
+    with console.stream("GET", f"/console/sagas/{saga}/changes") as stream:
+        assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
+        clinic.compensate_saga(UUID(saga), "operator:admin-1")
+        assert next(event for event, _ in events(stream)) == "saga"
+    body = console.get(f"/console/sagas/{saga}", headers={"HX-Request": "true"})
+    assert body.status_code == 200 and body.text.lstrip().startswith('<div id="saga-body"')
+    assert "<html" not in body.text and "REJECTED" in body.text and "compensated_by_operator" in body.text
+    page = console.get(f"/console/sagas/{saga}").text
+    assert f'sse-connect="/console/sagas/{saga}/changes"' in page and 'hx-trigger="sse:saga"' in page
+
+
+def test_a_rebuilds_progress_is_pushed_until_it_ends_at_100_percent(clinic, console, console_settings):
+    a_saga(clinic)
+    console_settings.rebuilds.start(clinic, "saga_status")
+    with console.stream("GET", "/console/read-models/saga_status/progress") as stream:
+        assert stream.status_code == 200
+        told = list(events(stream))  # the stream ends once the rebuild has
+    assert [event for event, _ in told][-2:] == ["progress", "ended"] and told[-1][1] == "done"
+    assert {event for event, _ in told} == {"progress", "ended"}
+    last_bar = told[-2][1]
+    assert 'value="100"' in last_bar and "readers switched" in last_bar
+
+
+def test_the_page_of_a_rebuild_under_way_listens_for_its_progress_and_an_ended_one_does_not(console,
+                                                                                             console_settings):
+    running = console_settings.rebuilds.running["saga_status"] = Rebuild()
+    page = console.get("/console/read-models/").text
+    assert 'sse-connect="/console/read-models/saga_status/progress"' in page and 'sse-close="ended"' in page
+    running.outcome = "done"
+    assert 'sse-connect="/console/read-models/saga_status/progress"' not in console.get("/console/read-models/").text
