@@ -40,6 +40,7 @@ from infrastructure.listen import CONNECTION_PARAMETERS, EventsListener
 from infrastructure.messaging.attempts import PostgresDeliveryAttempts
 from infrastructure.messaging.connection import BrokerConnection, BrokerError, BrokerTls, connect
 from infrastructure.messaging.consumer import FollowerConsumer
+from infrastructure.messaging.dlq import DeadLetterDesk
 from infrastructure.messaging.permissions import BrokerPermissions, service_permissions
 from infrastructure.messaging.relay import OutboxRelay
 from infrastructure.messaging.topology import FollowerQueues, Topology, declare_own, declare_system
@@ -124,6 +125,13 @@ def broker_users(settings: Settings, vhost: str = "/") -> dict[str, BrokerPermis
     topology = broker_topology(settings)
     return {context.service: service_permissions(topology, context.service, context.follows, vhost=vhost)
             for context in CONTEXTS}
+
+
+def dead_letter_desk(settings: Settings) -> DeadLetterDesk:
+    """Every follower's dead letters, through a broker connection of the desk's own (the console's)."""
+    topology = broker_topology(settings)
+    return DeadLetterDesk(lambda: connect(settings.amqp_url, broker_tls(settings)),
+                          {context.service: topology.queues(context.name) for context in CONTEXTS if context.follows})
 
 
 def broker_tls(settings: Settings) -> BrokerTls:

@@ -9,12 +9,14 @@ looked at, so it ends even while new dead letters arrive.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
+from aiormq.exceptions import ChannelNotFoundEntity
 from pamqp.commands import Basic
 
 from infrastructure.messaging.consumer import (
@@ -50,6 +52,16 @@ class DeadLetter:
     headers: dict[str, Any] = field(repr=False)
     body: bytes = field(repr=False)
 
+    @property
+    def redrives(self) -> int:
+        """How many times an operator has sent it back to its follower already."""
+        return integer(self.headers.get(REDRIVES, 0))
+
+    def preview(self, limit: int = 2048) -> str:
+        """The start of the payload as text (bytes that are not UTF-8 shown as U+FFFD), ``…`` if cut."""
+        text = self.body[:limit].decode("utf-8", errors="replace")
+        return text + ("…" if len(self.body) > limit else "")
+
     @classmethod
     def of(cls, message: DeliveredMessage) -> DeadLetter:
         headers = dict(message.header.properties.headers or {})
@@ -72,6 +84,16 @@ class DeadLetterQueue:
     def __init__(self, connection: AbstractConnection, queues: FollowerQueues) -> None:
         self.connection = connection
         self.queues = queues
+
+    async def count(self) -> int:
+        """How many dead letters there are now (0 when the follower has not declared its queues yet)."""
+        channel = await self.connection.channel()
+        try:
+            declare_ok = await channel.queue_declare(self.queues.dead_letters, passive=True)
+        except ChannelNotFoundEntity:  # the broker closed the channel
+            return 0
+        await channel.close()
+        return declare_ok.message_count or 0
 
     async def list_messages(self, limit: int = 100) -> list[DeadLetter]:
         """The first ``limit`` dead letters, oldest first, left in the queue."""
@@ -143,3 +165,40 @@ async def _publish_reset(channel: AbstractChannel, message: DeliveredMessage, ex
     headers[REDRIVES] = integer(headers.get(REDRIVES, 0)) + 1
     await channel.basic_publish(message.body, exchange=exchange, routing_key=routing_key, mandatory=True,
                                 properties=with_headers(message.header.properties, headers))
+
+
+class DeadLetterDesk:
+    """Every follower's dead letters through one broker connection of the desk's own (the console's): opened
+    at first use, and again once lost. ``queues``: each follower's, by its service name."""
+
+    def __init__(self, connect: Callable[[], Awaitable[AbstractConnection]], queues: Mapping[str, FollowerQueues]) -> None:
+        self._connect = connect
+        self.queues = dict(queues)
+        self._connection: AbstractConnection | None = None
+        self._lock: asyncio.Lock | None = None
+
+    @property
+    def followers(self) -> list[str]:
+        return sorted(self.queues)
+
+    async def queue(self, follower: str) -> DeadLetterQueue:
+        """The follower's dead-letter queue (``UnknownFollowerError`` for a name that follows nothing)."""
+        if follower not in self.queues:
+            raise UnknownFollowerError(f"no follower {follower!r}; the followers are {', '.join(self.followers)}")
+        return DeadLetterQueue(await self._connected(), self.queues[follower])
+
+    async def close(self) -> None:
+        if self._connection is not None and not self._connection.is_closed:
+            await self._connection.close()
+        self._connection = None
+
+    async def _connected(self) -> AbstractConnection:
+        self._lock = self._lock or asyncio.Lock()
+        async with self._lock:
+            if self._connection is None or self._connection.is_closed:
+                self._connection = await self._connect()
+            return self._connection
+
+
+class UnknownFollowerError(LookupError):
+    """No follower of that name: nothing follows a leader under it."""

@@ -10,9 +10,7 @@ from typing import Any, TypeVar
 
 import aiormq
 
-from application.contexts import BY_SERVICE
-from application.services import broker_tls, broker_topology
-from infrastructure.messaging.connection import connect
+from application.services import dead_letter_desk
 from infrastructure.messaging.dlq import DeadLetter, DeadLetterNotFoundError, DeadLetterQueue
 from interfaces.cli.main import settings
 
@@ -34,13 +32,11 @@ def run_dlq(args: argparse.Namespace) -> int:
 
 
 async def _with_queue(follower: str, action: Callable[[DeadLetterQueue], Awaitable[T]]) -> T:
-    config = settings()
-    connection = await connect(config.amqp_url, broker_tls(config))
+    desk = dead_letter_desk(settings())  # the console's too: one code path
     try:
-        queues = broker_topology(config).queues(BY_SERVICE[follower].name)
-        return await action(DeadLetterQueue(connection, queues))
+        return await action(await desk.queue(follower))
     finally:
-        await connection.close()
+        await desk.close()
 
 
 async def _list(dlq: DeadLetterQueue, args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ not apply to them (``EXCLUDE_FROM_AUTH``, ``public``), and they are not in the O
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, datetime, timedelta
@@ -26,13 +27,17 @@ from application.views import SAGA_STATE_FILTERS, SagaFilter, SagaListing, SagaS
 from domain.base import NotFoundError
 from domain.booking_saga_table import OPEN_STATES
 from domain.values import Role
+from infrastructure.outages import cause
 from infrastructure.security.tokens import Principal
 from interfaces.http.console.render import OPEN, ConsoleController, page
 from interfaces.http.console.session import COOKIE, PATH, SESSION_SECONDS, Console, SignInRequired
 from interfaces.http.console.timeline import saga_timeline
 from interfaces.http.controllers.consultations import KEEP_ALIVE_SECONDS, STREAM_HEADERS, STREAM_SECONDS
 from interfaces.http.controllers.oversight import operator_of
+from interfaces.http.problems import RETRY_AFTER_SECONDS, UNAVAILABLE_DETAIL
 from process_managers.booking import SagaStateError
+
+log = logging.getLogger(__name__)
 
 
 class ConsolePages(ConsoleController):
@@ -205,6 +210,16 @@ def signed_out(request: Request[Any, Any, Any], error: SignInRequired) -> Respon
 
 def refused(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     """A page saying what was refused: 404 for what does not exist, 403 for what the operator may not do."""
-    status = 404 if isinstance(error, NotFoundError) else 409 if isinstance(error, SagaStateError) else 403
+    missing = isinstance(error, (NotFoundError, LookupError))
+    status = 404 if missing else 409 if isinstance(error, SagaStateError) else 403
     detail = getattr(error, "detail", None) or str(error)
     return page("refused.html.j2", request, status_code=status, status=status, detail=detail)
+
+
+def unavailable(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    """A page saying a server the console needs is not answering (an outage: try again), never a 500."""
+    log.warning("console page unavailable: %s", cause(error))
+    response = page("refused.html.j2", request, status_code=503, status=503,
+                    detail=f"{UNAVAILABLE_DETAIL} ({cause(error)})")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response

@@ -12,7 +12,10 @@ from litestar.middleware.csrf import CSRFMiddleware
 from litestar.static_files import create_static_files_router
 
 from domain.base import NotFoundError
-from interfaces.http.console.pages import ConsolePages, ConsoleSignIn, refused, signed_out
+from infrastructure.messaging.connection import BrokerError
+from infrastructure.messaging.dlq import DeadLetterNotFoundError, UnknownFollowerError
+from interfaces.http.console.dead_letters import ConsoleDeadLetters
+from interfaces.http.console.pages import ConsolePages, ConsoleSignIn, refused, signed_out, unavailable
 from interfaces.http.console.read_models import ConsoleReadModels
 from interfaces.http.console.render import OPEN, STATIC
 from interfaces.http.console.session import PATH, Console, SignInRequired
@@ -26,7 +29,11 @@ def console_router(console: Console) -> Router:
                       cookie_httponly=False, cookie_secure=console.secure_cookie)
     static = create_static_files_router(path=f"{PATH}/static", directories=[STATIC], opt=OPEN,
                                         include_in_schema=False, send_as_attachment=False)
-    return Router(path="/", route_handlers=[ConsolePages, ConsoleSignIn, ConsoleStreams, ConsoleReadModels, static],
+    pages = [ConsolePages, ConsoleSignIn, ConsoleStreams, ConsoleReadModels,
+             *([ConsoleDeadLetters] if console.dead_letters is not None else [])]
+    return Router(path="/", route_handlers=[*pages, static],
                   middleware=[DefineMiddleware(CSRFMiddleware, config=csrf)],
                   exception_handlers={SignInRequired: signed_out, PermissionDeniedException: refused,
-                                      NotFoundError: refused, SagaStateError: refused})
+                                      NotFoundError: refused, SagaStateError: refused, UnknownFollowerError: refused,
+                                      DeadLetterNotFoundError: refused, BrokerError: unavailable,
+                                      ConnectionError: unavailable})

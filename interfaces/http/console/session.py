@@ -18,6 +18,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 
 from application.views import STUCK_AFTER
 from domain.values import Role
+from infrastructure.messaging.dlq import DeadLetterDesk
 from infrastructure.security.tokens import InvalidTokenError, Principal, TokenIssuer, TokenVerifier
 from interfaces.http.console.rebuilds import Rebuilds
 
@@ -46,6 +47,8 @@ class Console:
     """An open saga on one step longer than this is stuck (as is any saga past its deadline)."""
     rebuilds: Rebuilds = field(default_factory=Rebuilds, compare=False)
     """The read-model rebuilds started from this console."""
+    dead_letters: DeadLetterDesk | None = field(default=None, compare=False)
+    """Where the followers' dead letters are read and re-driven (a broker; ``None``: no broker, no page)."""
     trace_url_template: str | None = None
     """``CLINIC_TRACE_URL_TEMPLATE``: where a trace is shown, ``{trace_id}`` in it (``None``: no link)."""
 
