@@ -41,7 +41,7 @@ from infrastructure.messaging.attempts import PostgresDeliveryAttempts
 from infrastructure.messaging.connection import BrokerConnection, BrokerError, BrokerTls, connect
 from infrastructure.messaging.consumer import FollowerConsumer
 from infrastructure.messaging.dlq import DeadLetterDesk
-from infrastructure.messaging.permissions import BrokerPermissions, service_permissions
+from infrastructure.messaging.permissions import BrokerPermissions, console_permissions, service_permissions
 from infrastructure.messaging.relay import OutboxRelay
 from infrastructure.messaging.topology import FollowerQueues, Topology, declare_own, declare_system
 from infrastructure.observability.metrics import Metrics
@@ -121,10 +121,13 @@ def broker_topology(settings: Settings) -> Topology:
 
 
 def broker_users(settings: Settings, vhost: str = "/") -> dict[str, BrokerPermissions]:
-    """Each service's broker user and the least it may do (its own queues, its own events, its leaders' keys)."""
+    """Each service's broker user and the least it may do (its own queues, its own events, its leaders' keys),
+    and the operations console's (the followers' dead letters)."""
     topology = broker_topology(settings)
-    return {context.service: service_permissions(topology, context.service, context.follows, vhost=vhost)
-            for context in CONTEXTS}
+    users = {context.service: service_permissions(topology, context.service, context.follows, vhost=vhost)
+             for context in CONTEXTS}
+    users["console"] = console_permissions(topology, [c.name for c in CONTEXTS if c.follows], vhost=vhost)
+    return users
 
 
 def dead_letter_desk(settings: Settings) -> DeadLetterDesk:

@@ -138,6 +138,11 @@ class Settings:
     trace_url_template: str | None = None
     """``CLINIC_TRACE_URL_TEMPLATE``: a trace's page in the trace backend, ``{trace_id}`` in it (the console
     links each saga to it), e.g. ``https://tempo.example.org/explore?trace={trace_id}``; unset: no link."""
+    console_url: str | None = None
+    """``CLINIC_CONSOLE_URL``: where browsers reach the console (``clinic run console``), e.g.
+    ``https://clinic.example.org``: its sign-in comes back to ``<url>/console/callback``."""
+    console_client_id: str = "clinic-console"
+    """``CLINIC_CONSOLE_CLIENT_ID``: the console's public OAuth2 client at the authorization server."""
     deployment_environment: str = "development"
     """``CLINIC_ENVIRONMENT``: the ``deployment.environment`` of this process's spans."""
     drain_seconds: float = 0.0
@@ -234,6 +239,8 @@ class Settings:
             otlp_endpoint=env.get("CLINIC_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             deployment_environment=env.get("CLINIC_ENVIRONMENT", cls.deployment_environment),
             trace_url_template=env.get("CLINIC_TRACE_URL_TEMPLATE") or None,
+            console_url=(env.get("CLINIC_CONSOLE_URL") or "").rstrip("/") or None,
+            console_client_id=env.get("CLINIC_CONSOLE_CLIENT_ID") or cls.console_client_id,
             drain_seconds=_number(env, "CLINIC_DRAIN_SECONDS", 0, allow_zero=True),
         )
 

@@ -26,7 +26,7 @@ unbind is checked like a bind, so a follower that drops its ``<leader>.#`` bindi
 on that key too. The broker's own dead-lettering (a retry queue's TTL, a rejected message) checks
 nothing.
 
-So a service's user gets (``service_permissions``):
+So a service's user gets (``service_permissions``; the operations console's: ``console_permissions``):
 
 * configure: its own names only (``<prefix>.<service>``, its retry queues, DLQ and partitions): it
   declares its own follower, never the events exchange (an admin step declares that; a passive
@@ -89,6 +89,18 @@ def service_permissions(topology: Topology, service: str, leaders: Iterable[str]
     return BrokerPermissions(user=f"{topology.prefix}.{service}", vhost=vhost, configure=configure,
                              write=write, read=read, exchange=topology.exchange,
                              topic_write=f"^{re.escape(service.lower())}\\.", topic_read=topic_read)
+
+
+def console_permissions(topology: Topology, followers: Iterable[str], *, vhost: str = "/") -> BrokerPermissions:
+    """The operations console's user: it reads and purges the followers' dead letters and re-drives them
+    (through the default exchange to a follower's queue, or through a partitioned follower's exchange); it
+    declares nothing (a passive declare needs no permission) and uses no routing key of the events exchange."""
+    queues = [topology.queues(follower) for follower in sorted(followers)]
+    dead_letters = [re.escape(q.dead_letters) for q in queues]
+    inboxes = [re.escape(q.main) for q in queues]
+    return BrokerPermissions(user=f"{topology.prefix}.console", vhost=vhost, configure=NOTHING,
+                             write=_any_of(re.escape(DEFAULT_EXCHANGE), *inboxes), read=_any_of(*dead_letters),
+                             exchange=topology.exchange, topic_write=NO_KEY, topic_read=NO_KEY)
 
 
 def own_names(topology: Topology, service: str) -> str:

@@ -47,9 +47,9 @@ def run_openapi(args: argparse.Namespace) -> int:
 
 
 def run_gateway(args: argparse.Namespace) -> int:
-    from interfaces.gateway import SERVICES, Gateway
+    from interfaces.gateway import OPTIONAL, SERVICES, Gateway
 
-    upstreams = {service: [a for a in getattr(args, service).split(",") if a] for service in SERVICES}
+    upstreams = {name: [a for a in (getattr(args, name) or "").split(",") if a] for name in [*SERVICES, *OPTIONAL]}
     gateway = Gateway(args.listen, upstreams, Path(args.runtime_dir).resolve(), Path(args.spec).resolve(),
                       Path(args.guide).resolve(), per_address=args.per_address, per_token=args.per_token)
     path = gateway.write(Path(args.output))

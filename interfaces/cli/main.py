@@ -43,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run one context as a service (distributed mode: PostgreSQL, RabbitMQ)")
     run.add_argument("service", nargs="?", default=os.environ.get("CLINIC_SERVICE"),
-                     choices=[*SERVICE_NAMES, "projections", "auth"],
-                     help="the context to run, or the projection worker (default: $CLINIC_SERVICE)")
+                     choices=[*SERVICE_NAMES, "projections", "auth", "console"],
+                     help="the context to run, the projection worker, the authorization server or the operations "
+                          "console (default: $CLINIC_SERVICE)")
     run.add_argument("--role", choices=["api", "worker", "all"], default="all",
                      help="api: the context's part of /v1; worker: relay, consumer, saga timer; all: both")
     run.add_argument("--host", default="127.0.0.1")
@@ -113,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     for service in SERVICE_NAMES:
         gateway.add_argument(f"--{service}", required=True, metavar="HOST:PORT[,HOST:PORT...]",
                              help=f"the {service} service's API replicas")
+    gateway.add_argument("--console", metavar="HOST:PORT[,HOST:PORT...]",
+                         help="the operations console's replicas (clinic run console), served at /console")
     gateway.add_argument("--runtime-dir", default=".clinic-data/gateway", help="nginx's pid, logs and temp files")
     gateway.add_argument("--spec", default="specs/openapi.json", help="the OpenAPI document to serve")
     gateway.add_argument("--guide", default="docs/deprecation.md",

@@ -25,6 +25,7 @@ from application.services import (
     Worker,
     build_projections,
     build_service,
+    dead_letter_desk,
     follow_projections,
     redis_answers,
     with_backoff,
@@ -40,10 +41,11 @@ from interfaces.cli.graceful import Server as _Server
 from interfaces.cli.graceful import until_stopped_or_failed as _until_stopped_or_failed
 from interfaces.cli.main import settings
 from interfaces.http.app import create_app
+from interfaces.http.console.session import Console
 from interfaces.http.contexts import SERVICE_CONTROLLERS
 from interfaces.http.controllers.health import HealthController
 from interfaces.http.internal import create_internal_registry_app, internal_server_config
-from interfaces.security.trust import token_verifier
+from interfaces.security.trust import console_oauth, token_verifier, uses_dev_key
 
 log = logging.getLogger("clinic.service")
 REGISTRY_INTERNAL_PORT = 8443
@@ -72,6 +74,8 @@ async def _run(args: argparse.Namespace, config: Settings, tracing: TracerProvid
     args.port = args.port or 8000
     if args.service == "projections":
         return await _run_projections(args, config, stop)
+    if args.service == "console":
+        return await _run_console(args, config, stop, tracing)
     metrics = Metrics.for_service(args.service)
     clinic = await with_backoff("the event store",
                                 lambda: asyncio.to_thread(build_service, args.service, config, args.role, metrics), stop)
@@ -119,6 +123,35 @@ async def _run_projections(args: argparse.Namespace, config: Settings, stop: asy
     server.should_exit = True
     await asyncio.gather(following, serving, return_exceptions=True)
     clinic.close()
+    return 1 if failed else 0
+
+
+async def _run_console(args: argparse.Namespace, config: Settings, stop: asyncio.Event,
+                       tracing: TracerProvider | None = None) -> int:
+    """The operations console behind the gateway: operators sign in through the authorization server; it
+    reads and re-drives the followers' dead letters on a broker connection of its own."""
+    if uses_dev_key(config) or not config.console_url:
+        raise ValueError("clinic run console signs operators in through the authorization server: set "
+                         "CLINIC_JWT_ISSUER to its URL and CLINIC_CONSOLE_URL to where browsers reach the console "
+                         "(embedded mode serves the console itself: clinic serve)")
+    desk = dead_letter_desk(config)
+    console = Console(None, oauth=console_oauth(config), in_process=False, dead_letters=desk,
+                      secure_cookie=config.console_url.startswith("https://"),
+                      trace_url_template=config.trace_url_template)
+    clinic = Clinic.hosting({}, checks={"accepting": lambda: not stop.is_set()})
+    app = create_app(clinic, token_verifier(config), controllers=[HealthController], console=console,
+                     metrics=Metrics.for_service("console"), tracer_provider=tracing)
+    server = _server(app, uvicorn.Config, host=args.host, port=args.port, access_log=config.access_log,
+                     **config.proxy_options)
+    serving = asyncio.create_task(server.serve(), name=f"http:{args.port}")
+    log.info("console running; browsers reach it at %s/console", config.console_url)
+    failed = await _until_stopped_or_failed(stop, [serving])
+    stop.set()
+    if not failed:
+        await drain([serving], config.drain_seconds)
+    server.should_exit = True
+    await asyncio.gather(serving, return_exceptions=True)
+    await desk.close()
     return 1 if failed else 0
 
 

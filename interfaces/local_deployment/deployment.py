@@ -37,6 +37,7 @@ from infrastructure.security.scopes import PUBLIC_SCOPES
 from interfaces.local_deployment.oauth_client import user_token
 from interfaces.local_deployment.otlp import OtlpReceiver
 from interfaces.local_deployment.servers import DeploymentError, Servers, free_port, program, wait_for
+from interfaces.security.trust import CONSOLE_SCOPES
 
 CLINIC = [sys.executable, "-m", "interfaces.cli.main"]
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
@@ -133,6 +134,22 @@ class LocalDeployment:
                     *[arg for scope in sorted(PUBLIC_SCOPES) for arg in ("--scope", scope)])
         self.ports["auth"] = self.auth_port
         self.start("auth")
+
+    def start_console(self) -> None:
+        """The operations console, as the authorization server's public client ``clinic-console``, behind the
+        gateway (it reaches the broker as its own user: the followers' dead letters only)."""
+        self.env["CLINIC_CONSOLE_URL"] = self.base
+        self.clinic("auth", "client", "add", Settings.console_client_id, "--public", "--redirect-uri", f"{self.base}/console/callback",
+                    *[arg for scope in CONSOLE_SCOPES for arg in ("--scope", scope)])
+        self.start("console")
+
+    def operator(self, name: str, role: str = "ADMIN") -> tuple[str, str]:
+        """An operator's sign-in (registered once): their user name and password at the authorization server."""
+        if (name, role) not in self.users:
+            self.clinic("auth", "user", "add", name, "--sub", name, "--role", role, "--password-stdin",
+                        stdin=PASSWORD + "\n")
+            self.users.add((name, role))
+        return name, PASSWORD
 
     def clinic(self, *args: str, stdin: str | None = None) -> str:
         """Run a ``clinic`` command with the deployment's settings; its output (raises if it fails)."""
@@ -428,4 +445,5 @@ def _start_every_process(deployment: LocalDeployment, workers: int = 1) -> None:
             for number in range(1, workers + 1):
                 deployment.start(f"{service}-worker-{number}", service, "worker")
     deployment.start("projections", "projections", "worker")
+    deployment.start_console()
     deployment.start_gateway()

@@ -8,9 +8,11 @@ from joserfc.jwk import KeySet
 
 from application.settings import Settings
 from infrastructure.security.jwks import JwksKeySource, discover_jwks_url
+from infrastructure.security.scopes import Scope
 from infrastructure.security.token_cache import CachingTokenVerifier
 from infrastructure.security.tokens import KeySource, TokenIssuer, TokenVerifier, load_or_create_dev_key
 from infrastructure.tls import ca_trust
+from interfaces.http.console.oauth import ConsoleOAuth
 
 
 class DiscoveredJwks:
@@ -56,3 +58,16 @@ def uses_dev_key(settings: Settings) -> bool:
 def dev_issuer(settings: Settings) -> TokenIssuer:
     """Signs with the development key in the data directory (``clinic token``, ``clinic serve``)."""
     return TokenIssuer(load_or_create_dev_key(settings.data_dir), settings.jwt_issuer, settings.jwt_audience)
+
+
+CONSOLE_SCOPES = (Scope.SAGAS_READ, Scope.SAGAS_WRITE, Scope.AUDIT_READ)
+"""What the console asks for on an operator's behalf (the server grants what their roles allow)."""
+
+
+def console_oauth(settings: Settings) -> ConsoleOAuth:
+    """The console as a public client of the authorization server: browsers sign in at the issuer, the code
+    is exchanged at its token endpoint (the in-cluster one when ``CLINIC_OAUTH_TOKEN_URL`` names it)."""
+    return ConsoleOAuth(settings.console_client_id, f"{settings.jwt_issuer}/oauth/authorize",
+                        settings.oauth_token_url or f"{settings.jwt_issuer}/oauth/token",
+                        f"{settings.console_url}/console/callback", " ".join(CONSOLE_SCOPES),
+                        verify=ca_trust(settings.auth_ca_file))

@@ -6,23 +6,16 @@ With ``CLINIC_UPDATE_SCREENSHOTS=1`` the tests write the screenshots docs/consol
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from uuid import UUID
 
 import pytest
 import uvicorn
 from joserfc.jwk import ECKey
-from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from application.bootstrap import bootstrap
@@ -33,15 +26,14 @@ from infrastructure.security.tokens import TokenIssuer
 from interfaces.http.app import create_app
 from interfaces.http.console.session import Console
 from process_managers.ports import RegistryUnavailableError
-from tests import services
 from tests.integration.http_servers import uvicorn_server
 from tests.kit import FakeRegistry
 from tests.kit.bookings import a_saga
+from tests.kit.browser import follow, headless_chromium, screenshot
 from tests.kit.dead_letters import followers_on_the_broker
 from tests.kit.eventually import eventually
 
 ISSUER = TokenIssuer(ECKey.generate_key("P-256", auto_kid=True), "clinic-dev", "clinic-api")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
 
 
 @pytest.fixture
@@ -62,16 +54,8 @@ def console(clinic: Clinic) -> Iterator[str]:
 
 @pytest.fixture
 def browser() -> Iterator[WebDriver]:
-    chromium, driver = services.require_binary("chromium"), services.require_binary("chromedriver")
-    options = Options()
-    options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
-        options.add_argument(argument)
-    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not try to download a browser
-    browser = webdriver.Chrome(service=Service(driver), options=options)
-    browser.implicitly_wait(5)  # each element lookup waits this long for the element to appear
-    yield browser
-    browser.quit()
+    with headless_chromium() as browser:
+        yield browser
 
 
 def sign_in(browser: WebDriver, console: str, role: str = "ADMIN") -> None:
@@ -81,19 +65,6 @@ def sign_in(browser: WebDriver, console: str, role: str = "ADMIN") -> None:
     Select(browser.find_element(By.ID, "role")).select_by_value(role)
     follow(browser, browser.find_element(By.CSS_SELECTOR, "form.stack button"), "/console/sagas")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Sagas"
-
-
-def follow(browser: WebDriver, element: WebElement, to: str) -> None:
-    """Click ``element`` and wait until the browser is on a page whose URL contains ``to`` (the old page's
-    elements are then gone: nothing found later belongs to it)."""
-    element.click()
-    WebDriverWait(browser, 10).until(expected_conditions.url_contains(to))
-
-
-def screenshot(browser: WebDriver, name: str) -> None:
-    if os.environ.get("CLINIC_UPDATE_SCREENSHOTS"):
-        SCREENSHOTS.mkdir(exist_ok=True)
-        browser.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
 
 
 def consultation_of(clinic: Clinic, saga_id: str) -> UUID:
@@ -165,7 +136,7 @@ def test_an_auditor_reads_the_console_and_a_missing_saga_is_a_page_saying_so(cli
     assert browser.find_element(By.TAG_NAME, "h1").text == "Not allowed"
     browser.get(f"{console}/sagas/00000000-0000-4000-8000-000000000000")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Not found"
-    follow(browser, browser.find_element(By.LINK_TEXT, "Back to the sagas"), "/console/sagas")
+    follow(browser, browser.find_element(By.LINK_TEXT, "Back to the console"), "/console/sagas")
     assert "ops-1 · AUDITOR" in browser.find_element(By.CLASS_NAME, "who").text
     follow(browser, browser.find_element(By.CSS_SELECTOR, "header form button"), "/console/login")  # sign out
     browser.get(f"{console}/sagas")

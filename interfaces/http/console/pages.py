@@ -43,9 +43,6 @@ log = logging.getLogger(__name__)
 class ConsolePages(ConsoleController):
     path = PATH
 
-    @get("/", sync_to_thread=False)
-    def home(self) -> Redirect:
-        return Redirect(f"{PATH}/sagas")
 
     @get("/sagas", sync_to_thread=True)
     def sagas(self, request: Request[Any, Any, Any], clinic: NamedDependency[Clinic],
@@ -148,7 +145,21 @@ class ConsoleSignIn(Controller):
         console = _console(request)
         cookie = Cookie(key=COOKIE, value=console.session_token(sub, Role(role)), path=PATH, httponly=True,
                         samesite="strict", secure=console.secure_cookie, max_age=SESSION_SECONDS)
-        return Redirect(f"{PATH}/sagas", status_code=303, cookies=[cookie])
+        return Redirect(console.home, status_code=303, cookies=[cookie])
+
+
+
+class ConsoleEntrance(Controller):
+    """Where operators come in (the console's root: its home, or signing in first) and how they leave
+    (signing out, however they signed in: the session cookie is cleared)."""
+
+    path = PATH
+    opt = OPEN
+    include_in_schema = False
+
+    @get("/", sync_to_thread=False)
+    def home(self, request: Request[Any, Any, Any]) -> Redirect:
+        return Redirect(_console(request).home)
 
     @post("/logout", status_code=303)
     async def sign_out(self) -> Redirect:

@@ -15,7 +15,15 @@ from domain.base import NotFoundError
 from infrastructure.messaging.connection import BrokerError
 from infrastructure.messaging.dlq import DeadLetterNotFoundError, UnknownFollowerError
 from interfaces.http.console.dead_letters import ConsoleDeadLetters
-from interfaces.http.console.pages import ConsolePages, ConsoleSignIn, refused, signed_out, unavailable
+from interfaces.http.console.oauth import ConsoleOAuthSignIn
+from interfaces.http.console.pages import (
+    ConsoleEntrance,
+    ConsolePages,
+    ConsoleSignIn,
+    refused,
+    signed_out,
+    unavailable,
+)
 from interfaces.http.console.read_models import ConsoleReadModels
 from interfaces.http.console.render import OPEN, STATIC
 from interfaces.http.console.session import PATH, Console, SignInRequired
@@ -29,7 +37,8 @@ def console_router(console: Console) -> Router:
                       cookie_httponly=False, cookie_secure=console.secure_cookie)
     static = create_static_files_router(path=f"{PATH}/static", directories=[STATIC], opt=OPEN,
                                         include_in_schema=False, send_as_attachment=False)
-    pages = [ConsolePages, ConsoleSignIn, ConsoleStreams, ConsoleReadModels,
+    pages = [ConsoleEntrance, ConsoleOAuthSignIn if console.oauth is not None else ConsoleSignIn,
+             *([ConsolePages, ConsoleStreams, ConsoleReadModels] if console.in_process else []),
              *([ConsoleDeadLetters] if console.dead_letters is not None else [])]
     return Router(path="/", route_handlers=[*pages, static],
                   middleware=[DefineMiddleware(CSRFMiddleware, config=csrf)],

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from litestar import Request
@@ -21,6 +21,9 @@ from domain.values import Role
 from infrastructure.messaging.dlq import DeadLetterDesk
 from infrastructure.security.tokens import InvalidTokenError, Principal, TokenIssuer, TokenVerifier
 from interfaces.http.console.rebuilds import Rebuilds
+
+if TYPE_CHECKING:
+    from interfaces.http.console.oauth import ConsoleOAuth
 
 COOKIE = "clinic_console"
 PATH = "/console"
@@ -37,10 +40,16 @@ class SignInRequired(NotAuthorizedException):
 @dataclass(frozen=True)
 class Console:
     """The console's settings: how operators sign in (embedded mode: the development sign-in, a form that
-    names the operator and their role, signed by the development issuer as ``clinic token`` is), and when
-    a saga counts as stuck."""
+    names the operator and their role, signed by the development issuer as ``clinic token`` is; distributed
+    mode: ``oauth``, through the authorization server), what it reads, and when a saga counts as stuck."""
 
-    issuer: TokenIssuer
+    issuer: TokenIssuer | None
+    """The development issuer the development sign-in signs with (``None``: sign in through ``oauth``)."""
+    oauth: ConsoleOAuth | None = field(default=None, compare=False)
+    """The console as a public client of the authorization server (code + PKCE)."""
+    in_process: bool = True
+    """It runs beside the clinic's stores (embedded mode: sagas, streams, read models); ``False``: it reaches
+    only what it has a connection to (``clinic run console``: the dead letters)."""
     secure_cookie: bool = False
     """``Secure`` on the cookie (behind https)."""
     stuck_after: timedelta = STUCK_AFTER
@@ -57,7 +66,14 @@ class Console:
             return None
         return self.trace_url_template.replace("{trace_id}", trace_id)
 
+    @property
+    def home(self) -> str:
+        """Where a signed-in operator starts."""
+        return f"{PATH}/sagas" if self.in_process else f"{PATH}/dead-letters"
+
     def session_token(self, sub: str, role: Role) -> str:
+        if self.issuer is None:
+            raise RuntimeError("this console signs operators in through the authorization server")
         return self.issuer.issue(sub, [role], ttl_seconds=SESSION_SECONDS, client_id="clinic-console")
 
 

@@ -14,10 +14,15 @@ from datetime import UTC, datetime, timedelta
 from itertools import count
 
 import aiormq
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.expected_conditions import url_contains
+from selenium.webdriver.support.ui import WebDriverWait
 
 from infrastructure.messaging.topology import Topology
+from interfaces.local_deployment.deployment import PASSWORD
 from tests import services
 from tests.e2e.distributed.conftest import DEADLINE_SECONDS, Cluster, eventually
+from tests.kit.browser import follow, headless_chromium
 from tests.kit.webhooks import webhook_receiver
 
 _hours = count()
@@ -154,6 +159,49 @@ def test_operators_list_show_redrive_and_purge_dead_letters_with_the_cli(cluster
     assert json.loads(cluster.clinic("dlq", "list", "booking", "--json")) == []
 
 
+def test_an_admin_signs_in_to_the_console_behind_the_gateway_and_redrives_a_poison_message(cluster):
+    name, password = cluster.operator("ops-admin", "ADMIN")
+    asyncio.run(_publish_poison(cluster.prefix, "poison-console"))
+    eventually(lambda: json.loads(cluster.clinic("dlq", "list", "booking", "--json")), what="the poison dead-lettered")
+    with headless_chromium() as browser:
+        browser.get(f"{cluster.base}/console/")
+        WebDriverWait(browser, 10).until(url_contains(f"{cluster.issuer}/oauth/authorize"))  # the server's page
+        browser.find_element(By.NAME, "username").send_keys(name)
+        browser.find_element(By.NAME, "password").send_keys(password)
+        follow(browser, browser.find_element(By.CSS_SELECTOR, "button[type=submit]"), "/console/dead-letters")
+        assert browser.current_url == f"{cluster.base}/console/dead-letters"  # no code or token left in the URL
+        session = {cookie["name"]: cookie for cookie in browser.get_cookies()}["clinic_console"]
+        assert (session["httpOnly"], session["sameSite"], session["path"]) == (True, "Strict", "/console")
+        assert browser.find_elements(By.LINK_TEXT, "Sagas") == []  # it reads no store here
+        row = browser.find_element(By.CSS_SELECTOR, 'tr[data-follower="booking"]')
+        follow(browser, row.find_element(By.LINK_TEXT, "booking"), "/console/dead-letters/booking")
+        letter = browser.find_element(By.CSS_SELECTOR, 'section[data-message-id="poison-console"]')
+        assert "consultations.Consultation.Requested" in letter.text and "not an event" in letter.text
+        follow(browser, letter.find_element(By.CSS_SELECTOR, "button.redrive"), "done=redrive")
+        assert "Re-drove 1 message to booking" in browser.find_element(By.ID, "done").text
+
+        def back_after_one_redrive() -> bool:  # still poison: booking dead-letters it again
+            browser.refresh()
+            again = browser.find_elements(By.CSS_SELECTOR, 'section[data-message-id="poison-console"] .redrives')
+            return bool(again) and again[0].text == "1 time"
+
+        eventually(back_after_one_redrive, what="the re-driven poison back, re-driven once")
+    assert "purged 1 message(s)" in cluster.clinic("dlq", "purge", "booking", "--yes")
+
+
+def test_a_patient_cannot_sign_in_to_the_console(cluster):
+    with headless_chromium() as browser:
+        browser.get(f"{cluster.base}/console/login")
+        WebDriverWait(browser, 10).until(url_contains("/oauth/authorize"))
+        cluster.token("00000000-0000-0000-0000-0000000000aa", "PATIENT")  # registers the patient's account
+        browser.find_element(By.NAME, "username").send_keys("00000000-0000-0000-0000-0000000000aa-patient")
+        browser.find_element(By.NAME, "password").send_keys(PASSWORD)
+        follow(browser, browser.find_element(By.CSS_SELECTOR, "button[type=submit]"), "/console/callback")
+        assert browser.find_element(By.TAG_NAME, "h1").text == "Not signed in"
+        assert "invalid_scope" in browser.find_element(By.CSS_SELECTOR, "[role=alert]").text  # nothing to grant
+        assert "clinic_console" not in {cookie["name"] for cookie in browser.get_cookies()}
+
+
 def test_with_the_registry_down_bookings_are_accepted_then_compensated_or_withdrawn_and_confirmed_after_it_returns(cluster):
     admin, [patient], doctor, starts = setup(cluster, starts=3)
     cluster.stop("registry")
@@ -199,13 +247,13 @@ def test_killing_the_booking_worker_mid_load_loses_no_booking_and_books_no_slot_
         assert history.count("Booked") <= 1
 
 
-async def _publish_poison(prefix: str) -> None:
+async def _publish_poison(prefix: str, message_id: str = "poison-1") -> None:
     connection = await aiormq.connect(services.amqp_url())
     channel = await connection.channel()
     await channel.confirm_delivery()
     await channel.basic_publish(b"\x00 not an event", exchange=Topology(prefix=prefix).exchange,
                                 routing_key="consultations.Consultation.Requested",
-                                properties=aiormq.spec.Basic.Properties(message_id="poison-1", delivery_mode=2))
+                                properties=aiormq.spec.Basic.Properties(message_id=message_id, delivery_mode=2))
     await connection.close()
 
 
