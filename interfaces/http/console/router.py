@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from litestar import Router
+from litestar import Controller, Router
 from litestar.config.csrf import CSRFConfig
 from litestar.exceptions import PermissionDeniedException
 from litestar.middleware import DefineMiddleware
@@ -31,16 +31,20 @@ from interfaces.http.console.streams import ConsoleStreams
 from process_managers.booking import SagaStateError
 
 
+def console_pages(console: Console) -> list[type[Controller]]:
+    """The console's controllers: how operators sign in, and the pages of what this console reaches."""
+    return [ConsoleEntrance, ConsoleOAuthSignIn if console.oauth is not None else ConsoleSignIn,
+            *([ConsolePages, ConsoleStreams, ConsoleReadModels] if console.in_process else []),
+            *([ConsoleDeadLetters] if console.dead_letters is not None else [])]
+
+
 def console_router(console: Console) -> Router:
     """The console's routes; CSRF is checked on its forms only (the API's routes take bearer tokens)."""
     csrf = CSRFConfig(secret=secrets.token_hex(32), cookie_path=PATH, cookie_samesite="strict",
                       cookie_httponly=False, cookie_secure=console.secure_cookie)
     static = create_static_files_router(path=f"{PATH}/static", directories=[STATIC], opt=OPEN,
                                         include_in_schema=False, send_as_attachment=False)
-    pages = [ConsoleEntrance, ConsoleOAuthSignIn if console.oauth is not None else ConsoleSignIn,
-             *([ConsolePages, ConsoleStreams, ConsoleReadModels] if console.in_process else []),
-             *([ConsoleDeadLetters] if console.dead_letters is not None else [])]
-    return Router(path="/", route_handlers=[*pages, static],
+    return Router(path="/", route_handlers=[*console_pages(console), static],
                   middleware=[DefineMiddleware(CSRFMiddleware, config=csrf)],
                   exception_handlers={SignInRequired: signed_out, PermissionDeniedException: refused,
                                       NotFoundError: refused, SagaStateError: refused, UnknownFollowerError: refused,

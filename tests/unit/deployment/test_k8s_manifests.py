@@ -224,14 +224,14 @@ def test_every_deployment_runs_a_real_clinic_command(name):
         assert args.command == "run" and args.host == "0.0.0.0", container["args"]
         labels = doc["spec"]["template"]["metadata"]["labels"]
         assert labels["clinic/service"] == args.service, doc["metadata"]["name"]
-        if args.service != "auth":
+        if args.service not in ("auth", "console"):
             assert labels["app.kubernetes.io/component"] == args.role or args.service == "projections"
         seen.add((args.service, args.role))
     from interfaces.gateway import SERVICES
 
     for service in SERVICES:  # the code supports the split: one API and one worker per context
         assert {(service, "api"), (service, "worker")} <= seen, service
-    assert {service for service, _ in seen} == {*SERVICES, "projections", "auth"}
+    assert {service for service, _ in seen} == {*SERVICES, "projections", "auth", "console"}
 
 
 @pytest.mark.parametrize("name", OVERLAYS)
@@ -546,7 +546,7 @@ def test_each_service_signs_in_to_postgresql_with_its_own_role_which_the_databas
     roles = database_roles_of(ROLE_PREFIX)
     for deployment in of_kind(overlay(name), "Deployment"):
         service = deployment["metadata"]["labels"].get("clinic/service")
-        if service is None or service == "auth":
+        if service is None or service in ("auth", "console"):  # no event store: the console reads the broker
             continue
         (container,) = [c for c in pod_spec(deployment)["containers"] if c["name"] == "clinic"]
         assert secret_of(container, "POSTGRES_USER") == secret_of(container, "POSTGRES_PASSWORD") \
@@ -627,6 +627,8 @@ def test_the_flows_the_architecture_needs_and_no_others(name):
         assert allowed(name, workload, "clinic-auth", 8443)  # the JWKS, over TLS
         assert not allowed(name, workload, "clinic-auth", 9000)  # the public issuer is the Ingress's
     assert not allowed(name, "clinic-consultations-api", "clinic-scheduling-api", 8000)  # APIs never call APIs
+    assert allowed(name, "clinic-console", "clinic-auth", 8443)  # the operators' code exchange, the JWKS
+    assert not allowed(name, "clinic-console", "clinic-booking-api", 8000)  # it reads no service's store
     # the webhook sender's egress to the internet lets it reach no pod of the clinic
     assert not allowed(name, "clinic-notifications-worker", "clinic-registry-api", 8443)
     assert not allowed(name, "clinic-notifications-worker", "clinic-auth", 443)
@@ -686,7 +688,7 @@ def test_data_service_flows(name):
         service, component = labels["clinic/service"], labels["app.kubernetes.io/component"]
         context = component in ("api", "worker")
         assert egress_to_namespace(name, workload, "clinic-data", postgres, 5432) == context, workload
-        needs_broker = component == "worker" and service != "projections"
+        needs_broker = (component == "worker" and service != "projections") or component == "console"
         assert egress_to_namespace(name, workload, "clinic-data", rabbit, 5671) == needs_broker, workload  # AMQPS
         from application.services import SERVES_QUERIES
 
@@ -716,7 +718,7 @@ def test_ingress_controller_and_prometheus_reach_what_they_need(name):
     for doc in deployments(name):
         workload, component = doc["metadata"]["name"], doc["metadata"]["labels"]["app.kubernetes.io/component"]
         assert from_namespace(workload, "monitoring"), workload
-        assert from_namespace(workload, "ingress-nginx") == (component in ("api", "auth")), workload
+        assert from_namespace(workload, "ingress-nginx") == (component in ("api", "auth", "console")), workload
 
 
 # ---- Ingress ------------------------------------------------------------------------------------
@@ -735,9 +737,10 @@ def gateway_location(location: str) -> str:
 
 @pytest.mark.parametrize("name", OVERLAYS)
 def test_ingress_routes_like_the_gateway(name):
-    from interfaces.gateway import ROUTES
+    from interfaces.gateway import OPTIONAL, ROUTES
 
     expected = {gateway_location(where): f"clinic-{service}-api" for where, service in ROUTES}
+    expected |= {location: f"clinic-{name}" for name, location in OPTIONAL.items()}
     assert ingress_routes(name) == expected
 
 

@@ -50,7 +50,7 @@ def test_backstage_accepts_every_entity_and_every_reference_resolves():
 def test_a_component_per_service():
     assert set(_by_name("Component")) == {
         "clinic-registry", "clinic-scheduling", "clinic-consultations", "clinic-booking-saga",
-        "clinic-notifications", "clinic-projections", "clinic-auth-server", "clinic-gateway",
+        "clinic-notifications", "clinic-projections", "clinic-auth-server", "clinic-console", "clinic-gateway",
     }
 
 
