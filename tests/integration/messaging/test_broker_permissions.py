@@ -27,8 +27,8 @@ from aiormq.exceptions import ChannelAccessRefused
 
 from application.bootstrap import SUBSCRIPTIONS, SYSTEM
 from application.contexts import BY_SERVICE
-from infrastructure.messaging.dlq import DeadLetterQueue
-from infrastructure.messaging.permissions import rabbitmqctl_commands, service_permissions
+from infrastructure.messaging.dlq import DeadLetterDesk, DeadLetterQueue
+from infrastructure.messaging.permissions import console_permissions, rabbitmqctl_commands, service_permissions
 from infrastructure.messaging.topology import (
     ORDERING_KEY,
     FollowerQueues,
@@ -44,6 +44,8 @@ from tests.kit import eventually_async
 pytestmark = pytest.mark.anyio
 
 SERVICES = ("scheduling", "booking")
+CONSOLE = "console"
+"""The operations console's user: the followers' dead letters only."""
 NOT_ALLOWED_TO_RUN = ("Only root or rabbitmq", "ermission denied", "eacces", "cookie")
 """What ``rabbitmqctl`` says when this user may not run it (rather than when a command is wrong)."""
 
@@ -114,7 +116,9 @@ class Secured:
 
 def create_user(secured: Secured, service: str) -> None:
     rabbitmqctl(["rabbitmqctl", "add_user", secured.user(service), secured.passwords[service]])
-    permissions = service_permissions(secured.topology, service, BY_SERVICE[service].follows, vhost=secured.vhost)
+    permissions = (console_permissions(secured.topology, [application(s) for s in SERVICES], vhost=secured.vhost)
+                   if service == CONSOLE else
+                   service_permissions(secured.topology, service, BY_SERVICE[service].follows, vhost=secured.vhost))
     for command in rabbitmqctl_commands(permissions):
         rabbitmqctl(command)
 
@@ -125,15 +129,16 @@ async def secured(rabbitmq_vhost: str, request: pytest.FixtureRequest) -> AsyncI
     topology = Topology(prefix=f"t{uuid.uuid4().hex[:10]}", delays_ms=TEST_DELAYS_MS,
                         partitions=getattr(request, "param", 1))
     admin = await aiormq.connect(services.amqp_url(rabbitmq_vhost))
-    secured = Secured(rabbitmq_vhost, topology, admin, {service: secrets.token_hex(16) for service in SERVICES})
+    users = (*SERVICES, CONSOLE)
+    secured = Secured(rabbitmq_vhost, topology, admin, {user: secrets.token_hex(16) for user in users})
     try:
-        await asyncio.gather(*(asyncio.to_thread(create_user, secured, service) for service in SERVICES))
+        await asyncio.gather(*(asyncio.to_thread(create_user, secured, user) for user in users))
         secured.followers = await declare_system(await admin.channel(), topology, SYSTEM.edges)
         yield secured
     finally:
         await secured.clean_up()
-        await asyncio.gather(*(asyncio.to_thread(rabbitmqctl, ["rabbitmqctl", "delete_user", secured.user(service)],
-                                                 False) for service in SERVICES))
+        await asyncio.gather(*(asyncio.to_thread(rabbitmqctl, ["rabbitmqctl", "delete_user", secured.user(user)],
+                                                 False) for user in users))
 
 
 async def publish(channel: AbstractChannel, exchange: str, routing_key: str, body: bytes = b"event",
@@ -236,6 +241,34 @@ async def test_a_service_s_user_is_refused_all_that_is_not_its_own(secured):
     assert await refusal(scheduling, lambda ch: ch.exchange_declare(events, passive=True)) == ""
     # the known limit: write on amq.default reaches any queue by name, another service's too
     assert await refusal(scheduling, lambda ch: publish(ch, "", other.dead_letters)) == ""
+
+
+@pytest.mark.parametrize("secured", [1, 2], indirect=True)
+async def test_the_console_s_user_reads_redrives_and_purges_dead_letters_and_nothing_else(secured):
+    admin = await secured.admin.channel(publisher_confirms=True)
+    booking = secured.followers["Booking"]
+    desk = DeadLetterDesk(lambda: secured.connect(CONSOLE), {s: secured.followers[application(s)] for s in SERVICES})
+    await publish(admin, "", booking.dead_letters, body=b"dead letter")
+    dead_letters = await desk.queue("booking")
+    assert await dead_letters.count() == 1
+    assert [letter.body for letter in await dead_letters.list_messages()] == [b"dead letter"]
+    assert await dead_letters.redrive_all() == 1  # to its queue, or through its exchange to a partition
+    assert (await take(admin, *booking.consumed)).body == b"dead letter"
+    await publish(admin, "", booking.dead_letters, body=b"dead letter")
+    assert await dead_letters.purge() == 1
+
+    console, events = await secured.connect(CONSOLE), secured.topology.exchange
+    refused = {
+        "consume a follower's queue": lambda ch: ch.basic_get(booking.consumed[0]),
+        "publish an event": lambda ch: publish(ch, events, key_to("Booking", "Scheduling")),
+        "declare a queue": lambda ch: ch.queue_declare(f"{secured.topology.prefix}.console-own", durable=True),
+        "delete a DLQ": lambda ch: ch.queue_delete(booking.dead_letters),
+        "bind a queue": lambda ch: ch.queue_bind(booking.dead_letters, events, routing_key="booking.#"),
+        "take from a retry queue": lambda ch: ch.basic_get(booking.retries[0]),
+    }
+    replies = {what: await refusal(console, operation) for what, operation in refused.items()}
+    assert [what for what, reply in replies.items() if "ACCESS_REFUSED" not in reply] == []
+    await desk.close()
 
 
 @pytest.mark.parametrize("secured", [2], indirect=True)
