@@ -106,6 +106,13 @@ EXAMPLES: dict[type, Any] = {
                               "actor": None, "data": {}}], "integrity": "verified"},
     schemas.Health: {"status": "ok", "checks": {"postgres": True, "runner": True}},
     schemas.SagaActionTaken: {"saga_id": EXAMPLE_IDS["saga"], "action": "compensate"},
+    schemas.SagaSummaryPage: {"items": [{
+        "saga_id": EXAMPLE_IDS["saga"], "kind": "booking", "consultation_id": EXAMPLE_IDS["consultation"],
+        "patient_id": EXAMPLE_IDS["patient"], "doctor_id": EXAMPLE_IDS["doctor"],
+        "started_at": "2027-02-27T10:00:00Z", "state": "VALIDATING", "rejection_reason": None,
+        "deadline": "2027-02-27T10:00:30Z", "waiting_since": "2027-02-27T10:00:00Z", "stuck": True,
+        "correlation_id": "3b0e6f2a-9a51-4c39-8f43-0f6d2a7c1d55", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"}],
+        "next_cursor": None},
     schemas.CreateWebhook: {"url": "https://app.example.org/hooks/clinic",
                             "events": ["consultation.confirmed", "consultation.rejected"]},
     schemas.WebhookCreated: {**WEBHOOK, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw7JP1qcBmzG0="},
