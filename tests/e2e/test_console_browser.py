@@ -12,36 +12,27 @@ from uuid import UUID
 
 import pytest
 import uvicorn
-from joserfc.jwk import ECKey
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from application.bootstrap import bootstrap
 from application.clinic import Clinic
 from application.consultations import ConsultationsApplication
-from application.settings import Settings
-from infrastructure.security.tokens import TokenIssuer
 from interfaces.http.app import create_app
 from interfaces.http.console.session import Console
-from process_managers.ports import RegistryUnavailableError
 from tests.integration.http_servers import uvicorn_server
-from tests.kit import FakeRegistry
 from tests.kit.bookings import a_saga
 from tests.kit.browser import follow, headless_chromium, screenshot
+from tests.kit.console import ISSUER, clinic_with_the_registry_down
 from tests.kit.dead_letters import followers_on_the_broker
 from tests.kit.eventually import eventually
-
-ISSUER = TokenIssuer(ECKey.generate_key("P-256", auto_kid=True), "clinic-dev", "clinic-api")
 
 
 @pytest.fixture
 def clinic() -> Iterator[Clinic]:
-    clinic = bootstrap(Settings(persistence="memory", runner_tick_seconds=0.05, saga_timeout=timedelta(hours=1)))
-    clinic.booking.registry = FakeRegistry(RegistryUnavailableError("registry down: connection refused"))
-    yield clinic
-    clinic.close()
+    with clinic_with_the_registry_down() as clinic:
+        yield clinic
 
 
 @pytest.fixture

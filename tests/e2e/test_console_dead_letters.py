@@ -18,8 +18,8 @@ from application.settings import Settings
 from infrastructure.messaging.dlq import DeadLetterDesk
 from interfaces.http.app import create_app
 from interfaces.http.console.session import COOKIE, Console
-from tests.e2e.test_console_live import ISSUER
 from tests.integration.http_servers import uvicorn_server
+from tests.kit.console import ISSUER
 from tests.kit.dead_letters import Followers, followers_on_the_broker
 
 

@@ -5,35 +5,25 @@ loopback port), since a stream stays open; the browser tests drive the same page
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
 from uuid import UUID
 
 import httpx
 import pytest
 import uvicorn
-from joserfc.jwk import ECKey
 
-from application.bootstrap import bootstrap
 from application.clinic import Clinic
-from application.settings import Settings
-from infrastructure.security.tokens import TokenIssuer
 from interfaces.http.app import create_app
 from interfaces.http.console.rebuilds import Rebuild
 from interfaces.http.console.session import COOKIE, Console
-from process_managers.ports import RegistryUnavailableError
 from tests.integration.http_servers import uvicorn_server
-from tests.kit import FakeRegistry
 from tests.kit.bookings import a_saga
-
-ISSUER = TokenIssuer(ECKey.generate_key("P-256", auto_kid=True), "clinic-dev", "clinic-api")
+from tests.kit.console import ISSUER, clinic_with_the_registry_down
 
 
 @pytest.fixture
 def clinic() -> Iterator[Clinic]:
-    clinic = bootstrap(Settings(persistence="memory", runner_tick_seconds=0.05, saga_timeout=timedelta(hours=1)))
-    clinic.booking.registry = FakeRegistry(RegistryUnavailableError("registry down"))
-    yield clinic
-    clinic.close()
+    with clinic_with_the_registry_down() as clinic:
+        yield clinic
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from application.clinic import Clinic
 from interfaces.http.app import create_app
 from interfaces.http.console.oauth import PENDING_COOKIE, ConsoleOAuth
 from interfaces.http.console.session import COOKIE, Console
-from tests.e2e.test_console_live import ISSUER
 from tests.integration.http_servers import uvicorn_server
+from tests.kit.console import ISSUER
 
 OAUTH = ConsoleOAuth("clinic-console", "https://auth.example.org/oauth/authorize", "http://127.0.0.1:9/oauth/token",
                      "https://clinic.example.org/console/callback", "audit:read sagas:read sagas:write")
