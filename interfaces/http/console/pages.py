@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 class ConsolePages(ConsoleController):
     path = PATH
 
-
     @get("/sagas", sync_to_thread=True)
     def sagas(self, request: Request[Any, Any, Any], clinic: NamedDependency[Clinic],
               operator: NamedDependency[Principal],
@@ -146,7 +145,6 @@ class ConsoleSignIn(Controller):
         cookie = Cookie(key=COOKIE, value=console.session_token(sub, Role(role)), path=PATH, httponly=True,
                         samesite="strict", secure=console.secure_cookie, max_age=SESSION_SECONDS)
         return Redirect(console.home, status_code=303, cookies=[cookie])
-
 
 
 class ConsoleEntrance(Controller):
