@@ -13,7 +13,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from time import monotonic, sleep
 from typing import TypeVar
@@ -282,12 +282,7 @@ class ReadModels:
             return None
         steps = [json.loads(item) for item in
                  self.store.list_items("saga_status", self._version("saga_status"), saga_steps_key(saga_id))]
-        started = datetime.fromisoformat(listing["started_at"])
-        return SagaListing(UUID(saga_id), listing["kind"], listing["aggregate"], UUID(listing["consultation_id"]),
-                           UUID(listing["patient_id"]),
-                           UUID(listing["doctor_id"]), started, status["state"], status.get("rejection_reason") or None,
-                           datetime.fromisoformat(status["deadline"]), _on_this_step_since(steps, started),
-                           listing.get("correlation_id") or None, listing.get("trace_id") or None)
+        return _saga_listing(saga_id, listing, status, steps)
 
     def webhook_deliveries(self, subscription_id: UUID, status: str | None = None, cursor: str | None = None,
                            limit: int = 20) -> WebhookDeliveryPage:
@@ -321,9 +316,16 @@ class ReadModels:
         if not fields:
             raise NotFoundError(f"saga {saga_id} not found")
         steps = [json.loads(item) for item in self.store.list_items("saga_status", version, saga_steps_key(saga_id))]
-        return Saga(UUID(fields["saga_id"]), UUID(fields["consultation_id"]), fields["state"],
-                        fields.get("rejection_reason") or None, datetime.fromisoformat(fields["deadline"]),
-                        [SagaStep(s["name"], s["status"], datetime.fromisoformat(s["at"])) for s in steps])
+        listed = self._fields("saga_list", saga_listing_key(str(saga_id)))
+        listing = _saga_listing(str(saga_id), listed, fields, steps) if listed else None
+        saga = Saga(UUID(fields["saga_id"]), UUID(fields["consultation_id"]), fields["state"],
+                    fields.get("rejection_reason") or None, datetime.fromisoformat(fields["deadline"]),
+                    [SagaStep(s["name"], s["status"], datetime.fromisoformat(s["at"])) for s in steps])
+        if listing is None:
+            return saga
+        return replace(saga, kind=listing.kind, patient_id=listing.patient_id, doctor_id=listing.doctor_id,
+                       started_at=listing.started_at, waiting_since=listing.waiting_since,
+                       correlation_id=listing.correlation_id, trace_id=listing.trace_id)
 
     def freshness(self, *names: str) -> Freshness | None:
         """Position and head summed over the named projections' leaders (``None``: a head is not visible here)."""
@@ -468,6 +470,17 @@ class ReadModels:
     def _maybe_consultation(self, consultation_id: str) -> ConsultationView | None:
         fields = self._fields("consultation_detail", consultation_key(consultation_id))
         return _consultation(fields) if fields else None
+
+
+def _saga_listing(saga_id: str, listing: Mapping[str, str], status: Mapping[str, str],
+                  steps: list[dict[str, str]]) -> SagaListing:
+    """A saga as lists show it, from its saga-list entry, its status and its steps."""
+    started = datetime.fromisoformat(listing["started_at"])
+    return SagaListing(UUID(saga_id), listing["kind"], listing["aggregate"], UUID(listing["consultation_id"]),
+                       UUID(listing["patient_id"]),
+                       UUID(listing["doctor_id"]), started, status["state"], status.get("rejection_reason") or None,
+                       datetime.fromisoformat(status["deadline"]), _on_this_step_since(steps, started),
+                       listing.get("correlation_id") or None, listing.get("trace_id") or None)
 
 
 def _on_this_step_since(steps: list[dict[str, str]], started: datetime) -> datetime:

@@ -123,6 +123,17 @@ class Saga:
     rejection_reason: str | None
     deadline: datetime
     steps: list[SagaStep]
+    kind: str | None = None
+    """``booking`` or ``reschedule`` (``None`` until the saga list has it)."""
+    patient_id: UUID | None = None
+    doctor_id: UUID | None = None
+    started_at: datetime | None = None
+    waiting_since: datetime | None = None
+    """Since when it is on its current step (the first asking, for a step asked again)."""
+    correlation_id: str | None = None
+    """The ``X-Correlation-Id`` of the request that started it."""
+    trace_id: str | None = None
+    """The W3C trace id of the request that started it, when it was traced."""
 
 
 @dataclass(frozen=True)

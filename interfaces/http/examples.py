@@ -93,7 +93,10 @@ EXAMPLES: dict[type, Any] = {
                            ("hold_slot", "requested"), ("hold_slot", "succeeded"),
                            ("validate_registrants", "requested"), ("validate_registrants", "succeeded"),
                            ("book_slot", "requested"), ("book_slot", "succeeded"),
-                           ("confirm_consultation", "requested")]]},
+                           ("confirm_consultation", "requested")]],
+                 "kind": "booking", "patient_id": EXAMPLE_IDS["patient"], "doctor_id": EXAMPLE_IDS["doctor"],
+                 "started_at": "2027-02-27T10:00:00Z", "waiting_since": "2027-02-27T10:00:00Z",
+                 "correlation_id": "3b0e6f2a-9a51-4c39-8f43-0f6d2a7c1d55", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"},
     schemas.AuditTrail: {"kind": "consultation", "id": EXAMPLE_IDS["consultation"], "version": 2,
                          "state": {"status": "CONFIRMED", "start": START}, "events": [
                              {"type": "Consultation.Requested", "version": 1, "timestamp": "2027-02-27T10:00:00Z",

@@ -42,6 +42,8 @@ def test_a_confirmed_bookings_saga_is_completed_with_every_step(api, auditor, ac
     assert saga["state"] == "COMPLETED"
     assert unique(step["name"] for step in saga["steps"]) == SAGA_STEPS
     assert all({"name", "status", "at"} <= set(step) for step in saga["steps"])
+    assert (saga["kind"], saga["correlation_id"]) == ("booking", "book-42")  # whose, and which request started it
+    assert saga["started_at"] == saga["steps"][0]["at"] and saga["patient_id"] and saga["doctor_id"]
 
 
 def test_a_rejected_bookings_saga_is_rejected_with_its_reason(api, admin, clinic, token, world):
