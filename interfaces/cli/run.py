@@ -129,13 +129,14 @@ async def _run_projections(args: argparse.Namespace, config: Settings, stop: asy
 async def _run_console(args: argparse.Namespace, config: Settings, stop: asyncio.Event,
                        tracing: TracerProvider | None = None) -> int:
     """The operations console behind the gateway: operators sign in through the authorization server; it
-    reads and re-drives the followers' dead letters on a broker connection of its own."""
+    reads sagas and streams through the public API (the gateway, ``CLINIC_CONSOLE_URL``) with the operator's
+    token, and reads and re-drives the followers' dead letters on a broker connection of its own."""
     if uses_dev_key(config) or not config.console_url:
         raise ValueError("clinic run console signs operators in through the authorization server: set "
                          "CLINIC_JWT_ISSUER to its URL and CLINIC_CONSOLE_URL to where browsers reach the console "
                          "(embedded mode serves the console itself: clinic serve)")
     desk = dead_letter_desk(config)
-    console = Console(None, oauth=console_oauth(config), in_process=False, dead_letters=desk,
+    console = Console(None, oauth=console_oauth(config), in_process=False, api_url=config.console_url, dead_letters=desk,
                       secure_cookie=config.console_url.startswith("https://"),
                       trace_url_template=config.trace_url_template)
     clinic = Clinic.hosting({}, checks={"accepting": lambda: not stop.is_set()})

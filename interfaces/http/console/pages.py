@@ -21,6 +21,7 @@ from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage, Template
 
+from application.audit import AuditQueryError
 from application.clinic import Clinic
 from application.read_models import ReadModels
 from application.views import SAGA_STATE_FILTERS, SagaFilter, SagaListing, SagaStateFilter
@@ -29,11 +30,11 @@ from domain.booking_saga_table import OPEN_STATES
 from domain.values import Role
 from infrastructure.outages import cause
 from infrastructure.security.tokens import Principal
+from interfaces.http.console.reads import ConsoleReads
 from interfaces.http.console.render import OPEN, ConsoleController, page
 from interfaces.http.console.session import COOKIE, PATH, SESSION_SECONDS, Console, SignInRequired
 from interfaces.http.console.timeline import saga_timeline
 from interfaces.http.controllers.consultations import KEEP_ALIVE_SECONDS, STREAM_HEADERS, STREAM_SECONDS
-from interfaces.http.controllers.oversight import operator_of
 from interfaces.http.problems import RETRY_AFTER_SECONDS, UNAVAILABLE_DETAIL
 from process_managers.booking import SagaStateError
 
@@ -44,7 +45,7 @@ class ConsolePages(ConsoleController):
     path = PATH
 
     @get("/sagas", sync_to_thread=True)
-    def sagas(self, request: Request[Any, Any, Any], clinic: NamedDependency[Clinic],
+    def sagas(self, request: Request[Any, Any, Any], reads: NamedDependency[ConsoleReads],
               operator: NamedDependency[Principal],
               in_state: Annotated[SagaStateFilter | None, QueryParameter(name="state", required=False)] = None,
               correlation: Annotated[str | None, QueryParameter(required=False, max_length=128)] = None,
@@ -58,10 +59,46 @@ class ConsolePages(ConsoleController):
         rows follow the sagas as they change: told by server-sent events, the page fetches them again
         (an htmx request, ``HX-Request``: the rows alone)."""
         wanted = SagaFilter(in_state, correlation or None, patient, doctor, since, until)
-        rows = _rows(request, clinic, wanted, cursor)
+        rows = _rows(request, reads, wanted, cursor)
         if request.headers.get("hx-request") == "true":
             return page("sagas_rows.html.j2", request, **rows)
         return page("sagas.html.j2", request, operator=operator, filters=SAGA_STATE_FILTERS, **rows)
+
+    @get("/sagas/{saga_id:uuid}", sync_to_thread=True)
+    def saga(self, request: Request[Any, Any, Any], reads: NamedDependency[ConsoleReads],
+             operator: NamedDependency[Principal], saga_id: FromPath[UUID],
+             done: Annotated[Literal["retry-validation", "compensate"] | None, QueryParameter(
+                 required=False)] = None) -> Template:
+        """One saga: its steps on a timeline, the event behind each, and what an open one waits on; an admin
+        may act on an open one."""
+        timeline = saga_timeline(reads, saga_id, request.app.state.clock(), _console(request).stuck_after)
+        trace = _console(request).trace_url(timeline.listing.trace_id)
+        template = "saga_body.html.j2" if request.headers.get("hx-request") == "true" else "saga.html.j2"
+        return page(template, request, operator=operator, saga=timeline, done=done and ACTIONS[done], trace=trace,
+                    may_act=operator.has_role(Role.ADMIN) and timeline.listing.state in OPEN_STATES)
+
+    @get("/sagas/{saga_id:uuid}/{action:str}", sync_to_thread=True)
+    def confirm(self, request: Request[Any, Any, Any], reads: NamedDependency[ConsoleReads],
+                operator: NamedDependency[Principal], saga_id: FromPath[UUID], action: FromPath[str]) -> Template:
+        """Ask the admin to confirm an action on the saga (nothing is done by following a link)."""
+        _may_act(operator, action)
+        timeline = saga_timeline(reads, saga_id, request.app.state.clock(), _console(request).stuck_after)
+        return page("confirm.html.j2", request, operator=operator, saga=timeline, action=action,
+                    what=ACTIONS[action])
+
+    @post("/sagas/{saga_id:uuid}/{action:str}", status_code=303, sync_to_thread=True)
+    def act(self, reads: NamedDependency[ConsoleReads], operator: NamedDependency[Principal],
+            saga_id: FromPath[UUID], action: FromPath[str]) -> Redirect:
+        """Do the confirmed action, recorded with the admin as its actor; back to the saga's page."""
+        _may_act(operator, action)
+        reads.act(saga_id, action)
+        return Redirect(f"{PATH}/sagas/{saga_id}?done={action}", status_code=303)
+
+
+class ConsoleLive(ConsoleController):
+    """What follows the sagas as they change (beside the stores: woken by the read models' change feed)."""
+
+    path = PATH
 
     @get("/sagas/changes")
     async def changes(self, clinic: NamedDependency[Clinic], operator: NamedDependency[Principal]) -> ServerSentEvent:
@@ -79,37 +116,6 @@ class ConsolePages(ConsoleController):
         return ServerSentEvent(_changes("saga", reads.saga_stamp(saga_id),
                                         lambda seen, wait: reads.saga_changed(saga_id, seen, wait)),
                                headers=STREAM_HEADERS)
-
-    @get("/sagas/{saga_id:uuid}", sync_to_thread=True)
-    def saga(self, request: Request[Any, Any, Any], clinic: NamedDependency[Clinic],
-             operator: NamedDependency[Principal], saga_id: FromPath[UUID],
-             done: Annotated[Literal["retry-validation", "compensate"] | None, QueryParameter(
-                 required=False)] = None) -> Template:
-        """One saga: its steps on a timeline, the event behind each, and what an open one waits on; an admin
-        may act on an open one."""
-        timeline = saga_timeline(clinic, saga_id, request.app.state.clock(), _console(request).stuck_after)
-        trace = _console(request).trace_url(timeline.listing.trace_id)
-        template = "saga_body.html.j2" if request.headers.get("hx-request") == "true" else "saga.html.j2"
-        return page(template, request, operator=operator, saga=timeline, done=done and ACTIONS[done], trace=trace,
-                    may_act=operator.has_role(Role.ADMIN) and timeline.listing.state in OPEN_STATES)
-
-    @get("/sagas/{saga_id:uuid}/{action:str}", sync_to_thread=True)
-    def confirm(self, request: Request[Any, Any, Any], clinic: NamedDependency[Clinic],
-                operator: NamedDependency[Principal], saga_id: FromPath[UUID], action: FromPath[str]) -> Template:
-        """Ask the admin to confirm an action on the saga (nothing is done by following a link)."""
-        _may_act(operator, action)
-        timeline = saga_timeline(clinic, saga_id, request.app.state.clock(), _console(request).stuck_after)
-        return page("confirm.html.j2", request, operator=operator, saga=timeline, action=action,
-                    what=ACTIONS[action])
-
-    @post("/sagas/{saga_id:uuid}/{action:str}", status_code=303, sync_to_thread=True)
-    def act(self, clinic: NamedDependency[Clinic], operator: NamedDependency[Principal], saga_id: FromPath[UUID],
-            action: FromPath[str]) -> Redirect:
-        """Do the confirmed action, recorded with the admin as its actor; back to the saga's page."""
-        _may_act(operator, action)
-        do = clinic.compensate_saga if action == "compensate" else clinic.retry_saga_validation
-        do(saga_id, operator_of(operator))
-        return Redirect(f"{PATH}/sagas/{saga_id}?done={action}", status_code=303)
 
 
 ACTIONS = {"retry-validation": "Ask the registry again now", "compensate": "Compensate now"}
@@ -170,9 +176,10 @@ def _console(request: Request[Any, Any, Any]) -> Console:
     return console
 
 
-def _rows(request: Request[Any, Any, Any], clinic: Clinic, wanted: SagaFilter, cursor: str | None) -> dict[str, Any]:
+def _rows(request: Request[Any, Any, Any], reads: ConsoleReads, wanted: SagaFilter,
+          cursor: str | None) -> dict[str, Any]:
     now, after = request.app.state.clock(), _console(request).stuck_after
-    page = clinic.require(ReadModels).sagas(lambda saga: wanted.keeps(saga, now, after), cursor, limit=25)
+    page = reads.sagas(wanted, now, after, cursor, 25)
     return {"rows": [_row(saga, now, after) for saga in page.items], "next_cursor": page.next_cursor,
             "wanted": wanted, "query": _query(wanted), "cursor": cursor}
 
@@ -220,7 +227,8 @@ def signed_out(request: Request[Any, Any, Any], error: SignInRequired) -> Respon
 def refused(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     """A page saying what was refused: 404 for what does not exist, 403 for what the operator may not do."""
     missing = isinstance(error, (NotFoundError, LookupError))
-    status = 404 if missing else 409 if isinstance(error, SagaStateError) else 403
+    status = 404 if missing else 409 if isinstance(error, SagaStateError) else \
+        400 if isinstance(error, AuditQueryError) else 403
     detail = getattr(error, "detail", None) or str(error)
     return page("refused.html.j2", request, status_code=status, status=status, detail=detail)
 

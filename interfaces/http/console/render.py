@@ -9,6 +9,7 @@ from litestar import Controller, Request
 from litestar.di import Provide
 from litestar.response import Template
 
+from interfaces.http.console.reads import console_reads
 from interfaces.http.console.session import operator
 from interfaces.http.metrics import PUBLIC_OPT
 from interfaces.http.middleware import EXCLUDE_FROM_AUTH
@@ -30,7 +31,7 @@ class ConsoleController(Controller):
 
     opt = OPEN
     include_in_schema = False
-    dependencies = {"operator": Provide(operator)}  # noqa: RUF012 - Litestar's class attribute
+    dependencies = {"operator": Provide(operator), "reads": Provide(console_reads)}  # noqa: RUF012 - Litestar's
 
 
 def page(template: str, request: Request[Any, Any, Any], status_code: int = 200, **context: Any) -> Template:

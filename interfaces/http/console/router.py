@@ -11,6 +11,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
 from litestar.static_files import create_static_files_router
 
+from application.audit import AuditQueryError
 from domain.base import NotFoundError
 from infrastructure.messaging.connection import BrokerError
 from infrastructure.messaging.dlq import DeadLetterNotFoundError, UnknownFollowerError
@@ -18,6 +19,7 @@ from interfaces.http.console.dead_letters import ConsoleDeadLetters
 from interfaces.http.console.oauth import ConsoleOAuthSignIn
 from interfaces.http.console.pages import (
     ConsoleEntrance,
+    ConsoleLive,
     ConsolePages,
     ConsoleSignIn,
     refused,
@@ -34,7 +36,8 @@ from process_managers.booking import SagaStateError
 def console_pages(console: Console) -> list[type[Controller]]:
     """The console's controllers: how operators sign in, and the pages of what this console reaches."""
     return [ConsoleEntrance, ConsoleOAuthSignIn if console.oauth is not None else ConsoleSignIn,
-            *([ConsolePages, ConsoleStreams, ConsoleReadModels] if console.in_process else []),
+            *([ConsolePages, ConsoleStreams] if console.reads_sagas else []),
+            *([ConsoleLive, ConsoleReadModels] if console.in_process else []),
             *([ConsoleDeadLetters] if console.dead_letters is not None else [])]
 
 
@@ -48,5 +51,6 @@ def console_router(console: Console) -> Router:
                   middleware=[DefineMiddleware(CSRFMiddleware, config=csrf)],
                   exception_handlers={SignInRequired: signed_out, PermissionDeniedException: refused,
                                       NotFoundError: refused, SagaStateError: refused, UnknownFollowerError: refused,
+                                      PermissionError: refused, AuditQueryError: refused,
                                       DeadLetterNotFoundError: refused, BrokerError: unavailable,
                                       ConnectionError: unavailable})

@@ -48,8 +48,11 @@ class Console:
     oauth: ConsoleOAuth | None = field(default=None, compare=False)
     """The console as a public client of the authorization server (code + PKCE)."""
     in_process: bool = True
-    """It runs beside the clinic's stores (embedded mode: sagas, streams, read models); ``False``: it reaches
-    only what it has a connection to (``clinic run console``: the dead letters)."""
+    """It runs beside the clinic's stores (embedded mode: sagas, streams, read models, live updates);
+    ``False``: it reaches what it has a connection to (``clinic run console``: the API, the dead letters)."""
+    api_url: str | None = None
+    """Where a console apart from the stores reads sagas and streams: the clinic's public API (the gateway),
+    as the signed-in operator (``None``: it does not)."""
     secure_cookie: bool = False
     """``Secure`` on the cookie (behind https)."""
     stuck_after: timedelta = STUCK_AFTER
@@ -67,9 +70,14 @@ class Console:
         return self.trace_url_template.replace("{trace_id}", trace_id)
 
     @property
+    def reads_sagas(self) -> bool:
+        """It shows sagas and streams (from the stores, or through the API)."""
+        return self.in_process or self.api_url is not None
+
+    @property
     def home(self) -> str:
         """Where a signed-in operator starts."""
-        return f"{PATH}/sagas" if self.in_process else f"{PATH}/dead-letters"
+        return f"{PATH}/sagas" if self.reads_sagas else f"{PATH}/dead-letters"
 
     def session_token(self, sub: str, role: Role) -> str:
         if self.issuer is None:

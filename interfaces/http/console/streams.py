@@ -19,13 +19,12 @@ from litestar.response import Redirect, Template
 
 from application.audit import plain
 from application.bootstrap import AUDITED_KINDS
-from application.clinic import Clinic
-from application.read_models import ReadModels
-from application.views import SagaListing
+from application.views import SagaFilter, SagaListing
 from domain.base import NotFoundError
 from infrastructure.security.tokens import Principal
+from interfaces.http.console.reads import ConsoleReads
 from interfaces.http.console.render import ConsoleController, page
-from interfaces.http.console.session import PATH
+from interfaces.http.console.session import PATH, Console
 from projections.saga_list import KINDS as SAGA_AGGREGATES
 
 KINDS = tuple(AUDITED_KINDS)
@@ -60,7 +59,7 @@ class ConsoleStreams(ConsoleController):
     path = f"{PATH}/streams"
 
     @get("/", sync_to_thread=True)
-    def find(self, request: Request[Any, Any, Any], clinic: NamedDependency[Clinic],
+    def find(self, request: Request[Any, Any, Any], reads: NamedDependency[ConsoleReads],
              operator: NamedDependency[Principal],
              kind: Annotated[str | None, QueryParameter(required=False, max_length=40)] = None,
              wanted: Annotated[str | None, QueryParameter(name="id", required=False, max_length=128)] = None,
@@ -71,17 +70,18 @@ class ConsoleStreams(ConsoleController):
         text = (wanted or "").strip()
         aggregate = _uuid(text)
         if aggregate is not None:
-            kinds = [kind] if kind in KINDS else clinic.auditor.kinds_of(aggregate)
+            kinds = [kind] if kind in KINDS else reads.kinds_of(aggregate)
             if len(kinds) == 1:
                 return Redirect(f"{PATH}/streams/{kinds[0]}/{aggregate}")
-        reads = clinic.require(ReadModels)
-        started = reads.sagas(lambda saga: saga.correlation_id == text, limit=50).items if text else []
+        console: Console = request.app.state.console
+        started = reads.sagas(SagaFilter(correlation=text), request.app.state.clock(), console.stuck_after, None,
+                              50).items if text else []
         found = [saga_streams(saga) for saga in started]
         return page("streams.html.j2", request, operator=operator, kinds=KINDS, kind=kind, wanted=text,
                     found=found, section="streams")
 
     @get("/{kind:str}/{aggregate_id:uuid}", sync_to_thread=True)
-    def stream(self, request: Request[Any, Any, Any], clinic: NamedDependency[Clinic],
+    def stream(self, request: Request[Any, Any, Any], reads: NamedDependency[ConsoleReads],
                operator: NamedDependency[Principal], kind: FromPath[str], aggregate_id: FromPath[UUID],
                version: Annotated[int | None, QueryParameter(ge=1, required=False)] = None,
                compare: Annotated[int | None, QueryParameter(ge=1, required=False)] = None,
@@ -92,17 +92,16 @@ class ConsoleStreams(ConsoleController):
         default)."""
         if kind not in KINDS:
             raise NotFoundError(f"no stream kind {kind!r}; the kinds are {', '.join(KINDS)}")
-        latest = clinic.auditor.trail(kind, aggregate_id)
+        latest = reads.shown(kind, aggregate_id)  # shown (a patient's: recorded), unless another version is
         as_of = _moment(moment) if moment else None
         if as_of is not None:  # the version that was the latest at that moment (404 if the stream was not yet)
-            version = clinic.auditor.trail(kind, aggregate_id, as_of=as_of).version
+            version = reads.trail(kind, aggregate_id, as_of=as_of).version
         at = min(version or latest.version, latest.version)
-        shown = clinic.audit(kind, aggregate_id, reader=operator.sub, roles=operator.roles, operation="console",
-                             version=at)  # a patient's: this read goes to their access log
+        shown = latest if at == latest.version else reads.shown(kind, aggregate_id, at)
         against = min(compare, latest.version) if compare is not None else at - 1
-        earlier = clinic.auditor.trail(kind, aggregate_id, version=against) if against >= 1 else None
+        earlier = reads.trail(kind, aggregate_id, version=against) if against >= 1 else None
         changes = diff(earlier.state if earlier is not None else {}, shown.state) if against != at else []
-        related = _related(clinic, kind, aggregate_id)
+        related = _related(reads, kind, aggregate_id)
         return page("stream.html.j2", request, operator=operator, kind=kind, trail=latest, shown=shown, at=at,
                     against=against, changes=changes, section="streams", as_of=as_of, related=related,
                     state=[(name, plain(value)) for name, value in shown.state.items()])
@@ -124,12 +123,12 @@ def saga_streams(saga: SagaListing) -> list[Stream]:
             Stream("doctor", "doctor", saga.doctor_id)]
 
 
-def _related(clinic: Clinic, kind: str, aggregate_id: UUID) -> list[Stream]:
+def _related(reads: ConsoleReads, kind: str, aggregate_id: UUID) -> list[Stream]:
     """For a saga's stream, the streams it concerns (once the saga list has it)."""
     if kind not in SAGA_KINDS.values():
         return []
     try:
-        return saga_streams(clinic.require(ReadModels).saga_listing(aggregate_id))[1:]
+        return saga_streams(reads.saga(aggregate_id)[0])[1:]
     except NotFoundError:
         return []
 

@@ -8,10 +8,9 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from application.bootstrap import AUDITED_KINDS
-from application.clinic import Clinic
-from application.read_models import ReadModels
 from application.views import AuditedEvent, SagaListing
 from domain.booking_saga_table import OPEN_STATES, StepStatus
+from interfaces.http.console.reads import ConsoleReads
 
 WAITING = frozenset({StepStatus.REQUESTED, StepStatus.UNAVAILABLE})
 """A step in one of these is one the saga waits on (asked, or asked again after "unavailable")."""
@@ -41,12 +40,11 @@ class SagaTimeline:
     stuck: bool
 
 
-def saga_timeline(clinic: Clinic, saga_id: UUID, now: datetime, stuck_after: timedelta) -> SagaTimeline:
+def saga_timeline(reads: ConsoleReads, saga_id: UUID, now: datetime, stuck_after: timedelta) -> SagaTimeline:
     """The saga's timeline from its read model (what it is) and its stream (what recorded each step)."""
-    saga = clinic.require(ReadModels).saga_listing(saga_id)
+    saga, steps = reads.saga(saga_id)
     kind = next(kind for kind, (_, aggregate) in AUDITED_KINDS.items() if aggregate.__name__ == saga.aggregate)
-    events = clinic.audit(kind, saga_id, reader="console", roles=(), operation="console").events
-    steps = clinic.require(ReadModels).saga(saga_id).steps
+    events = reads.trail(kind, saga_id).events
     by_time = {event.timestamp: event for event in events}
     timeline = []
     for index, step in enumerate(steps):

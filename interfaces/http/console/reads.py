@@ -1,0 +1,185 @@
+"""What the console's saga and stream pages read, and the two ways they read it: beside the clinic's stores
+(embedded mode, ``InProcessReads``), or through the clinic's public API with the signed-in operator's own
+token (``clinic run console``, ``ApiReads``), as any client of the API would. The pages are the same either
+way; so are the answers, since the API serves the same read models and the same audit."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any, Protocol, runtime_checkable
+from uuid import UUID
+
+import httpx
+from litestar import Request
+from litestar.di import NamedDependency
+
+from application.audit import AuditQueryError
+from application.bootstrap import AUDITED_KINDS
+from application.clinic import Clinic
+from application.read_models import ReadModels
+from application.views import AuditedEvent, AuditTrail, SagaFilter, SagaListing, SagaPage, SagaStep
+from domain.base import NotFoundError
+from infrastructure.security.tokens import Principal
+from interfaces.http.console.session import COOKIE, Console
+from interfaces.http.controllers.oversight import operator_of
+from process_managers.booking import SagaStateError
+from projections.saga_list import KINDS as SAGA_KINDS
+
+AGGREGATES = {kind: aggregate for aggregate, kind in SAGA_KINDS.items()}
+"""Each saga kind's aggregate class, by the kind the API names."""
+
+
+async def console_reads(request: Request[Any, Any, Any], clinic: NamedDependency[Clinic],
+                        operator: NamedDependency[Principal]) -> ConsoleReads:
+    """The pages' reads: beside the stores, or through the API with the operator's session token."""
+    console: Console = request.app.state.console
+    if console.in_process:
+        return InProcessReads(clinic, operator)
+    if console.api_url is None:
+        raise RuntimeError("this console reads neither the stores nor the API")
+    return ApiReads(console.api_url, request.cookies[COOKIE])
+
+
+@runtime_checkable
+class ConsoleReads(Protocol):
+    def sagas(self, wanted: SagaFilter, now: datetime, stuck_after: timedelta, cursor: str | None,
+              limit: int) -> SagaPage: ...
+
+    def saga(self, saga_id: UUID) -> tuple[SagaListing, list[SagaStep]]: ...
+
+    def trail(self, kind: str, aggregate_id: UUID, version: int | None = None,
+              as_of: datetime | None = None) -> AuditTrail: ...
+
+    def shown(self, kind: str, aggregate_id: UUID, version: int | None = None) -> AuditTrail:
+        """``trail`` at a version the operator is shown (the latest by default); a patient's is recorded in
+        their access log."""
+        ...
+
+    def kinds_of(self, aggregate_id: UUID) -> list[str]: ...
+
+    def act(self, saga_id: UUID, action: str) -> None:
+        """``retry-validation`` or ``compensate``, with the operator as the actor."""
+        ...
+
+
+class InProcessReads:
+    """Beside the stores (embedded mode): the use cases and read models the API itself calls."""
+
+    def __init__(self, clinic: Clinic, operator: Principal) -> None:
+        self.clinic, self.operator = clinic, operator
+
+    def sagas(self, wanted: SagaFilter, now: datetime, stuck_after: timedelta, cursor: str | None,
+              limit: int) -> SagaPage:
+        return self.clinic.require(ReadModels).sagas(lambda saga: wanted.keeps(saga, now, stuck_after), cursor, limit)
+
+    def saga(self, saga_id: UUID) -> tuple[SagaListing, list[SagaStep]]:
+        reads = self.clinic.require(ReadModels)
+        return reads.saga_listing(saga_id), reads.saga(saga_id).steps
+
+    def trail(self, kind: str, aggregate_id: UUID, version: int | None = None,
+              as_of: datetime | None = None) -> AuditTrail:
+        return self.clinic.auditor.trail(kind, aggregate_id, version=version, as_of=as_of)
+
+    def shown(self, kind: str, aggregate_id: UUID, version: int | None = None) -> AuditTrail:
+        return self.clinic.audit(kind, aggregate_id, reader=self.operator.sub, roles=self.operator.roles,
+                                 operation="console", version=version)
+
+    def kinds_of(self, aggregate_id: UUID) -> list[str]:
+        return self.clinic.auditor.kinds_of(aggregate_id)
+
+    def act(self, saga_id: UUID, action: str) -> None:
+        do = self.clinic.compensate_saga if action == "compensate" else self.clinic.retry_saga_validation
+        do(saga_id, operator_of(self.operator))
+
+
+class ApiReads:
+    """Through the clinic's public API (``base``: the gateway), as the operator: their token, their scopes,
+    their reads recorded as theirs. A refusal or absence is the API's; an outage is a ``ConnectionError``."""
+
+    def __init__(self, base: str, token: str, timeout: float = 10) -> None:
+        self.base, self.token, self.timeout = base, token, timeout
+
+    def sagas(self, wanted: SagaFilter, now: datetime, stuck_after: timedelta, cursor: str | None,
+              limit: int) -> SagaPage:
+        query = {"state": wanted.state, "correlation_id": wanted.correlation, "patient_id": wanted.patient,
+                 "doctor_id": wanted.doctor, "since": wanted.since, "until": wanted.until, "cursor": cursor,
+                 "limit": limit}
+        page = self._get("/v1/sagas", {name: str(value) for name, value in query.items() if value is not None})
+        return SagaPage([_listing(item) for item in page["items"]], page["next_cursor"])
+
+    def saga(self, saga_id: UUID) -> tuple[SagaListing, list[SagaStep]]:
+        saga = self._get(f"/v1/sagas/{saga_id}")
+        if saga.get("kind") is None:
+            raise NotFoundError(f"saga {saga_id} is not in the list of sagas yet")
+        steps = [SagaStep(step["name"], step["status"], _moment(step["at"])) for step in saga["steps"]]
+        return _listing(saga), steps
+
+    def trail(self, kind: str, aggregate_id: UUID, version: int | None = None,
+              as_of: datetime | None = None) -> AuditTrail:
+        query = {"version": str(version)} if version is not None else {"as_of": as_of.isoformat()} if as_of else {}
+        return _trail(self._get(f"/v1/audit/{kind}/{aggregate_id}", query))
+
+    def shown(self, kind: str, aggregate_id: UUID, version: int | None = None) -> AuditTrail:
+        return self.trail(kind, aggregate_id, version)  # the API records every read of a patient's itself
+
+    def kinds_of(self, aggregate_id: UUID) -> list[str]:
+        for kind in AUDITED_KINDS:  # each asks the service that keeps that kind; the first that has it
+            try:
+                self._get(f"/v1/audit/{kind}/{aggregate_id}", {"version": "1"})
+            except NotFoundError:
+                continue
+            return [kind]
+        return []
+
+    def act(self, saga_id: UUID, action: str) -> None:
+        self._call("POST", f"/v1/sagas/{saga_id}/{action}", headers={"Idempotency-Key": f'"{uuid.uuid4()}"'})
+
+    def _get(self, path: str, query: dict[str, str] | None = None) -> Any:
+        return self._call("GET", path, params=query)
+
+    def _call(self, method: str, path: str, **options: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json",
+                   **options.pop("headers", {})}
+        try:
+            response = httpx.request(method, self.base + path, headers=headers, timeout=self.timeout, **options)
+        except httpx.HTTPError as error:
+            raise ConnectionError(f"the clinic's API at {self.base} is not answering: {error}") from None
+        if response.is_success:
+            return response.json()
+        raise _refusal(response)
+
+
+def _refusal(response: httpx.Response) -> Exception:
+    try:
+        detail = str(response.json().get("detail") or response.reason_phrase)
+    except ValueError:
+        detail = response.reason_phrase
+    status = response.status_code
+    if status == 404:
+        return NotFoundError(detail)
+    if status == 409:
+        return SagaStateError(detail)
+    if status == 400:
+        return AuditQueryError(detail)
+    if status in (401, 403):
+        return PermissionError(detail)
+    return ConnectionError(f"the clinic's API answered {status}: {detail}")
+
+
+def _listing(saga: dict[str, Any]) -> SagaListing:
+    return SagaListing(UUID(saga["saga_id"]), saga["kind"], AGGREGATES[saga["kind"]], UUID(saga["consultation_id"]),
+                       UUID(saga["patient_id"]), UUID(saga["doctor_id"]), _moment(saga["started_at"]), saga["state"],
+                       saga["rejection_reason"], _moment(saga["deadline"]), _moment(saga["waiting_since"]),
+                       saga.get("correlation_id"), saga.get("trace_id"))
+
+
+def _trail(trail: dict[str, Any]) -> AuditTrail:
+    events = [AuditedEvent(event["type"], event["version"], _moment(event["timestamp"]), event.get("correlation_id"),
+                           event.get("causation_id"), event.get("saga_id"), event.get("actor"), event.get("data", {}))
+              for event in trail["events"]]
+    return AuditTrail(trail["kind"], UUID(trail["id"]), trail["version"], trail["state"], events, trail.get("integrity"))
+
+
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text)
