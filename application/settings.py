@@ -141,6 +141,10 @@ class Settings:
     console_url: str | None = None
     """``CLINIC_CONSOLE_URL``: where browsers reach the console (``clinic run console``), e.g.
     ``https://clinic.example.org``: its sign-in comes back to ``<url>/console/callback``."""
+    console_api_url: str | None = None
+    """``CLINIC_CONSOLE_API_URL``: where ``clinic run console`` reads sagas and streams through the API (default:
+    ``CLINIC_CONSOLE_URL``, the gateway); with ``{service}`` in it (``http://clinic-{service}-api``), straight
+    to the service the gateway would route each request to."""
     console_client_id: str = "clinic-console"
     """``CLINIC_CONSOLE_CLIENT_ID``: the console's public OAuth2 client at the authorization server."""
     deployment_environment: str = "development"
@@ -241,6 +245,7 @@ class Settings:
             trace_url_template=env.get("CLINIC_TRACE_URL_TEMPLATE") or None,
             console_url=(env.get("CLINIC_CONSOLE_URL") or "").rstrip("/") or None,
             console_client_id=env.get("CLINIC_CONSOLE_CLIENT_ID") or cls.console_client_id,
+            console_api_url=(env.get("CLINIC_CONSOLE_API_URL") or "").rstrip("/") or None,
             drain_seconds=_number(env, "CLINIC_DRAIN_SECONDS", 0, allow_zero=True),
         )
 

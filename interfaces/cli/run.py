@@ -136,7 +136,8 @@ async def _run_console(args: argparse.Namespace, config: Settings, stop: asyncio
                          "CLINIC_JWT_ISSUER to its URL and CLINIC_CONSOLE_URL to where browsers reach the console "
                          "(embedded mode serves the console itself: clinic serve)")
     desk = dead_letter_desk(config)
-    console = Console(None, oauth=console_oauth(config), in_process=False, api_url=config.console_url, dead_letters=desk,
+    console = Console(None, oauth=console_oauth(config), in_process=False,
+                      api_url=config.console_api_url or config.console_url, dead_letters=desk,
                       secure_cookie=config.console_url.startswith("https://"),
                       trace_url_template=config.trace_url_template)
     clinic = Clinic.hosting({}, checks={"accepting": lambda: not stop.is_set()})

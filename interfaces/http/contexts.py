@@ -59,6 +59,19 @@ def gateway_routes() -> list[tuple[str, str]]:
     return [*dict.fromkeys(exact), *prefixes, *audits]
 
 
+def service_for(path: str) -> str:
+    """The service that serves ``path``, as the gateway routes it: its regular expressions first, then the
+    longest prefix (``LookupError``: no service serves it)."""
+    routes = gateway_routes()
+    for where, service in routes:
+        if where.startswith("~ ") and re.match(where[2:], path):
+            return service
+    prefixes = [(where, service) for where, service in routes if not where.startswith("~ ") and path.startswith(where)]
+    if not prefixes:
+        raise LookupError(f"no service serves {path}")
+    return max(prefixes, key=lambda route: len(route[0]))[1]
+
+
 def context_routes() -> Iterator[tuple[str, str]]:
     """Every path a context's own controllers serve (``/v1/doctors/{doctor_id:uuid}/slots``), with its service."""
     for service, controllers in CONTEXT_CONTROLLERS.items():

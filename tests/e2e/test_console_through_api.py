@@ -113,3 +113,13 @@ def test_an_api_that_does_not_answer_is_a_503_page(clinic):
         with operator(console) as admin:
             page = admin.get("/console/sagas")
         assert page.status_code == 503 and page.headers["Retry-After"]
+
+
+def test_in_a_cluster_each_read_goes_straight_to_the_service_the_gateway_would_route_it_to():
+    from interfaces.http.console.reads import ApiReads
+
+    reads = ApiReads("http://clinic-{service}-api", "token")
+    assert reads._url("/v1/sagas?state=open") == "http://clinic-booking-api/v1/sagas?state=open"
+    assert reads._url("/v1/audit/slot/1") == "http://clinic-scheduling-api/v1/audit/slot/1"
+    assert reads._url("/v1/audit/patient/1") == "http://clinic-registry-api/v1/audit/patient/1"
+    assert ApiReads("http://127.0.0.1:8080", "token")._url("/v1/sagas") == "http://127.0.0.1:8080/v1/sagas"

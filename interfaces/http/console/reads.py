@@ -22,6 +22,7 @@ from application.views import AuditedEvent, AuditTrail, SagaFilter, SagaListing,
 from domain.base import NotFoundError
 from infrastructure.security.tokens import Principal
 from interfaces.http.console.session import COOKIE, Console
+from interfaces.http.contexts import service_for
 from interfaces.http.controllers.oversight import operator_of
 from process_managers.booking import SagaStateError
 from projections.saga_list import KINDS as SAGA_KINDS
@@ -94,8 +95,10 @@ class InProcessReads:
 
 
 class ApiReads:
-    """Through the clinic's public API (``base``: the gateway), as the operator: their token, their scopes,
-    their reads recorded as theirs. A refusal or absence is the API's; an outage is a ``ConnectionError``."""
+    """Through the clinic's public API, as the operator: their token, their scopes, their reads recorded as
+    theirs. ``base`` is the gateway's URL, or a URL with ``{service}`` in it (``http://clinic-{service}-api``
+    in a cluster): each request then goes straight to the service the gateway would route it to. A refusal
+    or absence is the API's; an outage is a ``ConnectionError``."""
 
     def __init__(self, base: str, token: str, timeout: float = 10) -> None:
         self.base, self.token, self.timeout = base, token, timeout
@@ -142,12 +145,18 @@ class ApiReads:
         headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json",
                    **options.pop("headers", {})}
         try:
-            response = httpx.request(method, self.base + path, headers=headers, timeout=self.timeout, **options)
+            response = httpx.request(method, self._url(path), headers=headers, timeout=self.timeout, **options)
         except httpx.HTTPError as error:
             raise ConnectionError(f"the clinic's API at {self.base} is not answering: {error}") from None
         if response.is_success:
             return response.json()
         raise _refusal(response)
+
+
+    def _url(self, path: str) -> str:
+        if "{service}" not in self.base:
+            return self.base + path
+        return self.base.replace("{service}", service_for(path)) + path
 
 
 def _refusal(response: httpx.Response) -> Exception:

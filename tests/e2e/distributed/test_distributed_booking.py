@@ -159,7 +159,10 @@ def test_operators_list_show_redrive_and_purge_dead_letters_with_the_cli(cluster
     assert json.loads(cluster.clinic("dlq", "list", "booking", "--json")) == []
 
 
-def test_an_admin_signs_in_to_the_console_behind_the_gateway_and_redrives_a_poison_message(cluster):
+def test_an_admin_signs_in_to_the_console_behind_the_gateway_reads_a_saga_and_redrives_a_poison_message(cluster):
+    admin, [patient], doctor, [start] = setup(cluster)
+    accepted = book(cluster, admin, patient, doctor, start)
+    assert settled(cluster, admin, accepted["consultation_id"])["status"] == "CONFIRMED"
     name, password = cluster.operator("ops-admin", "ADMIN")
     asyncio.run(_publish_poison(cluster.prefix, "poison-console"))
     eventually(lambda: json.loads(cluster.clinic("dlq", "list", "booking", "--json")), what="the poison dead-lettered")
@@ -168,11 +171,17 @@ def test_an_admin_signs_in_to_the_console_behind_the_gateway_and_redrives_a_pois
         WebDriverWait(browser, 10).until(url_contains(f"{cluster.issuer}/oauth/authorize"))  # the server's page
         browser.find_element(By.NAME, "username").send_keys(name)
         browser.find_element(By.NAME, "password").send_keys(password)
-        follow(browser, browser.find_element(By.CSS_SELECTOR, "button[type=submit]"), "/console/dead-letters")
-        assert browser.current_url == f"{cluster.base}/console/dead-letters"  # no code or token left in the URL
+        follow(browser, browser.find_element(By.CSS_SELECTOR, "button[type=submit]"), "/console/sagas")
+        assert browser.current_url == f"{cluster.base}/console/sagas"  # no code or token left in the URL
         session = {cookie["name"]: cookie for cookie in browser.get_cookies()}["clinic_console"]
         assert (session["httpOnly"], session["sameSite"], session["path"]) == (True, "Strict", "/console")
-        assert browser.find_elements(By.LINK_TEXT, "Sagas") == []  # it reads no store here
+        # the sagas, through the booking service's API as this admin
+        browser.get(f"{cluster.base}/console/sagas?patient={patient}")
+        row = browser.find_element(By.CSS_SELECTOR, f'tr[data-saga="{accepted["saga_id"]}"]')
+        follow(browser, row.find_element(By.TAG_NAME, "a"), f"/console/sagas/{accepted['saga_id']}")
+        assert browser.find_element(By.ID, "state").text == "COMPLETED"
+        assert "confirm_consultation" in browser.find_element(By.ID, "steps").text
+        follow(browser, browser.find_element(By.LINK_TEXT, "Dead letters"), "/console/dead-letters")
         row = browser.find_element(By.CSS_SELECTOR, 'tr[data-follower="booking"]')
         follow(browser, row.find_element(By.LINK_TEXT, "booking"), "/console/dead-letters/booking")
         letter = browser.find_element(By.CSS_SELECTOR, 'section[data-message-id="poison-console"]')

@@ -8,8 +8,7 @@ import pytest
 
 from application.bootstrap import AUDITED_KINDS, RECORDS, SYSTEM
 from application.contexts import BY_SERVICE, CONTEXTS
-from interfaces.gateway import ROUTES
-from interfaces.http.contexts import CONTEXT_CONTROLLERS, SERVICE_CONTROLLERS, context_routes
+from interfaces.http.contexts import CONTEXT_CONTROLLERS, SERVICE_CONTROLLERS, context_routes, service_for
 from projections.catalog import ALL_PROJECTIONS
 
 
@@ -40,23 +39,18 @@ def test_every_service_has_its_controllers_and_the_shared_ones():
     assert set(CONTEXT_CONTROLLERS) == set(BY_SERVICE) == set(SERVICE_CONTROLLERS)
 
 
-def nginx_route(path: str) -> str | None:
-    """The service nginx sends ``path`` to: the first matching regular expression, else the longest prefix."""
-    for location, service in ROUTES:
-        if location.startswith("~ ") and re.search(location[2:], path):
-            return service
-    prefixes = [(location, service) for location, service in ROUTES
-                if not location.startswith("~ ") and path.startswith(location)]
-    return max(prefixes, key=lambda pair: len(pair[0]))[1] if prefixes else None
-
-
 @pytest.mark.parametrize(("path", "service"), sorted(set(context_routes())))
 def test_the_gateway_sends_every_route_to_the_service_that_serves_it(path, service):
     concrete = re.sub(r"\{[^}]+\}", "0b1c9f5e-0000-4000-8000-000000000001", path)
-    assert nginx_route(concrete) == service
+    assert service_for(concrete) == service
 
 
 @pytest.mark.parametrize(("kind", "service"), [(kind, context.service) for context in CONTEXTS
                                                for kind in context.audited])
 def test_the_gateway_sends_each_audited_kind_to_the_context_that_records_it(kind, service):
-    assert nginx_route(f"/v1/audit/{kind}/0b1c9f5e-0000-4000-8000-000000000001") == service
+    assert service_for(f"/v1/audit/{kind}/0b1c9f5e-0000-4000-8000-000000000001") == service
+
+
+def test_a_path_no_service_serves_is_said():
+    with pytest.raises(LookupError):
+        service_for("/v2/nothing")

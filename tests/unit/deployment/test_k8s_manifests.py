@@ -628,7 +628,9 @@ def test_the_flows_the_architecture_needs_and_no_others(name):
         assert not allowed(name, workload, "clinic-auth", 9000)  # the public issuer is the Ingress's
     assert not allowed(name, "clinic-consultations-api", "clinic-scheduling-api", 8000)  # APIs never call APIs
     assert allowed(name, "clinic-console", "clinic-auth", 8443)  # the operators' code exchange, the JWKS
-    assert not allowed(name, "clinic-console", "clinic-booking-api", 8000)  # it reads no service's store
+    assert allowed(name, "clinic-console", "clinic-booking-api", 8000)  # sagas, through the API
+    assert allowed(name, "clinic-console", "clinic-registry-api", 8000)  # a patient's stream, through the API
+    assert not allowed(name, "clinic-console", "clinic-registry-api", 8443)  # never the internal endpoint
     # the webhook sender's egress to the internet lets it reach no pod of the clinic
     assert not allowed(name, "clinic-notifications-worker", "clinic-registry-api", 8443)
     assert not allowed(name, "clinic-notifications-worker", "clinic-auth", 443)
