@@ -18,17 +18,17 @@ from domain.values import Role
 from infrastructure.messaging.dlq import DeadLetter, DeadLetterDesk
 from infrastructure.security.tokens import Principal
 from interfaces.http.console.render import ConsoleController, page
-from interfaces.http.console.session import PATH, Console
+from interfaces.http.console.session import PATH, console_of
 
 SHOWN = 50
 """At most this many dead letters on a page (the oldest first: the queue's order)."""
 
 
 def _desk(request: Request[Any, Any, Any]) -> DeadLetterDesk:
-    console: Console = request.app.state.console
-    if console.dead_letters is None:
+    desk = console_of(request).dead_letters
+    if desk is None:
         raise RuntimeError("this console has no broker to read dead letters from")
-    return console.dead_letters
+    return desk
 
 
 def _admin(operator: Principal) -> None:

@@ -26,7 +26,7 @@ from litestar.response import Redirect
 
 from infrastructure.security.tokens import InvalidTokenError, TokenVerifier
 from interfaces.http.console.render import OPEN, page
-from interfaces.http.console.session import COOKIE, OPERATORS, PATH, Console
+from interfaces.http.console.session import COOKIE, OPERATORS, PATH, Console, console_of
 
 PENDING_COOKIE = "clinic_console_sign_in"
 """The sign-in under way: its ``state`` and code verifier, until the callback (10 minutes at most)."""
@@ -80,7 +80,7 @@ class ConsoleOAuthSignIn(Controller):
     @get("/login")
     async def start(self, request: Request[Any, Any, Any]) -> Redirect:
         """Off to the authorization server's sign-in page, with a fresh ``state`` and PKCE challenge."""
-        console = _console(request)
+        console = console_of(request)
         state, verifier = generate_token(32), generate_token(64)
         url = _oauth(console).authorization_url(state, verifier)
         pending = Cookie(key=PENDING_COOKIE, value=f"{state}.{verifier}", path=CALLBACK, httponly=True,
@@ -98,7 +98,7 @@ class ConsoleOAuthSignIn(Controller):
                      ) -> Response[Any]:
         """Back from the sign-in page: the code for the operator's token, or why there is none (RFC 6749
         §4.1.2.1: ``error`` with its description and URI; RFC 9207: the issuer, ``iss``)."""
-        console = _console(request)
+        console = console_of(request)
         refusal = f"{error}: {error_description}" if error and error_description else error
         try:
             token = await _exchange(console, request.cookies.get(PENDING_COOKIE), code, returned, refusal)
@@ -134,10 +134,6 @@ async def _require_operator(verifier: TokenVerifier, token: dict[str, Any]) -> N
     if not principal.has_role(*OPERATORS):
         raise SignInFailed("the console is for admins and auditors; your account is neither")
 
-
-def _console(request: Request[Any, Any, Any]) -> Console:
-    console: Console = request.app.state.console
-    return console
 
 
 def _oauth(console: Console) -> ConsoleOAuth:

@@ -32,7 +32,7 @@ from infrastructure.outages import cause
 from infrastructure.security.tokens import Principal
 from interfaces.http.console.reads import ConsoleReads
 from interfaces.http.console.render import OPEN, ConsoleController, page
-from interfaces.http.console.session import COOKIE, PATH, SESSION_SECONDS, Console, SignInRequired
+from interfaces.http.console.session import COOKIE, PATH, SESSION_SECONDS, SignInRequired, console_of
 from interfaces.http.console.timeline import saga_timeline
 from interfaces.http.controllers.consultations import KEEP_ALIVE_SECONDS, STREAM_HEADERS, STREAM_SECONDS
 from interfaces.http.problems import RETRY_AFTER_SECONDS, UNAVAILABLE_DETAIL
@@ -71,8 +71,8 @@ class ConsolePages(ConsoleController):
                  required=False)] = None) -> Template:
         """One saga: its steps on a timeline, the event behind each, and what an open one waits on; an admin
         may act on an open one."""
-        timeline = saga_timeline(reads, saga_id, request.app.state.clock(), _console(request).stuck_after)
-        trace = _console(request).trace_url(timeline.listing.trace_id)
+        timeline = saga_timeline(reads, saga_id, request.app.state.clock(), console_of(request).stuck_after)
+        trace = console_of(request).trace_url(timeline.listing.trace_id)
         template = "saga_body.html.j2" if request.headers.get("hx-request") == "true" else "saga.html.j2"
         return page(template, request, operator=operator, saga=timeline, done=done and ACTIONS[done], trace=trace,
                     may_act=operator.has_role(Role.ADMIN) and timeline.listing.state in OPEN_STATES)
@@ -82,7 +82,7 @@ class ConsolePages(ConsoleController):
                 operator: NamedDependency[Principal], saga_id: FromPath[UUID], action: FromPath[str]) -> Template:
         """Ask the admin to confirm an action on the saga (nothing is done by following a link)."""
         _may_act(operator, action)
-        timeline = saga_timeline(reads, saga_id, request.app.state.clock(), _console(request).stuck_after)
+        timeline = saga_timeline(reads, saga_id, request.app.state.clock(), console_of(request).stuck_after)
         return page("confirm.html.j2", request, operator=operator, saga=timeline, action=action,
                     what=ACTIONS[action])
 
@@ -147,7 +147,7 @@ class ConsoleSignIn(Controller):
         sub, role = str(form.get("operator", "")).strip(), str(form.get("role", ""))
         if not sub or len(sub) > 64 or role not in (Role.ADMIN, Role.AUDITOR):
             return Redirect(f"{PATH}/login?error=name+yourself+and+pick+a+role", status_code=303)
-        console = _console(request)
+        console = console_of(request)
         cookie = Cookie(key=COOKIE, value=console.session_token(sub, Role(role)), path=PATH, httponly=True,
                         samesite="strict", secure=console.secure_cookie, max_age=SESSION_SECONDS)
         return Redirect(console.home, status_code=303, cookies=[cookie])
@@ -163,7 +163,7 @@ class ConsoleEntrance(Controller):
 
     @get("/", sync_to_thread=False)
     def home(self, request: Request[Any, Any, Any]) -> Redirect:
-        return Redirect(_console(request).home)
+        return Redirect(console_of(request).home)
 
     @post("/logout", status_code=303)
     async def sign_out(self) -> Redirect:
@@ -171,14 +171,10 @@ class ConsoleEntrance(Controller):
                         cookies=[Cookie(key=COOKIE, value="", path=PATH, httponly=True, samesite="strict", max_age=0)])
 
 
-def _console(request: Request[Any, Any, Any]) -> Console:
-    console: Console = request.app.state.console
-    return console
-
 
 def _rows(request: Request[Any, Any, Any], reads: ConsoleReads, wanted: SagaFilter,
           cursor: str | None) -> dict[str, Any]:
-    now, after = request.app.state.clock(), _console(request).stuck_after
+    now, after = request.app.state.clock(), console_of(request).stuck_after
     page = reads.sagas(wanted, now, after, cursor, 25)
     return {"rows": [_row(saga, now, after) for saga in page.items], "next_cursor": page.next_cursor,
             "wanted": wanted, "query": _query(wanted), "cursor": cursor}

@@ -23,14 +23,9 @@ from infrastructure.security.tokens import Principal
 from interfaces.cli.projections import status
 from interfaces.http.console.rebuilds import Rebuilds
 from interfaces.http.console.render import ConsoleController, page
-from interfaces.http.console.session import PATH, Console
+from interfaces.http.console.session import PATH, console_of
 from interfaces.http.controllers.consultations import KEEP_ALIVE_SECONDS, STREAM_HEADERS, STREAM_SECONDS
 from projections.catalog import BY_NAME
-
-
-def _console(request: Request[Any, Any, Any]) -> Console:
-    console: Console = request.app.state.console
-    return console
 
 
 def _projection(name: str) -> str:
@@ -49,7 +44,7 @@ class ConsoleReadModels(ConsoleController):
         rebuild under way."""
         report = status({app.name: app for app in clinic.apps()}, clinic.require(ReadModels).store)["projections"]
         return page("read_models.html.j2", request, operator=operator, section="read-models", report=report,
-                    rebuilds={name: _console(request).rebuilds.of(name) for name in report}, may_act=operator.has_role(Role.ADMIN))
+                    rebuilds={name: console_of(request).rebuilds.of(name) for name in report}, may_act=operator.has_role(Role.ADMIN))
 
     @post("/{name:str}/rebuild", status_code=303, sync_to_thread=True)
     def start(self, request: Request[Any, Any, Any], clinic: NamedDependency[Clinic],
@@ -57,7 +52,7 @@ class ConsoleReadModels(ConsoleController):
         """Build the projection into a new version beside the serving one and switch readers to it (admins)."""
         if not operator.has_role(Role.ADMIN):
             raise PermissionDeniedException("only an admin rebuilds a read model; auditors read")
-        _console(request).rebuilds.start(clinic, _projection(name))
+        console_of(request).rebuilds.start(clinic, _projection(name))
         return Redirect(f"{PATH}/read-models#{name}", status_code=303)
 
     @get("/{name:str}/progress")
@@ -69,7 +64,7 @@ class ConsoleReadModels(ConsoleController):
         if engine is None:
             raise RuntimeError("the console's templates are not configured")
         bar = engine.get_template("rebuild_bar.html.j2")
-        return ServerSentEvent(_progress(_console(request).rebuilds, _projection(name), bar.render),
+        return ServerSentEvent(_progress(console_of(request).rebuilds, _projection(name), bar.render),
                                headers=STREAM_HEADERS)
 
 

@@ -21,7 +21,7 @@ from application.read_models import ReadModels
 from application.views import AuditedEvent, AuditTrail, SagaFilter, SagaListing, SagaPage, SagaStep
 from domain.base import NotFoundError
 from infrastructure.security.tokens import Principal
-from interfaces.http.console.session import COOKIE, Console
+from interfaces.http.console.session import COOKIE, console_of
 from interfaces.http.contexts import service_for
 from interfaces.http.controllers.oversight import operator_of
 from process_managers.booking import SagaStateError
@@ -34,7 +34,7 @@ AGGREGATES = {kind: aggregate for aggregate, kind in SAGA_KINDS.items()}
 async def console_reads(request: Request[Any, Any, Any], clinic: NamedDependency[Clinic],
                         operator: NamedDependency[Principal]) -> ConsoleReads:
     """The pages' reads: beside the stores, or through the API with the operator's session token."""
-    console: Console = request.app.state.console
+    console = console_of(request)
     if console.in_process:
         return InProcessReads(clinic, operator)
     if console.api_url is None:

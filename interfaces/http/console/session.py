@@ -85,6 +85,12 @@ class Console:
         return self.issuer.issue(sub, [role], ttl_seconds=SESSION_SECONDS, client_id="clinic-console")
 
 
+def console_of(request: Request[Any, Any, Any]) -> Console:
+    """This app's console settings."""
+    console: Console = request.app.state.console
+    return console
+
+
 async def operator(request: Request[Any, Any, Any]) -> Principal:
     """The signed-in operator (``SignInRequired`` without a valid session; 403 for other roles)."""
     token = request.cookies.get(COOKIE)

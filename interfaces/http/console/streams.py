@@ -24,7 +24,7 @@ from domain.base import NotFoundError
 from infrastructure.security.tokens import Principal
 from interfaces.http.console.reads import ConsoleReads
 from interfaces.http.console.render import ConsoleController, page
-from interfaces.http.console.session import PATH, Console
+from interfaces.http.console.session import PATH, console_of
 from projections.saga_list import KINDS as SAGA_AGGREGATES
 
 KINDS = tuple(AUDITED_KINDS)
@@ -73,9 +73,8 @@ class ConsoleStreams(ConsoleController):
             kinds = [kind] if kind in KINDS else reads.kinds_of(aggregate)
             if len(kinds) == 1:
                 return Redirect(f"{PATH}/streams/{kinds[0]}/{aggregate}")
-        console: Console = request.app.state.console
-        started = reads.sagas(SagaFilter(correlation=text), request.app.state.clock(), console.stuck_after, None,
-                              50).items if text else []
+        now, stuck_after = request.app.state.clock(), console_of(request).stuck_after
+        started = reads.sagas(SagaFilter(correlation=text), now, stuck_after, None, 50).items if text else []
         found = [saga_streams(saga) for saga in started]
         return page("streams.html.j2", request, operator=operator, kinds=KINDS, kind=kind, wanted=text,
                     found=found, section="streams")

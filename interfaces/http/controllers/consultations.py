@@ -13,7 +13,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.openapi.spec import Example
-from litestar.params import FromPath, HeaderParameter, JSONBody
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from application.clinic import Clinic
@@ -46,6 +46,10 @@ FOLLOWED_LOGS = sorted({log for projection in ALL_PROJECTIONS for log in project
 _POSITION = f"({'|'.join(FOLLOWED_LOGS)}):[0-9]{{1,19}}"
 MIN_POSITION_PATTERN = f"^{_POSITION}( *, *{_POSITION})*$"
 """What ``X-Min-Position`` accepts: positions as commands return them (``<Log>:<id>``), comma-separated."""
+Cursor = Annotated[str | None, QueryParameter(required=False, description="The `next_cursor` of the previous page")]
+"""Where a list operation's next page starts (``None``: the first page)."""
+PageLimit = Annotated[int, QueryParameter(ge=1, le=100, description="At most this many per page")]
+"""How many items a list operation answers at most (20 by default)."""
 MinPosition = Annotated[str | None, HeaderParameter(
     name="X-Min-Position", required=False, pattern=MIN_POSITION_PATTERN,
     examples=[Example(summary="after one command", value="Consultations:42"),

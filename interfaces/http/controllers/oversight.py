@@ -23,7 +23,9 @@ from interfaces.http.controllers.consultations import (
     EVENT_POSITION,
     EVENT_POSITION_HEADER,
     FRESHNESS_HEADERS,
+    Cursor,
     MinPosition,
+    PageLimit,
     freshness_headers,
     read_after,
 )
@@ -59,9 +61,8 @@ class SagaController(Controller):
                  required=False, description="Started on this day (UTC) or later")] = None,
              until: Annotated[date | None, QueryParameter(
                  required=False, description="Started on this day (UTC) or earlier")] = None,
-             cursor: Annotated[str | None, QueryParameter(
-                 required=False, description="The `next_cursor` of the previous page")] = None,
-             limit: Annotated[int, QueryParameter(ge=1, le=100, description="At most this many per page")] = 20,
+             cursor: Cursor = None,
+             limit: PageLimit = 20,
              min_position: MinPosition = None) -> Response[SagaSummaryPage]:
         """Booking and reschedule sagas, newest first (read model), narrowed by any of the filters."""
         stale = read_after(clinic, min_position)

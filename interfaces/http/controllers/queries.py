@@ -17,7 +17,9 @@ from infrastructure.security.tokens import Principal
 from interfaces.http import access
 from interfaces.http.controllers.consultations import (
     FRESHNESS_HEADERS,
+    Cursor,
     MinPosition,
+    PageLimit,
     consultation_body,
     freshness_headers,
     read_after,
@@ -42,9 +44,8 @@ class PatientConsultationsController(Controller):
                  name="from", required=False, description="Only those starting at or after this moment")] = None,
              start_to: Annotated[datetime | None, QueryParameter(
                  name="to", required=False, description="Only those starting before this moment")] = None,
-             cursor: Annotated[str | None, QueryParameter(
-                 required=False, description="The `next_cursor` of the previous page")] = None,
-             limit: Annotated[int, QueryParameter(ge=1, le=100, description="At most this many per page")] = 20,
+             cursor: Cursor = None,
+             limit: PageLimit = 20,
              min_position: MinPosition = None) -> Response[ConsultationPage]:
         """The patient's consultations, newest first (by start); the patient themself or an admin."""
         access.allow(access.may_book_for(request.user, str(patient_id)), "only the patient or an admin")

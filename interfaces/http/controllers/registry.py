@@ -27,7 +27,9 @@ from interfaces.http.controllers.consultations import (
     EVENT_POSITION,
     EVENT_POSITION_HEADER,
     FRESHNESS_HEADERS,
+    Cursor,
     MinPosition,
+    PageLimit,
     freshness_headers,
     read_after,
 )
@@ -105,9 +107,8 @@ class DoctorController(Controller):
                  description="Only doctors of this specialty (any letter case)")] = None,
              active: Annotated[bool | None, QueryParameter(
                  required=False, description="`true`: only doctors taking bookings; `false`: only the others")] = None,
-             cursor: Annotated[str | None, QueryParameter(
-                 required=False, description="The `next_cursor` of the previous page")] = None,
-             limit: Annotated[int, QueryParameter(ge=1, le=100, description="At most this many per page")] = 20,
+             cursor: Cursor = None,
+             limit: PageLimit = 20,
              min_position: MinPosition = None) -> Response[DoctorPage]:
         """The clinic's doctors, newest registered first (read model); any signed-in caller."""
         stale = read_after(clinic, min_position)

@@ -21,7 +21,7 @@ from domain.base import NotFoundError
 from domain.values import Role
 from infrastructure.security.tokens import Principal
 from interfaces.http import access
-from interfaces.http.controllers.consultations import FRESHNESS_HEADERS, freshness_headers
+from interfaces.http.controllers.consultations import FRESHNESS_HEADERS, Cursor, PageLimit, freshness_headers
 from interfaces.http.idempotency import IdempotencyKeyHeader, idempotency_key
 from interfaces.http.schemas import (
     CreateWebhook,
@@ -84,9 +84,8 @@ class WebhookController(Controller):
                    request: Request[Principal, Any, Any],
                    status: Annotated[Literal["pending", "delivered", "failed"] | None, QueryParameter(
                        required=False, description="Only deliveries in this state")] = None,
-                   cursor: Annotated[str | None, QueryParameter(
-                       required=False, description="The `next_cursor` of the previous page")] = None,
-                   limit: Annotated[int, QueryParameter(ge=1, le=100, description="At most this many per page")] = 20,
+                   cursor: Cursor = None,
+                   limit: PageLimit = 20,
                    ) -> Response[WebhookDeliveryPage]:
         """What was sent to the subscription, newest first (read model): each outcome, its state, its
         attempts, the last answer and when it is tried next."""
