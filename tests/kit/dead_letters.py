@@ -13,7 +13,7 @@ import aiormq
 from pamqp.commands import Basic
 
 from application.bootstrap import SYSTEM
-from application.contexts import CONTEXTS
+from application.contexts import BY_SERVICE, CONTEXTS
 from infrastructure.messaging.consumer import ATTEMPTS, DEAD_LETTER_REASON, ERROR, ORIGINAL_ROUTING_KEY
 from infrastructure.messaging.dlq import DeadLetterDesk
 from infrastructure.messaging.topology import Topology, declare_system
@@ -33,7 +33,7 @@ class Followers:
 
     def poison(self, follower: str, message_id: str, body: bytes = b"not an event") -> None:
         """A message ``follower``'s consumer gave up on, in its DLQ with the headers it writes."""
-        queue = self.topology.queues(_name(follower)).dead_letters
+        queue = self.topology.queues(BY_SERVICE[follower].name).dead_letters
         headers = {DEAD_LETTER_REASON: "unreadable", ERROR: "ValueError: not an event", ATTEMPTS: 1,
                    ORIGINAL_ROUTING_KEY: "consultations.Consultation.Requested"}
         asyncio.run(self._publish(queue, body, Basic.Properties(message_id=message_id, headers=headers,
@@ -41,7 +41,7 @@ class Followers:
 
     def depth(self, follower: str, dead: bool = False) -> int:
         """Messages ready in the follower's queue (or its DLQ)."""
-        queues = self.topology.queues(_name(follower))
+        queues = self.topology.queues(BY_SERVICE[follower].name)
         return asyncio.run(self._depth(queues.dead_letters if dead else queues.main))
 
     async def _publish(self, queue: str, body: bytes, properties: Basic.Properties) -> None:
@@ -56,10 +56,6 @@ class Followers:
         declared = await channel.queue_declare(queue, passive=True)
         await connection.close()
         return declared.message_count or 0
-
-
-def _name(follower: str) -> str:
-    return next(context.name for context in CONTEXTS if context.service == follower)
 
 
 @contextmanager

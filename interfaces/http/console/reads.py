@@ -29,6 +29,8 @@ from projections.saga_list import KINDS as SAGA_KINDS
 
 AGGREGATES = {kind: aggregate for aggregate, kind in SAGA_KINDS.items()}
 """Each saga kind's aggregate class, by the kind the API names."""
+AUDIT_KINDS = {cls.__name__: kind for kind, (_, cls) in AUDITED_KINDS.items() if cls.__name__ in SAGA_KINDS}
+"""The audit kind (``/v1/audit/{kind}``) that replays each saga aggregate, by its class's name."""
 
 
 async def console_reads(request: Request[Any, Any, Any], clinic: NamedDependency[Clinic],

@@ -22,15 +22,12 @@ from application.bootstrap import AUDITED_KINDS
 from application.views import SagaFilter, SagaListing
 from domain.base import NotFoundError
 from infrastructure.security.tokens import Principal
-from interfaces.http.console.reads import ConsoleReads
+from interfaces.http.console.reads import AUDIT_KINDS, ConsoleReads
 from interfaces.http.console.render import ConsoleController, page
 from interfaces.http.console.session import PATH, console_of
-from projections.saga_list import KINDS as SAGA_AGGREGATES
 
 KINDS = tuple(AUDITED_KINDS)
 """Every kind of stream an auditor may open (each context's ``audited``)."""
-SAGA_KINDS = {cls.__name__: kind for kind, (_, cls) in AUDITED_KINDS.items() if cls.__name__ in SAGA_AGGREGATES}
-"""The audit kind of each saga aggregate (a saga listing names its aggregate's class)."""
 
 
 @dataclass(frozen=True)
@@ -117,14 +114,14 @@ class Stream:
 
 def saga_streams(saga: SagaListing) -> list[Stream]:
     """The saga's own stream, then those of the consultation, patient and doctor it concerns."""
-    return [Stream(f"{saga.kind} saga", SAGA_KINDS[saga.aggregate], saga.saga_id),
+    return [Stream(f"{saga.kind} saga", AUDIT_KINDS[saga.aggregate], saga.saga_id),
             Stream("consultation", "consultation", saga.consultation_id), Stream("patient", "patient", saga.patient_id),
             Stream("doctor", "doctor", saga.doctor_id)]
 
 
 def _related(reads: ConsoleReads, kind: str, aggregate_id: UUID) -> list[Stream]:
     """For a saga's stream, the streams it concerns (once the saga list has it)."""
-    if kind not in SAGA_KINDS.values():
+    if kind not in AUDIT_KINDS.values():
         return []
     try:
         return saga_streams(reads.saga(aggregate_id)[0])[1:]

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from application.bootstrap import AUDITED_KINDS
 from application.views import AuditedEvent, SagaListing
 from domain.booking_saga_table import OPEN_STATES, StepStatus
-from interfaces.http.console.reads import ConsoleReads
+from interfaces.http.console.reads import AUDIT_KINDS, ConsoleReads
 
 WAITING = frozenset({StepStatus.REQUESTED, StepStatus.UNAVAILABLE})
 """A step in one of these is one the saga waits on (asked, or asked again after "unavailable")."""
@@ -43,7 +42,7 @@ class SagaTimeline:
 def saga_timeline(reads: ConsoleReads, saga_id: UUID, now: datetime, stuck_after: timedelta) -> SagaTimeline:
     """The saga's timeline from its read model (what it is) and its stream (what recorded each step)."""
     saga, steps = reads.saga(saga_id)
-    kind = next(kind for kind, (_, aggregate) in AUDITED_KINDS.items() if aggregate.__name__ == saga.aggregate)
+    kind = AUDIT_KINDS[saga.aggregate]
     events = reads.trail(kind, saga_id).events
     by_time = {event.timestamp: event for event in events}
     timeline = []
