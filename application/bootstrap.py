@@ -18,6 +18,7 @@ from application.contexts import BY_SERVICE, CONTEXTS, BoundedContext, audited_k
 from application.group_commit import GroupCommit
 from application.notifications import NotificationsApplication
 from application.personal_data import load_or_create_dev_key, mapper_factory, open_subject_keys
+from application.read_model_desk import ReadModelDesk
 from application.read_models import ReadModels
 from application.registry import RegistryApplication
 from application.runner import EmbeddedRunner, TimerThread
@@ -189,7 +190,8 @@ def bootstrap(settings: Settings | None = None, clock: Callable[[], datetime] | 
     runner.start()
     reads = read_models(projections.store, {name: partial(runner.head, name) for name in apps})
     checks = {READ_MODELS_CHECK: redis_answers(projections.store)} if isinstance(projections.store, RedisViewStore) else {}
-    return Clinic.hosting(apps, runner=runner, auditor=build_auditor(apps), read_models=reads, checks=checks)
+    return Clinic.hosting(apps, runner=runner, auditor=build_auditor(apps), read_models=reads, checks=checks,
+                         read_model_desk=ReadModelDesk(apps, projections.store))
 
 
 def configure_notifications(app: NotificationsApplication, settings: Settings, metrics: Metrics | None = None) -> None:

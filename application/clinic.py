@@ -19,6 +19,7 @@ from application.consultations import ConsultationsApplication
 from application.contexts import CONTEXTS
 from application.idempotency import IdempotencyKey, all_created, created, nothing, once
 from application.notifications import NotificationsApplication
+from application.read_model_desk import ReadModelDesk
 from application.read_models import ReadModels
 from application.readiness import Check, Readiness
 from application.record_access import PatientRecords
@@ -67,7 +68,8 @@ class Clinic:
     def __init__(self, registry: RegistryApplication | None = None, scheduling: SchedulingApplication | None = None,
                  consultations: ConsultationsApplication | None = None, booking: BookingProcessManager | None = None,
                  notifications: NotificationsApplication | None = None, runner: EmbeddedRunner | None = None, auditor: Auditor | None = None,
-                 checks: dict[str, Callable[[], bool]] | None = None, read_models: ReadModels | None = None) -> None:
+                 checks: dict[str, Callable[[], bool]] | None = None, read_models: ReadModels | None = None,
+                 read_model_desk: ReadModelDesk | None = None) -> None:
         self.registry = registry
         self.scheduling = scheduling
         self.consultations = consultations
@@ -77,6 +79,8 @@ class Clinic:
         self.auditor = auditor or Auditor({})
         self.read_models = read_models
         """The read side (projections' views); ``None`` in a service that serves no queries."""
+        self.read_model_desk = read_model_desk
+        """The read models' status and rebuilds, where this process keeps the views (embedded, projections)."""
         self.patient_records = PatientRecords(registry) if registry is not None else None
         """Reads of patient records, each recorded in the patient's access log."""
         self.checks = dict(checks or {})
@@ -153,11 +157,12 @@ class Clinic:
         self.runner.wait_until_idle(timeout)
 
     def require(self, part: type[Part]) -> Part:
-        """The hosted part of type ``part``: a context's application, ``ReadModels`` or ``PatientRecords``.
+        """The hosted part of type ``part``: a context's application, ``ReadModels``, ``ReadModelDesk`` or
+        ``PatientRecords``.
 
         Raises ``NotHostedError`` naming the part and this service when the process does not host it.
         """
-        hosted = (*self.apps(), self.read_models, self.patient_records)
+        hosted = (*self.apps(), self.read_models, self.read_model_desk, self.patient_records)
         for candidate in hosted:
             if isinstance(candidate, part):
                 return candidate

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from application.contexts import SERVICE_NAMES
-from interfaces.http.contexts import gateway_routes
+from interfaces.http.contexts import GATEWAY_SERVICES, gateway_routes
 from interfaces.http.deprecation import GUIDE
 from interfaces.http.problems import (
     PROBLEM_BASE,
@@ -27,7 +26,7 @@ from interfaces.http.problems import (
     UNAVAILABLE_DETAIL,
 )
 
-SERVICES = SERVICE_NAMES
+SERVICES = GATEWAY_SERVICES
 _UNAVAILABLE_BODY = json.dumps({"type": PROBLEM_BASE + UNAVAILABLE[1], "title": UNAVAILABLE[2], "status": UNAVAILABLE[0],
                                 "detail": UNAVAILABLE_DETAIL}, separators=(",", ":"))
 """What the gateway answers when no replica of a service answers: the services' own outage problem."""

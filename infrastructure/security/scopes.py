@@ -33,6 +33,9 @@ class Scope(StrEnum):
     SAGAS_WRITE = "sagas:write"
     """An operator acts on a saga: retries its validation, or compensates it (admins)."""
     AUDIT_READ = "audit:read"
+    READ_MODELS_READ = "read-models:read"
+    READ_MODELS_REBUILD = "read-models:rebuild"
+    """An operator rebuilds a read model from the event logs (admins)."""
     WEBHOOKS_READ = "webhooks:read"
     WEBHOOKS_WRITE = "webhooks:write"
     """Subscribe URLs to the outcomes of one's consultations (patients, doctors) or of all (admins)."""
@@ -47,7 +50,8 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
                              Scope.CONSULTATIONS_WRITE, Scope.WEBHOOKS_READ, Scope.WEBHOOKS_WRITE}),
     Role.DOCTOR: frozenset({Scope.DOCTORS_READ, Scope.SLOTS_READ, Scope.SLOTS_WRITE, Scope.CONSULTATIONS_READ, Scope.CONSULTATIONS_ATTEND,
                             Scope.NOTES_READ, Scope.NOTES_WRITE, Scope.WEBHOOKS_READ, Scope.WEBHOOKS_WRITE}),
-    Role.AUDITOR: frozenset({Scope.DOCTORS_READ, Scope.SLOTS_READ, Scope.SAGAS_READ, Scope.AUDIT_READ}),
+    Role.AUDITOR: frozenset({Scope.DOCTORS_READ, Scope.SLOTS_READ, Scope.SAGAS_READ, Scope.AUDIT_READ,
+                             Scope.READ_MODELS_READ}),
     Role.ADMIN: PUBLIC_SCOPES,
 }
 """The most a person holding each role may be granted (a token may carry fewer)."""

@@ -18,6 +18,7 @@ from application.views import SAGA_STATE_FILTERS
 from domain.base import DomainError
 from domain.values import Role
 from interfaces.gateway import PER_ADDRESS, PER_TOKEN
+from interfaces.http.contexts import GATEWAY_SERVICES
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -111,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     gateway = commands.add_parser("gateway", help="write the nginx gateway config for distributed mode")
     gateway.add_argument("--listen", default="127.0.0.1:8080")
-    for service in SERVICE_NAMES:
+    for service in GATEWAY_SERVICES:
         gateway.add_argument(f"--{service}", required=True, metavar="HOST:PORT[,HOST:PORT...]",
                              help=f"the {service} service's API replicas")
     gateway.add_argument("--console", metavar="HOST:PORT[,HOST:PORT...]",

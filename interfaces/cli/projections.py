@@ -12,19 +12,18 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import redis
 
 from application.bootstrap import build_applications, require_tables, view_store
+from application.read_model_desk import ReadModelDesk
 from application.settings import Settings, SettingsError
 from interfaces.cli.main import settings
 from projections import quarantine
 from projections.base import Projection
 from projections.catalog import ALL_PROJECTIONS, BY_NAME
 from projections.rebuild import Progress, RebuildError, RebuildResult, ViewDiff, rebuild
-from projections.runner import LeaderStatus, ProjectionRunner
 from projections.store import ViewStore
 
 NO_REDIS = "the views are in the clinic serve process's memory; set CLINIC_REDIS_URL to manage them"
@@ -100,34 +99,8 @@ def open_views(config: Settings) -> tuple[dict[str, Any], ViewStore, Callable[[]
 
 def status(apps: dict[str, Any], store: ViewStore) -> dict[str, Any]:
     """Per projection: the version readers use, its position and lag per leader, and any rebuild under way."""
-    now = datetime.now(UTC)
-    report = {}
-    for name, state in ProjectionRunner(apps, store, ALL_PROJECTIONS).status().items():
-        leaders = {leader: {"position": s.position, "head": s.head, "lag": s.lag,
-                            "lag_seconds": _lag_seconds(apps[leader], s.position, s.lag, now)}
-                   for leader, s in state.leaders.items()}
-        report[name] = {"serving_version": state.version, "code_version": BY_NAME[name].version,
-                        "lag": state.lag, "lag_seconds": max(one["lag_seconds"] for one in leaders.values()),
-                        "leaders": leaders, "rebuild": _rebuild_under_way(store, name, state.leaders)}
-    return {"projections": report}
-
-
-def _rebuild_under_way(store: ViewStore, name: str, leaders: dict[str, LeaderStatus]) -> dict[str, int] | None:
-    target = store.rebuild_target(name)
-    if target is None:
-        return None
-    lag = sum(max(s.head - store.position(name, target.version, leader), 0) for leader, s in leaders.items())
-    return {"version": target.version, "code_version": target.code_version, "lag": lag}
-
-
-def _lag_seconds(app: Any, position: int, lag: int, now: datetime) -> float:
-    """How long ago the oldest notification not yet applied was recorded (0.0: none): how stale the view is."""
-    if lag == 0:
-        return 0.0
-    pending = app.recorder.select_notifications(start=position, limit=1, inclusive_of_start=False)
-    if not pending:
-        return 0.0
-    return round(max((now - app.mapper.to_domain_event(pending[0]).timestamp).total_seconds(), 0.0), 3)
+    return {"projections": {name: {key: value for key, value in asdict(one).items() if key != "name"}
+                            for name, one in ReadModelDesk(apps, store).status().items()}}
 
 
 def render_status(report: dict[str, Any]) -> str:

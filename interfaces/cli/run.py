@@ -20,6 +20,7 @@ import uvicorn
 from opentelemetry.sdk.trace import TracerProvider
 
 from application.clinic import Clinic
+from application.read_model_desk import ReadModelDesk
 from application.registry import RegistryApplication
 from application.services import (
     Worker,
@@ -113,8 +114,9 @@ async def _run_projections(args: argparse.Namespace, config: Settings, stop: asy
     clinic = Clinic.hosting(apps, checks={
         "redis": redis_answers(store),
         "projections": lambda: runner.last_error is None and not following.done(),
-        "accepting": lambda: not stop.is_set()})
-    server = _server(create_app(clinic, token_verifier(config), controllers=[HealthController], metrics=metrics),
+        "accepting": lambda: not stop.is_set()}, read_model_desk=ReadModelDesk(apps, store))
+    server = _server(create_app(clinic, token_verifier(config), controllers=SERVICE_CONTROLLERS["projections"],
+                                metrics=metrics),
                      uvicorn.Config, host=args.host, port=args.port, access_log=config.access_log)
     serving = asyncio.create_task(server.serve(), name=f"http:{args.port}")
     log.info("projections worker running")

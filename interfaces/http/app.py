@@ -27,6 +27,7 @@ from interfaces.http.metrics import serve_metrics
 from interfaces.http.middleware import ApiMiddleware, RoutedRequestMiddleware
 from interfaces.http.openapi import openapi_config
 from interfaces.http.problems import problem_response
+from interfaces.http.streams import STREAM_SECONDS
 from interfaces.http.strict import canonical_ids, strict_input
 from interfaces.http.tracing import route_span_names, tracing_plugins
 from process_managers.base import utc_now
@@ -38,7 +39,8 @@ MAX_REQUEST_BYTES = 65536
 def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutdown: bool = False,
                controllers: Sequence[ControllerRouterHandler] | None = None, max_request_bytes: int = MAX_REQUEST_BYTES,
                metrics: Metrics | None = None, tracer_provider: TracerProvider | None = None,
-               clock: Callable[[], datetime] = utc_now, console: Console | None = None) -> Litestar:
+               clock: Callable[[], datetime] = utc_now, console: Console | None = None,
+               stream_seconds: float = STREAM_SECONDS) -> Litestar:
     """The HTTP API over ``clinic`` (all of it, or ``controllers``); tokens are checked with ``verifier``.
 
     Every request passes ``ApiMiddleware`` (correlation id, response headers, metrics); once routed,
@@ -51,6 +53,7 @@ def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutd
     ``metrics``, and answer 410 once ``clock`` passes their sunset. Nothing of this takes a worker thread:
     only a handler declared ``sync_to_thread`` and the verification of a token not seen recently do.
     With ``console`` (how operators sign in), the operations console is served at ``/console``.
+    A server-sent events stream lasts ``stream_seconds`` before it ends and the client reconnects.
     """
     app = Litestar(
         route_handlers=[*(controllers or CONTROLLERS), *([console_router(console)] if console is not None else [])],
@@ -66,7 +69,7 @@ def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutd
         exception_handlers={Exception: problem_response},
         logging_config=None,  # logs go through the root logger's JSON handler (configure_logging)
         openapi_config=openapi_config(),
-        state=State({"verifier": verifier, "clock": clock, "console": console}),
+        state=State({"verifier": verifier, "clock": clock, "console": console, "stream_seconds": stream_seconds}),
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine) if console is not None else None,
         on_shutdown=[clinic.close] if close_clinic_on_shutdown else [],
         plugins=tracing_plugins(tracer_provider),

@@ -21,6 +21,7 @@ from interfaces.http.controllers.consultations_v2 import ConsultationV2Controlle
 from interfaces.http.controllers.health import HealthController
 from interfaces.http.controllers.oversight import AuditController, SagaController
 from interfaces.http.controllers.queries import AgendaController, PatientConsultationsController
+from interfaces.http.controllers.read_models import ReadModelController
 from interfaces.http.controllers.registry import DoctorController, PatientController, SlotController
 from interfaces.http.controllers.webhooks import WebhookController
 
@@ -34,13 +35,28 @@ CONTEXT_CONTROLLERS: Mapping[str, tuple[type[Controller], ...]] = MappingProxyTy
 })
 """The controllers of each context's own resources, by service."""
 
+PROJECTIONS = "projections"
+"""The projection worker: no context's, it keeps every context's read models and answers for them."""
+OPERATIONS_CONTROLLERS: Mapping[str, tuple[type[Controller], ...]] = MappingProxyType({
+    PROJECTIONS: (ReadModelController,),
+})
+"""The resources of the processes that are no context's, by service."""
+
+ROUTED_CONTROLLERS: Mapping[str, tuple[type[Controller], ...]] = MappingProxyType(
+    {**CONTEXT_CONTROLLERS, **OPERATIONS_CONTROLLERS})
+"""Every service's own part of the public API: what the gateway routes."""
+
 SHARED_CONTROLLERS: tuple[type[Controller], ...] = (AuditController, HealthController)
 
 SERVICE_CONTROLLERS: Mapping[str, list[type[Controller]]] = MappingProxyType(
-    {service: [*own, *SHARED_CONTROLLERS] for service, own in CONTEXT_CONTROLLERS.items()})
-"""Distributed mode: each context's service serves its part of ``/v1`` (the gateway routes)."""
+    {**{service: [*own, *SHARED_CONTROLLERS] for service, own in CONTEXT_CONTROLLERS.items()},
+     **{service: [*own, HealthController] for service, own in OPERATIONS_CONTROLLERS.items()}})
+"""Distributed mode: each service serves its part of ``/v1`` (the gateway routes)."""
 
-CONTROLLERS: list[type[Controller]] = [*(c for own in CONTEXT_CONTROLLERS.values() for c in own), *SHARED_CONTROLLERS]
+GATEWAY_SERVICES: tuple[str, ...] = tuple(ROUTED_CONTROLLERS)
+"""The services behind the gateway, each with its own upstream."""
+
+CONTROLLERS: list[type[Controller]] = [*(c for own in ROUTED_CONTROLLERS.values() for c in own), *SHARED_CONTROLLERS]
 """Embedded mode: the whole public API in one process."""
 
 _PARAMETER = re.compile(r"\{[^}]+\}")
@@ -74,7 +90,7 @@ def service_for(path: str) -> str:
 
 def context_routes() -> Iterator[tuple[str, str]]:
     """Every path a context's own controllers serve (``/v1/doctors/{doctor_id:uuid}/slots``), with its service."""
-    for service, controllers in CONTEXT_CONTROLLERS.items():
+    for service, controllers in ROUTED_CONTROLLERS.items():
         for controller in controllers:
             for handler in _handlers(controller):
                 for path in handler.paths:

@@ -39,6 +39,14 @@ WEBHOOK = {"webhook_id": EXAMPLE_IDS["webhook"], "url": "https://app.example.org
            "events": ["consultation.confirmed", "consultation.rejected"], "audience": "own",
            "created_at": "2027-02-27T10:00:00Z", "version": 1}
 
+READ_MODEL = {
+    "name": "consultation_detail", "serving_version": 3, "code_version": 3, "lag": 2, "lag_seconds": 0.041,
+    "logs": {"Consultations": {"position": 1840, "head": 1842, "lag": 2, "lag_seconds": 0.041},
+             "Booking": {"position": 5120, "head": 5120, "lag": 0, "lag_seconds": 0.0}},
+    "building": None,
+    "last_rebuild": {"state": "done", "percent": 100, "version": 3, "done": 6960, "total": 6960,
+                     "events_per_second": None, "eta_seconds": None, "error": None}}
+
 EXAMPLES: dict[type, Any] = {
     schemas.RegisterPatient: {"name": "Ana Lima", "email": "ana.lima@example.org", "birth_date": "1990-02-02",
                               "consent": True},
@@ -116,6 +124,8 @@ EXAMPLES: dict[type, Any] = {
         "deadline": "2027-02-27T10:00:30Z", "waiting_since": "2027-02-27T10:00:00Z", "stuck": True,
         "correlation_id": "3b0e6f2a-9a51-4c39-8f43-0f6d2a7c1d55", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"}],
         "next_cursor": None},
+    schemas.ReadModel: READ_MODEL,
+    schemas.ReadModelList: {"items": [READ_MODEL]},
     schemas.CreateWebhook: {"url": "https://app.example.org/hooks/clinic",
                             "events": ["consultation.confirmed", "consultation.rejected"]},
     schemas.WebhookCreated: {**WEBHOOK, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw7JP1qcBmzG0="},

@@ -18,7 +18,7 @@ so a new endpoint gets all of this by adding its two rows. docs/api.md says how.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -116,9 +116,15 @@ OUTCOMES: dict[str, tuple[str, ...]] = {
     "listClinicalNotes": ("forbidden", "not-found"),
     "listSagas": ("forbidden",),
     "getSaga": ("forbidden", "not-found"),
+    "streamSagaChanges": ("forbidden",),
+    "streamSagaEvents": ("forbidden", "not-found"),
     "retrySagaValidation": ("forbidden", "not-found", "invalid-state", "version-conflict"),
     "compensateSaga": ("forbidden", "not-found", "invalid-state", "version-conflict"),
     "auditAggregate": ("forbidden", "not-found", "invalid-query"),
+    "listReadModels": ("forbidden",),
+    "getReadModel": ("forbidden",),  # an unknown name is an invalid parameter (its pattern lists them)
+    "rebuildReadModel": ("forbidden",),
+    "streamReadModelRebuild": ("forbidden", "not-found"),  # none started since the projection worker started
     "createWebhook": ("forbidden", "invalid-webhook", "too-many-webhooks", "version-conflict"),
     "listWebhooks": ("forbidden",),
     "getWebhook": ("forbidden", "not-found"),
@@ -278,11 +284,11 @@ def _complete_operation(path: str, operation: dict[str, Any], examples: dict[str
     operation["responses"] = dict(sorted(responses.items()))
     for code, response in responses.items():
         _add_headers(code, response)
-        _add_examples(response, examples)
+        _add_examples(response, examples, operation.get("operationId", ""))
         if code.startswith("4"):
             _add_problem_examples(code, response, path)
     if "requestBody" in operation:
-        _add_examples(operation["requestBody"], examples)
+        _add_examples(operation["requestBody"], examples, operation.get("operationId", ""))
     for parameter in operation.get("parameters", []):
         if parameter["in"] == "path" and "description" not in parameter:
             parameter["description"] = PATH_PARAMETERS.get(parameter["name"], "")
@@ -326,12 +332,12 @@ def _add_headers(code: str, response: dict[str, Any]) -> None:
         headers["Retry-After"] = RETRY_AFTER_HEADER
 
 
-def _add_examples(holder: dict[str, Any], examples: dict[str, Any]) -> None:
+def _add_examples(holder: dict[str, Any], examples: dict[str, Any], operation_id: str) -> None:
     """Give every JSON media type whose schema is a named component its example (if it has none), and a
     server-sent event stream its shape and an example."""
     for media_type, media in holder.get("content", {}).items():
         if media_type == EVENT_STREAM:
-            _describe_event_stream(media, examples)
+            _describe_event_stream(media, examples, operation_id)
             continue
         name = media.get("schema", {}).get("$ref", "").rpartition("/")[2]
         if "examples" not in media and name in examples:
@@ -341,16 +347,44 @@ def _add_examples(holder: dict[str, Any], examples: dict[str, Any]) -> None:
 EVENT_STREAM = "text/event-stream"
 
 
-def _describe_event_stream(media: dict[str, Any], examples: dict[str, Any]) -> None:
-    """``text/event-stream`` (the consultation's events): a string of events, each ``event: consultation``,
-    ``id:`` its version and ``data:`` the consultation as JSON, with keep-alive comments between."""
-    consultation = msgspec.json.encode(examples["Consultation"]).decode()
-    media["schema"] = {"type": "string", "description": "Server-sent events (WHATWG HTML): `event: consultation`, "
-                       "`id:` the consultation's version, `data:` the consultation as `getConsultation` returns it; "
-                       "`: keep-alive` comments between"}
-    media.setdefault("examples", {"consultationEvents": {"value": (
-        f"event: consultation\r\ndata: {consultation.replace('CONFIRMED', 'REQUESTED')}\r\nid: 1\r\n\r\n"
-        f": keep-alive\r\n\r\nevent: consultation\r\ndata: {consultation}\r\nid: 2\r\n\r\n")}})
+def _describe_event_stream(media: dict[str, Any], examples: dict[str, Any], operation_id: str) -> None:
+    """A ``text/event-stream`` response: its schema is one event's (as OpenAPI 3.2's ``itemSchema`` and the
+    tools that read 3.1 take it), the operation's row of ``EVENT_STREAMS`` says which events and what their
+    data is; its example is one event."""
+    description, names, example = EVENT_STREAMS[operation_id]
+    media["schema"] = {
+        "type": "object", "required": ["event", "data"],
+        "description": f"One server-sent event (WHATWG HTML): {description}; `: keep-alive` comments between",
+        "properties": {"event": {"type": "string", "enum": list(names)}, "data": {"type": "string"},
+                       "id": {"type": "string"}}}
+    media.setdefault("examples", {operation_id: {"summary": "one event", "value": example(examples)}})
+
+
+def _event(name: str, data: Any, event_id: int | None = None) -> dict[str, str]:
+    encoded = data if isinstance(data, str) else msgspec.json.encode(data).decode()
+    return {"event": name, "data": encoded} | ({} if event_id is None else {"id": str(event_id)})
+
+
+def _rebuild_event(examples: dict[str, Any]) -> dict[str, str]:
+    done = examples["ReadModel"]["last_rebuild"]
+    return _event("progress", {**done, "state": "running", "percent": 40, "done": 2784, "events_per_second": 5210.0,
+                               "eta_seconds": 0.8})
+
+
+EVENT_STREAMS: dict[str, tuple[str, tuple[str, ...], Callable[[dict[str, Any]], dict[str, str]]]] = {
+    "streamConsultationEvents": (
+        "`event: consultation`, `id:` the consultation's version, `data:` the consultation as `getConsultation` "
+        "returns it", ("consultation",), lambda examples: _event("consultation", examples["Consultation"], 2)),
+    "streamSagaEvents": ("`event: saga`, `data:` the saga as `getSaga` returns it", ("saga",),
+                         lambda examples: _event("saga", examples["Saga"])),
+    "streamSagaChanges": (
+        "`event: sagas`, `id:` the position and `data:` `{\"position\": N}`: how far the saga views are into the "
+        "booking log", ("sagas",), lambda _: _event("sagas", {"position": 5123}, 5123)),
+    "streamReadModelRebuild": (
+        "`event: progress`, `data:` the rebuild as `last_rebuild` shows it; then `event: ended`, `data:` `done` or "
+        "`failed`", ("progress", "ended"), _rebuild_event),
+}
+"""Each operation that answers server-sent events: what its events are, their names, and an example."""
 
 
 class CompletedJsonRenderPlugin(JsonRenderPlugin):

@@ -404,6 +404,65 @@ class SagaSummaryPage(Struct):
     next_cursor: str | None
 
 
+class ReadModelLog(Struct):
+    """How far a read model is into one event log it follows."""
+
+    position: int
+    head: int
+    """The log's last notification."""
+    lag: int
+    """Events recorded in the log and not yet applied."""
+    lag_seconds: float
+    """How long ago the oldest event not yet applied was recorded (0: none): how stale the read model is."""
+
+
+class ReadModelBuilding(Struct):
+    """A new version being built beside the serving one (by the projection worker or `clinic projections
+    rebuild`): readers switch to it once it has caught up."""
+
+    version: int
+    code_version: int
+    lag: int
+    """Events still to apply to it."""
+
+
+class ReadModelRebuild(Struct):
+    """The last rebuild started through the API (or the console), as it moves."""
+
+    state: Literal["running", "done", "failed"]
+    percent: Annotated[int, Meta(ge=0, le=100)]
+    version: int | None
+    """The version it builds (`null` until its first step)."""
+    done: int
+    """Events applied to the new version so far."""
+    total: int
+    """Events to apply in all (the logs' heads)."""
+    events_per_second: float | None
+    eta_seconds: float | None
+    """Until it has caught up, at this rate (`null`: no rate yet, or ended)."""
+    error: str | None
+    """Why it failed (a rebuild started again resumes it)."""
+
+
+class ReadModel(Struct):
+    """A projection: the version readers use, the code's, how far it is into each log it follows."""
+
+    name: str
+    serving_version: int
+    code_version: int
+    """A rebuild brings the serving version up to this."""
+    lag: int
+    lag_seconds: float
+    logs: dict[str, ReadModelLog]
+    """By the event log's name."""
+    building: ReadModelBuilding | None
+    last_rebuild: ReadModelRebuild | None
+
+
+class ReadModelList(Struct):
+    items: list[ReadModel]
+
+
 class SagaActionTaken(Struct):
     """An operator's action on a saga, recorded in its stream with the operator as the actor; read the saga
     (``Location``) for what it led to."""

@@ -60,7 +60,8 @@ def dev_issuer(settings: Settings) -> TokenIssuer:
     return TokenIssuer(load_or_create_dev_key(settings.data_dir), settings.jwt_issuer, settings.jwt_audience)
 
 
-CONSOLE_SCOPES = (Scope.SAGAS_READ, Scope.SAGAS_WRITE, Scope.AUDIT_READ)
+CONSOLE_SCOPES = (Scope.SAGAS_READ, Scope.SAGAS_WRITE, Scope.AUDIT_READ, Scope.READ_MODELS_READ,
+                  Scope.READ_MODELS_REBUILD)
 """What the console asks for on an operator's behalf (the server grants what their roles allow)."""
 
 

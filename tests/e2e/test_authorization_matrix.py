@@ -99,7 +99,15 @@ MATRIX: dict[str, Operation] = {
     # the world's saga has ended: an admin is answered 409, everyone else refused
     "retrySagaValidation": Operation("POST", "/v1/sagas/{saga}/retry-validation", ("admin",)),
     "compensateSaga": Operation("POST", "/v1/sagas/{saga}/compensate", ("admin",)),
+    # a stream lasts STREAM_SECONDS here; the world's saga has ended, so its own stream ends after one event
+    "streamSagaChanges": Operation("GET", "/v1/sagas/events", ("auditor", "admin")),
+    "streamSagaEvents": Operation("GET", "/v1/sagas/{saga}/events", ("auditor", "admin")),
     "auditAggregate": Operation("GET", "/v1/audit/consultation/{consultation}", ("auditor", "admin")),
+    "listReadModels": Operation("GET", "/v1/read-models", ("auditor", "admin")),
+    "getReadModel": Operation("GET", "/v1/read-models/doctor_directory", ("auditor", "admin")),
+    "rebuildReadModel": Operation("POST", "/v1/read-models/doctor_directory/rebuild", ("admin",)),
+    # 404 until a rebuild was started; then it follows that one to its end
+    "streamReadModelRebuild": Operation("GET", "/v1/read-models/doctor_directory/rebuild/events", ("auditor", "admin")),
     "createWebhook": Operation("POST", "/v1/webhooks", SUBSCRIBERS, WEBHOOK),
     "listWebhooks": Operation("GET", "/v1/webhooks", SUBSCRIBERS),
     "getWebhook": Operation("GET", "/v1/webhooks/{webhook}", ("own patient", "admin")),
@@ -107,6 +115,8 @@ MATRIX: dict[str, Operation] = {
     # deleting twice changes nothing: the owner and an admin may, in any order
     "deleteWebhook": Operation("DELETE", "/v1/webhooks/{doomed_webhook}", ("own patient", "admin")),
 }
+STREAM_SECONDS = 0.3
+"""How long a stream lasts in this world: the allowed callers' calls end."""
 PERSONAS = ("own patient", "other patient", "assigned doctor", "other doctor", "auditor", "admin")
 PROTECTED = [name for name, op in MATRIX.items() if REQUIRED_SCOPE.get(name)]
 ON_A_RESOURCE = [name for name in PROTECTED if any(f"{{{kind}}}" in MATRIX[name].path
@@ -143,7 +153,7 @@ class World:
 def world() -> Iterator[World]:
     clinic = bootstrap(Settings(persistence="memory", runner_tick_seconds=0.05))
     issuer = TokenIssuer(ECKey.generate_key("P-256", auto_kid=True), ISSUER, AUDIENCE)
-    with TestClient(create_app(clinic, issuer.verifier())) as api:
+    with TestClient(create_app(clinic, issuer.verifier(), stream_seconds=STREAM_SECONDS)) as api:
         admin = {"Authorization": f"Bearer {issuer.issue('ops-1', ['ADMIN'])}"}
         patient, other_patient = register_patient(api, admin, "Ana"), register_patient(api, admin, "Bia")
         doctor, other_doctor = register_doctor(api, admin), register_doctor(api, admin, "Dr Leo")

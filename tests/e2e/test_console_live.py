@@ -12,8 +12,8 @@ import pytest
 import uvicorn
 
 from application.clinic import Clinic
+from application.read_model_desk import ReadModelDesk, Rebuild
 from interfaces.http.app import create_app
-from interfaces.http.console.rebuilds import Rebuild
 from interfaces.http.console.session import COOKIE, Console
 from tests.integration.http_servers import uvicorn_server
 from tests.kit.bookings import a_saga
@@ -57,6 +57,8 @@ def events(stream: httpx.Response) -> Iterator[tuple[str, str]]:
 
 def test_a_sagas_page_is_told_when_the_saga_changes_and_fetches_its_body_again(clinic, console):
     saga = a_saga(clinic)  # waiting on the registry
+    page = console.get(f"/console/sagas/{saga}").text
+    assert f'sse-connect="/console/sagas/{saga}/changes"' in page and 'hx-trigger="sse:saga"' in page
     with console.stream("GET", f"/console/sagas/{saga}/changes") as stream:
         assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
         clinic.compensate_saga(UUID(saga), "operator:admin-1")
@@ -64,13 +66,12 @@ def test_a_sagas_page_is_told_when_the_saga_changes_and_fetches_its_body_again(c
     body = console.get(f"/console/sagas/{saga}", headers={"HX-Request": "true"})
     assert body.status_code == 200 and body.text.lstrip().startswith('<div id="saga-body"')
     assert "<html" not in body.text and "REJECTED" in body.text and "compensated_by_operator" in body.text
-    page = console.get(f"/console/sagas/{saga}").text
-    assert f'sse-connect="/console/sagas/{saga}/changes"' in page and 'hx-trigger="sse:saga"' in page
+    assert "sse-connect" not in console.get(f"/console/sagas/{saga}").text  # it has ended: nothing to follow
 
 
-def test_a_rebuilds_progress_is_pushed_until_it_ends_at_100_percent(clinic, console, console_settings):
+def test_a_rebuilds_progress_is_pushed_until_it_ends_at_100_percent(clinic, console):
     a_saga(clinic)
-    console_settings.rebuilds.start(clinic, "saga_status")
+    clinic.require(ReadModelDesk).start("saga_status")
     with console.stream("GET", "/console/read-models/saga_status/progress") as stream:
         assert stream.status_code == 200
         told = list(events(stream))  # the stream ends once the rebuild has
@@ -80,9 +81,8 @@ def test_a_rebuilds_progress_is_pushed_until_it_ends_at_100_percent(clinic, cons
     assert 'value="100"' in last_bar and "readers switched" in last_bar
 
 
-def test_the_page_of_a_rebuild_under_way_listens_for_its_progress_and_an_ended_one_does_not(console,
-                                                                                             console_settings):
-    running = console_settings.rebuilds.running["saga_status"] = Rebuild()
+def test_the_page_of_a_rebuild_under_way_listens_for_its_progress_and_an_ended_one_does_not(clinic, console):
+    running = clinic.require(ReadModelDesk).running["saga_status"] = Rebuild()
     page = console.get("/console/read-models/").text
     assert 'sse-connect="/console/read-models/saga_status/progress"' in page and 'sse-close="ended"' in page
     running.outcome = "done"

@@ -17,12 +17,14 @@ from application.clinic import Clinic
 from interfaces.http.app import create_app
 from interfaces.http.console.oauth import ConsoleOAuth
 from interfaces.http.console.session import COOKIE, Console
+from interfaces.security.trust import CONSOLE_SCOPES
+from tests.e2e.test_console_live import events
 from tests.integration.http_servers import uvicorn_server
 from tests.kit.bookings import a_saga
 from tests.kit.console import ISSUER, clinic_with_the_registry_down
 
 OAUTH = ConsoleOAuth("clinic-console", "http://127.0.0.1:9/oauth/authorize", "http://127.0.0.1:9/oauth/token",
-                     "http://127.0.0.1:9/console/callback", "audit:read sagas:read sagas:write")
+                     "http://127.0.0.1:9/console/callback", " ".join(CONSOLE_SCOPES))
 
 
 @pytest.fixture
@@ -53,8 +55,7 @@ def console(api) -> Iterator[str]:
 
 def operator(console: str, role: str = "ADMIN") -> httpx.Client:
     client = httpx.Client(base_url=console, timeout=20, follow_redirects=True)
-    client.cookies.set(COOKIE, ISSUER.issue(f"{role.lower()}-1", [role], ["sagas:read", "sagas:write", "audit:read"]),
-                       path="/console")
+    client.cookies.set(COOKIE, ISSUER.issue(f"{role.lower()}-1", [role], list(CONSOLE_SCOPES)), path="/console")
     return client
 
 
@@ -67,13 +68,13 @@ def test_the_sagas_and_a_sagas_page_come_from_the_api(clinic, console):
     with operator(console, "AUDITOR") as auditor:
         listed = auditor.get("/console/sagas?state=open")
         assert listed.status_code == 200 and re.findall(r'data-saga="([0-9a-f-]+)"', listed.text) == [saga]
-        assert "sse-connect" not in listed.text  # nothing pushes here: the change feed is the stores'
+        assert 'sse-connect="/console/sagas/changes"' in listed.text  # relayed from the API's stream
         page = auditor.get(f"/console/sagas/{saga}")
     assert page.status_code == 200 and 'id="state">VALIDATING' in page.text
     assert "validate_registrants" in page.text and "registry down" in page.text  # the step, and why it waits
     recorded = [event.type for event in clinic.auditor.trail("saga", UUID(saga)).events]
     assert re.findall(r"<tr><td>\d+</td><td><code>([^<]+)</code>", page.text) == recorded  # its stream, from the audit
-    assert 'href="/console/read-models"' not in page.text  # no read models through the API
+    assert 'href="/console/read-models"' in page.text  # the projection worker's, through the API
 
 
 def test_an_admin_compensates_through_the_api_as_themself(clinic, console):
@@ -106,6 +107,44 @@ def test_streams_are_found_and_read_through_the_api_and_a_patients_read_is_the_a
         assert admin.get(f"/console/streams/slot/{UUID(int=5)}").status_code == 404
     assert [(read.reader, read.operation) for read in clinic.patient_records.accesses(patient)] == [
         ("admin-1", "auditAggregate")]
+
+
+def test_the_sagas_pages_follow_the_apis_streams_of_saga_changes(clinic, console):
+    saga = a_saga(clinic)  # waiting on the registry
+    with operator(console, "AUDITOR") as auditor, auditor.stream("GET", f"/console/sagas/{saga}/changes") as one, \
+            auditor.stream("GET", "/console/sagas/changes") as every:
+        assert (one.status_code, every.status_code) == (200, 200)
+        assert one.headers["content-type"].startswith("text/event-stream")
+        clinic.compensate_saga(UUID(saga), "operator:admin-1")
+        assert next(event for event, _ in events(one)) == "saga"
+        assert next(event for event, _ in events(every)) == "sagas"
+
+
+def test_read_models_are_read_and_rebuilt_through_the_api_to_100_percent(clinic, console):
+    from application.read_model_desk import ReadModelDesk
+
+    a_saga(clinic)
+    with operator(console) as admin:
+        page = admin.get("/console/read-models/")
+        assert page.status_code == 200 and 'data-projection="saga_status"' in page.text
+        started = admin.post("/console/read-models/saga_status/rebuild", data={"_csrf_token": csrf(admin)},
+                             follow_redirects=False)
+        assert started.status_code == 303
+        with admin.stream("GET", "/console/read-models/saga_status/progress") as stream:
+            told = list(events(stream))  # ends once the rebuild has ended, on the API's side
+    assert [event for event, _ in told][-2:] == ["progress", "ended"] and told[-1][1] == "done"
+    assert 'value="100"' in told[-2][1] and "readers switched" in told[-2][1]
+    assert clinic.require(ReadModelDesk).of("saga_status").outcome == "done"  # the API's process rebuilt it
+
+
+def test_an_auditor_reads_the_read_models_and_is_refused_a_rebuild(clinic, console):
+    from application.read_model_desk import ReadModelDesk
+
+    with operator(console, "AUDITOR") as auditor:
+        assert auditor.get("/console/read-models/").status_code == 200
+        assert auditor.post("/console/read-models/saga_status/rebuild",
+                            data={"_csrf_token": csrf(auditor)}).status_code == 403
+    assert clinic.require(ReadModelDesk).of("saga_status") is None
 
 
 def test_an_api_that_does_not_answer_is_a_503_page(clinic):

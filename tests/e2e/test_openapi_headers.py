@@ -41,7 +41,7 @@ def test_every_header_sent_is_documented_and_every_required_one_sent():
     clinic = bootstrap(Settings(persistence="memory", runner_tick_seconds=0.05))
     answers: dict[str, Any] = {}
     try:
-        with TestClient(create_app(clinic, ISSUER.verifier())) as api:
+        with TestClient(create_app(clinic, ISSUER.verifier(), stream_seconds=0.3)) as api:
             answers |= story(api, clinic)
     finally:
         clinic.close()
@@ -110,6 +110,12 @@ def story(api: TestClient[Any], clinic: Any) -> dict[str, Any]:
     }
     clinic.wait_until_settled()  # cancelled: its stream of events ends after the one it has
     answers["streamConsultationEvents"] = api.get(f"/v1/consultations/{consultation}/events", headers=ADMIN)
+    answers["streamSagaEvents"] = api.get(f"/v1/sagas/{saga}/events", headers=ADMIN)  # ended: one event
+    answers["streamSagaChanges"] = api.get("/v1/sagas/events", headers=ADMIN)  # for the app's 0.3 s
+    answers["listReadModels"] = api.get("/v1/read-models", headers=ADMIN)
+    answers["getReadModel"] = api.get("/v1/read-models/doctor_directory", headers=ADMIN)
+    answers["rebuildReadModel"] = api.post("/v1/read-models/doctor_directory/rebuild", headers=ADMIN)
+    answers["streamReadModelRebuild"] = api.get("/v1/read-models/doctor_directory/rebuild/events", headers=ADMIN)
     clinic.booking.registry = FakeRegistry(RegistryUnavailableError("registry down"))  # a saga waits on it
     stuck = book(api, ADMIN, patient, doctor, open_slot_at(api, doctor, "2027-02-04")).json()["saga_id"]
     clinic.wait_until_settled()

@@ -55,9 +55,13 @@ def api() -> Iterator[TestClient[Any]]:
     clinic.close()
 
 
+NAMED = {"kind": "consultation", "name": "saga_status"}
+"""Path parameters that name something rather than identify it: a name that exists."""
+
+
 def url(path: str, operation: dict[str, Any], **override: str) -> str:
     """``path`` with a fresh UUID for each id (or ``override``), and every required query parameter."""
-    values = {p["name"]: override.get(p["name"], "consultation" if p["name"] == "kind" else str(uuid.uuid4()))
+    values = {p["name"]: override.get(p["name"], NAMED.get(p["name"], str(uuid.uuid4())))
               for p in operation.get("parameters", []) if p["in"] == "path"}
     query = {p["name"]: "2027-03-01" for p in operation.get("parameters", []) if p["in"] == "query" and p["required"]}
     return path.format(**values) + ("?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else "")
@@ -69,7 +73,7 @@ def example_body(operation: dict[str, Any]) -> Any:
     return next(iter(operation["requestBody"]["content"]["application/json"]["examples"].values()))["value"]
 
 
-def call(api: TestClient[Any], name: str, headers: dict[str, str] | None = None, content: bytes | None = None,
+def call(api: TestClient[Any], name: str, /, headers: dict[str, str] | None = None, content: bytes | None = None,
          **override: str) -> Any:
     path, method, operation = OPERATIONS[name]
     body = content if content is not None else (None if example_body(operation) is None

@@ -48,7 +48,7 @@ says (``tests/e2e/test_api_strict_input.py``)."""
 
 
 CLINIC = bootstrap(Settings(persistence="memory", runner_tick_seconds=0.05))
-schema = schemathesis.openapi.from_asgi("/schema/openapi.json", create_app(CLINIC, ISSUER.verifier()))
+schema = schemathesis.openapi.from_asgi("/schema/openapi.json", create_app(CLINIC, ISSUER.verifier(), stream_seconds=0.3))
 """Built at collection (schemathesis parametrizes from it; its lazy fixture loader fails on pytest 9)."""
 
 

@@ -7,8 +7,7 @@ not apply to them (``EXCLUDE_FROM_AUTH``, ``public``), and they are not in the O
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -22,8 +21,6 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage, Template
 
 from application.audit import AuditQueryError
-from application.clinic import Clinic
-from application.read_models import ReadModels
 from application.views import SAGA_STATE_FILTERS, SagaFilter, SagaListing, SagaStateFilter
 from domain.base import NotFoundError
 from domain.booking_saga_table import OPEN_STATES
@@ -34,8 +31,8 @@ from interfaces.http.console.reads import ConsoleReads
 from interfaces.http.console.render import OPEN, ConsoleController, page
 from interfaces.http.console.session import COOKIE, PATH, SESSION_SECONDS, SignInRequired, console_of
 from interfaces.http.console.timeline import saga_timeline
-from interfaces.http.controllers.consultations import KEEP_ALIVE_SECONDS, STREAM_HEADERS, STREAM_SECONDS
 from interfaces.http.problems import RETRY_AFTER_SECONDS, UNAVAILABLE_DETAIL
+from interfaces.http.streams import KEEP_ALIVE, STREAM_HEADERS
 from process_managers.booking import SagaStateError
 
 log = logging.getLogger(__name__)
@@ -96,26 +93,23 @@ class ConsolePages(ConsoleController):
 
 
 class ConsoleLive(ConsoleController):
-    """What follows the sagas as they change (beside the stores: woken by the read models' change feed)."""
+    """What follows the sagas as they change: woken by the read models' change feed, beside the stores or
+    through the API's own streams of saga changes."""
 
     path = PATH
 
     @get("/sagas/changes")
-    async def changes(self, clinic: NamedDependency[Clinic], operator: NamedDependency[Principal]) -> ServerSentEvent:
-        """``event: sagas`` each time the saga views change (``data``: their position in the booking log), with
-        a keep-alive comment every 15 s; ends after 5 minutes (the browser reconnects)."""
-        reads = clinic.require(ReadModels)
-        return ServerSentEvent(_changes("sagas", reads.sagas_position(), reads.sagas_changed), headers=STREAM_HEADERS)
+    async def changes(self, reads: NamedDependency[ConsoleReads], operator: NamedDependency[Principal]) -> ServerSentEvent:
+        """``event: sagas`` each time any saga changes, with a keep-alive comment every 15 s; ends after 5
+        minutes (the browser reconnects)."""
+        return ServerSentEvent(_told("sagas", reads.sagas_changes()), headers=STREAM_HEADERS)
 
     @get("/sagas/{saga_id:uuid}/changes")
-    async def saga_changes(self, clinic: NamedDependency[Clinic], operator: NamedDependency[Principal],
+    async def saga_changes(self, reads: NamedDependency[ConsoleReads], operator: NamedDependency[Principal],
                            saga_id: FromPath[UUID]) -> ServerSentEvent:
-        """``event: saga`` each time this saga's view changes, with a keep-alive comment every 15 s; ends after
-        5 minutes (the browser reconnects)."""
-        reads = clinic.require(ReadModels)
-        return ServerSentEvent(_changes("saga", reads.saga_stamp(saga_id),
-                                        lambda seen, wait: reads.saga_changed(saga_id, seen, wait)),
-                               headers=STREAM_HEADERS)
+        """``event: saga`` each time this saga changes, with a keep-alive comment every 15 s; ends after 5
+        minutes (the browser reconnects)."""
+        return ServerSentEvent(_told("saga", reads.saga_changes(saga_id)), headers=STREAM_HEADERS)
 
 
 ACTIONS = {"retry-validation": "Ask the registry again now", "compensate": "Compensate now"}
@@ -180,18 +174,15 @@ def _rows(request: Request[Any, Any, Any], reads: ConsoleReads, wanted: SagaFilt
             "wanted": wanted, "query": _query(wanted), "cursor": cursor}
 
 
-async def _changes(event: str, seen: int | None,
-                   changed: Callable[[int | None, float], Awaitable[int | None]]) -> AsyncIterator[ServerSentEventMessage]:
-    """``event`` each time ``changed`` says a view moved past what was seen, a keep-alive comment when it did
-    not within 15 s; for 5 minutes."""
-    deadline = time.monotonic() + STREAM_SECONDS
-    while (remaining := deadline - time.monotonic()) > 0:
-        now = await changed(seen, min(KEEP_ALIVE_SECONDS, remaining))
-        if now != seen:
-            seen = now
-            yield ServerSentEventMessage(event=event, data=str(now))
-        else:
-            yield ServerSentEventMessage(comment="keep-alive")
+async def _told(event: str, moves: AsyncIterator[bool]) -> AsyncIterator[ServerSentEventMessage]:
+    """``event`` for each change, a keep-alive comment for each quiet spell; a source gone quiet for good (the
+    API not answering) ends the stream, and the browser reconnects."""
+    try:
+        async for moved in moves:
+            yield ServerSentEventMessage(event=event, data="changed") if moved else \
+                KEEP_ALIVE
+    except (ConnectionError, PermissionError, NotFoundError) as error:
+        log.info("console stream of %s ended: %s", event, error)
 
 
 def _query(wanted: SagaFilter) -> str:

@@ -5,18 +5,22 @@ way; so are the answers, since the API serves the same read models and the same 
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 import httpx
+from httpx_sse import ServerSentEvent, aconnect_sse
 from litestar import Request
 from litestar.di import NamedDependency
 
 from application.audit import AuditQueryError
 from application.bootstrap import AUDITED_KINDS
 from application.clinic import Clinic
+from application.read_model_desk import LogPosition, ReadModelDesk, ReadModelStatus, Rebuild, RebuildUnderWay
 from application.read_models import ReadModels
 from application.views import AuditedEvent, AuditTrail, SagaFilter, SagaListing, SagaPage, SagaStep
 from domain.base import NotFoundError
@@ -24,7 +28,9 @@ from infrastructure.security.tokens import Principal
 from interfaces.http.console.session import COOKIE, console_of
 from interfaces.http.contexts import service_for
 from interfaces.http.controllers.oversight import operator_of
+from interfaces.http.streams import KEEP_ALIVE_SECONDS, STREAM_SECONDS, Quiet, changes, relayed
 from process_managers.booking import SagaStateError
+from projections.rebuild import Progress
 from projections.saga_list import KINDS as SAGA_KINDS
 
 AGGREGATES = {kind: aggregate for aggregate, kind in SAGA_KINDS.items()}
@@ -65,6 +71,26 @@ class ConsoleReads(Protocol):
         """``retry-validation`` or ``compensate``, with the operator as the actor."""
         ...
 
+    def sagas_changes(self) -> AsyncIterator[bool]:
+        """``True`` each time any saga changes, ``False`` when none did for 15 s; for 5 minutes."""
+        ...
+
+    def saga_changes(self, saga_id: UUID) -> AsyncIterator[bool]:
+        """``True`` each time this saga changes, ``False`` when it did not for 15 s; for 5 minutes."""
+        ...
+
+    def read_models(self) -> list[tuple[ReadModelStatus, Rebuild | None]]:
+        """Each projection's status, and the last rebuild of it started by an operator."""
+        ...
+
+    def rebuild(self, name: str) -> None:
+        """Start rebuilding a read model (or follow the rebuild of it under way)."""
+        ...
+
+    def rebuild_moves(self, name: str) -> AsyncIterator[Rebuild | None]:
+        """The last rebuild of ``name`` each time it moves, until it ends; ``None`` when it did not for 15 s."""
+        ...
+
 
 class InProcessReads:
     """Beside the stores (embedded mode): the use cases and read models the API itself calls."""
@@ -94,6 +120,24 @@ class InProcessReads:
     def act(self, saga_id: UUID, action: str) -> None:
         do = self.clinic.compensate_saga if action == "compensate" else self.clinic.retry_saga_validation
         do(saga_id, operator_of(self.operator))
+
+    def sagas_changes(self) -> AsyncIterator[bool]:
+        # told at once of where they are (a change may have come since the page was drawn), then of each change
+        return _moved(changes(None, self.clinic.require(ReadModels).sagas_changed))
+
+    def saga_changes(self, saga_id: UUID) -> AsyncIterator[bool]:
+        reads = self.clinic.require(ReadModels)
+        return _moved(changes(None, lambda seen, wait: reads.saga_changed(saga_id, seen, wait)))
+
+    def read_models(self) -> list[tuple[ReadModelStatus, Rebuild | None]]:
+        desk = self.clinic.require(ReadModelDesk)
+        return [(status, desk.of(name)) for name, status in desk.status().items()]
+
+    def rebuild(self, name: str) -> None:
+        self.clinic.require(ReadModelDesk).start(name)
+
+    def rebuild_moves(self, name: str) -> AsyncIterator[Rebuild | None]:
+        return self.clinic.require(ReadModelDesk).moves(name, STREAM_SECONDS, KEEP_ALIVE_SECONDS)
 
 
 class ApiReads:
@@ -140,6 +184,40 @@ class ApiReads:
     def act(self, saga_id: UUID, action: str) -> None:
         self._call("POST", f"/v1/sagas/{saga_id}/{action}", headers={"Idempotency-Key": f'"{uuid.uuid4()}"'})
 
+    def sagas_changes(self) -> AsyncIterator[bool]:
+        return _moved(relayed(self._events("/v1/sagas/events")))
+
+    def saga_changes(self, saga_id: UUID) -> AsyncIterator[bool]:
+        # the API tells the saga as it is first: it may have changed since the page was drawn
+        return _moved(relayed(self._events(f"/v1/sagas/{saga_id}/events")))
+
+    def read_models(self) -> list[tuple[ReadModelStatus, Rebuild | None]]:
+        return [_read_model(item) for item in self._get("/v1/read-models")["items"]]
+
+    def rebuild(self, name: str) -> None:
+        self._call("POST", f"/v1/read-models/{name}/rebuild")
+
+    async def rebuild_moves(self, name: str) -> AsyncIterator[Rebuild | None]:
+        async for event in relayed(self._events(f"/v1/read-models/{name}/rebuild/events")):
+            if isinstance(event, Quiet):
+                yield None
+            elif event.event == "progress":
+                yield _rebuild(name, json.loads(event.data))
+
+    async def _events(self, path: str) -> AsyncIterator[ServerSentEvent]:
+        """The API's server-sent events at ``path`` (its keep-alive comments are not events)."""
+        headers = {"Authorization": f"Bearer {self.token}"}
+        try:
+            async with httpx.AsyncClient(timeout=httpx.Timeout(self.timeout, read=None)) as client, \
+                    aconnect_sse(client, "GET", self._url(path), headers=headers) as source:
+                if not source.response.is_success:
+                    await source.response.aread()
+                    raise _refusal(source.response)
+                async for event in source.aiter_sse():
+                    yield event
+        except httpx.HTTPError as error:
+            raise ConnectionError(f"the clinic's API at {self.base} is not answering: {error}") from None
+
     def _get(self, path: str, query: dict[str, str] | None = None) -> Any:
         return self._call("GET", path, params=query)
 
@@ -176,6 +254,28 @@ def _refusal(response: httpx.Response) -> Exception:
     if status in (401, 403):
         return PermissionError(detail)
     return ConnectionError(f"the clinic's API answered {status}: {detail}")
+
+
+async def _moved(moves: AsyncIterator[Any]) -> AsyncIterator[bool]:
+    async for move in moves:
+        yield not isinstance(move, Quiet)
+
+
+def _read_model(shown: dict[str, Any]) -> tuple[ReadModelStatus, Rebuild | None]:
+    building = shown["building"]
+    status = ReadModelStatus(shown["name"], shown["serving_version"], shown["code_version"], shown["lag"],
+                             shown["lag_seconds"], {log: LogPosition(**s) for log, s in shown["logs"].items()},
+                             building and RebuildUnderWay(**building))
+    last = shown["last_rebuild"]
+    return status, last and _rebuild(shown["name"], last)
+
+
+def _rebuild(name: str, shown: dict[str, Any]) -> Rebuild:
+    """A rebuild as the API shows it (``last_rebuild``), as the console's pages draw it."""
+    outcome = {"running": None, "done": "done"}.get(shown["state"], f"failed: {shown['error']}")
+    progress = None if shown["version"] is None else Progress(
+        name, shown["version"], shown["done"], shown["total"], shown["events_per_second"] or 0.0, shown["eta_seconds"])
+    return Rebuild(progress, outcome)
 
 
 def _listing(saga: dict[str, Any]) -> SagaListing:

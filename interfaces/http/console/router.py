@@ -36,8 +36,7 @@ from process_managers.booking import SagaStateError
 def console_pages(console: Console) -> list[type[Controller]]:
     """The console's controllers: how operators sign in, and the pages of what this console reaches."""
     return [ConsoleEntrance, ConsoleOAuthSignIn if console.oauth is not None else ConsoleSignIn,
-            *([ConsolePages, ConsoleStreams] if console.reads_sagas else []),
-            *([ConsoleLive, ConsoleReadModels] if console.in_process else []),
+            *([ConsolePages, ConsoleStreams, ConsoleLive, ConsoleReadModels] if console.reads_sagas else []),
             *([ConsoleDeadLetters] if console.dead_letters is not None else [])]
 
 

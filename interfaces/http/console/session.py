@@ -20,7 +20,6 @@ from application.views import STUCK_AFTER
 from domain.values import Role
 from infrastructure.messaging.dlq import DeadLetterDesk
 from infrastructure.security.tokens import InvalidTokenError, Principal, TokenIssuer, TokenVerifier
-from interfaces.http.console.rebuilds import Rebuilds
 
 if TYPE_CHECKING:
     from interfaces.http.console.oauth import ConsoleOAuth
@@ -57,8 +56,6 @@ class Console:
     """``Secure`` on the cookie (behind https)."""
     stuck_after: timedelta = STUCK_AFTER
     """An open saga on one step longer than this is stuck (as is any saga past its deadline)."""
-    rebuilds: Rebuilds = field(default_factory=Rebuilds, compare=False)
-    """The read-model rebuilds started from this console."""
     dead_letters: DeadLetterDesk | None = field(default=None, compare=False)
     """Where the followers' dead letters are read and re-driven (a broker; ``None``: no broker, no page)."""
     trace_url_template: str | None = None

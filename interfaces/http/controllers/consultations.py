@@ -39,6 +39,14 @@ from interfaces.http.schemas import (
     RescheduleAccepted,
     RescheduleConsultation,
 )
+from interfaces.http.streams import (
+    KEEP_ALIVE,
+    KEEP_ALIVE_SECONDS,
+    STREAM_HEADERS,
+    STREAM_RESPONSE_HEADERS,
+    STREAM_SECONDS,
+    stream_seconds,
+)
 from projections.catalog import ALL_PROJECTIONS
 
 FOLLOWED_LOGS = sorted({log for projection in ALL_PROJECTIONS for log in projection.leaders})
@@ -62,8 +70,8 @@ PreferWait = Annotated[str | None, HeaderParameter(
                 "has, or after N seconds (at most 30); `Preference-Applied` says it was honoured")]
 LastEventId = Annotated[str | None, HeaderParameter(
     name="Last-Event-ID", required=False,
-    description="The `id` of the last event a reconnecting client saw (the consultation's version): the stream "
-                "starts with the next change instead of the current state")]
+    description="The `id` of the last event a reconnecting client saw: the stream starts with the next change "
+                "instead of the current state")]
 IfMatch = Annotated[str | None, HeaderParameter(name="If-Match", required=False,
                                           description='The ETag last read ("<version>"); 409 if it changed')]
 
@@ -123,11 +131,7 @@ class ConsultationController(Controller):
 
     @get("/{consultation_id:uuid}/events", operation_id="streamConsultationEvents",
          summary="Follow a consultation's status (server-sent events)", media_type="text/event-stream",
-         response_headers=[
-             ResponseHeader(name="Cache-Control", documentation_only=True, example="no-store",
-                            description="Events are never cached"),
-             ResponseHeader(name="X-Accel-Buffering", documentation_only=True, example="no",
-                            description="Tells a buffering proxy (nginx) to pass each event on as it comes")])
+         response_headers=STREAM_RESPONSE_HEADERS)
     async def events(self, consultation_id: FromPath[UUID], clinic: NamedDependency[Clinic],
                      request: Request[Principal, Any, Any],
                      last_event_id: LastEventId = None) -> ServerSentEvent:
@@ -138,7 +142,7 @@ class ConsultationController(Controller):
         to skip what you saw. Visible to whoever may read the consultation."""
         first = await readable(clinic, consultation_id, request.user)
         since = _version_in(last_event_id)
-        return ServerSentEvent(status_stream(clinic, first, since), headers=STREAM_HEADERS)
+        return ServerSentEvent(status_stream(clinic, first, since, stream_seconds(request)), headers=STREAM_HEADERS)
 
     @post("/{consultation_id:uuid}/cancel", operation_id="cancelConsultation",
           summary="Cancel a consultation", status_code=200, sync_to_thread=True,
@@ -283,18 +287,15 @@ def prefer_wait(prefer: str | None) -> float | None:
     return min(float(found.group(1)), MAX_WAIT_SECONDS) if found else None
 
 
-STREAM_SECONDS = 300.0
-KEEP_ALIVE_SECONDS = 15.0
 SETTLED = frozenset({"REJECTED", "CANCELLED", "COMPLETED", "NO_SHOW"})
 """Statuses a consultation never leaves: its stream ends there."""
-STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-"""Never cached, and never buffered by the gateway (nginx): each event goes out as it happens."""
 
 
-async def status_stream(clinic: Clinic, first: ConsultationRead, since: int | None) -> AsyncIterator[ServerSentEventMessage]:
+async def status_stream(clinic: Clinic, first: ConsultationRead, since: int | None,
+                        seconds: float = STREAM_SECONDS) -> AsyncIterator[ServerSentEventMessage]:
     """The consultation's events: now (unless ``since`` is its version), then at each change, with a
-    keep-alive comment between, until it is settled or ``STREAM_SECONDS`` have passed."""
-    deadline = time.monotonic() + STREAM_SECONDS
+    keep-alive comment between, until it is settled or ``seconds`` have passed."""
+    deadline = time.monotonic() + seconds
     read = first
     while True:
         if read.view.version != since:
@@ -304,7 +305,7 @@ async def status_stream(clinic: Clinic, first: ConsultationRead, since: int | No
             if read.view.status in SETTLED:
                 return
         elif time.monotonic() < deadline:
-            yield ServerSentEventMessage(comment="keep-alive")
+            yield KEEP_ALIVE
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import date, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
+import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.params import FromPath, PathParameter, QueryParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from application.audit import plain
 from application.bootstrap import AUDITED_KINDS
 from application.clinic import Clinic
 from application.read_models import ReadModels
 from application.views import STUCK_AFTER, Saga, SagaFilter, SagaListing, SagaStateFilter
+from domain.booking_saga_table import ENDED_STATES
 from domain.values import Role
 from infrastructure.security.tokens import Principal
 from interfaces.http.access import requires_role
@@ -24,6 +29,7 @@ from interfaces.http.controllers.consultations import (
     EVENT_POSITION_HEADER,
     FRESHNESS_HEADERS,
     Cursor,
+    LastEventId,
     MinPosition,
     PageLimit,
     freshness_headers,
@@ -31,6 +37,15 @@ from interfaces.http.controllers.consultations import (
 )
 from interfaces.http.idempotency import IdempotencyKeyHeader, idempotency_key
 from interfaces.http.schemas import AuditTrail, SagaActionTaken, SagaSummary, SagaSummaryPage
+from interfaces.http.streams import (
+    KEEP_ALIVE,
+    STREAM_HEADERS,
+    STREAM_RESPONSE_HEADERS,
+    Quiet,
+    change_events,
+    changes,
+    stream_seconds,
+)
 from process_managers.booking import BookingProcessManager
 
 AuditKind = Annotated[str, PathParameter(description=", ".join(AUDITED_KINDS) + ": the kinds the contexts record",
@@ -71,6 +86,35 @@ class SagaController(Controller):
         body = SagaSummaryPage([saga_summary(saga, now) for saga in page.items], page.next_cursor)
         return Response(body, headers={**freshness_headers(clinic, "saga_status"), **stale})
 
+    @get("/events", operation_id="streamSagaChanges", summary="Follow changes of any saga (server-sent events)",
+         media_type="text/event-stream", response_headers=STREAM_RESPONSE_HEADERS)
+    async def changes(self, request: Request[Principal, Any, Any], clinic: NamedDependency[Clinic],
+                      last_event_id: LastEventId = None) -> ServerSentEvent:
+        """`event: sagas` now, then each time any saga changes (`id:` and `data:` `{"position": N}`, how far the
+        saga views are into the booking log: read `listSagas` with `X-Min-Position` for what changed); a comment
+        every 15 s keeps the connection open; ends after 5 minutes. Reconnect with `Last-Event-ID` to be told
+        only of changes after the position you saw."""
+        reads = clinic.require(ReadModels)
+        await asyncio.to_thread(reads.sagas, limit=1)  # the views' store answers (else 503)
+
+        async def position(now: int | None) -> str:
+            return msgspec.json.encode({"position": now}).decode()
+
+        return ServerSentEvent(change_events("sagas", _position_in(last_event_id), reads.sagas_changed, position,
+                                             stream_seconds(request)), headers=STREAM_HEADERS)
+
+    @get("/{saga_id:uuid}/events", operation_id="streamSagaEvents", summary="Follow a saga (server-sent events)",
+         media_type="text/event-stream", response_headers=STREAM_RESPONSE_HEADERS)
+    async def events(self, request: Request[Principal, Any, Any], saga_id: FromPath[UUID],
+                     clinic: NamedDependency[Clinic]) -> ServerSentEvent:
+        """The saga now, then again at each change of it (`event: saga`, `data:` the saga as `getSaga` returns
+        it); a comment every 15 s keeps the connection open. The stream ends once the saga has ended
+        (completed, rejected, cancelled) or after 5 minutes."""
+        reads = clinic.require(ReadModels)
+        seen = reads.saga_stamp(saga_id)
+        first = await asyncio.to_thread(reads.saga, saga_id)  # 404 for a saga not (yet) in the read model
+        return ServerSentEvent(_saga_events(reads, first, seen, stream_seconds(request)), headers=STREAM_HEADERS)
+
     @get("/{saga_id:uuid}", operation_id="getSaga", summary="Read a booking saga", sync_to_thread=True,
          response_headers=FRESHNESS_HEADERS)
     def read(self, saga_id: FromPath[UUID], clinic: NamedDependency[Clinic],
@@ -101,6 +145,27 @@ class SagaController(Controller):
         saga has ended."""
         clinic.compensate_saga(saga_id, operator_of(request.user), idempotency_key(request, idempotency))
         return _taken(clinic, saga_id, "compensate")
+
+
+async def _saga_events(reads: ReadModels, saga: Saga, seen: int | None,
+                       seconds: float) -> AsyncIterator[ServerSentEventMessage]:
+    saga_id = saga.saga_id
+    yield ServerSentEventMessage(event="saga", data=msgspec.json.encode(saga).decode())
+    if saga.state in ENDED_STATES:
+        return
+    async for now in changes(seen, lambda since, wait: reads.saga_changed(saga_id, since, wait), seconds):
+        if isinstance(now, Quiet):
+            yield KEEP_ALIVE
+            continue
+        saga = await asyncio.to_thread(reads.saga, saga_id)
+        yield ServerSentEventMessage(event="saga", data=msgspec.json.encode(saga).decode())
+        if saga.state in ENDED_STATES:
+            return
+
+
+def _position_in(last_event_id: str | None) -> int | None:
+    """The position a reconnecting client saw last (``Last-Event-ID``; anything else: none)."""
+    return int(last_event_id) if last_event_id and last_event_id.isdigit() else None
 
 
 def saga_summary(saga: SagaListing, now: datetime) -> SagaSummary:

@@ -8,7 +8,7 @@ import pytest
 
 from application.bootstrap import AUDITED_KINDS, RECORDS, SYSTEM
 from application.contexts import BY_SERVICE, CONTEXTS
-from interfaces.http.contexts import CONTEXT_CONTROLLERS, SERVICE_CONTROLLERS, context_routes, service_for
+from interfaces.http.contexts import CONTEXT_CONTROLLERS, PROJECTIONS, SERVICE_CONTROLLERS, context_routes, service_for
 from projections.catalog import ALL_PROJECTIONS
 
 
@@ -36,7 +36,7 @@ def test_the_system_graph_is_the_declared_follows():
 
 
 def test_every_service_has_its_controllers_and_the_shared_ones():
-    assert set(CONTEXT_CONTROLLERS) == set(BY_SERVICE) == set(SERVICE_CONTROLLERS)
+    assert set(CONTEXT_CONTROLLERS) == set(BY_SERVICE) == set(SERVICE_CONTROLLERS) - {PROJECTIONS}
 
 
 @pytest.mark.parametrize(("path", "service"), sorted(set(context_routes())))

@@ -43,5 +43,5 @@ def served_paths(service: str, role: str = "api") -> set[str]:
                 for path in value.paths} | {METRICS_PATH}
     if service == "console":
         return controller_paths([HealthController, *console_pages(_distributed_console())]) | {METRICS_PATH}
-    controllers = SERVICE_CONTROLLERS[service] if role != "worker" and service != "projections" else [HealthController]
+    controllers = SERVICE_CONTROLLERS[service] if role != "worker" or service == "projections" else [HealthController]
     return controller_paths(controllers) | {METRICS_PATH}

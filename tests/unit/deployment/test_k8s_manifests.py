@@ -227,11 +227,11 @@ def test_every_deployment_runs_a_real_clinic_command(name):
         if args.service not in ("auth", "console"):
             assert labels["app.kubernetes.io/component"] == args.role or args.service == "projections"
         seen.add((args.service, args.role))
-    from interfaces.gateway import SERVICES
+    from application.contexts import SERVICE_NAMES
 
-    for service in SERVICES:  # the code supports the split: one API and one worker per context
+    for service in SERVICE_NAMES:  # the code supports the split: one API and one worker per context
         assert {(service, "api"), (service, "worker")} <= seen, service
-    assert {service for service, _ in seen} == {*SERVICES, "projections", "auth", "console"}
+    assert {service for service, _ in seen} == {*SERVICE_NAMES, "projections", "auth", "console"}
 
 
 @pytest.mark.parametrize("name", OVERLAYS)
@@ -631,6 +631,7 @@ def test_the_flows_the_architecture_needs_and_no_others(name):
     assert allowed(name, "clinic-console", "clinic-booking-api", 8000)  # sagas, through the API
     assert allowed(name, "clinic-console", "clinic-registry-api", 8000)  # a patient's stream, through the API
     assert not allowed(name, "clinic-console", "clinic-registry-api", 8443)  # never the internal endpoint
+    assert allowed(name, "clinic-console", "clinic-projections", 8000)  # the read models, through the API
     # the webhook sender's egress to the internet lets it reach no pod of the clinic
     assert not allowed(name, "clinic-notifications-worker", "clinic-registry-api", 8443)
     assert not allowed(name, "clinic-notifications-worker", "clinic-auth", 443)
@@ -720,7 +721,8 @@ def test_ingress_controller_and_prometheus_reach_what_they_need(name):
     for doc in deployments(name):
         workload, component = doc["metadata"]["name"], doc["metadata"]["labels"]["app.kubernetes.io/component"]
         assert from_namespace(workload, "monitoring"), workload
-        assert from_namespace(workload, "ingress-nginx") == (component in ("api", "auth", "console")), workload
+        routed = component in ("api", "auth", "console") or workload == "clinic-projections"  # /v1/read-models
+        assert from_namespace(workload, "ingress-nginx") == routed, workload
 
 
 # ---- Ingress ------------------------------------------------------------------------------------

@@ -1,0 +1,204 @@
+"""The read models, for operators: each projection's serving version, position and lag per log, and rebuilds
+started on request that run in this process, each on a thread of its own, with its last progress for whoever
+follows it. ``clinic projections status`` reads the same status; the API (``/v1/read-models``) and the console
+start and follow rebuilds here. Each change of a rebuild wakes the coroutines waiting on ``changed``, told
+from the rebuild's thread to their event loops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from domain.base import NotFoundError
+from projections.catalog import ALL_PROJECTIONS, BY_NAME
+from projections.rebuild import Progress, rebuild
+from projections.runner import LeaderStatus, ProjectionRunner
+from projections.store import ViewStore
+
+log = logging.getLogger(__name__)
+
+
+class UnknownReadModelError(NotFoundError):
+    """No projection of that name."""
+
+
+@dataclass(frozen=True)
+class LogPosition:
+    """How far a projection's serving version is into one leader's log."""
+
+    position: int
+    head: int
+    lag: int
+    lag_seconds: float
+    """How long ago the oldest event not yet applied was recorded (0.0: none): how stale the view is."""
+
+
+@dataclass(frozen=True)
+class RebuildUnderWay:
+    """A new version being built beside the serving one (by this process or any other)."""
+
+    version: int
+    code_version: int
+    lag: int
+    """Events still to apply to it."""
+
+
+@dataclass(frozen=True)
+class ReadModelStatus:
+    """One projection: the version readers use, the code's, its position in each log it follows."""
+
+    name: str
+    serving_version: int
+    code_version: int
+    lag: int
+    lag_seconds: float
+    leaders: dict[str, LogPosition]
+    rebuild: RebuildUnderWay | None
+
+
+@dataclass
+class Rebuild:
+    """One rebuild started here: its last progress, and how it ended (``None``: running)."""
+
+    progress: Progress | None = None
+    outcome: str | None = None
+    """``done``, or ``failed: <why>`` (the next rebuild resumes it)."""
+
+    @property
+    def percent(self) -> int:
+        if self.outcome == "done":
+            return 100
+        if self.progress is None or not self.progress.total:
+            return 0
+        return min(100, int(100 * self.progress.done / self.progress.total))
+
+
+@dataclass
+class ReadModelDesk:
+    """The read models of ``apps``' logs kept in ``store``: their status, and the rebuilds started here (at
+    most one of each projection at a time)."""
+
+    apps: Mapping[str, Any]
+    store: ViewStore
+    running: dict[str, Rebuild] = field(default_factory=dict)
+    changes: int = 0
+    """How many times a rebuild has moved or ended (what a waiter compares with what it saw)."""
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = field(default_factory=list)
+
+    def status(self) -> dict[str, ReadModelStatus]:
+        """Each projection's serving version, its position and lag per leader, and any rebuild under way."""
+        now = datetime.now(UTC)
+        report = {}
+        for name, state in ProjectionRunner(self.apps, self.store, ALL_PROJECTIONS).status().items():
+            leaders = {leader: LogPosition(s.position, s.head, s.lag, self._lag_seconds(leader, s, now))
+                       for leader, s in state.leaders.items()}
+            report[name] = ReadModelStatus(name, state.version, BY_NAME[name].version, state.lag,
+                                           max(one.lag_seconds for one in leaders.values()), leaders,
+                                           self._under_way(name, state.leaders))
+        return report
+
+    def start(self, name: str) -> Rebuild:
+        """Rebuild ``name`` in the background, unless a rebuild of it started here is under way (that one is
+        returned: starting twice is one rebuild)."""
+        projection = self.projection(name)
+        with self._lock:
+            if name in self.running and self.running[name].outcome is None:
+                return self.running[name]
+            this = self.running[name] = Rebuild()
+
+        def moved(progress: Progress) -> None:
+            this.progress = progress
+            self._changed()
+
+        def run() -> None:
+            try:
+                rebuild(self.apps, self.store, projection, on_progress=moved)
+                this.outcome = "done"
+            except Exception as error:  # noqa: BLE001 - told to whoever follows it; the next rebuild resumes it
+                log.exception("rebuild of %s failed", name)
+                this.outcome = f"failed: {error}"
+            self._changed()
+
+        self._changed()
+        threading.Thread(target=run, name=f"rebuild-{name}", daemon=True).start()
+        return this
+
+    def of(self, name: str) -> Rebuild | None:
+        """The last rebuild of ``name`` started here (running or ended), if any."""
+        self.projection(name)
+        with self._lock:
+            return self.running.get(name)
+
+    @staticmethod
+    def projection(name: str) -> Any:
+        if name not in BY_NAME:
+            raise UnknownReadModelError(f"no read model {name!r}; there are {', '.join(BY_NAME)}")
+        return BY_NAME[name]
+
+    async def changed(self, seen: int, timeout: float) -> int:
+        """``changes`` once it differs from ``seen`` (at once if it does), or after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            if self.changes != seen:
+                return self.changes
+            self._waiters.append((loop, future))
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            with self._lock, contextlib.suppress(ValueError):
+                self._waiters.remove((loop, future))
+        return self.changes
+
+    async def moves(self, name: str, seconds: float, keep_alive: float) -> AsyncIterator[Rebuild | None]:
+        """The last rebuild of ``name`` started here each time it moves, until it has ended or ``seconds`` have
+        passed; ``None`` when it did not move for ``keep_alive`` seconds (or none was started)."""
+        self.projection(name)
+        deadline, seen = time.monotonic() + seconds, -1
+        while (remaining := deadline - time.monotonic()) > 0:
+            now = await self.changed(seen, min(keep_alive, remaining))
+            rebuild = self.of(name)
+            if now == seen or rebuild is None:
+                yield None
+                continue
+            seen = now
+            yield rebuild
+            if rebuild.outcome is not None:
+                return
+
+    def _changed(self) -> None:
+        with self._lock:
+            self.changes += 1
+            waiters, self._waiters = self._waiters, []
+        for loop, future in waiters:
+            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits any more
+                loop.call_soon_threadsafe(_resolve, future)
+
+    def _lag_seconds(self, leader: str, state: LeaderStatus, now: datetime) -> float:
+        if state.lag == 0:
+            return 0.0
+        app = self.apps[leader]
+        pending = app.recorder.select_notifications(start=state.position, limit=1, inclusive_of_start=False)
+        if not pending:
+            return 0.0
+        return round(max((now - app.mapper.to_domain_event(pending[0]).timestamp).total_seconds(), 0.0), 3)
+
+    def _under_way(self, name: str, leaders: dict[str, LeaderStatus]) -> RebuildUnderWay | None:
+        target = self.store.rebuild_target(name)
+        if target is None:
+            return None
+        lag = sum(max(s.head - self.store.position(name, target.version, leader), 0) for leader, s in leaders.items())
+        return RebuildUnderWay(target.version, target.code_version, lag)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
