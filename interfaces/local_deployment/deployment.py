@@ -34,7 +34,7 @@ from infrastructure.database_roles import drop as drop_roles
 from infrastructure.messaging.permissions import rabbitmqctl_commands
 from infrastructure.messaging.topology import Topology
 from infrastructure.security.scopes import PUBLIC_SCOPES
-from interfaces.http.contexts import GATEWAY_SERVICES, PROJECTIONS
+from interfaces.http.contexts import PROJECTIONS
 from interfaces.local_deployment.oauth_client import user_token
 from interfaces.local_deployment.otlp import OtlpReceiver
 from interfaces.local_deployment.servers import DeploymentError, Servers, free_port, program, wait_for
@@ -209,7 +209,8 @@ class LocalDeployment:
         """Each service's API replicas, for the gateway (the projection worker answers for the read models)."""
         replicas: dict[str, list[str]] = {}
         for name, (service, role) in self.roles.items():
-            if service in GATEWAY_SERVICES and (role != "worker" or service == PROJECTIONS):
+            # the issuer has its own address, not behind /v1; of the workers, only the projection worker has an API
+            if service != "auth" and (role != "worker" or service == PROJECTIONS):
                 replicas.setdefault(service, []).append(f"127.0.0.1:{self.ports[name]}")
         return replicas
 

@@ -159,7 +159,8 @@ def test_operators_list_show_redrive_and_purge_dead_letters_with_the_cli(cluster
     assert json.loads(cluster.clinic("dlq", "list", "booking", "--json")) == []
 
 
-def test_an_admin_signs_in_to_the_console_behind_the_gateway_reads_a_saga_and_redrives_a_poison_message(cluster):
+def test_an_admin_signs_in_to_the_console_behind_the_gateway_reads_a_saga_rebuilds_a_read_model_and_redrives_a_poison_message(
+        cluster):
     admin, [patient], doctor, [start] = setup(cluster)
     accepted = book(cluster, admin, patient, doctor, start)
     assert settled(cluster, admin, accepted["consultation_id"])["status"] == "CONFIRMED"
@@ -181,6 +182,16 @@ def test_an_admin_signs_in_to_the_console_behind_the_gateway_reads_a_saga_and_re
         follow(browser, row.find_element(By.TAG_NAME, "a"), f"/console/sagas/{accepted['saga_id']}")
         assert browser.find_element(By.ID, "state").text == "COMPLETED"
         assert "confirm_consultation" in browser.find_element(By.ID, "steps").text
+        # a read model rebuilt by the projection worker, through its API, its progress followed to the end
+        follow(browser, browser.find_element(By.LINK_TEXT, "Read models"), "/console/read-models")
+        serving = browser.find_element(By.CSS_SELECTOR, 'tr[data-projection="saga_status"] td').text  # vN
+        follow(browser, browser.find_element(By.ID, "rebuild-saga_status"), "#saga_status")
+        WebDriverWait(browser, 30).until(
+            lambda _: "rebuilt" in browser.find_element(By.ID, "progress-saga_status").text)
+        assert browser.find_element(By.ID, "bar-saga_status").get_attribute("value") == "100"
+        browser.refresh()  # readers switched to the new version
+        rebuilt = browser.find_element(By.CSS_SELECTOR, 'tr[data-projection="saga_status"] td').text
+        assert rebuilt == f"v{int(serving.removeprefix('v')) + 1}"
         follow(browser, browser.find_element(By.LINK_TEXT, "Dead letters"), "/console/dead-letters")
         row = browser.find_element(By.CSS_SELECTOR, 'tr[data-follower="booking"]')
         follow(browser, row.find_element(By.LINK_TEXT, "booking"), "/console/dead-letters/booking")
