@@ -10,13 +10,13 @@ from datetime import datetime, timedelta
 
 import httpx
 import pytest
-import uvicorn
 
 from application.clinic import Clinic
 from interfaces.http.app import create_app
+from interfaces.http.streams import KEEP_ALIVE
 from projections.catalog import BY_NAME
 from tests.e2e.test_console_live import events
-from tests.integration.http_servers import uvicorn_server
+from tests.integration.http_servers import client_of
 from tests.kit.bookings import START, a_saga
 from tests.kit.console import ISSUER, clinic_with_the_registry_down
 
@@ -33,8 +33,7 @@ def clinic() -> Iterator[Clinic]:
 @pytest.fixture
 def api(clinic: Clinic) -> Iterator[httpx.Client]:
     app = create_app(clinic, ISSUER.verifier())
-    config = lambda port: uvicorn.Config(app, port=port, log_config=None, lifespan="on")  # noqa: E731
-    with uvicorn_server(config) as port, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
+    with client_of(app) as client:
         yield client
 
 
@@ -99,10 +98,13 @@ def test_the_stream_of_every_saga_tells_the_position_now_and_only_later_changes_
 
 def test_a_stream_lasts_as_long_as_the_app_says(clinic):
     app = create_app(clinic, ISSUER.verifier(), stream_seconds=0.5)
-    config = lambda port: uvicorn.Config(app, port=port, log_config=None, lifespan="on")  # noqa: E731
-    with uvicorn_server(config) as port, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
+    with client_of(app) as client:
         started = datetime.now()
         with client.stream("GET", "/v1/sagas/events", headers=AUDITOR) as stream:
             body = stream.read().decode()
-    assert body.count("event: sagas") <= 1 and "data: \r\n" not in body  # keep-alives carry no data line
+    assert body.count("event: sagas") <= 1
     assert timedelta(seconds=0.4) < datetime.now() - started < timedelta(seconds=10)
+
+
+def test_a_keep_alive_is_a_comment_alone_which_no_client_dispatches_as_an_event():
+    assert KEEP_ALIVE.encode() == b": keep-alive\r\n\r\n"

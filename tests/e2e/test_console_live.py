@@ -9,13 +9,12 @@ from uuid import UUID
 
 import httpx
 import pytest
-import uvicorn
 
 from application.clinic import Clinic
 from application.read_model_desk import ReadModelDesk, Rebuild
 from interfaces.http.app import create_app
 from interfaces.http.console.session import COOKIE, Console
-from tests.integration.http_servers import uvicorn_server
+from tests.integration.http_servers import client_of
 from tests.kit.bookings import a_saga
 from tests.kit.console import ISSUER, clinic_with_the_registry_down
 
@@ -35,8 +34,7 @@ def console_settings() -> Console:
 def console(clinic: Clinic, console_settings: Console) -> Iterator[httpx.Client]:
     """An admin's browser on the console."""
     app = create_app(clinic, ISSUER.verifier(), console=console_settings)
-    config = lambda port: uvicorn.Config(app, port=port, log_config=None, lifespan="on")  # noqa: E731
-    with uvicorn_server(config) as port, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
+    with client_of(app) as client:
         client.cookies.set(COOKIE, ISSUER.issue("admin-1", ["ADMIN"]), path="/console")
         yield client
 

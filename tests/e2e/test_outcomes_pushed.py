@@ -15,7 +15,6 @@ from uuid import UUID
 
 import httpx
 import pytest
-import uvicorn
 from joserfc.jwk import ECKey
 
 from application.bootstrap import bootstrap
@@ -24,7 +23,7 @@ from application.settings import Settings
 from infrastructure.security.tokens import TokenIssuer
 from interfaces.http.app import create_app
 from tests.e2e.conftest import START, assert_problem
-from tests.integration.http_servers import uvicorn_server
+from tests.integration.http_servers import client_of
 from tests.kit import FakeRegistry
 
 ISSUER = TokenIssuer(ECKey.generate_key("P-256", auto_kid=True), "clinic-dev", "clinic-api")
@@ -43,8 +42,7 @@ def clinic() -> Iterator[Clinic]:
 @pytest.fixture
 def api(clinic: Clinic) -> Iterator[httpx.Client]:
     app = create_app(clinic, ISSUER.verifier())
-    config = lambda port: uvicorn.Config(app, port=port, log_config=None, lifespan="on")  # noqa: E731
-    with uvicorn_server(config) as port, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
+    with client_of(app) as client:
         yield client
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from urllib.parse import unquote
 
+import httpx
 import uvicorn
 from litestar import Litestar, Request, Response, post
 
@@ -46,6 +47,14 @@ def uvicorn_server(make_config: Callable[[int], uvicorn.Config]) -> Iterator[int
         server.should_exit = True
         thread.join(WAIT)
         sock.close()
+
+
+@contextmanager
+def client_of(app: object, timeout: float = 20) -> Iterator[httpx.Client]:
+    """An httpx client of ``app`` served by uvicorn on a loopback port (a real server: a stream stays open)."""
+    config = lambda port: uvicorn.Config(app, port=port, log_config=None, lifespan="on")  # noqa: E731
+    with uvicorn_server(config) as port, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=timeout) as client:
+        yield client
 
 
 class TokenEndpoint:

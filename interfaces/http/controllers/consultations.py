@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -13,7 +13,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.openapi.spec import Example
-from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.params import FromPath, HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from application.clinic import Clinic
@@ -54,6 +54,12 @@ FOLLOWED_LOGS = sorted({log for projection in ALL_PROJECTIONS for log in project
 _POSITION = f"({'|'.join(FOLLOWED_LOGS)}):[0-9]{{1,19}}"
 MIN_POSITION_PATTERN = f"^{_POSITION}( *, *{_POSITION})*$"
 """What ``X-Min-Position`` accepts: positions as commands return them (``<Log>:<id>``), comma-separated."""
+def one_of(names: Iterable[str], what: str) -> Any:
+    """A path parameter naming one of ``names`` (``what`` they are): documented, and checked by its pattern."""
+    names = list(names)
+    return PathParameter(description=f"{', '.join(names)}: {what}", pattern=f"^({'|'.join(names)})$")
+
+
 Cursor = Annotated[str | None, QueryParameter(required=False, description="The `next_cursor` of the previous page")]
 """Where a list operation's next page starts (``None``: the first page)."""
 PageLimit = Annotated[int, QueryParameter(ge=1, le=100, description="At most this many per page")]

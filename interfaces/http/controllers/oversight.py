@@ -12,7 +12,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
-from litestar.params import FromPath, PathParameter, QueryParameter
+from litestar.params import FromPath, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from application.audit import plain
@@ -33,6 +33,7 @@ from interfaces.http.controllers.consultations import (
     MinPosition,
     PageLimit,
     freshness_headers,
+    one_of,
     read_after,
 )
 from interfaces.http.idempotency import IdempotencyKeyHeader, idempotency_key
@@ -48,8 +49,7 @@ from interfaces.http.streams import (
 )
 from process_managers.booking import BookingProcessManager
 
-AuditKind = Annotated[str, PathParameter(description=", ".join(AUDITED_KINDS) + ": the kinds the contexts record",
-                                     pattern=f"^({'|'.join(AUDITED_KINDS)})$")]
+AuditKind = Annotated[str, one_of(AUDITED_KINDS, "the kinds the contexts record")]
 
 
 ACTION_HEADERS = [EVENT_POSITION_HEADER, ResponseHeader(

@@ -11,7 +11,6 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
-from litestar.params import PathParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from application.clinic import Clinic
@@ -19,6 +18,7 @@ from application.read_model_desk import ReadModelDesk, ReadModelStatus, Rebuild
 from domain.base import NotFoundError
 from domain.values import Role
 from interfaces.http.access import requires_role
+from interfaces.http.controllers.consultations import one_of
 from interfaces.http.schemas import ReadModel, ReadModelBuilding, ReadModelList, ReadModelLog, ReadModelRebuild
 from interfaces.http.streams import (
     KEEP_ALIVE,
@@ -29,8 +29,7 @@ from interfaces.http.streams import (
 )
 from projections.catalog import BY_NAME
 
-ReadModelName = Annotated[str, PathParameter(description=", ".join(BY_NAME) + ": the projections",
-                                             pattern=f"^({'|'.join(BY_NAME)})$")]
+ReadModelName = Annotated[str, one_of(BY_NAME, "the projections")]
 
 
 class ReadModelController(Controller):
