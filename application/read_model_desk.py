@@ -11,18 +11,23 @@ import contextlib
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from application.idempotency import IdempotencyKey
 from domain.base import NotFoundError
+from domain.receipts import IdempotencyKeyReusedError
 from projections.catalog import ALL_PROJECTIONS, BY_NAME
 from projections.rebuild import Progress, rebuild
 from projections.runner import LeaderStatus, ProjectionRunner
 from projections.store import ViewStore
 
 log = logging.getLogger(__name__)
+KEYS_KEPT = 1000
+"""Idempotency keys of rebuild requests remembered (a rebuild is asked for a few times a year)."""
 
 
 class UnknownReadModelError(NotFoundError):
@@ -67,6 +72,8 @@ class ReadModelStatus:
 class Rebuild:
     """One rebuild started here: its last progress, and how it ended (``None``: running)."""
 
+    name: str = ""
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     progress: Progress | None = None
     outcome: str | None = None
     """``done``, or ``failed: <why>`` (the next rebuild resumes it)."""
@@ -88,6 +95,9 @@ class ReadModelDesk:
     apps: Mapping[str, Any]
     store: ViewStore
     running: dict[str, Rebuild] = field(default_factory=dict)
+    keys: OrderedDict[tuple[str, str], tuple[str, Rebuild]] = field(default_factory=OrderedDict)
+    """The idempotency keys rebuilds were started with (the last ``KEYS_KEPT``), by (caller, key): what
+    each asked for, and the rebuild it started. In memory: the projection worker is one process."""
     changes: int = 0
     """How many times a rebuild has moved or ended (what a waiter compares with what it saw)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -105,14 +115,20 @@ class ReadModelDesk:
                                            self._under_way(name, state.leaders))
         return report
 
-    def start(self, name: str) -> Rebuild:
+    def start(self, name: str, key: IdempotencyKey | None = None) -> Rebuild:
         """Rebuild ``name`` in the background, unless a rebuild of it started here is under way (that one is
-        returned: starting twice is one rebuild)."""
+        returned: starting twice is one rebuild), or ``key`` started one before (that one is returned;
+        ``IdempotencyKeyReusedError`` if the key asked for something else)."""
         projection = self.projection(name)
         with self._lock:
+            if key is not None and (key.scope, key.key) in self.keys:
+                asked, earlier = self.keys[(key.scope, key.key)]
+                if asked != key.request:
+                    raise IdempotencyKeyReusedError(f"idempotency key {key.key!r} was used for another request")
+                return earlier
             if name in self.running and self.running[name].outcome is None:
-                return self.running[name]
-            this = self.running[name] = Rebuild()
+                return self._keep(key, self.running[name])
+            this = self.running[name] = self._keep(key, Rebuild(name))
 
         def moved(progress: Progress) -> None:
             this.progress = progress
@@ -130,6 +146,13 @@ class ReadModelDesk:
         self._changed()
         threading.Thread(target=run, name=f"rebuild-{name}", daemon=True).start()
         return this
+
+    def _keep(self, key: IdempotencyKey | None, started: Rebuild) -> Rebuild:
+        if key is not None:
+            self.keys[(key.scope, key.key)] = (key.request, started)
+            while len(self.keys) > KEYS_KEPT:
+                self.keys.popitem(last=False)
+        return started
 
     def of(self, name: str) -> Rebuild | None:
         """The last rebuild of ``name`` started here (running or ended), if any."""
@@ -165,13 +188,13 @@ class ReadModelDesk:
         deadline, seen = time.monotonic() + seconds, -1
         while (remaining := deadline - time.monotonic()) > 0:
             now = await self.changed(seen, min(keep_alive, remaining))
-            rebuild = self.of(name)
-            if now == seen or rebuild is None:
+            last = self.of(name)
+            if now == seen or last is None:
                 yield None
                 continue
             seen = now
-            yield rebuild
-            if rebuild.outcome is not None:
+            yield last
+            if last.outcome is not None:
                 return
 
     def _changed(self) -> None:

@@ -1,4 +1,5 @@
-"""The ``clinic`` command: serve, run, demo, audit, sagas, token, db migrate, broker, certs init, openapi, chaos, bench."""
+"""The ``clinic`` command: serve, run, demo, audit, sagas, token, db migrate, broker, certs init, openapi, chaos,
+observe, bench."""
 
 from __future__ import annotations
 
@@ -137,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds between faults: the next starts every/2 to every after one ends (default 30)")
     chaos.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     chaos.set_defaults(run=_lazy("interfaces.cli.chaos", "run_chaos"))
+
+    observe = commands.add_parser("observe", help="the distributed deployment on private servers watched by "
+                                  "Prometheus and Alertmanager with the committed configuration; prints their URLs "
+                                  "and each alert as it is delivered (docs/observability.md)")
+    observe.add_argument("--minutes", type=_positive_number, help="stop after this long (default: at Ctrl-C)")
+    observe.set_defaults(run=_lazy("interfaces.cli.observe", "run_observe"))
 
     bench = commands.add_parser("bench", help="measure the figures of docs/performance.md, each beside its baseline")
     bench.add_argument("--quick", action="store_true", help="smaller runs: the whole suite in under 5 minutes")

@@ -44,7 +44,7 @@ READ_MODEL = {
     "logs": {"Consultations": {"position": 1840, "head": 1842, "lag": 2, "lag_seconds": 0.041},
              "Booking": {"position": 5120, "head": 5120, "lag": 0, "lag_seconds": 0.0}},
     "building": None,
-    "last_rebuild": {"state": "done", "percent": 100, "version": 3, "done": 6960, "total": 6960,
+    "last_rebuild": {"started_at": "2027-02-27T03:00:00Z", "state": "done", "percent": 100, "version": 3, "done": 6960, "total": 6960,
                      "events_per_second": None, "eta_seconds": None, "error": None}}
 
 EXAMPLES: dict[type, Any] = {
@@ -126,6 +126,7 @@ EXAMPLES: dict[type, Any] = {
         "next_cursor": None},
     schemas.ReadModel: READ_MODEL,
     schemas.ReadModelList: {"items": [READ_MODEL]},
+    schemas.ReadModelRebuildStarted: {"name": "consultation_detail", "started_at": "2027-02-27T03:00:00Z"},
     schemas.CreateWebhook: {"url": "https://app.example.org/hooks/clinic",
                             "events": ["consultation.confirmed", "consultation.rejected"]},
     schemas.WebhookCreated: {**WEBHOOK, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw7JP1qcBmzG0="},

@@ -123,7 +123,7 @@ OUTCOMES: dict[str, tuple[str, ...]] = {
     "auditAggregate": ("forbidden", "not-found", "invalid-query"),
     "listReadModels": ("forbidden",),
     "getReadModel": ("forbidden",),  # an unknown name is an invalid parameter (its pattern lists them)
-    "rebuildReadModel": ("forbidden",),
+    "rebuildReadModel": ("forbidden",),  # its key's reuse for another is added with the header
     "streamReadModelRebuild": ("forbidden", "not-found"),  # none started since the projection worker started
     "createWebhook": ("forbidden", "invalid-webhook", "too-many-webhooks", "version-conflict"),
     "listWebhooks": ("forbidden",),

@@ -429,6 +429,7 @@ class ReadModelBuilding(Struct):
 class ReadModelRebuild(Struct):
     """The last rebuild started through the API (or the console), as it moves."""
 
+    started_at: datetime
     state: Literal["running", "done", "failed"]
     percent: Annotated[int, Meta(ge=0, le=100)]
     version: int | None
@@ -461,6 +462,14 @@ class ReadModel(Struct):
 
 class ReadModelList(Struct):
     items: list[ReadModel]
+
+
+class ReadModelRebuildStarted(Struct):
+    """A rebuild accepted: follow it at `Location` (`last_rebuild`, or `streamReadModelRebuild`)."""
+
+    name: str
+    started_at: datetime
+    """When the rebuild this request started (or joined: one under way, or the one its key started) began."""
 
 
 class SagaActionTaken(Struct):

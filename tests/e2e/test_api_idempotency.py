@@ -159,6 +159,9 @@ KEYED: dict[str, Keyed] = {
                                  lambda w: f"/v1/sagas/{w.other_stuck_saga}/retry-validation", lambda w: None, 200),
     "compensateSaga": Keyed(lambda w: f"/v1/sagas/{w.stuck_saga}/compensate", lambda w: None,
                             lambda w: f"/v1/sagas/{w.other_stuck_saga}/compensate", lambda w: None, 200),
+    # kept by the projection worker's process: a repeat is the rebuild the key started, however far it went
+    "rebuildReadModel": Keyed(lambda w: "/v1/read-models/doctor_directory/rebuild", lambda w: None,
+                              lambda w: "/v1/read-models/doctor_slots/rebuild", lambda w: None, 202),
     "createWebhook": Keyed(lambda w: "/v1/webhooks", lambda w: WEBHOOK, lambda w: "/v1/webhooks",
                            lambda w: WEBHOOK | {"url": "https://hooks.example.org/other"}, 201),
     "openSlots": Keyed(lambda w: f"/v1/doctors/{w.doctor_id}/slots",

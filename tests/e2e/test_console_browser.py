@@ -149,7 +149,8 @@ def test_a_sagas_page_follows_the_saga_without_a_reload(clinic, console, browser
     saga_id = a_booking_waiting_on_the_registry(clinic)
     sign_in(browser, console)
     browser.get(f"{console}/sagas/{saga_id}")
-    assert browser.find_element(By.ID, "state").text == "VALIDATING"
+    WebDriverWait(browser, 10, ignored_exceptions=[StaleElementReferenceException]).until(  # told once on connecting
+        lambda _: browser.find_element(By.ID, "state").text == "VALIDATING")
     browser.execute_script("window.notReloaded = true")  # gone if the page is loaded again
     clinic.compensate_saga(UUID(saga_id), "operator:someone-else")  # meanwhile, another admin compensates it
     WebDriverWait(browser, 10, ignored_exceptions=[StaleElementReferenceException]).until(  # swapped meanwhile

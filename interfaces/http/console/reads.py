@@ -195,7 +195,7 @@ class ApiReads:
         return [_read_model(item) for item in self._get("/v1/read-models")["items"]]
 
     def rebuild(self, name: str) -> None:
-        self._call("POST", f"/v1/read-models/{name}/rebuild")
+        self._call("POST", f"/v1/read-models/{name}/rebuild", headers={"Idempotency-Key": f'"{uuid.uuid4()}"'})
 
     async def rebuild_moves(self, name: str) -> AsyncIterator[Rebuild | None]:
         async for event in relayed(self._events(f"/v1/read-models/{name}/rebuild/events")):
@@ -275,7 +275,7 @@ def _rebuild(name: str, shown: dict[str, Any]) -> Rebuild:
     outcome = {"running": None, "done": "done"}.get(shown["state"], f"failed: {shown['error']}")
     progress = None if shown["version"] is None else Progress(
         name, shown["version"], shown["done"], shown["total"], shown["events_per_second"] or 0.0, shown["eta_seconds"])
-    return Rebuild(progress, outcome)
+    return Rebuild(name, _moment(shown["started_at"]), progress, outcome)
 
 
 def _listing(saga: dict[str, Any]) -> SagaListing:

@@ -17,9 +17,18 @@ from application.clinic import Clinic
 from application.read_model_desk import ReadModelDesk, ReadModelStatus, Rebuild
 from domain.base import NotFoundError
 from domain.values import Role
+from infrastructure.security.tokens import Principal
 from interfaces.http.access import requires_role
 from interfaces.http.controllers.consultations import one_of
-from interfaces.http.schemas import ReadModel, ReadModelBuilding, ReadModelList, ReadModelLog, ReadModelRebuild
+from interfaces.http.idempotency import IdempotencyKeyHeader, idempotency_key
+from interfaces.http.schemas import (
+    ReadModel,
+    ReadModelBuilding,
+    ReadModelList,
+    ReadModelLog,
+    ReadModelRebuild,
+    ReadModelRebuildStarted,
+)
 from interfaces.http.streams import (
     KEEP_ALIVE,
     KEEP_ALIVE_SECONDS,
@@ -56,15 +65,18 @@ class ReadModelController(Controller):
           status_code=202, sync_to_thread=True, guards=[requires_role(Role.ADMIN)], response_headers=[ResponseHeader(
               name="Location", documentation_only=True, required=True, example="/v1/read-models/{name}",
               description="The read model, to follow the rebuild")])
-    def rebuild(self, name: ReadModelName, clinic: NamedDependency[Clinic]) -> Response[ReadModel]:
+    def rebuild(self, name: ReadModelName, clinic: NamedDependency[Clinic], request: Request[Principal, Any, Any],
+                idempotency: IdempotencyKeyHeader = None) -> Response[ReadModelRebuildStarted]:
         """Build the projection into a new version beside the serving one, from the event logs, and switch
         readers to it once it has caught up; then the old version is deleted (an admin). Readers are served
-        throughout. Asking while a rebuild of it started here runs is that same rebuild. Follow it with
-        `streamReadModelRebuild`, or read the read model's `last_rebuild`."""
+        throughout. Asking while a rebuild of it started here runs is that same rebuild; a repeat with the
+        same `Idempotency-Key` is the rebuild that key started (kept by the projection worker's process).
+        Follow it with `streamReadModelRebuild`, or read the read model's `last_rebuild`."""
         desk = clinic.require(ReadModelDesk)
         desk.status()  # the stores answer (else 503, and nothing started)
-        desk.start(name)
-        return Response(read_model(desk, desk.status()[name]), headers={"Location": f"{self.path}/{name}"})
+        started = desk.start(name, idempotency_key(request, idempotency))
+        return Response(ReadModelRebuildStarted(name, started.started_at),
+                        headers={"Location": f"{self.path}/{name}"})
 
     @get("/{name:str}/rebuild/events", operation_id="streamReadModelRebuild",
          summary="Follow a read model's rebuild (server-sent events)", media_type="text/event-stream",
@@ -108,7 +120,8 @@ def rebuild_of(rebuild: Rebuild) -> ReadModelRebuild:
     progress, outcome = rebuild.progress, rebuild.outcome
     state = "running" if outcome is None else "done" if outcome == "done" else "failed"
     ended = outcome is not None
-    return ReadModelRebuild(state, rebuild.percent, progress and progress.version,  # type: ignore[arg-type]
+    return ReadModelRebuild(rebuild.started_at, state, rebuild.percent,  # type: ignore[arg-type] # state: a Literal
+                            None if progress is None else progress.version,
                             progress.done if progress else 0, progress.total if progress else 0,
                             None if progress is None or ended else progress.events_per_second,
                             None if progress is None or ended else progress.eta_seconds,

@@ -1,0 +1,124 @@
+"""The live observability tier: the distributed deployment watched by a real Prometheus (the committed
+``clinic-local`` job, a file-based discovery of the processes, the committed rules) and a real Alertmanager
+(the committed routing, delivering to a receiver this test owns). Time is compressed twentyfold by an overlay of
+the same rule files (``interfaces/local_deployment/observability.py``): a ``for: 5m`` lasts 15 s.
+
+Every alert a test provokes must reach the receiver it is routed to, with its labels, summary and runbook
+link, and resolve after the repair; every panel of every committed dashboard must return series after
+load. The deployment and the stack start once for the module."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infrastructure.messaging.topology import Topology
+from interfaces.local_deployment.observability import AlertReceiver, ObservabilityStack, Overlay
+from tests import services
+from tests.e2e.distributed.conftest import Cluster, eventually
+from tests.e2e.distributed.test_distributed_booking import _publish_poison, book, settled, setup
+
+DASHBOARDS = Path(__file__).resolve().parents[3] / "deployment" / "grafana" / "dashboards"
+ALERTS_DOC = "docs/observability-alerts.md"
+FIRING_SECONDS = 90.0
+"""Upper bound for a provoked condition to reach the receiver (scrape, rule windows, for:, grouping)."""
+
+
+class Watched:
+    def __init__(self, cluster: Cluster, stack: ObservabilityStack, receiver: AlertReceiver) -> None:
+        self.cluster, self.stack, self.receiver = cluster, stack, receiver
+
+
+@pytest.fixture(scope="module")
+def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Watched]:
+    services.require_binary("prometheus")
+    services.require_binary("prometheus-alertmanager")
+    from tests.e2e.distributed.cluster import deployed
+
+    with deployed(tmp_path_factory.mktemp("cluster")) as cluster:
+        receiver = AlertReceiver().start()
+        stack = ObservabilityStack(tmp_path_factory.mktemp("observability"), receiver, Overlay())
+        try:
+            stack.start(cluster.ports)
+            yield Watched(cluster, stack, receiver)
+        finally:
+            stack.stop()
+            receiver.stop()
+
+
+def some_bookings(cluster: Cluster, count: int = 3) -> None:
+    admin, patients, doctor, starts = setup(cluster, patients=count, starts=count)
+    accepted = [book(cluster, admin, patient, doctor, start) for patient, start in zip(patients, starts, strict=True)]
+    for booking in accepted:
+        settled(cluster, admin, booking["consultation_id"])
+
+
+def test_every_process_is_scraped_by_the_committed_job_with_the_pods_labels(watched):
+    wanted = set(watched.cluster.ports)
+
+    def all_up() -> list[dict[str, Any]] | None:
+        up = watched.stack.query('up{job="clinic-local"}')
+        return up if {series["metric"]["pod"] for series in up if series["value"][1] == "1"} == wanted else None
+
+    up = eventually(all_up, timeout=30, what="every process scraped")
+    assert {series["metric"]["app"] for series in up} == {f"clinic-{name}" for name in wanted}
+    assert not watched.stack.query("count by (service) ({__name__=~'clinic_.+', exported_service!=''})")
+
+
+def assert_delivered(receiver: AlertReceiver, alert: str, status: str, routed_to: str,
+                     **labels: str) -> list[dict[str, Any]]:
+    """The alerts named ``alert`` with ``labels`` the receiver ``routed_to`` (and no other) was told with
+    ``status``, each with its severity, summary, description and runbook link."""
+    def told() -> list[tuple[str, dict[str, Any]]]:
+        return [(name, one) for name, one in receiver.alerts(alert, status)
+                if labels.items() <= one["labels"].items()]
+
+    delivered = eventually(told, timeout=FIRING_SECONDS, what=f"{alert} {labels} {status}")
+    assert {name for name, _ in delivered} == {routed_to}, (alert, delivered)
+    for _, one in delivered:
+        assert one["labels"]["severity"] in ("critical", "warning")
+        assert one["annotations"]["summary"] and one["annotations"]["description"]
+        assert one["annotations"]["runbook_url"] == f"{ALERTS_DOC}#{alert.lower()}"
+    return [one for _, one in delivered]
+
+
+def test_a_poison_message_fires_the_dead_letter_alerts_and_purging_it_resolves_them(watched):
+    asyncio.run(_publish_poison(watched.cluster.prefix, "poison-alert"))
+    eventually(lambda: json.loads(watched.cluster.clinic("dlq", "list", "booking", "--json")),
+               what="the poison dead-lettered")
+    # booking's follower dead-letters it (and notifications', which follows consultations' events too)
+    assert_delivered(watched.receiver, "ClinicMessagesDeadLettered", "firing", "tickets", follower="booking")
+    queue = Topology(prefix=watched.cluster.prefix).queues("Booking").dead_letters
+    assert_delivered(watched.receiver, "ClinicDeadLetterQueueNotEmpty", "firing", "tickets", queue=queue)
+    # when the operator purges it
+    assert "purged 1 message(s)" in watched.cluster.clinic("dlq", "purge", "booking", "--yes")
+    assert_delivered(watched.receiver, "ClinicDeadLetterQueueNotEmpty", "resolved", "tickets", queue=queue)
+    assert_delivered(watched.receiver, "ClinicMessagesDeadLettered", "resolved", "tickets", follower="booking")
+
+
+def panel_queries() -> list[tuple[str, str, str]]:
+    """``(dashboard, panel, PromQL)`` of every panel, the dashboard's variables filled as Grafana would
+    with "All" chosen, and its built-ins for a 1 s scrape interval over the last 10 minutes."""
+    queries = []
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        dashboard = json.loads(path.read_text())
+        for panel in dashboard["panels"]:
+            for target in panel.get("targets", []):
+                expr = target["expr"].replace("$__rate_interval", "15s").replace("$__interval", "1s").replace(
+                    "$__range", "10m")
+                queries.append((dashboard["title"], panel["title"], re.sub(r"\$\{?service\}?", ".*", expr)))
+    return queries
+
+
+def test_every_dashboard_panel_answers_with_series_after_load(watched):
+    some_bookings(watched.cluster)
+    eventually(lambda: watched.stack.query("clinic:http_requests:rate5m"), timeout=30, what="the recording rules")
+    silent = [(dashboard, panel, expr) for dashboard, panel, expr in panel_queries()
+              if not watched.stack.query(expr)]
+    assert not silent, "panels with no data: " + "; ".join(f"{d} / {p}: {e}" for d, p, e in silent)
