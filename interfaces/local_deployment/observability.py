@@ -15,6 +15,7 @@ import json
 import re
 import subprocess
 import threading
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
@@ -226,9 +227,15 @@ class ObservabilityStack:
             raise DeploymentError(f"Prometheus refused {expr!r}: {answer}")
         return list(answer["data"]["result"])
 
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(f"{self.prometheus_url}{path}", timeout=10) as response:
-            return json.load(response)["data"]
+    def query_range(self, expr: str, minutes: float, step: str = "5s") -> list[dict[str, Any]]:
+        """The series ``expr`` draws over the last ``minutes`` (as a dashboard panel over its time range)."""
+        now = time.time()
+        query = urllib.parse.urlencode({"query": expr, "start": now - minutes * 60, "end": now, "step": step})
+        with urllib.request.urlopen(f"{self.prometheus_url}/api/v1/query_range?{query}", timeout=30) as response:
+            answer = json.load(response)
+        if answer["status"] != "success":
+            raise DeploymentError(f"Prometheus refused {expr!r}: {answer}")
+        return list(answer["data"]["result"])
 
     def stop(self) -> None:
         for process in reversed(self.processes):

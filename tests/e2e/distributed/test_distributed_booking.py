@@ -267,8 +267,8 @@ def test_killing_the_booking_worker_mid_load_loses_no_booking_and_books_no_slot_
         assert history.count("Booked") <= 1
 
 
-async def _publish_poison(prefix: str, message_id: str = "poison-1") -> None:
-    connection = await aiormq.connect(services.amqp_url())
+async def _publish_poison(prefix: str, message_id: str = "poison-1", amqp_url: str | None = None) -> None:
+    connection = await aiormq.connect(amqp_url or services.amqp_url())
     channel = await connection.channel()
     await channel.confirm_delivery()
     await channel.basic_publish(b"\x00 not an event", exchange=Topology(prefix=prefix).exchange,

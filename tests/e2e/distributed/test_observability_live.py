@@ -1,4 +1,5 @@
-"""The live observability tier: the distributed deployment watched by a real Prometheus (the committed
+"""The live observability tier: the distributed deployment, on private PostgreSQL, Redis and RabbitMQ servers
+(so a test may stop one for real), watched by a real Prometheus (the committed
 ``clinic-local`` job, a file-based discovery of the processes, the committed rules) and a real Alertmanager
 (the committed routing, delivering to a receiver this test owns). Time is compressed twentyfold by an overlay of
 the same rule files (``interfaces/local_deployment/observability.py``): a ``for: 5m`` lasts 15 s.
@@ -10,8 +11,12 @@ load. The deployment and the stack start once for the module."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import re
+import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +24,14 @@ from typing import Any
 import pytest
 
 from infrastructure.messaging.topology import Topology
+from interfaces.local_deployment.deployment import deployed
 from interfaces.local_deployment.observability import AlertReceiver, ObservabilityStack, Overlay
+from interfaces.local_deployment.private_servers import PrivateServers, private_servers
+from interfaces.local_deployment.servers import DeploymentError
 from tests import services
 from tests.e2e.distributed.conftest import Cluster, eventually
 from tests.e2e.distributed.test_distributed_booking import _publish_poison, book, settled, setup
+from tests.private_servers import missing
 
 DASHBOARDS = Path(__file__).resolve().parents[3] / "deployment" / "grafana" / "dashboards"
 ALERTS_DOC = "docs/observability-alerts.md"
@@ -31,32 +40,28 @@ FIRING_SECONDS = 90.0
 
 
 class Watched:
-    def __init__(self, cluster: Cluster, stack: ObservabilityStack, receiver: AlertReceiver) -> None:
-        self.cluster, self.stack, self.receiver = cluster, stack, receiver
+    def __init__(self, cluster: Cluster, servers: PrivateServers, stack: ObservabilityStack,
+                 receiver: AlertReceiver) -> None:
+        self.cluster, self.servers, self.stack, self.receiver = cluster, servers, stack, receiver
 
 
 @pytest.fixture(scope="module")
 def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Watched]:
-    services.require_binary("prometheus")
-    services.require_binary("prometheus-alertmanager")
-    from tests.e2e.distributed.cluster import deployed
-
-    with deployed(tmp_path_factory.mktemp("cluster")) as cluster:
-        receiver = AlertReceiver().start()
-        stack = ObservabilityStack(tmp_path_factory.mktemp("observability"), receiver, Overlay())
+    for needed in ("prometheus", "prometheus-alertmanager", "nginx"):
+        services.require_binary(needed)
+    with contextlib.ExitStack() as running:
         try:
-            stack.start(cluster.ports)
-            yield Watched(cluster, stack, receiver)
-        finally:
-            stack.stop()
-            receiver.stop()
-
-
-def some_bookings(cluster: Cluster, count: int = 3) -> None:
-    admin, patients, doctor, starts = setup(cluster, patients=count, starts=count)
-    accepted = [book(cluster, admin, patient, doctor, start) for patient, start in zip(patients, starts, strict=True)]
-    for booking in accepted:
-        settled(cluster, admin, booking["consultation_id"])
+            servers = running.enter_context(private_servers())
+        except DeploymentError as error:
+            missing(str(error))
+            raise
+        cluster = running.enter_context(deployed(tmp_path_factory.mktemp("cluster"), servers.servers, tracing=False))
+        receiver = AlertReceiver().start()
+        running.callback(receiver.stop)
+        stack = ObservabilityStack(tmp_path_factory.mktemp("observability"), receiver, Overlay())
+        running.callback(stack.stop)
+        stack.start(cluster.ports)
+        yield Watched(cluster, servers, stack, receiver)
 
 
 def test_every_process_is_scraped_by_the_committed_job_with_the_pods_labels(watched):
@@ -89,7 +94,7 @@ def assert_delivered(receiver: AlertReceiver, alert: str, status: str, routed_to
 
 
 def test_a_poison_message_fires_the_dead_letter_alerts_and_purging_it_resolves_them(watched):
-    asyncio.run(_publish_poison(watched.cluster.prefix, "poison-alert"))
+    asyncio.run(_publish_poison(watched.cluster.prefix, "poison-alert", watched.servers.servers.amqp_url))
     eventually(lambda: json.loads(watched.cluster.clinic("dlq", "list", "booking", "--json")),
                what="the poison dead-lettered")
     # booking's follower dead-letters it (and notifications', which follows consultations' events too)
@@ -100,6 +105,60 @@ def test_a_poison_message_fires_the_dead_letter_alerts_and_purging_it_resolves_t
     assert "purged 1 message(s)" in watched.cluster.clinic("dlq", "purge", "booking", "--yes")
     assert_delivered(watched.receiver, "ClinicDeadLetterQueueNotEmpty", "resolved", "tickets", queue=queue)
     assert_delivered(watched.receiver, "ClinicMessagesDeadLettered", "resolved", "tickets", follower="booking")
+
+
+class Reads:
+    """Reads of consultations through the gateway, a few a second, on a thread, until stopped."""
+
+    def __init__(self, cluster: Cluster, admin: str, paths: list[str]) -> None:
+        self.cluster, self.admin, self.paths = cluster, admin, paths
+        self.statuses: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reads", daemon=True)
+
+    def __enter__(self) -> Reads:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(20)
+
+    def _run(self) -> None:
+        for number in itertools.count():
+            if self._stop.wait(0.1):
+                return
+            self.statuses.append(self.cluster.call("GET", self.paths[number % len(self.paths)], self.admin)[0])
+
+
+@pytest.fixture(scope="module")
+def booked(watched: Watched) -> tuple[str, list[str]]:
+    """An admin's token and the paths of three settled consultations."""
+    admin, patients, doctor, starts = setup(watched.cluster, patients=3, starts=3)
+    accepted = [book(watched.cluster, admin, patient, doctor, start)
+                for patient, start in zip(patients, starts, strict=True)]
+    for booking in accepted:
+        settled(watched.cluster, admin, booking["consultation_id"])
+    return admin, [f"/v1/consultations/{booking['consultation_id']}" for booking in accepted]
+
+
+def test_the_read_models_store_down_answers_503s_that_fire_the_error_alerts_which_resolve_after_the_repair(
+        watched, booked):
+    admin, paths = booked
+    with Reads(watched.cluster, admin, paths) as reads:
+        eventually(lambda: reads.statuses.count(200) > 10, what="reads answered")
+        watched.servers.redis.stop()  # the consultations API answers its reads 503 (its commands are served)
+        try:
+            ratio = assert_delivered(watched.receiver, "ClinicHttp5xxRatioHigh", "firing", "tickets",
+                                     service="consultations")
+            burning = assert_delivered(watched.receiver, "ClinicErrorBudgetBurnFast", "firing", "pager",
+                                       service="consultations")
+        finally:
+            watched.servers.redis.start()
+        assert 503 in reads.statuses and ratio and burning
+        assert_delivered(watched.receiver, "ClinicHttp5xxRatioHigh", "resolved", "tickets", service="consultations")
+        assert_delivered(watched.receiver, "ClinicErrorBudgetBurnFast", "resolved", "pager", service="consultations")
+        assert reads.statuses[-1] != 503  # the outage is over (the views come back as the worker catches up)
 
 
 def panel_queries() -> list[tuple[str, str, str]]:
@@ -116,9 +175,12 @@ def panel_queries() -> list[tuple[str, str, str]]:
     return queries
 
 
-def test_every_dashboard_panel_answers_with_series_after_load(watched):
-    some_bookings(watched.cluster)
+def test_every_dashboard_panel_answers_with_series_over_the_modules_history(watched, booked):
+    """Last in the module: the dashboards' time range covers the load, the poison message and the outage of
+    the tests above (Grafana draws a panel from a range query over its time range, as this asks)."""
+    admin, _ = booked
+    assert watched.cluster.call("GET", f"/v1/consultations/{uuid.uuid4()}", admin)[0] == 404  # a 4xx too
     eventually(lambda: watched.stack.query("clinic:http_requests:rate5m"), timeout=30, what="the recording rules")
     silent = [(dashboard, panel, expr) for dashboard, panel, expr in panel_queries()
-              if not watched.stack.query(expr)]
+              if not watched.stack.query_range(expr, minutes=10)]
     assert not silent, "panels with no data: " + "; ".join(f"{d} / {p}: {e}" for d, p, e in silent)
