@@ -161,6 +161,36 @@ def test_the_read_models_store_down_answers_503s_that_fire_the_error_alerts_whic
         assert reads.statuses[-1] != 503  # the outage is over (the views come back as the worker catches up)
 
 
+def test_the_registry_down_opens_the_breaker_and_times_bookings_out_both_alerted_then_resolved(watched):
+    cluster = watched.cluster
+    admin, patients, doctor, starts = setup(cluster, patients=3, starts=3)
+    assert cluster.stop("registry") == 0
+    try:
+        waiting = [book(cluster, admin, patient, doctor, start)
+                   for patient, start in zip(patients[:2], starts[:2], strict=True)]
+        opened = assert_delivered(watched.receiver, "ClinicCircuitBreakerOpen", "firing", "pager", service="booking")
+        assert opened[0]["labels"]["dependency"]
+        assert_delivered(watched.receiver, "ClinicSagasTimingOut", "firing", "tickets", service="booking")
+        assert {settled(cluster, admin, one["consultation_id"])["status"] for one in waiting} == {"REJECTED"}
+    finally:
+        cluster.start("registry")
+    # after the repair the next booking's call is the breaker's trial: it succeeds, and the breaker closes
+    after = book(cluster, admin, patients[2], doctor, starts[2])
+    assert settled(cluster, admin, after["consultation_id"])["status"] == "CONFIRMED"
+    assert_delivered(watched.receiver, "ClinicCircuitBreakerOpen", "resolved", "pager", service="booking")
+    assert_delivered(watched.receiver, "ClinicSagasTimingOut", "resolved", "tickets", service="booking")
+
+
+def test_the_projection_worker_stopped_fires_its_alert_and_resolves_once_it_runs_again(watched):
+    assert watched.cluster.stop("projections") == 0  # SIGTERM: it drains and exits
+    try:
+        down = assert_delivered(watched.receiver, "ClinicProjectionWorkerDown", "firing", "pager")
+        assert down[0]["labels"]["service"] == "projections"
+    finally:
+        watched.cluster.start("projections", "projections", "worker")  # the same port: the same target
+    assert_delivered(watched.receiver, "ClinicProjectionWorkerDown", "resolved", "pager")
+
+
 def panel_queries() -> list[tuple[str, str, str]]:
     """``(dashboard, panel, PromQL)`` of every panel, the dashboard's variables filled as Grafana would
     with "All" chosen, and its built-ins for a 1 s scrape interval over the last 10 minutes."""
