@@ -18,7 +18,7 @@ at most ``MAX_DEPRECATED_API_CLIENTS`` per process; docs/deprecation.md).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -93,6 +93,9 @@ class Metrics:
                                            "and status", ["method", "route", "status"])
         self.http_duration = self._histogram("clinic_http_request_duration_seconds", "Time to answer an HTTP "
                                              "request, by route template", ["method", "route"], HTTP_BUCKETS)
+        self.readiness_check = self._gauge("clinic_readiness_check", "1 while this process's readiness check "
+                                           "passes, else 0, by check (a dependency, or accepting); evaluated "
+                                           "when scraped", ["check"], "livemin")
 
     def _messaging(self) -> None:
         self.amqp_published = self._counter("clinic_amqp_published_total", "Events the outbox relay published and "
@@ -156,6 +159,11 @@ class Metrics:
         self._deprecated_api_clients: set[str] = set()
 
     # Observations -------------------------------------------------------------------------
+
+    def readiness(self, checks: Mapping[str, bool]) -> None:
+        """Each readiness check's result, as ``/health/ready`` just evaluated it."""
+        for check, passed in checks.items():
+            self.readiness_check.labels(self.service, check).set(1 if passed else 0)
 
     def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """One answered HTTP request (``route`` is the template, or ``unmatched``)."""

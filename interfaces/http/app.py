@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 
 from litestar import Litestar
 from litestar.datastructures import State
@@ -75,6 +76,11 @@ def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutd
         plugins=tracing_plugins(tracer_provider),
     )
     if metrics is not None:
-        serve_metrics(app, metrics)
+        serve_metrics(app, metrics, refresh=partial(_note_readiness, clinic, metrics))
     app.asgi_handler = ApiMiddleware(app.asgi_handler, metrics, [deprecation_headers(metrics)])
     return app
+
+
+async def _note_readiness(clinic: Clinic, metrics: Metrics) -> None:
+    """Each readiness check's result in ``metrics`` when scraped (cached 1 s and bounded, as the probe is)."""
+    metrics.readiness(await clinic.readiness.check())

@@ -11,6 +11,7 @@ per-request middleware (``middleware.ApiMiddleware``), with the same ``RequestMe
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar import Litestar, Response, get
@@ -74,11 +75,14 @@ class HttpMetricsMiddleware:
                          time.perf_counter() - started)
 
 
-def metrics_endpoint(metrics: Metrics) -> Any:
-    """``GET /metrics``: the Prometheus text format of ``metrics``."""
+def metrics_endpoint(metrics: Metrics, refresh: Callable[[], Awaitable[None]] | None = None) -> Any:
+    """``GET /metrics``: the Prometheus text format of ``metrics``, after ``refresh`` (what is observed when
+    scraped: the readiness checks)."""
 
-    @get(METRICS_PATH, include_in_schema=False, sync_to_thread=False, opt={PUBLIC_OPT: True})
-    def serve_metrics() -> Response[bytes]:
+    @get(METRICS_PATH, include_in_schema=False, opt={PUBLIC_OPT: True})
+    async def serve_metrics() -> Response[bytes]:
+        if refresh is not None:
+            await refresh()
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type.removesuffix("; charset=utf-8"))  # Litestar adds the charset
 
@@ -95,6 +99,6 @@ def instrument(app: Litestar, metrics: Metrics | None, *, serve: bool = True) ->
     return app
 
 
-def serve_metrics(app: Litestar, metrics: Metrics) -> None:
+def serve_metrics(app: Litestar, metrics: Metrics, refresh: Callable[[], Awaitable[None]] | None = None) -> None:
     """``/metrics`` on ``app`` (whatever measures its requests: ``instrument``, or ``middleware.ApiMiddleware``)."""
-    app.register(metrics_endpoint(metrics))
+    app.register(metrics_endpoint(metrics, refresh))

@@ -181,6 +181,18 @@ def test_the_registry_down_opens_the_breaker_and_times_bookings_out_both_alerted
     assert_delivered(watched.receiver, "ClinicSagasTimingOut", "resolved", "tickets", service="booking")
 
 
+def test_the_database_stopped_turns_readiness_red_on_every_service_alerted_then_resolved(watched):
+    watched.servers.postgres.stop()
+    try:
+        red = assert_delivered(watched.receiver, "ClinicServiceNotReady", "firing", "pager", check="postgres")
+        assert {"booking", "consultations", "registry", "scheduling"} <= {one["labels"]["service"] for one in red}
+    finally:
+        watched.servers.postgres.start()
+    for service in ("booking", "consultations", "registry", "scheduling"):
+        assert_delivered(watched.receiver, "ClinicServiceNotReady", "resolved", "pager", check="postgres",
+                         service=service)
+
+
 def test_the_projection_worker_stopped_fires_its_alert_and_resolves_once_it_runs_again(watched):
     assert watched.cluster.stop("projections") == 0  # SIGTERM: it drains and exits
     try:

@@ -28,7 +28,7 @@ def test_grafana_variables_are_put_in_place():
 
 
 METRICS = {
-    "clinic_http_requests_total", "clinic_http_request_duration_seconds",
+    "clinic_http_requests_total", "clinic_http_request_duration_seconds", "clinic_readiness_check",
     "clinic_amqp_published_total", "clinic_amqp_consumed_total", "clinic_amqp_acked_total",
     "clinic_amqp_retried_total", "clinic_amqp_dead_lettered_total", "clinic_amqp_queue_depth",
     "clinic_sagas_started_total", "clinic_sagas_confirmed_total", "clinic_sagas_compensated_total",
