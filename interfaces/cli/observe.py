@@ -30,7 +30,7 @@ def observe(minutes: float | None, say: Callable[[str], object] = print) -> None
     """Deploy, watch, print; return after ``minutes`` (``None``: wait for Ctrl-C)."""
     receiver = AlertReceiver(on_notification=lambda notification: say(told(notification))).start()
     with scratch("clinic-observe-") as root, private_servers() as servers, \
-            deployed(root / "deployment", servers.servers, tracing=False) as deployment:
+            deployed(root, servers.servers, tracing=False) as deployment:
         stack = ObservabilityStack(root / "observability", receiver)
         try:
             stack.start(deployment.ports)
