@@ -58,7 +58,7 @@ async def strict_input(request: Request[Any, Any, Any]) -> None:
     """``before_request``: refuse a query parameter the operation does not have, a malformed date-time in the
     query, and a body that is not strictly its schema, before Litestar's lenient parsing sees any."""
     parameters = request.route_handler.parsed_fn_signature.parameters
-    unknown = sorted(set(request.query_params) - set(_queries(parameters)))
+    unknown = sorted(set(request.query_params) - set(_queries(parameters)) - set(_dependencies_queries(request)))
     if unknown:
         _refuse_query(request, unknown[0], "unknown query parameter")
     for name in _queries(parameters, date_times_only=True):
@@ -81,6 +81,13 @@ def _queries(parameters: dict[str, Any], date_times_only: bool = False) -> list[
     return [field.kwarg_definition.query or field.kwarg_definition.name or name
             for name, field in parameters.items() if isinstance(field.kwarg_definition, QueryParameter)
             and (not date_times_only or _is_date_time(field.annotation))]
+
+
+def _dependencies_queries(request: Request[Any, Any, Any]) -> list[str]:
+    """The query parameters the handler's dependencies take (a filter parsed once for several handlers)."""
+    return [name for provider in request.route_handler.resolve_dependencies().values()
+            if hasattr(provider, "parsed_fn_signature")
+            for name in _queries(provider.parsed_fn_signature.parameters)]
 
 
 def _is_date_time(annotation: Any) -> bool:

@@ -4,7 +4,9 @@ loopback port), since a stream stays open; the browser tests drive the same page
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from datetime import timedelta
 from uuid import UUID
 
 import httpx
@@ -15,7 +17,7 @@ from application.read_model_desk import ReadModelDesk, Rebuild
 from interfaces.http.app import create_app
 from interfaces.http.console.session import COOKIE, Console
 from tests.integration.http_servers import client_of
-from tests.kit.bookings import a_saga
+from tests.kit.bookings import START, a_saga
 from tests.kit.console import ISSUER, clinic_with_the_registry_down
 
 
@@ -56,7 +58,7 @@ def events(stream: httpx.Response) -> Iterator[tuple[str, str]]:
 def test_a_sagas_page_is_told_when_the_saga_changes_and_fetches_its_body_again(clinic, console):
     saga = a_saga(clinic)  # waiting on the registry
     page = console.get(f"/console/sagas/{saga}").text
-    assert f'sse-connect="/console/sagas/{saga}/changes"' in page and 'hx-trigger="sse:saga"' in page
+    assert f'sse-connect="/console/sagas/{saga}/changes?seen=' in page and 'hx-trigger="sse:saga"' in page
     with console.stream("GET", f"/console/sagas/{saga}/changes") as stream:
         assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
         clinic.compensate_saga(UUID(saga), "operator:admin-1")
@@ -65,6 +67,22 @@ def test_a_sagas_page_is_told_when_the_saga_changes_and_fetches_its_body_again(c
     assert body.status_code == 200 and body.text.lstrip().startswith('<div id="saga-body"')
     assert "<html" not in body.text and "REJECTED" in body.text and "compensated_by_operator" in body.text
     assert "sse-connect" not in console.get(f"/console/sagas/{saga}").text  # it has ended: nothing to follow
+
+
+def test_a_page_is_told_at_once_only_when_it_shows_other_than_what_is_there(clinic, console):
+    saga = a_saga(clinic)  # waiting on the registry
+    seen = re.search(r'changes\?seen=([0-9a-f]+)"', console.get(f"/console/sagas/{saga}").text).group(1)
+    with console.stream("GET", f"/console/sagas/{saga}/changes?seen=stale") as stream:
+        assert next(event for event, _ in events(stream)) == "saga"  # drawn before a change: told at once
+    with console.stream("GET", f"/console/sagas/{saga}/changes?seen={seen}") as stream:
+        clinic.compensate_saga(UUID(saga), "operator:admin-1")  # the first event told is this change
+        assert next(event for event, _ in events(stream)) == "saga"
+    assert console.get(f"/console/sagas/{saga}", headers={"HX-Request": "true"}).text.count("REJECTED")
+    rows = console.get("/console/sagas?state=rejected").text
+    listed = re.search(r'changes\?state=rejected&amp;seen=([0-9a-f]+)"', rows).group(1)
+    with console.stream("GET", f"/console/sagas/changes?state=rejected&seen={listed}") as stream:
+        a_saga(clinic, START + timedelta(days=1))  # another saga: the rows shown are the same, the sagas not
+        assert next(event for event, _ in events(stream)) == "sagas"
 
 
 def test_a_rebuilds_progress_is_pushed_until_it_ends_at_100_percent(clinic, console):

@@ -68,7 +68,7 @@ def test_the_sagas_and_a_sagas_page_come_from_the_api(clinic, console):
     with operator(console, "AUDITOR") as auditor:
         listed = auditor.get("/console/sagas?state=open")
         assert listed.status_code == 200 and re.findall(r'data-saga="([0-9a-f-]+)"', listed.text) == [saga]
-        assert 'sse-connect="/console/sagas/changes"' in listed.text  # relayed from the API's stream
+        assert 'sse-connect="/console/sagas/changes?state=open&amp;seen=' in listed.text  # relays the API's
         page = auditor.get(f"/console/sagas/{saga}")
     assert page.status_code == 200 and 'id="state">VALIDATING' in page.text
     assert "validate_registrants" in page.text and "registry down" in page.text  # the step, and why it waits

@@ -6,8 +6,10 @@ not apply to them (``EXCLUDE_FROM_AUTH``, ``public``), and they are not in the O
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -15,7 +17,7 @@ from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage, Template
@@ -38,24 +40,33 @@ from process_managers.booking import SagaStateError
 log = logging.getLogger(__name__)
 
 
+async def saga_filter(
+        in_state: Annotated[SagaStateFilter | None, QueryParameter(name="state", required=False)] = None,
+        correlation: Annotated[str | None, QueryParameter(required=False, max_length=128)] = None,
+        patient: Annotated[UUID | None, QueryParameter(required=False)] = None,
+        doctor: Annotated[UUID | None, QueryParameter(required=False)] = None,
+        since: Annotated[date | None, QueryParameter(required=False)] = None,
+        until: Annotated[date | None, QueryParameter(required=False)] = None) -> SagaFilter:
+    """The sagas a list page asks for, from its query string."""
+    return SagaFilter(in_state, correlation or None, patient, doctor, since, until)
+
+
+SAGA_LISTS = {**ConsoleController.dependencies, "wanted": Provide(saga_filter)}
+"""The console's dependencies, and the filter of a list of sagas."""
+
+
 class ConsolePages(ConsoleController):
     path = PATH
+    dependencies = SAGA_LISTS  # noqa: RUF012 - Litestar's
 
     @get("/sagas", sync_to_thread=True)
     def sagas(self, request: Request[Any, Any, Any], reads: NamedDependency[ConsoleReads],
-              operator: NamedDependency[Principal],
-              in_state: Annotated[SagaStateFilter | None, QueryParameter(name="state", required=False)] = None,
-              correlation: Annotated[str | None, QueryParameter(required=False, max_length=128)] = None,
-              patient: Annotated[UUID | None, QueryParameter(required=False)] = None,
-              doctor: Annotated[UUID | None, QueryParameter(required=False)] = None,
-              since: Annotated[date | None, QueryParameter(required=False)] = None,
-              until: Annotated[date | None, QueryParameter(required=False)] = None,
+              operator: NamedDependency[Principal], wanted: NamedDependency[SagaFilter],
               cursor: Annotated[str | None, QueryParameter(required=False)] = None) -> Template:
         """Sagas newest first: by state (open, stuck past its deadline or on one step, or how it ended), by the
         correlation id of the request that started it, by patient, by doctor, by the day it started. The
         rows follow the sagas as they change: told by server-sent events, the page fetches them again
         (an htmx request, ``HX-Request``: the rows alone)."""
-        wanted = SagaFilter(in_state, correlation or None, patient, doctor, since, until)
         rows = _rows(request, reads, wanted, cursor)
         if request.headers.get("hx-request") == "true":
             return page("sagas_rows.html.j2", request, **rows)
@@ -72,7 +83,8 @@ class ConsolePages(ConsoleController):
         trace = console_of(request).trace_url(timeline.listing.trace_id)
         template = "saga_body.html.j2" if request.headers.get("hx-request") == "true" else "saga.html.j2"
         return page(template, request, operator=operator, saga=timeline, done=done and ACTIONS[done], trace=trace,
-                    may_act=operator.has_role(Role.ADMIN) and timeline.listing.state in OPEN_STATES)
+                    may_act=operator.has_role(Role.ADMIN) and timeline.listing.state in OPEN_STATES,
+                    seen=saga_fingerprint(timeline.listing, timeline.steps))
 
     @get("/sagas/{saga_id:uuid}/{action:str}", sync_to_thread=True)
     def confirm(self, request: Request[Any, Any, Any], reads: NamedDependency[ConsoleReads],
@@ -97,19 +109,58 @@ class ConsoleLive(ConsoleController):
     through the API's own streams of saga changes."""
 
     path = PATH
+    dependencies = SAGA_LISTS  # noqa: RUF012 - Litestar's
 
     @get("/sagas/changes")
-    async def changes(self, reads: NamedDependency[ConsoleReads], operator: NamedDependency[Principal]) -> ServerSentEvent:
-        """``event: sagas`` each time any saga changes, with a keep-alive comment every 15 s; ends after 5
-        minutes (the browser reconnects)."""
-        return ServerSentEvent(_told("sagas", reads.sagas_changes()), headers=STREAM_HEADERS)
+    async def changes(self, request: Request[Any, Any, Any], reads: NamedDependency[ConsoleReads],
+                      operator: NamedDependency[Principal], wanted: NamedDependency[SagaFilter],
+                      cursor: Annotated[str | None, QueryParameter(required=False)] = None,
+                      seen: Annotated[str | None, QueryParameter(required=False, max_length=64)] = None,
+                      ) -> ServerSentEvent:
+        """``event: sagas`` each time the sagas change, with a keep-alive comment every 15 s; ends after 5
+        minutes (the browser reconnects). ``seen``: what the page shows (``rows_fingerprint``): told at once
+        only if the rows differ from it now."""
+        def shown() -> str:
+            return rows_fingerprint(_rows(request, reads, wanted, cursor)["items"])
+
+        return ServerSentEvent(_told("sagas", _unless_shown(reads.sagas_changes(), shown, seen)), headers=STREAM_HEADERS)
 
     @get("/sagas/{saga_id:uuid}/changes")
     async def saga_changes(self, reads: NamedDependency[ConsoleReads], operator: NamedDependency[Principal],
-                           saga_id: FromPath[UUID]) -> ServerSentEvent:
+                           saga_id: FromPath[UUID], seen: Annotated[str | None, QueryParameter(
+                               required=False, max_length=64)] = None) -> ServerSentEvent:
         """``event: saga`` each time this saga changes, with a keep-alive comment every 15 s; ends after 5
-        minutes (the browser reconnects)."""
-        return ServerSentEvent(_told("saga", reads.saga_changes(saga_id)), headers=STREAM_HEADERS)
+        minutes (the browser reconnects). ``seen``: what the page shows (``saga_fingerprint``)."""
+        def shown() -> str:
+            return saga_fingerprint(*reads.saga(saga_id))
+
+        return ServerSentEvent(_told("saga", _unless_shown(reads.saga_changes(saga_id), shown, seen)),
+                               headers=STREAM_HEADERS)
+
+
+def saga_fingerprint(listing: SagaListing, steps: Sequence[Any]) -> str:
+    """What a saga's page shows of it, in a few characters: its state, since when, and each step's."""
+    shown = [listing.state, listing.waiting_since.isoformat(), *(f"{step.name}:{step.status}" for step in steps)]
+    return hashlib.sha256("|".join(shown).encode()).hexdigest()[:16]
+
+
+def rows_fingerprint(items: Sequence[SagaListing]) -> str:
+    """What a list of sagas shows, in a few characters: each saga, its state and since when."""
+    shown = [f"{saga.saga_id}:{saga.state}:{saga.waiting_since.isoformat()}" for saga in items]
+    return hashlib.sha256("|".join(shown).encode()).hexdigest()[:16]
+
+
+async def _unless_shown(moves: AsyncIterator[bool], shown: Callable[[], str], seen: str | None) -> AsyncIterator[bool]:
+    """``moves``, but the first change told is passed over when the page already shows what is there now (a
+    stream tells what it finds when it starts: a change since the page was drawn is not missed)."""
+    first = True
+    async for moved in moves:
+        if moved and first:
+            first = False
+            if seen is not None and await asyncio.to_thread(shown) == seen:
+                yield False
+                continue
+        yield moved
 
 
 ACTIONS = {"retry-validation": "Ask the registry again now", "compensate": "Compensate now"}
@@ -170,8 +221,9 @@ def _rows(request: Request[Any, Any, Any], reads: ConsoleReads, wanted: SagaFilt
           cursor: str | None) -> dict[str, Any]:
     now, after = request.app.state.clock(), console_of(request).stuck_after
     page = reads.sagas(wanted, now, after, cursor, 25)
-    return {"rows": [_row(saga, now, after) for saga in page.items], "next_cursor": page.next_cursor,
-            "wanted": wanted, "query": _query(wanted), "cursor": cursor}
+    return {"rows": [_row(saga, now, after) for saga in page.items], "items": page.items,
+            "next_cursor": page.next_cursor, "wanted": wanted, "query": _query(wanted), "cursor": cursor,
+            "seen": rows_fingerprint(page.items)}
 
 
 async def _told(event: str, moves: AsyncIterator[bool]) -> AsyncIterator[ServerSentEventMessage]:
