@@ -161,7 +161,7 @@ def test_the_read_models_store_down_answers_503s_that_fire_the_error_alerts_whic
         assert reads.statuses[-1] != 503  # the outage is over (the views come back as the worker catches up)
 
 
-def test_the_registry_down_opens_the_breaker_and_times_bookings_out_both_alerted_then_resolved(watched):
+def test_the_registry_down_opens_the_breaker_and_times_bookings_out_all_alerted_then_resolved(watched):
     cluster = watched.cluster
     admin, patients, doctor, starts = setup(cluster, patients=3, starts=3)
     assert cluster.stop("registry") == 0
@@ -172,6 +172,8 @@ def test_the_registry_down_opens_the_breaker_and_times_bookings_out_both_alerted
         assert opened[0]["labels"]["dependency"]
         assert_delivered(watched.receiver, "ClinicSagasTimingOut", "firing", "tickets", service="booking")
         assert {settled(cluster, admin, one["consultation_id"])["status"] for one in waiting} == {"REJECTED"}
+        # every booking decided in the (compressed) window was compensated
+        assert_delivered(watched.receiver, "ClinicSagaCompensationRatioHigh", "firing", "tickets", service="booking")
     finally:
         cluster.start("registry")
     # after the repair the next booking's call is the breaker's trial: it succeeds, and the breaker closes
@@ -179,6 +181,7 @@ def test_the_registry_down_opens_the_breaker_and_times_bookings_out_both_alerted
     assert settled(cluster, admin, after["consultation_id"])["status"] == "CONFIRMED"
     assert_delivered(watched.receiver, "ClinicCircuitBreakerOpen", "resolved", "pager", service="booking")
     assert_delivered(watched.receiver, "ClinicSagasTimingOut", "resolved", "tickets", service="booking")
+    assert_delivered(watched.receiver, "ClinicSagaCompensationRatioHigh", "resolved", "tickets", service="booking")
 
 
 def test_the_database_stopped_turns_readiness_red_on_every_service_alerted_then_resolved(watched):
