@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -129,7 +129,8 @@ class AlertReceiver:
     """A webhook receiver for Alertmanager on a loopback port: keeps every notification (``/<receiver>``)."""
 
     notifications: list[Notification] = field(default_factory=list)
-    on_notification: Any = None
+    on_notification: Callable[[Notification], object] | None = None
+    """Told each notification as it arrives (``clinic observe`` prints it)."""
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
