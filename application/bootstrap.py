@@ -182,7 +182,6 @@ def bootstrap(settings: Settings | None = None, clock: Callable[[], datetime] | 
         for app in apps.values():
             app.clock = clock
     projections = ProjectionRunner(apps, view_store(settings), ALL_PROJECTIONS)
-    projections.observer = metrics
     webhooks = TimerThread("clinic-webhooks", notifications.tick, notifications.clock)
     webhooks.watch(notifications)
     runner = EmbeddedRunner(SYSTEM, apps, settings.runner_tick_seconds, on_tick=booking.tick,

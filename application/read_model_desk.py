@@ -15,12 +15,13 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from application.idempotency import IdempotencyKey
 from domain.base import NotFoundError
 from domain.receipts import IdempotencyKeyReusedError
 from projections.catalog import ALL_PROJECTIONS, BY_NAME
+from projections.quarantine import QUARANTINE_KEY
 from projections.rebuild import Progress, rebuild
 from projections.runner import LeaderStatus, ProjectionRunner
 from projections.store import ViewStore
@@ -28,6 +29,18 @@ from projections.store import ViewStore
 log = logging.getLogger(__name__)
 KEYS_KEPT = 1000
 """Idempotency keys of rebuild requests remembered (a rebuild is asked for a few times a year)."""
+OBSERVE_TIMEOUT = 0.8
+"""How long a scrape waits for the read models' gauges (below a scrape's timeout, as readiness is)."""
+
+
+class ProgressObserver(Protocol):
+    """Told each projection's position and lag, and its quarantined events (the composition root's metrics)."""
+
+    def projection_progress(self, projection: str, leader: str, position: int, lag_events: int) -> None: ...
+
+    def projection_lag(self, projection: str, seconds: float) -> None: ...
+
+    def projection_quarantined_events(self, projection: str, count: int) -> None: ...
 
 
 class UnknownReadModelError(NotFoundError):
@@ -101,6 +114,7 @@ class ReadModelDesk:
     changes: int = 0
     """How many times a rebuild has moved or ended (what a waiter compares with what it saw)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _observing: asyncio.Future[None] | None = None
     _waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = field(default_factory=list)
 
     def status(self) -> dict[str, ReadModelStatus]:
@@ -114,6 +128,30 @@ class ReadModelDesk:
                                            max(one.lag_seconds for one in leaders.values()), leaders,
                                            self._under_way(name, state.leaders))
         return report
+
+    def observe(self, observer: ProgressObserver) -> None:
+        """Tell ``observer`` each projection's position and lag per leader, how long ago the oldest event it
+        has not applied was recorded, and how many events it quarantined. Reads only: it answers while the
+        projections cannot write (a key store refusing writes, a long catch-up), when the lag matters most."""
+        for name, status in self.status().items():
+            for leader, log_position in status.leaders.items():
+                observer.projection_progress(name, leader, log_position.position, log_position.lag)
+            observer.projection_lag(name, status.lag_seconds)
+            quarantined = self.store.list_items(name, status.serving_version, QUARANTINE_KEY)
+            observer.projection_quarantined_events(name, len(quarantined))
+
+    async def observed(self, observer: ProgressObserver, timeout: float = OBSERVE_TIMEOUT) -> None:
+        """:meth:`observe` on a thread, waited for at most ``timeout`` seconds (a scrape never hangs on a stuck
+        store: the gauges keep their last values), one at a time; a failure is logged."""
+        if self._observing is None or self._observing.done():
+            self._observing = asyncio.ensure_future(asyncio.to_thread(self.observe, observer))
+            self._observing.add_done_callback(_retrieved)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._observing), timeout)
+        except TimeoutError:
+            log.warning("the read models' gauges took over %.1fs; they keep their last values", timeout)
+        except Exception as error:  # noqa: BLE001 - a scrape answers whatever its dependencies do
+            log.warning("could not observe the read models: %r", error)
 
     def start(self, name: str, key: IdempotencyKey | None = None) -> Rebuild:
         """Rebuild ``name`` in the background, unless a rebuild of it started here is under way (that one is
@@ -220,6 +258,12 @@ class ReadModelDesk:
             return None
         lag = sum(max(s.head - self.store.position(name, target.version, leader), 0) for leader, s in leaders.items())
         return RebuildUnderWay(target.version, target.code_version, lag)
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    """Mark an observation's failure as seen (the scrape that waited for it may have stopped waiting)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

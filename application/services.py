@@ -142,13 +142,12 @@ def broker_tls(settings: Settings) -> BrokerTls:
     return BrokerTls(settings.amqp_ca_file, settings.amqp_cert_file, settings.amqp_key_file)
 
 
-def build_projections(settings: Settings, metrics: Metrics | None = None) -> tuple[ProjectionRunner, dict[str, Any]]:
-    """The projection worker: every context's store read-only, the views in Redis; positions in ``metrics``."""
+def build_projections(settings: Settings) -> tuple[ProjectionRunner, dict[str, Any]]:
+    """The projection worker: every context's store read-only, the views in Redis."""
     one_reader = {"POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "1"}  # it reads one log at a time
     apps = build_applications(settings, create_table=False, env=one_reader, serving=True)
     require_tables(apps)
     runner = ProjectionRunner(apps, _redis_views(settings, "projections"), ALL_PROJECTIONS)
-    runner.observer = metrics
     return runner, apps
 
 

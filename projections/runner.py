@@ -21,26 +21,21 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from eventsourcing.persistence import InterfaceError, OperationalError
 
 from projections.base import Projection
 from projections.ops import Op
-from projections.quarantine import QUARANTINE_KEY, quarantined
+from projections.quarantine import quarantined
 from projections.spans import batch_spans
 from projections.store import ViewStore
 
 log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 1000
-OBSERVE_SECONDS = 1.0
-"""``catch_up`` tells ``ProjectionRunner.observer`` the positions at most this often."""
-
 OUTAGES = (OperationalError, InterfaceError)
 """Errors of a store, not of an event: never quarantined."""
 Send = Callable[..., Callable[[], bool]]
@@ -79,16 +74,6 @@ class ProjectionStatus:
         return sum(leader.lag for leader in self.leaders.values())
 
 
-class ProgressObserver(Protocol):
-    """Told each projection's position and lag (the composition root's metrics)."""
-
-    def projection_progress(self, projection: str, leader: str, position: int, lag_events: int) -> None: ...
-
-    def projection_lag(self, projection: str, seconds: float) -> None: ...
-
-    def projection_quarantined_events(self, projection: str, count: int) -> None: ...
-
-
 class ProjectionRunner:
     """Reads leaders' logs in batches and applies each projection's ops with its position atomically."""
 
@@ -101,9 +86,6 @@ class ProjectionRunner:
         self.pinned = dict(versions or {})
         """Projection name → the version to write, instead of the serving one (a rebuild's target)."""
         self.last_error: BaseException | None = None
-        self.observer: ProgressObserver | None = None
-        """Told the positions and lags after a ``catch_up``, at most every ``OBSERVE_SECONDS``."""
-        self._observed_at = float("-inf")
         self._lock = threading.Lock()
         self._versions: dict[str, int] = {}
         self._by_leader: dict[str, list[Projection]] = {}
@@ -134,7 +116,6 @@ class ProjectionRunner:
                 if on_round is not None:
                     on_round(read)
             _accepted(in_flight)
-        self._observe_when_due()
         return total
 
     def step(self) -> int:
@@ -151,37 +132,6 @@ class ProjectionRunner:
         return {p.name: ProjectionStatus(p.name, versions[p.name], {
             leader: LeaderStatus(self.store.position(p.name, versions[p.name], leader), heads[leader])
             for leader in p.leaders}) for p in self.projections}
-
-    def observe(self) -> None:
-        """Tell ``observer`` each projection's position and lag per leader, and the age of the oldest
-        event it has not applied yet (0 when caught up)."""
-        if self.observer is None:
-            return
-        now = datetime.now(UTC)
-        for status in self.status().values():
-            oldest = now
-            for leader, progress in status.leaders.items():
-                self.observer.projection_progress(status.name, leader, progress.position, progress.lag)
-                if progress.lag:
-                    oldest = min(oldest, self._timestamp_after(leader, progress.position) or now)
-            self.observer.projection_lag(status.name, (now - oldest).total_seconds())
-            quarantined_now = self.store.list_items(status.name, status.version, QUARANTINE_KEY)
-            self.observer.projection_quarantined_events(status.name, len(quarantined_now))
-
-    def _observe_when_due(self) -> None:
-        if self.observer is None or time.monotonic() - self._observed_at < OBSERVE_SECONDS:
-            return
-        self._observed_at = time.monotonic()
-        try:
-            self.observe()
-        except Exception:  # noqa: BLE001 - metrics never stop the projections
-            log.exception("observing the projections' positions failed")
-
-    def _timestamp_after(self, leader: str, position: int) -> datetime | None:
-        """When the first event after ``position`` in ``leader``'s log happened."""
-        app = self.apps[leader]
-        following = app.recorder.select_notifications(start=position, limit=1, inclusive_of_start=False)
-        return app.mapper.to_domain_event(following[0]).timestamp if following else None
 
     def version_of(self, projection: Projection) -> int:
         """The version this runner writes ``projection`` into: pinned, else serving, else its code version."""

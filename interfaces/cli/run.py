@@ -102,7 +102,7 @@ async def _run(args: argparse.Namespace, config: Settings, tracing: TracerProvid
 async def _run_projections(args: argparse.Namespace, config: Settings, stop: asyncio.Event) -> int:
     """The projection worker: keeps every read model in Redis up with the event stores; health on --port."""
     metrics = Metrics.for_service("projections")
-    built = await with_backoff("the event stores", lambda: asyncio.to_thread(build_projections, config, metrics),
+    built = await with_backoff("the event stores", lambda: asyncio.to_thread(build_projections, config),
                                stop)
     if built is None:
         return 0

@@ -76,11 +76,15 @@ def create_app(clinic: Clinic, verifier: TokenVerifier, *, close_clinic_on_shutd
         plugins=tracing_plugins(tracer_provider),
     )
     if metrics is not None:
-        serve_metrics(app, metrics, refresh=partial(_note_readiness, clinic, metrics))
+        serve_metrics(app, metrics, refresh=partial(_refresh_gauges, clinic, metrics))
     app.asgi_handler = ApiMiddleware(app.asgi_handler, metrics, [deprecation_headers(metrics)])
     return app
 
 
-async def _note_readiness(clinic: Clinic, metrics: Metrics) -> None:
-    """Each readiness check's result in ``metrics`` when scraped (cached 1 s and bounded, as the probe is)."""
+async def _refresh_gauges(clinic: Clinic, metrics: Metrics) -> None:
+    """What ``metrics`` tells of the present, read when scraped: each readiness check's result (cached 1 s and
+    bounded, as the probe is) and, where this process keeps read models, their positions, lags and quarantined
+    events (bounded too)."""
     metrics.readiness(await clinic.readiness.check())
+    if clinic.read_model_desk is not None:
+        await clinic.read_model_desk.observed(metrics)

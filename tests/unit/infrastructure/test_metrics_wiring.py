@@ -5,8 +5,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from uuid import uuid4
@@ -15,6 +18,7 @@ import pytest
 from joserfc.jwk import ECKey
 
 from application.bootstrap import bootstrap, build_applications
+from application.read_model_desk import ReadModelDesk
 from application.clinic import Clinic
 from application.services import _breaker
 from application.settings import Settings
@@ -171,26 +175,84 @@ def test_the_registry_breaker_reports_its_state_and_each_transition(metrics):
 def test_projection_positions_and_lags_are_reported_per_leader(metrics):
     apps = build_applications(Settings(persistence="memory"))
     runner = ProjectionRunner(apps, MemoryViewStore(), ALL_PROJECTIONS)
-    runner.observer = metrics
+    desk = ReadModelDesk(apps, runner.store)
     try:
         patient = apps["Registry"].register_patient("Ana", "ana@example.org", date(1990, 1, 1), True)
         apps["Consultations"].request_consultation(patient, uuid4(), START, "check-up")
         # behind: two events of consultations' and registry's logs not applied yet
-        runner.observe()
+        desk.observe(metrics)
         position = lambda leader: metrics.sample(  # noqa: E731
             "clinic_projection_position", projection="consultation_detail", leader=leader)
         lag = lambda leader: metrics.sample(  # noqa: E731
             "clinic_projection_lag_events", projection="consultation_detail", leader=leader)
         assert (position("consultations"), lag("consultations"), lag("registry")) == (0, 1, 1)
         assert metrics.sample("clinic_projection_lag_seconds", projection="consultation_detail") > 0
-        # caught up (catch_up observes by itself: the first time at once)
+        # caught up
         runner.catch_up()
+        desk.observe(metrics)
         assert (position("consultations"), lag("consultations"), lag("registry")) == (1, 0, 0)
         assert metrics.sample("clinic_projection_lag_seconds", projection="consultation_detail") == 0
         assert metrics.sample("clinic_projection_quarantined_events", projection="consultation_detail") == 0
         assert {(s.labels["projection"], s.labels["leader"]) for family in metrics.projection_position.collect()
                 for s in family.samples} == {(p.name, leader.lower()) for p in ALL_PROJECTIONS for leader in p.leaders}
     finally:
+        for app in apps.values():
+            app.close()
+
+
+class RefusingWrites(MemoryViewStore):
+    """A key store that answers reads and refuses writes (Redis at its memory limit)."""
+
+    def apply(self, *args: object, **kwargs: object) -> bool:
+        raise RuntimeError("OOM command not allowed when used memory > 'maxmemory'")
+
+
+def test_the_lag_is_read_when_the_projections_cannot_write(metrics):
+    apps = build_applications(Settings(persistence="memory"))
+    runner = ProjectionRunner(apps, RefusingWrites(), ALL_PROJECTIONS)
+    try:
+        patient = apps["Registry"].register_patient("Ana", "ana@example.org", date(1990, 1, 1), True)
+        apps["Consultations"].request_consultation(patient, uuid4(), START, "check-up")
+        with pytest.raises(RuntimeError, match="OOM"):
+            runner.catch_up()
+        # the worker is stuck, and its gauges say how far behind it is (read, not told by the stuck loop)
+        ReadModelDesk(apps, runner.store).observe(metrics)
+        assert metrics.sample("clinic_projection_lag_events", projection="consultation_detail",
+                              leader="consultations") == 1
+        assert metrics.sample("clinic_projection_lag_seconds", projection="consultation_detail") > 0
+    finally:
+        for app in apps.values():
+            app.close()
+
+
+def test_a_scrape_waits_a_bounded_time_for_the_read_models_gauges_and_starts_one_observation_at_a_time():
+    apps = build_applications(Settings(persistence="memory"))
+    desk = ReadModelDesk(apps, MemoryViewStore())
+    release, calls = threading.Event(), []
+
+    class Stuck:
+        def projection_progress(self, *args: object) -> None:
+            calls.append(args)
+            release.wait(10)
+
+        def projection_lag(self, *args: object) -> None: ...
+
+        def projection_quarantined_events(self, *args: object) -> None: ...
+
+    async def two_scrapes() -> tuple[float, int]:
+        started = time.monotonic()
+        await desk.observed(Stuck(), timeout=0.05)
+        await desk.observed(Stuck(), timeout=0.05)
+        waited, observing = time.monotonic() - started, len(calls)
+        release.set()
+        return waited, observing
+
+    try:
+        waited, observing = asyncio.run(two_scrapes())
+        assert waited < 1
+        assert observing == 1  # the second scrape found the first observation still running
+    finally:
+        release.set()
         for app in apps.values():
             app.close()
 
