@@ -17,11 +17,14 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
+from redis import Redis
 
 from infrastructure.messaging.topology import Topology
 from interfaces.local_deployment.deployment import deployed
@@ -107,16 +110,17 @@ def test_a_poison_message_fires_the_dead_letter_alerts_and_purging_it_resolves_t
     assert_delivered(watched.receiver, "ClinicMessagesDeadLettered", "resolved", "tickets", follower="booking")
 
 
-class Reads:
-    """Reads of consultations through the gateway, a few a second, on a thread, until stopped."""
+class Steady:
+    """``call(n)`` (an HTTP status) about ten times a second on a thread, until stopped: the load a test keeps
+    on while it breaks something."""
 
-    def __init__(self, cluster: Cluster, admin: str, paths: list[str]) -> None:
-        self.cluster, self.admin, self.paths = cluster, admin, paths
+    def __init__(self, call: Callable[[int], int]) -> None:
+        self.call = call
         self.statuses: list[int] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="reads", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="steady load", daemon=True)
 
-    def __enter__(self) -> Reads:
+    def __enter__(self) -> Steady:
         self._thread.start()
         return self
 
@@ -128,7 +132,12 @@ class Reads:
         for number in itertools.count():
             if self._stop.wait(0.1):
                 return
-            self.statuses.append(self.cluster.call("GET", self.paths[number % len(self.paths)], self.admin)[0])
+            self.statuses.append(self.call(number))
+
+
+def reads(cluster: Cluster, admin: str, paths: list[str]) -> Steady:
+    """Reads of ``paths`` in turn through the gateway."""
+    return Steady(lambda number: cluster.call("GET", paths[number % len(paths)], admin)[0])
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +154,8 @@ def booked(watched: Watched) -> tuple[str, list[str]]:
 def test_the_read_models_store_down_answers_503s_that_fire_the_error_alerts_which_resolve_after_the_repair(
         watched, booked):
     admin, paths = booked
-    with Reads(watched.cluster, admin, paths) as reads:
-        eventually(lambda: reads.statuses.count(200) > 10, what="reads answered")
+    with reads(watched.cluster, admin, paths) as reading:
+        eventually(lambda: reading.statuses.count(200) > 10, what="reads answered")
         watched.servers.redis.stop()  # the consultations API answers its reads 503 (its commands are served)
         try:
             ratio = assert_delivered(watched.receiver, "ClinicHttp5xxRatioHigh", "firing", "tickets",
@@ -155,10 +164,10 @@ def test_the_read_models_store_down_answers_503s_that_fire_the_error_alerts_whic
                                        service="consultations")
         finally:
             watched.servers.redis.start()
-        assert 503 in reads.statuses and ratio and burning
+        assert 503 in reading.statuses and ratio and burning
         assert_delivered(watched.receiver, "ClinicHttp5xxRatioHigh", "resolved", "tickets", service="consultations")
         assert_delivered(watched.receiver, "ClinicErrorBudgetBurnFast", "resolved", "pager", service="consultations")
-        assert reads.statuses[-1] != 503  # the outage is over (the views come back as the worker catches up)
+        assert reading.statuses[-1] != 503  # the outage is over (the views come back as the worker catches up)
 
 
 def test_the_registry_down_opens_the_breaker_and_times_bookings_out_all_alerted_then_resolved(watched):
@@ -206,6 +215,79 @@ def test_the_projection_worker_stopped_fires_its_alert_and_resolves_once_it_runs
     finally:
         watched.cluster.start("projections", "projections", "worker")  # the same port: the same target
     assert_delivered(watched.receiver, "ClinicProjectionWorkerDown", "resolved", "pager")
+
+
+def test_the_key_store_refusing_writes_leaves_the_read_models_behind_alerted_then_resolved(watched):
+    cluster = watched.cluster
+    admin, [patient], doctor, [start] = setup(cluster)
+    eventually(lambda: cluster.call("GET", f"/v1/patients/{patient}", admin)[0] == 200, what="the patient's view")
+    redis = Redis.from_url(watched.servers.redis.url)
+    redis.config_set("maxmemory-policy", "noeviction")
+    redis.config_set("maxmemory", 1)  # at its memory limit: reads answer, every write is refused
+    try:
+        booking = book(cluster, admin, patient, doctor, start)  # commands go on: nothing they do needs Redis
+        behind = assert_delivered(watched.receiver, "ClinicProjectionLagHigh", "firing", "tickets",
+                                  projection="consultation_detail")
+        assert behind[0]["labels"]["service"] == "projections"
+        # the worker's own readiness says its last batch failed
+        assert_delivered(watched.receiver, "ClinicServiceNotReady", "firing", "pager", service="projections",
+                         check="projections")
+        assert cluster.call("GET", f"/v1/consultations/{booking['consultation_id']}", admin)[0] == 404  # stale
+    finally:
+        redis.config_set("maxmemory", 0)
+        redis.close()
+    assert settled(cluster, admin, booking["consultation_id"])["status"] == "CONFIRMED"
+    assert_delivered(watched.receiver, "ClinicProjectionLagHigh", "resolved", "tickets",
+                     projection="consultation_detail")
+    assert_delivered(watched.receiver, "ClinicServiceNotReady", "resolved", "pager", service="projections")
+
+
+def test_an_event_the_worker_cannot_read_is_quarantined_alerted_and_resolved_once_skipped(watched):
+    """A newer writer records an event under a topic this worker's code does not know (a rolling upgrade in
+    the wrong order): each read model of that log quarantines it and moves on, until an operator decides."""
+    schema = watched.cluster.env["POSTGRES_SCHEMA"]
+    with psycopg.connect(watched.servers.servers.postgres_conninfo(), autocommit=True) as connection:
+        with connection.transaction():  # as the library records: the table locked, so ids commit in order
+            table = sql.Identifier(schema, "consultations_events")
+            connection.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(table))
+            connection.execute(sql.SQL("INSERT INTO {} (originator_id, originator_version, topic, state) "
+                                       "VALUES (%s, 1, %s, %s)").format(table),
+                               (uuid.uuid4(), "domain.consultation:Consultation.Annotated", b"{}"))
+            connection.execute(sql.SQL("NOTIFY {}").format(sql.Identifier("consultations_events")))
+    quarantined = assert_delivered(watched.receiver, "ClinicProjectionEventsQuarantined", "firing", "tickets",
+                                   projection="consultation_detail")
+    assert quarantined[0]["labels"]["service"] == "projections"
+    listed = json.loads(watched.cluster.clinic("projections", "errors", "--json"))
+    assert "consultation_detail" in json.dumps(listed)
+    # the operator decides the views go without it
+    watched.cluster.clinic("projections", "skip", "--all", "--yes")
+    assert_delivered(watched.receiver, "ClinicProjectionEventsQuarantined", "resolved", "tickets",
+                     projection="consultation_detail")
+
+
+def test_slow_appends_to_an_event_store_fire_their_alert_which_resolves_once_they_are_quick_again(watched):
+    """Every append to the registry's store waits 300 ms (a trigger: the database answering slowly) while
+    patients register."""
+    cluster, admin = watched.cluster, watched.cluster.token("ops-1", "ADMIN")
+    schema = watched.cluster.env["POSTGRES_SCHEMA"]
+    table, slowly = sql.Identifier(schema, "registry_events"), sql.Identifier(schema, "slowly")
+    patient = {"name": "Slow", "email": "slow@example.org", "birth_date": "1990-01-01", "consent": True}
+    with psycopg.connect(watched.servers.servers.postgres_conninfo(), autocommit=True) as connection, \
+            Steady(lambda _: cluster.call("POST", "/v1/patients", admin, patient)[0]) as registering:
+        connection.execute(sql.SQL("CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS "
+                                   "'BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END'").format(slowly))
+        connection.execute(sql.SQL("CREATE TRIGGER slowly BEFORE INSERT ON {} FOR EACH STATEMENT "
+                                   "EXECUTE FUNCTION {}()").format(table, slowly))
+        try:
+            slow = assert_delivered(watched.receiver, "ClinicEventStoreAppendSlow", "firing", "tickets",
+                                    application="registry")
+            assert slow[0]["labels"]["service"] == "registry"
+        finally:
+            connection.execute(sql.SQL("DROP TRIGGER slowly ON {}").format(table))
+            connection.execute(sql.SQL("DROP FUNCTION {}()").format(slowly))
+        assert_delivered(watched.receiver, "ClinicEventStoreAppendSlow", "resolved", "tickets",
+                         application="registry")
+    assert set(registering.statuses) == {201}
 
 
 def panel_queries() -> list[tuple[str, str, str]]:
