@@ -29,11 +29,11 @@ def run_observe(args: argparse.Namespace) -> int:
 def observe(minutes: float | None, say: Callable[[str], object] = print) -> None:
     """Deploy, watch, print; return after ``minutes`` (``None``: wait for Ctrl-C)."""
     receiver = AlertReceiver(on_notification=lambda notification: say(told(notification))).start()
-    with scratch("clinic-observe-") as root, private_servers() as servers, \
+    with scratch("clinic-observe-") as root, private_servers(broker_metrics=True) as servers, \
             deployed(root, servers.servers, tracing=False) as deployment:
         stack = ObservabilityStack(root / "observability", receiver)
         try:
-            stack.start(deployment.ports)
+            stack.start(deployment.ports, servers.rabbitmq.metrics_port)
             user, password = deployment.operator("ops", "ADMIN")
             say(f"gateway       {deployment.base}  (the API; the console at {deployment.base}/console, "
                 f"sign in as {user} / {password})")

@@ -1,7 +1,8 @@
 """Prometheus and Alertmanager watching the local deployment, with the committed configuration
 (``deployment/prometheus/``): the ``clinic-local`` job's scrape settings with a file-based service discovery
 of the deployment's processes standing in for Kubernetes discovery (each target labelled as the
-``clinic-pods`` job labels a pod: ``app``, ``pod``, ``namespace``), the committed rule files, and
+``clinic-pods`` job labels a pod: ``app``, ``pod``, ``namespace``), the ``rabbitmq-local`` job's for the
+broker's own metrics where it serves them, the committed rule files, and
 Alertmanager with the committed routing, every receiver's webhook pointed at an ``AlertReceiver``.
 
 An ``Overlay`` (tests only) compresses time so that what takes minutes in production takes seconds: the
@@ -30,8 +31,9 @@ import yaml
 from interfaces.local_deployment.servers import DeploymentError, free_port, program, wait_for
 
 COMMITTED = Path(__file__).resolve().parents[2] / "deployment" / "prometheus"
-LOCAL_JOB = "clinic-local"
-"""The committed job whose scrape settings the local discovery takes."""
+LOCAL_JOB, BROKER_JOB = "clinic-local", "rabbitmq-local"
+"""The committed jobs whose scrape settings the local discovery takes: the processes', the broker's."""
+DISCOVERY_FILES = {LOCAL_JOB: "targets.json", BROKER_JOB: "broker.json"}
 READY_SECONDS = 30.0
 
 
@@ -70,19 +72,31 @@ def scrape_targets(ports: Mapping[str, int]) -> list[dict[str, Any]]:
             for name, port in sorted(ports.items())]
 
 
+def broker_targets(metrics_port: int | None) -> list[dict[str, Any]]:
+    """File-based discovery of the broker's metrics endpoint (none if it serves none)."""
+    if metrics_port is None:
+        return []
+    return [{"targets": [f"127.0.0.1:{metrics_port}"], "labels": {"pod": "rabbitmq", "namespace": "local"}}]
+
+
 def prometheus_config(workdir: Path, alertmanager: str, overlay: Overlay | None = None) -> dict[str, Any]:
-    """The committed ``prometheus.yml`` with the local job discovering from ``workdir/targets.json``, the
-    committed rule files (as the overlay has them), and ``alertmanager`` (``host:port``) to alert."""
+    """The committed ``prometheus.yml`` with its local jobs discovering from files in ``workdir``
+    (``DISCOVERY_FILES``), the committed rule files (as the overlay has them), and ``alertmanager``
+    (``host:port``) to alert."""
     committed = yaml.safe_load((COMMITTED / "prometheus.yml").read_text())
-    job = next(job for job in committed["scrape_configs"] if job["job_name"] == LOCAL_JOB)
-    local = {key: value for key, value in job.items() if key != "static_configs"}
-    local["file_sd_configs"] = [{"files": [str(workdir / "targets.json")], "refresh_interval": "1s"}]
+    jobs = []
+    for job in committed["scrape_configs"]:
+        if job["job_name"] in DISCOVERY_FILES:
+            local = {key: value for key, value in job.items() if key != "static_configs"}
+            local["file_sd_configs"] = [{"files": [str(workdir / DISCOVERY_FILES[job["job_name"]])],
+                                         "refresh_interval": "1s"}]
+            jobs.append(local)
     timing = {} if overlay is None else {"scrape_interval": overlay.scrape_interval,
                                          "evaluation_interval": overlay.evaluation_interval}
     return {"global": committed["global"] | timing,
             "rule_files": [str(rule_file(COMMITTED / name, workdir, overlay)) for name in committed["rule_files"]],
             "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
-            "scrape_configs": [local]}
+            "scrape_configs": jobs}
 
 
 def rule_file(committed: Path, workdir: Path, overlay: Overlay | None) -> Path:
@@ -163,10 +177,11 @@ class AlertReceiver:
         if self.on_notification is not None:
             self.on_notification(notification)
 
-    def alerts(self, name: str, status: str) -> list[tuple[str, dict[str, Any]]]:
-        """``(receiver, alert)`` of each alert named ``name`` delivered with ``status`` (firing, resolved)."""
+    def alerts(self, name: str, status: str, since: int = 0) -> list[tuple[str, dict[str, Any]]]:
+        """``(receiver, alert)`` of each alert named ``name`` delivered with ``status`` (firing, resolved), in
+        the notifications from number ``since`` on (``len(notifications)`` before a test provokes one)."""
         with self._lock:
-            return [(n.receiver, alert) for n in self.notifications for alert in n.alerts
+            return [(n.receiver, alert) for n in self.notifications[since:] for alert in n.alerts
                     if alert["labels"].get("alertname") == name and alert["status"] == status]
 
     def stop(self) -> None:
@@ -194,9 +209,11 @@ class ObservabilityStack:
     def alertmanager_url(self) -> str:
         return f"http://127.0.0.1:{self.alertmanager_port}"
 
-    def start(self, ports: Mapping[str, int]) -> ObservabilityStack:
-        """Scrape the processes in ``ports`` (name → HTTP port) and alert through Alertmanager."""
+    def start(self, ports: Mapping[str, int], broker_metrics: int | None = None) -> ObservabilityStack:
+        """Scrape the processes in ``ports`` (name → HTTP port) and the broker's metrics on port
+        ``broker_metrics`` (if it serves them), and alert through Alertmanager."""
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._write(DISCOVERY_FILES[BROKER_JOB], broker_targets(broker_metrics))
         self.discover(ports)
         manager = self.workdir / "alertmanager.yml"
         manager.write_text(yaml.safe_dump(alertmanager_config(self.receiver.url, self.overlay), sort_keys=False))
@@ -215,9 +232,12 @@ class ObservabilityStack:
 
     def discover(self, ports: Mapping[str, int]) -> None:
         """What the file-based discovery finds now (Prometheus reads it again within a second)."""
-        targets = self.workdir / "targets.json"
-        targets.with_suffix(".tmp").write_text(json.dumps(scrape_targets(ports), indent=2))
-        targets.with_suffix(".tmp").replace(targets)  # whole, never half-written
+        self._write(DISCOVERY_FILES[LOCAL_JOB], scrape_targets(ports))
+
+    def _write(self, name: str, targets: list[dict[str, Any]]) -> None:
+        path = self.workdir / name
+        path.with_suffix(".tmp").write_text(json.dumps(targets, indent=2))
+        path.with_suffix(".tmp").replace(path)  # whole, never half-written
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """The instant vector ``expr`` evaluates to now."""

@@ -149,16 +149,19 @@ class PrivateRedis:
 
 
 class PrivateRabbitMQ:
-    """A second RabbitMQ node of our own (no plugins), stopped with SIGTERM and started again."""
+    """A second RabbitMQ node of our own, stopped with SIGTERM and started again. No plugins, unless
+    ``metrics_port``: then ``rabbitmq_prometheus`` serves the broker's own metrics there (plain HTTP on
+    loopback), its queue statistics refreshed every second."""
 
-    def __init__(self, root: Path, port: int, tls: ServerTls | None = None) -> None:
+    def __init__(self, root: Path, port: int, tls: ServerTls | None = None, metrics_port: int | None = None) -> None:
         self.binary = _rabbitmq_server()
         self.root = root
         self.port = port
         self.tls = tls
+        self.metrics_port = metrics_port
         self.process: subprocess.Popen[bytes] | None = None
         (root / "home").mkdir(mode=0o700)
-        (root / "plugins").write_text("")
+        (root / "plugins").write_text("[rabbitmq_prometheus]." if metrics_port is not None else "")
         (root / "rabbitmq-env.conf").write_text("")
         self._configure()
         self.env = {
@@ -200,7 +203,11 @@ class PrivateRabbitMQ:
         self.start()
 
     def _configure(self) -> None:
-        (self.root / "rabbitmq.conf").write_text(_rabbitmq_listeners(self.port, self.tls) + "loopback_users = none\n")
+        metrics = ("" if self.metrics_port is None else
+                   f"prometheus.tcp.ip = 127.0.0.1\nprometheus.tcp.port = {self.metrics_port}\n"
+                   "collect_statistics_interval = 1000\n")
+        (self.root / "rabbitmq.conf").write_text(_rabbitmq_listeners(self.port, self.tls) + "loopback_users = none\n"
+                                                 + metrics)
 
     def _exited_early(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
@@ -221,13 +228,13 @@ def _rabbitmq_listeners(port: int, tls: ServerTls | None) -> str:
 class PrivateServers:
     """One private PostgreSQL, Redis and RabbitMQ, running, and the ``Servers`` a deployment uses them by."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, broker_metrics: bool = False) -> None:
         for name in ("postgres", "redis", "rabbitmq"):
             (root / name).mkdir()
             (root / name).chmod(0o755)
         self.postgres = PrivatePostgres(root / "postgres", free_port())
         self.redis = PrivateRedis(root / "redis", free_port())
-        self.rabbitmq = PrivateRabbitMQ(root / "rabbitmq", free_port())
+        self.rabbitmq = PrivateRabbitMQ(root / "rabbitmq", free_port(), metrics_port=free_port() if broker_metrics else None)
 
     @property
     def servers(self) -> Servers:
@@ -248,10 +255,11 @@ class PrivateServers:
 
 
 @contextlib.contextmanager
-def private_servers() -> Iterator[PrivateServers]:
-    """Private PostgreSQL, Redis and RabbitMQ servers, running; stopped and removed on exit."""
+def private_servers(broker_metrics: bool = False) -> Iterator[PrivateServers]:
+    """Private PostgreSQL, Redis and RabbitMQ servers, running; stopped and removed on exit. With
+    ``broker_metrics``, RabbitMQ serves its own metrics (``rabbitmq.metrics_port``)."""
     with scratch("clinic-servers-") as root:
-        servers = PrivateServers(root)
+        servers = PrivateServers(root, broker_metrics)
         try:
             servers.start()
             yield servers

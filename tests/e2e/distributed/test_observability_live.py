@@ -1,6 +1,7 @@
 """The live observability tier: the distributed deployment, on private PostgreSQL, Redis and RabbitMQ servers
 (so a test may stop one for real), watched by a real Prometheus (the committed
-``clinic-local`` job, a file-based discovery of the processes, the committed rules) and a real Alertmanager
+``clinic-local`` job, a file-based discovery of the processes, the ``rabbitmq-local`` job for the broker's own
+metrics, the committed rules) and a real Alertmanager
 (the committed routing, delivering to a receiver this test owns). Time is compressed twentyfold by an overlay of
 the same rule files (``interfaces/local_deployment/observability.py``): a ``for: 5m`` lasts 15 s.
 
@@ -54,7 +55,7 @@ def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Watched]:
         services.require_binary(needed)
     with contextlib.ExitStack() as running:
         try:
-            servers = running.enter_context(private_servers())
+            servers = running.enter_context(private_servers(broker_metrics=True))
         except DeploymentError as error:
             missing(str(error))
             raise
@@ -63,7 +64,7 @@ def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Watched]:
         running.callback(receiver.stop)
         stack = ObservabilityStack(tmp_path_factory.mktemp("observability"), receiver, Overlay())
         running.callback(stack.stop)
-        stack.start(cluster.ports)
+        stack.start(cluster.ports, servers.rabbitmq.metrics_port)
         yield Watched(cluster, servers, stack, receiver)
 
 
@@ -79,12 +80,13 @@ def test_every_process_is_scraped_by_the_committed_job_with_the_pods_labels(watc
     assert not watched.stack.query("count by (service) ({__name__=~'clinic_.+', exported_service!=''})")
 
 
-def assert_delivered(receiver: AlertReceiver, alert: str, status: str, routed_to: str,
+def assert_delivered(receiver: AlertReceiver, alert: str, status: str, routed_to: str, since: int = 0,
                      **labels: str) -> list[dict[str, Any]]:
     """The alerts named ``alert`` with ``labels`` the receiver ``routed_to`` (and no other) was told with
-    ``status``, each with its severity, summary, description and runbook link."""
+    ``status`` (in notification ``since`` or later: what a test provoked, not an earlier test), each with its
+    severity, summary, description and runbook link."""
     def told() -> list[tuple[str, dict[str, Any]]]:
-        return [(name, one) for name, one in receiver.alerts(alert, status)
+        return [(name, one) for name, one in receiver.alerts(alert, status, since)
                 if labels.items() <= one["labels"].items()]
 
     delivered = eventually(told, timeout=FIRING_SECONDS, what=f"{alert} {labels} {status}")
@@ -221,25 +223,47 @@ def test_the_key_store_refusing_writes_leaves_the_read_models_behind_alerted_the
     cluster = watched.cluster
     admin, [patient], doctor, [start] = setup(cluster)
     eventually(lambda: cluster.call("GET", f"/v1/patients/{patient}", admin)[0] == 200, what="the patient's view")
-    redis = Redis.from_url(watched.servers.redis.url)
+    redis, since = Redis.from_url(watched.servers.redis.url), len(watched.receiver.notifications)
     redis.config_set("maxmemory-policy", "noeviction")
     redis.config_set("maxmemory", 1)  # at its memory limit: reads answer, every write is refused
     try:
         booking = book(cluster, admin, patient, doctor, start)  # commands go on: nothing they do needs Redis
-        behind = assert_delivered(watched.receiver, "ClinicProjectionLagHigh", "firing", "tickets",
+        behind = assert_delivered(watched.receiver, "ClinicProjectionLagHigh", "firing", "tickets", since,
                                   projection="consultation_detail")
         assert behind[0]["labels"]["service"] == "projections"
         # the worker's own readiness says its last batch failed
-        assert_delivered(watched.receiver, "ClinicServiceNotReady", "firing", "pager", service="projections",
+        assert_delivered(watched.receiver, "ClinicServiceNotReady", "firing", "pager", since, service="projections",
                          check="projections")
         assert cluster.call("GET", f"/v1/consultations/{booking['consultation_id']}", admin)[0] == 404  # stale
     finally:
         redis.config_set("maxmemory", 0)
         redis.close()
     assert settled(cluster, admin, booking["consultation_id"])["status"] == "CONFIRMED"
-    assert_delivered(watched.receiver, "ClinicProjectionLagHigh", "resolved", "tickets",
+    assert_delivered(watched.receiver, "ClinicProjectionLagHigh", "resolved", "tickets", since,
                      projection="consultation_detail")
-    assert_delivered(watched.receiver, "ClinicServiceNotReady", "resolved", "pager", service="projections")
+    assert_delivered(watched.receiver, "ClinicServiceNotReady", "resolved", "pager", since, service="projections")
+
+
+def test_the_scheduling_worker_stopped_leaves_its_queue_unconsumed_and_bookings_timing_out_alerted_then_resolved(
+        watched):
+    """Its own metrics stop with it: the broker's see its queue fill (here the worker shares its process with
+    the scheduling API, as ``clinic run scheduling`` does by default)."""
+    cluster, since = watched.cluster, len(watched.receiver.notifications)
+    admin, patients, doctor, starts = setup(cluster, patients=2, starts=2)
+    queue = Topology(prefix=cluster.prefix).queues("Scheduling").main
+    assert cluster.stop("scheduling") == 0
+    try:
+        waiting = book(cluster, admin, patients[0], doctor, starts[0])
+        assert_delivered(watched.receiver, "ClinicQueueNotConsumed", "firing", "pager", since, queue=queue,
+                         service="scheduling")
+        assert_delivered(watched.receiver, "ClinicSagasTimingOut", "firing", "tickets", since, service="booking")
+        assert settled(cluster, admin, waiting["consultation_id"])["status"] == "REJECTED"
+    finally:
+        cluster.start("scheduling")
+    after = book(cluster, admin, patients[1], doctor, starts[1])
+    assert settled(cluster, admin, after["consultation_id"])["status"] == "CONFIRMED"
+    assert_delivered(watched.receiver, "ClinicQueueNotConsumed", "resolved", "pager", since, queue=queue)
+    assert_delivered(watched.receiver, "ClinicSagasTimingOut", "resolved", "tickets", since, service="booking")
 
 
 def test_an_event_the_worker_cannot_read_is_quarantined_alerted_and_resolved_once_skipped(watched):

@@ -14,9 +14,10 @@ import yaml
 
 from interfaces.local_deployment.observability import (
     COMMITTED,
-    LOCAL_JOB,
+    DISCOVERY_FILES,
     Overlay,
     alertmanager_config,
+    broker_targets,
     prometheus_config,
     rule_file,
     scrape_targets,
@@ -38,24 +39,36 @@ def test_the_committed_alertmanager_routing_passes_amtool():
 @pytest.mark.parametrize("overlay", [None, Overlay()], ids=["committed", "overlay"])
 def test_the_generated_prometheus_configuration_passes_promtool(tmp_path, overlay):
     config = prometheus_config(tmp_path, "127.0.0.1:9093", overlay)
-    (tmp_path / "targets.json").write_text("[]")
+    for name in DISCOVERY_FILES.values():
+        (tmp_path / name).write_text("[]")
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     check(services.require_binary("promtool"), "check", "config", str(tmp_path / "prometheus.yml"))
 
 
-def test_the_local_job_is_the_committed_one_discovering_from_a_file(tmp_path):
+def test_the_local_jobs_are_the_committed_ones_discovering_from_files(tmp_path):
     committed = yaml.safe_load((COMMITTED / "prometheus.yml").read_text())
-    job = next(job for job in committed["scrape_configs"] if job["job_name"] == LOCAL_JOB)
-    (local,) = prometheus_config(tmp_path, "127.0.0.1:9093")["scrape_configs"]
-    assert {key: value for key, value in local.items() if key != "file_sd_configs"} == \
-        {key: value for key, value in job.items() if key != "static_configs"}
-    assert local["file_sd_configs"][0]["files"] == [str(tmp_path / "targets.json")]
+    jobs = {job["job_name"]: job for job in committed["scrape_configs"]}
+    locals_ = {job["job_name"]: job for job in prometheus_config(tmp_path, "127.0.0.1:9093")["scrape_configs"]}
+    assert set(locals_) == set(DISCOVERY_FILES) == {"clinic-local", "rabbitmq-local"}
+    for name, local in locals_.items():
+        assert {key: value for key, value in local.items() if key != "file_sd_configs"} == \
+            {key: value for key, value in jobs[name].items() if key != "static_configs"}
+        assert local["file_sd_configs"][0]["files"] == [str(tmp_path / DISCOVERY_FILES[name])]
     assert prometheus_config(tmp_path, "x:1")["rule_files"] == [str(COMMITTED / name) for name in committed["rule_files"]]
+
+
+def test_the_broker_jobs_ask_for_each_queues_ready_messages_and_consumers():
+    committed = yaml.safe_load((COMMITTED / "prometheus.yml").read_text())
+    for job in (job for job in committed["scrape_configs"] if job["job_name"].startswith("rabbitmq")):
+        assert job["metrics_path"] == "/metrics/detailed"
+        assert job["params"] == {"family": ["queue_coarse_metrics", "queue_consumer_count"]}
 
 
 def test_each_process_is_labelled_as_the_kubernetes_job_labels_a_pod():
     assert scrape_targets({"booking-api": 8004}) == [
         {"targets": ["127.0.0.1:8004"], "labels": {"app": "clinic-booking-api", "pod": "booking-api", "namespace": "local"}}]
+    assert broker_targets(None) == []
+    assert broker_targets(15692) == [{"targets": ["127.0.0.1:15692"], "labels": {"pod": "rabbitmq", "namespace": "local"}}]
 
 
 @pytest.mark.parametrize(("duration", "shorter"), [("5m", "15s"), ("1h", "180s"), ("3d", "12960s"), ("10s", "1s")])
