@@ -223,8 +223,11 @@ def _changes_or_quarantined(changes: Callable[[Any], list[Op]], event: Any, name
 
 
 def _log_event(leader: str, notification: Any, event: Any) -> None:
+    """The event's line (read outside its trace): its correlation and saga ids, itself as the cause of what the
+    projections do, and its stored ``traceparent`` (the line carries the trace and span it was recorded in)."""
     ids = {"correlation_id": getattr(event, "correlation_id", None), "saga_id": getattr(event, "saga_id", None),
-           "causation_id": f"{notification.originator_id}@{notification.originator_version}"}
+           "causation_id": f"{notification.originator_id}@{notification.originator_version}",
+           "traceparent": getattr(event, "traceparent", None)}
     log.debug("read %s notification %d (%s)", leader, notification.id, notification.topic,
               extra={key: value for key, value in ids.items() if value is not None})
 

@@ -5,7 +5,8 @@ goes through one ``structlog.stdlib.ProcessorFormatter`` on the root logger, whi
 ``timestamp`` (ISO 8601, UTC), ``level``, ``service``, ``event`` (the message), ``logger``;
 ``correlation_id``, ``causation_id`` and ``saga_id`` of the work being done (the event metadata
 the HTTP middleware and the followers set, else what ``log_context`` bound); ``trace_id`` and
-``span_id`` of the current OpenTelemetry span, when there is one; and ``exc_info`` as text.
+``span_id`` of the current OpenTelemetry span, when there is one, or of the ``traceparent`` a line
+about a stored event passes (the span that recorded it); and ``exc_info`` as text.
 The formatter runs in the thread that logs, so context variables are the caller's.
 
 Before rendering, ``redact`` replaces the values of secret-looking keys, and anything that looks
@@ -44,6 +45,7 @@ _JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
 _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-(?!0{32})([0-9a-f]{32})-(?!0{16})([0-9a-f]{16})-[0-9a-f]{2}")
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 _HANDLER_MARK = "_clinic_log_handler"
 _service = {"name": "clinic"}
@@ -134,7 +136,16 @@ def add_event_ids(logger: Any, method: str, event_dict: EventDict) -> EventDict:
 
 
 def add_trace_ids(logger: Any, method: str, event_dict: EventDict) -> EventDict:
-    """``trace_id`` and ``span_id`` (hex) of the current span, if there is a valid one."""
+    """``trace_id`` and ``span_id`` (hex) of the current span, if there is a valid one.
+
+    A line about a stored event logged outside its trace (the projection worker reading it) passes the
+    event's W3C ``traceparent`` as a field instead: it carries that trace's id and the id of the span the
+    event was recorded in (explicit fields win over the current span), and the field is dropped.
+    """
+    traceparent = event_dict.pop("traceparent", None)
+    if isinstance(traceparent, str) and (ids := _TRACEPARENT.match(traceparent)) is not None:
+        event_dict.setdefault("trace_id", ids.group(1))
+        event_dict.setdefault("span_id", ids.group(2))
     context = trace.get_current_span().get_span_context()
     if context.is_valid:
         event_dict.setdefault("trace_id", format(context.trace_id, "032x"))

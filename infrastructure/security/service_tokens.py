@@ -5,7 +5,9 @@ gives a bearer token valid for a while yet, ``invalidate(token)`` drops one the 
 Two adapters:
 
 - :class:`ClientCredentialsTokens`: the OAuth2 client_credentials grant (RFC 6749 §4.4) against
-  an authorization server's token endpoint, the client authenticated with HTTP Basic (§2.3.1).
+  an authorization server's token endpoint, the client authenticated with HTTP Basic (§2.3.1). The
+  request continues the caller's trace and sends its correlation id (``X-Correlation-Id``), so the
+  authorization server's lines for it belong to the work that needed the token.
 - :class:`DevServiceTokens`: signs its own token with the local development key (no token
   endpoint configured; every service of a development deployment trusts that key).
 
@@ -27,6 +29,7 @@ from urllib.parse import quote
 
 import httpx
 
+from domain.metadata import current_metadata
 from infrastructure.observability.tracing import instrument_http_client
 from infrastructure.security.tokens import TokenIssuer
 
@@ -106,9 +109,12 @@ class ClientCredentialsTokens(CachedTokens):
         self._http.close()
 
     def _fetch(self) -> tuple[str, float]:
+        headers = {"Accept": "application/json", "Authorization": self._basic()}
+        if (correlation_id := current_metadata().correlation_id) is not None:  # the work that needs the token
+            headers["X-Correlation-Id"] = correlation_id
         try:
             response = self._http.post(self.token_url, data={"grant_type": "client_credentials", "scope": self.scope},
-                                       headers={"Accept": "application/json", "Authorization": self._basic()})
+                                       headers=headers)
         except httpx.HTTPError as error:
             raise ServiceTokenError(f"token endpoint {self.token_url} unreachable: "
                                     f"{type(error).__name__}: {error}") from None

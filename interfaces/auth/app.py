@@ -17,6 +17,7 @@ from interfaces.auth.login import CSRF_FIELD, LOGIN_PAGE_CSP, OAUTH_FIELDS, logi
 from interfaces.auth.oauth import FormRequest, OAuthResponse
 from interfaces.auth.service import AUTHORIZE_PATH, JWKS_PATH, TOKEN_PATH, AuthService
 from interfaces.http.metrics import instrument
+from interfaces.http.middleware import correlation_middleware
 from interfaces.http.tracing import route_span_names, tracing_plugins
 
 CSRF_COOKIE = "clinic_auth_csrf"
@@ -29,12 +30,13 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 def create_auth_app(service: AuthService, metrics: Metrics | None = None,
                     tracer_provider: TracerProvider | None = None) -> Litestar:
     """The Litestar app of ``clinic run auth`` (tests build it the same way); ``/metrics`` with ``metrics``;
-    server spans with ``tracer_provider``."""
+    server spans with ``tracer_provider``. Every line a request logs carries its correlation id (the caller's
+    ``X-Correlation-Id``, e.g. a service fetching a token for a booking's call, else a new one)."""
     return instrument(Litestar(route_handlers=[token, authorize_form, authorize_login, jwks, metadata,
                                                openid_configuration, live, ready],
                                state=State({"auth": service}), before_send=[_security_headers],
                                request_max_body_size=MAX_REQUEST_BYTES, openapi_config=None,
-                               logging_config=None, middleware=[route_span_names],
+                               logging_config=None, middleware=[correlation_middleware, route_span_names],
                                plugins=tracing_plugins(tracer_provider)), metrics)  # logging_config: ours (configure_logging)
 
 

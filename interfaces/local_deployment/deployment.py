@@ -22,6 +22,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,20 @@ PASSWORD = "e2e password, long enough"
 READY_SECONDS = 60
 LOAD_RATE_LIMIT = 10_000
 """The gateway's rate limits here: every load comes from one address with a few tokens (benchmarks, soaks)."""
+GATEWAY = "gateway"
+"""The process name of nginx's access log among ``LocalDeployment.log_lines``."""
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One JSON log line, parsed, and the process that wrote it."""
+
+    process: str
+    """The process's name in the deployment (``booking``, ``consultations-api-1``, …; ``gateway`` for nginx)."""
+    number: int
+    """Its line number in that process's log file (1-based)."""
+    fields: dict[str, Any]
+    """The JSON object: ``timestamp level service event logger correlation_id … trace_id span_id``."""
 
 
 class LocalDeployment:
@@ -296,14 +311,50 @@ class LocalDeployment:
         except OSError:
             return 0, None
 
+    def log_lines(self, strict: bool = False) -> list[LogLine]:
+        """Every complete line each process has written so far that is one JSON object, parsed: the
+        deployment's logs as a central log store indexes them, to filter as an operator would (by
+        ``correlation_id``, ``trace_id``, ``service``).
+
+        Read, process by process (every process started, stopped ones included) and in file order: each
+        process's stdout and stderr (``<tmp>/<name>.log``) and nginx's access log (JSON, process ``gateway``).
+        nginx's error log is plain text and not read. A line that is not a JSON object (whatever a process
+        printed before its logging was configured) is skipped, or with ``strict`` raises
+        :class:`DeploymentError` naming the process and line. A last line still being written (no newline
+        yet) is left for a later call.
+        """
+        files = [(name, self.tmp / f"{name}.log") for name in self.roles]
+        files.append((GATEWAY, self.tmp / "gateway" / "access.log"))
+        lines = []
+        for process, path in files:
+            if not path.is_file():
+                continue
+            complete = path.read_text(errors="replace").split("\n")[:-1]
+            for number, text in enumerate(complete, 1):
+                fields = _json_object(text)
+                if fields is not None:
+                    lines.append(LogLine(process, number, fields))
+                elif strict and text.strip():
+                    raise DeploymentError(f"{path.name}:{number} of {process} is not a JSON object: {text[:300]}")
+        return lines
+
     def queue_depths(self) -> dict[str, int]:
         """Messages ready in each of the deployment's queues (followers' queues, retry queues, DLQs)."""
         return asyncio.run(_queue_depths(self.servers.amqp_url, queue_names(self.prefix, self.partitions)))
 
     def shut_down(self) -> None:
-        """Stop every process, then delete the deployment's exchange, queues and Redis keys."""
-        for name in list(self.processes):
-            self.stop(name)
+        """Stop every process (told all at once: each drains on its own, as pods do), then delete the
+        deployment's exchange, queues and Redis keys."""
+        stopping = list(self.processes.values())
+        self.processes.clear()
+        for process in stopping:
+            process.send_signal(signal.SIGTERM)
+        for process in stopping:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
         if self.gateway is not None:
             self.gateway.terminate()
             self.gateway.wait(timeout=10)
@@ -313,6 +364,14 @@ class LocalDeployment:
         _delete_redis_keys(self.servers.redis_url, f"{self.prefix}:views:")
         if self.otlp is not None:
             self.otlp.stop()
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def queue_names(prefix: str, partitions: int = 1) -> list[str]:

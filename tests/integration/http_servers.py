@@ -67,6 +67,8 @@ class TokenEndpoint:
         self.expires_in = expires_in
         self.omit_expires_in = False
         self.requests = 0
+        self.correlation_ids: list[str | None] = []
+        """Each request's ``X-Correlation-Id`` (``None`` when it sent none)."""
         self._lock = threading.Lock()
 
     def app(self) -> Litestar:
@@ -74,6 +76,7 @@ class TokenEndpoint:
         async def token(request: Request) -> Response:
             with self._lock:
                 self.requests += 1
+                self.correlation_ids.append(request.headers.get("x-correlation-id"))
             return self._answer(request.headers.get("authorization", ""), dict(await request.form()))
 
         return Litestar(route_handlers=[token], openapi_config=None)

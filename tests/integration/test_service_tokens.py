@@ -14,6 +14,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
+from domain.metadata import event_metadata
 from infrastructure.security.scopes import Scope
 from infrastructure.security.service_tokens import ClientCredentialsTokens, DevServiceTokens, ServiceTokenError
 from infrastructure.security.tokens import TokenIssuer
@@ -74,6 +75,16 @@ def test_the_token_is_cached_until_shortly_before_it_expires(make_tokens, endpoi
     second = tokens.token()
     assert second != first and endpoint.requests == 2
     assert tokens.token() == second and endpoint.requests == 2
+
+
+def test_the_token_request_carries_the_correlation_id_of_the_work_that_needs_it(make_tokens, endpoint, clock):
+    # the authorization server's lines for the request then belong to that work (a booking's saga step)
+    tokens = make_tokens()
+    with event_metadata(correlation_id="booking-42"):
+        tokens.token()
+    clock.now += 300
+    tokens.token()  # outside any work: none sent
+    assert endpoint.correlation_ids == ["booking-42", None]
 
 
 def test_a_short_lived_token_is_refreshed_at_half_its_life(make_tokens, endpoint, clock):

@@ -86,6 +86,24 @@ def test_outside_a_request_message_or_span_the_ids_are_absent(lines):
     assert line["service"] == "booking"
 
 
+def test_a_line_about_a_stored_event_carries_the_trace_and_span_it_was_recorded_in(lines):
+    # given an event's stored traceparent, logged about outside any span (the projection worker reading it)
+    trace_id, span_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    log = logging.getLogger("clinic.test")
+    log.debug("read event", extra={"correlation_id": "corr-3", "traceparent": f"00-{trace_id}-{span_id}-01"})
+    # and inside another span, and with a malformed or an all-zero traceparent
+    with in_a_span():
+        log.debug("inside a span", extra={"traceparent": f"00-{trace_id}-{span_id}-01"})
+    log.debug("malformed", extra={"traceparent": "00-xyz-01"})
+    log.debug("invalid", extra={"traceparent": f"00-{'0' * 32}-{span_id}-01"})
+    read, inside, malformed, invalid = lines()
+    # then the line carries that trace and span, not the traceparent itself; the passed one wins over the span's
+    assert (read["trace_id"], read["span_id"], read["correlation_id"]) == (trace_id, span_id, "corr-3")
+    assert (inside["trace_id"], inside["span_id"]) == (trace_id, span_id)
+    assert not {"traceparent", "trace_id", "span_id"} & (malformed.keys() | invalid.keys())
+    assert "traceparent" not in read
+
+
 def test_log_context_binds_ids_per_task_and_explicit_fields_win(lines):
     async def handle(correlation_id: str) -> None:
         with log_context(correlation_id=correlation_id, saga_id=None):
