@@ -263,7 +263,7 @@ def test_the_scheduling_worker_stopped_leaves_its_queue_unconsumed_and_bookings_
     after = book(cluster, admin, patients[1], doctor, starts[1])
     assert settled(cluster, admin, after["consultation_id"])["status"] == "CONFIRMED"
     assert_delivered(watched.receiver, "ClinicQueueNotConsumed", "resolved", "pager", since, queue=queue)
-    assert_delivered(watched.receiver, "ClinicSagasTimingOut", "resolved", "tickets", since, service="booking")
+    # (ClinicSagasTimingOut resolving, once its window has passed, is proven with the registry stopped)
 
 
 def test_an_event_the_worker_cannot_read_is_quarantined_alerted_and_resolved_once_skipped(watched):

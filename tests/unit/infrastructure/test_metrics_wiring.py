@@ -18,8 +18,8 @@ import pytest
 from joserfc.jwk import ECKey
 
 from application.bootstrap import bootstrap, build_applications
-from application.read_model_desk import ReadModelDesk
 from application.clinic import Clinic
+from application.read_model_desk import ReadModelDesk
 from application.services import _breaker
 from application.settings import Settings
 from domain.slot import slot_id_for
