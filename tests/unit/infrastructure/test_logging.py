@@ -6,8 +6,6 @@ import asyncio
 import io
 import json
 import logging
-import sys
-import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -19,6 +17,7 @@ from application.settings import Settings, SettingsError
 from domain.metadata import event_metadata
 from infrastructure.messaging.consumer import message_ids
 from infrastructure.observability.logging import configure_logging, log_context
+from tests.kit.logs import captured_logs
 
 JWT = ("eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJwLTEiLCJyb2xlcyI6WyJQQVRJRU5UIl19"
        ".c2lnbmF0dXJlLXBhcnQtb2YtdGhlLXRva2Vu")
@@ -30,21 +29,12 @@ FIELDS = {"timestamp", "level", "service", "event", "logger", "correlation_id", 
 @pytest.fixture
 def lines():
     """Configure logging into a buffer; returns a reader of the JSON objects written so far."""
-    root, hooks = logging.getLogger(), (sys.excepthook, threading.excepthook)
-    level, before = root.level, list(root.handlers)
-    buffer = io.StringIO()
-    configure_logging("booking", "DEBUG", stream=buffer)
-    def read() -> list[dict]:
-        return [json.loads(line) for line in buffer.getvalue().splitlines()]
+    with captured_logs("booking") as buffer:
+        def read() -> list[dict]:
+            return [json.loads(line) for line in buffer.getvalue().splitlines()]
 
-    read.buffer = buffer
-    yield read
-    for handler in [h for h in root.handlers if h not in before]:
-        root.removeHandler(handler)
-    root.setLevel(level)
-    logging.captureWarnings(False)
-    structlog.reset_defaults()
-    sys.excepthook, threading.excepthook = hooks
+        read.buffer = buffer
+        yield read
 
 
 def in_a_span():

@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import io
 import json
-import logging
-import sys
-import threading
 from collections.abc import Iterator
 
 import pytest
-import structlog
 from litestar.testing import TestClient
 
 from application.settings import Settings
-from infrastructure.observability.logging import configure_logging
 from interfaces.auth.app import create_auth_app
 from interfaces.auth.keyring import KeyRingFile, utc_now
 from interfaces.auth.service import AuthService
+from tests.kit.logs import captured_logs
 
 SECRET = "booking-secret-long-enough"
 
@@ -26,17 +22,8 @@ SECRET = "booking-secret-long-enough"
 @pytest.fixture
 def logged() -> Iterator[io.StringIO]:
     """This process's log lines, as ``clinic run auth`` writes them, into a buffer (restored afterwards)."""
-    root, hooks = logging.getLogger(), (sys.excepthook, threading.excepthook)
-    level, before = root.level, list(root.handlers)
-    buffer = io.StringIO()
-    configure_logging("auth", "DEBUG", stream=buffer)
-    yield buffer
-    for handler in [h for h in root.handlers if h not in before]:
-        root.removeHandler(handler)
-    root.setLevel(level)
-    logging.captureWarnings(False)
-    structlog.reset_defaults()
-    sys.excepthook, threading.excepthook = hooks
+    with captured_logs("auth") as buffer:
+        yield buffer
 
 
 def test_a_token_requests_lines_carry_the_callers_correlation_id(tmp_path, logged):
