@@ -3,7 +3,8 @@
 ``clinic-local`` job, a file-based discovery of the processes, the ``rabbitmq-local`` job for the broker's own
 metrics, the committed rules) and a real Alertmanager
 (the committed routing, delivering to a receiver this test owns). Time is compressed twentyfold by an overlay of
-the same rule files (``interfaces/local_deployment/observability.py``): a ``for: 5m`` lasts 15 s.
+the same rule files (``interfaces/local_deployment/observability.py``): a ``for: 5m`` lasts 15 s (the slow
+burn-rate alerts' windows of hours and days are watched by a second stack compressed 720-fold).
 
 Every alert a test provokes must reach the receiver it is routed to, with its labels, summary and runbook
 link, and resolve after the repair; every panel of every committed dashboard must return series after
@@ -170,6 +171,35 @@ def test_the_read_models_store_down_answers_503s_that_fire_the_error_alerts_whic
         assert_delivered(watched.receiver, "ClinicHttp5xxRatioHigh", "resolved", "tickets", service="consultations")
         assert_delivered(watched.receiver, "ClinicErrorBudgetBurnFast", "resolved", "pager", service="consultations")
         assert reading.statuses[-1] != 503  # the outage is over (the views come back as the worker catches up)
+
+
+def test_the_slow_and_steady_budget_burns_fire_and_resolve_with_their_windows_compressed_further(
+        watched, booked, tmp_path):
+    """Their windows (6 h and 3 days) are hours even at twentyfold: a second Prometheus and Alertmanager watch
+    the same processes with the same files compressed 720-fold (6 h become 30 s, 3 days 6 minutes, a
+    ``for: 1h`` 5 s; scrape and evaluation every 200 ms), while the read models' store is stopped under reads."""
+    admin, paths = booked
+    receiver = AlertReceiver().start()
+    stack = ObservabilityStack(tmp_path / "compressed", receiver,
+                               Overlay(speedup=720, scrape_interval="200ms", evaluation_interval="200ms"))
+    try:
+        stack.start(watched.cluster.ports, watched.servers.rabbitmq.metrics_port)
+        with reads(watched.cluster, admin, paths) as reading:
+            eventually(lambda: stack.query('clinic:sli_events:rate3d{service="consultations"} > 0'), timeout=30,
+                       what="the 3-day window holding the reads")
+            watched.servers.redis.stop()
+            try:
+                assert_delivered(receiver, "ClinicErrorBudgetBurnSlow", "firing", "pager", service="consultations")
+                assert_delivered(receiver, "ClinicErrorBudgetBurnSteady", "firing", "tickets",
+                                 service="consultations")
+            finally:
+                watched.servers.redis.start()
+            assert 503 in reading.statuses
+            assert_delivered(receiver, "ClinicErrorBudgetBurnSlow", "resolved", "pager", service="consultations")
+            assert_delivered(receiver, "ClinicErrorBudgetBurnSteady", "resolved", "tickets", service="consultations")
+    finally:
+        stack.stop()
+        receiver.stop()
 
 
 def test_the_registry_down_opens_the_breaker_and_times_bookings_out_all_alerted_then_resolved(watched):

@@ -36,7 +36,9 @@ def test_the_committed_alertmanager_routing_passes_amtool():
     check(services.require_binary("amtool"), "check-config", str(COMMITTED / "alertmanager.yml"))
 
 
-@pytest.mark.parametrize("overlay", [None, Overlay()], ids=["committed", "overlay"])
+@pytest.mark.parametrize("overlay", [None, Overlay(), Overlay(speedup=720, scrape_interval="200ms",
+                                                               evaluation_interval="200ms")],
+                         ids=["committed", "overlay", "overlay-720"])
 def test_the_generated_prometheus_configuration_passes_promtool(tmp_path, overlay):
     config = prometheus_config(tmp_path, "127.0.0.1:9093", overlay)
     for name in DISCOVERY_FILES.values():
@@ -74,6 +76,11 @@ def test_each_process_is_labelled_as_the_kubernetes_job_labels_a_pod():
 @pytest.mark.parametrize(("duration", "shorter"), [("5m", "15s"), ("1h", "180s"), ("3d", "12960s"), ("10s", "1s")])
 def test_the_overlay_divides_every_duration(duration, shorter):
     assert Overlay(speedup=20).shorter(duration) == shorter
+
+
+@pytest.mark.parametrize(("duration", "shorter"), [("6h", "30s"), ("3d", "360s"), ("1h", "5s"), ("5m", "1s")])
+def test_a_further_compression_keeps_a_second_at_least(duration, shorter):
+    assert Overlay(speedup=720).shorter(duration) == shorter
 
 
 @pytest.mark.parametrize("path", RULES, ids=lambda path: path.name)
