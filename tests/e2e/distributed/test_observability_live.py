@@ -78,6 +78,10 @@ def test_every_process_is_scraped_by_the_committed_job_with_the_pods_labels(watc
 
     up = eventually(all_up, timeout=30, what="every process scraped")
     assert {series["metric"]["app"] for series in up} == {f"clinic-{name}" for name in wanted}
+    # and the broker's own metrics: each follower's queue, with its consumers
+    queue = Topology(prefix=watched.cluster.prefix).queues("Scheduling").main
+    eventually(lambda: watched.stack.query(f'rabbitmq_detailed_queue_consumers{{job="rabbitmq-local", queue="{queue}"}} == 1'),
+               timeout=30, what="the broker's metrics scraped")
     assert not watched.stack.query("count by (service) ({__name__=~'clinic_.+', exported_service!=''})")
 
 
