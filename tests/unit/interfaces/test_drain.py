@@ -5,6 +5,7 @@ shows what that buys under load, tests/integration/test_drain_processes.py the r
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 
@@ -169,3 +170,39 @@ def test_given_the_auth_server_not_accepting_then_readiness_is_503_and_liveness_
     assert (ready.status_code, ready.json()) == (503, {"status": "unavailable",
                                                        "checks": {"key_ring": True, "accepting": False}})
     assert live.status_code == 200
+
+
+def test_given_one_app_on_two_ports_when_serving_until_stopped_then_its_lifespan_runs_once_and_ends_cleanly(
+        tmp_path, caplog):
+    """The authorization server serves one app on its public and its internal port: two lifespans of one app
+    would enter and leave its task group from different tasks."""
+    KeyRingFile(tmp_path).init(utc_now())
+    service = AuthService.from_settings(Settings(jwt_issuer="http://127.0.0.1:9000"), auth_dir=tmp_path)
+    app = create_auth_app(service)
+    ports = [free_port(), free_port()]
+    servers = [Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="info", log_config=None))
+               for port in ports]
+
+    async def scenario() -> int:
+        stop = asyncio.Event()
+        running = asyncio.create_task(serve_until_stopped(servers, stop, 0))
+        for port in ports:
+            await until_port_open(port)
+        stop.set()
+        return await running
+
+    assert asyncio.run(scenario()) == 0
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("uvicorn") and r.levelno >= logging.ERROR] == []
+
+
+async def until_port_open(port: int, deadline: float = 5) -> None:
+    give_up = time.monotonic() + deadline
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            assert time.monotonic() < give_up, f"nothing listens on {port}"
+            await asyncio.sleep(0.02)  # polling the condition, with a deadline
+            continue
+        writer.close()
+        return
