@@ -10,8 +10,7 @@ import asyncio
 import json
 import signal
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
-from itertools import count
+from datetime import datetime
 
 import aiormq
 from selenium.webdriver.common.by import By
@@ -21,54 +20,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 from infrastructure.messaging.topology import Topology
 from interfaces.local_deployment.deployment import PASSWORD
 from tests import services
-from tests.e2e.distributed.conftest import DEADLINE_SECONDS, Cluster, eventually
+from tests.e2e.distributed.bookings import book, publish_poison, settled, setup, slot_events
+from tests.e2e.distributed.conftest import DEADLINE_SECONDS, eventually
 from tests.kit.browser import follow, headless_chromium
 from tests.kit.webhooks import webhook_receiver
-
-_hours = count()
-
-
-def new_start() -> str:
-    return (datetime(2027, 3, 1, 8, tzinfo=UTC) + timedelta(hours=next(_hours))).isoformat()
-
-
-def setup(cluster: Cluster, patients: int = 1, starts: int = 1) -> tuple[str, list[str], str, list[str]]:
-    """Register consenting patients and a doctor, open slots; returns (admin token, patients, doctor, starts)."""
-    admin = cluster.token("ops-1", "ADMIN")
-    patient_ids = [cluster.call("POST", "/v1/patients", admin, {
-        "name": f"Patient {i}", "email": f"p{i}@example.org", "birth_date": "1990-01-01", "consent": True,
-    })[1]["patient_id"] for i in range(patients)]
-    doctor_id = cluster.call("POST", "/v1/doctors", admin, {"name": "Dr. Reis", "specialty": "cardiology"})[1][
-        "doctor_id"]
-    slot_starts = [new_start() for _ in range(starts)]
-    status, _ = cluster.call("POST", f"/v1/doctors/{doctor_id}/slots", admin,
-                             {"slots": [{"start": s, "duration_minutes": 30} for s in slot_starts]})
-    assert status == 201
-    return admin, patient_ids, doctor_id, slot_starts
-
-
-def book(cluster: Cluster, admin: str, patient: str, doctor: str, start: str) -> dict:
-    status, body = cluster.call("POST", "/v1/consultations", admin,
-                                {"patient_id": patient, "doctor_id": doctor, "start": start, "reason": "e2e"})
-    assert status == 202, body
-    return body
-
-
-def settled(cluster: Cluster, admin: str, consultation_id: str, timeout: float = 30) -> dict:
-    def decided() -> dict | None:
-        status, body = cluster.call("GET", f"/v1/consultations/{consultation_id}", admin)
-        return body if status == 200 and body["status"] != "REQUESTED" else None
-
-    return eventually(decided, timeout=timeout, what=f"consultation {consultation_id} decided")
-
-
-def slot_events(cluster: Cluster, admin: str, doctor: str, start: str) -> list[str]:
-    from domain.slot import slot_id_for
-
-    slot_id = slot_id_for(__import__("uuid").UUID(doctor), datetime.fromisoformat(start))
-    status, trail = cluster.call("GET", f"/v1/audit/slot/{slot_id}", admin)
-    assert status == 200
-    return [event["type"].split(".")[-1] for event in trail["events"]]
 
 
 def test_a_booking_is_confirmed_across_the_services(cluster):
@@ -140,7 +95,7 @@ def test_one_idempotency_key_sent_to_both_api_replicas_at_once_books_once(cluste
 
 def test_a_poison_message_is_dead_lettered_while_the_bookings_behind_it_complete(cluster):
     admin, [patient], doctor, [start] = setup(cluster)
-    asyncio.run(_publish_poison(cluster.prefix))
+    asyncio.run(publish_poison(cluster.prefix))
     accepted = book(cluster, admin, patient, doctor, start)
     assert settled(cluster, admin, accepted["consultation_id"])["status"] == "CONFIRMED"
     dead = eventually(lambda: asyncio.run(_dead_letters(cluster.prefix, "Booking")), what="poison in the DLQ")
@@ -165,7 +120,7 @@ def test_an_admin_signs_in_to_the_console_behind_the_gateway_reads_a_saga_rebuil
     accepted = book(cluster, admin, patient, doctor, start)
     assert settled(cluster, admin, accepted["consultation_id"])["status"] == "CONFIRMED"
     name, password = cluster.operator("ops-admin", "ADMIN")
-    asyncio.run(_publish_poison(cluster.prefix, "poison-console"))
+    asyncio.run(publish_poison(cluster.prefix, "poison-console"))
     eventually(lambda: json.loads(cluster.clinic("dlq", "list", "booking", "--json")), what="the poison dead-lettered")
     with headless_chromium() as browser:
         browser.get(f"{cluster.base}/console/")
@@ -265,16 +220,6 @@ def test_killing_the_booking_worker_mid_load_loses_no_booking_and_books_no_slot_
         history = slot_events(cluster, admin, doctor, start)
         assert history[-1] in ("Booked", "Released", "Opened")
         assert history.count("Booked") <= 1
-
-
-async def _publish_poison(prefix: str, message_id: str = "poison-1", amqp_url: str | None = None) -> None:
-    connection = await aiormq.connect(amqp_url or services.amqp_url())
-    channel = await connection.channel()
-    await channel.confirm_delivery()
-    await channel.basic_publish(b"\x00 not an event", exchange=Topology(prefix=prefix).exchange,
-                                routing_key="consultations.Consultation.Requested",
-                                properties=aiormq.spec.Basic.Properties(message_id=message_id, delivery_mode=2))
-    await connection.close()
 
 
 async def _dead_letters(prefix: str, follower: str) -> list[dict]:

@@ -34,8 +34,8 @@ from interfaces.local_deployment.observability import AlertReceiver, Observabili
 from interfaces.local_deployment.private_servers import PrivateServers, private_servers
 from interfaces.local_deployment.servers import DeploymentError
 from tests import services
+from tests.e2e.distributed.bookings import book, publish_poison, settled, setup
 from tests.e2e.distributed.conftest import Cluster, eventually
-from tests.e2e.distributed.test_distributed_booking import _publish_poison, book, settled, setup
 from tests.private_servers import missing
 
 DASHBOARDS = Path(__file__).resolve().parents[3] / "deployment" / "grafana" / "dashboards"
@@ -104,7 +104,7 @@ def assert_delivered(receiver: AlertReceiver, alert: str, status: str, routed_to
 
 
 def test_a_poison_message_fires_the_dead_letter_alerts_and_purging_it_resolves_them(watched):
-    asyncio.run(_publish_poison(watched.cluster.prefix, "poison-alert", watched.servers.servers.amqp_url))
+    asyncio.run(publish_poison(watched.cluster.prefix, "poison-alert", watched.servers.servers.amqp_url))
     eventually(lambda: json.loads(watched.cluster.clinic("dlq", "list", "booking", "--json")),
                what="the poison dead-lettered")
     # booking's follower dead-letters it (and notifications', which follows consultations' events too)

@@ -16,8 +16,8 @@ from itertools import pairwise
 
 import pytest
 
+from tests.e2e.distributed.bookings import book, settled, setup, slot_events
 from tests.e2e.distributed.cluster import DEADLINE_SECONDS, Cluster, deployed, eventually
-from tests.e2e.distributed.test_distributed_booking import book, settled, setup, slot_events
 
 FOLLOWERS = ("scheduling", "consultations", "booking")
 

@@ -27,9 +27,9 @@ from infrastructure.messaging.topology import Topology
 from interfaces.local_deployment.deployment import queue_names
 from tests import services
 from tests.e2e import leaks
+from tests.e2e.distributed.bookings import settled
 from tests.e2e.distributed.cluster import deployed
 from tests.e2e.distributed.conftest import Cluster, eventually
-from tests.e2e.distributed.test_distributed_booking import settled
 
 NAME, EMAIL, BIRTH_DATE = "Oriel Vantablack", "oriel.vantablack@unique.example", "1929-11-23"
 REASON, NOTE, CANCEL = "Axolotl-knee-9137", "Pangolin-note-4417", "Ibex-cancel-6620"

@@ -19,9 +19,9 @@ import pytest
 
 from interfaces.local_deployment.deployment import GATEWAY, LogLine
 from interfaces.local_deployment.otlp import ReceivedSpan
+from tests.e2e.distributed.bookings import settled, setup
 from tests.e2e.distributed.cluster import deployed
 from tests.e2e.distributed.conftest import Cluster, eventually
-from tests.e2e.distributed.test_distributed_booking import settled, setup
 
 CORRELATION_ID = "trace-e2e-booking-1"
 SERVICES = {"consultations", "booking", "scheduling", "registry", "projections"}
