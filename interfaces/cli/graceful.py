@@ -98,9 +98,9 @@ async def until_stopped_or_failed(stop: asyncio.Event, tasks: Sequence[asyncio.T
 
 async def serve_until_stopped(server: uvicorn.Server | Sequence[uvicorn.Server], stop: asyncio.Event,
                               drain_seconds: float) -> int:
-    """Serve (on each of several servers, one app: its lifespan runs with the first) until ``stop``; then readiness is 503 (the caller's
-    ``accepting`` check reads ``stop``), a drain, and the ports close. 0 after a signal, 1 if a server
-    ended by itself."""
+    """Serve (on each of several servers, one app: its lifespan runs with the first) until ``stop``; then
+    readiness is 503 (the caller's ``accepting`` check reads ``stop``), a drain, and the ports close. 0 after
+    a signal, 1 if a server ended by itself."""
     servers = [server] if isinstance(server, uvicorn.Server) else list(server)
     for each in servers[1:]:
         if each.config.app is servers[0].config.app:
